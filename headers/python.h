@@ -53,10 +53,10 @@
     X(PyErr_SetString) X(PyErr_SetObject) X(PyErr_SetNone) X(PyErr_Clear) X(PyErr_Print) \
     X(PyErr_ExceptionMatches) X(PyErr_GivenExceptionMatches) X(PyException_SetTraceback) \
     /* defining our own types and callables */ \
-    X(PyType_FromSpec) X(PyType_GetSlot) X(PyCFunction_NewEx) \
+    X(PyType_FromSpec) X(PyType_GetSlot) X(PyType_GetFlags) X(PyCFunction_NewEx) \
     X(PyCapsule_New) X(PyCapsule_GetPointer) X(PyArg_ParseTuple) \
     /* sys */ \
-    X(PySys_GetObject) X(PySys_SetObject)
+    X(PySys_GetObject) X(PySys_SetObject) X(Py_GetVersion)
 
 #define PY_DATA(X) \
     X(_Py_NoneStruct) X(_Py_TrueStruct) X(_Py_FalseStruct) \

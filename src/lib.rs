@@ -1,3 +1,194 @@
-//! isapi_wsgi: an ISAPI extension that runs a Python WSGI application.
+//! isapi_wsgi: an ISAPI extension that runs a Python WSGI application inside IIS.
+//!
+//! IIS loads the library and calls its three exports, defined here:
+//!
+//! * `GetExtensionVersion`, once: read the configuration ([`config`]), open the log
+//!   ([`log`]), start Python and load the application ([`wsgi::Bridge::start`]). A problem
+//!   there never makes the call fail (IIS would then refuse every request with its own
+//!   opaque error): it is logged once, in full, and every request is answered with a
+//!   500 page saying that the application failed to start.
+//! * `HttpExtensionProc`, per request, on IIS's threads: hand the request to the
+//!   configured [`handler`].
+//! * `TerminateExtension`, once, before unloading. Python is never finalised (IIS may
+//!   recycle processes with requests still in flight; pywin32 does not finalise either).
+//!
+//! No panic may unwind into IIS: each export catches it, logs it, and answers with an
+//! error status.
+//!
+//! Reading order: [`isapi`] (the ISAPI side), [`python`] (the CPython side), [`wsgi`] (the
+//! bridge between them), [`handler`] (who runs a request), then this file.
+pub mod config;
+pub mod handler;
 pub mod isapi;
+pub mod log;
+pub mod python;
 pub mod sys;
+pub mod wsgi;
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+use config::{Config, HandlerKind};
+use isapi::ecb::Ecb;
+use isapi::ffi::{
+    EXTENSION_CONTROL_BLOCK, HSE_STATUS_ERROR, HSE_VERSION_INFO, HSE_VERSION_MAJOR,
+    HSE_VERSION_MINOR,
+};
+use wsgi::Bridge;
+
+/// What `GetExtensionVersion` set up.
+struct Extension {
+    /// The running application, or the report of why it is not running.
+    bridge: Result<Bridge, String>,
+    /// Show start-up details in the 500 page (`debug = true`).
+    debug: bool,
+}
+
+static EXTENSION: OnceLock<Extension> = OnceLock::new();
+
+const DESCRIPTION: &str = concat!(
+    "isapi-wsgi ",
+    env!("CARGO_PKG_VERSION"),
+    ": Python WSGI applications"
+);
+
+/// ISAPI export: called once after IIS loads the library.
+///
+/// # Safety
+/// `info` must be NULL or point to a writable HSE_VERSION_INFO (IIS guarantees this).
+#[unsafe(no_mangle)]
+pub unsafe extern "system" fn GetExtensionVersion(info: *mut HSE_VERSION_INFO) -> i32 {
+    let started = catch_unwind(AssertUnwindSafe(|| {
+        // SAFETY: IIS passes a valid, writable HSE_VERSION_INFO (or NULL, which we skip).
+        if let Some(info) = unsafe { info.as_mut() } {
+            info.dwExtensionVersion = (HSE_VERSION_MAJOR << 16) | HSE_VERSION_MINOR;
+            let text = DESCRIPTION.as_bytes();
+            let length = text.len().min(info.lpszExtensionDesc.len() - 1);
+            for (slot, &byte) in info.lpszExtensionDesc.iter_mut().zip(&text[..length]) {
+                *slot = byte as _;
+            }
+            info.lpszExtensionDesc[length] = 0;
+        }
+        EXTENSION.get_or_init(start);
+    }));
+    if started.is_err() {
+        log::line(
+            "internal error (a panic) during GetExtensionVersion; every request will get a 500 page",
+        );
+    }
+    1
+}
+
+/// ISAPI export: called for every request.
+///
+/// # Safety
+/// `ecb` must be NULL or a valid EXTENSION_CONTROL_BLOCK for the duration of the request.
+#[unsafe(no_mangle)]
+pub unsafe extern "system" fn HttpExtensionProc(ecb: *mut EXTENSION_CONTROL_BLOCK) -> u32 {
+    // SAFETY: IIS passes an ECB that stays valid until this call returns a final status.
+    let Some(ecb) = (unsafe { Ecb::from_raw(ecb) }) else {
+        return HSE_STATUS_ERROR;
+    };
+    match catch_unwind(AssertUnwindSafe(|| dispatch(ecb))) {
+        Ok(status) => status,
+        Err(_) => {
+            // IIS logs the request as a 500 and drops the connection.
+            log::line(
+                "internal error (a panic) while answering a request; the connection is dropped",
+            );
+            HSE_STATUS_ERROR
+        }
+    }
+}
+
+/// ISAPI export: called once before IIS unloads the library.
+#[unsafe(no_mangle)]
+pub extern "system" fn TerminateExtension(_flags: u32) -> i32 {
+    let _ = catch_unwind(|| {
+        log::line("unloading");
+        log::flush();
+    });
+    1
+}
+
+fn dispatch(ecb: Ecb) -> u32 {
+    let Some(extension) = EXTENSION.get() else {
+        return handler::answer_page(
+            &ecb,
+            "500 Internal Server Error",
+            &wsgi::startup_failure_page(None),
+        );
+    };
+    match &extension.bridge {
+        Ok(bridge) => handler::simple::handle(bridge, ecb),
+        Err(detail) => {
+            let page = wsgi::startup_failure_page(extension.debug.then_some(detail.as_str()));
+            handler::answer_page(&ecb, "500 Internal Server Error", &page)
+        }
+    }
+}
+
+/// Reads the configuration, opens the log, starts Python and loads the application.
+fn start() -> Extension {
+    let library = sys::own_module_path();
+    let file = Config::locate(library.as_deref());
+    let loaded = match &file {
+        Some(path) => Config::load(path),
+        None => Ok(Config::default()),
+    };
+    let log_path = match &loaded {
+        Ok(config) => config.log.clone(),
+        Err(_) => None,
+    }
+    .or_else(|| default_log(library.as_deref()));
+    if let Err(error) = log::configure(log_path.as_deref()) {
+        log::line(&error);
+    }
+    let config = match loaded {
+        Ok(config) => config,
+        Err(error) => {
+            log::line(&format!(
+                "configuration error, the application is not started: {error}"
+            ));
+            return Extension {
+                bridge: Err(format!("configuration error: {error}")),
+                debug: false,
+            };
+        }
+    };
+    match &file {
+        Some(path) => log::line(&format!("configuration {}", path.display())),
+        None => log::line(&format!(
+            "no configuration file ({} or ${}): serving the built-in demo app",
+            library
+                .as_deref()
+                .map(|l| l.with_extension("ini").display().to_string())
+                .unwrap_or_else(|| "<library>.ini".into()),
+            config::CONFIG_ENV
+        )),
+    }
+    if config.handler == HandlerKind::Threadpool {
+        log::line(
+            "handler = threadpool is not available in this build yet; requests run on the simple handler",
+        );
+    }
+    let bridge = Bridge::start(&config);
+    match &bridge {
+        Ok(bridge) => log::line(&bridge.describe()),
+        Err(error) => log::line(&format!(
+            "the application failed to start; every request gets a 500 page:\n{error}"
+        )),
+    }
+    Extension {
+        bridge,
+        debug: config.debug,
+    }
+}
+
+/// Under IIS (w3wp.exe) there is no console: log to `<library stem>.log` next to the library.
+fn default_log(library: Option<&std::path::Path>) -> Option<PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    let name = exe.file_name()?.to_string_lossy().to_ascii_lowercase();
+    (name == "w3wp.exe").then(|| library.map(|l| l.with_extension("log")))?
+}

@@ -41,7 +41,10 @@ impl Library {
         if handle.is_null() {
             return Err(format!("{}: {}", path.display(), last_dl_error()));
         }
-        Ok(Library { handle, path: path.to_path_buf() })
+        Ok(Library {
+            handle,
+            path: path.to_path_buf(),
+        })
     }
 
     /// The address of the export `name`, or None if the library has no such export.
@@ -68,5 +71,31 @@ fn last_dl_error() -> String {
         } else {
             CStr::from_ptr(message).to_string_lossy().into_owned()
         }
+    }
+}
+
+/// The path of the shared library (or executable) that contains this code: the extension
+/// finds its `<stem>.ini` next to itself. None if the loader cannot tell.
+pub fn own_module_path() -> Option<PathBuf> {
+    let mut info: libc::Dl_info = empty_dl_info();
+    let address = own_module_path as *const c_void;
+    // SAFETY: `address` is inside this module; dladdr fills `info` and returns 0 on failure.
+    let found = unsafe { libc::dladdr(address, &mut info) };
+    if found == 0 || info.dli_fname.is_null() {
+        return None;
+    }
+    // SAFETY: dli_fname is a NUL-terminated path owned by the loader, valid while the module
+    // is loaded (for ever, here); we copy it at once.
+    let name = unsafe { CStr::from_ptr(info.dli_fname) };
+    let path = PathBuf::from(std::ffi::OsStr::from_bytes(name.to_bytes()));
+    Some(std::fs::canonicalize(&path).unwrap_or(path))
+}
+
+fn empty_dl_info() -> libc::Dl_info {
+    libc::Dl_info {
+        dli_fname: std::ptr::null(),
+        dli_fbase: std::ptr::null_mut(),
+        dli_sname: std::ptr::null(),
+        dli_saddr: std::ptr::null_mut(),
     }
 }

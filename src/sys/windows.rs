@@ -3,7 +3,7 @@
 //! The few Win32 functions we need are declared here by hand: they are stable, documented
 //! kernel32 exports, and a bindings crate would be a dependency to audit for five lines.
 use std::ffi::{CString, c_void};
-use std::os::windows::ffi::OsStrExt;
+use std::os::windows::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 
 type Hmodule = *mut c_void;
@@ -15,6 +15,8 @@ unsafe extern "system" {
     fn LoadLibraryExW(name: *const u16, file: *mut c_void, flags: u32) -> Hmodule;
     fn GetProcAddress(module: Hmodule, name: *const i8) -> *mut c_void;
     fn GetLastError() -> u32;
+    fn GetModuleHandleExW(flags: u32, address: *const u16, module: *mut Hmodule) -> i32;
+    fn GetModuleFileNameW(module: Hmodule, buffer: *mut u16, size: u32) -> u32;
 }
 
 /// A loaded DLL. It is never unloaded (see the Unix twin for why).
@@ -47,9 +49,15 @@ impl Library {
         if handle.is_null() {
             // SAFETY: GetLastError has no preconditions.
             let code = unsafe { GetLastError() };
-            return Err(format!("{}: LoadLibraryExW failed with Windows error {code}", path.display()));
+            return Err(format!(
+                "{}: LoadLibraryExW failed with Windows error {code}",
+                path.display()
+            ));
         }
-        Ok(Library { handle, path: path.to_path_buf() })
+        Ok(Library {
+            handle,
+            path: path.to_path_buf(),
+        })
     }
 
     /// The address of the export `name`, or None if the DLL has no such export.
@@ -64,4 +72,52 @@ impl Library {
     pub fn path(&self) -> &Path {
         &self.path
     }
+}
+
+const GET_MODULE_HANDLE_EX_FLAG_FROM_ADDRESS: u32 = 0x4;
+const GET_MODULE_HANDLE_EX_FLAG_UNCHANGED_REFCOUNT: u32 = 0x2;
+
+/// The path of the DLL (or executable) that contains this code: the extension finds its
+/// `<stem>.ini` next to itself. IIS loads extensions through `\\?\` paths; that prefix is
+/// removed. None if Windows cannot tell.
+pub fn own_module_path() -> Option<PathBuf> {
+    let mut module: Hmodule = std::ptr::null_mut();
+    let flags =
+        GET_MODULE_HANDLE_EX_FLAG_FROM_ADDRESS | GET_MODULE_HANDLE_EX_FLAG_UNCHANGED_REFCOUNT;
+    let address = own_module_path as *const u16;
+    // SAFETY: with FROM_ADDRESS the second argument is an address inside a module (this
+    // function); UNCHANGED_REFCOUNT means there is nothing to release afterwards.
+    if unsafe { GetModuleHandleExW(flags, address, &mut module) } == 0 {
+        return None;
+    }
+    let mut buffer = vec![0u16; 1024];
+    loop {
+        // SAFETY: `buffer` has room for `buffer.len()` UTF-16 units.
+        let length = unsafe { GetModuleFileNameW(module, buffer.as_mut_ptr(), buffer.len() as u32) }
+            as usize;
+        if length == 0 {
+            return None;
+        }
+        if length < buffer.len() {
+            buffer.truncate(length);
+            break;
+        }
+        // Truncated: try again with more room (long paths can reach 32767 units).
+        if buffer.len() >= 32_768 {
+            return None;
+        }
+        buffer.resize(buffer.len() * 4, 0);
+    }
+    let prefix: Vec<u16> = r"\\?\".encode_utf16().collect();
+    let unc: Vec<u16> = r"\\?\UNC\".encode_utf16().collect();
+    let path = if buffer.starts_with(&unc) {
+        let mut rest: Vec<u16> = r"\\".encode_utf16().collect();
+        rest.extend_from_slice(&buffer[unc.len()..]);
+        rest
+    } else if buffer.starts_with(&prefix) {
+        buffer[prefix.len()..].to_vec()
+    } else {
+        buffer
+    };
+    Some(PathBuf::from(std::ffi::OsString::from_wide(&path)))
 }

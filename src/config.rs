@@ -1,0 +1,372 @@
+//! The configuration file, `isapi_wsgi.ini`: where it is, what it may say, and its defaults.
+//!
+//! ```ini
+//! [python]
+//! home = C:\Python312        ; Linux: the prefix holding lib/libpython3.X.so; Windows: the dir with python3X.dll
+//! library = /usr/lib/libpython3.12.so.1.0   ; optional, wins over home
+//! path = src;lib              # prepended to sys.path (';'-separated), relative to this file
+//! venv = .venv                ; its site-packages is added with site.addsitedir
+//! [wsgi]
+//! app = mysite.wsgi:application   ; module:attribute, or module:factory() called once
+//! handler = simple            ; simple | threadpool
+//! debug = false               ; true: tracebacks in 500 pages
+//! log = logs/wsgi.log         ; default: stderr (isapi-host), <library stem>.log (IIS)
+//! threads = 8                 ; threadpool handler: worker threads
+//! queue = 32                  ; threadpool handler: requests waiting at most
+//! shutdown_timeout = 30       ; threadpool handler: seconds to drain on shutdown
+//! ```
+//!
+//! The file is `<library stem>.ini` next to the library (`isapi_wsgi.dll` reads
+//! `isapi_wsgi.ini`), unless the environment variable `ISAPI_WSGI_CONFIG` names another
+//! (`isapi-host --config FILE` sets it). Relative paths are relative to the file. Comments
+//! start with `;` or `#` at the beginning of a line, or after whitespace; in `path`, where
+//! `;` separates entries, only `#` starts a comment. Unknown sections and keys are errors
+//! that list the valid ones. Without any file the extension serves a built-in demo app.
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The environment variable that names the configuration file.
+pub const CONFIG_ENV: &str = "ISAPI_WSGI_CONFIG";
+
+/// Which handler runs requests.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HandlerKind {
+    /// On the IIS thread that called HttpExtensionProc.
+    Simple,
+    /// On our own worker threads (HSE_STATUS_PENDING, then DONE_WITH_SESSION).
+    Threadpool,
+}
+
+/// Which WSGI application to serve.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AppSpec {
+    /// The built-in demo (hello and the environ).
+    Demo,
+    /// `module:attribute`, or `module:factory()` when `call` is set.
+    Named {
+        module: String,
+        attribute: String,
+        call: bool,
+    },
+}
+
+/// The validated configuration.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// The file it was read from; None for the built-in defaults.
+    pub file: Option<PathBuf>,
+    pub python_home: Option<PathBuf>,
+    pub python_library: Option<PathBuf>,
+    pub python_path: Vec<PathBuf>,
+    pub venv: Option<PathBuf>,
+    pub app: AppSpec,
+    pub handler: HandlerKind,
+    pub debug: bool,
+    pub log: Option<PathBuf>,
+    pub threads: usize,
+    pub queue: usize,
+    pub shutdown_timeout: Duration,
+}
+
+const DEFAULT_THREADS: usize = 8;
+const QUEUE_PER_THREAD: usize = 4;
+const DEFAULT_SHUTDOWN_SECONDS: u64 = 30;
+
+const PYTHON_KEYS: &[&str] = &["home", "library", "path", "venv"];
+const WSGI_KEYS: &[&str] = &[
+    "app",
+    "handler",
+    "debug",
+    "log",
+    "threads",
+    "queue",
+    "shutdown_timeout",
+];
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            file: None,
+            python_home: None,
+            python_library: None,
+            python_path: Vec::new(),
+            venv: None,
+            app: AppSpec::Demo,
+            handler: HandlerKind::Simple,
+            debug: false,
+            log: None,
+            threads: DEFAULT_THREADS,
+            queue: DEFAULT_THREADS * QUEUE_PER_THREAD,
+            shutdown_timeout: Duration::from_secs(DEFAULT_SHUTDOWN_SECONDS),
+        }
+    }
+}
+
+impl Config {
+    /// Where the configuration file is: `$ISAPI_WSGI_CONFIG`, else `<stem>.ini` next to the
+    /// library if that exists, else None (built-in defaults).
+    pub fn locate(library: Option<&Path>) -> Option<PathBuf> {
+        if let Some(path) = std::env::var_os(CONFIG_ENV).filter(|value| !value.is_empty()) {
+            return Some(PathBuf::from(path));
+        }
+        let candidate = library?.with_extension("ini");
+        candidate.is_file().then_some(candidate)
+    }
+
+    /// Reads and validates the file.
+    pub fn load(path: &Path) -> Result<Config, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        Config::parse(&text, path).map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    /// Parses the text of a file that lives at `path` (relative paths resolve against it).
+    pub fn parse(text: &str, path: &Path) -> Result<Config, String> {
+        let base = path.parent().unwrap_or(Path::new("."));
+        let mut config = Config {
+            file: Some(path.to_path_buf()),
+            ..Config::default()
+        };
+        let mut queue_set = false;
+        let mut section: Option<&str> = None;
+        for (index, raw) in text.lines().enumerate() {
+            let number = index + 1;
+            let trimmed = raw.trim();
+            if trimmed.is_empty() || trimmed.starts_with(';') || trimmed.starts_with('#') {
+                continue;
+            }
+            if let Some(name) = trimmed.strip_prefix('[') {
+                let name = strip_comment(name, "#;").trim();
+                let name = name
+                    .strip_suffix(']')
+                    .ok_or_else(|| {
+                        format!("line {number}: a section header must look like [name]")
+                    })?
+                    .trim();
+                section = match name {
+                    "python" => Some("python"),
+                    "wsgi" => Some("wsgi"),
+                    other => {
+                        return Err(format!(
+                            "line {number}: unknown section [{other}]; valid sections: [python], [wsgi]"
+                        ));
+                    }
+                };
+                continue;
+            }
+            let (key, value) = trimmed.split_once('=').ok_or_else(|| {
+                format!("line {number}: expected `key = value`, found `{trimmed}`")
+            })?;
+            let key = key.trim();
+            let Some(section) = section else {
+                return Err(format!(
+                    "line {number}: `{key}` is outside any section; start with [python] or [wsgi]"
+                ));
+            };
+            let comments = if section == "python" && key == "path" {
+                "#"
+            } else {
+                "#;"
+            };
+            let value = strip_comment(value, comments).trim();
+            let at = |message: String| format!("line {number}: [{section}] {key}: {message}");
+            match (section, key) {
+                ("python", "home") => config.python_home = Some(resolve(base, value)),
+                ("python", "library") => config.python_library = Some(resolve(base, value)),
+                ("python", "path") => {
+                    config.python_path = value
+                        .split(';')
+                        .map(str::trim)
+                        .filter(|p| !p.is_empty())
+                        .map(|p| resolve(base, p))
+                        .collect()
+                }
+                ("python", "venv") => config.venv = Some(resolve(base, value)),
+                ("wsgi", "app") => config.app = parse_app(value).map_err(at)?,
+                ("wsgi", "handler") => {
+                    config.handler = match value {
+                        "simple" => HandlerKind::Simple,
+                        "threadpool" => HandlerKind::Threadpool,
+                        other => {
+                            return Err(at(format!(
+                                "`{other}` is not a handler; valid: simple, threadpool"
+                            )));
+                        }
+                    }
+                }
+                ("wsgi", "debug") => config.debug = parse_bool(value).map_err(at)?,
+                ("wsgi", "log") => config.log = (!value.is_empty()).then(|| resolve(base, value)),
+                ("wsgi", "threads") => config.threads = parse_count(value, 1, 1024).map_err(at)?,
+                ("wsgi", "queue") => {
+                    config.queue = parse_count(value, 0, 1_000_000).map_err(at)?;
+                    queue_set = true;
+                }
+                ("wsgi", "shutdown_timeout") => {
+                    config.shutdown_timeout =
+                        Duration::from_secs(parse_count(value, 0, 3600).map_err(at)? as u64)
+                }
+                (section, key) => {
+                    let valid = if section == "python" {
+                        PYTHON_KEYS
+                    } else {
+                        WSGI_KEYS
+                    };
+                    return Err(format!(
+                        "line {number}: unknown key `{key}` in [{section}]; valid keys: {}",
+                        valid.join(", ")
+                    ));
+                }
+            }
+        }
+        if !queue_set {
+            config.queue = config.threads * QUEUE_PER_THREAD;
+        }
+        Ok(config)
+    }
+}
+
+/// Cuts a trailing comment: one of `markers` at the start or after whitespace.
+fn strip_comment<'a>(value: &'a str, markers: &str) -> &'a str {
+    let bytes = value.as_bytes();
+    for (index, &byte) in bytes.iter().enumerate() {
+        if markers.as_bytes().contains(&byte)
+            && (index == 0 || bytes[index - 1].is_ascii_whitespace())
+        {
+            return &value[..index];
+        }
+    }
+    value
+}
+
+fn resolve(base: &Path, value: &str) -> PathBuf {
+    let path = Path::new(value);
+    if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        base.join(path)
+    }
+}
+
+fn parse_app(value: &str) -> Result<AppSpec, String> {
+    let explain = || {
+        format!(
+            "`{value}` is not `module:attribute` (e.g. mysite.wsgi:application or app:create_app())"
+        )
+    };
+    let (module, attribute) = value.split_once(':').ok_or_else(explain)?;
+    let (attribute, call) = match attribute.trim().strip_suffix("()") {
+        Some(factory) => (factory, true),
+        None => (attribute.trim(), false),
+    };
+    let module = module.trim();
+    let dotted = |name: &str| {
+        !name.is_empty()
+            && name.split('.').all(|part| {
+                part.chars()
+                    .next()
+                    .is_some_and(|c| c.is_alphabetic() || c == '_')
+                    && part.chars().all(|c| c.is_alphanumeric() || c == '_')
+            })
+    };
+    if !dotted(module) || !dotted(attribute) {
+        return Err(explain());
+    }
+    Ok(AppSpec::Named {
+        module: module.to_string(),
+        attribute: attribute.to_string(),
+        call,
+    })
+}
+
+fn parse_bool(value: &str) -> Result<bool, String> {
+    match value.to_ascii_lowercase().as_str() {
+        "true" | "yes" | "on" | "1" => Ok(true),
+        "false" | "no" | "off" | "0" => Ok(false),
+        _ => Err(format!("`{value}` is not a boolean; use true or false")),
+    }
+}
+
+fn parse_count(value: &str, min: usize, max: usize) -> Result<usize, String> {
+    match value.parse::<usize>() {
+        Ok(count) if (min..=max).contains(&count) => Ok(count),
+        _ => Err(format!(
+            "`{value}` is not a whole number from {min} to {max}"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, String> {
+        Config::parse(text, Path::new("/srv/site/isapi_wsgi.ini"))
+    }
+
+    #[test]
+    fn full_file_with_comments_and_relative_paths() {
+        let config = parse(
+            "; a comment\n[python]\nhome = /opt/py ; the prefix\npath = src ; lib   # two entries\nvenv = .venv\n\
+             [wsgi]\napp = mysite.wsgi:application\nhandler = threadpool\ndebug = yes\nlog = logs/w.log\nthreads = 3\n",
+        )
+        .unwrap();
+        assert_eq!(config.python_home, Some(PathBuf::from("/opt/py")));
+        assert_eq!(
+            config.python_path,
+            vec![
+                PathBuf::from("/srv/site/src"),
+                PathBuf::from("/srv/site/lib")
+            ]
+        );
+        assert_eq!(config.venv, Some(PathBuf::from("/srv/site/.venv")));
+        assert_eq!(
+            config.app,
+            AppSpec::Named {
+                module: "mysite.wsgi".into(),
+                attribute: "application".into(),
+                call: false
+            }
+        );
+        assert_eq!(config.handler, HandlerKind::Threadpool);
+        assert!(config.debug);
+        assert_eq!(config.log, Some(PathBuf::from("/srv/site/logs/w.log")));
+        assert_eq!((config.threads, config.queue), (3, 12));
+    }
+
+    #[test]
+    fn factory_apps() {
+        let config = parse("[wsgi]\napp = pkg.app:create_app()\n").unwrap();
+        assert_eq!(
+            config.app,
+            AppSpec::Named {
+                module: "pkg.app".into(),
+                attribute: "create_app".into(),
+                call: true
+            }
+        );
+    }
+
+    #[test]
+    fn errors_name_the_line_and_the_valid_choices() {
+        let error = parse("[wsgi]\napps = x:y\n").unwrap_err();
+        assert!(
+            error.contains("line 2")
+                && error.contains("unknown key `apps`")
+                && error.contains("app, handler"),
+            "{error}"
+        );
+        let error = parse("[server]\n").unwrap_err();
+        assert!(
+            error.contains("unknown section [server]") && error.contains("[python], [wsgi]"),
+            "{error}"
+        );
+        let error = parse("[wsgi]\nhandler = fast\n").unwrap_err();
+        assert!(error.contains("valid: simple, threadpool"), "{error}");
+        let error = parse("[wsgi]\napp = notanapp\n").unwrap_err();
+        assert!(error.contains("module:attribute"), "{error}");
+        let error = parse("[wsgi]\nthreads = 0\n").unwrap_err();
+        assert!(error.contains("from 1 to 1024"), "{error}");
+        let error = parse("app = x:y\n").unwrap_err();
+        assert!(error.contains("outside any section"), "{error}");
+    }
+}

@@ -1,0 +1,310 @@
+//! [`Ecb`]: one request, as IIS hands it to the extension, behind a safe interface.
+//!
+//! IIS passes `HttpExtensionProc` an `EXTENSION_CONTROL_BLOCK`: a few request fields
+//! (method, query string, the first bytes of the body) and four callbacks through which the
+//! extension asks for everything else (GetServerVariable), reads the rest of the body
+//! (ReadClient), writes the response (WriteClient) and talks to the server
+//! (ServerSupportFunction: send the headers, ask if the client is still there, finish a
+//! pending request...). This module wraps each of them in a method with Rust types and
+//! `Result`s, and knows nothing of Python.
+//!
+//! Validity: an ECB stays valid until the request is finished: `HttpExtensionProc` returned
+//! a final status, or, after `HSE_STATUS_PENDING`, `HSE_REQ_DONE_WITH_SESSION` was sent.
+//! [`Ecb::from_raw`] is the one `unsafe` promise; [`Ecb::done`] consumes the handle, so
+//! nothing can use it afterwards.
+use std::ffi::{CStr, c_char, c_void};
+use std::ptr::{NonNull, null_mut};
+
+use super::ffi::{
+    ERROR_INSUFFICIENT_BUFFER, ERROR_INVALID_INDEX, ERROR_NO_DATA, EXTENSION_CONTROL_BLOCK,
+    HSE_IO_SYNC, HSE_REQ_CLOSE_CONNECTION, HSE_REQ_DONE_WITH_SESSION, HSE_REQ_IS_CONNECTED,
+    HSE_REQ_SEND_RESPONSE_HEADER_EX, HSE_REQ_SET_FLUSH_FLAG, HSE_SEND_HEADER_EX_INFO,
+};
+
+/// A Win32 error code reported by a failing callback (GetLastError, or errno off Windows).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IoError(pub u32);
+
+impl std::fmt::Display for IoError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "error {}", self.0)
+    }
+}
+
+/// The request IIS is asking the extension to answer.
+pub struct Ecb {
+    raw: NonNull<EXTENSION_CONTROL_BLOCK>,
+}
+
+// SAFETY: ISAPI lets an extension use an ECB from any thread (that is what HSE_STATUS_PENDING
+// is for); the handle is never used by two threads at once for writing, and the fields we
+// read are not changed by the server while the request runs.
+unsafe impl Send for Ecb {}
+// SAFETY: shared use only reads fields and calls the server's callbacks, which IIS allows
+// from any thread; the one field we write (dwHttpStatusCode/log data) is only written by
+// the thread running the request.
+unsafe impl Sync for Ecb {}
+
+impl Ecb {
+    /// Wraps the pointer IIS passed to `HttpExtensionProc`; None for NULL.
+    ///
+    /// # Safety
+    /// `raw` must be a valid ECB that stays valid until the returned handle is dropped or
+    /// [`done`](Ecb::done) is called.
+    pub unsafe fn from_raw(raw: *mut EXTENSION_CONTROL_BLOCK) -> Option<Ecb> {
+        NonNull::new(raw).map(|raw| Ecb { raw })
+    }
+
+    fn block(&self) -> &EXTENSION_CONTROL_BLOCK {
+        // SAFETY: valid for the life of `self` (the from_raw contract).
+        unsafe { self.raw.as_ref() }
+    }
+
+    fn text(&self, pointer: *mut c_char) -> &[u8] {
+        if pointer.is_null() {
+            return b"";
+        }
+        // SAFETY: the ECB's string fields are NUL-terminated and live as long as the ECB.
+        unsafe { CStr::from_ptr(pointer) }.to_bytes()
+    }
+
+    /// The raw pointer (for the host's bookkeeping and logs).
+    pub fn as_ptr(&self) -> *mut EXTENSION_CONTROL_BLOCK {
+        self.raw.as_ptr()
+    }
+
+    /// The server's ISAPI version: (major, minor).
+    pub fn version(&self) -> (u16, u16) {
+        let version = self.block().dwVersion;
+        ((version >> 16) as u16, version as u16)
+    }
+
+    /// REQUEST_METHOD, e.g. `GET`.
+    pub fn method(&self) -> &[u8] {
+        self.text(self.block().lpszMethod)
+    }
+
+    /// QUERY_STRING: the text after `?`, still percent-encoded.
+    pub fn query_string(&self) -> &[u8] {
+        self.text(self.block().lpszQueryString)
+    }
+
+    /// PATH_INFO as IIS computed it (decoded, in the ANSI code page; see docs/bridge.md).
+    pub fn path_info(&self) -> &[u8] {
+        self.text(self.block().lpszPathInfo)
+    }
+
+    /// CONTENT_TYPE of the request body.
+    pub fn content_type(&self) -> &[u8] {
+        self.text(self.block().lpszContentType)
+    }
+
+    /// The body's length, or None when unknown (chunked request or 4 GiB and more).
+    pub fn total_bytes(&self) -> Option<u64> {
+        match self.block().cbTotalBytes {
+            u32::MAX => None,
+            total => Some(u64::from(total)),
+        }
+    }
+
+    /// The first bytes of the body, which IIS read before calling the extension.
+    pub fn preread(&self) -> &[u8] {
+        let block = self.block();
+        if block.lpbData.is_null() || block.cbAvailable == 0 {
+            return b"";
+        }
+        // SAFETY: lpbData holds cbAvailable bytes for the life of the ECB.
+        unsafe { std::slice::from_raw_parts(block.lpbData, block.cbAvailable as usize) }
+    }
+
+    /// Appends the server variable `name` to `out` (without its NUL). `Ok(false)` if the
+    /// server does not know it or has no value for it.
+    pub fn server_variable(&self, name: &CStr, out: &mut Vec<u8>) -> Result<bool, IoError> {
+        let Some(get) = self.block().GetServerVariable else {
+            return Err(IoError(0));
+        };
+        let start = out.len();
+        let mut room = 256usize.max(out.capacity() - start);
+        for _ in 0..4 {
+            out.resize(start + room, 0);
+            let mut size = room as u32;
+            // SAFETY: the buffer has `size` writable bytes; ConnID and name are as IIS expects.
+            let ok = unsafe {
+                get(
+                    self.block().ConnID,
+                    name.as_ptr() as *mut c_char,
+                    out[start..].as_mut_ptr().cast(),
+                    &mut size,
+                )
+            };
+            if ok != 0 {
+                // `size` counts the terminating NUL.
+                let length = (size as usize).min(room);
+                let value = &out[start..start + length];
+                let end = value.iter().position(|&b| b == 0).unwrap_or(length);
+                out.truncate(start + end);
+                return Ok(true);
+            }
+            let error = last_error();
+            match error {
+                ERROR_INSUFFICIENT_BUFFER => {
+                    // IIS 5 reported -1 here: never trust a size that does not grow.
+                    room = if (size as usize) > room && size != u32::MAX {
+                        size as usize
+                    } else {
+                        room * 4
+                    };
+                }
+                ERROR_INVALID_INDEX | ERROR_NO_DATA => {
+                    out.truncate(start);
+                    return Ok(false);
+                }
+                other => {
+                    out.truncate(start);
+                    return Err(IoError(other));
+                }
+            }
+        }
+        out.truncate(start);
+        Err(IoError(ERROR_INSUFFICIENT_BUFFER))
+    }
+
+    /// Reads more of the body (after [`preread`](Ecb::preread)) into `buffer`; blocks until
+    /// some data arrives. `Ok(0)` means the body ended or the client closed the connection.
+    pub fn read(&self, buffer: &mut [u8]) -> Result<usize, IoError> {
+        let Some(read) = self.block().ReadClient else {
+            return Err(IoError(0));
+        };
+        let mut size = buffer.len().min(u32::MAX as usize) as u32;
+        // SAFETY: `buffer` has `size` writable bytes.
+        let ok = unsafe { read(self.block().ConnID, buffer.as_mut_ptr().cast(), &mut size) };
+        if ok == 0 {
+            return Err(IoError(last_error()));
+        }
+        Ok((size as usize).min(buffer.len()))
+    }
+
+    /// Writes all of `data` to the client (synchronously).
+    pub fn write(&self, mut data: &[u8]) -> Result<(), IoError> {
+        let Some(write) = self.block().WriteClient else {
+            return Err(IoError(0));
+        };
+        while !data.is_empty() {
+            let mut size = data.len().min(u32::MAX as usize) as u32;
+            // SAFETY: `data` has `size` readable bytes; IIS does not write to the buffer.
+            let ok = unsafe {
+                write(
+                    self.block().ConnID,
+                    data.as_ptr() as *mut c_void,
+                    &mut size,
+                    HSE_IO_SYNC,
+                )
+            };
+            if ok == 0 {
+                return Err(IoError(last_error()));
+            }
+            if size == 0 {
+                return Err(IoError(super::ffi::ERROR_CONNECTION_ABORTED));
+            }
+            data = &data[(size as usize).min(data.len())..];
+        }
+        Ok(())
+    }
+
+    /// Sends the status line and headers (HSE_REQ_SEND_RESPONSE_HEADER_EX). `status` is like
+    /// `200 OK`; `headers` is `Name: value\r\n` lines followed by a final `\r\n`.
+    /// `keep_conn` says whether the connection may stay open after this response.
+    pub fn send_headers(
+        &self,
+        status: &[u8],
+        headers: &[u8],
+        keep_conn: bool,
+    ) -> Result<(), IoError> {
+        let mut status_z = Vec::with_capacity(status.len() + 1);
+        status_z.extend_from_slice(status);
+        status_z.push(0);
+        let mut headers_z = Vec::with_capacity(headers.len() + 1);
+        headers_z.extend_from_slice(headers);
+        headers_z.push(0);
+        let mut info = HSE_SEND_HEADER_EX_INFO {
+            pszStatus: status_z.as_ptr().cast(),
+            pszHeader: headers_z.as_ptr().cast(),
+            cchStatus: status.len() as u32,
+            cchHeader: headers.len() as u32,
+            fKeepConn: i32::from(keep_conn),
+        };
+        self.support(
+            HSE_REQ_SEND_RESPONSE_HEADER_EX,
+            (&mut info as *mut HSE_SEND_HEADER_EX_INFO).cast(),
+            null_mut(),
+        )
+    }
+
+    /// Records the HTTP status for the server's log (dwHttpStatusCode).
+    pub fn set_status_code(&self, code: u16) {
+        // SAFETY: the extension owns this field of a live ECB; only the request's thread
+        // writes it.
+        unsafe { (*self.raw.as_ptr()).dwHttpStatusCode = u32::from(code) };
+    }
+
+    /// Asks IIS to send each later write at once instead of buffering the response
+    /// (HSE_REQ_SET_FLUSH_FLAG, IIS 7+). Returns whether the server accepted it.
+    pub fn set_flush(&self, on: bool) -> bool {
+        // The flag travels in the buffer pointer itself.
+        self.support(
+            HSE_REQ_SET_FLUSH_FLAG,
+            on as usize as *mut c_void,
+            null_mut(),
+        )
+        .is_ok()
+    }
+
+    /// Whether the client is still connected (HSE_REQ_IS_CONNECTED). True if the server
+    /// cannot tell.
+    pub fn is_connected(&self) -> bool {
+        let mut connected: i32 = 1;
+        match self.support(
+            HSE_REQ_IS_CONNECTED,
+            (&mut connected as *mut i32).cast(),
+            null_mut(),
+        ) {
+            Ok(()) => connected != 0,
+            Err(_) => true,
+        }
+    }
+
+    /// Closes the client connection now (after a response whose framing went wrong).
+    pub fn close_connection(&self) {
+        let _ = self.support(HSE_REQ_CLOSE_CONNECTION, null_mut(), null_mut());
+    }
+
+    /// Finishes a request for which `HttpExtensionProc` returned `HSE_STATUS_PENDING`
+    /// (HSE_REQ_DONE_WITH_SESSION with `status`). The ECB is dead afterwards.
+    pub fn done(self, status: u32) {
+        let mut status = status;
+        let _ = self.support(
+            HSE_REQ_DONE_WITH_SESSION,
+            (&mut status as *mut u32).cast(),
+            null_mut(),
+        );
+    }
+
+    fn support(&self, request: u32, buffer: *mut c_void, size: *mut u32) -> Result<(), IoError> {
+        let Some(support) = self.block().ServerSupportFunction else {
+            return Err(IoError(0));
+        };
+        // SAFETY: each caller passes the buffer the request code documents; size and data
+        // type may be NULL for the requests we use.
+        let ok = unsafe { support(self.block().ConnID, request, buffer, size, null_mut()) };
+        if ok == 0 {
+            Err(IoError(last_error()))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// The calling thread's last OS error (GetLastError on Windows).
+fn last_error() -> u32 {
+    std::io::Error::last_os_error().raw_os_error().unwrap_or(0) as u32
+}

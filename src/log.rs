@@ -1,0 +1,89 @@
+//! One log for the extension's own messages and the applications' `wsgi.errors`.
+//!
+//! Until [`configure`] runs (at `GetExtensionVersion`), and when no file is configured,
+//! lines go to stderr: under `isapi-host` that is the terminal. Under IIS there is no
+//! console, so the default there is a file next to the library (see `config.rs`). Every line
+//! of ours starts with a UTC timestamp and `isapi_wsgi:`; text from `wsgi.errors` is written
+//! as the application wrote it. Writes are serialised by a mutex and never fail loudly: a
+//! log that cannot be written must not take a request down with it.
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+enum Sink {
+    Stderr,
+    File(File),
+}
+
+static SINK: Mutex<Sink> = Mutex::new(Sink::Stderr);
+
+/// Sends the log to `path` (appending), or to stderr for None.
+pub fn configure(path: Option<&Path>) -> Result<(), String> {
+    let sink = match path {
+        None => Sink::Stderr,
+        Some(path) => {
+            if let Some(parent) = path.parent() {
+                let _ = std::fs::create_dir_all(parent);
+            }
+            let file = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .map_err(|e| format!("cannot open the log file {}: {e}", path.display()))?;
+            Sink::File(file)
+        }
+    };
+    *SINK.lock().unwrap_or_else(|poison| poison.into_inner()) = sink;
+    Ok(())
+}
+
+/// Writes one message of ours (it may span several lines).
+pub fn line(message: &str) {
+    let text = format!("{} isapi_wsgi: {}\n", timestamp(), message.trim_end());
+    raw(text.as_bytes());
+}
+
+/// Writes text exactly as given (what the application sends to `wsgi.errors`).
+pub fn raw(bytes: &[u8]) {
+    let mut sink = SINK.lock().unwrap_or_else(|poison| poison.into_inner());
+    let _ = match &mut *sink {
+        Sink::Stderr => std::io::stderr().write_all(bytes),
+        Sink::File(file) => file.write_all(bytes),
+    };
+}
+
+/// Flushes buffered output (stderr and files are unbuffered here; kept for wsgi.errors.flush).
+pub fn flush() {
+    let mut sink = SINK.lock().unwrap_or_else(|poison| poison.into_inner());
+    let _ = match &mut *sink {
+        Sink::Stderr => std::io::stderr().flush(),
+        Sink::File(file) => file.flush(),
+    };
+}
+
+/// `YYYY-MM-DDTHH:MM:SSZ` for now, in UTC.
+fn timestamp() -> String {
+    let seconds = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0) as i64;
+    let (days, rest) = (seconds.div_euclid(86_400), seconds.rem_euclid(86_400));
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rest / 3600,
+        rest / 60 % 60,
+        rest % 60
+    )
+}

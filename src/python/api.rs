@@ -1,0 +1,127 @@
+//! The CPython C API as one table of function pointers, resolved at run time.
+//!
+//! The extension never links against Python: which interpreter it uses is a matter of
+//! configuration, so the same built library serves CPython 3.8 to 3.13. At start-up
+//! [`Api::load`] looks up every function and data symbol named in `headers/python.h` in the
+//! loaded libpython (dlsym / GetProcAddress) and keeps them in [`Api`]: one typed,
+//! non-optional pointer per function, with the signature bindgen read from Python.h itself.
+//! A missing symbol is reported by name, so an interpreter that is too old is a clear error
+//! rather than a crash on the first request.
+//!
+//! This is the lowest Python layer: everything here is raw C API. Only `object.rs`, `native.rs`
+//! and `runtime.rs` call into it; they wrap each call in a safe function.
+use std::ffi::c_void;
+
+use crate::sys::Library;
+
+/// bindgen's translation of `headers/python.h`: C types, constants and `pfn_*` function types.
+#[allow(
+    non_camel_case_types,
+    non_snake_case,
+    non_upper_case_globals,
+    dead_code,
+    clippy::all
+)]
+pub mod ffi {
+    include!(concat!(env!("OUT_DIR"), "/python.rs"));
+}
+/// A Python object (opaque; only ever handled by pointer).
+pub use ffi::_object as PyObject;
+
+/// The function type inside bindgen's `Option<unsafe extern "C" fn ...>`: the table stores
+/// plain function pointers, because [`Api::load`] refuses to build one with a hole in it.
+pub trait Required {
+    /// The non-optional function pointer type.
+    type Fn: Copy;
+}
+impl<F: Copy> Required for Option<F> {
+    type Fn = F;
+}
+
+/// Defines [`Api`] from the list of names build.rs extracted from `headers/python.h`.
+macro_rules! python_table {
+    (functions: [$($name:ident: $pfn:ident),* $(,)?], data: [$($data:ident),* $(,)?] $(,)?) => {
+        /// Every C API function and data symbol the extension uses, resolved in one library.
+        ///
+        /// Function fields carry their C name (`api.PyDict_SetItem`); data fields hold the
+        /// address of the exported variable (`_Py_NoneStruct` *is* the None object, while
+        /// `PyExc_TypeError` holds a pointer to the exception type: see the accessors).
+        #[allow(non_snake_case)]
+        pub struct Api {
+            $(pub $name: <ffi::$pfn as Required>::Fn,)*
+            $(pub $data: *mut c_void,)*
+        }
+
+        impl Api {
+            /// Resolves every symbol in `library`; the error names the first one missing.
+            pub fn load(library: &Library) -> Result<Api, String> {
+                Ok(Api {
+                    $($name: {
+                        let address = find(library, stringify!($name))?;
+                        // SAFETY: `address` is the non-null address of the exported C function
+                        // `$name`, whose prototype (from the same Python.h) is exactly the
+                        // function-pointer type bindgen generated as `$pfn`; data and function
+                        // pointers have the same size on every platform we build for.
+                        unsafe { std::mem::transmute::<*mut c_void, <ffi::$pfn as Required>::Fn>(address) }
+                    },)*
+                    $($data: find(library, stringify!($data))?,)*
+                })
+            }
+        }
+    };
+}
+
+include!(concat!(env!("OUT_DIR"), "/python_names.rs"));
+
+fn find(library: &Library, name: &str) -> Result<*mut c_void, String> {
+    library.symbol(name).ok_or_else(|| {
+        format!(
+            "{} does not export {name}: it is not a CPython 3.8+ library, or too old",
+            library.path().display()
+        )
+    })
+}
+
+// SAFETY: the table only holds addresses inside a library that is never unloaded; calling
+// through them is governed by the GIL, which the safe layers above enforce.
+unsafe impl Send for Api {}
+// SAFETY: the table is never mutated after `load`.
+unsafe impl Sync for Api {}
+
+impl Api {
+    /// The `None` singleton (borrowed).
+    pub fn none(&self) -> *mut PyObject {
+        self._Py_NoneStruct.cast()
+    }
+    /// `True` (borrowed).
+    pub fn true_(&self) -> *mut PyObject {
+        self._Py_TrueStruct.cast()
+    }
+    /// `False` (borrowed).
+    pub fn false_(&self) -> *mut PyObject {
+        self._Py_FalseStruct.cast()
+    }
+    /// A built-in exception type, read from its exported `PyObject *` variable (borrowed).
+    pub fn exception(&self, kind: Exception) -> *mut PyObject {
+        let variable = match kind {
+            Exception::TypeError => self.PyExc_TypeError,
+            Exception::ValueError => self.PyExc_ValueError,
+            Exception::RuntimeError => self.PyExc_RuntimeError,
+            Exception::OSError => self.PyExc_OSError,
+            Exception::AssertionError => self.PyExc_AssertionError,
+        };
+        // SAFETY: each PyExc_* symbol is a `PyObject *` variable that CPython initialises
+        // before Py_Initialize returns and never changes afterwards.
+        unsafe { *variable.cast::<*mut PyObject>() }
+    }
+}
+
+/// The built-in exception types the extension raises itself.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Exception {
+    TypeError,
+    ValueError,
+    RuntimeError,
+    OSError,
+    AssertionError,
+}

@@ -1,0 +1,394 @@
+//! Python types whose behaviour is written in safe Rust: `wsgi.input`, `wsgi.errors`,
+//! `start_response`.
+//!
+//! A [`Native`] implementation says what the type is called, which methods it has, and
+//! whether it is callable or an iterator; [`NativeType::new`] turns it into a real Python
+//! type with `PyType_FromSpec` (once, at start-up). Instances do not own their Rust value:
+//! they *borrow* it. [`NativeType::lend`] makes an instance pointing at a value the caller
+//! keeps (the per-request state, on the handler's stack) for the duration of a closure;
+//! when the closure ends, the instance forgets the value. An application that keeps
+//! `start_response` or `wsgi.input` after its request ended gets a `ValueError`, never a
+//! dangling pointer.
+//!
+//! The C side: each instance is a `PyObject` header followed by one pointer (NULL once the
+//! loan ended). Each method of each type gets its own monomorphised `extern "C"` trampoline,
+//! which checks the pointer, builds a [`Gil`] token, catches panics (a panic must never
+//! unwind into Python) and turns `Err` into a raised exception.
+use std::ffi::{CStr, c_int, c_void};
+use std::marker::PhantomData;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::ptr::null_mut;
+use std::sync::OnceLock;
+
+use super::api::{Api, Exception, PyObject, ffi};
+use super::object::{Gil, PyErr, PyRef, PyResult, PyStatic};
+
+/// The API table for trampolines, which C calls without any context of ours.
+static API: OnceLock<&'static Api> = OnceLock::new();
+
+/// Most methods a native type may have (one trampoline is generated per index).
+const MAX_METHODS: usize = 6;
+
+/// The positional arguments of a call.
+pub struct Args<'py> {
+    tuple: Option<PyRef<'py>>,
+    keywords: Option<PyRef<'py>>,
+}
+
+impl<'py> Args<'py> {
+    /// How many positional arguments were passed.
+    pub fn len(&self) -> usize {
+        self.tuple
+            .as_ref()
+            .and_then(|tuple| tuple.len().ok())
+            .unwrap_or(0)
+    }
+
+    /// Whether no positional argument was passed.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Positional argument `index`, if passed.
+    pub fn get(&self, index: usize) -> Option<PyRef<'py>> {
+        let tuple = self.tuple.as_ref()?;
+        (index < self.len())
+            .then(|| tuple.get_index(index).ok())
+            .flatten()
+    }
+
+    /// Keyword argument `name`, if passed.
+    pub fn keyword(&self, name: &CStr) -> Option<PyRef<'py>> {
+        let keywords = self.keywords.as_ref()?;
+        let key = keywords.gil().str(name.to_str().ok()?).ok()?;
+        keywords.get_item(&key)
+    }
+
+    /// Whether keyword arguments other than `allowed` were passed.
+    pub fn has_keywords_besides(&self, allowed: &[&CStr]) -> bool {
+        let Some(keywords) = &self.keywords else {
+            return false;
+        };
+        let passed = keywords.len().unwrap_or(0);
+        let known = allowed
+            .iter()
+            .filter(|name| self.keyword(name).is_some())
+            .count();
+        passed > known
+    }
+}
+
+/// A Rust type that Python code can use as an object.
+pub trait Native: Sync + 'static {
+    /// The type's qualified name, e.g. `c"isapi_wsgi.Input"`.
+    const NAME: &'static CStr;
+    /// Method names, in the order `method` receives their index.
+    const METHODS: &'static [&'static CStr] = &[];
+    /// Whether instances are callable (`call`).
+    const CALLABLE: bool = false;
+    /// Whether instances are iterators (`__iter__` returns self, `next`).
+    const ITERATOR: bool = false;
+
+    /// Runs method `index` of `METHODS`.
+    fn method<'py>(
+        &self,
+        gil: Gil<'py>,
+        index: usize,
+        args: Args<'py>,
+        this: &PyRef<'py>,
+    ) -> PyResult<'py, PyRef<'py>> {
+        let _ = (index, args, this);
+        Err(PyErr::new(gil, Exception::TypeError, "no such method"))
+    }
+
+    /// `instance(*args, **kwargs)`.
+    fn call<'py>(
+        &self,
+        gil: Gil<'py>,
+        args: Args<'py>,
+        this: &PyRef<'py>,
+    ) -> PyResult<'py, PyRef<'py>> {
+        let _ = (args, this);
+        Err(PyErr::new(
+            gil,
+            Exception::TypeError,
+            "object is not callable",
+        ))
+    }
+
+    /// `next(instance)`: `Ok(None)` ends the iteration.
+    fn next<'py>(&self, gil: Gil<'py>) -> PyResult<'py, Option<PyRef<'py>>> {
+        Err(PyErr::new(
+            gil,
+            Exception::TypeError,
+            "object is not an iterator",
+        ))
+    }
+}
+
+/// A Python type made from a [`Native`] implementation.
+pub struct NativeType<T: Native> {
+    type_object: PyStatic,
+    _value: PhantomData<fn(&T)>,
+}
+
+/// Clears an instance's value pointer when dropped (also on unwind).
+struct EndLoan<'a, 'py>(&'a PyRef<'py>);
+
+impl Drop for EndLoan<'_, '_> {
+    fn drop(&mut self) {
+        // SAFETY: the object is an instance of a NativeType (layout: header + one pointer)
+        // and the GIL is held (the PyRef proves it).
+        unsafe { *slot(self.0.as_ptr()) = null_mut() };
+    }
+}
+
+/// The address of an instance's value pointer, just after the PyObject header (the
+/// header's layout, refcount + type pointer, is part of the stable ABI).
+///
+/// # Safety
+/// `object` must be an instance of a type created by [`NativeType::new`].
+unsafe fn slot(object: *mut PyObject) -> *mut *const c_void {
+    // SAFETY: instances are allocated with basicsize = header + one pointer.
+    unsafe { object.cast::<u8>().add(HEADER).cast::<*const c_void>() }
+}
+
+/// sizeof(PyObject) in the stable ABI: ob_refcnt and ob_type.
+const HEADER: usize = 2 * size_of::<usize>();
+
+impl<T: Native> NativeType<T> {
+    /// Creates the Python type (once per process).
+    pub fn new(gil: Gil<'_>) -> PyResult<'_, NativeType<T>> {
+        let api = gil.api();
+        let _ = API.set(api);
+        assert!(T::METHODS.len() <= MAX_METHODS, "raise MAX_METHODS");
+        // The method table, the slots and the spec must outlive the type: leak them (once).
+        let trampolines = method_trampolines::<T>();
+        let mut methods: Vec<ffi::PyMethodDef> = T::METHODS
+            .iter()
+            .zip(trampolines)
+            .map(|(name, function)| ffi::PyMethodDef {
+                ml_name: name.as_ptr(),
+                // SAFETY: only the pointee type's name differs (bindgen's opaque `PyObject`
+                // alias versus `_object`); both are the same C `PyObject *`.
+                ml_meth: Some(unsafe {
+                    std::mem::transmute::<
+                        MethodFn,
+                        unsafe extern "C" fn(
+                            *mut ffi::PyObject,
+                            *mut ffi::PyObject,
+                        ) -> *mut ffi::PyObject,
+                    >(function)
+                }),
+                ml_flags: ffi::METH_VARARGS as c_int,
+                ml_doc: null_mut(),
+            })
+            .collect();
+        methods.push(ffi::PyMethodDef {
+            ml_name: null_mut(),
+            ml_meth: None,
+            ml_flags: 0,
+            ml_doc: null_mut(),
+        });
+        let methods: &'static mut [ffi::PyMethodDef] = Box::leak(methods.into_boxed_slice());
+        let mut slots = vec![
+            slot_entry(ffi::Py_tp_dealloc, dealloc as *mut c_void),
+            slot_entry(ffi::Py_tp_methods, methods.as_mut_ptr().cast()),
+        ];
+        if T::CALLABLE {
+            slots.push(slot_entry(ffi::Py_tp_call, call::<T> as *mut c_void));
+        }
+        if T::ITERATOR {
+            slots.push(slot_entry(ffi::Py_tp_iter, iter_self as *mut c_void));
+            slots.push(slot_entry(
+                ffi::Py_tp_iternext,
+                iter_next::<T> as *mut c_void,
+            ));
+        }
+        slots.push(ffi::PyType_Slot {
+            slot: 0,
+            pfunc: null_mut(),
+        });
+        let slots: &'static mut [ffi::PyType_Slot] = Box::leak(slots.into_boxed_slice());
+        let spec = Box::leak(Box::new(ffi::PyType_Spec {
+            name: T::NAME.as_ptr(),
+            basicsize: (HEADER + size_of::<*const c_void>()) as c_int,
+            itemsize: 0,
+            flags: ffi::Py_TPFLAGS_DEFAULT,
+            slots: slots.as_mut_ptr(),
+        }));
+        // SAFETY: a complete spec whose strings and arrays are leaked, hence 'static.
+        let type_object = gil.own(unsafe { (api.PyType_FromSpec)(spec) })?;
+        Ok(NativeType {
+            type_object: type_object.into_static(),
+            _value: PhantomData,
+        })
+    }
+
+    /// Runs `f` with a new instance that uses `value`; when `f` returns (or unwinds) the
+    /// instance forgets `value`, whoever still holds it.
+    pub fn lend<'py, R>(
+        &self,
+        gil: Gil<'py>,
+        value: &T,
+        f: impl FnOnce(&PyRef<'py>) -> R,
+    ) -> PyResult<'py, R> {
+        let object = self.instance(gil, value as *const T as *const c_void)?;
+        let _end = EndLoan(&object);
+        Ok(f(&object))
+    }
+
+    /// A new instance that uses `value` for ever (e.g. the shared `wsgi.errors`).
+    pub fn forever<'py>(&self, gil: Gil<'py>, value: &'static T) -> PyResult<'py, PyRef<'py>> {
+        self.instance(gil, value as *const T as *const c_void)
+    }
+
+    fn instance<'py>(&self, gil: Gil<'py>, value: *const c_void) -> PyResult<'py, PyRef<'py>> {
+        let api = gil.api();
+        let type_object = self.type_object.as_ptr(gil);
+        // SAFETY: `type_object` is a live heap type; Py_tp_alloc is always filled in (inherited
+        // PyType_GenericAlloc), so the slot is a valid allocfunc.
+        let object = unsafe {
+            let alloc = (api.PyType_GetSlot)(type_object.cast(), ffi::Py_tp_alloc as c_int);
+            let alloc: unsafe extern "C" fn(*mut ffi::_typeobject, isize) -> *mut PyObject =
+                std::mem::transmute(alloc);
+            alloc(type_object.cast(), 0)
+        };
+        let object = gil.own(object)?;
+        // SAFETY: a fresh instance of our type, zero-initialised by tp_alloc.
+        unsafe { *slot(object.as_ptr()) = value };
+        Ok(object)
+    }
+}
+
+fn slot_entry(slot: u32, pfunc: *mut c_void) -> ffi::PyType_Slot {
+    ffi::PyType_Slot {
+        slot: slot as c_int,
+        pfunc,
+    }
+}
+
+type MethodFn = unsafe extern "C" fn(*mut PyObject, *mut PyObject) -> *mut PyObject;
+
+fn method_trampolines<T: Native>() -> [MethodFn; MAX_METHODS] {
+    [
+        method::<T, 0>,
+        method::<T, 1>,
+        method::<T, 2>,
+        method::<T, 3>,
+        method::<T, 4>,
+        method::<T, 5>,
+    ]
+}
+
+/// Runs `body` for a C entry point: with the GIL token, the instance's value (or a
+/// ValueError if its loan ended), panics caught; returns the new reference or NULL.
+///
+/// # Safety
+/// `this` must be a live instance of a NativeType<T>, and the GIL held (Python calls our
+/// slots only with the GIL).
+unsafe fn enter<T: Native>(
+    this: *mut PyObject,
+    body: impl for<'py> FnOnce(Gil<'py>, &T, PyRef<'py>) -> PyResult<'py, Option<PyRef<'py>>>,
+) -> *mut PyObject {
+    let Some(api) = API.get().copied() else {
+        return null_mut();
+    };
+    // SAFETY: Python holds the GIL while calling a slot.
+    let gil = unsafe { Gil::assume(api) };
+    // SAFETY: `this` is an instance of our type.
+    let value = unsafe { *slot(this) } as *const T;
+    if value.is_null() {
+        let message = format!(
+            "{} is no longer usable: its request has finished",
+            T::NAME.to_string_lossy()
+        );
+        PyErr::new(gil, Exception::ValueError, &message).restore();
+        return null_mut();
+    }
+    // SAFETY: a non-NULL pointer is a value whose loan has not ended (`EndLoan` clears it
+    // before the lender's borrow ends) or a 'static value; T: Sync allows the shared access.
+    let value = unsafe { &*value };
+    // SAFETY: `this` is live for the duration of the call.
+    let this = unsafe { gil.borrowed(this) };
+    match catch_unwind(AssertUnwindSafe(|| body(gil, value, this))) {
+        Ok(Ok(Some(result))) => result.into_ptr(),
+        Ok(Ok(None)) => null_mut(),
+        Ok(Err(error)) => {
+            error.restore();
+            null_mut()
+        }
+        Err(_) => {
+            PyErr::new(
+                gil,
+                Exception::RuntimeError,
+                "internal error in isapi_wsgi (a Rust panic); see the log",
+            )
+            .restore();
+            null_mut()
+        }
+    }
+}
+
+unsafe extern "C" fn method<T: Native, const I: usize>(
+    this: *mut PyObject,
+    args: *mut PyObject,
+) -> *mut PyObject {
+    // SAFETY: Python calls methods on instances of their own type, with the GIL.
+    unsafe {
+        enter::<T>(this, |gil, value, this| {
+            let args = Args {
+                tuple: (!args.is_null()).then(|| gil.borrowed(args)),
+                keywords: None,
+            };
+            value.method(gil, I, args, &this).map(Some)
+        })
+    }
+}
+
+unsafe extern "C" fn call<T: Native>(
+    this: *mut PyObject,
+    args: *mut PyObject,
+    kwargs: *mut PyObject,
+) -> *mut PyObject {
+    // SAFETY: Python calls tp_call on instances of the type, with the GIL.
+    unsafe {
+        enter::<T>(this, |gil, value, this| {
+            let args = Args {
+                tuple: (!args.is_null()).then(|| gil.borrowed(args)),
+                keywords: (!kwargs.is_null()).then(|| gil.borrowed(kwargs)),
+            };
+            value.call(gil, args, &this).map(Some)
+        })
+    }
+}
+
+unsafe extern "C" fn iter_next<T: Native>(this: *mut PyObject) -> *mut PyObject {
+    // SAFETY: Python calls tp_iternext on instances of the type, with the GIL. Returning NULL
+    // without an exception set ends the iteration.
+    unsafe { enter::<T>(this, |gil, value, _| value.next(gil)) }
+}
+
+unsafe extern "C" fn iter_self(this: *mut PyObject) -> *mut PyObject {
+    let Some(api) = API.get() else {
+        return null_mut();
+    };
+    // SAFETY: a live object, with the GIL: return a new reference to it.
+    unsafe { (api.Py_IncRef)(this) };
+    this
+}
+
+unsafe extern "C" fn dealloc(this: *mut PyObject) {
+    let Some(api) = API.get() else { return };
+    // SAFETY: called once when the last reference goes, with the GIL. Instances own nothing
+    // of ours (the value is borrowed), so freeing the memory with the type's tp_free and
+    // dropping the reference every heap-type instance holds on its type is all there is.
+    unsafe {
+        let kind = (api.PyObject_Type)(this);
+        let free = (api.PyType_GetSlot)(kind.cast(), ffi::Py_tp_free as c_int);
+        let free: unsafe extern "C" fn(*mut c_void) = std::mem::transmute(free);
+        free(this.cast());
+        (api.Py_DecRef)(kind); // the reference PyObject_Type returned
+        (api.Py_DecRef)(kind); // the instance's own reference to its heap type
+    }
+}

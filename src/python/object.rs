@@ -1,0 +1,664 @@
+//! Safe handles on Python objects: the GIL token, owned references, errors.
+//!
+//! Three rules of the C API are turned into types here, so that code above this module
+//! cannot break them:
+//!
+//! * **Nothing without the GIL.** [`Gil`] is a token that exists only while this thread
+//!   holds the GIL ([`Gil::acquire`]); it is `Copy` but not `Send`, and every operation takes
+//!   one.
+//! * **Every reference is released once.** [`PyRef`] owns one strong reference and drops it
+//!   with `Py_DecRef`; its lifetime is tied to the token, so it cannot outlive the GIL.
+//!   Objects kept across requests (the application, interned environ keys) are [`PyStatic`]:
+//!   shareable between threads, usable only through a `Gil`, and never released (the
+//!   interpreter is never finalised either).
+//! * **Exceptions become `Result`s.** A failing call yields a [`PyErr`] holding the exception;
+//!   it can be raised again ([`PyErr::restore`]) or rendered as a traceback ([`PyErr::text`]).
+use std::ffi::{CStr, CString, c_char};
+use std::marker::PhantomData;
+use std::ptr::{NonNull, null_mut};
+
+use super::api::{Api, Exception, PyObject};
+
+/// Proof that the current thread holds the GIL, for the lifetime `'py`.
+#[derive(Clone, Copy)]
+pub struct Gil<'py> {
+    api: &'static Api,
+    _not_send: PhantomData<(&'py (), *mut ())>,
+}
+
+/// The result of a Python operation.
+pub type PyResult<'py, T> = Result<T, PyErr<'py>>;
+
+impl<'py> Gil<'py> {
+    /// Runs `f` with the GIL held by this thread (PyGILState_Ensure / Release), from any
+    /// thread, whether or not it has ever run Python before.
+    pub fn acquire<R>(api: &'static Api, f: impl for<'a> FnOnce(Gil<'a>) -> R) -> R {
+        struct Release(&'static Api, super::api::ffi::PyGILState_STATE);
+        impl Drop for Release {
+            fn drop(&mut self) {
+                // SAFETY: pairs with the PyGILState_Ensure below, on the same thread.
+                unsafe { (self.0.PyGILState_Release)(self.1) }
+            }
+        }
+        // SAFETY: PyGILState_Ensure may be called from any thread once Python is initialised,
+        // which holds for every `&'static Api` handed out by the runtime.
+        let state = unsafe { (api.PyGILState_Ensure)() };
+        let _release = Release(api, state);
+        // SAFETY: the GIL is held until `_release` drops, after `f` and everything it made.
+        f(unsafe { Gil::assume(api) })
+    }
+
+    /// A token for a thread that already holds the GIL (start-up, and C callbacks that
+    /// Python calls with the GIL held).
+    ///
+    /// # Safety
+    /// The calling thread must hold the GIL for all of `'py`.
+    pub unsafe fn assume(api: &'static Api) -> Gil<'py> {
+        Gil {
+            api,
+            _not_send: PhantomData,
+        }
+    }
+
+    /// The function table (for the thin unsafe layers in this module's siblings).
+    pub fn api(self) -> &'static Api {
+        self.api
+    }
+
+    /// Releases the GIL while `f` runs (a blocking read or write), then takes it back.
+    /// `f` must be `Send`, so it cannot capture a [`PyRef`].
+    pub fn allow_threads<R>(self, f: impl FnOnce() -> R + Send) -> R {
+        struct Restore(&'static Api, *mut super::api::ffi::_ts);
+        impl Drop for Restore {
+            fn drop(&mut self) {
+                // SAFETY: pairs with PyEval_SaveThread below, on the same thread.
+                unsafe { (self.0.PyEval_RestoreThread)(self.1) }
+            }
+        }
+        // SAFETY: this thread holds the GIL (the token proves it); it gets it back before
+        // this function returns, also on unwind, via `Restore`.
+        let saved = unsafe { (self.api.PyEval_SaveThread)() };
+        let _restore = Restore(self.api, saved);
+        f()
+    }
+
+    /// Takes ownership of a new reference returned by the C API; NULL means an exception.
+    pub fn own(self, pointer: *mut PyObject) -> PyResult<'py, PyRef<'py>> {
+        match NonNull::new(pointer) {
+            Some(pointer) => Ok(PyRef { pointer, gil: self }),
+            None => Err(PyErr::fetch(self)),
+        }
+    }
+
+    /// A new strong reference to a borrowed object.
+    ///
+    /// # Safety
+    /// `pointer` must be a live, non-NULL object.
+    pub unsafe fn borrowed(self, pointer: *mut PyObject) -> PyRef<'py> {
+        // SAFETY: the caller guarantees a live object; the GIL is held.
+        unsafe { (self.api.Py_IncRef)(pointer) };
+        PyRef {
+            pointer: NonNull::new(pointer).expect("borrowed NULL object"),
+            gil: self,
+        }
+    }
+
+    /// `None`.
+    pub fn none(self) -> PyRef<'py> {
+        // SAFETY: None is immortal and always live.
+        unsafe { self.borrowed(self.api.none()) }
+    }
+
+    /// `True` or `False`.
+    pub fn bool(self, value: bool) -> PyRef<'py> {
+        let object = if value {
+            self.api.true_()
+        } else {
+            self.api.false_()
+        };
+        // SAFETY: True and False are always live.
+        unsafe { self.borrowed(object) }
+    }
+
+    /// A `str` from UTF-8 text.
+    pub fn str(self, text: &str) -> PyResult<'py, PyRef<'py>> {
+        // SAFETY: pointer and length describe `text`, valid UTF-8 for the call.
+        self.own(unsafe {
+            (self.api.PyUnicode_FromStringAndSize)(text.as_ptr().cast(), text.len() as _)
+        })
+    }
+
+    /// A `str` whose code points are the bytes (PEP 3333's "native string").
+    pub fn latin1(self, bytes: &[u8]) -> PyResult<'py, PyRef<'py>> {
+        // SAFETY: pointer and length describe `bytes`; latin-1 decoding cannot fail.
+        self.own(unsafe {
+            (self.api.PyUnicode_DecodeLatin1)(bytes.as_ptr().cast(), bytes.len() as _, null_mut())
+        })
+    }
+
+    /// An interned `str`, for keys made once and kept.
+    pub fn interned(self, text: &CStr) -> PyResult<'py, PyRef<'py>> {
+        // SAFETY: `text` is NUL-terminated.
+        self.own(unsafe { (self.api.PyUnicode_InternFromString)(text.as_ptr()) })
+    }
+
+    /// A `bytes` object.
+    pub fn bytes(self, bytes: &[u8]) -> PyResult<'py, PyRef<'py>> {
+        // SAFETY: pointer and length describe `bytes`.
+        self.own(unsafe {
+            (self.api.PyBytes_FromStringAndSize)(bytes.as_ptr().cast(), bytes.len() as _)
+        })
+    }
+
+    /// An `int`.
+    pub fn int(self, value: i64) -> PyResult<'py, PyRef<'py>> {
+        // SAFETY: no preconditions besides the GIL.
+        self.own(unsafe { (self.api.PyLong_FromSsize_t)(value as _) })
+    }
+
+    /// A tuple of the given items.
+    pub fn tuple(self, items: &[&PyRef<'py>]) -> PyResult<'py, PyRef<'py>> {
+        // SAFETY: no preconditions besides the GIL.
+        let tuple = self.own(unsafe { (self.api.PyTuple_New)(items.len() as _) })?;
+        for (index, item) in items.iter().enumerate() {
+            let item = (*item).clone();
+            // SAFETY: a fresh tuple of the right size; PyTuple_SetItem steals the reference
+            // we pass with `into_ptr`.
+            unsafe { (self.api.PyTuple_SetItem)(tuple.as_ptr(), index as _, item.into_ptr()) };
+        }
+        Ok(tuple)
+    }
+
+    /// An empty list.
+    pub fn list(self) -> PyResult<'py, PyRef<'py>> {
+        // SAFETY: no preconditions besides the GIL.
+        self.own(unsafe { (self.api.PyList_New)(0) })
+    }
+
+    /// An empty dict.
+    pub fn dict(self) -> PyResult<'py, PyRef<'py>> {
+        // SAFETY: no preconditions besides the GIL.
+        self.own(unsafe { (self.api.PyDict_New)() })
+    }
+
+    /// Imports a module by its dotted name.
+    pub fn import(self, name: &str) -> PyResult<'py, PyRef<'py>> {
+        let name = CString::new(name)
+            .map_err(|_| PyErr::new(self, Exception::ValueError, "NUL in module name"))?;
+        // SAFETY: `name` is NUL-terminated.
+        self.own(unsafe { (self.api.PyImport_ImportModule)(name.as_ptr()) })
+    }
+
+    /// Runs Python source as a new module named `name` and returns its namespace dict.
+    pub fn run_module(self, name: &CStr, source: &CStr) -> PyResult<'py, PyRef<'py>> {
+        let globals = self.dict()?;
+        // SAFETY: no preconditions besides the GIL; returns a borrowed dict.
+        let builtins = unsafe { self.borrowed((self.api.PyEval_GetBuiltins)()) };
+        globals.set_item(&self.str("__builtins__")?, &builtins)?;
+        globals.set_item(
+            &self.str("__name__")?,
+            &self.str(name.to_str().unwrap_or("module"))?,
+        )?;
+        // SAFETY: both strings are NUL-terminated; 257 is Py_file_input.
+        let code =
+            self.own(unsafe { (self.api.Py_CompileString)(source.as_ptr(), name.as_ptr(), 257) })?;
+        // SAFETY: `code` is a code object; globals doubles as locals, as for a module.
+        self.own(unsafe {
+            (self.api.PyEval_EvalCode)(code.as_ptr(), globals.as_ptr(), globals.as_ptr())
+        })?;
+        Ok(globals)
+    }
+
+    /// `sys.<name>` (a new reference), if it exists.
+    pub fn sys(self, name: &CStr) -> Option<PyRef<'py>> {
+        // SAFETY: `name` is NUL-terminated; the result is borrowed.
+        let object = unsafe { (self.api.PySys_GetObject)(name.as_ptr()) };
+        // SAFETY: non-NULL results of PySys_GetObject are live objects.
+        (!object.is_null()).then(|| unsafe { self.borrowed(object) })
+    }
+
+    /// The running interpreter's version string (`sys.version`).
+    pub fn version(self) -> String {
+        // SAFETY: Py_GetVersion returns a static NUL-terminated string.
+        unsafe { CStr::from_ptr((self.api.Py_GetVersion)()) }
+            .to_string_lossy()
+            .into_owned()
+    }
+}
+
+/// An owned strong reference, valid while the GIL is held.
+pub struct PyRef<'py> {
+    pointer: NonNull<PyObject>,
+    gil: Gil<'py>,
+}
+
+impl Drop for PyRef<'_> {
+    fn drop(&mut self) {
+        // SAFETY: we own one reference and the GIL is held for 'py.
+        unsafe { (self.gil.api.Py_DecRef)(self.pointer.as_ptr()) }
+    }
+}
+
+impl Clone for PyRef<'_> {
+    fn clone(&self) -> Self {
+        // SAFETY: the object is live (we hold a reference) and the GIL is held.
+        unsafe { self.gil.borrowed(self.pointer.as_ptr()) }
+    }
+}
+
+/// What kind of built-in object something is (checked with the type's flags, as the
+/// limited API's `PyBytes_Check` and friends do).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Bytes,
+    Str,
+    List,
+    Tuple,
+    Dict,
+    Other,
+}
+
+impl<'py> PyRef<'py> {
+    /// The raw pointer (still owned by `self`).
+    pub fn as_ptr(&self) -> *mut PyObject {
+        self.pointer.as_ptr()
+    }
+
+    /// Gives up ownership: the caller now owns the reference (returning it to C).
+    pub fn into_ptr(self) -> *mut PyObject {
+        let pointer = self.pointer.as_ptr();
+        std::mem::forget(self);
+        pointer
+    }
+
+    /// The token this reference lives under.
+    pub fn gil(&self) -> Gil<'py> {
+        self.gil
+    }
+
+    /// Keeps the object for the life of the process.
+    pub fn into_static(self) -> PyStatic {
+        PyStatic(NonNull::new(self.into_ptr()).expect("non-null"))
+    }
+
+    /// The object's built-in kind.
+    pub fn kind(&self) -> Kind {
+        let api = self.gil.api;
+        // SAFETY: a live object's type is live; PyObject_Type returns a new reference which
+        // `own` takes over.
+        let flags = match self.gil.own(unsafe { (api.PyObject_Type)(self.as_ptr()) }) {
+            // SAFETY: `kind` is a live type object.
+            Ok(kind) => u64::from(unsafe { (api.PyType_GetFlags)(kind.as_ptr().cast()) }),
+            Err(_) => 0,
+        };
+        const LIST: u64 = 1 << 25;
+        const TUPLE: u64 = 1 << 26;
+        const BYTES: u64 = 1 << 27;
+        const UNICODE: u64 = 1 << 28;
+        const DICT: u64 = 1 << 29;
+        match flags {
+            f if f & BYTES != 0 => Kind::Bytes,
+            f if f & UNICODE != 0 => Kind::Str,
+            f if f & LIST != 0 => Kind::List,
+            f if f & TUPLE != 0 => Kind::Tuple,
+            f if f & DICT != 0 => Kind::Dict,
+            _ => Kind::Other,
+        }
+    }
+
+    /// The contents of a `bytes` object, borrowed from it; None if it is not bytes.
+    pub fn as_bytes(&self) -> Option<&[u8]> {
+        if self.kind() != Kind::Bytes {
+            return None;
+        }
+        let mut data: *mut c_char = null_mut();
+        let mut length = 0;
+        // SAFETY: `self` is a bytes object; on success `data` points into it for as long as
+        // the object lives, which the returned borrow of `self` guarantees.
+        let status = unsafe {
+            (self.gil.api.PyBytes_AsStringAndSize)(self.as_ptr(), &mut data, &mut length)
+        };
+        if status != 0 {
+            PyErr::fetch(self.gil);
+            return None;
+        }
+        // SAFETY: see above: `length` bytes at `data`, alive while `self` is.
+        Some(unsafe { std::slice::from_raw_parts(data.cast::<u8>(), length as usize) })
+    }
+
+    /// A `str` encoded as latin-1 bytes (PEP 3333's native strings). Errors for anything that
+    /// is not a `str` or has a code point above U+00FF.
+    pub fn latin1_bytes(&self) -> PyResult<'py, Vec<u8>> {
+        if self.kind() != Kind::Str {
+            return Err(PyErr::new(self.gil, Exception::TypeError, "expected a str"));
+        }
+        // SAFETY: `self` is a str.
+        let encoded = self
+            .gil
+            .own(unsafe { (self.gil.api.PyUnicode_AsLatin1String)(self.as_ptr()) })?;
+        Ok(encoded.as_bytes().unwrap_or_default().to_vec())
+    }
+
+    /// `str(self)` as Rust text (lossy for lone surrogates).
+    pub fn text(&self) -> String {
+        let api = self.gil.api;
+        // SAFETY: a live object and the GIL.
+        let Ok(text) = self.gil.own(unsafe { (api.PyObject_Str)(self.as_ptr()) }) else {
+            return "<str() failed>".to_string();
+        };
+        // SAFETY: `text` is a str.
+        match self
+            .gil
+            .own(unsafe { (api.PyUnicode_AsUTF8String)(text.as_ptr()) })
+        {
+            Ok(utf8) => String::from_utf8_lossy(utf8.as_bytes().unwrap_or_default()).into_owned(),
+            Err(_) => "<unprintable>".to_string(),
+        }
+    }
+
+    /// `self.<name>`.
+    pub fn getattr(&self, name: &CStr) -> PyResult<'py, PyRef<'py>> {
+        // SAFETY: a live object and a NUL-terminated name.
+        self.gil
+            .own(unsafe { (self.gil.api.PyObject_GetAttrString)(self.as_ptr(), name.as_ptr()) })
+    }
+
+    /// `self.<name>` with the name given as a `str` object (faster for interned names).
+    pub fn getattr_object(&self, name: &PyRef<'py>) -> PyResult<'py, PyRef<'py>> {
+        // SAFETY: live objects.
+        self.gil
+            .own(unsafe { (self.gil.api.PyObject_GetAttr)(self.as_ptr(), name.as_ptr()) })
+    }
+
+    /// `hasattr(self, name)`.
+    pub fn hasattr(&self, name: &CStr) -> bool {
+        // SAFETY: a live object and a NUL-terminated name; never raises.
+        unsafe { (self.gil.api.PyObject_HasAttrString)(self.as_ptr(), name.as_ptr()) != 0 }
+    }
+
+    /// `self(*args)`.
+    pub fn call(&self, args: &[&PyRef<'py>]) -> PyResult<'py, PyRef<'py>> {
+        let args = self.gil.tuple(args)?;
+        // SAFETY: live callable and argument tuple; kwargs may be NULL.
+        self.gil
+            .own(unsafe { (self.gil.api.PyObject_Call)(self.as_ptr(), args.as_ptr(), null_mut()) })
+    }
+
+    /// `self(a, b)`, without building the argument tuple ourselves.
+    pub fn call2(&self, a: &PyRef<'py>, b: &PyRef<'py>) -> PyResult<'py, PyRef<'py>> {
+        // SAFETY: live objects; the variadic argument list is NULL-terminated.
+        self.gil.own(unsafe {
+            (self.gil.api.PyObject_CallFunctionObjArgs)(
+                self.as_ptr(),
+                a.as_ptr(),
+                b.as_ptr(),
+                null_mut::<PyObject>(),
+            )
+        })
+    }
+
+    /// `callable(self)` is true.
+    pub fn is_callable(&self) -> bool {
+        // SAFETY: a live object; never raises.
+        unsafe { (self.gil.api.PyCallable_Check)(self.as_ptr()) != 0 }
+    }
+
+    /// `bool(self)`.
+    pub fn is_true(&self) -> PyResult<'py, bool> {
+        // SAFETY: a live object.
+        match unsafe { (self.gil.api.PyObject_IsTrue)(self.as_ptr()) } {
+            -1 => Err(PyErr::fetch(self.gil)),
+            value => Ok(value != 0),
+        }
+    }
+
+    /// `self is None`.
+    pub fn is_none(&self) -> bool {
+        self.as_ptr() == self.gil.api.none()
+    }
+
+    /// `len(self)`.
+    pub fn len(&self) -> PyResult<'py, usize> {
+        // SAFETY: a live object.
+        match unsafe { (self.gil.api.PyObject_Length)(self.as_ptr()) } {
+            -1 => Err(PyErr::fetch(self.gil)),
+            length => Ok(length as usize),
+        }
+    }
+
+    /// `self[index]` for a sequence.
+    pub fn get_index(&self, index: usize) -> PyResult<'py, PyRef<'py>> {
+        // SAFETY: a live object.
+        self.gil
+            .own(unsafe { (self.gil.api.PySequence_GetItem)(self.as_ptr(), index as _) })
+    }
+
+    /// `iter(self)`.
+    pub fn iter(&self) -> PyResult<'py, PyRef<'py>> {
+        // SAFETY: a live object.
+        self.gil
+            .own(unsafe { (self.gil.api.PyObject_GetIter)(self.as_ptr()) })
+    }
+
+    /// `next(self)` for an iterator: `Ok(None)` at the end.
+    pub fn next(&self) -> PyResult<'py, Option<PyRef<'py>>> {
+        // SAFETY: `self` is an iterator (from `iter`).
+        let item = unsafe { (self.gil.api.PyIter_Next)(self.as_ptr()) };
+        if item.is_null() {
+            // SAFETY: no preconditions besides the GIL.
+            if unsafe { (self.gil.api.PyErr_Occurred)() }.is_null() {
+                Ok(None)
+            } else {
+                Err(PyErr::fetch(self.gil))
+            }
+        } else {
+            self.gil.own(item).map(Some)
+        }
+    }
+
+    /// `self[key] = value` for a dict.
+    pub fn set_item(&self, key: &PyRef<'py>, value: &PyRef<'py>) -> PyResult<'py, ()> {
+        // SAFETY: `self` is a dict (callers only use this on dicts); live objects.
+        match unsafe { (self.gil.api.PyDict_SetItem)(self.as_ptr(), key.as_ptr(), value.as_ptr()) }
+        {
+            0 => Ok(()),
+            _ => Err(PyErr::fetch(self.gil)),
+        }
+    }
+
+    /// `self.get(key)` for a dict (never raises).
+    pub fn get_item(&self, key: &PyRef<'py>) -> Option<PyRef<'py>> {
+        // SAFETY: `self` is a dict; the result is borrowed.
+        let value = unsafe { (self.gil.api.PyDict_GetItem)(self.as_ptr(), key.as_ptr()) };
+        // SAFETY: a non-NULL result is a live object owned by the dict.
+        (!value.is_null()).then(|| unsafe { self.gil.borrowed(value) })
+    }
+
+    /// A shallow copy of a dict.
+    pub fn dict_copy(&self) -> PyResult<'py, PyRef<'py>> {
+        // SAFETY: `self` is a dict.
+        self.gil
+            .own(unsafe { (self.gil.api.PyDict_Copy)(self.as_ptr()) })
+    }
+
+    /// `self.insert(index, item)` for a list.
+    pub fn list_insert(&self, index: usize, item: &PyRef<'py>) -> PyResult<'py, ()> {
+        // SAFETY: `self` is a list; PyList_Insert does not steal.
+        match unsafe { (self.gil.api.PyList_Insert)(self.as_ptr(), index as _, item.as_ptr()) } {
+            0 => Ok(()),
+            _ => Err(PyErr::fetch(self.gil)),
+        }
+    }
+
+    /// `self.append(item)` for a list.
+    pub fn list_append(&self, item: &PyRef<'py>) -> PyResult<'py, ()> {
+        // SAFETY: `self` is a list; PyList_Append does not steal.
+        match unsafe { (self.gil.api.PyList_Append)(self.as_ptr(), item.as_ptr()) } {
+            0 => Ok(()),
+            _ => Err(PyErr::fetch(self.gil)),
+        }
+    }
+
+    /// `self.<name>(*args)`.
+    pub fn call_method(&self, name: &CStr, args: &[&PyRef<'py>]) -> PyResult<'py, PyRef<'py>> {
+        self.getattr(name)?.call(args)
+    }
+}
+
+/// A strong reference kept for the life of the process (the app, interned keys, our types).
+/// It can be shared between threads but only used through a [`Gil`]. It is never released:
+/// the interpreter is never finalised.
+pub struct PyStatic(NonNull<PyObject>);
+
+// SAFETY: the pointer is only dereferenced through `bind`/`as_ptr`, which need a Gil.
+unsafe impl Send for PyStatic {}
+// SAFETY: as for Send.
+unsafe impl Sync for PyStatic {}
+
+impl PyStatic {
+    /// A new owned reference to the object.
+    pub fn bind<'py>(&self, gil: Gil<'py>) -> PyRef<'py> {
+        // SAFETY: the object is kept alive by our never-released reference.
+        unsafe { gil.borrowed(self.0.as_ptr()) }
+    }
+
+    /// The raw pointer, borrowed, while the GIL is held.
+    pub fn as_ptr(&self, _gil: Gil<'_>) -> *mut PyObject {
+        self.0.as_ptr()
+    }
+}
+
+/// A Python exception, taken out of the interpreter's error indicator.
+pub struct PyErr<'py> {
+    kind: Option<PyRef<'py>>,
+    value: Option<PyRef<'py>>,
+    traceback: Option<PyRef<'py>>,
+    gil: Gil<'py>,
+}
+
+impl<'py> PyErr<'py> {
+    /// Takes the current exception (PyErr_Fetch). If none is set, a RuntimeError stands in.
+    pub fn fetch(gil: Gil<'py>) -> PyErr<'py> {
+        let (mut kind, mut value, mut traceback) = (null_mut(), null_mut(), null_mut());
+        // SAFETY: out-pointers to locals; we take ownership of the three references.
+        unsafe {
+            (gil.api.PyErr_Fetch)(&mut kind, &mut value, &mut traceback);
+            (gil.api.PyErr_NormalizeException)(&mut kind, &mut value, &mut traceback);
+        }
+        if kind.is_null() {
+            return PyErr::new(
+                gil,
+                Exception::RuntimeError,
+                "a Python call failed without an exception",
+            );
+        }
+        let own =
+            |pointer: *mut PyObject| NonNull::new(pointer).map(|pointer| PyRef { pointer, gil });
+        PyErr {
+            kind: own(kind),
+            value: own(value),
+            traceback: own(traceback),
+            gil,
+        }
+    }
+
+    /// A new exception of a built-in type with a message.
+    pub fn new(gil: Gil<'py>, kind: Exception, message: &str) -> PyErr<'py> {
+        let message = CString::new(message.replace('\0', "\\0")).expect("no NUL");
+        // SAFETY: a valid exception type and a NUL-terminated message.
+        unsafe { (gil.api.PyErr_SetString)(gil.api.exception(kind), message.as_ptr()) };
+        PyErr::fetch(gil)
+    }
+
+    /// An exception from an `exc_info` triple `(type, value, traceback)`.
+    pub fn from_exc_info(exc_info: &PyRef<'py>) -> PyResult<'py, PyErr<'py>> {
+        let gil = exc_info.gil();
+        let (kind, value, traceback) = (
+            exc_info.get_index(0)?,
+            exc_info.get_index(1)?,
+            exc_info.get_index(2)?,
+        );
+        let some = |object: PyRef<'py>| (!object.is_none()).then_some(object);
+        Ok(PyErr {
+            kind: some(kind),
+            value: some(value),
+            traceback: some(traceback),
+            gil,
+        })
+    }
+
+    /// Sets this exception as the current one, to be raised when we return NULL to Python.
+    pub fn restore(self) {
+        let take = |object: Option<PyRef<'py>>| object.map_or(null_mut(), PyRef::into_ptr);
+        let (gil, kind, value, traceback) = (self.gil, self.kind, self.value, self.traceback);
+        // SAFETY: PyErr_Restore steals the three references (NULL allowed for absent ones).
+        unsafe { (gil.api.PyErr_Restore)(take(kind), take(value), take(traceback)) }
+    }
+
+    /// The exception's value (e.g. for `isinstance` checks).
+    pub fn value(&self) -> Option<&PyRef<'py>> {
+        self.value.as_ref()
+    }
+
+    /// The exception's type.
+    pub fn is_instance_of(&self, kind: &PyRef<'py>) -> bool {
+        match &self.kind {
+            // SAFETY: live objects.
+            Some(own) => unsafe {
+                (self.gil.api.PyErr_GivenExceptionMatches)(own.as_ptr(), kind.as_ptr()) != 0
+            },
+            None => false,
+        }
+    }
+
+    /// `TypeName: message`, one line.
+    pub fn summary(&self) -> String {
+        let name = self
+            .kind
+            .as_ref()
+            .and_then(|kind| kind.getattr(c"__name__").ok())
+            .map(|name| name.text())
+            .unwrap_or_else(|| "Exception".to_string());
+        match &self.value {
+            Some(value) => {
+                let text = value.text();
+                if text.is_empty() {
+                    name
+                } else {
+                    format!("{name}: {text}")
+                }
+            }
+            None => name,
+        }
+    }
+
+    /// The full traceback as `traceback.format_exception` renders it.
+    pub fn text(&self) -> String {
+        let gil = self.gil;
+        let rendered = (|| -> PyResult<'py, String> {
+            let traceback = gil.import("traceback")?;
+            let none = gil.none();
+            let pick = |object: &Option<PyRef<'py>>| object.clone().unwrap_or_else(|| none.clone());
+            let lines = traceback.call_method(
+                c"format_exception",
+                &[
+                    &pick(&self.kind),
+                    &pick(&self.value),
+                    &pick(&self.traceback),
+                ],
+            )?;
+            let joined = gil.str("")?.call_method(c"join", &[&lines])?;
+            Ok(joined.text())
+        })();
+        match rendered {
+            Ok(text) => text.trim_end().to_string(),
+            Err(_) => self.summary(),
+        }
+    }
+}
+
+impl std::fmt::Debug for PyErr<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.summary())
+    }
+}

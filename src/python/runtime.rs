@@ -1,0 +1,269 @@
+//! Finding, loading and starting CPython.
+//!
+//! [`start`] is called once, from `GetExtensionVersion`:
+//!
+//! 1. find the library: `[python] library`, else the versioned library in `[python] home`
+//!    (Linux: `lib/libpython3.X.so*`; Windows: `python3X.dll`, never the `python3.dll`
+//!    forwarder), else the interpreter the extension was built with (Linux);
+//! 2. load it (Linux: RTLD_GLOBAL, so C extension modules resolve against it) and resolve
+//!    the [`Api`] table;
+//! 3. if Python already runs in this process, attach to it; otherwise check that the home
+//!    holds a standard library (a wrong home makes `Py_InitializeEx` abort the process, so
+//!    we refuse it first), set it, and start Python with `Py_InitializeEx(0)` (the host
+//!    owns signals);
+//! 4. hand over to the caller with the GIL held, then release it for good.
+use std::ffi::CString;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use super::api::Api;
+use super::object::Gil;
+use crate::sys::{Library, Visibility};
+
+/// The one interpreter of this process.
+static API: OnceLock<Api> = OnceLock::new();
+
+/// Where Python lives: what the configuration says, with defaults filled in.
+#[derive(Clone, Debug, Default)]
+pub struct PythonLocation {
+    pub home: Option<PathBuf>,
+    pub library: Option<PathBuf>,
+}
+
+/// Starts (or attaches to) Python and runs `setup` with the GIL held; the GIL is released
+/// when this returns. Errors are complete sentences for the log.
+pub fn start<R>(
+    location: &PythonLocation,
+    setup: impl for<'py> FnOnce(Gil<'py>) -> R,
+) -> Result<R, String> {
+    let api = load(location)?;
+    // SAFETY: no preconditions.
+    if unsafe { (api.Py_IsInitialized)() } != 0 {
+        // Someone (another extension, or an earlier start) already runs Python here.
+        return Ok(Gil::acquire(api, setup));
+    }
+    let home = home_for(location)?;
+    check_home(&home, &location_library(location)?)?;
+    set_home(api, &home)?;
+    // SAFETY: Python is not initialised (checked above); 0 = do not install signal handlers.
+    unsafe { (api.Py_InitializeEx)(0) };
+    // SAFETY: no preconditions.
+    if unsafe { (api.Py_IsInitialized)() } == 0 {
+        return Err(format!(
+            "Py_InitializeEx failed with home {}",
+            home.display()
+        ));
+    }
+    // SAFETY: Py_InitializeEx returns with the GIL held by this thread.
+    let result = setup(unsafe { Gil::assume(api) });
+    // Release the GIL for good: requests take it with PyGILState_Ensure. The thread state
+    // stays with the main interpreter; it is never restored or freed.
+    // SAFETY: this thread holds the GIL (since Py_InitializeEx).
+    unsafe { (api.PyEval_SaveThread)() };
+    Ok(result)
+}
+
+/// The loaded API, once [`start`] has succeeded.
+pub fn api() -> Option<&'static Api> {
+    API.get()
+}
+
+fn load(location: &PythonLocation) -> Result<&'static Api, String> {
+    if let Some(api) = API.get() {
+        return Ok(api);
+    }
+    let path = location_library(location)?;
+    let library =
+        Library::open(&path, Visibility::Global).map_err(|e| format!("cannot load Python: {e}"))?;
+    let api = Api::load(&library)?;
+    // The library is never unloaded: keep it alive for ever along with the table.
+    std::mem::forget(library);
+    Ok(API.get_or_init(|| api))
+}
+
+/// The library to load.
+fn location_library(location: &PythonLocation) -> Result<PathBuf, String> {
+    if let Some(library) = &location.library {
+        return if library.is_file() {
+            Ok(library.clone())
+        } else {
+            Err(format!(
+                "[python] library {} does not exist",
+                library.display()
+            ))
+        };
+    }
+    match &location.home {
+        Some(home) => find_library(home),
+        None => default_library(),
+    }
+}
+
+#[cfg(not(windows))]
+fn default_library() -> Result<PathBuf, String> {
+    Ok(PathBuf::from(env!("ISAPI_WSGI_BUILD_PYTHON_LIBRARY")))
+}
+
+#[cfg(windows)]
+fn default_library() -> Result<PathBuf, String> {
+    Err("no Python configured: set [python] home to a CPython 3.8+ installation (the directory holding python3X.dll)".into())
+}
+
+/// The home to give Python: the configured one, else derived from the library's place.
+fn home_for(location: &PythonLocation) -> Result<PathBuf, String> {
+    if let Some(home) = &location.home {
+        return Ok(home.clone());
+    }
+    match &location.library {
+        // Linux: <prefix>/lib/libpython3.X.so; Windows: <home>/python3X.dll.
+        Some(library) if cfg!(windows) => {
+            Ok(library.parent().unwrap_or(Path::new(".")).to_path_buf())
+        }
+        Some(library) => Ok(library
+            .parent()
+            .and_then(Path::parent)
+            .unwrap_or(Path::new("/"))
+            .to_path_buf()),
+        None if cfg!(windows) => default_library(),
+        None => Ok(PathBuf::from(env!("ISAPI_WSGI_BUILD_PYTHON_HOME"))),
+    }
+}
+
+/// The versioned CPython library inside `home`, newest first.
+fn find_library(home: &Path) -> Result<PathBuf, String> {
+    let (directory, what) = if cfg!(windows) {
+        (home.to_path_buf(), "python3X.dll")
+    } else {
+        (home.join("lib"), "lib/libpython3.X.so")
+    };
+    let entries = std::fs::read_dir(&directory).map_err(|e| {
+        format!(
+            "[python] home {}: cannot read {}: {e}",
+            home.display(),
+            directory.display()
+        )
+    })?;
+    let mut found: Vec<(u32, PathBuf)> = entries
+        .filter_map(Result::ok)
+        .filter_map(|entry| {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            library_minor(&name).map(|minor| (minor, entry.path()))
+        })
+        .collect();
+    // Newest minor version first; for one version prefer the shortest name (the .so itself).
+    found.sort_by(|a, b| {
+        b.0.cmp(&a.0)
+            .then(a.1.as_os_str().len().cmp(&b.1.as_os_str().len()))
+    });
+    found
+        .into_iter()
+        .next()
+        .map(|(_, path)| path)
+        .ok_or_else(|| {
+            format!(
+                "[python] home {} has no {what} (CPython 3.8 or newer)",
+                home.display()
+            )
+        })
+}
+
+/// The minor version of a CPython 3 library file name we can load, e.g. 12 for
+/// `libpython3.12.so.1.0` or `python312.dll`.
+fn library_minor(name: &str) -> Option<u32> {
+    let digits = if cfg!(windows) {
+        let lower = name.to_ascii_lowercase();
+        lower
+            .strip_prefix("python3")?
+            .strip_suffix(".dll")?
+            .to_string()
+    } else {
+        let rest = name.strip_prefix("libpython3.")?;
+        let (minor, suffix) = rest.split_once(".so")?;
+        if !(suffix.is_empty() || suffix.starts_with('.')) {
+            return None;
+        }
+        minor.to_string()
+    };
+    let minor: u32 = digits.parse().ok()?;
+    (minor >= 8).then_some(minor)
+}
+
+/// Refuses a home without a standard library: Py_InitializeEx would abort the process.
+fn check_home(home: &Path, library: &Path) -> Result<(), String> {
+    let name = library
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let landmarks: Vec<PathBuf> = if cfg!(windows) {
+        let stem = name
+            .to_ascii_lowercase()
+            .trim_end_matches(".dll")
+            .to_string();
+        vec![
+            home.join("Lib").join("os.py"),
+            home.join(format!("{stem}.zip")),
+        ]
+    } else {
+        let minor = library_minor(&name)
+            .map(|m| format!("python3.{m}"))
+            .unwrap_or_else(|| "python3".into());
+        vec![home.join("lib").join(&minor).join("os.py")]
+    };
+    if landmarks.iter().any(|landmark| landmark.exists()) {
+        Ok(())
+    } else {
+        Err(format!(
+            "[python] home {} has no standard library for {} (looked for {})",
+            home.display(),
+            library.display(),
+            landmarks
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))
+    }
+}
+
+/// Py_SetPythonHome with a string that lives for ever, as Python requires.
+fn set_home(api: &'static Api, home: &Path) -> Result<(), String> {
+    #[cfg(windows)]
+    let wide: *const u16 = {
+        use std::os::windows::ffi::OsStrExt;
+        let wide: Vec<u16> = home.as_os_str().encode_wide().chain(Some(0)).collect();
+        Box::leak(wide.into_boxed_slice()).as_ptr()
+    };
+    #[cfg(not(windows))]
+    let wide = {
+        use std::os::unix::ffi::OsStrExt;
+        let bytes = CString::new(home.as_os_str().as_bytes())
+            .map_err(|_| "NUL in [python] home".to_string())?;
+        // SAFETY: a NUL-terminated string; Py_DecodeLocale may be called before
+        // Py_Initialize and returns a PyMem_RawMalloc'ed wide string, which we never free.
+        let wide = unsafe { (api.Py_DecodeLocale)(bytes.as_ptr(), std::ptr::null_mut()) };
+        if wide.is_null() {
+            return Err(format!("cannot decode [python] home {}", home.display()));
+        }
+        wide
+    };
+    #[cfg(windows)]
+    let _ = CString::new(""); // keep the import used on both platforms
+    // SAFETY: `wide` is a NUL-terminated wide string that is never freed.
+    unsafe { (api.Py_SetPythonHome)(wide.cast()) };
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::library_minor;
+
+    #[test]
+    #[cfg(not(windows))]
+    fn library_names() {
+        assert_eq!(library_minor("libpython3.12.so.1.0"), Some(12));
+        assert_eq!(library_minor("libpython3.8.so"), Some(8));
+        assert_eq!(library_minor("libpython3.so"), None);
+        assert_eq!(library_minor("libpython3.7m.so"), None);
+        assert_eq!(library_minor("libpython3.11.a"), None);
+    }
+}

@@ -1,0 +1,187 @@
+//! Loading the application, and what every request shares: the callable, the environ
+//! builder, our Python types.
+//!
+//! [`App::load`] runs once at start-up with the GIL held: it puts the configured
+//! directories on `sys.path` and the virtual environment's site-packages through
+//! `site.addsitedir` (so `.pth` files work), imports `module:attribute` (calling it once for
+//! `module:factory()`), or takes the built-in demo app, and prepares the environ template.
+//! Any Python error comes back with its traceback, for the log.
+use std::ffi::CStr;
+use std::path::Path;
+
+use super::environ::EnvironBuilder;
+use super::errors::Errors;
+use super::input::Input;
+use super::response::Response;
+use crate::config::{AppSpec, Config};
+use crate::python::{Gil, NativeType, PyRef, PyResult, PyStatic};
+
+/// Python helpers that are clearer in Python than through the C API: path set-up, the
+/// application import, `wsgi.file_wrapper` and the demo application.
+const SUPPORT: &CStr = cr#"
+import os, sys
+
+def prepend_paths(paths):
+    for path in reversed(paths):
+        if not os.path.isdir(path):
+            raise FileNotFoundError("[python] path: %s is not a directory" % path)
+        if path not in sys.path:
+            sys.path.insert(0, path)
+
+def add_venv(venv):
+    import site
+    if os.name == "nt":
+        packages = os.path.join(venv, "Lib", "site-packages")
+    else:
+        packages = os.path.join(venv, "lib", "python%d.%d" % sys.version_info[:2], "site-packages")
+    if not os.path.isdir(packages):
+        raise FileNotFoundError(
+            "[python] venv: %s has no %s; is it a virtual environment for Python %d.%d?"
+            % (venv, packages, sys.version_info[0], sys.version_info[1]))
+    site.addsitedir(packages)
+
+def load_app(module, attribute, call):
+    import importlib
+    target = importlib.import_module(module)
+    for part in attribute.split("."):
+        target = getattr(target, part)
+    if call:
+        target = target()
+    if not callable(target):
+        raise TypeError("[wsgi] app: %s:%s is a %s, not a WSGI callable"
+                        % (module, attribute, type(target).__name__))
+    return target
+
+class FileWrapper:
+    """wsgi.file_wrapper: iterates over a file-like object in blocks."""
+    def __init__(self, filelike, blksize=8192):
+        self.filelike = filelike
+        self.blksize = blksize
+        if hasattr(filelike, "close"):
+            self.close = filelike.close
+    def __iter__(self):
+        return self
+    def __next__(self):
+        data = self.filelike.read(self.blksize)
+        if data:
+            return data
+        raise StopIteration
+
+def demo_app(environ, start_response):
+    """The page served when no application is configured: hello, and the environ."""
+    from html import escape
+    rows = "".join(
+        "<tr><th>%s</th><td>%s</td></tr>" % (escape(key), escape(repr(value)))
+        for key, value in sorted(environ.items()))
+    body = (
+        "<!doctype html><meta charset=utf-8><title>isapi-wsgi</title>"
+        "<h1>Hello from isapi-wsgi</h1>"
+        "<p>Python %s is serving this page through the ISAPI extension. "
+        "Point <code>[wsgi] app</code> in isapi_wsgi.ini at your own application.</p>"
+        "<h2>The WSGI environ</h2><table>%s</table>" % (escape(sys.version), rows)
+    ).encode("utf-8")
+    start_response("200 OK", [("Content-Type", "text/html; charset=utf-8"),
+                              ("Content-Length", str(len(body)))])
+    return [body]
+
+if not hasattr(sys, "argv"):
+    sys.argv = [""]
+"#;
+
+/// The `wsgi.errors` stream shared by every request.
+static ERRORS: Errors = Errors;
+
+/// A loaded application and everything requests share.
+pub struct App {
+    pub(super) callable: PyStatic,
+    pub(super) environ: EnvironBuilder,
+    pub(super) input_type: NativeType<Input>,
+    pub(super) response_type: NativeType<Response>,
+    /// Tracebacks in 500 pages.
+    pub debug: bool,
+    /// `sys.version` of the interpreter.
+    pub python_version: String,
+    /// What was loaded, for the log (`mysite.wsgi:application`, or the demo).
+    pub description: String,
+}
+
+impl App {
+    /// Sets up paths and imports the configured application.
+    pub fn load<'py>(gil: Gil<'py>, config: &Config) -> PyResult<'py, App> {
+        let support = gil.run_module(c"isapi_wsgi_support", SUPPORT)?;
+        let helper = |name: &str| -> PyResult<'py, PyRef<'py>> {
+            support
+                .get_item(&gil.str(name)?)
+                .ok_or_else(|| missing(gil, name))
+        };
+        if !config.python_path.is_empty() {
+            let list = gil.list()?;
+            for path in &config.python_path {
+                list.list_append(&path_str(gil, path)?)?;
+            }
+            helper("prepend_paths")?.call(&[&list])?;
+        }
+        if let Some(venv) = &config.venv {
+            helper("add_venv")?.call(&[&path_str(gil, venv)?])?;
+        }
+        let (callable, description) = match &config.app {
+            AppSpec::Demo => (helper("demo_app")?, "the built-in demo app".to_string()),
+            AppSpec::Named {
+                module,
+                attribute,
+                call,
+            } => {
+                let app = helper("load_app")?.call(&[
+                    &gil.str(module)?,
+                    &gil.str(attribute)?,
+                    &gil.bool(*call),
+                ])?;
+                (
+                    app,
+                    format!("{module}:{attribute}{}", if *call { "()" } else { "" }),
+                )
+            }
+        };
+
+        let errors_type = NativeType::<Errors>::new(gil)?;
+        let template = gil.dict()?;
+        let version = gil.tuple(&[&gil.int(1)?, &gil.int(0)?])?;
+        let set = |key: &str, value: &PyRef<'py>| template.set_item(&gil.str(key)?, value);
+        set("wsgi.version", &version)?;
+        set("wsgi.errors", &errors_type.forever(gil, &ERRORS)?)?;
+        // IIS runs requests on many threads, and overlapping recycles run two processes.
+        set("wsgi.multithread", &gil.bool(true))?;
+        set("wsgi.multiprocess", &gil.bool(true))?;
+        set("wsgi.run_once", &gil.bool(false))?;
+        set("wsgi.file_wrapper", &helper("FileWrapper")?)?;
+        // Reading wsgi.input to its end is always safe here (it stops at the body's end).
+        set("wsgi.input_terminated", &gil.bool(true))?;
+        set("GATEWAY_INTERFACE", &gil.str("CGI/1.1")?)?;
+        set(
+            "SERVER_SOFTWARE",
+            &gil.str(concat!("isapi-wsgi/", env!("CARGO_PKG_VERSION")))?,
+        )?;
+
+        Ok(App {
+            callable: callable.into_static(),
+            environ: EnvironBuilder::new(gil, template)?,
+            input_type: NativeType::new(gil)?,
+            response_type: NativeType::new(gil)?,
+            debug: config.debug,
+            python_version: gil.version(),
+            description,
+        })
+    }
+}
+
+fn missing<'py>(gil: Gil<'py>, name: &str) -> crate::python::PyErr<'py> {
+    crate::python::PyErr::new(
+        gil,
+        crate::python::Exception::RuntimeError,
+        &format!("support code lacks {name}"),
+    )
+}
+
+fn path_str<'py>(gil: Gil<'py>, path: &Path) -> PyResult<'py, PyRef<'py>> {
+    gil.str(&path.to_string_lossy())
+}

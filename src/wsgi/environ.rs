@@ -1,0 +1,469 @@
+//! Building the WSGI `environ` dict from a request.
+//!
+//! Speed matters here (it is most of the bridge's per-request cost), so:
+//! * the keys are interned `str` objects made once ([`Keys`]), header keys are cached;
+//! * entries that never change (`wsgi.version`, `wsgi.errors`, ...) sit in a template dict
+//!   that is copied (`PyDict_Copy`) per request;
+//! * the request headers are read in one pass over `ALL_RAW`.
+//!
+//! What goes in, and from where (see docs/bridge.md for the reasoning):
+//! * `PATH_INFO` from the raw URL (`HTTP_URL`, cut at `?`, percent-decoded to bytes), and
+//!   `SCRIPT_NAME` from where the application is mounted: the part of `APPL_MD_PATH` after
+//!   `/ROOT` (compared case-insensitively), or, for an extension mapping such as `*.wsgi`,
+//!   the path up to and including the mapped script. Both as latin-1-decoded bytes, as
+//!   PEP 3333 wants.
+//! * `HTTP_*` from the headers as the client sent them; a header whose name contains `_` is
+//!   dropped (it could pose as another header once `-` becomes `_`), duplicates are joined
+//!   with `,` (`; ` for Cookie), Content-Type and Content-Length only appear as
+//!   `CONTENT_TYPE`/`CONTENT_LENGTH`.
+//! * `wsgi.url_scheme` is `https` when the server variable `HTTPS` is `on`.
+//! * `REMOTE_USER`/`AUTH_TYPE` only when IIS authenticated the request.
+//! The process environment is never copied in.
+use std::collections::HashMap;
+
+use std::sync::Mutex;
+
+use crate::isapi::ecb::Ecb;
+use crate::python::{Gil, PyRef, PyResult, PyStatic};
+
+/// Most distinct header keys kept in the cache (hostile clients may invent many).
+const HEADER_KEY_CACHE: usize = 512;
+
+macro_rules! keys {
+    ($($field:ident = $text:literal),* $(,)?) => {
+        /// The interned environ keys and constant values, made once.
+        pub struct Keys { $(pub $field: PyStatic,)* }
+        impl Keys {
+            pub fn new(gil: Gil<'_>) -> PyResult<'_, Keys> {
+                Ok(Keys { $($field: gil.interned($text)?.into_static(),)* })
+            }
+        }
+    };
+}
+
+keys! {
+    request_method = c"REQUEST_METHOD",
+    script_name = c"SCRIPT_NAME",
+    path_info = c"PATH_INFO",
+    query_string = c"QUERY_STRING",
+    content_type = c"CONTENT_TYPE",
+    content_length = c"CONTENT_LENGTH",
+    server_name = c"SERVER_NAME",
+    server_port = c"SERVER_PORT",
+    server_protocol = c"SERVER_PROTOCOL",
+    remote_addr = c"REMOTE_ADDR",
+    remote_port = c"REMOTE_PORT",
+    remote_user = c"REMOTE_USER",
+    auth_type = c"AUTH_TYPE",
+    https = c"HTTPS",
+    url_scheme = c"wsgi.url_scheme",
+    input = c"wsgi.input",
+    http = c"http",
+    https_value = c"https",
+    on = c"on",
+    get = c"GET",
+    post = c"POST",
+    http11 = c"HTTP/1.1",
+    empty = c"",
+}
+
+/// Makes environ dicts: the keys, the template, the header key cache.
+pub struct EnvironBuilder {
+    keys: Keys,
+    template: PyStatic,
+    header_keys: Mutex<HashMap<Vec<u8>, PyStatic>>,
+}
+
+/// What the rest of the bridge needs to know about the request besides the dict.
+pub struct RequestLine {
+    pub head: bool,
+    pub http11: bool,
+}
+
+impl EnvironBuilder {
+    /// `template` holds the constant entries (see app.rs).
+    pub fn new<'py>(gil: Gil<'py>, template: PyRef<'py>) -> PyResult<'py, EnvironBuilder> {
+        let keys = Keys::new(gil)?;
+        Ok(EnvironBuilder {
+            keys,
+            template: template.into_static(),
+            header_keys: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The environ for the request `ecb`, with `input` as `wsgi.input`.
+    pub fn build<'py>(
+        &self,
+        gil: Gil<'py>,
+        ecb: &Ecb,
+        input: &PyRef<'py>,
+    ) -> PyResult<'py, (PyRef<'py>, RequestLine)> {
+        let k = &self.keys;
+        let environ = self.template.bind(gil).dict_copy()?;
+        let set = |key: &PyStatic, value: &PyRef<'py>| environ.set_item(&key.bind(gil), value);
+        let set_text = |key: &PyStatic, bytes: &[u8]| set(key, &gil.latin1(bytes)?);
+        let mut scratch = Vec::with_capacity(2048);
+
+        let method = ecb.method();
+        match method {
+            b"GET" => set(&k.request_method, &k.get.bind(gil))?,
+            b"POST" => set(&k.request_method, &k.post.bind(gil))?,
+            other => set_text(&k.request_method, other)?,
+        }
+        set_text(&k.query_string, ecb.query_string())?;
+        let content_type = ecb.content_type();
+        if !content_type.is_empty() {
+            set_text(&k.content_type, content_type)?;
+        }
+        match ecb.total_bytes() {
+            Some(0) | None => {}
+            Some(length) => set_text(&k.content_length, length.to_string().as_bytes())?,
+        }
+
+        // Paths.
+        let (script_name, path_info) = self.paths(ecb, &mut scratch);
+        set_text(&k.script_name, &script_name)?;
+        set_text(&k.path_info, &path_info)?;
+
+        // Server and client.
+        let mut http11 = false;
+        for (key, name) in [
+            (&k.server_name, c"SERVER_NAME"),
+            (&k.server_port, c"SERVER_PORT"),
+            (&k.server_protocol, c"SERVER_PROTOCOL"),
+            (&k.remote_addr, c"REMOTE_ADDR"),
+            (&k.remote_port, c"REMOTE_PORT"),
+        ] {
+            scratch.clear();
+            let _ = ecb.server_variable(name, &mut scratch);
+            if name == c"SERVER_PROTOCOL" && scratch == b"HTTP/1.1" {
+                http11 = true;
+                set(key, &k.http11.bind(gil))?;
+            } else {
+                set_text(key, &scratch)?;
+            }
+        }
+        for (key, name) in [
+            (&k.remote_user, c"REMOTE_USER"),
+            (&k.auth_type, c"AUTH_TYPE"),
+        ] {
+            scratch.clear();
+            if matches!(ecb.server_variable(name, &mut scratch), Ok(true)) && !scratch.is_empty() {
+                set_text(key, &scratch)?;
+            }
+        }
+        scratch.clear();
+        let https = matches!(ecb.server_variable(c"HTTPS", &mut scratch), Ok(true))
+            && scratch.eq_ignore_ascii_case(b"on");
+        if https {
+            set(&k.https, &k.on.bind(gil))?;
+            set(&k.url_scheme, &k.https_value.bind(gil))?;
+        } else {
+            set(&k.url_scheme, &k.http.bind(gil))?;
+        }
+
+        self.headers(gil, ecb, &environ, &mut scratch)?;
+        set(&k.input, input)?;
+        Ok((
+            environ,
+            RequestLine {
+                head: method == b"HEAD",
+                http11,
+            },
+        ))
+    }
+
+    /// SCRIPT_NAME and PATH_INFO, as bytes.
+    fn paths(&self, ecb: &Ecb, scratch: &mut Vec<u8>) -> (Vec<u8>, Vec<u8>) {
+        scratch.clear();
+        let path = if matches!(ecb.server_variable(c"HTTP_URL", scratch), Ok(true))
+            && scratch.starts_with(b"/")
+        {
+            let raw = scratch.split(|&b| b == b'?').next().unwrap_or_default();
+            percent_decode(raw)
+        } else {
+            ecb.path_info().to_vec()
+        };
+        scratch.clear();
+        let _ = ecb.server_variable(c"APPL_MD_PATH", scratch);
+        let mount = mount_point(scratch).to_vec();
+        scratch.clear();
+        let _ = ecb.server_variable(c"SCRIPT_NAME", scratch);
+        let script = std::mem::take(scratch);
+        let split = split_path(&path, &mount, &script, ecb.path_info());
+        *scratch = script;
+        split
+    }
+
+    /// HTTP_* entries from the raw headers, in one pass.
+    fn headers<'py>(
+        &self,
+        gil: Gil<'py>,
+        ecb: &Ecb,
+        environ: &PyRef<'py>,
+        scratch: &mut Vec<u8>,
+    ) -> PyResult<'py, ()> {
+        scratch.clear();
+        if !matches!(ecb.server_variable(c"ALL_RAW", scratch), Ok(true)) {
+            // No ALL_RAW: rebuild raw lines from ALL_HTTP (names lose their real spelling).
+            let mut all = Vec::new();
+            let _ = ecb.server_variable(c"ALL_HTTP", &mut all);
+            *scratch = all_http_as_raw(&all);
+        }
+        let lines = parse_raw_headers(scratch);
+        let mut cache = self
+            .header_keys
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        let mut name = Vec::with_capacity(64);
+        for (index, &(header, value)) in lines.iter().enumerate() {
+            if !cgi_name(header, &mut name) {
+                continue;
+            }
+            // Duplicates: join them when meeting the first one, skip the later ones.
+            if lines[..index]
+                .iter()
+                .any(|(earlier, _)| earlier.eq_ignore_ascii_case(header))
+            {
+                continue;
+            }
+            let later: Vec<&[u8]> = lines[index + 1..]
+                .iter()
+                .filter(|(other, _)| other.eq_ignore_ascii_case(header))
+                .map(|&(_, v)| v)
+                .collect();
+            let value_object = if later.is_empty() {
+                gil.latin1(value)?
+            } else {
+                let separator: &[u8] = if name == b"HTTP_COOKIE" { b"; " } else { b"," };
+                let mut joined = value.to_vec();
+                for more in later {
+                    joined.extend_from_slice(separator);
+                    joined.extend_from_slice(more);
+                }
+                gil.latin1(&joined)?
+            };
+            let key = match cache.get(&name) {
+                Some(key) => key.bind(gil),
+                None => {
+                    let key = gil.latin1(&name)?;
+                    if cache.len() < HEADER_KEY_CACHE {
+                        cache.insert(name.clone(), key.clone().into_static());
+                    }
+                    key
+                }
+            };
+            environ.set_item(&key, &value_object)?;
+        }
+        Ok(())
+    }
+}
+
+/// `Name: value` pairs from ALL_RAW (`Name: value\r\n` lines; LF alone accepted).
+fn parse_raw_headers(raw: &[u8]) -> Vec<(&[u8], &[u8])> {
+    raw.split(|&b| b == b'\n')
+        .filter_map(|line| {
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            let colon = line.iter().position(|&b| b == b':')?;
+            Some((trim(&line[..colon]), trim(&line[colon + 1..])))
+        })
+        .filter(|(name, _)| !name.is_empty())
+        .collect()
+}
+
+/// ALL_HTTP (`HTTP_NAME:value` lines) rewritten as ALL_RAW lines (`NAME: value`), names
+/// turned back into header form (`X_Y` -> `X-Y`) so both sources go through [`cgi_name`].
+fn all_http_as_raw(all: &[u8]) -> Vec<u8> {
+    let mut raw = Vec::with_capacity(all.len());
+    for line in all.split(|&b| b == b'\n') {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let Some(colon) = line.iter().position(|&b| b == b':') else {
+            continue;
+        };
+        let Some(name) = line[..colon].strip_prefix(b"HTTP_") else {
+            continue;
+        };
+        raw.extend(name.iter().map(|&b| if b == b'_' { b'-' } else { b }));
+        raw.extend_from_slice(b": ");
+        raw.extend_from_slice(&line[colon + 1..]);
+        raw.extend_from_slice(b"\r\n");
+    }
+    raw
+}
+
+/// `HTTP_<NAME>` for a header name, into `out`; false for names to drop: `_` in the raw
+/// name (CVE-2015-0219: `X_Auth` would pose as `X-Auth`), non-token characters, and
+/// Content-Type/Content-Length (they are CONTENT_TYPE/CONTENT_LENGTH).
+/// ALL_HTTP names already use `_` for `-`; they are accepted as they come.
+fn cgi_name(header: &[u8], out: &mut Vec<u8>) -> bool {
+    out.clear();
+    out.extend_from_slice(b"HTTP_");
+    for &b in header {
+        match b {
+            b'-' => out.push(b'_'),
+            b'_' => return false,
+            b if b.is_ascii_alphanumeric() || b"!#$%&'*+.^`|~".contains(&b) => {
+                out.push(b.to_ascii_uppercase())
+            }
+            _ => return false,
+        }
+    }
+    !(out == b"HTTP_CONTENT_TYPE" || out == b"HTTP_CONTENT_LENGTH" || out.len() == 5)
+}
+
+fn trim(bytes: &[u8]) -> &[u8] {
+    let start = bytes
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .unwrap_or(bytes.len());
+    let end = bytes
+        .iter()
+        .rposition(|b| !b.is_ascii_whitespace())
+        .map_or(start, |end| end + 1);
+    &bytes[start..end]
+}
+
+/// `%XX` sequences to bytes; anything malformed stays as it is.
+pub fn percent_decode(raw: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(raw.len());
+    let mut index = 0;
+    while index < raw.len() {
+        let byte = raw[index];
+        if byte == b'%'
+            && index + 2 < raw.len()
+            && let (Some(high), Some(low)) = (hex(raw[index + 1]), hex(raw[index + 2]))
+        {
+            out.push(high << 4 | low);
+            index += 3;
+            continue;
+        }
+        out.push(byte);
+        index += 1;
+    }
+    out
+}
+
+fn hex(byte: u8) -> Option<u8> {
+    (byte as char).to_digit(16).map(|digit| digit as u8)
+}
+
+/// The application's mount point from APPL_MD_PATH: what follows `/ROOT` (any case), e.g.
+/// `/LM/W3SVC/1/ROOT/app` -> `/app`, `/LM/W3SVC/1/Root` -> ``.
+pub fn mount_point(appl_md_path: &[u8]) -> &[u8] {
+    let lower = appl_md_path.to_ascii_lowercase();
+    let mut search = 0;
+    while let Some(found) = lower[search..].windows(5).position(|w| w == b"/root") {
+        let end = search + found + 5;
+        if end == lower.len() || lower[end] == b'/' {
+            return trim_trailing_slash(&appl_md_path[end..]);
+        }
+        search = end;
+    }
+    b""
+}
+
+fn trim_trailing_slash(path: &[u8]) -> &[u8] {
+    path.strip_suffix(b"/").unwrap_or(path)
+}
+
+/// Splits the decoded request path into (SCRIPT_NAME, PATH_INFO).
+///
+/// * Extension mapping (`*.wsgi`): IIS's SCRIPT_NAME is the mapped script and differs from
+///   its PATH_INFO; the script is SCRIPT_NAME, the rest PATH_INFO.
+/// * Wildcard mapping (`*`): IIS reports SCRIPT_NAME == PATH_INFO == the whole path; the
+///   application's mount point is SCRIPT_NAME.
+///
+/// Prefixes compare case-insensitively (IIS URLs are); the bytes kept are the client's.
+pub fn split_path(
+    path: &[u8],
+    mount: &[u8],
+    iis_script: &[u8],
+    iis_path_info: &[u8],
+) -> (Vec<u8>, Vec<u8>) {
+    let prefix_of = |prefix: &[u8]| {
+        path.len() >= prefix.len()
+            && path[..prefix.len()].eq_ignore_ascii_case(prefix)
+            && (path.len() == prefix.len() || path[prefix.len()] == b'/')
+    };
+    let extension_mapped =
+        !iis_script.is_empty() && iis_script != iis_path_info && iis_script.len() > mount.len();
+    let cut = if extension_mapped && prefix_of(iis_script) {
+        iis_script.len()
+    } else if prefix_of(mount) {
+        mount.len()
+    } else {
+        0
+    };
+    (path[..cut].to_vec(), path[cut..].to_vec())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mount_points() {
+        assert_eq!(mount_point(b"/LM/W3SVC/1/ROOT"), b"");
+        assert_eq!(mount_point(b"/LM/W3SVC/1/Root/app"), b"/app");
+        assert_eq!(mount_point(b"/LM/W3SVC/1/root/a/b/"), b"/a/b");
+        assert_eq!(mount_point(b"/LM/W3SVC/1/ROOTS/x/ROOT/y"), b"/y");
+        assert_eq!(mount_point(b""), b"");
+    }
+
+    #[test]
+    fn paths_for_each_mapping() {
+        // Extension map in /app (allowPathInfo false: IIS's PATH_INFO is the whole path).
+        assert_eq!(
+            split_path(
+                b"/app/run.wsgi/a/b",
+                b"/app",
+                b"/app/run.wsgi",
+                b"/app/run.wsgi/a/b"
+            ),
+            (b"/app/run.wsgi".to_vec(), b"/a/b".to_vec())
+        );
+        // Extension map at the site root, deeper folder.
+        assert_eq!(
+            split_path(b"/x/run.wsgi/a", b"", b"/x/run.wsgi", b"/a"),
+            (b"/x/run.wsgi".to_vec(), b"/a".to_vec())
+        );
+        // Wildcard in /app, with the URL in another case.
+        assert_eq!(
+            split_path(b"/APP/a/b", b"/app", b"/APP/a/b", b"/APP/a/b"),
+            (b"/APP".to_vec(), b"/a/b".to_vec())
+        );
+        // Wildcard at the root.
+        assert_eq!(
+            split_path(b"/a/b", b"", b"/a/b", b"/a/b"),
+            (b"".to_vec(), b"/a/b".to_vec())
+        );
+        // The mount only matches whole segments.
+        assert_eq!(
+            split_path(b"/apple", b"/app", b"/apple", b"/apple"),
+            (b"".to_vec(), b"/apple".to_vec())
+        );
+        assert_eq!(
+            split_path(b"/app", b"/app", b"/app", b"/app"),
+            (b"/app".to_vec(), b"".to_vec())
+        );
+    }
+
+    #[test]
+    fn decoding_and_header_names() {
+        assert_eq!(
+            percent_decode(b"/caf%C3%A9/%zz%4"),
+            b"/caf\xc3\xa9/%zz%4".to_vec()
+        );
+        let mut name = Vec::new();
+        assert!(cgi_name(b"User-Agent", &mut name) && name == b"HTTP_USER_AGENT");
+        assert!(!cgi_name(b"X_Forwarded_For", &mut name));
+        assert!(!cgi_name(b"Content-Type", &mut name));
+        assert!(!cgi_name(b"content-length", &mut name));
+        assert!(!cgi_name(b"Bad Name", &mut name));
+        let parsed = parse_raw_headers(b"Host: a\r\nX-A:  1 \r\nX-A: 2\r\n\r\n");
+        assert_eq!(
+            parsed,
+            vec![(&b"Host"[..], &b"a"[..]), (b"X-A", b"1"), (b"X-A", b"2")]
+        );
+    }
+}

@@ -1,0 +1,262 @@
+//! `wsgi.input`: the request body as a Python binary stream that reads the client lazily.
+//!
+//! The body arrives in two parts: the bytes IIS read ahead (`lpbData`, up to 48 KiB by
+//! default) and the rest, fetched with `ReadClient` only when the application asks for it.
+//! Nothing is buffered beyond what a call needs (plus, for `readline`, the rest of the last
+//! block read), so a large upload streams through. The stream never reads past the body's
+//! Content-Length (which would block on a keep-alive connection); when the length is unknown
+//! (a chunked request) it reads until the server reports the end. Past the end every read
+//! returns `b""`. A client that disconnects before sending the whole body raises `OSError`.
+//!
+//! The GIL is released while `ReadClient` blocks.
+use std::sync::{Arc, Mutex};
+
+use crate::isapi::ecb::Ecb;
+use crate::python::{Args, Exception, Gil, Kind, Native, PyErr, PyRef, PyResult};
+
+/// Bytes asked from ReadClient at a time.
+const BLOCK: usize = 64 * 1024;
+
+/// The request body stream.
+pub struct Input {
+    ecb: Arc<Ecb>,
+    body: Mutex<Body>,
+}
+
+struct Body {
+    /// Bytes received but not yet handed to the application: `buffer[position..]`.
+    buffer: Vec<u8>,
+    position: usize,
+    /// Whether the read-ahead part has been moved into `buffer`.
+    preread_taken: bool,
+    /// Bytes still to come from ReadClient; None when the length is unknown.
+    remaining: Option<u64>,
+    /// The body is over.
+    ended: bool,
+    /// Bytes of the body received so far (for error messages).
+    received: u64,
+    total: Option<u64>,
+}
+
+impl Input {
+    /// The body of the request `ecb`.
+    pub fn new(ecb: Arc<Ecb>) -> Input {
+        let total = ecb.total_bytes();
+        let preread = ecb.preread().len() as u64;
+        let body = Body {
+            buffer: Vec::new(),
+            position: 0,
+            preread_taken: false,
+            remaining: total.map(|total| total.saturating_sub(preread)),
+            ended: total == Some(0),
+            received: 0,
+            total,
+        };
+        Input {
+            ecb,
+            body: Mutex::new(body),
+        }
+    }
+
+    /// Appends the next block of the body to the buffer; `Ok(0)` at the end.
+    fn fill(&self, gil: Gil<'_>, body: &mut Body) -> Result<usize, String> {
+        if body.position > 0 && body.position == body.buffer.len() {
+            body.buffer.clear();
+            body.position = 0;
+        }
+        if !body.preread_taken {
+            body.preread_taken = true;
+            let preread = self.ecb.preread();
+            if !preread.is_empty() {
+                body.buffer.extend_from_slice(preread);
+                body.received += preread.len() as u64;
+                return Ok(preread.len());
+            }
+        }
+        if body.ended {
+            return Ok(0);
+        }
+        let want = match body.remaining {
+            Some(0) => {
+                body.ended = true;
+                return Ok(0);
+            }
+            Some(remaining) => BLOCK.min(remaining as usize),
+            None => BLOCK,
+        };
+        let start = body.buffer.len();
+        body.buffer.resize(start + want, 0);
+        let ecb = &self.ecb;
+        let block = &mut body.buffer[start..];
+        let result = gil.allow_threads(|| ecb.read(block));
+        let got = match result {
+            Ok(got) => got,
+            Err(error) => {
+                body.buffer.truncate(start);
+                body.ended = true;
+                return Err(format!(
+                    "reading the request body failed ({error}); the client may have disconnected"
+                ));
+            }
+        };
+        body.buffer.truncate(start + got);
+        body.received += got as u64;
+        if got == 0 {
+            body.ended = true;
+            if let Some(remaining) = body.remaining.filter(|&r| r > 0) {
+                return Err(format!(
+                    "the client disconnected before sending the whole body ({} of {} bytes; {remaining} missing)",
+                    body.received,
+                    body.total.unwrap_or(0)
+                ));
+            }
+            return Ok(0);
+        }
+        if let Some(remaining) = &mut body.remaining {
+            *remaining -= got as u64;
+        }
+        Ok(got)
+    }
+
+    /// Takes up to `limit` buffered-or-received bytes (all of the body for None).
+    fn read<'py>(
+        &self,
+        gil: Gil<'py>,
+        body: &mut Body,
+        limit: Option<usize>,
+    ) -> PyResult<'py, PyRef<'py>> {
+        loop {
+            let available = body.buffer.len() - body.position;
+            if limit.is_some_and(|limit| available >= limit) {
+                break;
+            }
+            if self
+                .fill(gil, body)
+                .map_err(|e| PyErr::new(gil, Exception::OSError, &e))?
+                == 0
+            {
+                break;
+            }
+        }
+        let available = body.buffer.len() - body.position;
+        let take = limit.map_or(available, |limit| limit.min(available));
+        let chunk = gil.bytes(&body.buffer[body.position..body.position + take])?;
+        body.position += take;
+        Ok(chunk)
+    }
+
+    /// One line, up to and including `\n`, at most `limit` bytes.
+    fn readline<'py>(
+        &self,
+        gil: Gil<'py>,
+        body: &mut Body,
+        limit: Option<usize>,
+    ) -> PyResult<'py, PyRef<'py>> {
+        let mut scanned = 0;
+        loop {
+            let pending = &body.buffer[body.position..];
+            let window = limit.map_or(pending.len(), |limit| limit.min(pending.len()));
+            if let Some(newline) = pending[scanned..window].iter().position(|&b| b == b'\n') {
+                return self.read(gil, body, Some(scanned + newline + 1));
+            }
+            if limit.is_some_and(|limit| pending.len() >= limit) {
+                return self.read(gil, body, limit);
+            }
+            scanned = window;
+            if self
+                .fill(gil, body)
+                .map_err(|e| PyErr::new(gil, Exception::OSError, &e))?
+                == 0
+            {
+                return self.read(gil, body, Some(scanned));
+            }
+        }
+    }
+
+    fn lock<'py>(&self, gil: Gil<'py>) -> PyResult<'py, std::sync::MutexGuard<'_, Body>> {
+        self.body.try_lock().map_err(|_| {
+            PyErr::new(
+                gil,
+                Exception::RuntimeError,
+                "wsgi.input is being read by another thread",
+            )
+        })
+    }
+}
+
+/// A size argument: None (or absent, or negative) means "no limit".
+fn size_argument<'py>(gil: Gil<'py>, args: &Args<'py>, what: &str) -> PyResult<'py, Option<usize>> {
+    let Some(size) = args.get(0) else {
+        return Ok(None);
+    };
+    if size.is_none() {
+        return Ok(None);
+    }
+    let text = size.text();
+    match (size.kind(), text.parse::<i64>()) {
+        (Kind::Other, Ok(size)) if size < 0 => Ok(None),
+        (Kind::Other, Ok(size)) => Ok(Some(size as usize)),
+        _ => Err(PyErr::new(
+            gil,
+            Exception::TypeError,
+            &format!("{what}() argument must be an int or None"),
+        )),
+    }
+}
+
+impl Native for Input {
+    const NAME: &'static std::ffi::CStr = c"isapi_wsgi.Input";
+    const METHODS: &'static [&'static std::ffi::CStr] =
+        &[c"read", c"readline", c"readlines", c"close"];
+    const ITERATOR: bool = true;
+
+    fn method<'py>(
+        &self,
+        gil: Gil<'py>,
+        index: usize,
+        args: Args<'py>,
+        _this: &PyRef<'py>,
+    ) -> PyResult<'py, PyRef<'py>> {
+        match index {
+            0 => {
+                let limit = size_argument(gil, &args, "read")?;
+                let mut body = self.lock(gil)?;
+                self.read(gil, &mut body, limit)
+            }
+            1 => {
+                let limit = size_argument(gil, &args, "readline")?;
+                let mut body = self.lock(gil)?;
+                self.readline(gil, &mut body, limit)
+            }
+            2 => {
+                let hint = size_argument(gil, &args, "readlines")?.filter(|&hint| hint > 0);
+                let mut body = self.lock(gil)?;
+                let lines = gil.list()?;
+                let mut total = 0;
+                loop {
+                    let line = self.readline(gil, &mut body, None)?;
+                    let length = line.as_bytes().map_or(0, <[u8]>::len);
+                    if length == 0 {
+                        break;
+                    }
+                    lines.list_append(&line)?;
+                    total += length;
+                    if hint.is_some_and(|hint| total >= hint) {
+                        break;
+                    }
+                }
+                Ok(lines)
+            }
+            _ => Ok(gil.none()),
+        }
+    }
+
+    fn next<'py>(&self, gil: Gil<'py>) -> PyResult<'py, Option<PyRef<'py>>> {
+        let mut body = self.lock(gil)?;
+        let line = self.readline(gil, &mut body, None)?;
+        Ok(line
+            .as_bytes()
+            .is_some_and(|bytes| !bytes.is_empty())
+            .then_some(line))
+    }
+}
