@@ -403,7 +403,7 @@ fn validate_status<'py>(gil: Gil<'py>, status: &PyRef<'py>) -> PyResult<'py, (Ve
         && bytes[4..].iter().all(|&b| b >= 0x20 && b != 0x7f);
     if !valid {
         let message = format!(
-            "invalid status {:?}: it must be a 3-digit code, a space and a reason phrase, like '200 OK'",
+            "invalid status '{}': it must be a 3-digit code, a space and a reason phrase, like '200 OK'",
             status.text()
         );
         return Err(PyErr::new(gil, Exception::ValueError, &message));

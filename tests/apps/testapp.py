@@ -1,0 +1,167 @@
+"""The WSGI application the bridge tests serve: one route per behaviour under test.
+
+Every route except those under /raw/ runs wrapped in wsgiref.validate.validator, with
+warnings turned into errors, so any PEP 3333 violation by the bridge (or the app) shows up
+as a 500. The /raw/ routes break the protocol on purpose and are served unwrapped.
+"""
+import io
+import json
+import sys
+import warnings
+from wsgiref.validate import validator
+
+warnings.simplefilter("error")
+
+CLOSED = []
+
+
+class Closing:
+    """An iterable that records that close() was called."""
+
+    def __init__(self, chunks, name):
+        self.chunks = chunks
+        self.name = name
+
+    def __iter__(self):
+        for chunk in self.chunks:
+            if isinstance(chunk, Exception):
+                raise chunk
+            yield chunk
+
+    def close(self):
+        CLOSED.append(self.name)
+
+
+def text(start_response, body, status="200 OK", headers=(), length=True):
+    body = body.encode("utf-8") if isinstance(body, str) else body
+    all_headers = [("Content-Type", "text/plain; charset=utf-8")] + list(headers)
+    if length:
+        all_headers.append(("Content-Length", str(len(body))))
+    start_response(status, all_headers)
+    return [body]
+
+
+def app(environ, start_response):
+    path = environ["PATH_INFO"]
+    method = environ["REQUEST_METHOD"]
+    if path == "/hello":
+        return text(start_response, "Hello, World!")
+    if path == "/environ":
+        shown = {k: v for k, v in environ.items() if isinstance(v, str)}
+        shown["wsgi.version"] = list(environ["wsgi.version"])
+        for key in ("wsgi.multithread", "wsgi.multiprocess", "wsgi.run_once"):
+            shown[key] = environ[key]
+        shown["has_file_wrapper"] = "wsgi.file_wrapper" in environ
+        return text(start_response, json.dumps(shown), headers=[("X-Kind", "environ")])
+    if path == "/echo":
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        body = environ["wsgi.input"].read(length) if length else b"".join(iter(environ["wsgi.input"]))
+        return text(start_response, body, headers=[("X-Length", str(len(body)))])
+    if path == "/echo-iter":
+        lines = [line.decode("latin-1") for line in environ["wsgi.input"]]
+        return text(start_response, json.dumps(lines))
+    if path == "/stream":
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return Closing([b"one,", b"", b"two,", b"three"], "stream")
+    if path == "/write":
+        write = start_response("200 OK", [("Content-Type", "text/plain")])
+        write(b"written;")
+        return [b"returned"]
+    if path == "/empty":
+        start_response("204 No Content", [])
+        return []
+    if path == "/error":
+        raise ValueError("boom before start_response")
+    if path == "/error-after":
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return Closing([b"first", RuntimeError("boom mid-body")], "error-after")
+    if path == "/exc-info":
+        try:
+            raise KeyError("handled")
+        except KeyError:
+            start_response("200 OK", [("Content-Type", "text/plain")])
+            start_response("503 Service Unavailable", [("Content-Type", "text/plain")], sys.exc_info())
+        return [b"replaced"]
+    if path == "/file":
+        wrapper = environ["wsgi.file_wrapper"]
+        start_response("200 OK", [("Content-Type", "application/octet-stream")])
+        return wrapper(io.BytesIO(b"x" * 20000), 8192)
+    if path == "/errors":
+        environ["wsgi.errors"].write("testapp: a line for wsgi.errors\n")
+        environ["wsgi.errors"].writelines(["testapp: two\n", "testapp: lines\n"])
+        environ["wsgi.errors"].flush()
+        return text(start_response, "logged")
+    if path == "/closed":
+        return text(start_response, json.dumps(CLOSED))
+    if path.startswith("/unicode"):
+        return text(start_response, json.dumps({"path": path, "script": environ["SCRIPT_NAME"]}))
+    if path == "/big":
+        start_response("200 OK", [("Content-Type", "application/octet-stream")])
+        return Closing([bytes([i % 251]) * 65536 for i in range(16)], "big")
+    return text(start_response, "not found: " + path, status="404 Not Found")
+
+
+def raw(environ, start_response):
+    path = environ["PATH_INFO"][4:]
+    if path == "/echo-pieces":
+        stream = environ["wsgi.input"]
+        pieces = [stream.read(3), stream.readline(), stream.readline(5)]
+        pieces += stream.readlines(1)
+        pieces.append(stream.read())
+        pieces.append(stream.read(10))
+        return text(start_response, json.dumps([p.decode("latin-1") for p in pieces]))
+    if path == "/read-all":
+        body = environ["wsgi.input"].read()
+        return text(start_response, body)
+    if path == "/hop-by-hop":
+        start_response("200 OK", [("Connection", "close")])
+        return [b"never"]
+    if path == "/bad-status":
+        start_response("OK", [])
+        return [b"never"]
+    if path == "/bad-header":
+        start_response("200 OK", [("X-Bad", "a\r\nInjected: yes")])
+        return [b"never"]
+    if path == "/str-body":
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return ["a str, not bytes"]
+    if path == "/short":
+        start_response("200 OK", [("Content-Length", "10")])
+        return Closing([b"12345"], "short")
+    if path == "/long":
+        start_response("200 OK", [("Content-Length", "3")])
+        return Closing([b"123", b"456789"], "long")
+    if path == "/no-start":
+        return [b"body without start_response"]
+    if path == "/exc-info-late":
+        start_response("200 OK", [("Content-Type", "text/plain")])
+
+        def body():
+            yield b"sent"
+            try:
+                raise KeyError("late")
+            except KeyError:
+                start_response("500 Oops", [], sys.exc_info())
+            yield b"never"
+
+        return body()
+    if path == "/keep":
+        global KEPT
+        KEPT = (environ["wsgi.input"], start_response)
+        return text(start_response, "kept")
+    if path == "/use-kept":
+        try:
+            KEPT[0].read()
+        except ValueError as error:
+            return text(start_response, "ValueError: %s" % error)
+        return text(start_response, "no error")
+    return text(start_response, "raw: not found", status="404 Not Found")
+
+
+validated = validator(app)
+
+
+def application(environ, start_response):
+    if environ["PATH_INFO"].startswith("/raw/"):
+        return raw(environ, start_response)
+    return validated(environ, start_response)

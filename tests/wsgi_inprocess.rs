@@ -1,0 +1,512 @@
+//! The bridge in-process: real CPython (the build machine's), real `HttpExtensionProc`, on
+//! synthetic ECBs (tests/support/synthetic.rs). One interpreter and one configuration for
+//! this whole test process; the app is tests/apps/testapp.py, wrapped in
+//! wsgiref.validate.validator with warnings as errors (except its /raw/ routes).
+#[path = "support/synthetic.rs"]
+mod synthetic;
+
+use std::path::PathBuf;
+use synthetic::{Request, send};
+
+/// Writes the ini file (with absolute paths) and starts the extension once.
+fn setup() -> PathBuf {
+    let dir = synthetic::scratch_dir("inprocess");
+    let log = dir.join("wsgi.log");
+    let ini = dir.join("isapi_wsgi.ini");
+    if !ini.exists() {
+        let text = format!(
+            "[python]\npath = {}\n[wsgi]\napp = testapp:application\ndebug = false\nlog = {}\n",
+            synthetic::apps_dir().display(),
+            log.display()
+        );
+        std::fs::write(&ini, text).unwrap();
+    }
+    synthetic::start(&ini);
+    log
+}
+
+fn log_text(log: &PathBuf) -> String {
+    std::fs::read_to_string(log).unwrap_or_default()
+}
+
+fn json(text: &str) -> std::collections::HashMap<String, String> {
+    // The app dumps str values; a tiny parser for {"k": "v", ...} with string/bool/list values.
+    let mut map = std::collections::HashMap::new();
+    let value: Vec<(String, String)> = parse_object(text);
+    for (k, v) in value {
+        map.insert(k, v);
+    }
+    map
+}
+
+/// Parses the app's flat JSON object via Python's own json module would be circular; this
+/// minimal reader handles strings with escapes and bare literals, enough for /environ.
+fn parse_object(text: &str) -> Vec<(String, String)> {
+    let chars: Vec<char> = text.chars().collect();
+    let mut i = 0;
+    let mut out = Vec::new();
+    let read_string = |i: &mut usize| -> String {
+        assert_eq!(chars[*i], '"');
+        *i += 1;
+        let mut s = String::new();
+        while chars[*i] != '"' {
+            if chars[*i] == '\\' {
+                *i += 1;
+                match chars[*i] {
+                    'n' => s.push('\n'),
+                    'r' => s.push('\r'),
+                    't' => s.push('\t'),
+                    'u' => {
+                        let code: String = chars[*i + 1..*i + 5].iter().collect();
+                        s.push(
+                            char::from_u32(u32::from_str_radix(&code, 16).unwrap()).unwrap_or('?'),
+                        );
+                        *i += 4;
+                    }
+                    c => s.push(c),
+                }
+            } else {
+                s.push(chars[*i]);
+            }
+            *i += 1;
+        }
+        *i += 1;
+        s
+    };
+    while i < chars.len() {
+        if chars[i] == '"' {
+            let key = read_string(&mut i);
+            while chars[i] == ':' || chars[i] == ' ' {
+                i += 1;
+            }
+            let value = if chars[i] == '"' {
+                read_string(&mut i)
+            } else {
+                let start = i;
+                let mut depth = 0;
+                while i < chars.len() && (depth > 0 || (chars[i] != ',' && chars[i] != '}')) {
+                    if chars[i] == '[' {
+                        depth += 1;
+                    }
+                    if chars[i] == ']' {
+                        depth -= 1;
+                    }
+                    i += 1;
+                }
+                chars[start..i]
+                    .iter()
+                    .collect::<String>()
+                    .trim()
+                    .to_string()
+            };
+            out.push((key, value));
+        } else {
+            i += 1;
+        }
+    }
+    out
+}
+
+#[test]
+fn hello_has_content_length_and_keeps_the_connection() {
+    setup();
+    let reply = send(&Request::get("/hello"));
+    assert_eq!(reply.status, "200 OK");
+    assert_eq!(reply.text(), "Hello, World!");
+    assert_eq!(reply.header("Content-Length"), Some("13"));
+    assert_eq!(reply.header_calls, 1);
+    assert!(reply.keep_conn);
+    assert_eq!(reply.hse_status, 2, "HSE_STATUS_SUCCESS_AND_KEEP_CONN");
+    assert_eq!(reply.status_code_logged, 200);
+    assert_eq!(
+        reply.done_calls, 0,
+        "the simple handler never sends DONE_WITH_SESSION"
+    );
+}
+
+#[test]
+fn environ_has_every_required_key_from_the_request() {
+    setup();
+    let request = Request::get("/environ?a=1&b=%20")
+        .header("User-Agent", "synthetic/1.0")
+        .header("X-Dup", "one")
+        .header("x-dup", "two")
+        .header("Cookie", "a=1")
+        .header("Cookie", "b=2")
+        .header("X_Sneaky", "dropped")
+        .var("REMOTE_USER", "alice")
+        .var("AUTH_TYPE", "Basic");
+    let reply = send(&request);
+    assert_eq!(reply.code(), 200, "{}", reply.text());
+    let environ = json(&reply.text());
+    let get = |k: &str| {
+        environ
+            .get(k)
+            .cloned()
+            .unwrap_or_else(|| panic!("{k} missing from {environ:?}"))
+    };
+    assert_eq!(get("REQUEST_METHOD"), "GET");
+    assert_eq!(get("SCRIPT_NAME"), "");
+    assert_eq!(get("PATH_INFO"), "/environ");
+    assert_eq!(get("QUERY_STRING"), "a=1&b=%20");
+    assert_eq!(get("SERVER_NAME"), "localhost");
+    assert_eq!(get("SERVER_PORT"), "80");
+    assert_eq!(get("SERVER_PROTOCOL"), "HTTP/1.1");
+    assert_eq!(get("REMOTE_ADDR"), "127.0.0.1");
+    assert_eq!(get("REMOTE_PORT"), "50000");
+    assert_eq!(get("REMOTE_USER"), "alice");
+    assert_eq!(get("AUTH_TYPE"), "Basic");
+    assert_eq!(get("wsgi.url_scheme"), "http");
+    assert_eq!(get("wsgi.version"), "[1, 0]");
+    assert_eq!(get("wsgi.multithread"), "true");
+    assert_eq!(get("wsgi.run_once"), "false");
+    assert_eq!(get("has_file_wrapper"), "true");
+    assert_eq!(get("HTTP_USER_AGENT"), "synthetic/1.0");
+    assert_eq!(get("HTTP_HOST"), "localhost");
+    assert_eq!(get("HTTP_X_DUP"), "one,two");
+    assert_eq!(get("HTTP_COOKIE"), "a=1; b=2");
+    assert!(
+        !environ.contains_key("HTTP_X_SNEAKY"),
+        "headers with '_' must be dropped"
+    );
+    assert!(!environ.contains_key("HTTPS"));
+    // The process environment is never copied in.
+    assert!(!environ.contains_key("PATH") && !environ.contains_key("HOME"));
+}
+
+#[test]
+fn https_sets_the_url_scheme() {
+    setup();
+    let reply = send(&Request::get("/environ").var("HTTPS", "ON"));
+    let environ = json(&reply.text());
+    assert_eq!(environ["wsgi.url_scheme"], "https");
+    assert_eq!(environ["HTTPS"], "on");
+}
+
+#[test]
+fn script_name_and_path_info_for_mounts_and_mappings() {
+    setup();
+    // Wildcard map in an application /app; APPL_MD_PATH with a differently-cased Root.
+    let reply = send(
+        &Request::get("/App/unicode/caf%C3%A9")
+            .var("APPL_MD_PATH", "/LM/W3SVC/1/Root/app")
+            .var("SCRIPT_NAME", "/App/unicode/café"),
+    );
+    assert_eq!(reply.code(), 200, "{}", reply.text());
+    let environ = json(&reply.text());
+    assert_eq!(environ["script"], "/App");
+    // UTF-8 bytes of the path, decoded as latin-1 (PEP 3333).
+    assert_eq!(environ["path"], "/unicode/caf\u{c3}\u{a9}");
+    // Extension map: /app/run.wsgi/unicode/x, IIS's SCRIPT_NAME is the script.
+    let reply = send(
+        &Request::get("/app/run.wsgi/unicode/x")
+            .var("APPL_MD_PATH", "/LM/W3SVC/1/ROOT/app")
+            .var("SCRIPT_NAME", "/app/run.wsgi")
+            .var("PATH_INFO", "/app/run.wsgi/unicode/x"),
+    );
+    let environ = json(&reply.text());
+    assert_eq!(environ["script"], "/app/run.wsgi");
+    assert_eq!(environ["path"], "/unicode/x");
+}
+
+#[test]
+fn post_body_streams_through_preread_and_read_client() {
+    setup();
+    let body: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+    let mut request = Request::post("/echo", "application/octet-stream", &body);
+    request.preread = 4096;
+    let reply = send(&request);
+    assert_eq!(reply.code(), 200, "{}", reply.text());
+    assert_eq!(reply.header("X-Length"), Some("200000"));
+    assert_eq!(reply.body(), body);
+}
+
+#[test]
+fn body_of_unknown_length_is_read_to_its_end() {
+    setup();
+    let mut request = Request::post("/raw/read-all", "text/plain", b"chunked upload body");
+    request.unknown_length = true;
+    request.preread = 5;
+    let reply = send(&request);
+    assert_eq!(reply.text(), "chunked upload body");
+}
+
+#[test]
+fn input_read_readline_readlines_and_iteration() {
+    setup();
+    let mut request = Request::post(
+        "/raw/echo-pieces",
+        "text/plain",
+        b"abcdef\nline two is long\nthree\nfour\nrest",
+    );
+    request.preread = 7;
+    let reply = send(&request);
+    assert_eq!(
+        reply.text(),
+        r#"["abc", "def\n", "line ", "two is long\n", "three\nfour\nrest", ""]"#
+    );
+    let reply = send(&Request::post("/echo-iter", "text/plain", b"a\nb\n\nc"));
+    assert_eq!(reply.text(), r#"["a\n", "b\n", "\n", "c"]"#);
+}
+
+#[test]
+fn client_disconnect_while_reading_raises_in_the_app() {
+    let log = setup();
+    let mut request = Request::post("/echo", "text/plain", b"0123456789");
+    request.preread = 2;
+    request.disconnect_on_read = true;
+    let reply = send(&request);
+    assert_eq!(reply.code(), 500);
+    assert!(log_text(&log).contains(
+        "the client disconnected before sending the whole body (2 of 10 bytes; 8 missing)"
+    ));
+}
+
+#[test]
+fn generator_bodies_are_chunked_and_closed() {
+    setup();
+    let reply = send(&Request::get("/stream"));
+    assert_eq!(reply.code(), 200);
+    assert_eq!(reply.header("Transfer-Encoding"), Some("chunked"));
+    assert_eq!(reply.header("Content-Length"), None);
+    assert!(reply.flush_requested, "a streamed body asks IIS to flush");
+    assert_eq!(
+        reply.raw_body,
+        b"4\r\none,\r\n4\r\ntwo,\r\n5\r\nthree\r\n0\r\n\r\n"
+    );
+    assert!(reply.keep_conn);
+    let closed = send(&Request::get("/closed")).text();
+    assert!(
+        closed.contains("stream"),
+        "close() was not called: {closed}"
+    );
+}
+
+#[test]
+fn http10_clients_get_a_closed_connection_instead_of_chunks() {
+    setup();
+    let mut request = Request::get("/stream");
+    request.protocol = "HTTP/1.0".into();
+    let reply = send(&request);
+    assert_eq!(reply.header("Transfer-Encoding"), None);
+    assert_eq!(reply.raw_body, b"one,two,three");
+    assert!(!reply.keep_conn);
+    assert_eq!(reply.hse_status, 1, "HSE_STATUS_SUCCESS");
+}
+
+#[test]
+fn write_callable_and_returned_body() {
+    setup();
+    let reply = send(&Request::get("/write"));
+    assert_eq!(reply.text(), "written;returned");
+    assert_eq!(reply.header("Transfer-Encoding"), Some("chunked"));
+}
+
+#[test]
+fn head_sends_headers_only() {
+    setup();
+    let mut request = Request::get("/hello");
+    request.method = "HEAD".into();
+    let reply = send(&request);
+    assert_eq!(reply.code(), 200);
+    assert_eq!(reply.header("Content-Length"), Some("13"));
+    assert!(reply.raw_body.is_empty());
+    assert!(reply.keep_conn);
+}
+
+#[test]
+fn no_content_has_no_body_and_no_framing() {
+    setup();
+    let reply = send(&Request::get("/empty"));
+    assert_eq!(reply.status, "204 No Content");
+    assert_eq!(reply.header("Content-Length"), None);
+    assert_eq!(reply.header("Transfer-Encoding"), None);
+    assert!(reply.raw_body.is_empty());
+    assert!(reply.keep_conn);
+}
+
+#[test]
+fn file_wrapper_serves_a_file_like_object() {
+    setup();
+    let reply = send(&Request::get("/file"));
+    assert_eq!(reply.body(), vec![b'x'; 20000]);
+}
+
+#[test]
+fn big_bodies_arrive_whole() {
+    setup();
+    let reply = send(&Request::get("/big"));
+    let body = reply.body();
+    assert_eq!(body.len(), 16 * 65536);
+    assert!(
+        body.chunks(65536)
+            .enumerate()
+            .all(|(i, c)| c.iter().all(|&b| b == (i % 251) as u8))
+    );
+}
+
+#[test]
+fn exception_before_headers_is_a_500_page_and_a_logged_traceback() {
+    let log = setup();
+    let reply = send(&Request::get("/error"));
+    assert_eq!(reply.status, "500 Internal Server Error");
+    assert!(
+        reply
+            .text()
+            .contains("The application failed to answer this request")
+    );
+    assert!(
+        !reply.text().contains("boom"),
+        "no details without debug = true"
+    );
+    assert!(reply.keep_conn);
+    let log = log_text(&log);
+    assert!(log.contains("GET /error: the application failed:"), "{log}");
+    assert!(
+        log.contains("Traceback (most recent call last)")
+            && log.contains("ValueError: boom before start_response"),
+        "{log}"
+    );
+}
+
+#[test]
+fn exception_after_headers_closes_the_connection_and_calls_close() {
+    let log = setup();
+    let reply = send(&Request::get("/error-after"));
+    assert_eq!(reply.code(), 200);
+    assert!(reply.close_requested);
+    assert_eq!(reply.hse_status, 4, "HSE_STATUS_ERROR");
+    assert!(
+        synthetic::dechunk(&reply.raw_body).is_none(),
+        "the chunked body must not look complete"
+    );
+    assert!(log_text(&log).contains("RuntimeError: boom mid-body"));
+    assert!(
+        send(&Request::get("/closed"))
+            .text()
+            .contains("error-after")
+    );
+}
+
+#[test]
+fn exc_info_replaces_headers_before_they_are_sent() {
+    setup();
+    let reply = send(&Request::get("/exc-info"));
+    assert_eq!(reply.status, "503 Service Unavailable");
+    assert_eq!(reply.text(), "replaced");
+}
+
+#[test]
+fn exc_info_after_headers_reraises() {
+    let log = setup();
+    let reply = send(&Request::get("/raw/exc-info-late"));
+    assert_eq!(reply.code(), 200);
+    assert!(reply.close_requested);
+    assert!(log_text(&log).contains("KeyError: 'late'"));
+}
+
+#[test]
+fn invalid_status_and_headers_are_rejected() {
+    let log = setup();
+    for (path, expected) in [
+        ("/raw/hop-by-hop", "Connection is a hop-by-hop header"),
+        ("/raw/bad-status", "invalid status 'OK'"),
+        ("/raw/bad-header", "CR, LF or NUL in the value"),
+        (
+            "/raw/str-body",
+            "must be an iterable of bytes; it yielded str",
+        ),
+        ("/raw/no-start", "without calling start_response"),
+    ] {
+        let reply = send(&Request::get(path));
+        assert_eq!(reply.code(), 500, "{path}");
+        assert!(log_text(&log).contains(expected), "{path}: {expected}");
+    }
+}
+
+#[test]
+fn content_length_mismatches_close_the_connection() {
+    let log = setup();
+    let reply = send(&Request::get("/raw/short"));
+    assert_eq!(reply.raw_body, b"12345");
+    assert!(reply.close_requested && reply.hse_status == 4);
+    let reply = send(&Request::get("/raw/long"));
+    assert_eq!(reply.raw_body, b"123");
+    assert!(reply.close_requested && reply.hse_status == 4);
+    let log = log_text(&log);
+    assert!(
+        log.contains("ended after 5 of the 10 bytes its Content-Length announced"),
+        "{log}"
+    );
+    assert!(
+        log.contains("sent more than its Content-Length of 3 bytes"),
+        "{log}"
+    );
+    let closed = send(&Request::get("/closed")).text();
+    assert!(
+        closed.contains("short") && closed.contains("long"),
+        "{closed}"
+    );
+}
+
+#[test]
+fn client_disconnect_while_writing_stops_the_iteration() {
+    let log = setup();
+    let mut request = Request::get("/big");
+    request.fail_writes_after = Some(2);
+    let reply = send(&request);
+    assert_eq!(reply.hse_status, 4);
+    // Headers, then two chunks written; the third write failed and iteration stopped.
+    assert_eq!(reply.raw_body.len(), 2 * (65536 + 9));
+    assert!(log_text(&log).contains("GET /big: response aborted: writing the body failed"));
+    assert!(send(&Request::get("/closed")).text().contains("big"));
+}
+
+#[test]
+fn objects_kept_after_the_request_refuse_to_work() {
+    setup();
+    assert_eq!(send(&Request::get("/raw/keep")).text(), "kept");
+    let reply = send(&Request::get("/raw/use-kept"));
+    assert_eq!(
+        reply.text(),
+        "ValueError: isapi_wsgi.Input is no longer usable: its request has finished"
+    );
+}
+
+#[test]
+fn wsgi_errors_goes_to_the_log() {
+    let log = setup();
+    assert_eq!(send(&Request::get("/errors")).text(), "logged");
+    let log = log_text(&log);
+    assert!(
+        log.contains("testapp: a line for wsgi.errors\ntestapp: two\ntestapp: lines\n"),
+        "{log}"
+    );
+}
+
+#[test]
+fn not_found_is_the_apps_404() {
+    setup();
+    let reply = send(&Request::get("/nowhere"));
+    assert_eq!(reply.status, "404 Not Found");
+    assert_eq!(reply.text(), "not found: /nowhere");
+}
+
+#[test]
+fn concurrent_requests_from_many_threads() {
+    setup();
+    let threads: Vec<_> = (0..8)
+        .map(|n| {
+            std::thread::spawn(move || {
+                for i in 0..50 {
+                    let body = format!("thread {n} request {i}");
+                    let reply = send(&Request::post("/echo", "text/plain", body.as_bytes()));
+                    assert_eq!(reply.text(), body);
+                }
+            })
+        })
+        .collect();
+    for thread in threads {
+        thread.join().unwrap();
+    }
+}
