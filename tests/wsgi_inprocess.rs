@@ -458,7 +458,7 @@ fn client_disconnect_while_writing_stops_the_iteration() {
     assert_eq!(reply.hse_status, 4);
     // Headers, then two chunks written; the third write failed and iteration stopped.
     assert_eq!(reply.raw_body.len(), 2 * (65536 + 9));
-    assert!(log_text(&log).contains("GET /big: response aborted: writing the body failed"));
+    assert!(log_text(&log).contains("GET /big: response aborted: writing the response failed"));
     assert!(send(&Request::get("/closed")).text().contains("big"));
 }
 

@@ -283,14 +283,7 @@ impl<'py> PyRef<'py> {
 
     /// The object's built-in kind.
     pub fn kind(&self) -> Kind {
-        let api = self.gil.api;
-        // SAFETY: a live object's type is live; PyObject_Type returns a new reference which
-        // `own` takes over.
-        let flags = match self.gil.own(unsafe { (api.PyObject_Type)(self.as_ptr()) }) {
-            // SAFETY: `kind` is a live type object.
-            Ok(kind) => u64::from(unsafe { (api.PyType_GetFlags)(kind.as_ptr().cast()) }),
-            Err(_) => 0,
-        };
+        let flags = self.type_flags();
         const LIST: u64 = 1 << 25;
         const TUPLE: u64 = 1 << 26;
         const BYTES: u64 = 1 << 27;
@@ -303,6 +296,26 @@ impl<'py> PyRef<'py> {
             f if f & TUPLE != 0 => Kind::Tuple,
             f if f & DICT != 0 => Kind::Dict,
             _ => Kind::Other,
+        }
+    }
+
+    /// Whether the object is exactly a built-in list or tuple (not a subclass, which could
+    /// add methods such as `close`).
+    pub fn is_plain_sequence(&self) -> bool {
+        const HEAPTYPE: u64 = 1 << 9;
+        matches!(self.kind(), Kind::List | Kind::Tuple) && self.type_flags() & HEAPTYPE == 0
+    }
+
+    fn type_flags(&self) -> u64 {
+        // SAFETY: `ob_type` follows `ob_refcnt` in every object's header (the layout of
+        // PyObject is part of the stable ABI, as Py_TYPE reads it); a live object's type is
+        // live, so reading its flags needs no new reference.
+        unsafe {
+            let kind = *self
+                .as_ptr()
+                .cast::<*mut super::api::ffi::_typeobject>()
+                .add(1);
+            u64::from((self.gil.api.PyType_GetFlags)(kind))
         }
     }
 

@@ -71,7 +71,32 @@ keys! {
 pub struct EnvironBuilder {
     keys: Keys,
     template: PyStatic,
-    header_keys: Mutex<HashMap<Vec<u8>, PyStatic>>,
+    header_keys: Mutex<HashMap<Vec<u8>, PyStatic, BuildFnv>>,
+}
+
+/// FNV-1a: header names are short and chosen by the client, but the cache is bounded, so a
+/// fast non-keyed hash is fine here.
+#[derive(Default, Clone, Copy)]
+struct BuildFnv;
+
+struct Fnv(u64);
+
+impl std::hash::BuildHasher for BuildFnv {
+    type Hasher = Fnv;
+    fn build_hasher(&self) -> Fnv {
+        Fnv(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl std::hash::Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &byte in bytes {
+            self.0 = (self.0 ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
 }
 
 /// What the rest of the bridge needs to know about the request besides the dict.
@@ -84,10 +109,28 @@ impl EnvironBuilder {
     /// `template` holds the constant entries (see app.rs).
     pub fn new<'py>(gil: Gil<'py>, template: PyRef<'py>) -> PyResult<'py, EnvironBuilder> {
         let keys = Keys::new(gil)?;
+        // Placeholders for the keys every request sets: the per-request copy of the template
+        // then already has room for them (replacing a value is cheaper than growing the dict).
+        let k = &keys;
+        for key in [
+            &k.request_method,
+            &k.query_string,
+            &k.script_name,
+            &k.path_info,
+            &k.server_name,
+            &k.server_port,
+            &k.server_protocol,
+            &k.remote_addr,
+            &k.remote_port,
+            &k.url_scheme,
+            &k.input,
+        ] {
+            template.set_item(&key.bind(gil), &k.empty.bind(gil))?;
+        }
         Ok(EnvironBuilder {
             keys,
             template: template.into_static(),
-            header_keys: Mutex::new(HashMap::new()),
+            header_keys: Mutex::new(HashMap::with_hasher(BuildFnv)),
         })
     }
 

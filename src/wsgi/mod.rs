@@ -119,7 +119,9 @@ impl Bridge {
         if let Err(failure) = self.send_body(gil, &result, response) {
             self.fail(gil, response, &request(), failure);
         }
-        if result.hasattr(c"close") {
+        // Lists and tuples (most bodies) have no close(); asking would raise and catch an
+        // AttributeError on every request.
+        if !result.is_plain_sequence() && result.hasattr(c"close") {
             if let Err(error) = result.call_method(c"close", &[]) {
                 log::line(&format!(
                     "{}: the response's close() raised:\n{}",

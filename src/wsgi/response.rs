@@ -17,7 +17,7 @@
 //!   each write), HTTP/1.0 clients get the body followed by a closed connection.
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use crate::isapi::ecb::Ecb;
+use crate::isapi::ecb::{Ecb, IoError};
 use crate::log;
 use crate::python::{Args, Exception, Gil, Kind, Native, PyErr, PyRef, PyResult};
 
@@ -72,6 +72,14 @@ enum Framing {
     UntilClose,
 }
 
+/// The status line and header block, ready to go.
+struct Head {
+    status: Vec<u8>,
+    headers: Vec<u8>,
+    /// More body will follow later: ask IIS to flush each write.
+    streaming: bool,
+}
+
 /// Why the body could not be sent.
 #[derive(Debug)]
 pub enum SendError {
@@ -119,6 +127,8 @@ impl Response {
 
     /// Sends `data` as the next piece of the body; `last` says it is the end (then an empty
     /// `data` just finishes the response). Headers go out with the first non-empty piece.
+    /// All I/O of one call (headers, the framed piece, the end of the body) happens in one
+    /// stretch without the GIL.
     pub fn send(&self, gil: Gil<'_>, data: &[u8], last: bool) -> Result<(), SendError> {
         let mut state = self.lock();
         if state.broken {
@@ -126,45 +136,73 @@ impl Response {
                 "the response was already aborted".into(),
             ));
         }
-        if !state.sent {
-            if state.status.is_none() {
-                return Err(SendError::Application(
-                    "the application returned a body without calling start_response()".into(),
-                ));
+        let head = if state.sent {
+            None
+        } else if state.status.is_none() {
+            return Err(SendError::Application(
+                "the application returned a body without calling start_response()".into(),
+            ));
+        } else if data.is_empty() && !last {
+            return Ok(());
+        } else {
+            Some(self.prepare_headers(&mut state, last.then_some(data.len() as u64)))
+        };
+        let (body, overflow) = self.frame(&mut state, data, last);
+        let ecb = &self.ecb;
+        let keep_conn = state.keep_conn;
+        let written = gil.allow_threads(|| {
+            if let Some(head) = &head {
+                if head.streaming {
+                    // IIS 7+ buffers ISAPI output unless told otherwise; a streamed body must move.
+                    ecb.set_flush(true);
+                }
+                ecb.send_headers(&head.status, &head.headers, keep_conn)?;
             }
-            if data.is_empty() && !last {
-                return Ok(());
+            if !body.is_empty() {
+                ecb.write(&body)?;
             }
-            self.send_headers(gil, &mut state, last.then_some(data.len() as u64))?;
+            Ok::<(), IoError>(())
+        });
+        if let Err(error) = written {
+            state.broken = true;
+            state.keep_conn = false;
+            return Err(SendError::Aborted(format!(
+                "writing the response failed ({error}): the client is gone"
+            )));
         }
-        self.send_body(gil, &mut state, data)?;
-        if last {
-            self.finish_body(gil, &mut state)?;
+        if let Some(message) = overflow.or_else(|| {
+            if last {
+                self.check_length(&state)
+            } else {
+                None
+            }
+        }) {
+            state.broken = true;
+            state.keep_conn = false;
+            log::line(&message);
+            self.ecb.close_connection();
+            return Err(SendError::Aborted(message));
         }
         Ok(())
     }
 
-    fn send_headers(
-        &self,
-        gil: Gil<'_>,
-        state: &mut State,
-        whole_body: Option<u64>,
-    ) -> Result<(), SendError> {
+    /// Decides the framing and builds the header block (no I/O).
+    fn prepare_headers(&self, state: &mut State, whole_body: Option<u64>) -> Head {
         let (status, code) = state.status.clone().expect("checked by the caller");
-        let no_body = self.head || (100..200).contains(&code) || code == 204 || code == 304;
+        let bodiless_status = (100..200).contains(&code) || code == 204 || code == 304;
         let mut headers = std::mem::take(&mut state.headers);
         state.framing = if let Some(length) = state.content_length {
-            if no_body && !self.head {
+            if bodiless_status {
                 Framing::NoBody
             } else {
                 Framing::Length(length)
             }
-        } else if let Some(length) =
-            whole_body.filter(|_| !(100..200).contains(&code) && code != 204 && code != 304)
-        {
-            headers.extend_from_slice(format!("Content-Length: {length}\r\n").as_bytes());
+        } else if let Some(length) = whole_body.filter(|_| !bodiless_status) {
+            headers.extend_from_slice(b"Content-Length: ");
+            headers.extend_from_slice(length.to_string().as_bytes());
+            headers.extend_from_slice(b"\r\n");
             Framing::Length(length)
-        } else if no_body {
+        } else if bodiless_status || self.head {
             Framing::NoBody
         } else if self.http11 {
             headers.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
@@ -172,121 +210,76 @@ impl Response {
         } else {
             Framing::UntilClose
         };
+        state.keep_conn = state.framing != Framing::UntilClose;
         if self.head {
             // The length the body would have had is announced; no byte of it is sent.
-            state.framing = match state.framing {
-                Framing::Length(_) => Framing::NoBody,
-                other => other,
-            };
+            state.framing = Framing::NoBody;
         }
-        state.keep_conn = state.framing != Framing::UntilClose;
         headers.extend_from_slice(b"\r\n");
         state.sent = true;
         self.ecb.set_status_code(code);
-        let ecb = &self.ecb;
-        let keep_conn = state.keep_conn;
-        let streaming = whole_body.is_none()
-            && matches!(
-                state.framing,
-                Framing::Chunked | Framing::UntilClose | Framing::Length(_)
-            );
-        gil.allow_threads(|| {
-            if streaming {
-                // IIS 7+ buffers ISAPI output unless told otherwise; a streamed body must move.
-                ecb.set_flush(true);
-            }
-            ecb.send_headers(&status, &headers, keep_conn)
-        })
-        .map_err(|error| {
-            state.broken = true;
-            SendError::Aborted(format!(
-                "sending the headers failed ({error}): the client is gone"
-            ))
-        })
+        let streaming = whole_body.is_none() && state.framing != Framing::NoBody;
+        Head {
+            status,
+            headers,
+            streaming,
+        }
     }
 
-    fn send_body(&self, gil: Gil<'_>, state: &mut State, data: &[u8]) -> Result<(), SendError> {
-        if data.is_empty() {
-            return Ok(());
-        }
-        let ecb = &self.ecb;
-        let result = match state.framing {
-            Framing::NoBody => {
-                state.body_bytes += data.len() as u64;
-                if let Some(length) = state.content_length.filter(|_| self.head)
-                    && state.body_bytes > length
-                {
-                    log::line(&format!(
-                        "the application's HEAD body is longer than its Content-Length ({length})"
-                    ));
-                }
-                return Ok(());
-            }
+    /// The bytes to write for `data` under the chosen framing (with the chunked terminator
+    /// when `last`), and a message if the application overran its Content-Length.
+    fn frame<'d>(
+        &self,
+        state: &mut State,
+        data: &'d [u8],
+        last: bool,
+    ) -> (std::borrow::Cow<'d, [u8]>, Option<String>) {
+        use std::borrow::Cow;
+        let before = state.body_bytes;
+        state.body_bytes += data.len() as u64;
+        match state.framing {
+            Framing::NoBody => (Cow::Borrowed(&[]), None),
             Framing::Length(length) => {
-                let room = length.saturating_sub(state.body_bytes);
-                let fits = (data.len() as u64).min(room) as usize;
-                state.body_bytes += data.len() as u64;
-                let result = gil.allow_threads(|| ecb.write(&data[..fits]));
-                if fits < data.len() {
-                    state.broken = true;
-                    state.keep_conn = false;
+                let room = length.saturating_sub(before);
+                if data.len() as u64 <= room {
+                    (Cow::Borrowed(data), None)
+                } else {
                     let message = format!(
                         "the application sent more than its Content-Length of {length} bytes; the rest was not sent and the connection is closed"
                     );
-                    log::line(&message);
-                    let _ = result;
-                    self.ecb.close_connection();
-                    return Err(SendError::Aborted(message));
+                    (Cow::Borrowed(&data[..room as usize]), Some(message))
                 }
-                result
             }
             Framing::Chunked => {
-                state.body_bytes += data.len() as u64;
-                let mut chunk = Vec::with_capacity(data.len() + 12);
-                chunk.extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
-                chunk.extend_from_slice(data);
-                chunk.extend_from_slice(b"\r\n");
-                gil.allow_threads(|| ecb.write(&chunk))
+                let mut chunk = Vec::with_capacity(data.len() + 20);
+                if !data.is_empty() {
+                    chunk.extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
+                    chunk.extend_from_slice(data);
+                    chunk.extend_from_slice(b"\r\n");
+                }
+                if last {
+                    chunk.extend_from_slice(b"0\r\n\r\n");
+                }
+                (Cow::Owned(chunk), None)
             }
-            Framing::UntilClose => {
-                state.body_bytes += data.len() as u64;
-                gil.allow_threads(|| ecb.write(data))
-            }
-        };
-        result.map_err(|error| {
-            state.broken = true;
-            state.keep_conn = false;
-            SendError::Aborted(format!(
-                "writing the body failed ({error}): the client is gone"
-            ))
-        })
+            Framing::UntilClose => (Cow::Borrowed(data), None),
+        }
     }
 
-    fn finish_body(&self, gil: Gil<'_>, state: &mut State) -> Result<(), SendError> {
-        match state.framing {
-            Framing::Chunked => {
-                let ecb = &self.ecb;
-                gil.allow_threads(|| ecb.write(b"0\r\n\r\n"))
-                    .map_err(|error| {
-                        state.broken = true;
-                        state.keep_conn = false;
-                        SendError::Aborted(format!(
-                            "writing the last chunk failed ({error}): the client is gone"
-                        ))
-                    })
+    /// At the end of the body: a message if it fell short of the declared Content-Length.
+    fn check_length(&self, state: &State) -> Option<String> {
+        match (state.framing, state.content_length) {
+            (Framing::Length(length), _) if state.body_bytes < length => Some(format!(
+                "the application's body ended after {} of the {length} bytes its Content-Length announced; the connection is closed",
+                state.body_bytes
+            )),
+            (Framing::NoBody, Some(length)) if self.head && state.body_bytes > length => {
+                log::line(&format!(
+                    "the application's HEAD body is longer than its Content-Length ({length})"
+                ));
+                None
             }
-            Framing::Length(length) if state.body_bytes < length => {
-                state.broken = true;
-                state.keep_conn = false;
-                let message = format!(
-                    "the application's body ended after {} of the {length} bytes its Content-Length announced; the connection is closed",
-                    state.body_bytes
-                );
-                log::line(&message);
-                self.ecb.close_connection();
-                Err(SendError::Aborted(message))
-            }
-            _ => Ok(()),
+            _ => None,
         }
     }
 

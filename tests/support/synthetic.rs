@@ -8,7 +8,6 @@
 //! this file has `unsafe` code; each block says why it holds.
 #![allow(dead_code)]
 
-use std::collections::HashMap;
 use std::ffi::{CStr, CString, c_char, c_void};
 
 use isapi_wsgi::isapi::ffi::*;
@@ -141,7 +140,9 @@ pub fn dechunk(mut raw: &[u8]) -> Option<Vec<u8>> {
 
 /// The per-request state the callbacks see through ConnID.
 struct Connection {
-    vars: HashMap<Vec<u8>, Vec<u8>>,
+    vars: Vec<(Vec<u8>, Vec<u8>)>,
+    /// Benchmarks: record headers and body sizes only, not their parsed contents.
+    quiet: bool,
     body: Vec<u8>,
     read_position: usize,
     reply: Reply,
@@ -171,7 +172,8 @@ unsafe extern "C" fn get_server_variable(
 ) -> i32 {
     // SAFETY: ConnID is ours; name is NUL-terminated; size points to the buffer's size.
     let (connection, name, size) = unsafe { (conn(hconn), CStr::from_ptr(name), &mut *size) };
-    let Some(value) = connection.vars.get(name.to_bytes()) else {
+    let name = name.to_bytes();
+    let Some((_, value)) = connection.vars.iter().find(|(n, _)| n == name) else {
         set_error(ERROR_INVALID_INDEX);
         return 0;
     };
@@ -213,7 +215,9 @@ unsafe extern "C" fn write_client(
         connection.reply.header_calls > 0,
         "WriteClient before the headers"
     );
-    connection.reply.raw_body.extend_from_slice(data);
+    if !connection.quiet {
+        connection.reply.raw_body.extend_from_slice(data);
+    }
     1
 }
 
@@ -262,6 +266,9 @@ unsafe extern "C" fn server_support(
             };
             let reply = &mut connection.reply;
             reply.header_calls += 1;
+            if connection.quiet {
+                return 1;
+            }
             reply.status = String::from_utf8_lossy(status).into_owned();
             reply.keep_conn = info.fKeepConn != 0;
             let text = String::from_utf8_lossy(headers).into_owned();
@@ -308,7 +315,7 @@ unsafe extern "C" fn server_support(
 }
 
 /// The server variables IIS would give for `request` (wildcard mapping at the site root).
-fn variables(request: &Request) -> HashMap<Vec<u8>, Vec<u8>> {
+fn variables(request: &Request) -> Vec<(Vec<u8>, Vec<u8>)> {
     let (path, query) = request.url.split_once('?').unwrap_or((&request.url, ""));
     let decoded = String::from_utf8_lossy(&percent_decode(path.as_bytes())).into_owned();
     let mut raw = String::new();
@@ -346,7 +353,11 @@ fn variables(request: &Request) -> HashMap<Vec<u8>, Vec<u8>> {
         ("ALL_HTTP".into(), all_http),
         ("CONTENT_TYPE".into(), content_type.unwrap_or_default()),
     ];
-    vars.extend(request.vars.iter().cloned());
+    // The request's own entries replace the defaults.
+    for (name, value) in &request.vars {
+        vars.retain(|(n, _)| n != name);
+        vars.push((name.clone(), value.clone()));
+    }
     vars.into_iter()
         .map(|(n, v)| (n.into_bytes(), v.into_bytes()))
         .collect()
@@ -384,6 +395,7 @@ impl Prepared {
         let vars = variables(request);
         let connection = Box::new(Connection {
             vars,
+            quiet: false,
             body: request.body.clone(),
             read_position: 0,
             reply: Reply::default(),
@@ -393,14 +405,12 @@ impl Prepared {
             done: false,
         });
         let text = |name: &str| {
-            CString::new(
-                connection
-                    .vars
-                    .get(name.as_bytes())
-                    .cloned()
-                    .unwrap_or_default(),
-            )
-            .unwrap()
+            let value = connection
+                .vars
+                .iter()
+                .find(|(n, _)| n == name.as_bytes())
+                .map(|(_, v)| v.clone());
+            CString::new(value.unwrap_or_default()).unwrap()
         };
         let strings = vec![
             text("REQUEST_METHOD"),
@@ -458,6 +468,7 @@ impl Prepared {
     ) -> Reply {
         let unknown = self.ecb.cbTotalBytes == u32::MAX;
         self.reset(unknown);
+        self.connection.quiet = false;
         // SAFETY: the ECB and its connection live in `self` for the whole call.
         let status = unsafe { proc(&mut *self.ecb) };
         let mut reply = std::mem::take(&mut self.connection.reply);

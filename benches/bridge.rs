@@ -1,0 +1,114 @@
+//! How much the bridge costs per request, next to what Python itself spends.
+//!
+//! Drives `HttpExtensionProc` in-process on a synthetic ECB (tests/support/synthetic.rs) for
+//! the hello app of examples/hello, and, in the same embedded interpreter, times Python
+//! building a fresh 25-key environ dict and calling the same app. The difference is the
+//! bridge's overhead: the ECB callbacks, environ from server variables, wsgi.input and
+//! start_response objects, the GIL, header validation and framing. Target: <= 1 µs.
+//!
+//!     cargo bench --bench bridge            (ISAPI_WSGI_BENCH_REQUESTS=N to change the count)
+#[path = "../tests/support/synthetic.rs"]
+mod synthetic;
+
+use std::time::Instant;
+
+use isapi_wsgi::python::{Gil, runtime};
+
+const BASELINE: &std::ffi::CStr = cr#"
+import time
+from hello import application
+
+def start_response(status, headers, exc_info=None):
+    return None
+
+def run(n):
+    best = None
+    for _ in range(5):
+        start = time.perf_counter_ns()
+        for _ in range(n):
+            environ = {
+                "REQUEST_METHOD": "GET", "SCRIPT_NAME": "", "PATH_INFO": "/hello",
+                "QUERY_STRING": "", "SERVER_NAME": "localhost", "SERVER_PORT": "80",
+                "SERVER_PROTOCOL": "HTTP/1.1", "REMOTE_ADDR": "127.0.0.1", "REMOTE_PORT": "50000",
+                "HTTP_HOST": "localhost", "HTTP_USER_AGENT": "bench/1.0", "HTTP_ACCEPT": "*/*",
+                "HTTP_ACCEPT_ENCODING": "gzip", "HTTP_CONNECTION": "keep-alive",
+                "GATEWAY_INTERFACE": "CGI/1.1", "SERVER_SOFTWARE": "bench",
+                "wsgi.version": (1, 0), "wsgi.url_scheme": "http", "wsgi.input": None,
+                "wsgi.errors": None, "wsgi.multithread": True, "wsgi.multiprocess": True,
+                "wsgi.run_once": False, "wsgi.file_wrapper": None, "wsgi.input_terminated": True,
+            }
+            body = application(environ, start_response)
+            for chunk in body:
+                pass
+            if hasattr(body, "close"):
+                body.close()
+        elapsed = (time.perf_counter_ns() - start) / n
+        best = elapsed if best is None else min(best, elapsed)
+    return best
+"#;
+
+fn main() {
+    let requests: usize = std::env::var("ISAPI_WSGI_BENCH_REQUESTS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(200_000);
+    let dir = synthetic::scratch_dir("bench");
+    let ini = dir.join("isapi_wsgi.ini");
+    let hello = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("examples")
+        .join("hello");
+    std::fs::write(
+        &ini,
+        format!(
+            "[python]\npath = {}\n[wsgi]\napp = hello:application\nlog = {}\n",
+            hello.display(),
+            dir.join("bench.log").display()
+        ),
+    )
+    .unwrap();
+    synthetic::start(&ini);
+
+    let request = synthetic::Request::get("/hello")
+        .header("User-Agent", "bench/1.0")
+        .header("Accept", "*/*")
+        .header("Accept-Encoding", "gzip")
+        .header("Connection", "keep-alive");
+    let mut prepared = synthetic::Prepared::new(&request);
+    let reply = prepared.run(isapi_wsgi::HttpExtensionProc);
+    assert_eq!(reply.status, "200 OK", "{}", reply.text());
+    assert_eq!(reply.text(), "Hello, World!");
+
+    // Warm up, then take the best of five rounds (the machine is shared).
+    for _ in 0..requests / 10 {
+        prepared.run_quiet(isapi_wsgi::HttpExtensionProc);
+    }
+    let mut bridge = f64::MAX;
+    for _ in 0..5 {
+        let start = Instant::now();
+        for _ in 0..requests / 5 {
+            assert_eq!(prepared.run_quiet(isapi_wsgi::HttpExtensionProc), 2);
+        }
+        bridge = bridge.min(start.elapsed().as_nanos() as f64 / (requests / 5) as f64);
+    }
+
+    let api = runtime::api().expect("Python started");
+    let python = Gil::acquire(api, |gil| {
+        let module = gil
+            .run_module(c"bridge_baseline", BASELINE)
+            .expect("baseline code");
+        let run = module.get_item(&gil.str("run").unwrap()).expect("run()");
+        let ns = run
+            .call(&[&gil.int((requests / 5) as i64).unwrap()])
+            .expect("baseline run");
+        ns.text().parse::<f64>().expect("a number")
+    });
+
+    println!("requests per round:           {}", requests / 5);
+    println!("python alone (environ + app): {python:8.0} ns/request");
+    println!("through the bridge:           {bridge:8.0} ns/request");
+    println!(
+        "bridge overhead:              {:8.0} ns/request (target <= 1000)",
+        bridge - python
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
