@@ -30,9 +30,15 @@ pub fn answer_page(ecb: &crate::isapi::ecb::Ecb, status: &str, page: &[u8]) -> u
         "Content-Type: text/html; charset=utf-8\r\nContent-Length: {}\r\n\r\n",
         page.len()
     );
+    let (Ok(status_z), Ok(headers)) = (
+        std::ffi::CString::new(status),
+        std::ffi::CString::new(headers),
+    ) else {
+        return HSE_STATUS_ERROR;
+    };
     ecb.set_status_code(status[..3].parse().unwrap_or(500));
     let head = ecb.method().eq_ignore_ascii_case(b"HEAD");
-    match ecb.send_headers(status.as_bytes(), headers.as_bytes(), true) {
+    match ecb.send_headers(&status_z, &headers, true) {
         Ok(()) if head => HSE_STATUS_SUCCESS_AND_KEEP_CONN,
         Ok(()) => match ecb.write(page) {
             Ok(()) => HSE_STATUS_SUCCESS_AND_KEEP_CONN,

@@ -126,22 +126,24 @@ impl Ecb {
         let start = out.len();
         let mut room = 256usize.max(out.capacity() - start);
         for _ in 0..4 {
-            out.resize(start + room, 0);
+            out.reserve(room);
             let mut size = room as u32;
-            // SAFETY: the buffer has `size` writable bytes; ConnID and name are as IIS expects.
+            // SAFETY: `reserve` made room for `size` bytes after `start`; the server writes at
+            // most `size` bytes there. ConnID and name are as IIS expects.
             let ok = unsafe {
                 get(
                     self.block().ConnID,
                     name.as_ptr() as *mut c_char,
-                    out[start..].as_mut_ptr().cast(),
+                    out.as_mut_ptr().add(start).cast(),
                     &mut size,
                 )
             };
             if ok != 0 {
-                // `size` counts the terminating NUL.
-                let length = (size as usize).min(room);
-                let value = &out[start..start + length];
-                let end = value.iter().position(|&b| b == 0).unwrap_or(length);
+                // `size` counts the terminating NUL; never trust it beyond the room we gave.
+                let written = (size as usize).min(room);
+                // SAFETY: the server initialised `written` bytes after `start`.
+                unsafe { out.set_len(start + written) };
+                let end = out[start..].iter().position(|&b| b == 0).unwrap_or(written);
                 out.truncate(start + end);
                 return Ok(true);
             }
@@ -155,17 +157,10 @@ impl Ecb {
                         room * 4
                     };
                 }
-                ERROR_INVALID_INDEX | ERROR_NO_DATA => {
-                    out.truncate(start);
-                    return Ok(false);
-                }
-                other => {
-                    out.truncate(start);
-                    return Err(IoError(other));
-                }
+                ERROR_INVALID_INDEX | ERROR_NO_DATA => return Ok(false),
+                other => return Err(IoError(other)),
             }
         }
-        out.truncate(start);
         Err(IoError(ERROR_INSUFFICIENT_BUFFER))
     }
 
@@ -216,21 +211,15 @@ impl Ecb {
     /// `keep_conn` says whether the connection may stay open after this response.
     pub fn send_headers(
         &self,
-        status: &[u8],
-        headers: &[u8],
+        status: &CStr,
+        headers: &CStr,
         keep_conn: bool,
     ) -> Result<(), IoError> {
-        let mut status_z = Vec::with_capacity(status.len() + 1);
-        status_z.extend_from_slice(status);
-        status_z.push(0);
-        let mut headers_z = Vec::with_capacity(headers.len() + 1);
-        headers_z.extend_from_slice(headers);
-        headers_z.push(0);
         let mut info = HSE_SEND_HEADER_EX_INFO {
-            pszStatus: status_z.as_ptr().cast(),
-            pszHeader: headers_z.as_ptr().cast(),
-            cchStatus: status.len() as u32,
-            cchHeader: headers.len() as u32,
+            pszStatus: status.as_ptr(),
+            pszHeader: headers.as_ptr(),
+            cchStatus: status.count_bytes() as u32,
+            cchHeader: headers.count_bytes() as u32,
             fKeepConn: i32::from(keep_conn),
         };
         self.support(

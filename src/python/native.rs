@@ -32,16 +32,23 @@ const MAX_METHODS: usize = 6;
 /// The positional arguments of a call.
 pub struct Args<'py> {
     tuple: Option<PyRef<'py>>,
+    length: usize,
     keywords: Option<PyRef<'py>>,
 }
 
 impl<'py> Args<'py> {
     /// How many positional arguments were passed.
     pub fn len(&self) -> usize {
-        self.tuple
-            .as_ref()
-            .and_then(|tuple| tuple.len().ok())
-            .unwrap_or(0)
+        self.length
+    }
+
+    fn new(tuple: Option<PyRef<'py>>, keywords: Option<PyRef<'py>>) -> Args<'py> {
+        let length = tuple.as_ref().map_or(0, PyRef::tuple_len);
+        Args {
+            tuple,
+            length,
+            keywords,
+        }
     }
 
     /// Whether no positional argument was passed.
@@ -52,8 +59,8 @@ impl<'py> Args<'py> {
     /// Positional argument `index`, if passed.
     pub fn get(&self, index: usize) -> Option<PyRef<'py>> {
         let tuple = self.tuple.as_ref()?;
-        (index < self.len())
-            .then(|| tuple.get_index(index).ok())
+        (index < self.length)
+            .then(|| tuple.tuple_item(index))
             .flatten()
     }
 
@@ -337,10 +344,7 @@ unsafe extern "C" fn method<T: Native, const I: usize>(
     // SAFETY: Python calls methods on instances of their own type, with the GIL.
     unsafe {
         enter::<T>(this, |gil, value, this| {
-            let args = Args {
-                tuple: (!args.is_null()).then(|| gil.borrowed(args)),
-                keywords: None,
-            };
+            let args = Args::new((!args.is_null()).then(|| gil.borrowed(args)), None);
             value.method(gil, I, args, &this).map(Some)
         })
     }
@@ -354,10 +358,10 @@ unsafe extern "C" fn call<T: Native>(
     // SAFETY: Python calls tp_call on instances of the type, with the GIL.
     unsafe {
         enter::<T>(this, |gil, value, this| {
-            let args = Args {
-                tuple: (!args.is_null()).then(|| gil.borrowed(args)),
-                keywords: (!kwargs.is_null()).then(|| gil.borrowed(kwargs)),
-            };
+            let args = Args::new(
+                (!args.is_null()).then(|| gil.borrowed(args)),
+                (!kwargs.is_null()).then(|| gil.borrowed(kwargs)),
+            );
             value.call(gil, args, &this).map(Some)
         })
     }

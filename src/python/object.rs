@@ -446,6 +446,24 @@ impl<'py> PyRef<'py> {
             .own(unsafe { (self.gil.api.PySequence_GetItem)(self.as_ptr(), index as _) })
     }
 
+    /// The length of a tuple (never raises for a tuple).
+    pub fn tuple_len(&self) -> usize {
+        // SAFETY: callers only use this on tuples; -1 (not a tuple) maps to 0.
+        unsafe { (self.gil.api.PyTuple_Size)(self.as_ptr()) }.max(0) as usize
+    }
+
+    /// Item `index` of a tuple, which must be in range.
+    pub fn tuple_item(&self, index: usize) -> Option<PyRef<'py>> {
+        // SAFETY: callers only use this on tuples; the result is borrowed (NULL if out of range).
+        let item = unsafe { (self.gil.api.PyTuple_GetItem)(self.as_ptr(), index as _) };
+        if item.is_null() {
+            PyErr::fetch(self.gil);
+            return None;
+        }
+        // SAFETY: a live item owned by the tuple.
+        Some(unsafe { self.gil.borrowed(item) })
+    }
+
     /// `iter(self)`.
     pub fn iter(&self) -> PyResult<'py, PyRef<'py>> {
         // SAFETY: a live object.

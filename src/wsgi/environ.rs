@@ -186,13 +186,18 @@ impl EnvironBuilder {
                 set_text(key, &scratch)?;
             }
         }
-        for (key, name) in [
-            (&k.remote_user, c"REMOTE_USER"),
-            (&k.auth_type, c"AUTH_TYPE"),
-        ] {
+        // REMOTE_USER and AUTH_TYPE only when IIS authenticated the request (AUTH_TYPE is
+        // empty for anonymous requests, so REMOTE_USER is only asked for then).
+        scratch.clear();
+        if matches!(ecb.server_variable(c"AUTH_TYPE", &mut scratch), Ok(true))
+            && !scratch.is_empty()
+        {
+            set_text(&k.auth_type, &scratch)?;
             scratch.clear();
-            if matches!(ecb.server_variable(name, &mut scratch), Ok(true)) && !scratch.is_empty() {
-                set_text(key, &scratch)?;
+            if matches!(ecb.server_variable(c"REMOTE_USER", &mut scratch), Ok(true))
+                && !scratch.is_empty()
+            {
+                set_text(&k.remote_user, &scratch)?;
             }
         }
         scratch.clear();

@@ -138,34 +138,27 @@ impl Bridge {
         result: &PyRef<'py>,
         response: &Response,
     ) -> Result<(), Failure<'py>> {
-        let as_bytes = |item: &PyRef<'py>| -> Result<Vec<u8>, Failure<'py>> {
-            item.as_bytes().map(<[u8]>::to_vec).ok_or_else(|| {
-                Failure::Protocol(format!(
-                    "the application's body must be an iterable of bytes; it yielded {}",
-                    item_type(item)
-                ))
-            })
+        let not_bytes = |item: &PyRef<'py>| {
+            Failure::Protocol(format!(
+                "the application's body must be an iterable of bytes; it yielded {}",
+                item_type(item)
+            ))
         };
         // A one-item list or tuple: the whole body is known, so it gets a Content-Length.
-        if matches!(result.kind(), Kind::List | Kind::Tuple)
-            && result.len().map_err(Failure::Python)? == 1
-        {
-            let item = result.get_index(0).map_err(Failure::Python)?;
-            return response
-                .send(gil, &as_bytes(&item)?, true)
-                .map_err(Failure::from);
+        if matches!(result.kind(), Kind::List | Kind::Tuple) && result.len()? == 1 {
+            let item = result.get_index(0)?;
+            let bytes = item.as_bytes().ok_or_else(|| not_bytes(&item))?;
+            return Ok(response.send(gil, bytes, true)?);
         }
-        let iterator = result.iter().map_err(Failure::Python)?;
-        while let Some(item) = iterator.next().map_err(Failure::Python)? {
-            let bytes = as_bytes(&item)?;
+        let iterator = result.iter()?;
+        while let Some(item) = iterator.next()? {
+            let bytes = item.as_bytes().ok_or_else(|| not_bytes(&item))?;
             if bytes.is_empty() && response.headers_sent() && !response.client_connected() {
-                return Err(Failure::from(SendError::Aborted(
-                    "the client disconnected".into(),
-                )));
+                return Err(Failure::Aborted("the client disconnected".into()));
             }
-            response.send(gil, &bytes, false)?;
+            response.send(gil, bytes, false)?;
         }
-        response.send(gil, b"", true).map_err(Failure::from)
+        Ok(response.send(gil, b"", true)?)
     }
 
     /// Reports a failed request: a 500 page if nothing was sent yet, else a closed connection.

@@ -15,11 +15,12 @@
 //!   list), Content-Length is added;
 //! * otherwise HTTP/1.1 clients get `Transfer-Encoding: chunked` (and IIS is asked to flush
 //!   each write), HTTP/1.0 clients get the body followed by a closed connection.
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::ffi::CString;
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use crate::isapi::ecb::{Ecb, IoError};
 use crate::log;
-use crate::python::{Args, Exception, Gil, Kind, Native, PyErr, PyRef, PyResult};
+use crate::python::{Args, Exception, Gil, Kind, Native, PyErr, PyRef, PyResult, PyStatic};
 
 /// Headers an application must not set (PEP 3333: hop-by-hop headers belong to the server).
 const HOP_BY_HOP: &[&str] = &[
@@ -33,6 +34,9 @@ const HOP_BY_HOP: &[&str] = &[
     "transfer-encoding",
     "upgrade",
 ];
+
+/// Writes up to this size are assumed to land in IIS's response buffer without blocking.
+const BUFFERED_WRITE: usize = 256 * 1024;
 
 /// `start_response` and the state of one response.
 pub struct Response {
@@ -61,6 +65,8 @@ struct State {
     keep_conn: bool,
     /// Writing failed (client gone) or the body broke its framing: stop and close.
     broken: bool,
+    /// IIS was asked to flush each write (a streamed body): writes may block.
+    flushing: bool,
 }
 
 #[derive(Clone, Copy, Default, PartialEq, Eq, Debug)]
@@ -74,8 +80,8 @@ enum Framing {
 
 /// The status line and header block, ready to go.
 struct Head {
-    status: Vec<u8>,
-    headers: Vec<u8>,
+    status: CString,
+    headers: CString,
     /// More body will follow later: ask IIS to flush each write.
     streaming: bool,
 }
@@ -150,7 +156,7 @@ impl Response {
         let (body, overflow) = self.frame(&mut state, data, last);
         let ecb = &self.ecb;
         let keep_conn = state.keep_conn;
-        let written = gil.allow_threads(|| {
+        let io = || {
             if let Some(head) = &head {
                 if head.streaming {
                     // IIS 7+ buffers ISAPI output unless told otherwise; a streamed body must move.
@@ -162,7 +168,17 @@ impl Response {
                 ecb.write(&body)?;
             }
             Ok::<(), IoError>(())
-        });
+        };
+        // A response sent in one go lands in IIS's response buffer (IIS 7+ buffers ISAPI
+        // output up to 4 MB unless the flush flag is set): the call does not block, and
+        // releasing the GIL would cost more than it saves. Streamed or large bodies go to
+        // the socket and may block: other threads get the GIL meanwhile.
+        let may_block = state.flushing || body.len() > BUFFERED_WRITE;
+        let written = if may_block {
+            gil.allow_threads(io)
+        } else {
+            io()
+        };
         if let Err(error) = written {
             state.broken = true;
             state.keep_conn = false;
@@ -215,10 +231,16 @@ impl Response {
             // The length the body would have had is announced; no byte of it is sent.
             state.framing = Framing::NoBody;
         }
-        headers.extend_from_slice(b"\r\n");
+        headers.extend_from_slice(b"\r\n\0");
+        let mut status = status;
+        status.push(0);
         state.sent = true;
         self.ecb.set_status_code(code);
         let streaming = whole_body.is_none() && state.framing != Framing::NoBody;
+        state.flushing = streaming;
+        // Validation let no NUL through, so these cannot fail.
+        let status = CString::from_vec_with_nul(status).unwrap_or_default();
+        let headers = CString::from_vec_with_nul(headers).unwrap_or_default();
         Head {
             status,
             headers,
@@ -454,15 +476,17 @@ fn validate_headers<'py>(
         {
             return Err(invalid("CR, LF or NUL in the value"));
         }
-        let lower = String::from_utf8_lossy(&name_bytes).to_ascii_lowercase();
-        if HOP_BY_HOP.contains(&lower.as_str()) {
+        if HOP_BY_HOP
+            .iter()
+            .any(|hop| hop.as_bytes().eq_ignore_ascii_case(&name_bytes))
+        {
             let message = format!(
                 "{} is a hop-by-hop header, which only the server may set (PEP 3333)",
                 name.text()
             );
             return Err(PyErr::new(gil, Exception::AssertionError, &message));
         }
-        if lower == "content-length" {
+        if name_bytes.eq_ignore_ascii_case(b"content-length") {
             let text = String::from_utf8_lossy(&value_bytes);
             let length = text
                 .trim()
@@ -491,7 +515,16 @@ impl Native for Response {
         this: &PyRef<'py>,
     ) -> PyResult<'py, PyRef<'py>> {
         self.start(gil, &args)?;
-        this.getattr(c"write")
+        static WRITE: OnceLock<PyStatic> = OnceLock::new();
+        let name = match WRITE.get() {
+            Some(name) => name.bind(gil),
+            None => {
+                let name = gil.interned(c"write")?;
+                let _ = WRITE.set(name.clone().into_static());
+                name
+            }
+        };
+        this.getattr_object(&name)
     }
 
     /// write(data): the imperative API, sent at once.

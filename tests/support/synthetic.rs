@@ -173,10 +173,14 @@ unsafe extern "C" fn get_server_variable(
     // SAFETY: ConnID is ours; name is NUL-terminated; size points to the buffer's size.
     let (connection, name, size) = unsafe { (conn(hconn), CStr::from_ptr(name), &mut *size) };
     let name = name.to_bytes();
-    let Some((_, value)) = connection.vars.iter().find(|(n, _)| n == name) else {
+    let Ok(found) = connection
+        .vars
+        .binary_search_by(|(n, _)| n.as_slice().cmp(name))
+    else {
         set_error(ERROR_INVALID_INDEX);
         return 0;
     };
+    let value = &connection.vars[found].1;
     let needed = value.len() + 1;
     if (*size as usize) < needed || buffer.is_null() {
         *size = needed as u32;
@@ -358,9 +362,13 @@ fn variables(request: &Request) -> Vec<(Vec<u8>, Vec<u8>)> {
         vars.retain(|(n, _)| n != name);
         vars.push((name.clone(), value.clone()));
     }
-    vars.into_iter()
+    // Sorted by name: GetServerVariable looks names up by binary search.
+    let mut vars: Vec<(Vec<u8>, Vec<u8>)> = vars
+        .into_iter()
         .map(|(n, v)| (n.into_bytes(), v.into_bytes()))
-        .collect()
+        .collect();
+    vars.sort();
+    vars
 }
 
 fn percent_decode(raw: &[u8]) -> Vec<u8> {
