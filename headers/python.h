@@ -42,7 +42,7 @@
     X(PyBytes_FromStringAndSize) X(PyBytes_AsStringAndSize) X(PyBytes_AsString) X(PyBytes_Size) \
     /* containers */ \
     X(PyDict_New) X(PyDict_SetItem) X(PyDict_SetItemString) X(PyDict_GetItemString) \
-    X(PyDict_GetItem) X(PyDict_Copy) X(PyDict_Size) \
+    X(PyDict_GetItem) X(PyDict_Copy) X(PyDict_Size) X(PyDict_DelItem) \
     X(PyTuple_New) X(PyTuple_SetItem) X(PyTuple_GetItem) X(PyTuple_Size) \
     X(PyList_New) X(PyList_Append) X(PyList_GetItem) X(PyList_Size) X(PyList_Insert) \
     X(PySequence_Fast) X(PySequence_Size) X(PySequence_GetItem) \

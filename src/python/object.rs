@@ -497,6 +497,15 @@ impl<'py> PyRef<'py> {
         }
     }
 
+    /// `del self[key]` for a dict.
+    pub fn del_item(&self, key: &PyRef<'py>) -> PyResult<'py, ()> {
+        // SAFETY: `self` is a dict (callers only use this on dicts); live objects.
+        match unsafe { (self.gil.api.PyDict_DelItem)(self.as_ptr(), key.as_ptr()) } {
+            0 => Ok(()),
+            _ => Err(PyErr::fetch(self.gil)),
+        }
+    }
+
     /// `self.get(key)` for a dict (never raises).
     pub fn get_item(&self, key: &PyRef<'py>) -> Option<PyRef<'py>> {
         // SAFETY: `self` is a dict; the result is borrowed.
@@ -551,6 +560,12 @@ impl PyStatic {
     pub fn bind<'py>(&self, gil: Gil<'py>) -> PyRef<'py> {
         // SAFETY: the object is kept alive by our never-released reference.
         unsafe { gil.borrowed(self.0.as_ptr()) }
+    }
+
+    /// Gives the reference back (for a kept object that is being replaced).
+    pub fn release(self, gil: Gil<'_>) {
+        // SAFETY: we own one reference and the GIL is held.
+        unsafe { (gil.api.Py_DecRef)(self.0.as_ptr()) }
     }
 
     /// The raw pointer, borrowed, while the GIL is held.

@@ -72,6 +72,10 @@ pub struct EnvironBuilder {
     keys: Keys,
     template: PyStatic,
     header_keys: Mutex<HashMap<Vec<u8>, PyStatic, BuildFnv>>,
+    /// Values that usually repeat from one request to the next (the mount point, the
+    /// server's name and port, a proxy's address): the last one seen per slot is kept as a
+    /// `str` and reused while the bytes match, which saves making a string per request.
+    recent: Mutex<[Option<(Vec<u8>, PyStatic)>; 4]>,
 }
 
 /// FNV-1a: header names are short and chosen by the client, but the cache is bounded, so a
@@ -127,10 +131,25 @@ impl EnvironBuilder {
         ] {
             template.set_item(&key.bind(gil), &k.empty.bind(gil))?;
         }
+        // Room for the per-request entries: grow the template's table with keys that are
+        // deleted again. CPython copies a dict that is at least 2/3 full by cloning its
+        // table, so each request's copy starts with this room instead of resizing while the
+        // headers go in. (An optimisation only: any CPython gives the same dict.)
+        let used = template.len()?;
+        let spare: Vec<PyRef<'py>> = (0..used / 2)
+            .map(|n| gil.str(&format!("isapi_wsgi.room.{n}")))
+            .collect::<Result<_, _>>()?;
+        for key in &spare {
+            template.set_item(key, &k.empty.bind(gil))?;
+        }
+        for key in &spare {
+            template.del_item(key)?;
+        }
         Ok(EnvironBuilder {
             keys,
             template: template.into_static(),
             header_keys: Mutex::new(HashMap::with_hasher(BuildFnv)),
+            recent: Mutex::new([None, None, None, None]),
         })
     }
 
@@ -144,7 +163,31 @@ impl EnvironBuilder {
         let k = &self.keys;
         let environ = self.template.bind(gil).dict_copy()?;
         let set = |key: &PyStatic, value: &PyRef<'py>| environ.set_item(&key.bind(gil), value);
-        let set_text = |key: &PyStatic, bytes: &[u8]| set(key, &gil.latin1(bytes)?);
+        let set_text = |key: &PyStatic, bytes: &[u8]| {
+            if bytes.is_empty() {
+                set(key, &k.empty.bind(gil))
+            } else {
+                set(key, &gil.latin1(bytes)?)
+            }
+        };
+        let mut recent = self
+            .recent
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        let mut set_recent = |slot: usize, key: &PyStatic, bytes: &[u8]| -> PyResult<'py, ()> {
+            match &recent[slot] {
+                Some((seen, value)) if seen.as_slice() == bytes => set(key, &value.bind(gil)),
+                _ => {
+                    let value = gil.latin1(bytes)?;
+                    if let Some((_, old)) =
+                        recent[slot].replace((bytes.to_vec(), value.clone().into_static()))
+                    {
+                        old.release(gil);
+                    }
+                    set(key, &value)
+                }
+            }
+        };
         let mut scratch = Vec::with_capacity(2048);
 
         let method = ecb.method();
@@ -165,7 +208,7 @@ impl EnvironBuilder {
 
         // Paths.
         let (script_name, path_info) = self.paths(ecb, &mut scratch);
-        set_text(&k.script_name, &script_name)?;
+        set_recent(0, &k.script_name, &script_name)?;
         set_text(&k.path_info, &path_info)?;
 
         // Server and client.
@@ -182,6 +225,12 @@ impl EnvironBuilder {
             if name == c"SERVER_PROTOCOL" && scratch == b"HTTP/1.1" {
                 http11 = true;
                 set(key, &k.http11.bind(gil))?;
+            } else if name == c"SERVER_NAME" {
+                set_recent(1, key, &scratch)?;
+            } else if name == c"SERVER_PORT" {
+                set_recent(2, key, &scratch)?;
+            } else if name == c"REMOTE_ADDR" {
+                set_recent(3, key, &scratch)?;
             } else {
                 set_text(key, &scratch)?;
             }
@@ -210,6 +259,7 @@ impl EnvironBuilder {
             set(&k.url_scheme, &k.http.bind(gil))?;
         }
 
+        drop(recent);
         self.headers(gil, ecb, &environ, &mut scratch)?;
         set(&k.input, input)?;
         Ok((
@@ -275,14 +325,17 @@ impl EnvironBuilder {
             {
                 continue;
             }
-            let later: Vec<&[u8]> = lines[index + 1..]
+            let later = &lines[index + 1..];
+            let value_object = if !later
                 .iter()
-                .filter(|(other, _)| other.eq_ignore_ascii_case(header))
-                .map(|&(_, v)| v)
-                .collect();
-            let value_object = if later.is_empty() {
+                .any(|(other, _)| other.eq_ignore_ascii_case(header))
+            {
                 gil.latin1(value)?
             } else {
+                let later = later
+                    .iter()
+                    .filter(|(other, _)| other.eq_ignore_ascii_case(header))
+                    .map(|&(_, v)| v);
                 let separator: &[u8] = if name == b"HTTP_COOKIE" { b"; " } else { b"," };
                 let mut joined = value.to_vec();
                 for more in later {
@@ -347,17 +400,33 @@ fn cgi_name(header: &[u8], out: &mut Vec<u8>) -> bool {
     out.clear();
     out.extend_from_slice(b"HTTP_");
     for &b in header {
-        match b {
-            b'-' => out.push(b'_'),
-            b'_' => return false,
-            b if b.is_ascii_alphanumeric() || b"!#$%&'*+.^`|~".contains(&b) => {
-                out.push(b.to_ascii_uppercase())
-            }
-            _ => return false,
+        match CGI_BYTE[b as usize] {
+            0 => return false,
+            mapped => out.push(mapped),
         }
     }
     !(out == b"HTTP_CONTENT_TYPE" || out == b"HTTP_CONTENT_LENGTH" || out.len() == 5)
 }
+
+/// Each byte of a header name as it appears in the CGI name (upper case, `-` -> `_`), or 0
+/// for bytes that make us drop the header (`_`, and anything that is not a token byte).
+const CGI_BYTE: [u8; 256] = {
+    let mut table = [0u8; 256];
+    let mut byte = 0;
+    while byte < 256 {
+        let b = byte as u8;
+        table[byte] = match b {
+            b'-' => b'_',
+            b'a'..=b'z' => b.to_ascii_uppercase(),
+            b'A'..=b'Z' | b'0'..=b'9' => b,
+            b'!' | b'#' | b'$' | b'%' | b'&' | b'\'' | b'*' | b'+' | b'.' | b'^' | b'`' | b'|'
+            | b'~' => b,
+            _ => 0,
+        };
+        byte += 1;
+    }
+    table
+};
 
 fn trim(bytes: &[u8]) -> &[u8] {
     let start = bytes

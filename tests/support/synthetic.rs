@@ -173,14 +173,11 @@ unsafe extern "C" fn get_server_variable(
     // SAFETY: ConnID is ours; name is NUL-terminated; size points to the buffer's size.
     let (connection, name, size) = unsafe { (conn(hconn), CStr::from_ptr(name), &mut *size) };
     let name = name.to_bytes();
-    let Ok(found) = connection
-        .vars
-        .binary_search_by(|(n, _)| n.as_slice().cmp(name))
-    else {
+    // Slices compare their lengths first: a linear scan is cheaper than a search here.
+    let Some((_, value)) = connection.vars.iter().find(|(n, _)| n.as_slice() == name) else {
         set_error(ERROR_INVALID_INDEX);
         return 0;
     };
-    let value = &connection.vars[found].1;
     let needed = value.len() + 1;
     if (*size as usize) < needed || buffer.is_null() {
         *size = needed as u32;
@@ -362,12 +359,10 @@ fn variables(request: &Request) -> Vec<(Vec<u8>, Vec<u8>)> {
         vars.retain(|(n, _)| n != name);
         vars.push((name.clone(), value.clone()));
     }
-    // Sorted by name: GetServerVariable looks names up by binary search.
     let mut vars: Vec<(Vec<u8>, Vec<u8>)> = vars
         .into_iter()
         .map(|(n, v)| (n.into_bytes(), v.into_bytes()))
         .collect();
-    vars.sort();
     vars
 }
 
