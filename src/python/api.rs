@@ -50,6 +50,8 @@ macro_rules! python_table {
         pub struct Api {
             $(pub $name: <ffi::$pfn as Required>::Fn,)*
             $(pub $data: *mut c_void,)*
+            /// Functions newer than the 3.8 stable ABI, used when the interpreter has them.
+            pub newer: Newer,
         }
 
         impl Api {
@@ -65,6 +67,7 @@ macro_rules! python_table {
                         unsafe { std::mem::transmute::<*mut c_void, <ffi::$pfn as Required>::Fn>(address) }
                     },)*
                     $($data: find(library, stringify!($data))?,)*
+                    newer: Newer::load(library),
                 })
             }
         }
@@ -113,6 +116,34 @@ impl Api {
         // SAFETY: each PyExc_* symbol is a `PyObject *` variable that CPython initialises
         // before Py_Initialize returns and never changes afterwards.
         unsafe { *variable.cast::<*mut PyObject>() }
+    }
+}
+
+/// Stable-ABI functions added after 3.8: optional, with a fallback where they are used.
+///
+/// Python.h under `Py_LIMITED_API 3.8` does not declare them, so their types cannot come
+/// from the header; each signature is copied from the CPython documentation.
+#[allow(non_snake_case)]
+pub struct Newer {
+    /// `const char *PyUnicode_AsUTF8AndSize(PyObject *unicode, Py_ssize_t *size)`, 3.10+:
+    /// the str's cached UTF-8 form, without a new object.
+    pub PyUnicode_AsUTF8AndSize:
+        Option<unsafe extern "C" fn(*mut PyObject, *mut isize) -> *const std::ffi::c_char>,
+}
+
+impl Newer {
+    fn load(library: &Library) -> Newer {
+        Newer {
+            PyUnicode_AsUTF8AndSize: library.symbol("PyUnicode_AsUTF8AndSize").map(|address| {
+                // SAFETY: the export has the documented signature above (stable ABI since 3.10).
+                unsafe {
+                    std::mem::transmute::<
+                        *mut c_void,
+                        unsafe extern "C" fn(*mut PyObject, *mut isize) -> *const std::ffi::c_char,
+                    >(address)
+                }
+            }),
+        }
     }
 }
 

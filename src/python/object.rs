@@ -342,14 +342,36 @@ impl<'py> PyRef<'py> {
     /// A `str` encoded as latin-1 bytes (PEP 3333's native strings). Errors for anything that
     /// is not a `str` or has a code point above U+00FF.
     pub fn latin1_bytes(&self) -> PyResult<'py, Vec<u8>> {
+        self.with_latin1(<[u8]>::to_vec)
+    }
+
+    /// Runs `f` on the latin-1 bytes of a `str` (PEP 3333's native strings) without copying
+    /// them when the text is ASCII and the interpreter can lend its UTF-8 form (3.10+).
+    /// Errors for anything that is not a `str` or has a code point above U+00FF.
+    pub fn with_latin1<R>(&self, f: impl FnOnce(&[u8]) -> R) -> PyResult<'py, R> {
         if self.kind() != Kind::Str {
             return Err(PyErr::new(self.gil, Exception::TypeError, "expected a str"));
+        }
+        if let Some(as_utf8) = self.gil.api.newer.PyUnicode_AsUTF8AndSize {
+            let mut length = 0;
+            // SAFETY: `self` is a str; the buffer belongs to it and lives as long as it does.
+            let data = unsafe { as_utf8(self.as_ptr(), &mut length) };
+            if !data.is_null() {
+                // SAFETY: `length` bytes at `data`, alive while `self` is (borrowed for `f`).
+                let utf8 =
+                    unsafe { std::slice::from_raw_parts(data.cast::<u8>(), length as usize) };
+                if utf8.is_ascii() {
+                    return Ok(f(utf8));
+                }
+            } else {
+                PyErr::fetch(self.gil); // e.g. lone surrogates: let the latin-1 path report it
+            }
         }
         // SAFETY: `self` is a str.
         let encoded = self
             .gil
             .own(unsafe { (self.gil.api.PyUnicode_AsLatin1String)(self.as_ptr()) })?;
-        Ok(encoded.as_bytes().unwrap_or_default().to_vec())
+        Ok(f(encoded.as_bytes().unwrap_or_default()))
     }
 
     /// `str(self)` as Rust text (lossy for lone surrogates).

@@ -188,7 +188,10 @@ impl EnvironBuilder {
                 }
             }
         };
-        let mut scratch = Vec::with_capacity(2048);
+        // One buffer per thread for server variables, reused request after request.
+        thread_local!(static SCRATCH: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) });
+        let mut scratch = SCRATCH.take();
+        scratch.reserve(2048);
 
         let method = ecb.method();
         match method {
@@ -207,9 +210,9 @@ impl EnvironBuilder {
         }
 
         // Paths.
-        let (script_name, path_info) = self.paths(ecb, &mut scratch);
-        set_recent(0, &k.script_name, &script_name)?;
-        set_text(&k.path_info, &path_info)?;
+        let (path, cut) = self.paths(ecb, &mut scratch);
+        set_recent(0, &k.script_name, &path[..cut])?;
+        set_text(&k.path_info, &path[cut..])?;
 
         // Server and client.
         let mut http11 = false;
@@ -260,7 +263,11 @@ impl EnvironBuilder {
         }
 
         drop(recent);
-        self.headers(gil, ecb, &environ, &mut scratch)?;
+        let headers = self.headers(gil, ecb, &environ, &mut scratch);
+        if scratch.capacity() <= 64 * 1024 {
+            SCRATCH.set(scratch);
+        }
+        headers?;
         set(&k.input, input)?;
         Ok((
             environ,
@@ -272,7 +279,7 @@ impl EnvironBuilder {
     }
 
     /// SCRIPT_NAME and PATH_INFO, as bytes.
-    fn paths(&self, ecb: &Ecb, scratch: &mut Vec<u8>) -> (Vec<u8>, Vec<u8>) {
+    fn paths(&self, ecb: &Ecb, scratch: &mut Vec<u8>) -> (Vec<u8>, usize) {
         scratch.clear();
         let path = if matches!(ecb.server_variable(c"HTTP_URL", scratch), Ok(true))
             && scratch.starts_with(b"/")
@@ -282,15 +289,14 @@ impl EnvironBuilder {
         } else {
             ecb.path_info().to_vec()
         };
+        // APPL_MD_PATH and SCRIPT_NAME side by side in the scratch buffer.
         scratch.clear();
         let _ = ecb.server_variable(c"APPL_MD_PATH", scratch);
-        let mount = mount_point(scratch).to_vec();
-        scratch.clear();
+        let md_path_end = scratch.len();
         let _ = ecb.server_variable(c"SCRIPT_NAME", scratch);
-        let script = std::mem::take(scratch);
-        let split = split_path(&path, &mount, &script, ecb.path_info());
-        *scratch = script;
-        split
+        let (md_path, script) = scratch.split_at(md_path_end);
+        let cut = split_point(&path, mount_point(md_path), script, ecb.path_info());
+        (path, cut)
     }
 
     /// HTTP_* entries from the raw headers, in one pass.
@@ -362,14 +368,17 @@ impl EnvironBuilder {
 
 /// `Name: value` pairs from ALL_RAW (`Name: value\r\n` lines; LF alone accepted).
 fn parse_raw_headers(raw: &[u8]) -> Vec<(&[u8], &[u8])> {
-    raw.split(|&b| b == b'\n')
-        .filter_map(|line| {
-            let line = line.strip_suffix(b"\r").unwrap_or(line);
-            let colon = line.iter().position(|&b| b == b':')?;
-            Some((trim(&line[..colon]), trim(&line[colon + 1..])))
-        })
-        .filter(|(name, _)| !name.is_empty())
-        .collect()
+    let mut headers = Vec::with_capacity(16);
+    for line in raw.split(|&b| b == b'\n') {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if let Some(colon) = line.iter().position(|&b| b == b':') {
+            let name = trim(&line[..colon]);
+            if !name.is_empty() {
+                headers.push((name, trim(&line[colon + 1..])));
+            }
+        }
+    }
+    headers
 }
 
 /// ALL_HTTP (`HTTP_NAME:value` lines) rewritten as ALL_RAW lines (`NAME: value`), names
@@ -483,7 +492,7 @@ fn trim_trailing_slash(path: &[u8]) -> &[u8] {
     path.strip_suffix(b"/").unwrap_or(path)
 }
 
-/// Splits the decoded request path into (SCRIPT_NAME, PATH_INFO).
+/// Where the decoded request path splits into SCRIPT_NAME and PATH_INFO.
 ///
 /// * Extension mapping (`*.wsgi`): IIS's SCRIPT_NAME is the mapped script and differs from
 ///   its PATH_INFO; the script is SCRIPT_NAME, the rest PATH_INFO.
@@ -491,12 +500,7 @@ fn trim_trailing_slash(path: &[u8]) -> &[u8] {
 ///   application's mount point is SCRIPT_NAME.
 ///
 /// Prefixes compare case-insensitively (IIS URLs are); the bytes kept are the client's.
-pub fn split_path(
-    path: &[u8],
-    mount: &[u8],
-    iis_script: &[u8],
-    iis_path_info: &[u8],
-) -> (Vec<u8>, Vec<u8>) {
+pub fn split_point(path: &[u8], mount: &[u8], iis_script: &[u8], iis_path_info: &[u8]) -> usize {
     let prefix_of = |prefix: &[u8]| {
         path.len() >= prefix.len()
             && path[..prefix.len()].eq_ignore_ascii_case(prefix)
@@ -504,14 +508,13 @@ pub fn split_path(
     };
     let extension_mapped =
         !iis_script.is_empty() && iis_script != iis_path_info && iis_script.len() > mount.len();
-    let cut = if extension_mapped && prefix_of(iis_script) {
+    if extension_mapped && prefix_of(iis_script) {
         iis_script.len()
     } else if prefix_of(mount) {
         mount.len()
     } else {
         0
-    };
-    (path[..cut].to_vec(), path[cut..].to_vec())
+    }
 }
 
 #[cfg(test)]
@@ -525,6 +528,16 @@ mod tests {
         assert_eq!(mount_point(b"/LM/W3SVC/1/root/a/b/"), b"/a/b");
         assert_eq!(mount_point(b"/LM/W3SVC/1/ROOTS/x/ROOT/y"), b"/y");
         assert_eq!(mount_point(b""), b"");
+    }
+
+    fn split_path(
+        path: &[u8],
+        mount: &[u8],
+        script: &[u8],
+        path_info: &[u8],
+    ) -> (Vec<u8>, Vec<u8>) {
+        let cut = split_point(path, mount, script, path_info);
+        (path[..cut].to_vec(), path[cut..].to_vec())
     }
 
     #[test]

@@ -204,7 +204,10 @@ impl Response {
 
     /// Decides the framing and builds the header block (no I/O).
     fn prepare_headers(&self, state: &mut State, whole_body: Option<u64>) -> Head {
-        let (status, code) = state.status.clone().expect("checked by the caller");
+        let (status, code) = match &mut state.status {
+            Some((line, code)) => (std::mem::take(line), *code),
+            None => (b"500 Internal Server Error".to_vec(), 500),
+        };
         let bodiless_status = (100..200).contains(&code) || code == 204 || code == 304;
         let mut headers = std::mem::take(&mut state.headers);
         state.framing = if let Some(length) = state.content_length {
@@ -215,7 +218,7 @@ impl Response {
             }
         } else if let Some(length) = whole_body.filter(|_| !bodiless_status) {
             headers.extend_from_slice(b"Content-Length: ");
-            headers.extend_from_slice(length.to_string().as_bytes());
+            let _ = std::io::Write::write_fmt(&mut headers, format_args!("{length}"));
             headers.extend_from_slice(b"\r\n");
             Framing::Length(length)
         } else if bodiless_status || self.head {
@@ -462,8 +465,17 @@ fn validate_headers<'py>(
             let message = format!("invalid response header {}: {what}", pair.text());
             PyErr::new(gil, Exception::ValueError, &message)
         };
-        let name_bytes = name.latin1_bytes().map_err(|_| invalid("not latin-1"))?;
-        let value_bytes = value.latin1_bytes().map_err(|_| invalid("not latin-1"))?;
+        // Straight into the header block, then checked there (no copies).
+        let start = block.len();
+        name.with_latin1(|bytes| block.extend_from_slice(bytes))
+            .map_err(|_| invalid("not latin-1"))?;
+        let name_end = block.len();
+        block.extend_from_slice(b": ");
+        let value_start = block.len();
+        value
+            .with_latin1(|bytes| block.extend_from_slice(bytes))
+            .map_err(|_| invalid("not latin-1"))?;
+        let (name_bytes, value_bytes) = (&block[start..name_end], &block[value_start..]);
         let token = |b: &u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(b);
         if name_bytes.is_empty() || !name_bytes.iter().all(token) {
             return Err(invalid(
@@ -478,7 +490,7 @@ fn validate_headers<'py>(
         }
         if HOP_BY_HOP
             .iter()
-            .any(|hop| hop.as_bytes().eq_ignore_ascii_case(&name_bytes))
+            .any(|hop| hop.as_bytes().eq_ignore_ascii_case(name_bytes))
         {
             let message = format!(
                 "{} is a hop-by-hop header, which only the server may set (PEP 3333)",
@@ -487,16 +499,14 @@ fn validate_headers<'py>(
             return Err(PyErr::new(gil, Exception::AssertionError, &message));
         }
         if name_bytes.eq_ignore_ascii_case(b"content-length") {
-            let text = String::from_utf8_lossy(&value_bytes);
-            let length = text
-                .trim()
-                .parse::<u64>()
-                .map_err(|_| invalid("Content-Length is not a number"))?;
+            let digits = value_bytes.trim_ascii();
+            let length = std::str::from_utf8(digits)
+                .ok()
+                .filter(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()))
+                .and_then(|d| d.parse::<u64>().ok())
+                .ok_or_else(|| invalid("Content-Length is not a number"))?;
             content_length = Some(length);
         }
-        block.extend_from_slice(&name_bytes);
-        block.extend_from_slice(b": ");
-        block.extend_from_slice(&value_bytes);
         block.extend_from_slice(b"\r\n");
     }
     Ok((block, content_length))
