@@ -46,6 +46,8 @@ def app(environ, start_response):
     method = environ["REQUEST_METHOD"]
     if path == "/hello":
         return text(start_response, "Hello, World!")
+    if path == "/version":
+        return text(start_response, "%d.%d" % sys.version_info[:2])
     if path == "/environ":
         shown = {k: v for k, v in environ.items() if isinstance(v, str)}
         shown["wsgi.version"] = list(environ["wsgi.version"])

@@ -1,0 +1,115 @@
+//! The version matrix: the ONE built library (target/<profile>/libisapi_wsgi.so, loaded with
+//! dlopen exactly as a host loads it) against every CPython 3.8+ that pyenv has, chosen only
+//! by the configuration file. Each interpreter runs in its own child process (one Python per
+//! process), which drives the library's own `HttpExtensionProc` with synthetic ECBs.
+#[path = "support/synthetic.rs"]
+mod synthetic;
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use isapi_wsgi::isapi::ffi::{EXTENSION_CONTROL_BLOCK, HSE_VERSION_INFO};
+use isapi_wsgi::sys::{Library, Visibility};
+use synthetic::{Prepared, Request};
+
+const CHILD_ENV: &str = "ISAPI_WSGI_MATRIX_HOME";
+
+/// The pyenv CPython installations from 3.8 up: (version, prefix).
+fn pythons() -> Vec<(String, PathBuf)> {
+    let Ok(output) = Command::new("pyenv").args(["versions", "--bare"]).output() else { return Vec::new() };
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(str::trim)
+        .filter(|v| {
+            let mut parts = v.split('.');
+            parts.next() == Some("3") && parts.next().and_then(|m| m.parse::<u32>().ok()).is_some_and(|m| m >= 8)
+        })
+        .filter_map(|version| {
+            let prefix = Command::new("pyenv").args(["prefix", version]).output().ok()?;
+            let prefix = PathBuf::from(String::from_utf8_lossy(&prefix.stdout).trim());
+            prefix.join("lib").is_dir().then(|| (version.to_string(), prefix))
+        })
+        .collect()
+}
+
+fn cdylib() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let profile_dir = exe.parent().unwrap().parent().unwrap();
+    profile_dir.join("libisapi_wsgi.so")
+}
+
+#[test]
+fn one_library_serves_every_pyenv_python() {
+    let pythons = pythons();
+    let found: Vec<&str> = pythons.iter().map(|(v, _)| v.as_str()).collect();
+    assert!(found.iter().any(|v| v.starts_with("3.11.")), "pyenv must have CPython 3.11 (found {found:?})");
+    assert!(cdylib().is_file(), "{} not built", cdylib().display());
+    let mut failures = Vec::new();
+    for (version, prefix) in &pythons {
+        let output = Command::new(std::env::current_exe().unwrap())
+            .args(["--ignored", "--exact", "matrix_child", "--nocapture", "--test-threads=1"])
+            .env(CHILD_ENV, prefix)
+            .output()
+            .unwrap();
+        let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+        let minor = version.rsplit_once('.').map_or(version.as_str(), |(major_minor, _)| major_minor);
+        if output.status.success() && text.contains(&format!("matrix: served by Python {minor}")) {
+            println!("CPython {version}: ok");
+        } else {
+            failures.push(format!("CPython {version} failed:\n{text}"));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+/// The child: one interpreter, chosen by `[python] home`.
+#[test]
+#[ignore = "run by one_library_serves_every_pyenv_python, once per interpreter"]
+fn matrix_child() {
+    let home = PathBuf::from(std::env::var_os(CHILD_ENV).expect("run by the matrix test"));
+    let dir = synthetic::scratch_dir("matrix");
+    let ini = dir.join("isapi_wsgi.ini");
+    let log = dir.join("wsgi.log");
+    std::fs::write(
+        &ini,
+        format!(
+            "[python]\nhome = {}\npath = {}\n[wsgi]\napp = testapp:application\nlog = {}\n",
+            home.display(),
+            synthetic::apps_dir().display(),
+            log.display()
+        ),
+    )
+    .unwrap();
+    // SAFETY: single-threaded child (--test-threads=1), before the library starts.
+    unsafe { std::env::set_var("ISAPI_WSGI_CONFIG", &ini) };
+
+    let library = Library::open(&cdylib(), Visibility::Local).unwrap();
+    type Version = unsafe extern "system" fn(*mut HSE_VERSION_INFO) -> i32;
+    type Proc = unsafe extern "system" fn(*mut EXTENSION_CONTROL_BLOCK) -> u32;
+    // SAFETY: the exports have these ISAPI signatures (src/lib.rs).
+    let (get_version, proc): (Version, Proc) = unsafe {
+        (
+            std::mem::transmute(library.symbol("GetExtensionVersion").unwrap()),
+            std::mem::transmute(library.symbol("HttpExtensionProc").unwrap()),
+        )
+    };
+    let mut info = HSE_VERSION_INFO { dwExtensionVersion: 0, lpszExtensionDesc: [0; 256] };
+    // SAFETY: a valid HSE_VERSION_INFO.
+    assert_eq!(unsafe { get_version(&mut info) }, 1);
+    let log_text = std::fs::read_to_string(&log).unwrap_or_default();
+
+    let version = Prepared::new(&Request::get("/version")).run(proc);
+    assert_eq!(version.code(), 200, "{}\n{log_text}", version.text());
+    let hello = Prepared::new(&Request::get("/hello")).run(proc);
+    assert_eq!(hello.text(), "Hello, World!");
+    let echo = Prepared::new(&Request::post("/echo", "text/plain", &[b'z'; 100_000])).run(proc);
+    assert_eq!(echo.body(), vec![b'z'; 100_000]);
+    let stream = Prepared::new(&Request::get("/stream")).run(proc);
+    assert_eq!(stream.text(), "one,two,three");
+    let error = Prepared::new(&Request::get("/error")).run(proc);
+    assert_eq!(error.code(), 500);
+    let environ = Prepared::new(&Request::get("/environ")).run(proc);
+    assert!(environ.text().contains("\"wsgi.url_scheme\": \"http\""));
+    println!("matrix: served by Python {}", version.text());
+    let _ = std::fs::remove_dir_all(&dir);
+}
