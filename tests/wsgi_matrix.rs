@@ -16,18 +16,30 @@ const CHILD_ENV: &str = "ISAPI_WSGI_MATRIX_HOME";
 
 /// The pyenv CPython installations from 3.8 up: (version, prefix).
 fn pythons() -> Vec<(String, PathBuf)> {
-    let Ok(output) = Command::new("pyenv").args(["versions", "--bare"]).output() else { return Vec::new() };
+    let Ok(output) = Command::new("pyenv").args(["versions", "--bare"]).output() else {
+        return Vec::new();
+    };
     String::from_utf8_lossy(&output.stdout)
         .lines()
         .map(str::trim)
         .filter(|v| {
             let mut parts = v.split('.');
-            parts.next() == Some("3") && parts.next().and_then(|m| m.parse::<u32>().ok()).is_some_and(|m| m >= 8)
+            parts.next() == Some("3")
+                && parts
+                    .next()
+                    .and_then(|m| m.parse::<u32>().ok())
+                    .is_some_and(|m| m >= 8)
         })
         .filter_map(|version| {
-            let prefix = Command::new("pyenv").args(["prefix", version]).output().ok()?;
+            let prefix = Command::new("pyenv")
+                .args(["prefix", version])
+                .output()
+                .ok()?;
             let prefix = PathBuf::from(String::from_utf8_lossy(&prefix.stdout).trim());
-            prefix.join("lib").is_dir().then(|| (version.to_string(), prefix))
+            prefix
+                .join("lib")
+                .is_dir()
+                .then(|| (version.to_string(), prefix))
         })
         .collect()
 }
@@ -42,17 +54,32 @@ fn cdylib() -> PathBuf {
 fn one_library_serves_every_pyenv_python() {
     let pythons = pythons();
     let found: Vec<&str> = pythons.iter().map(|(v, _)| v.as_str()).collect();
-    assert!(found.iter().any(|v| v.starts_with("3.11.")), "pyenv must have CPython 3.11 (found {found:?})");
+    assert!(
+        found.iter().any(|v| v.starts_with("3.11.")),
+        "pyenv must have CPython 3.11 (found {found:?})"
+    );
     assert!(cdylib().is_file(), "{} not built", cdylib().display());
     let mut failures = Vec::new();
     for (version, prefix) in &pythons {
         let output = Command::new(std::env::current_exe().unwrap())
-            .args(["--ignored", "--exact", "matrix_child", "--nocapture", "--test-threads=1"])
+            .args([
+                "--ignored",
+                "--exact",
+                "matrix_child",
+                "--nocapture",
+                "--test-threads=1",
+            ])
             .env(CHILD_ENV, prefix)
             .output()
             .unwrap();
-        let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
-        let minor = version.rsplit_once('.').map_or(version.as_str(), |(major_minor, _)| major_minor);
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let minor = version
+            .rsplit_once('.')
+            .map_or(version.as_str(), |(major_minor, _)| major_minor);
         if output.status.success() && text.contains(&format!("matrix: served by Python {minor}")) {
             println!("CPython {version}: ok");
         } else {
@@ -93,7 +120,10 @@ fn matrix_child() {
             std::mem::transmute(library.symbol("HttpExtensionProc").unwrap()),
         )
     };
-    let mut info = HSE_VERSION_INFO { dwExtensionVersion: 0, lpszExtensionDesc: [0; 256] };
+    let mut info = HSE_VERSION_INFO {
+        dwExtensionVersion: 0,
+        lpszExtensionDesc: [0; 256],
+    };
     // SAFETY: a valid HSE_VERSION_INFO.
     assert_eq!(unsafe { get_version(&mut info) }, 1);
     let log_text = std::fs::read_to_string(&log).unwrap_or_default();

@@ -359,11 +359,9 @@ fn variables(request: &Request) -> Vec<(Vec<u8>, Vec<u8>)> {
         vars.retain(|(n, _)| n != name);
         vars.push((name.clone(), value.clone()));
     }
-    let mut vars: Vec<(Vec<u8>, Vec<u8>)> = vars
-        .into_iter()
+    vars.into_iter()
         .map(|(n, v)| (n.into_bytes(), v.into_bytes()))
-        .collect();
-    vars
+        .collect()
 }
 
 fn percent_decode(raw: &[u8]) -> Vec<u8> {
