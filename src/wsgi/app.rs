@@ -38,7 +38,11 @@ def add_venv(venv):
         raise FileNotFoundError(
             "[python] venv: %s has no %s; is it a virtual environment for Python %d.%d?"
             % (venv, packages, sys.version_info[0], sys.version_info[1]))
+    # The venv's packages come before the interpreter's own site-packages, as in the venv.
+    before = list(sys.path)
     site.addsitedir(packages)
+    added = [entry for entry in sys.path if entry not in before]
+    sys.path[:] = added + before
 
 def load_app(module, attribute, call):
     import importlib
@@ -154,8 +158,6 @@ impl App {
         set("wsgi.multiprocess", &gil.bool(true))?;
         set("wsgi.run_once", &gil.bool(false))?;
         set("wsgi.file_wrapper", &helper("FileWrapper")?)?;
-        // Reading wsgi.input to its end is always safe here (it stops at the body's end).
-        set("wsgi.input_terminated", &gil.bool(true))?;
         set("GATEWAY_INTERFACE", &gil.str("CGI/1.1")?)?;
         set(
             "SERVER_SOFTWARE",

@@ -58,6 +58,7 @@ keys! {
     https = c"HTTPS",
     url_scheme = c"wsgi.url_scheme",
     input = c"wsgi.input",
+    input_terminated = c"wsgi.input_terminated",
     http = c"http",
     https_value = c"https",
     on = c"on",
@@ -205,8 +206,11 @@ impl EnvironBuilder {
             set_text(&k.content_type, content_type)?;
         }
         match ecb.total_bytes() {
-            Some(0) | None => {}
+            Some(0) => {}
             Some(length) => set_text(&k.content_length, length.to_string().as_bytes())?,
+            // A body of unknown length (chunked): no CONTENT_LENGTH, and the stream tells the
+            // application it may read to the end (the wsgi.input_terminated convention).
+            None => set(&k.input_terminated, &gil.bool(true))?,
         }
 
         // Paths.
