@@ -23,23 +23,15 @@ fn setup() -> PathBuf {
         "no test venv at {}: run `bash .ci/setup`",
         venv.display()
     );
-    let dir = synthetic::scratch_dir("frameworks");
-    let log = dir.join("wsgi.log");
-    let ini = dir.join("isapi_wsgi.ini");
-    if !ini.exists() {
-        std::fs::write(
-            &ini,
-            format!(
-                "[python]\npath = {}\nvenv = {}\n[wsgi]\napp = frameworks:application\nlog = {}\n",
-                synthetic::apps_dir().display(),
-                venv.display(),
-                log.display()
-            ),
+    let dir = synthetic::start_once("frameworks", |dir| {
+        format!(
+            "[python]\npath = {}\nvenv = {}\n[wsgi]\napp = frameworks:application\nlog = {}\n",
+            synthetic::apps_dir().display(),
+            venv.display(),
+            dir.join("wsgi.log").display()
         )
-        .unwrap();
-    }
-    synthetic::start(&ini);
-    log
+    });
+    dir.join("wsgi.log")
 }
 
 fn check(reply: &Reply, status: u16, log: &PathBuf) {

@@ -10,19 +10,14 @@ use synthetic::{Request, send};
 
 /// Writes the ini file (with absolute paths) and starts the extension once.
 fn setup() -> PathBuf {
-    let dir = synthetic::scratch_dir("inprocess");
-    let log = dir.join("wsgi.log");
-    let ini = dir.join("isapi_wsgi.ini");
-    if !ini.exists() {
-        let text = format!(
+    let dir = synthetic::start_once("inprocess", |dir| {
+        format!(
             "[python]\npath = {}\n[wsgi]\napp = testapp:application\ndebug = false\nlog = {}\n",
             synthetic::apps_dir().display(),
-            log.display()
-        );
-        std::fs::write(&ini, text).unwrap();
-    }
-    synthetic::start(&ini);
-    log
+            dir.join("wsgi.log").display()
+        )
+    });
+    dir.join("wsgi.log")
 }
 
 fn log_text(log: &PathBuf) -> String {

@@ -515,6 +515,21 @@ pub fn start(ini: &std::path::Path) {
     });
 }
 
+/// Once per process: makes the scratch directory `name`, writes the configuration that
+/// `ini` returns for it (given the directory), and starts the extension with it. Returns
+/// the directory. Safe to call from every test of a file, concurrently.
+pub fn start_once(name: &str, ini: impl FnOnce(&std::path::Path) -> String) -> std::path::PathBuf {
+    static DIR: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = scratch_dir(name);
+        let path = dir.join("isapi_wsgi.ini");
+        std::fs::write(&path, ini(&dir)).unwrap();
+        start(&path);
+        dir
+    })
+    .clone()
+}
+
 /// A scratch directory for this test process.
 pub fn scratch_dir(name: &str) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("isapi-wsgi-{name}-{}", std::process::id()));
