@@ -139,7 +139,8 @@ impl<'py> Gil<'py> {
     /// An interned `str`, for keys made once and kept.
     pub fn interned(self, text: &CStr) -> PyResult<'py, PyRef<'py>> {
         // SAFETY: `text` is NUL-terminated.
-        self.own(unsafe { (self.api.PyUnicode_InternFromString)(text.as_ptr()) })
+        let pointer = unsafe { (self.api.PyUnicode_InternFromString)(text.as_ptr()) };
+        self.own(pointer)
     }
 
     /// A `bytes` object.
@@ -153,13 +154,15 @@ impl<'py> Gil<'py> {
     /// An `int`.
     pub fn int(self, value: i64) -> PyResult<'py, PyRef<'py>> {
         // SAFETY: no preconditions besides the GIL.
-        self.own(unsafe { (self.api.PyLong_FromSsize_t)(value as _) })
+        let pointer = unsafe { (self.api.PyLong_FromSsize_t)(value as _) };
+        self.own(pointer)
     }
 
     /// A tuple of the given items.
     pub fn tuple(self, items: &[&PyRef<'py>]) -> PyResult<'py, PyRef<'py>> {
         // SAFETY: no preconditions besides the GIL.
-        let tuple = self.own(unsafe { (self.api.PyTuple_New)(items.len() as _) })?;
+        let pointer = unsafe { (self.api.PyTuple_New)(items.len() as _) };
+        let tuple = self.own(pointer)?;
         for (index, item) in items.iter().enumerate() {
             let item = (*item).clone();
             // SAFETY: a fresh tuple of the right size; PyTuple_SetItem steals the reference
@@ -172,13 +175,15 @@ impl<'py> Gil<'py> {
     /// An empty list.
     pub fn list(self) -> PyResult<'py, PyRef<'py>> {
         // SAFETY: no preconditions besides the GIL.
-        self.own(unsafe { (self.api.PyList_New)(0) })
+        let pointer = unsafe { (self.api.PyList_New)(0) };
+        self.own(pointer)
     }
 
     /// An empty dict.
     pub fn dict(self) -> PyResult<'py, PyRef<'py>> {
         // SAFETY: no preconditions besides the GIL.
-        self.own(unsafe { (self.api.PyDict_New)() })
+        let pointer = unsafe { (self.api.PyDict_New)() };
+        self.own(pointer)
     }
 
     /// Imports a module by its dotted name.
@@ -186,7 +191,8 @@ impl<'py> Gil<'py> {
         let name = CString::new(name)
             .map_err(|_| PyErr::new(self, Exception::ValueError, "NUL in module name"))?;
         // SAFETY: `name` is NUL-terminated.
-        self.own(unsafe { (self.api.PyImport_ImportModule)(name.as_ptr()) })
+        let pointer = unsafe { (self.api.PyImport_ImportModule)(name.as_ptr()) };
+        self.own(pointer)
     }
 
     /// Runs Python source as a new module named `name` and returns its namespace dict.
@@ -200,8 +206,8 @@ impl<'py> Gil<'py> {
             &self.str(name.to_str().unwrap_or("module"))?,
         )?;
         // SAFETY: both strings are NUL-terminated; 257 is Py_file_input.
-        let code =
-            self.own(unsafe { (self.api.Py_CompileString)(source.as_ptr(), name.as_ptr(), 257) })?;
+        let pointer = unsafe { (self.api.Py_CompileString)(source.as_ptr(), name.as_ptr(), 257) };
+        let code = self.own(pointer)?;
         // SAFETY: `code` is a code object; globals doubles as locals, as for a module.
         self.own(unsafe {
             (self.api.PyEval_EvalCode)(code.as_ptr(), globals.as_ptr(), globals.as_ptr())
@@ -357,9 +363,9 @@ impl<'py> PyRef<'py> {
             // SAFETY: `self` is a str; the buffer belongs to it and lives as long as it does.
             let data = unsafe { as_utf8(self.as_ptr(), &mut length) };
             if !data.is_null() {
+                let (start, length) = (data.cast::<u8>(), length as usize);
                 // SAFETY: `length` bytes at `data`, alive while `self` is (borrowed for `f`).
-                let utf8 =
-                    unsafe { std::slice::from_raw_parts(data.cast::<u8>(), length as usize) };
+                let utf8 = unsafe { std::slice::from_raw_parts(start, length) };
                 if utf8.is_ascii() {
                     return Ok(f(utf8));
                 }
@@ -368,9 +374,8 @@ impl<'py> PyRef<'py> {
             }
         }
         // SAFETY: `self` is a str.
-        let encoded = self
-            .gil
-            .own(unsafe { (self.gil.api.PyUnicode_AsLatin1String)(self.as_ptr()) })?;
+        let pointer = unsafe { (self.gil.api.PyUnicode_AsLatin1String)(self.as_ptr()) };
+        let encoded = self.gil.own(pointer)?;
         Ok(f(encoded.as_bytes().unwrap_or_default()))
     }
 
@@ -382,10 +387,8 @@ impl<'py> PyRef<'py> {
             return "<str() failed>".to_string();
         };
         // SAFETY: `text` is a str.
-        match self
-            .gil
-            .own(unsafe { (api.PyUnicode_AsUTF8String)(text.as_ptr()) })
-        {
+        let pointer = unsafe { (api.PyUnicode_AsUTF8String)(text.as_ptr()) };
+        match self.gil.own(pointer) {
             Ok(utf8) => String::from_utf8_lossy(utf8.as_bytes().unwrap_or_default()).into_owned(),
             Err(_) => "<unprintable>".to_string(),
         }
@@ -393,16 +396,17 @@ impl<'py> PyRef<'py> {
 
     /// `self.<name>`.
     pub fn getattr(&self, name: &CStr) -> PyResult<'py, PyRef<'py>> {
+        let get = self.gil.api.PyObject_GetAttrString;
         // SAFETY: a live object and a NUL-terminated name.
-        self.gil
-            .own(unsafe { (self.gil.api.PyObject_GetAttrString)(self.as_ptr(), name.as_ptr()) })
+        let pointer = unsafe { get(self.as_ptr(), name.as_ptr()) };
+        self.gil.own(pointer)
     }
 
     /// `self.<name>` with the name given as a `str` object (faster for interned names).
     pub fn getattr_object(&self, name: &PyRef<'py>) -> PyResult<'py, PyRef<'py>> {
         // SAFETY: live objects.
-        self.gil
-            .own(unsafe { (self.gil.api.PyObject_GetAttr)(self.as_ptr(), name.as_ptr()) })
+        let pointer = unsafe { (self.gil.api.PyObject_GetAttr)(self.as_ptr(), name.as_ptr()) };
+        self.gil.own(pointer)
     }
 
     /// `hasattr(self, name)`.
@@ -414,9 +418,10 @@ impl<'py> PyRef<'py> {
     /// `self(*args)`.
     pub fn call(&self, args: &[&PyRef<'py>]) -> PyResult<'py, PyRef<'py>> {
         let args = self.gil.tuple(args)?;
+        let call = self.gil.api.PyObject_Call;
         // SAFETY: live callable and argument tuple; kwargs may be NULL.
-        self.gil
-            .own(unsafe { (self.gil.api.PyObject_Call)(self.as_ptr(), args.as_ptr(), null_mut()) })
+        let pointer = unsafe { call(self.as_ptr(), args.as_ptr(), null_mut()) };
+        self.gil.own(pointer)
     }
 
     /// `self(a, b)`, without building the argument tuple ourselves.
@@ -464,8 +469,8 @@ impl<'py> PyRef<'py> {
     /// `self[index]` for a sequence.
     pub fn get_index(&self, index: usize) -> PyResult<'py, PyRef<'py>> {
         // SAFETY: a live object.
-        self.gil
-            .own(unsafe { (self.gil.api.PySequence_GetItem)(self.as_ptr(), index as _) })
+        let pointer = unsafe { (self.gil.api.PySequence_GetItem)(self.as_ptr(), index as _) };
+        self.gil.own(pointer)
     }
 
     /// The length of a tuple (never raises for a tuple).
@@ -489,8 +494,8 @@ impl<'py> PyRef<'py> {
     /// `iter(self)`.
     pub fn iter(&self) -> PyResult<'py, PyRef<'py>> {
         // SAFETY: a live object.
-        self.gil
-            .own(unsafe { (self.gil.api.PyObject_GetIter)(self.as_ptr()) })
+        let pointer = unsafe { (self.gil.api.PyObject_GetIter)(self.as_ptr()) };
+        self.gil.own(pointer)
     }
 
     /// `next(self)` for an iterator: `Ok(None)` at the end.
@@ -539,8 +544,8 @@ impl<'py> PyRef<'py> {
     /// A shallow copy of a dict.
     pub fn dict_copy(&self) -> PyResult<'py, PyRef<'py>> {
         // SAFETY: `self` is a dict.
-        self.gil
-            .own(unsafe { (self.gil.api.PyDict_Copy)(self.as_ptr()) })
+        let pointer = unsafe { (self.gil.api.PyDict_Copy)(self.as_ptr()) };
+        self.gil.own(pointer)
     }
 
     /// `self.insert(index, item)` for a list.
