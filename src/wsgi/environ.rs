@@ -26,7 +26,7 @@ use std::sync::Mutex;
 use crate::isapi::ecb::Ecb;
 use crate::python::{Gil, PyRef, PyResult, PyStatic};
 
-/// Most distinct header keys kept in the cache (hostile clients may invent many).
+/// Most distinct header names kept in the cache (hostile clients may invent many).
 const HEADER_KEY_CACHE: usize = 512;
 
 macro_rules! keys {
@@ -72,12 +72,21 @@ keys! {
 pub struct EnvironBuilder {
     keys: Keys,
     template: PyStatic,
-    header_keys: Mutex<HashMap<Vec<u8>, PyStatic, BuildFnv>>,
+    header_keys: Mutex<HashMap<Vec<u8>, HeaderSlot, BuildFnv>>,
     /// Values that usually repeat from one request to the next (the mount point, the
     /// server's name and port, a proxy's address): the last one seen per slot is kept as a
     /// `str` and reused while the bytes match, which saves making a string per request.
-    recent: Mutex<[Option<(Vec<u8>, PyStatic)>; 4]>,
+    recent: Mutex<[Option<(Vec<u8>, PyStatic)>; 5]>,
 }
+
+/// A header's environ key, and the last value seen for it (as bytes and as a `str`).
+struct HeaderSlot {
+    key: PyStatic,
+    last: Option<(Vec<u8>, PyStatic)>,
+}
+
+/// Longer header values (cookies, tokens) are not kept between requests.
+const RECENT_VALUE_MAX: usize = 256;
 
 /// FNV-1a: header names are short and chosen by the client, but the cache is bounded, so a
 /// fast non-keyed hash is fine here.
@@ -150,7 +159,7 @@ impl EnvironBuilder {
             keys,
             template: template.into_static(),
             header_keys: Mutex::new(HashMap::with_hasher(BuildFnv)),
-            recent: Mutex::new([None, None, None, None]),
+            recent: Mutex::new([None, None, None, None, None]),
         })
     }
 
@@ -238,6 +247,8 @@ impl EnvironBuilder {
                 set_recent(2, key, &scratch)?;
             } else if name == c"REMOTE_ADDR" {
                 set_recent(3, key, &scratch)?;
+            } else if name == c"REMOTE_PORT" {
+                set_recent(4, key, &scratch)?;
             } else {
                 set_text(key, &scratch)?;
             }
@@ -335,12 +346,39 @@ impl EnvironBuilder {
             {
                 continue;
             }
+            if !cache.contains_key(&name) && cache.len() < HEADER_KEY_CACHE {
+                let key = gil.latin1(&name)?.into_static();
+                cache.insert(name.clone(), HeaderSlot { key, last: None });
+            }
+            let slot = cache.get_mut(&name);
+            let key = match &slot {
+                Some(slot) => slot.key.bind(gil),
+                None => gil.latin1(&name)?,
+            };
             let later = &lines[index + 1..];
             let value_object = if !later
                 .iter()
                 .any(|(other, _)| other.eq_ignore_ascii_case(header))
             {
-                gil.latin1(value)?
+                match slot {
+                    // The same value as last time (a browser sends the same Accept,
+                    // User-Agent, Host... on every request): reuse its str.
+                    Some(HeaderSlot {
+                        last: Some((seen, object)),
+                        ..
+                    }) if seen.as_slice() == value => object.bind(gil),
+                    Some(slot) if value.len() <= RECENT_VALUE_MAX => {
+                        let object = gil.latin1(value)?;
+                        if let Some((_, old)) = slot
+                            .last
+                            .replace((value.to_vec(), object.clone().into_static()))
+                        {
+                            old.release(gil);
+                        }
+                        object
+                    }
+                    _ => gil.latin1(value)?,
+                }
             } else {
                 let later = later
                     .iter()
@@ -353,16 +391,6 @@ impl EnvironBuilder {
                     joined.extend_from_slice(more);
                 }
                 gil.latin1(&joined)?
-            };
-            let key = match cache.get(&name) {
-                Some(key) => key.bind(gil),
-                None => {
-                    let key = gil.latin1(&name)?;
-                    if cache.len() < HEADER_KEY_CACHE {
-                        cache.insert(name.clone(), key.clone().into_static());
-                    }
-                    key
-                }
             };
             environ.set_item(&key, &value_object)?;
         }
