@@ -116,8 +116,12 @@ fn matrix_child() {
     // SAFETY: the exports have these ISAPI signatures (src/lib.rs).
     let (get_version, proc): (Version, Proc) = unsafe {
         (
-            std::mem::transmute(library.symbol("GetExtensionVersion").unwrap()),
-            std::mem::transmute(library.symbol("HttpExtensionProc").unwrap()),
+            std::mem::transmute::<*mut std::ffi::c_void, Version>(
+                library.symbol("GetExtensionVersion").unwrap(),
+            ),
+            std::mem::transmute::<*mut std::ffi::c_void, Proc>(
+                library.symbol("HttpExtensionProc").unwrap(),
+            ),
         )
     };
     let mut info = HSE_VERSION_INFO {

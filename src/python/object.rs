@@ -321,6 +321,8 @@ impl<'py> PyRef<'py> {
                 .as_ptr()
                 .cast::<*mut super::api::ffi::_typeobject>()
                 .add(1);
+            // c_ulong: 64 bits on Linux, 32 on Windows.
+            #[allow(clippy::useless_conversion)]
             u64::from((self.gil.api.PyType_GetFlags)(kind))
         }
     }
@@ -458,6 +460,7 @@ impl<'py> PyRef<'py> {
     }
 
     /// `len(self)`.
+    #[allow(clippy::len_without_is_empty)] // a fallible len; emptiness is `len()? == 0`
     pub fn len(&self) -> PyResult<'py, usize> {
         // SAFETY: a live object.
         match unsafe { (self.gil.api.PyObject_Length)(self.as_ptr()) } {

@@ -18,6 +18,7 @@
 //!   `CONTENT_TYPE`/`CONTENT_LENGTH`.
 //! * `wsgi.url_scheme` is `https` when the server variable `HTTPS` is `on`.
 //! * `REMOTE_USER`/`AUTH_TYPE` only when IIS authenticated the request.
+//!
 //! The process environment is never copied in.
 use std::collections::HashMap;
 
@@ -76,8 +77,11 @@ pub struct EnvironBuilder {
     /// Values that usually repeat from one request to the next (the mount point, the
     /// server's name and port, a proxy's address): the last one seen per slot is kept as a
     /// `str` and reused while the bytes match, which saves making a string per request.
-    recent: Mutex<[Option<(Vec<u8>, PyStatic)>; 5]>,
+    recent: Mutex<[Recent; 5]>,
 }
+
+/// A value seen last time (as bytes) and its `str`.
+type Recent = Option<(Vec<u8>, PyStatic)>;
 
 /// A header's environ key, and the last value seen for it (as bytes and as a `str`).
 struct HeaderSlot {

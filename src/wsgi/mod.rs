@@ -121,14 +121,15 @@ impl Bridge {
         }
         // Lists and tuples (most bodies) have no close(); asking would raise and catch an
         // AttributeError on every request.
-        if !result.is_plain_sequence() && result.hasattr(c"close") {
-            if let Err(error) = result.call_method(c"close", &[]) {
-                log::line(&format!(
-                    "{}: the response's close() raised:\n{}",
-                    request(),
-                    error.text()
-                ));
-            }
+        if !result.is_plain_sequence()
+            && result.hasattr(c"close")
+            && let Err(error) = result.call_method(c"close", &[])
+        {
+            log::line(&format!(
+                "{}: the response's close() raised:\n{}",
+                request(),
+                error.text()
+            ));
         }
     }
 
