@@ -12,7 +12,8 @@ use synthetic::{Request, send};
 fn setup() -> PathBuf {
     let dir = synthetic::start_once("inprocess", |dir| {
         format!(
-            "[python]\npath = {}\n[wsgi]\napp = testapp:application\ndebug = false\nlog = {}\n",
+            "[python]\n{}path = {}\n[wsgi]\napp = testapp:application\ndebug = false\nlog = {}\n",
+            synthetic::python_home_line(),
             synthetic::apps_dir().display(),
             dir.join("wsgi.log").display()
         )

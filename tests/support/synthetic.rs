@@ -152,9 +152,20 @@ struct Connection {
     done: bool,
 }
 
+#[cfg(not(windows))]
 fn set_error(code: u32) {
     // SAFETY: errno is thread-local; writing it is what SetLastError means off Windows.
     unsafe { *libc::__errno_location() = code as i32 };
+}
+
+#[cfg(windows)]
+fn set_error(code: u32) {
+    #[link(name = "kernel32")]
+    unsafe extern "system" {
+        fn SetLastError(code: u32);
+    }
+    // SAFETY: SetLastError has no preconditions.
+    unsafe { SetLastError(code) };
 }
 
 /// # Safety
@@ -539,7 +550,21 @@ pub fn scratch_dir(name: &str) -> std::path::PathBuf {
 
 /// The repository's tests/apps directory.
 pub fn apps_dir() -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests")
-        .join("apps")
+        .join("apps");
+    if cfg!(windows) && dir.starts_with("/") {
+        // Built on Linux, running under wine: the Linux root is drive Z:.
+        return std::path::PathBuf::from(format!("Z:{}", dir.display()).replace('/', "\\"));
+    }
+    dir
+}
+
+/// `[python]` lines choosing the interpreter: `home = $ISAPI_WSGI_TEST_PYTHON_HOME` when set
+/// (required on Windows, where there is no build-time default), else nothing.
+pub fn python_home_line() -> String {
+    match std::env::var("ISAPI_WSGI_TEST_PYTHON_HOME") {
+        Ok(home) if !home.is_empty() => format!("home = {home}\n"),
+        _ => String::new(),
+    }
 }
