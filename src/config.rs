@@ -109,8 +109,27 @@ impl Config {
         if let Some(path) = std::env::var_os(CONFIG_ENV).filter(|value| !value.is_empty()) {
             return Some(PathBuf::from(path));
         }
-        let candidate = library?.with_extension("ini");
-        candidate.is_file().then_some(candidate)
+        Config::candidates(library?)
+            .into_iter()
+            .find(|candidate| candidate.is_file())
+    }
+
+    /// The files looked for next to the library: `<stem>.ini`, and on Unix, where shared
+    /// libraries carry a `lib` prefix, also the name without it (`libisapi_wsgi.so` reads
+    /// `libisapi_wsgi.ini`, else `isapi_wsgi.ini`).
+    pub fn candidates(library: &Path) -> Vec<PathBuf> {
+        let mut candidates = vec![library.with_extension("ini")];
+        let stem = library
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if let Some(bare) = stem
+            .strip_prefix("lib")
+            .filter(|bare| cfg!(unix) && !bare.is_empty())
+        {
+            candidates.push(library.with_file_name(format!("{bare}.ini")));
+        }
+        candidates
     }
 
     /// Reads and validates the file.
@@ -331,6 +350,23 @@ mod tests {
         assert!(config.debug);
         assert_eq!(config.log, Some(PathBuf::from("/srv/site/logs/w.log")));
         assert_eq!((config.threads, config.queue), (3, 12));
+    }
+
+    #[test]
+    #[cfg(unix)]
+    fn files_looked_for_next_to_the_library() {
+        let candidates = Config::candidates(Path::new("/srv/bin/libisapi_wsgi.so"));
+        assert_eq!(
+            candidates,
+            vec![
+                PathBuf::from("/srv/bin/libisapi_wsgi.ini"),
+                PathBuf::from("/srv/bin/isapi_wsgi.ini")
+            ]
+        );
+        assert_eq!(
+            Config::candidates(Path::new("/srv/mysite.so")),
+            vec![PathBuf::from("/srv/mysite.ini")]
+        );
     }
 
     #[test]

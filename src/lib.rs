@@ -163,7 +163,13 @@ fn start() -> Extension {
             "no configuration file ({} or ${}): serving the built-in demo app",
             library
                 .as_deref()
-                .map(|l| l.with_extension("ini").display().to_string())
+                .map(|l| {
+                    let names: Vec<String> = Config::candidates(l)
+                        .iter()
+                        .map(|c| c.display().to_string())
+                        .collect();
+                    names.join(", ")
+                })
                 .unwrap_or_else(|| "<library>.ini".into()),
             config::CONFIG_ENV
         )),
