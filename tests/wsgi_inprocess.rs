@@ -413,6 +413,7 @@ fn invalid_status_and_headers_are_rejected() {
             "must be an iterable of bytes; it yielded str",
         ),
         ("/raw/no-start", "without calling start_response"),
+        ("/raw/two-lengths", "a second, different Content-Length"),
     ] {
         let reply = send(&Request::get(path));
         assert_eq!(reply.code(), 500, "{path}");

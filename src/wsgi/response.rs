@@ -505,6 +505,9 @@ fn validate_headers<'py>(
                 .filter(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()))
                 .and_then(|d| d.parse::<u64>().ok())
                 .ok_or_else(|| invalid("Content-Length is not a number"))?;
+            if content_length.is_some_and(|earlier| earlier != length) {
+                return Err(invalid("a second, different Content-Length"));
+            }
             content_length = Some(length);
         }
         block.extend_from_slice(b"\r\n");

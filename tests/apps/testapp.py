@@ -133,6 +133,9 @@ def raw(environ, start_response):
     if path == "/long":
         start_response("200 OK", [("Content-Length", "3")])
         return Closing([b"123", b"456789"], "long")
+    if path == "/two-lengths":
+        start_response("200 OK", [("Content-Length", "3"), ("Content-Length", "4")])
+        return [b"abc"]
     if path == "/no-start":
         return [b"body without start_response"]
     if path == "/exc-info-late":
