@@ -58,7 +58,11 @@ fn one_library_serves_every_pyenv_python() {
         found.iter().any(|v| v.starts_with("3.11.")),
         "pyenv must have CPython 3.11 (found {found:?})"
     );
-    assert!(cdylib().is_file(), "{} not built", cdylib().display());
+    assert!(
+        cdylib().is_file(),
+        "{} is not built: `cargo test` builds only the rlib; run `cargo build` (or `--release`) first, as .ci/test does",
+        cdylib().display()
+    );
     let mut failures = Vec::new();
     for (version, prefix) in &pythons {
         let output = Command::new(std::env::current_exe().unwrap())
