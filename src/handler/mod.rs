@@ -13,6 +13,14 @@ pub mod simple;
 use crate::isapi::ffi::{HSE_STATUS_ERROR, HSE_STATUS_SUCCESS, HSE_STATUS_SUCCESS_AND_KEEP_CONN};
 use crate::wsgi::response::Outcome;
 
+// The threadpool handler moves requests to its workers and shares the bridge between them.
+const _: () = {
+    const fn send<T: Send>() {}
+    const fn shared<T: Send + Sync>() {}
+    send::<crate::isapi::ecb::Ecb>();
+    shared::<crate::wsgi::Bridge>();
+};
+
 /// The HSE_STATUS_* for a finished request.
 pub fn status_for(outcome: Outcome) -> u32 {
     if outcome.aborted {
