@@ -83,6 +83,18 @@ pub struct EnvironBuilder {
 /// A value seen last time (as bytes) and its `str`.
 type Recent = Option<(Vec<u8>, PyStatic)>;
 
+/// Keeps `value` (the `str` of `bytes`) as the slot's last value, reusing its buffer.
+fn remember(slot: &mut Recent, gil: Gil<'_>, bytes: &[u8], value: &PyRef<'_>) {
+    match slot {
+        Some((seen, kept)) => {
+            seen.clear();
+            seen.extend_from_slice(bytes);
+            std::mem::replace(kept, value.clone().into_static()).release(gil);
+        }
+        None => *slot = Some((bytes.to_vec(), value.clone().into_static())),
+    }
+}
+
 /// A header's environ key, and the last value seen for it (as bytes and as a `str`).
 struct HeaderSlot {
     key: PyStatic,
@@ -193,18 +205,14 @@ impl EnvironBuilder {
                 Some((seen, value)) if seen.as_slice() == bytes => set(key, &value.bind(gil)),
                 _ => {
                     let value = gil.latin1(bytes)?;
-                    if let Some((_, old)) =
-                        recent[slot].replace((bytes.to_vec(), value.clone().into_static()))
-                    {
-                        old.release(gil);
-                    }
+                    remember(&mut recent[slot], gil, bytes, &value);
                     set(key, &value)
                 }
             }
         };
         // One buffer per thread for server variables, reused request after request.
-        thread_local!(static SCRATCH: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) });
-        let mut scratch = SCRATCH.take();
+        thread_local!(static SCRATCH: std::cell::Cell<(Vec<u8>, Vec<u8>)> = const { std::cell::Cell::new((Vec::new(), Vec::new())) });
+        let (mut scratch, mut name) = SCRATCH.take();
         scratch.reserve(2048);
 
         let method = ecb.method();
@@ -282,9 +290,9 @@ impl EnvironBuilder {
         }
 
         drop(recent);
-        let headers = self.headers(gil, ecb, &environ, &mut scratch);
+        let headers = self.headers(gil, ecb, &environ, &mut scratch, &mut name);
         if scratch.capacity() <= 64 * 1024 {
-            SCRATCH.set(scratch);
+            SCRATCH.set((scratch, name));
         }
         headers?;
         set(&k.input, input)?;
@@ -325,6 +333,7 @@ impl EnvironBuilder {
         ecb: &Ecb,
         environ: &PyRef<'py>,
         scratch: &mut Vec<u8>,
+        name: &mut Vec<u8>,
     ) -> PyResult<'py, ()> {
         scratch.clear();
         if !matches!(ecb.server_variable(c"ALL_RAW", scratch), Ok(true)) {
@@ -333,14 +342,15 @@ impl EnvironBuilder {
             let _ = ecb.server_variable(c"ALL_HTTP", &mut all);
             *scratch = all_http_as_raw(&all);
         }
-        let lines = parse_raw_headers(scratch);
+        let mut list = HeaderList::default();
+        parse_raw_headers(scratch, &mut list);
+        let lines = list.as_slice();
         let mut cache = self
             .header_keys
             .lock()
             .unwrap_or_else(|poison| poison.into_inner());
-        let mut name = Vec::with_capacity(64);
         for (index, &(header, value)) in lines.iter().enumerate() {
-            if !cgi_name(header, &mut name) {
+            if !cgi_name(header, name) {
                 continue;
             }
             // Duplicates: join them when meeting the first one, skip the later ones.
@@ -350,14 +360,15 @@ impl EnvironBuilder {
             {
                 continue;
             }
-            if !cache.contains_key(&name) && cache.len() < HEADER_KEY_CACHE {
-                let key = gil.latin1(&name)?.into_static();
-                cache.insert(name.clone(), HeaderSlot { key, last: None });
+            let name: &[u8] = name;
+            if !cache.contains_key(name) && cache.len() < HEADER_KEY_CACHE {
+                let key = gil.latin1(name)?.into_static();
+                cache.insert(name.to_vec(), HeaderSlot { key, last: None });
             }
-            let slot = cache.get_mut(&name);
+            let slot = cache.get_mut(name);
             let key = match &slot {
                 Some(slot) => slot.key.bind(gil),
-                None => gil.latin1(&name)?,
+                None => gil.latin1(name)?,
             };
             let later = &lines[index + 1..];
             let value_object = if !later
@@ -373,12 +384,7 @@ impl EnvironBuilder {
                     }) if seen.as_slice() == value => object.bind(gil),
                     Some(slot) if value.len() <= RECENT_VALUE_MAX => {
                         let object = gil.latin1(value)?;
-                        if let Some((_, old)) = slot
-                            .last
-                            .replace((value.to_vec(), object.clone().into_static()))
-                        {
-                            old.release(gil);
-                        }
+                        remember(&mut slot.last, gil, value, &object);
                         object
                     }
                     _ => gil.latin1(value)?,
@@ -403,8 +409,7 @@ impl EnvironBuilder {
 }
 
 /// `Name: value` pairs from ALL_RAW (`Name: value\r\n` lines; LF alone accepted).
-fn parse_raw_headers(raw: &[u8]) -> Vec<(&[u8], &[u8])> {
-    let mut headers = Vec::with_capacity(16);
+fn parse_raw_headers<'a>(raw: &'a [u8], headers: &mut HeaderList<'a>) {
     for line in raw.split(|&b| b == b'\n') {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         if let Some(colon) = line.iter().position(|&b| b == b':') {
@@ -414,7 +419,46 @@ fn parse_raw_headers(raw: &[u8]) -> Vec<(&[u8], &[u8])> {
             }
         }
     }
-    headers
+}
+
+/// `(name, value)` pairs of one request's headers: on the stack for the usual few dozen,
+/// on the heap beyond.
+struct HeaderList<'a> {
+    fixed: [(&'a [u8], &'a [u8]); 32],
+    length: usize,
+    more: Vec<(&'a [u8], &'a [u8])>,
+}
+
+impl Default for HeaderList<'_> {
+    fn default() -> Self {
+        HeaderList {
+            fixed: [(&[], &[]); 32],
+            length: 0,
+            more: Vec::new(),
+        }
+    }
+}
+
+impl<'a> HeaderList<'a> {
+    fn push(&mut self, header: (&'a [u8], &'a [u8])) {
+        if self.length < self.fixed.len() {
+            self.fixed[self.length] = header;
+            self.length += 1;
+        } else {
+            if self.more.is_empty() {
+                self.more.extend_from_slice(&self.fixed);
+            }
+            self.more.push(header);
+        }
+    }
+
+    fn as_slice(&self) -> &[(&'a [u8], &'a [u8])] {
+        if self.more.is_empty() {
+            &self.fixed[..self.length]
+        } else {
+            &self.more
+        }
+    }
 }
 
 /// ALL_HTTP (`HTTP_NAME:value` lines) rewritten as ALL_RAW lines (`NAME: value`), names
@@ -615,6 +659,19 @@ mod tests {
     }
 
     #[test]
+    fn many_headers_spill_to_the_heap() {
+        let raw: Vec<u8> = (0..40)
+            .flat_map(|n| format!("X-{n}: {n}\r\n").into_bytes())
+            .collect();
+        let mut list = HeaderList::default();
+        parse_raw_headers(&raw, &mut list);
+        let parsed = list.as_slice();
+        assert_eq!(parsed.len(), 40);
+        assert_eq!(parsed[39], (&b"X-39"[..], &b"39"[..]));
+        assert_eq!(parsed[0], (&b"X-0"[..], &b"0"[..]));
+    }
+
+    #[test]
     fn decoding_and_header_names() {
         assert_eq!(
             percent_decode(b"/caf%C3%A9/%zz%4"),
@@ -626,7 +683,9 @@ mod tests {
         assert!(!cgi_name(b"Content-Type", &mut name));
         assert!(!cgi_name(b"content-length", &mut name));
         assert!(!cgi_name(b"Bad Name", &mut name));
-        let parsed = parse_raw_headers(b"Host: a\r\nX-A:  1 \r\nX-A: 2\r\n\r\n");
+        let mut list = HeaderList::default();
+        parse_raw_headers(b"Host: a\r\nX-A:  1 \r\nX-A: 2\r\n\r\n", &mut list);
+        let parsed = list.as_slice().to_vec();
         assert_eq!(
             parsed,
             vec![(&b"Host"[..], &b"a"[..]), (b"X-A", b"1"), (b"X-A", b"2")]
