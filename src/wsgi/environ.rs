@@ -423,21 +423,13 @@ fn parse_raw_headers<'a>(raw: &'a [u8], headers: &mut HeaderList<'a>) {
 
 /// `(name, value)` pairs of one request's headers: on the stack for the usual few dozen,
 /// on the heap beyond.
+#[derive(Default)]
 struct HeaderList<'a> {
     fixed: [(&'a [u8], &'a [u8]); 32],
     length: usize,
     more: Vec<(&'a [u8], &'a [u8])>,
 }
 
-impl Default for HeaderList<'_> {
-    fn default() -> Self {
-        HeaderList {
-            fixed: [(&[], &[]); 32],
-            length: 0,
-            more: Vec::new(),
-        }
-    }
-}
 
 impl<'a> HeaderList<'a> {
     fn push(&mut self, header: (&'a [u8], &'a [u8])) {
