@@ -430,7 +430,6 @@ struct HeaderList<'a> {
     more: Vec<(&'a [u8], &'a [u8])>,
 }
 
-
 impl<'a> HeaderList<'a> {
     fn push(&mut self, header: (&'a [u8], &'a [u8])) {
         if self.length < self.fixed.len() {
