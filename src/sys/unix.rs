@@ -41,7 +41,10 @@ impl Library {
         if handle.is_null() {
             return Err(format!("{}: {}", path.display(), last_dl_error()));
         }
-        Ok(Library { handle, path: path.to_path_buf() })
+        Ok(Library {
+            handle,
+            path: path.to_path_buf(),
+        })
     }
 
     /// The address of the export `name`, or None if the library has no such export.

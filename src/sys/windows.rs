@@ -47,9 +47,15 @@ impl Library {
         if handle.is_null() {
             // SAFETY: GetLastError has no preconditions.
             let code = unsafe { GetLastError() };
-            return Err(format!("{}: LoadLibraryExW failed with Windows error {code}", path.display()));
+            return Err(format!(
+                "{}: LoadLibraryExW failed with Windows error {code}",
+                path.display()
+            ));
         }
-        Ok(Library { handle, path: path.to_path_buf() })
+        Ok(Library {
+            handle,
+            path: path.to_path_buf(),
+        })
     }
 
     /// The address of the export `name`, or None if the DLL has no such export.

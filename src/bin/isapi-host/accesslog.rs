@@ -32,16 +32,30 @@ impl AccessLog {
                     .create(true)
                     .append(true)
                     .open(path)
-                    .map_err(|e| io::Error::new(e.kind(), format!("--access-log {}: {e}", path.display())))?,
+                    .map_err(|e| {
+                        io::Error::new(e.kind(), format!("--access-log {}: {e}", path.display()))
+                    })?,
             ),
         };
         let (sender, receiver) = channel();
-        std::thread::Builder::new().name("access-log".into()).spawn(move || write_lines(receiver, out))?;
-        Ok(AccessLog { sender: Some(sender) })
+        std::thread::Builder::new()
+            .name("access-log".into())
+            .spawn(move || write_lines(receiver, out))?;
+        Ok(AccessLog {
+            sender: Some(sender),
+        })
     }
 
     /// Logs one request. `request` is "#id METHOD target".
-    pub fn log(&self, remote: SocketAddr, request: &str, status: u16, bytes: u64, started: Instant, note: &str) {
+    pub fn log(
+        &self,
+        remote: SocketAddr,
+        request: &str,
+        status: u16,
+        bytes: u64,
+        started: Instant,
+        note: &str,
+    ) {
         let Some(sender) = &self.sender else { return };
         let record = Record {
             remote,
@@ -56,7 +70,14 @@ impl AccessLog {
 
     /// Logs a request the parser rejected before it had a request line.
     pub fn log_error(&self, remote: SocketAddr, status: u16) {
-        self.log(remote, "(unparsable request)", status, 0, Instant::now(), "");
+        self.log(
+            remote,
+            "(unparsable request)",
+            status,
+            0,
+            Instant::now(),
+            "",
+        );
     }
 
     /// Waits briefly until the logger thread has written everything sent so far.

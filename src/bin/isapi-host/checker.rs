@@ -28,15 +28,23 @@ impl Checker {
 pub fn check_status(status: &[u8]) -> Result<u16, String> {
     let shown = String::from_utf8_lossy(status);
     if status.len() < 3 || !status[..3].iter().all(u8::is_ascii_digit) {
-        return Err(format!("status {shown:?} does not start with a 3-digit code"));
+        return Err(format!(
+            "status {shown:?} does not start with a 3-digit code"
+        ));
     }
     if status.len() > 3 && status[3] != b' ' {
-        return Err(format!("status {shown:?}: the code must be followed by a space and a reason"));
+        return Err(format!(
+            "status {shown:?}: the code must be followed by a space and a reason"
+        ));
     }
     if status.iter().any(|&b| b < 0x20 && b != b'\t') {
-        return Err(format!("status {shown:?} contains a control character (CR/LF belong in the headers)"));
+        return Err(format!(
+            "status {shown:?} contains a control character (CR/LF belong in the headers)"
+        ));
     }
-    let code = (status[0] - b'0') as u16 * 100 + (status[1] - b'0') as u16 * 10 + (status[2] - b'0') as u16;
+    let code = (status[0] - b'0') as u16 * 100
+        + (status[1] - b'0') as u16 * 10
+        + (status[2] - b'0') as u16;
     if !(100..=999).contains(&code) {
         return Err(format!("status code {code} is out of range"));
     }
@@ -64,13 +72,17 @@ pub fn parse_header_block(block: &[u8]) -> (Vec<(String, Vec<u8>)>, Vec<String>)
         let line = if crlf { &line[..line.len() - 1] } else { line };
         let shown = String::from_utf8_lossy(line);
         if saw_blank {
-            problems.push(format!("text after the blank line that ends the headers: {shown:?}"));
+            problems.push(format!(
+                "text after the blank line that ends the headers: {shown:?}"
+            ));
             break;
         }
         if !terminator {
             problems.push(format!("header line {shown:?} does not end with CRLF"));
         } else if !crlf {
-            problems.push(format!("header line {shown:?} ends with a bare LF, not CRLF"));
+            problems.push(format!(
+                "header line {shown:?} ends with a bare LF, not CRLF"
+            ));
         }
         if line.is_empty() {
             saw_blank = true;
@@ -85,7 +97,11 @@ pub fn parse_header_block(block: &[u8]) -> (Vec<(String, Vec<u8>)>, Vec<String>)
             continue;
         };
         let name = &line[..colon];
-        if name.is_empty() || !name.iter().all(|&b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)) {
+        if name.is_empty()
+            || !name
+                .iter()
+                .all(|&b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+        {
             problems.push(format!("invalid header name in {shown:?}"));
             continue;
         }
@@ -121,7 +137,13 @@ mod tests {
     fn header_blocks() {
         let (h, p) = parse_header_block(b"Content-Type: text/plain\r\nX-A:b\r\n\r\n");
         assert!(p.is_empty(), "{p:?}");
-        assert_eq!(h, vec![("Content-Type".into(), b"text/plain".to_vec()), ("X-A".into(), b"b".to_vec())]);
+        assert_eq!(
+            h,
+            vec![
+                ("Content-Type".into(), b"text/plain".to_vec()),
+                ("X-A".into(), b"b".to_vec())
+            ]
+        );
         assert!(parse_header_block(b"").1.is_empty());
         assert!(parse_header_block(b"\r\n").1.is_empty());
         assert_eq!(parse_header_block(b"A: b\r\n").1.len(), 1);

@@ -106,7 +106,9 @@ fn default_extension() -> PathBuf {
         "libisapi_wsgi.so"
     };
     let exe = std::env::current_exe().unwrap_or_default();
-    exe.parent().map(|d| d.join(name)).unwrap_or_else(|| PathBuf::from(name))
+    exe.parent()
+        .map(|d| d.join(name))
+        .unwrap_or_else(|| PathBuf::from(name))
 }
 
 fn size(name: &str, v: &str) -> Result<usize, String> {
@@ -118,7 +120,11 @@ fn size(name: &str, v: &str) -> Result<usize, String> {
         "" => 1,
         "k" | "kib" => 1024,
         "m" | "mib" => 1024 * 1024,
-        _ => return Err(format!("{name}: '{v}' is not a size (a number, optionally with K or M)")),
+        _ => {
+            return Err(format!(
+                "{name}: '{v}' is not a size (a number, optionally with K or M)"
+            ));
+        }
     };
     digits
         .parse::<usize>()
@@ -170,13 +176,18 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, String> 
             _ => (arg.clone(), None),
         };
         let mut value = || -> Result<String, String> {
-            inline.clone().or_else(|| args.next()).ok_or_else(|| format!("{flag} needs a value"))
+            inline
+                .clone()
+                .or_else(|| args.next())
+                .ok_or_else(|| format!("{flag} needs a value"))
         };
         match flag.as_str() {
             "-h" | "--help" => return Ok(Command::Help),
             "--listen" => {
                 let v = value()?;
-                o.listen = v.parse().map_err(|_| format!("--listen: '{v}' is not an address like 127.0.0.1:8080"))?;
+                o.listen = v.parse().map_err(|_| {
+                    format!("--listen: '{v}' is not an address like 127.0.0.1:8080")
+                })?;
             }
             "--threads" => {
                 let v = value()?;
@@ -188,30 +199,55 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, String> 
             }
             "--idle-timeout" => o.idle_timeout = seconds("--idle-timeout", &value()?)?,
             "--shutdown-timeout" => o.shutdown_timeout = seconds("--shutdown-timeout", &value()?)?,
-            "--max-request-line" => o.max_request_line = size("--max-request-line", &value()?)?.max(16),
-            "--max-header-bytes" => o.max_header_bytes = size("--max-header-bytes", &value()?)?.max(16),
+            "--max-request-line" => {
+                o.max_request_line = size("--max-request-line", &value()?)?.max(16)
+            }
+            "--max-header-bytes" => {
+                o.max_header_bytes = size("--max-header-bytes", &value()?)?.max(16)
+            }
             "--response-buffer" => o.response_buffer = size("--response-buffer", &value()?)?,
-            "--read-ahead" => o.read_ahead = size("--read-ahead", &value()?)?.min(u32::MAX as usize - 1),
+            "--read-ahead" => {
+                o.read_ahead = size("--read-ahead", &value()?)?.min(u32::MAX as usize - 1)
+            }
             "--buffered-content-length" => o.buffered_content_length = true,
             "--config" => o.config = Some(PathBuf::from(value()?)),
             "--vdir" => {
                 let v = value()?;
-                if !v.starts_with('/') || v.contains(['?', '#', '\\']) || v.split('/').any(|s| s == ".." || s == ".") {
-                    return Err(format!("--vdir: '{v}' must be a URL path starting with '/', like /app"));
+                if !v.starts_with('/')
+                    || v.contains(['?', '#', '\\'])
+                    || v.split('/').any(|s| s == ".." || s == ".")
+                {
+                    return Err(format!(
+                        "--vdir: '{v}' must be a URL path starting with '/', like /app"
+                    ));
                 }
-                o.vdir = if v.len() > 1 { v.trim_end_matches('/').to_string() } else { v };
+                o.vdir = if v.len() > 1 {
+                    v.trim_end_matches('/').to_string()
+                } else {
+                    v
+                };
             }
             "--script-map" => {
                 let v = value()?;
                 o.script_map = match v.as_str() {
                     "*" => ScriptMap::Wildcard,
-                    ext if ext.starts_with('.') && ext.len() > 1 && !ext[1..].contains(['.', '/', '*']) => {
+                    ext if ext.starts_with('.')
+                        && ext.len() > 1
+                        && !ext[1..].contains(['.', '/', '*']) =>
+                    {
                         ScriptMap::Extension(ext.to_string())
                     }
-                    ext if ext.starts_with("*.") && ext.len() > 2 && !ext[2..].contains(['.', '/', '*']) => {
+                    ext if ext.starts_with("*.")
+                        && ext.len() > 2
+                        && !ext[2..].contains(['.', '/', '*']) =>
+                    {
                         ScriptMap::Extension(ext[1..].to_string())
                     }
-                    _ => return Err(format!("--script-map: '{v}' must be '*' or a file extension like .wsgi")),
+                    _ => {
+                        return Err(format!(
+                            "--script-map: '{v}' must be '*' or a file extension like .wsgi"
+                        ));
+                    }
                 };
             }
             "--allow-path-info" => o.allow_path_info = true,
@@ -236,10 +272,14 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, String> 
                     path => AccessLog::File(PathBuf::from(path)),
                 }
             }
-            f if f.starts_with('-') && f.len() > 1 => return Err(format!("unknown option {f} (see --help)")),
+            f if f.starts_with('-') && f.len() > 1 => {
+                return Err(format!("unknown option {f} (see --help)"));
+            }
             _ => {
                 if extension.replace(PathBuf::from(&arg)).is_some() {
-                    return Err(format!("more than one EXTENSION given ('{arg}'); see --help"));
+                    return Err(format!(
+                        "more than one EXTENSION given ('{arg}'); see --help"
+                    ));
                 }
             }
         }
@@ -263,8 +303,17 @@ mod tests {
 
     #[test]
     fn options_parse() {
-        let o = run(&["--listen=127.0.0.1:9", "--vdir", "/app/", "--script-map", "*.wsgi", "--response-buffer", "64k", "x.so"])
-            .unwrap();
+        let o = run(&[
+            "--listen=127.0.0.1:9",
+            "--vdir",
+            "/app/",
+            "--script-map",
+            "*.wsgi",
+            "--response-buffer",
+            "64k",
+            "x.so",
+        ])
+        .unwrap();
         assert_eq!(o.listen.port(), 9);
         assert_eq!(o.vdir, "/app");
         assert_eq!(o.script_map, ScriptMap::Extension(".wsgi".into()));
@@ -276,7 +325,11 @@ mod tests {
     fn bad_values_are_named() {
         assert!(run(&["--threads", "0"]).unwrap_err().contains("--threads"));
         assert!(run(&["--vdir", "app"]).unwrap_err().contains("--vdir"));
-        assert!(run(&["--script-map", "wsgi"]).unwrap_err().contains("--script-map"));
+        assert!(
+            run(&["--script-map", "wsgi"])
+                .unwrap_err()
+                .contains("--script-map")
+        );
         assert!(run(&["--bogus"]).unwrap_err().contains("--bogus"));
         assert!(run(&["--listen"]).unwrap_err().contains("needs a value"));
         assert!(run(&["a", "b"]).unwrap_err().contains("more than one"));

@@ -45,7 +45,13 @@ impl Conn {
         stream.set_write_timeout(idle)?;
         let remote = stream.peer_addr()?;
         let local = stream.local_addr()?;
-        Ok(Conn { stream, input: Vec::with_capacity(4096), remote, local, closed: false })
+        Ok(Conn {
+            stream,
+            input: Vec::with_capacity(4096),
+            remote,
+            local,
+            closed: false,
+        })
     }
 
     /// One read from the socket, appended to `input`. Ok(0) means the client closed.
@@ -57,7 +63,14 @@ impl Conn {
     }
 
     /// Writes a complete host-generated response (errors, 100 Continue).
-    fn answer(&mut self, version: Version, code: u16, reason: &str, body: &str, keep: bool) -> io::Result<()> {
+    fn answer(
+        &mut self,
+        version: Version,
+        code: u16,
+        reason: &str,
+        body: &str,
+        keep: bool,
+    ) -> io::Result<()> {
         let _ = version;
         let text = format!(
             "HTTP/1.1 {code} {reason}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\n{}\r\n{body}",
@@ -75,7 +88,9 @@ impl Conn {
             return;
         }
         let _ = self.stream.shutdown(Shutdown::Write);
-        let _ = self.stream.set_read_timeout(Some(Duration::from_millis(200)));
+        let _ = self
+            .stream
+            .set_read_timeout(Some(Duration::from_millis(200)));
         let mut sink = [0u8; 4096];
         let mut total = 0;
         while total < 256 * 1024 {
@@ -126,7 +141,11 @@ pub enum BodyError {
 
 /// Reads body bytes into `out`: buffered input first, then the socket (blocking, up to the
 /// idle timeout). Ok(0) only at the end of the body (or if `out` is empty).
-pub fn read_body(conn: &mut Conn, body: &mut BodyReader, out: &mut [u8]) -> Result<usize, BodyError> {
+pub fn read_body(
+    conn: &mut Conn,
+    body: &mut BodyReader,
+    out: &mut [u8],
+) -> Result<usize, BodyError> {
     if out.is_empty() || body.finished() {
         return Ok(0);
     }
@@ -140,14 +159,18 @@ pub fn read_body(conn: &mut Conn, body: &mut BodyReader, out: &mut [u8]) -> Resu
         }
         match body {
             BodyReader::Length(remaining) => {
-                let n = (*remaining).min(out.len() as u64).min(conn.input.len() as u64) as usize;
+                let n = (*remaining)
+                    .min(out.len() as u64)
+                    .min(conn.input.len() as u64) as usize;
                 out[..n].copy_from_slice(&conn.input[..n]);
                 conn.input.drain(..n);
                 *remaining -= n as u64;
                 return Ok(n);
             }
             BodyReader::Chunked(decoder) => {
-                let (used, made) = decoder.decode(&conn.input, out).map_err(BodyError::Malformed)?;
+                let (used, made) = decoder
+                    .decode(&conn.input, out)
+                    .map_err(BodyError::Malformed)?;
                 conn.input.drain(..used);
                 if made > 0 || decoder.is_done() {
                     return Ok(made);
@@ -185,7 +208,13 @@ pub fn serve(host: &'static Host, mut conn: Conn, read_first: bool) {
             Err(e) => {
                 let (code, reason) = e.status();
                 host.access.log_error(conn.remote, code);
-                let _ = conn.answer(Version::Http11, code, reason, &format!("{code} {reason}: {}\r\n", e.message()), false);
+                let _ = conn.answer(
+                    Version::Http11,
+                    code,
+                    reason,
+                    &format!("{code} {reason}: {}\r\n", e.message()),
+                    false,
+                );
                 return conn.close_gracefully();
             }
             Ok(Parsed::Incomplete) => return park(host, conn),
@@ -205,7 +234,8 @@ fn park(host: &'static Host, conn: Conn) {
     if host.stopping() {
         return;
     }
-    let deadline = (!host.options.idle_timeout.is_zero()).then(|| Instant::now() + host.options.idle_timeout);
+    let deadline =
+        (!host.options.idle_timeout.is_zero()).then(|| Instant::now() + host.options.idle_timeout);
     host.poller.arm(Parked::Conn(conn), deadline);
 }
 
@@ -224,24 +254,45 @@ fn run_request(host: &'static Host, mut conn: Conn, head: RequestHead) -> Next {
         Err(Unmapped::Http(e)) => {
             let (code, reason) = e.status();
             host.access.log(conn.remote, &label, code, 0, started, "");
-            let _ = conn.answer(version, code, reason, &format!("{code} {reason}: {}\r\n", e.message()), false);
+            let _ = conn.answer(
+                version,
+                code,
+                reason,
+                &format!("{code} {reason}: {}\r\n", e.message()),
+                false,
+            );
             conn.close_gracefully();
             return Next::Closed;
         }
         Err(Unmapped::NotFound) => {
             host.access.log(conn.remote, &label, 404, 0, started, "");
-            let _ = conn.answer(version, 404, "Not Found", "404 Not Found: no handler mapping for this URL\r\n", false);
+            let _ = conn.answer(
+                version,
+                404,
+                "Not Found",
+                "404 Not Found: no handler mapping for this URL\r\n",
+                false,
+            );
             conn.close_gracefully();
             return Next::Closed;
         }
     };
     let mut body = BodyReader::new(info.head.body);
-    if info.head.expect_continue && conn.input.is_empty() && conn.stream.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").is_err() {
+    if info.head.expect_continue
+        && conn.input.is_empty()
+        && conn
+            .stream
+            .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
+            .is_err()
+    {
         return Next::Closed;
     }
     let (total, want) = match info.head.body {
         BodyKind::None => (0u32, 0usize),
-        BodyKind::Length(n) => (n.min(u32::MAX as u64) as u32, n.min(host.options.read_ahead as u64) as usize),
+        BodyKind::Length(n) => (
+            n.min(u32::MAX as u64) as u32,
+            n.min(host.options.read_ahead as u64) as usize,
+        ),
         BodyKind::Chunked => (u32::MAX, host.options.read_ahead),
     };
     // The pre-read (IIS's UploadReadAheadSize): lpbData holds the first `want` bytes.
@@ -253,12 +304,25 @@ fn run_request(host: &'static Host, mut conn: Conn, head: RequestHead) -> Next {
             Ok(n) => got += n,
             Err(BodyError::Malformed(e)) => {
                 host.access.log(conn.remote, &label, 400, 0, started, "");
-                let _ = conn.answer(version, 400, "Bad Request", &format!("400 Bad Request: {}\r\n", e.message()), false);
+                let _ = conn.answer(
+                    version,
+                    400,
+                    "Bad Request",
+                    &format!("400 Bad Request: {}\r\n", e.message()),
+                    false,
+                );
                 conn.close_gracefully();
                 return Next::Closed;
             }
             Err(_) => {
-                host.access.log(conn.remote, &label, 400, 0, started, "client closed during the body");
+                host.access.log(
+                    conn.remote,
+                    &label,
+                    400,
+                    0,
+                    started,
+                    "client closed during the body",
+                );
                 return Next::Closed;
             }
         }
@@ -276,12 +340,17 @@ fn run_request(host: &'static Host, mut conn: Conn, head: RequestHead) -> Next {
         host.options.buffered_content_length,
     );
     let state = State::new(conn, body, response);
-    let Some(exchange) = Exchange::register(host, info, label, started, total, preread, state) else {
+    let Some(exchange) = Exchange::register(host, info, label, started, total, preread, state)
+    else {
         return Next::Closed; // Exchange::register answered 503
     };
-    host.trace(exchange.id, || format!("HttpExtensionProc({}) called", exchange.label));
+    host.trace(exchange.id, || {
+        format!("HttpExtensionProc({}) called", exchange.label)
+    });
     let status = host.extension.http_extension_proc(exchange.ecb_ptr());
-    host.trace(exchange.id, || format!("HttpExtensionProc -> {}", status_name(status)));
+    host.trace(exchange.id, || {
+        format!("HttpExtensionProc -> {}", status_name(status))
+    });
     after_return(host, &exchange, status)
 }
 
@@ -301,7 +370,10 @@ fn after_return(host: &'static Host, exchange: &Arc<Exchange>, status: u32) -> N
     let mut state = exchange.lock();
     state.returned = Some(status);
     if !(1..=4).contains(&status) {
-        exchange.violation(host, &format!("HttpExtensionProc returned {status}, which is not an HSE_STATUS_* value"));
+        exchange.violation(
+            host,
+            &format!("HttpExtensionProc returned {status}, which is not an HSE_STATUS_* value"),
+        );
     }
     if status == HSE_STATUS_PENDING {
         if !state.done_with_session {
@@ -327,12 +399,16 @@ pub fn finish(host: &'static Host, exchange: &Arc<Exchange>, state: &mut State) 
     }
     state.finished = true;
     host.registry.remove(exchange.hconn);
-    let error = state.returned == Some(HSE_STATUS_ERROR) || state.dws_status == Some(HSE_STATUS_ERROR);
+    let error =
+        state.returned == Some(HSE_STATUS_ERROR) || state.dws_status == Some(HSE_STATUS_ERROR);
     let stopping = host.stopping();
     let mut conn = state.conn.take();
     let mut keep = false;
     if let Some(c) = conn.as_mut().filter(|c| !c.closed) {
-        let written = state.response.finish(&mut c.stream, error && !state.response.started(), stopping);
+        let written =
+            state
+                .response
+                .finish(&mut c.stream, error && !state.response.started(), stopping);
         keep = written.is_ok() && state.response.keep && !error && !state.close_after;
         if let Some(short) = state.response.short_by() {
             exchange.violation(
@@ -354,7 +430,14 @@ pub fn finish(host: &'static Host, exchange: &Arc<Exchange>, state: &mut State) 
             keep = state.body.finished();
         }
     }
-    let code = state.response.status_code().unwrap_or(if state.response.raw { 200 } else { exchange.status_for_log() });
+    let code = state
+        .response
+        .status_code()
+        .unwrap_or(if state.response.raw {
+            200
+        } else {
+            exchange.status_for_log()
+        });
     host.access.log(
         exchange.info.remote,
         &exchange.label,
@@ -381,6 +464,12 @@ pub fn finish(host: &'static Host, exchange: &Arc<Exchange>, state: &mut State) 
 
 /// Answers 503 when no request slot is free.
 pub fn refuse(mut conn: Conn, version: Version) {
-    let _ = conn.answer(version, 503, "Service Unavailable", "503 Service Unavailable: too many requests in flight\r\n", false);
+    let _ = conn.answer(
+        version,
+        503,
+        "Service Unavailable",
+        "503 Service Unavailable: too many requests in flight\r\n",
+        false,
+    );
     conn.close_gracefully();
 }

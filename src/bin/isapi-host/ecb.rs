@@ -42,7 +42,10 @@ pub struct State {
     /// The request has ended (response finished, slot released).
     pub finished: bool,
     /// HSE_REQ_IO_COMPLETION: the callback and its context.
-    io_completion: Option<(unsafe extern "C" fn(*mut EXTENSION_CONTROL_BLOCK, *mut c_void, u32, u32), usize)>,
+    io_completion: Option<(
+        unsafe extern "C" fn(*mut EXTENSION_CONTROL_BLOCK, *mut c_void, u32, u32),
+        usize,
+    )>,
     /// An HSE_IO_ASYNC operation has not completed yet.
     async_outstanding: bool,
     /// HSE_APPEND_LOG_PARAMETER text, for the access log.
@@ -116,7 +119,8 @@ impl Exchange {
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
         let label = format!("#{id} {label}");
         let [method, query, path_info, path_translated, content_type] = info.ecb_strings();
-        let mut strings = [method, query, path_info, path_translated, content_type].map(|s| nul_terminated(&s));
+        let mut strings =
+            [method, query, path_info, path_translated, content_type].map(|s| nul_terminated(&s));
         let mut preread = preread.into_boxed_slice();
         let available = (preread.len() - 1) as u32;
         let version = info.version();
@@ -219,7 +223,11 @@ impl Registry {
     }
 
     fn insert(&self, make: impl FnOnce(usize) -> Arc<Exchange>) -> Option<Arc<Exchange>> {
-        let index = self.free.lock().unwrap_or_else(|e| e.into_inner()).pop_front()?;
+        let index = self
+            .free
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .pop_front()?;
         let mut slot = self.slot(index as usize);
         let hconn = ((slot.generation as u64) << 32 | (index as u64 + 1)) as usize;
         let exchange = make(hconn);
@@ -247,7 +255,9 @@ impl Registry {
     }
 
     pub fn remove(&self, hconn: usize) {
-        let Some((index, generation)) = self.decode(hconn) else { return };
+        let Some((index, generation)) = self.decode(hconn) else {
+            return;
+        };
         let mut slot = self.slot(index);
         if slot.generation != generation || slot.live.is_none() {
             return;
@@ -256,7 +266,10 @@ impl Registry {
         slot.previous = ended.map(|e| e.label.clone());
         slot.generation = slot.generation.wrapping_add(1);
         drop(slot);
-        self.free.lock().unwrap_or_else(|e| e.into_inner()).push_back(index as u32);
+        self.free
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push_back(index as u32);
         self.active.fetch_sub(1, Ordering::SeqCst);
     }
 
@@ -267,7 +280,10 @@ impl Registry {
 
     /// The requests in flight (for the shutdown report).
     pub fn live(&self) -> Vec<Arc<Exchange>> {
-        self.slots.iter().filter_map(|s| s.lock().unwrap_or_else(|e| e.into_inner()).live.clone()).collect()
+        self.slots
+            .iter()
+            .filter_map(|s| s.lock().unwrap_or_else(|e| e.into_inner()).live.clone())
+            .collect()
     }
 }
 
@@ -284,7 +300,9 @@ fn guarded(name: &str, body: impl FnOnce() -> BOOL) -> BOOL {
 
 /// Fails a call: sets the last error, traces, returns FALSE.
 fn fail(host: &Host, id: u64, call: &str, error: u32) -> BOOL {
-    host.trace(id, || format!("{call} -> FALSE, error {}", error_name(error)));
+    host.trace(id, || {
+        format!("{call} -> FALSE, error {}", error_name(error))
+    });
     set_last_error(error);
     FALSE
 }
@@ -307,7 +325,9 @@ fn error_name(code: u32) -> String {
 fn exchange_for(host: &'static Host, hconn: HCONN, call: &str) -> Option<Arc<Exchange>> {
     match host.registry.get(hconn as usize) {
         Ok(exchange) => {
-            if exchange.lock().done_with_session && call != "ServerSupportFunction(HSE_REQ_DONE_WITH_SESSION)" {
+            if exchange.lock().done_with_session
+                && call != "ServerSupportFunction(HSE_REQ_DONE_WITH_SESSION)"
+            {
                 exchange.violation(host, &format!("{call} after HSE_REQ_DONE_WITH_SESSION"));
             }
             Some(exchange)
@@ -321,7 +341,10 @@ fn exchange_for(host: &'static Host, hconn: HCONN, call: &str) -> Option<Arc<Exc
             None
         }
         Err(Stale::Unknown) => {
-            host.checker.violation("(unknown request)", &format!("{call} with an invalid HCONN {hconn:p}"));
+            host.checker.violation(
+                "(unknown request)",
+                &format!("{call} with an invalid HCONN {hconn:p}"),
+            );
             set_last_error(ERROR_INVALID_PARAMETER);
             None
         }
@@ -342,16 +365,32 @@ unsafe fn c_str<'a>(p: *const c_char) -> Option<&'a [u8]> {
 
 fn show(bytes: &[u8]) -> String {
     let s = String::from_utf8_lossy(bytes);
-    if s.len() > 80 { format!("{:?}...", &s[..s.floor_char_boundary(80)]) } else { format!("{s:?}") }
+    if s.len() > 80 {
+        format!("{:?}...", &s[..s.floor_char_boundary(80)])
+    } else {
+        format!("{s:?}")
+    }
 }
 
-unsafe extern "C" fn get_server_variable(hconn: HCONN, name: *mut c_char, buffer: *mut c_void, size: *mut DWORD) -> BOOL {
+unsafe extern "C" fn get_server_variable(
+    hconn: HCONN,
+    name: *mut c_char,
+    buffer: *mut c_void,
+    size: *mut DWORD,
+) -> BOOL {
     guarded("GetServerVariable", || {
         let host = host();
-        let Some(ex) = exchange_for(host, hconn, "GetServerVariable") else { return FALSE };
+        let Some(ex) = exchange_for(host, hconn, "GetServerVariable") else {
+            return FALSE;
+        };
         // SAFETY: the contract makes name a NUL-terminated string (or NULL, refused).
         let Some(name) = (unsafe { c_str(name) }) else {
-            return fail(host, ex.id, "GetServerVariable(NULL)", ERROR_INVALID_PARAMETER);
+            return fail(
+                host,
+                ex.id,
+                "GetServerVariable(NULL)",
+                ERROR_INVALID_PARAMETER,
+            );
         };
         let name = String::from_utf8_lossy(name).into_owned();
         let call = format!("GetServerVariable({name:?})");
@@ -367,7 +406,12 @@ unsafe extern "C" fn get_server_variable(hconn: HCONN, name: *mut c_char, buffer
         if buffer.is_null() || capacity < wire.len() {
             // SAFETY: see above.
             unsafe { *size = wire.len() as u32 };
-            host.trace(ex.id, || format!("{call}, buffer {capacity} bytes -> needs {} bytes", wire.len()));
+            host.trace(ex.id, || {
+                format!(
+                    "{call}, buffer {capacity} bytes -> needs {} bytes",
+                    wire.len()
+                )
+            });
             set_last_error(ERROR_INSUFFICIENT_BUFFER);
             return FALSE;
         }
@@ -387,17 +431,34 @@ unsafe extern "C" fn get_server_variable(hconn: HCONN, name: *mut c_char, buffer
     })
 }
 
-unsafe extern "C" fn write_client(hconn: HCONN, buffer: *mut c_void, bytes: *mut DWORD, flags: DWORD) -> BOOL {
+unsafe extern "C" fn write_client(
+    hconn: HCONN,
+    buffer: *mut c_void,
+    bytes: *mut DWORD,
+    flags: DWORD,
+) -> BOOL {
     guarded("WriteClient", || {
         let host = host();
-        let Some(ex) = exchange_for(host, hconn, "WriteClient") else { return FALSE };
+        let Some(ex) = exchange_for(host, hconn, "WriteClient") else {
+            return FALSE;
+        };
         if bytes.is_null() {
-            return fail(host, ex.id, "WriteClient(size NULL)", ERROR_INVALID_PARAMETER);
+            return fail(
+                host,
+                ex.id,
+                "WriteClient(size NULL)",
+                ERROR_INVALID_PARAMETER,
+            );
         }
         // SAFETY: bytes is non-NULL and points to the caller's DWORD.
         let len = unsafe { *bytes } as usize;
         if buffer.is_null() && len > 0 {
-            return fail(host, ex.id, "WriteClient(NULL buffer)", ERROR_INVALID_PARAMETER);
+            return fail(
+                host,
+                ex.id,
+                "WriteClient(NULL buffer)",
+                ERROR_INVALID_PARAMETER,
+            );
         }
         let data: &[u8] = if len == 0 {
             &[]
@@ -406,16 +467,29 @@ unsafe extern "C" fn write_client(hconn: HCONN, buffer: *mut c_void, bytes: *mut
             unsafe { std::slice::from_raw_parts(buffer.cast::<u8>(), len) }
         };
         let is_async = flags & HSE_IO_ASYNC != 0;
-        let call = format!("WriteClient({len} bytes, {})", if is_async { "HSE_IO_ASYNC" } else { "HSE_IO_SYNC" });
+        let call = format!(
+            "WriteClient({len} bytes, {})",
+            if is_async {
+                "HSE_IO_ASYNC"
+            } else {
+                "HSE_IO_SYNC"
+            }
+        );
         let mut state = ex.lock();
         if is_async {
             if state.io_completion.is_none() {
                 drop(state);
-                ex.violation(host, "WriteClient(HSE_IO_ASYNC) without an HSE_REQ_IO_COMPLETION callback");
+                ex.violation(
+                    host,
+                    "WriteClient(HSE_IO_ASYNC) without an HSE_REQ_IO_COMPLETION callback",
+                );
                 return fail(host, ex.id, &call, ERROR_INVALID_PARAMETER);
             }
             if state.async_outstanding {
-                ex.violation(host, "WriteClient(HSE_IO_ASYNC) while another asynchronous operation is outstanding");
+                ex.violation(
+                    host,
+                    "WriteClient(HSE_IO_ASYNC) while another asynchronous operation is outstanding",
+                );
             }
         }
         let result = write_body(host, &ex, &mut state, data);
@@ -441,7 +515,9 @@ unsafe extern "C" fn write_client(hconn: HCONN, buffer: *mut c_void, bytes: *mut
 fn write_body(host: &'static Host, ex: &Exchange, state: &mut State, data: &[u8]) -> bool {
     let stopping = host.stopping();
     let State { conn, response, .. } = state;
-    let Some(conn) = conn.as_mut().filter(|c| !c.closed) else { return false };
+    let Some(conn) = conn.as_mut().filter(|c| !c.closed) else {
+        return false;
+    };
     if !response.started() {
         ex.violation(host, "WriteClient before any response header (sent raw, as IIS 6 did; the connection will close)");
         return response.write_raw(&mut conn.stream, data, stopping).is_ok();
@@ -449,7 +525,10 @@ fn write_body(host: &'static Host, ex: &Exchange, state: &mut State, data: &[u8]
     match response.write_body(&mut conn.stream, data, stopping) {
         Ok(0) => true,
         Ok(dropped) => {
-            ex.violation(host, &format!("wrote {dropped} bytes beyond the Content-Length it declared (dropped)"));
+            ex.violation(
+                host,
+                &format!("wrote {dropped} bytes beyond the Content-Length it declared (dropped)"),
+            );
             true
         }
         Err(_) => false,
@@ -460,17 +539,25 @@ fn write_body(host: &'static Host, ex: &Exchange, state: &mut State, data: &[u8]
 fn complete_async(
     host: &'static Host,
     ex: Arc<Exchange>,
-    override_callback: Option<(unsafe extern "C" fn(*mut EXTENSION_CONTROL_BLOCK, *mut c_void, u32, u32), usize)>,
+    override_callback: Option<(
+        unsafe extern "C" fn(*mut EXTENSION_CONTROL_BLOCK, *mut c_void, u32, u32),
+        usize,
+    )>,
     bytes: u32,
     error: u32,
 ) {
-    host.poller.submit(Work::Task(Box::new(move || run_completion(host, &ex, override_callback, bytes, error))));
+    host.poller.submit(Work::Task(Box::new(move || {
+        run_completion(host, &ex, override_callback, bytes, error)
+    })));
 }
 
 fn run_completion(
     host: &'static Host,
     ex: &Arc<Exchange>,
-    override_callback: Option<(unsafe extern "C" fn(*mut EXTENSION_CONTROL_BLOCK, *mut c_void, u32, u32), usize)>,
+    override_callback: Option<(
+        unsafe extern "C" fn(*mut EXTENSION_CONTROL_BLOCK, *mut c_void, u32, u32),
+        usize,
+    )>,
     bytes: u32,
     error: u32,
 ) {
@@ -484,8 +571,12 @@ fn run_completion(
         }
         override_callback.or(state.io_completion)
     };
-    let Some((callback, context)) = callback else { return };
-    host.trace(ex.id, || format!("I/O completion callback(cbIO {bytes}, dwError {error}) called"));
+    let Some((callback, context)) = callback else {
+        return;
+    };
+    host.trace(ex.id, || {
+        format!("I/O completion callback(cbIO {bytes}, dwError {error}) called")
+    });
     let ecb = ex.ecb_ptr();
     // SAFETY: the callback was registered by the extension for this request, whose ECB is
     // alive (we hold an Arc); no host lock is held, so the callback may call back in.
@@ -496,14 +587,26 @@ fn run_completion(
 unsafe extern "C" fn read_client(hconn: HCONN, buffer: *mut c_void, size: *mut DWORD) -> BOOL {
     guarded("ReadClient", || {
         let host = host();
-        let Some(ex) = exchange_for(host, hconn, "ReadClient") else { return FALSE };
+        let Some(ex) = exchange_for(host, hconn, "ReadClient") else {
+            return FALSE;
+        };
         if size.is_null() {
-            return fail(host, ex.id, "ReadClient(size NULL)", ERROR_INVALID_PARAMETER);
+            return fail(
+                host,
+                ex.id,
+                "ReadClient(size NULL)",
+                ERROR_INVALID_PARAMETER,
+            );
         }
         // SAFETY: size is non-NULL and points to the caller's DWORD.
         let capacity = unsafe { *size } as usize;
         if buffer.is_null() && capacity > 0 {
-            return fail(host, ex.id, "ReadClient(NULL buffer)", ERROR_INVALID_PARAMETER);
+            return fail(
+                host,
+                ex.id,
+                "ReadClient(NULL buffer)",
+                ERROR_INVALID_PARAMETER,
+            );
         }
         let out: &mut [u8] = if capacity == 0 {
             &mut []
@@ -532,12 +635,17 @@ unsafe extern "C" fn read_client(hconn: HCONN, buffer: *mut c_void, size: *mut D
 fn read_into(ex: &Exchange, out: &mut [u8]) -> Result<usize, u32> {
     let mut state = ex.lock();
     let State { conn, body, .. } = &mut *state;
-    let Some(conn) = conn.as_mut().filter(|c| !c.closed) else { return Err(ERROR_CONNECTION_ABORTED) };
+    let Some(conn) = conn.as_mut().filter(|c| !c.closed) else {
+        return Err(ERROR_CONNECTION_ABORTED);
+    };
     match conn::read_body(conn, body, out) {
         Ok(n) => Ok(n),
         // The client closed the connection: IIS 4-6 documented TRUE with 0 bytes.
         Err(BodyError::Truncated) => Ok(0),
-        Err(BodyError::Io(e)) if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut => {
+        Err(BodyError::Io(e))
+            if e.kind() == std::io::ErrorKind::WouldBlock
+                || e.kind() == std::io::ErrorKind::TimedOut =>
+        {
             Err(ERROR_CONNECTION_ABORTED)
         }
         Err(BodyError::Io(_)) => Err(ERROR_CONNECTION_ABORTED),
@@ -580,8 +688,14 @@ unsafe extern "C" fn server_support_function(
     guarded("ServerSupportFunction", || {
         let host = host();
         let call = format!("ServerSupportFunction({})", request_name(request));
-        let call = if request_name(request).starts_with("an ") { format!("ServerSupportFunction({request})") } else { call };
-        let Some(ex) = exchange_for(host, hconn, &call) else { return FALSE };
+        let call = if request_name(request).starts_with("an ") {
+            format!("ServerSupportFunction({request})")
+        } else {
+            call
+        };
+        let Some(ex) = exchange_for(host, hconn, &call) else {
+            return FALSE;
+        };
         // SAFETY: each arm below relies on the documented meaning of the three arguments
         // for its request code; NULL pointers are checked before use.
         unsafe { support(host, &ex, &call, request, buffer, size, data_type) }
@@ -589,11 +703,20 @@ unsafe extern "C" fn server_support_function(
 }
 
 /// Sends the extension's status and headers (SEND_RESPONSE_HEADER and _EX, TRANSMIT_FILE).
-fn send_headers(host: &'static Host, ex: &Exchange, status: &[u8], block: &[u8], keep_conn: bool) -> Result<(), u32> {
+fn send_headers(
+    host: &'static Host,
+    ex: &Exchange,
+    status: &[u8],
+    block: &[u8],
+    keep_conn: bool,
+) -> Result<(), u32> {
     let mut state = ex.lock();
     if state.response.started() {
         drop(state);
-        ex.violation(host, "response headers sent more than once (or after raw WriteClient output)");
+        ex.violation(
+            host,
+            "response headers sent more than once (or after raw WriteClient output)",
+        );
         return Err(ERROR_INVALID_PARAMETER);
     }
     let code = match crate::checker::check_status(status) {
@@ -607,15 +730,23 @@ fn send_headers(host: &'static Host, ex: &Exchange, status: &[u8], block: &[u8],
     for problem in problems {
         ex.violation(host, &problem);
     }
-    let status = if crate::checker::check_status(status).is_ok() { status.to_vec() } else { b"500 Internal Server Error".to_vec() };
-    state.response.set_headers(code, &status, headers, keep_conn);
+    let status = if crate::checker::check_status(status).is_ok() {
+        status.to_vec()
+    } else {
+        b"500 Internal Server Error".to_vec()
+    };
+    state
+        .response
+        .set_headers(code, &status, headers, keep_conn);
     // SAFETY: see the Sync impl; dwHttpStatusCode is the log status, as IIS sets it.
     unsafe { (*ex.ecb_ptr()).dwHttpStatusCode = code as u32 };
     if state.response.flush_each_write {
         let stopping = host.stopping();
         let State { conn, response, .. } = &mut *state;
         if let Some(conn) = conn.as_mut().filter(|c| !c.closed) {
-            response.flush(&mut conn.stream, stopping).map_err(|_| ERROR_CONNECTION_ABORTED)?;
+            response
+                .flush(&mut conn.stream, stopping)
+                .map_err(|_| ERROR_CONNECTION_ABORTED)?;
         }
     }
     Ok(())
@@ -650,12 +781,31 @@ unsafe fn support(
             // SAFETY: as above.
             let block = unsafe { c_str(info.pszHeader) }.unwrap_or(b"");
             if !info.pszStatus.is_null() && info.cchStatus as usize != status.len() {
-                ex.violation(host, &format!("cchStatus is {} but the status string has {} characters", info.cchStatus, status.len()));
+                ex.violation(
+                    host,
+                    &format!(
+                        "cchStatus is {} but the status string has {} characters",
+                        info.cchStatus,
+                        status.len()
+                    ),
+                );
             }
             if !info.pszHeader.is_null() && info.cchHeader as usize != block.len() {
-                ex.violation(host, &format!("cchHeader is {} but the header string has {} characters", info.cchHeader, block.len()));
+                ex.violation(
+                    host,
+                    &format!(
+                        "cchHeader is {} but the header string has {} characters",
+                        info.cchHeader,
+                        block.len()
+                    ),
+                );
             }
-            let detail = format!("({}, {} header bytes, fKeepConn {})", show(status), block.len(), info.fKeepConn);
+            let detail = format!(
+                "({}, {} header bytes, fKeepConn {})",
+                show(status),
+                block.len(),
+                info.fKeepConn
+            );
             match send_headers(host, ex, status, block, info.fKeepConn != 0) {
                 Ok(()) => ok(detail),
                 Err(e) => fail(host, ex.id, &format!("{call}{detail}"), e),
@@ -685,7 +835,10 @@ unsafe fn support(
             state.done_with_session = true;
             state.dws_status = status;
             if state.async_outstanding {
-                ex.violation(host, "HSE_REQ_DONE_WITH_SESSION while an asynchronous operation is outstanding");
+                ex.violation(
+                    host,
+                    "HSE_REQ_DONE_WITH_SESSION while an asynchronous operation is outstanding",
+                );
             }
             host.trace(ex.id, || format!("{call}(status {status:?}) -> TRUE"));
             if state.returned == Some(HSE_STATUS_PENDING) {
@@ -704,12 +857,19 @@ unsafe fn support(
             } else {
                 // SAFETY: buffer is a PFN_HSE_IO_COMPLETION (contract).
                 let f = unsafe {
-                    std::mem::transmute::<*mut c_void, unsafe extern "C" fn(*mut EXTENSION_CONTROL_BLOCK, *mut c_void, u32, u32)>(buffer)
+                    std::mem::transmute::<
+                        *mut c_void,
+                        unsafe extern "C" fn(*mut EXTENSION_CONTROL_BLOCK, *mut c_void, u32, u32),
+                    >(buffer)
                 };
                 Some((f, data_type as usize))
             };
             drop(state);
-            ok(if buffer.is_null() { "(NULL: unregister)".into() } else { String::new() })
+            ok(if buffer.is_null() {
+                "(NULL: unregister)".into()
+            } else {
+                String::new()
+            })
         }
         HSE_REQ_IS_KEEP_CONN => {
             if buffer.is_null() {
@@ -726,7 +886,10 @@ unsafe fn support(
             }
             let connected = {
                 let state = ex.lock();
-                state.conn.as_ref().is_some_and(|c| !c.closed && is_connected(&c.stream))
+                state
+                    .conn
+                    .as_ref()
+                    .is_some_and(|c| !c.closed && is_connected(&c.stream))
             };
             // SAFETY: buffer points to a BOOL.
             unsafe { *(buffer as *mut BOOL) = connected as BOOL };
@@ -758,7 +921,9 @@ unsafe fn support(
         HSE_APPEND_LOG_PARAMETER => {
             // SAFETY: buffer is a NUL-terminated string or NULL.
             let text = unsafe { c_str(buffer as *const c_char) }.unwrap_or(b"");
-            ex.lock().log_params.push_str(&String::from_utf8_lossy(text));
+            ex.lock()
+                .log_params
+                .push_str(&String::from_utf8_lossy(text));
             ok(format!("({})", show(text)))
         }
         HSE_REQ_REPORT_UNHEALTHY => {
@@ -786,14 +951,21 @@ unsafe fn support(
                 return fail(host, ex.id, call, ERROR_INVALID_PARAMETER);
             }
             // SAFETY: buffer holds a NUL-terminated URL in a buffer of *size bytes.
-            let url = String::from_utf8_lossy(unsafe { c_str(buffer as *const c_char) }.unwrap_or(b"")).into_owned();
+            let url =
+                String::from_utf8_lossy(unsafe { c_str(buffer as *const c_char) }.unwrap_or(b""))
+                    .into_owned();
             let path = crate::vars::ansi(&ex.info.map_url(&url));
             // SAFETY: size is non-NULL.
             let capacity = unsafe { *size } as usize;
             if capacity < path.len() + 1 {
                 // SAFETY: as above.
                 unsafe { *size = path.len() as u32 + 1 };
-                return fail(host, ex.id, &format!("{call}({url:?})"), ERROR_INSUFFICIENT_BUFFER);
+                return fail(
+                    host,
+                    ex.id,
+                    &format!("{call}({url:?})"),
+                    ERROR_INSUFFICIENT_BUFFER,
+                );
             }
             // SAFETY: the buffer has room for path and its NUL (checked).
             unsafe {
@@ -808,10 +980,17 @@ unsafe fn support(
                 return fail(host, ex.id, call, ERROR_INVALID_PARAMETER);
             }
             // SAFETY: buffer is a NUL-terminated URL.
-            let url = String::from_utf8_lossy(unsafe { c_str(buffer as *const c_char) }.unwrap_or(b"")).into_owned();
+            let url =
+                String::from_utf8_lossy(unsafe { c_str(buffer as *const c_char) }.unwrap_or(b""))
+                    .into_owned();
             let path = crate::vars::ansi(&ex.info.map_url(&url));
             if path.len() + 1 > 260 {
-                return fail(host, ex.id, &format!("{call}({url:?})"), ERROR_INSUFFICIENT_BUFFER);
+                return fail(
+                    host,
+                    ex.id,
+                    &format!("{call}({url:?})"),
+                    ERROR_INSUFFICIENT_BUFFER,
+                );
             }
             // SAFETY: data_type points to an HSE_URL_MAPEX_INFO (contract).
             let info = unsafe { &mut *(data_type as *mut HSE_URL_MAPEX_INFO) };
@@ -821,7 +1000,11 @@ unsafe fn support(
             }
             info.dwFlags = HSE_URL_FLAGS_READ | HSE_URL_FLAGS_SCRIPT | HSE_URL_FLAGS_EXECUTE;
             info.cchMatchingPath = ex.info.site().physical_path.len() as u32;
-            info.cchMatchingURL = if ex.info.site().vdir == "/" { 0 } else { ex.info.site().vdir.len() as u32 };
+            info.cchMatchingURL = if ex.info.site().vdir == "/" {
+                0
+            } else {
+                ex.info.site().vdir.len() as u32
+            };
             if !size.is_null() {
                 // SAFETY: size is non-NULL.
                 unsafe { *size = path.len() as u32 + 1 };
@@ -873,11 +1056,22 @@ unsafe fn support(
                 let mut state = ex.lock();
                 if callback.is_none() && state.io_completion.is_none() {
                     drop(state);
-                    ex.violation(host, "HSE_REQ_TRANSMIT_FILE with HSE_IO_ASYNC but no completion callback");
-                    return fail(host, ex.id, &format!("{call}{detail}"), ERROR_INVALID_PARAMETER);
+                    ex.violation(
+                        host,
+                        "HSE_REQ_TRANSMIT_FILE with HSE_IO_ASYNC but no completion callback",
+                    );
+                    return fail(
+                        host,
+                        ex.id,
+                        &format!("{call}{detail}"),
+                        ERROR_INVALID_PARAMETER,
+                    );
                 }
                 if state.async_outstanding {
-                    ex.violation(host, "HSE_REQ_TRANSMIT_FILE while another asynchronous operation is outstanding");
+                    ex.violation(
+                        host,
+                        "HSE_REQ_TRANSMIT_FILE while another asynchronous operation is outstanding",
+                    );
                 }
                 state.async_outstanding = true;
                 drop(state);
@@ -912,7 +1106,10 @@ unsafe fn support(
                 return fail(host, ex.id, call, ERROR_INVALID_PARAMETER);
             }
             if state.async_outstanding {
-                ex.violation(host, "HSE_REQ_ASYNC_READ_CLIENT while another asynchronous operation is outstanding");
+                ex.violation(
+                    host,
+                    "HSE_REQ_ASYNC_READ_CLIENT while another asynchronous operation is outstanding",
+                );
             }
             state.async_outstanding = true;
             drop(state);
@@ -971,7 +1168,11 @@ fn transmit(host: &'static Host, ex: &Exchange, tf: &HSE_TF_INFO) -> Result<u32,
         sent += head.len() as u64;
     }
     let mut offset = tf.Offset as u64;
-    let mut left = if tf.BytesToWrite == 0 { u64::MAX } else { tf.BytesToWrite as u64 };
+    let mut left = if tf.BytesToWrite == 0 {
+        u64::MAX
+    } else {
+        tf.BytesToWrite as u64
+    };
     let mut chunk = vec![0u8; 64 * 1024];
     let mut first = true;
     while left > 0 {

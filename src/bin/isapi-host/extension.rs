@@ -24,10 +24,16 @@ pub struct Extension {
 impl Extension {
     /// Loads `path` and runs `GetExtensionVersion`. The error names the file and the reason.
     pub fn load(path: &Path) -> Result<Extension, String> {
-        let library = Library::open(path, Visibility::Local).map_err(|e| format!("cannot load the extension {e}"))?;
-        let missing = |name: &str| format!("{}: the extension does not export {name}", path.display());
-        let get_version = library.symbol("GetExtensionVersion").ok_or_else(|| missing("GetExtensionVersion"))?;
-        let proc_ = library.symbol("HttpExtensionProc").ok_or_else(|| missing("HttpExtensionProc"))?;
+        let library = Library::open(path, Visibility::Local)
+            .map_err(|e| format!("cannot load the extension {e}"))?;
+        let missing =
+            |name: &str| format!("{}: the extension does not export {name}", path.display());
+        let get_version = library
+            .symbol("GetExtensionVersion")
+            .ok_or_else(|| missing("GetExtensionVersion"))?;
+        let proc_ = library
+            .symbol("HttpExtensionProc")
+            .ok_or_else(|| missing("HttpExtensionProc"))?;
         let terminate = library.symbol("TerminateExtension");
         // SAFETY: these exports are declared by the ISAPI contract with exactly these
         // signatures (headers/httpext.h); a library exporting these names promises them.
@@ -35,16 +41,25 @@ impl Extension {
             (
                 std::mem::transmute::<*mut std::ffi::c_void, GetExtensionVersionFn>(get_version),
                 std::mem::transmute::<*mut std::ffi::c_void, HttpExtensionProcFn>(proc_),
-                terminate.map(|t| std::mem::transmute::<*mut std::ffi::c_void, TerminateExtensionFn>(t)),
+                terminate
+                    .map(|t| std::mem::transmute::<*mut std::ffi::c_void, TerminateExtensionFn>(t)),
             )
         };
         let mut info = HSE_VERSION_INFO::default();
         // SAFETY: info is a valid, zeroed HSE_VERSION_INFO the extension may write.
         let ok = unsafe { get_version(&mut info) };
         if ok == 0 {
-            return Err(format!("{}: GetExtensionVersion returned FALSE", path.display()));
+            return Err(format!(
+                "{}: GetExtensionVersion returned FALSE",
+                path.display()
+            ));
         }
-        let desc: Vec<u8> = info.lpszExtensionDesc.iter().take_while(|&&c| c != 0).map(|&c| c as u8).collect();
+        let desc: Vec<u8> = info
+            .lpszExtensionDesc
+            .iter()
+            .take_while(|&&c| c != 0)
+            .map(|&c| c as u8)
+            .collect();
         Ok(Extension {
             library,
             http_extension_proc,

@@ -64,12 +64,17 @@ pub struct RequestHead {
 impl RequestHead {
     /// The first header named `name` (case-insensitive).
     pub fn header(&self, name: &str) -> Option<&[u8]> {
-        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_slice())
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_slice())
     }
 
     /// The target's path part (before `?`).
     pub fn path(&self) -> &str {
-        self.target.split_once('?').map_or(self.target.as_str(), |(p, _)| p)
+        self.target
+            .split_once('?')
+            .map_or(self.target.as_str(), |(p, _)| p)
     }
 
     /// The target's query part (after the first `?`, not decoded), or "".
@@ -132,7 +137,11 @@ fn is_token_byte(b: u8) -> bool {
 /// line). Accepts CRLF and a bare LF (RFC 9112 §2.2 allows a recipient to).
 fn line_end(buf: &[u8], from: usize) -> Option<(usize, usize)> {
     let lf = buf[from..].iter().position(|&b| b == b'\n')? + from;
-    let end = if lf > from && buf[lf - 1] == b'\r' { lf - 1 } else { lf };
+    let end = if lf > from && buf[lf - 1] == b'\r' {
+        lf - 1
+    } else {
+        lf
+    };
     Some((end, lf + 1))
 }
 
@@ -143,7 +152,9 @@ pub fn parse_request(buf: &[u8], limits: &Limits) -> Result<Parsed, HttpError> {
     while start < buf.len() && (buf[start] == b'\r' || buf[start] == b'\n') {
         start += 1;
         if start > 64 {
-            return Err(HttpError::BadRequest("too many empty lines before the request"));
+            return Err(HttpError::BadRequest(
+                "too many empty lines before the request",
+            ));
         }
     }
     let Some((line_stop, mut pos)) = line_end(buf, start) else {
@@ -215,9 +226,12 @@ fn trim_ows(mut v: &[u8]) -> &[u8] {
 
 fn parse_request_line(line: &[u8]) -> Result<(String, String, Version), HttpError> {
     let mut parts = line.split(|&b| b == b' ');
-    let (Some(method), Some(target), Some(version), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+    let (Some(method), Some(target), Some(version), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
     else {
-        return Err(HttpError::BadRequest("request line is not METHOD SP TARGET SP VERSION"));
+        return Err(HttpError::BadRequest(
+            "request line is not METHOD SP TARGET SP VERSION",
+        ));
     };
     if method.is_empty() || !method.iter().all(|&b| is_token_byte(b)) {
         return Err(HttpError::BadRequest("invalid method"));
@@ -225,7 +239,12 @@ fn parse_request_line(line: &[u8]) -> Result<(String, String, Version), HttpErro
     let version = match version {
         b"HTTP/1.1" => Version::Http11,
         b"HTTP/1.0" => Version::Http10,
-        v if v.len() == 8 && v.starts_with(b"HTTP/") && v[5].is_ascii_digit() && v[6] == b'.' && v[7].is_ascii_digit() => {
+        v if v.len() == 8
+            && v.starts_with(b"HTTP/")
+            && v[5].is_ascii_digit()
+            && v[6] == b'.'
+            && v[7].is_ascii_digit() =>
+        {
             return Err(HttpError::VersionNotSupported);
         }
         _ => return Err(HttpError::BadRequest("invalid HTTP version")),
@@ -235,7 +254,9 @@ fn parse_request_line(line: &[u8]) -> Result<(String, String, Version), HttpErro
     }
     let target = if target[0] == b'/' || target == b"*" {
         target.to_vec()
-    } else if let Some(rest) = strip_prefix_ignore_case(target, b"http://").or_else(|| strip_prefix_ignore_case(target, b"https://")) {
+    } else if let Some(rest) = strip_prefix_ignore_case(target, b"http://")
+        .or_else(|| strip_prefix_ignore_case(target, b"https://"))
+    {
         // Absolute form (sent to proxies): keep only the path and query.
         match rest.iter().position(|&b| b == b'/' || b == b'?') {
             Some(i) if rest[i] == b'/' => rest[i..].to_vec(),
@@ -254,7 +275,8 @@ fn parse_request_line(line: &[u8]) -> Result<(String, String, Version), HttpErro
 }
 
 fn strip_prefix_ignore_case<'a>(s: &'a [u8], prefix: &[u8]) -> Option<&'a [u8]> {
-    (s.len() >= prefix.len() && s[..prefix.len()].eq_ignore_ascii_case(prefix)).then(|| &s[prefix.len()..])
+    (s.len() >= prefix.len() && s[..prefix.len()].eq_ignore_ascii_case(prefix))
+        .then(|| &s[prefix.len()..])
 }
 
 /// Applies the header semantics that decide framing and connection handling.
@@ -284,14 +306,22 @@ fn interpret(
             }
             length = Some(n);
         } else if name.eq_ignore_ascii_case("transfer-encoding") {
-            for coding in value.split(|&b| b == b',').map(trim_ows).filter(|c| !c.is_empty()) {
+            for coding in value
+                .split(|&b| b == b',')
+                .map(trim_ows)
+                .filter(|c| !c.is_empty())
+            {
                 if chunked {
-                    return Err(HttpError::BadRequest("chunked must be the last transfer coding"));
+                    return Err(HttpError::BadRequest(
+                        "chunked must be the last transfer coding",
+                    ));
                 }
                 if coding.eq_ignore_ascii_case(b"chunked") {
                     chunked = true;
                 } else {
-                    return Err(HttpError::NotImplemented("only the chunked transfer coding is supported"));
+                    return Err(HttpError::NotImplemented(
+                        "only the chunked transfer coding is supported",
+                    ));
                 }
             }
             if !chunked {
@@ -315,16 +345,24 @@ fn interpret(
     if chunked && length.is_some() {
         // RFC 9112 §6.1 allows dropping Content-Length; refusing is the safe choice
         // against request smuggling, and what http.sys does.
-        return Err(HttpError::BadRequest("both Content-Length and Transfer-Encoding"));
+        return Err(HttpError::BadRequest(
+            "both Content-Length and Transfer-Encoding",
+        ));
     }
     if chunked && version == Version::Http10 {
-        return Err(HttpError::BadRequest("Transfer-Encoding in an HTTP/1.0 request"));
+        return Err(HttpError::BadRequest(
+            "Transfer-Encoding in an HTTP/1.0 request",
+        ));
     }
     if version == Version::Http11 && host_count != 1 {
-        return Err(HttpError::BadRequest("an HTTP/1.1 request needs exactly one Host header"));
+        return Err(HttpError::BadRequest(
+            "an HTTP/1.1 request needs exactly one Host header",
+        ));
     }
     if target == "*" && method != "OPTIONS" {
-        return Err(HttpError::BadRequest("'*' target is only valid for OPTIONS"));
+        return Err(HttpError::BadRequest(
+            "'*' target is only valid for OPTIONS",
+        ));
     }
     let body = match (chunked, length) {
         (true, _) => BodyKind::Chunked,
@@ -358,25 +396,41 @@ pub struct ChunkedDecoder {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum ChunkState {
     /// Reading the hex size; `size` so far, `digits` seen.
-    Size { size: u64, digits: u32 },
+    Size {
+        size: u64,
+        digits: u32,
+    },
     /// Skipping a chunk extension up to the end of the size line.
-    Extension { size: u64 },
+    Extension {
+        size: u64,
+    },
     /// Saw CR at the end of the size line.
-    SizeLf { size: u64 },
+    SizeLf {
+        size: u64,
+    },
     /// Inside chunk data, `remaining` bytes to go.
-    Data { remaining: u64 },
+    Data {
+        remaining: u64,
+    },
     /// After the data: expect CR then LF.
     DataCr,
     DataLf,
     /// After the last (0) chunk: trailer lines until an empty line.
-    Trailer { empty: bool },
-    TrailerLf { empty: bool },
+    Trailer {
+        empty: bool,
+    },
+    TrailerLf {
+        empty: bool,
+    },
     Done,
 }
 
 impl Default for ChunkedDecoder {
     fn default() -> Self {
-        ChunkedDecoder { state: ChunkState::Size { size: 0, digits: 0 }, line_len: 0 }
+        ChunkedDecoder {
+            state: ChunkState::Size { size: 0, digits: 0 },
+            line_len: 0,
+        }
     }
 }
 
@@ -402,7 +456,10 @@ impl ChunkedDecoder {
                         if digits >= 15 {
                             return bad("chunk size too large");
                         }
-                        self.state = ChunkState::Size { size: size * 16 + d as u64, digits: digits + 1 };
+                        self.state = ChunkState::Size {
+                            size: size * 16 + d as u64,
+                            digits: digits + 1,
+                        };
                     } else if digits == 0 {
                         return bad("invalid chunk size");
                     } else if b == b';' || b == b' ' || b == b'\t' {
@@ -439,12 +496,18 @@ impl ChunkedDecoder {
                     if o == out.len() {
                         break;
                     }
-                    let n = (input.len() - i).min(out.len() - o).min(remaining.min(usize::MAX as u64) as usize);
+                    let n = (input.len() - i)
+                        .min(out.len() - o)
+                        .min(remaining.min(usize::MAX as u64) as usize);
                     out[o..o + n].copy_from_slice(&input[i..i + n]);
                     i += n;
                     o += n;
                     let left = remaining - n as u64;
-                    self.state = if left == 0 { ChunkState::DataCr } else { ChunkState::Data { remaining: left } };
+                    self.state = if left == 0 {
+                        ChunkState::DataCr
+                    } else {
+                        ChunkState::Data { remaining: left }
+                    };
                 }
                 ChunkState::DataCr => {
                     self.state = match b {
@@ -490,12 +553,20 @@ impl ChunkedDecoder {
 
     fn after_size(&mut self, size: u64) -> ChunkState {
         self.line_len = 0;
-        if size == 0 { ChunkState::Trailer { empty: true } } else { ChunkState::Data { remaining: size } }
+        if size == 0 {
+            ChunkState::Trailer { empty: true }
+        } else {
+            ChunkState::Data { remaining: size }
+        }
     }
 
     fn end_trailer_line(&mut self, empty: bool) {
         self.line_len = 0;
-        self.state = if empty { ChunkState::Done } else { ChunkState::Trailer { empty: true } };
+        self.state = if empty {
+            ChunkState::Done
+        } else {
+            ChunkState::Trailer { empty: true }
+        };
     }
 
     fn count_line(&mut self) -> Result<(), HttpError> {
@@ -515,7 +586,10 @@ pub fn percent_decode(s: &str) -> Result<Vec<u8>, HttpError> {
     while i < bytes.len() {
         if bytes[i] == b'%' {
             let hex = |b: u8| (b as char).to_digit(16);
-            match (bytes.get(i + 1).copied().and_then(hex), bytes.get(i + 2).copied().and_then(hex)) {
+            match (
+                bytes.get(i + 1).copied().and_then(hex),
+                bytes.get(i + 2).copied().and_then(hex),
+            ) {
                 (Some(h), Some(l)) => out.push((h * 16 + l) as u8),
                 _ => return Err(HttpError::BadRequest("invalid percent-escape in the URL")),
             }
@@ -532,7 +606,10 @@ pub fn percent_decode(s: &str) -> Result<Vec<u8>, HttpError> {
 mod tests {
     use super::*;
 
-    const LIMITS: Limits = Limits { request_line: 100, header_bytes: 200 };
+    const LIMITS: Limits = Limits {
+        request_line: 100,
+        header_bytes: 200,
+    };
 
     fn parse(s: &[u8]) -> Result<Parsed, HttpError> {
         parse_request(s, &LIMITS)
@@ -549,7 +626,10 @@ mod tests {
     fn simple_get() {
         let (h, n) = complete(b"GET /a/b?x=1 HTTP/1.1\r\nHost: h\r\nX-A:  v v \r\n\r\nrest");
         assert_eq!(n, 46);
-        assert_eq!((h.method.as_str(), h.path(), h.query()), ("GET", "/a/b", "x=1"));
+        assert_eq!(
+            (h.method.as_str(), h.path(), h.query()),
+            ("GET", "/a/b", "x=1")
+        );
         assert_eq!(h.header("x-a"), Some(&b"v v"[..]));
         assert!(h.keep_alive);
         assert_eq!(h.body, BodyKind::None);
@@ -559,7 +639,10 @@ mod tests {
     fn incomplete_until_blank_line() {
         let full = b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n\r\n";
         for cut in 0..full.len() {
-            assert!(matches!(parse(&full[..cut]), Ok(Parsed::Incomplete)), "cut {cut}");
+            assert!(
+                matches!(parse(&full[..cut]), Ok(Parsed::Incomplete)),
+                "cut {cut}"
+            );
         }
         let (h, _) = complete(full);
         assert_eq!(h.body, BodyKind::Length(3));
@@ -569,10 +652,22 @@ mod tests {
     fn limits_give_414_and_431() {
         let long = format!("GET /{} HTTP/1.1\r\n", "a".repeat(200));
         assert_eq!(parse(long.as_bytes()).unwrap_err(), HttpError::UriTooLong);
-        assert_eq!(parse(&long.as_bytes()[..150]).unwrap_err(), HttpError::UriTooLong);
-        let big = format!("GET / HTTP/1.1\r\nHost: h\r\nX: {}\r\n\r\n", "b".repeat(300));
-        assert_eq!(parse(big.as_bytes()).unwrap_err(), HttpError::HeadersTooLarge);
-        assert_eq!(parse(&big.as_bytes()[..250]).unwrap_err(), HttpError::HeadersTooLarge);
+        assert_eq!(
+            parse(&long.as_bytes()[..150]).unwrap_err(),
+            HttpError::UriTooLong
+        );
+        let big = format!(
+            "GET / HTTP/1.1\r\nHost: h\r\nX: {}\r\n\r\n",
+            "b".repeat(300)
+        );
+        assert_eq!(
+            parse(big.as_bytes()).unwrap_err(),
+            HttpError::HeadersTooLarge
+        );
+        assert_eq!(
+            parse(&big.as_bytes()[..250]).unwrap_err(),
+            HttpError::HeadersTooLarge
+        );
     }
 
     #[test]
@@ -602,7 +697,10 @@ mod tests {
                 parse(bad)
             );
         }
-        assert_eq!(parse(b"GET / HTTP/2.0\r\n\r\n").unwrap_err(), HttpError::VersionNotSupported);
+        assert_eq!(
+            parse(b"GET / HTTP/2.0\r\n\r\n").unwrap_err(),
+            HttpError::VersionNotSupported
+        );
         assert!(matches!(
             parse(b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: gzip\r\n\r\n"),
             Err(HttpError::NotImplemented(_))
@@ -611,10 +709,20 @@ mod tests {
 
     #[test]
     fn connection_semantics() {
-        assert!(!complete(b"GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n").0.keep_alive);
+        assert!(
+            !complete(b"GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
+                .0
+                .keep_alive
+        );
         assert!(!complete(b"GET / HTTP/1.0\r\n\r\n").0.keep_alive);
-        assert!(complete(b"GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n").0.keep_alive);
-        let (h, _) = complete(b"PUT / HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n");
+        assert!(
+            complete(b"GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n")
+                .0
+                .keep_alive
+        );
+        let (h, _) = complete(
+            b"PUT / HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n",
+        );
         assert!(h.expect_continue);
         let (h, _) = complete(b"GET http://example.com:80/p?q HTTP/1.1\r\nHost: h\r\n\r\n");
         assert_eq!(h.target, "/p?q");
@@ -641,7 +749,11 @@ mod tests {
 
     #[test]
     fn chunked_bodies() {
-        let (body, done) = dechunk(b"5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nTrailer: x\r\n\r\n", 4).unwrap();
+        let (body, done) = dechunk(
+            b"5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nTrailer: x\r\n\r\n",
+            4,
+        )
+        .unwrap();
         assert_eq!(body, b"hello world");
         assert!(done);
         let (body, done) = dechunk(b"3\r\nabc\r\n", 10).unwrap();
@@ -651,7 +763,10 @@ mod tests {
         assert!(dechunk(b"ffffffffffffffffff\r\n", 4).is_err());
         let mut d = ChunkedDecoder::default();
         let mut out = [0u8; 64];
-        assert_eq!(d.decode(b"2\r\nab\r\n0\r\n\r\nNEXT", &mut out).unwrap(), (12, 2));
+        assert_eq!(
+            d.decode(b"2\r\nab\r\n0\r\n\r\nNEXT", &mut out).unwrap(),
+            (12, 2)
+        );
         assert!(d.is_done());
     }
 
@@ -674,10 +789,13 @@ mod tests {
             rng ^= rng << 17;
             rng
         };
-        let alphabet = b"GETPOST /HTTP1.0\r\n:;%-_*?=chunkedHostContent-Length0123456789abcdef\t \x00\x7f\xff";
+        let alphabet =
+            b"GETPOST /HTTP1.0\r\n:;%-_*?=chunkedHostContent-Length0123456789abcdef\t \x00\x7f\xff";
         for round in 0..20000 {
             let mut input: Vec<u8> = if round % 2 == 0 {
-                (0..next() % 200).map(|_| alphabet[(next() % alphabet.len() as u64) as usize]).collect()
+                (0..next() % 200)
+                    .map(|_| alphabet[(next() % alphabet.len() as u64) as usize])
+                    .collect()
             } else {
                 seed_request.to_vec()
             };

@@ -54,7 +54,11 @@ impl PollFd {
         let fd = socket;
         #[cfg(windows)]
         let fd = socket as usize;
-        PollFd { fd, events: READABLE, revents: 0 }
+        PollFd {
+            fd,
+            events: READABLE,
+            revents: 0,
+        }
     }
 
     /// Whether the last [`poll`] reported anything for this socket (data, hang-up, error).
@@ -74,7 +78,13 @@ pub fn poll(fds: &mut [PollFd], timeout_ms: i32) -> std::io::Result<usize> {
     #[cfg(unix)]
     // SAFETY: PollFd is layout-identical to struct pollfd and the slice is valid for writes
     // of fds.len() entries for the duration of the call.
-    let n = unsafe { libc::poll(fds.as_mut_ptr().cast::<libc::pollfd>(), fds.len() as libc::nfds_t, timeout_ms) };
+    let n = unsafe {
+        libc::poll(
+            fds.as_mut_ptr().cast::<libc::pollfd>(),
+            fds.len() as libc::nfds_t,
+            timeout_ms,
+        )
+    };
     #[cfg(windows)]
     // SAFETY: PollFd is layout-identical to WSAPOLLFD and the slice is valid for writes.
     let n = unsafe { WSAPoll(fds.as_mut_ptr(), fds.len() as u32, timeout_ms) };
@@ -125,10 +135,24 @@ pub fn install_stop_handler() {
 #[cfg(windows)]
 #[link(name = "kernel32")]
 unsafe extern "system" {
-    fn SetConsoleCtrlHandler(handler: Option<unsafe extern "system" fn(u32) -> i32>, add: i32) -> i32;
+    fn SetConsoleCtrlHandler(
+        handler: Option<unsafe extern "system" fn(u32) -> i32>,
+        add: i32,
+    ) -> i32;
     fn SetLastError(code: u32);
-    fn ReadFile(file: *mut c_void, buf: *mut c_void, len: u32, read: *mut u32, overlapped: *mut Overlapped) -> i32;
-    fn GetOverlappedResult(file: *mut c_void, overlapped: *mut Overlapped, read: *mut u32, wait: i32) -> i32;
+    fn ReadFile(
+        file: *mut c_void,
+        buf: *mut c_void,
+        len: u32,
+        read: *mut u32,
+        overlapped: *mut Overlapped,
+    ) -> i32;
+    fn GetOverlappedResult(
+        file: *mut c_void,
+        overlapped: *mut Overlapped,
+        read: *mut u32,
+        wait: i32,
+    ) -> i32;
 }
 
 #[cfg(windows)]
@@ -183,8 +207,19 @@ pub fn read_file_at(handle: *mut c_void, offset: u64, buf: &mut [u8]) -> std::io
     {
         let fd = handle as usize as libc::c_int;
         // SAFETY: buf is valid for writes of buf.len() bytes; a bad fd yields EBADF.
-        let n = unsafe { libc::pread(fd, buf.as_mut_ptr().cast(), buf.len(), offset as libc::off_t) };
-        if n < 0 { Err(std::io::Error::last_os_error()) } else { Ok(n as usize) }
+        let n = unsafe {
+            libc::pread(
+                fd,
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                offset as libc::off_t,
+            )
+        };
+        if n < 0 {
+            Err(std::io::Error::last_os_error())
+        } else {
+            Ok(n as usize)
+        }
     }
     #[cfg(windows)]
     {
@@ -198,7 +233,15 @@ pub fn read_file_at(handle: *mut c_void, offset: u64, buf: &mut [u8]) -> std::io
         let mut read = 0u32;
         let len = buf.len().min(u32::MAX as usize) as u32;
         // SAFETY: buf is valid for len bytes; overlapped lives across the (synchronous) call.
-        let ok = unsafe { ReadFile(handle, buf.as_mut_ptr().cast(), len, &mut read, &mut overlapped) };
+        let ok = unsafe {
+            ReadFile(
+                handle,
+                buf.as_mut_ptr().cast(),
+                len,
+                &mut read,
+                &mut overlapped,
+            )
+        };
         if ok != 0 {
             return Ok(read as usize);
         }

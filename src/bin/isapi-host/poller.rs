@@ -82,8 +82,16 @@ impl<T: Watched> Poller<T> {
         wake.connect(wake.local_addr()?)?;
         wake.set_nonblocking(true)?;
         Ok(Poller {
-            state: Mutex::new(State { entries: Vec::new(), fds: Vec::new(), ready: VecDeque::new() }),
-            incoming: Mutex::new(Incoming { arms: Vec::new(), work: VecDeque::new(), expire_all: false }),
+            state: Mutex::new(State {
+                entries: Vec::new(),
+                fds: Vec::new(),
+                ready: VecDeque::new(),
+            }),
+            incoming: Mutex::new(Incoming {
+                arms: Vec::new(),
+                work: VecDeque::new(),
+                expire_all: false,
+            }),
             polling: AtomicBool::new(false),
             wake,
         })
@@ -145,7 +153,11 @@ impl<T: Watched> Poller<T> {
     }
 
     fn poll_once(&self, state: &mut State<T>) {
-        let State { entries, fds, ready } = state;
+        let State {
+            entries,
+            fds,
+            ready,
+        } = state;
         fds.clear();
         fds.push(PollFd::readable(os::raw_socket(&self.wake)));
         fds.extend(entries.iter().map(|e| PollFd::readable(e.item.socket())));
@@ -154,7 +166,9 @@ impl<T: Watched> Poller<T> {
             .iter()
             .filter_map(|e| e.deadline)
             .min()
-            .map_or(MAX_SLEEP, |d| d.saturating_duration_since(now).min(MAX_SLEEP));
+            .map_or(MAX_SLEEP, |d| {
+                d.saturating_duration_since(now).min(MAX_SLEEP)
+            });
         let timeout = sleep.as_millis() as i32 + 1;
         if let Err(e) = os::poll(fds, timeout) {
             eprintln!("isapi-host: poll failed: {e}");

@@ -99,12 +99,21 @@ impl Response {
     }
 
     /// Records the extension's status line and headers.
-    pub fn set_headers(&mut self, code: u16, status: &[u8], headers: Vec<(String, Vec<u8>)>, keep_conn: bool) {
+    pub fn set_headers(
+        &mut self,
+        code: u16,
+        status: &[u8],
+        headers: Vec<(String, Vec<u8>)>,
+        keep_conn: bool,
+    ) {
         let no_body = self.head_request || (100..200).contains(&code) || code == 204 || code == 304;
         let mut framing = Framing::UntilClose;
         for (name, value) in &headers {
             if name.eq_ignore_ascii_case("content-length") {
-                if let Some(n) = std::str::from_utf8(value).ok().and_then(|v| v.trim().parse::<u64>().ok()) {
+                if let Some(n) = std::str::from_utf8(value)
+                    .ok()
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+                {
                     framing = Framing::Length { declared: n };
                 }
             } else if name.eq_ignore_ascii_case("transfer-encoding")
@@ -125,20 +134,31 @@ impl Response {
             return;
         }
         self.committed = true;
-        let extension_says_close = self.headers.iter().any(|(n, v)| {
-            n.eq_ignore_ascii_case("connection") && v.eq_ignore_ascii_case(b"close")
-        });
+        let extension_says_close = self
+            .headers
+            .iter()
+            .any(|(n, v)| n.eq_ignore_ascii_case("connection") && v.eq_ignore_ascii_case(b"close"));
         self.keep = self.client_keep_alive
             && self.keep_conn_requested
             && !extension_says_close
             && !stopping
             && self.framing != Framing::UntilClose;
         let (_, status) = self.status.as_ref().expect("commit after set_headers");
-        let mut head = Vec::with_capacity(160 + self.headers.iter().map(|(n, v)| n.len() + v.len() + 4).sum::<usize>());
+        let mut head = Vec::with_capacity(
+            160 + self
+                .headers
+                .iter()
+                .map(|(n, v)| n.len() + v.len() + 4)
+                .sum::<usize>(),
+        );
         head.extend_from_slice(b"HTTP/1.1 ");
         head.extend_from_slice(status);
         head.extend_from_slice(b"\r\n");
-        let has = |name: &str| self.headers.iter().any(|(n, _)| n.eq_ignore_ascii_case(name));
+        let has = |name: &str| {
+            self.headers
+                .iter()
+                .any(|(n, _)| n.eq_ignore_ascii_case(name))
+        };
         if !has("server") {
             head.extend_from_slice(b"Server: ");
             head.extend_from_slice(self.server.as_bytes());
@@ -171,7 +191,12 @@ impl Response {
 
     /// Body bytes from WriteClient (or TRANSMIT_FILE). Returns how many bytes beyond a
     /// declared Content-Length were dropped (the caller reports that as a violation).
-    pub fn write_body(&mut self, w: &mut impl Write, data: &[u8], stopping: bool) -> io::Result<u64> {
+    pub fn write_body(
+        &mut self,
+        w: &mut impl Write,
+        data: &[u8],
+        stopping: bool,
+    ) -> io::Result<u64> {
         self.body_written += data.len() as u64;
         let mut keep = data;
         let mut dropped = 0;
@@ -220,7 +245,11 @@ impl Response {
     pub fn finish(&mut self, w: &mut impl Write, error: bool, stopping: bool) -> io::Result<()> {
         if !self.started() {
             let (code, status, body): (u16, &[u8], &[u8]) = if error {
-                (500, b"500 Internal Server Error", b"The ISAPI extension returned HSE_STATUS_ERROR.\r\n")
+                (
+                    500,
+                    b"500 Internal Server Error",
+                    b"The ISAPI extension returned HSE_STATUS_ERROR.\r\n",
+                )
             } else {
                 (200, b"200 OK", b"")
             };
@@ -229,12 +258,13 @@ impl Response {
             if !body.is_empty() {
                 headers.push(("Content-Type".to_string(), b"text/plain".to_vec()));
             }
-            self.set_headers(code, status, headers, true);
+            self.set_headers(code, status, headers, !error);
             self.write_body(w, body, stopping)?;
         }
         if self.add_length_when_buffered && !self.committed && self.framing == Framing::UntilClose {
             let n = self.out.len() as u64;
-            self.headers.push(("Content-Length".to_string(), n.to_string().into_bytes()));
+            self.headers
+                .push(("Content-Length".to_string(), n.to_string().into_bytes()));
             self.framing = Framing::Length { declared: n };
         }
         self.flush(w, stopping)
@@ -258,7 +288,9 @@ pub fn http_date() -> String {
     thread_local! {
         static CACHE: RefCell<(u64, String)> = const { RefCell::new((u64::MAX, String::new())) };
     }
-    let secs = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
     CACHE.with(|cache| {
         let mut cache = cache.borrow_mut();
         if cache.0 != secs {
@@ -282,7 +314,9 @@ fn format_http_date(secs: u64) -> String {
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + if month <= 2 { 1 } else { 0 };
     const WEEKDAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
-    const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
     format!(
         "{}, {:02} {} {} {:02}:{:02}:{:02} GMT",
         WEEKDAYS[days.rem_euclid(7) as usize],
@@ -313,11 +347,20 @@ mod tests {
     fn framing_decides_keep_alive() {
         let mut out = Vec::new();
         let mut r = Response::new(Version::Http11, true, false, 1 << 20, "S", false);
-        r.set_headers(200, b"200 OK", vec![("Content-Length".into(), b"2".to_vec())], true);
+        r.set_headers(
+            200,
+            b"200 OK",
+            vec![("Content-Length".into(), b"2".to_vec())],
+            true,
+        );
         assert_eq!(r.write_body(&mut out, b"abc", false).unwrap(), 1);
         r.finish(&mut out, false, false).unwrap();
         assert!(r.keep);
-        assert!(text(&out).ends_with("Content-Length: 2\r\n\r\nab"), "{}", text(&out));
+        assert!(
+            text(&out).ends_with("Content-Length: 2\r\n\r\nab"),
+            "{}",
+            text(&out)
+        );
 
         let mut out = Vec::new();
         let mut r = Response::new(Version::Http11, true, false, 1 << 20, "S", false);
@@ -337,7 +380,12 @@ mod tests {
 
         let mut out = Vec::new();
         let mut r = Response::new(Version::Http11, true, true, 1 << 20, "S", false);
-        r.set_headers(200, b"200 OK", vec![("Content-Length".into(), b"3".to_vec())], true);
+        r.set_headers(
+            200,
+            b"200 OK",
+            vec![("Content-Length".into(), b"3".to_vec())],
+            true,
+        );
         r.write_body(&mut out, b"abc", false).unwrap();
         r.finish(&mut out, false, false).unwrap();
         assert!(r.keep && text(&out).ends_with("\r\n\r\n"));

@@ -53,7 +53,8 @@ static HOST: OnceLock<Host> = OnceLock::new();
 
 /// The host, for the ISAPI callbacks (which get nothing but an HCONN).
 pub fn host() -> &'static Host {
-    HOST.get().expect("callbacks are only reachable after the host has started")
+    HOST.get()
+        .expect("callbacks are only reachable after the host has started")
 }
 
 /// How many requests may be in flight at once (registry slots).
@@ -75,13 +76,20 @@ impl Host {
 /// Binds, starts the workers, serves until Ctrl-C / SIGTERM, shuts down. Returns the
 /// process exit status.
 pub fn run(options: Options, extension: Extension) -> io::Result<i32> {
-    let listener = TcpListener::bind(options.listen)
-        .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {}: {e}", options.listen)))?;
+    let listener = TcpListener::bind(options.listen).map_err(|e| {
+        io::Error::new(
+            e.kind(),
+            format!("cannot listen on {}: {e}", options.listen),
+        )
+    })?;
     listener.set_nonblocking(true)?;
     let address = listener.local_addr()?;
     let host = Host {
         site: Arc::new(Site::from_options(&options)),
-        limits: Limits { request_line: options.max_request_line, header_bytes: options.max_header_bytes },
+        limits: Limits {
+            request_line: options.max_request_line,
+            header_bytes: options.max_header_bytes,
+        },
         access: AccessLog::start(&options.access_log)?,
         options,
         extension,
@@ -97,7 +105,9 @@ pub fn run(options: Options, extension: Extension) -> io::Result<i32> {
     os::install_stop_handler();
     host.poller.arm(Parked::Listener(listener), None);
     for i in 0..host.options.threads {
-        std::thread::Builder::new().name(format!("worker-{i}")).spawn(move || worker(host))?;
+        std::thread::Builder::new()
+            .name(format!("worker-{i}"))
+            .spawn(move || worker(host))?;
     }
     eprintln!(
         "isapi-host: serving {} (\"{}\", ISAPI {}.{}) on http://{address}{} with {} threads",
@@ -105,7 +115,11 @@ pub fn run(options: Options, extension: Extension) -> io::Result<i32> {
         host.extension.description,
         host.extension.version >> 16,
         host.extension.version & 0xffff,
-        if host.site.vdir == "/" { "/" } else { &host.site.vdir },
+        if host.site.vdir == "/" {
+            "/"
+        } else {
+            &host.site.vdir
+        },
         host.options.threads
     );
     while !os::stop_requested() {
@@ -136,14 +150,20 @@ fn accept(host: &'static Host, listener: TcpListener) {
                 }
                 match Conn::new(stream, host.options.idle_timeout) {
                     Ok(c) => {
-                        let deadline = (!host.options.idle_timeout.is_zero()).then(|| Instant::now() + host.options.idle_timeout);
+                        let deadline = (!host.options.idle_timeout.is_zero())
+                            .then(|| Instant::now() + host.options.idle_timeout);
                         host.poller.arm(Parked::Conn(c), deadline);
                     }
                     Err(_) => continue,
                 }
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted || e.kind() == io::ErrorKind::ConnectionAborted => continue,
+            Err(e)
+                if e.kind() == io::ErrorKind::Interrupted
+                    || e.kind() == io::ErrorKind::ConnectionAborted =>
+            {
+                continue;
+            }
             Err(e) => {
                 // Out of file descriptors and the like: back off instead of spinning.
                 eprintln!("isapi-host: accept failed: {e}");
@@ -160,7 +180,10 @@ fn accept(host: &'static Host, listener: TcpListener) {
 /// Stops accepting, waits (bounded) for requests in flight, calls TerminateExtension,
 /// reports, and returns the exit status.
 fn shutdown(host: &'static Host) -> i32 {
-    eprintln!("isapi-host: stopping: no new connections; waiting up to {:?} for requests in flight", host.options.shutdown_timeout);
+    eprintln!(
+        "isapi-host: stopping: no new connections; waiting up to {:?} for requests in flight",
+        host.options.shutdown_timeout
+    );
     host.stopping.store(true, Ordering::SeqCst);
     host.poller.expire_all();
     let deadline = Instant::now() + host.options.shutdown_timeout;
@@ -180,7 +203,10 @@ fn shutdown(host: &'static Host) -> i32 {
         exchange.violation(host, what);
     }
     match host.extension.terminate() {
-        Some(result) => eprintln!("isapi-host: TerminateExtension(HSE_TERM_MUST_UNLOAD) returned {}", if result { "TRUE" } else { "FALSE" }),
+        Some(result) => eprintln!(
+            "isapi-host: TerminateExtension(HSE_TERM_MUST_UNLOAD) returned {}",
+            if result { "TRUE" } else { "FALSE" }
+        ),
         None => eprintln!("isapi-host: the extension has no TerminateExtension export"),
     }
     host.access.flush();

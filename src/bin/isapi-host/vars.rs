@@ -34,7 +34,11 @@ impl Site {
             vdir: o.vdir.clone(),
             script_map: o.script_map.clone(),
             allow_path_info: o.allow_path_info,
-            physical_path: if trimmed.is_empty() { physical.clone() } else { trimmed.to_string() },
+            physical_path: if trimmed.is_empty() {
+                physical.clone()
+            } else {
+                trimmed.to_string()
+            },
             https: o.https,
             user: o.user.clone(),
             server_name: o.server_name.clone(),
@@ -45,7 +49,11 @@ impl Site {
 
     /// The metabase path of the application.
     fn appl_md_path(&self) -> String {
-        if self.vdir == "/" { "/LM/W3SVC/1/ROOT".into() } else { format!("/LM/W3SVC/1/ROOT{}", self.vdir) }
+        if self.vdir == "/" {
+            "/LM/W3SVC/1/ROOT".into()
+        } else {
+            format!("/LM/W3SVC/1/ROOT{}", self.vdir)
+        }
     }
 
     /// The part of `path` below the vdir, or None if `path` is outside it. IIS compares
@@ -119,7 +127,11 @@ impl Value {
                 v.push(0);
                 v
             }
-            Value::Wide(w) => w.iter().chain(std::iter::once(&0)).flat_map(|u| u.to_le_bytes()).collect(),
+            Value::Wide(w) => w
+                .iter()
+                .chain(std::iter::once(&0))
+                .flat_map(|u| u.to_le_bytes())
+                .collect(),
         }
     }
 }
@@ -133,7 +145,15 @@ enum Text {
 /// The system ANSI code page as the host models it: Latin-1, with `?` for characters it
 /// cannot represent (as the real conversion does for characters outside the code page).
 pub fn ansi(s: &str) -> Vec<u8> {
-    s.chars().map(|c| if (c as u32) < 0x100 { c as u32 as u8 } else { b'?' }).collect()
+    s.chars()
+        .map(|c| {
+            if (c as u32) < 0x100 {
+                c as u32 as u8
+            } else {
+                b'?'
+            }
+        })
+        .collect()
 }
 
 /// Bytes from the wire as text: UTF-8 if they are, else Latin-1.
@@ -178,7 +198,11 @@ impl RequestInfo {
         local: SocketAddr,
         site: std::sync::Arc<Site>,
     ) -> Result<RequestInfo, Unmapped> {
-        let raw_path = if head.target == "*" { "/".to_string() } else { head.path().to_string() };
+        let raw_path = if head.target == "*" {
+            "/".to_string()
+        } else {
+            head.path().to_string()
+        };
         let decoded = percent_decode(&raw_path).map_err(Unmapped::Http)?;
         if decoded.contains(&0) {
             return Err(Unmapped::Http(HttpError::BadRequest("NUL in the URL path")));
@@ -195,7 +219,9 @@ impl RequestInfo {
                 for segment in below.split('/') {
                     offset += segment.len();
                     if segment.len() > ext.len()
-                        && segment.get(segment.len() - ext.len()..).is_some_and(|e| e.eq_ignore_ascii_case(ext))
+                        && segment
+                            .get(segment.len() - ext.len()..)
+                            .is_some_and(|e| e.eq_ignore_ascii_case(ext))
                     {
                         end = Some(base + offset);
                         break;
@@ -204,12 +230,25 @@ impl RequestInfo {
                 }
                 let end = end.ok_or(Unmapped::NotFound)?;
                 let script = path[..end].to_string();
-                let info = if site.allow_path_info { path[end..].to_string() } else { path.clone() };
+                let info = if site.allow_path_info {
+                    path[end..].to_string()
+                } else {
+                    path.clone()
+                };
                 (script.clone(), info, script)
             }
         };
         let path_translated = site.translate(&path_info);
-        Ok(RequestInfo { head, remote, local, script_name, path_info, url, path_translated, site })
+        Ok(RequestInfo {
+            head,
+            remote,
+            local,
+            script_name,
+            path_info,
+            url,
+            path_translated,
+            site,
+        })
     }
 
     pub fn site(&self) -> &Site {
@@ -225,9 +264,14 @@ impl RequestInfo {
         if let Some(host) = self.head.header("host").filter(|h| !h.is_empty()) {
             let host = bytes_to_string(host);
             let name = if host.starts_with('[') {
-                host.split_inclusive(']').next().unwrap_or(&host).to_string()
+                host.split_inclusive(']')
+                    .next()
+                    .unwrap_or(&host)
+                    .to_string()
             } else {
-                host.rsplit_once(':').map_or(host.as_str(), |(h, _)| h).to_string()
+                host.rsplit_once(':')
+                    .map_or(host.as_str(), |(h, _)| h)
+                    .to_string()
             };
             return name;
         }
@@ -256,7 +300,11 @@ impl RequestInfo {
             !name.contains('_')
                 && name.len() == upper.len()
                 && name.bytes().zip(upper.bytes()).all(|(a, b)| {
-                    let a = if a == b'-' { b'_' } else { a.to_ascii_uppercase() };
+                    let a = if a == b'-' {
+                        b'_'
+                    } else {
+                        a.to_ascii_uppercase()
+                    };
                     a == b
                 })
         })
@@ -269,7 +317,13 @@ impl RequestInfo {
                 continue;
             }
             out.extend_from_slice(b"HTTP_");
-            out.extend(name.bytes().map(|b| if b == b'-' { b'_' } else { b.to_ascii_uppercase() }));
+            out.extend(name.bytes().map(|b| {
+                if b == b'-' {
+                    b'_'
+                } else {
+                    b.to_ascii_uppercase()
+                }
+            }));
             out.push(b':');
             out.extend_from_slice(value);
             out.extend_from_slice(self.site.all_http_eol.as_bytes());
@@ -299,7 +353,11 @@ impl RequestInfo {
             "ALL_HTTP" => Some(Text::Raw(self.all_http())),
             "ALL_RAW" => Some(Text::Raw(self.all_raw())),
             "APPL_MD_PATH" => s(&site.appl_md_path()),
-            "APPL_PHYSICAL_PATH" => s(&format!("{}{}", site.physical_path, std::path::MAIN_SEPARATOR)),
+            "APPL_PHYSICAL_PATH" => s(&format!(
+                "{}{}",
+                site.physical_path,
+                std::path::MAIN_SEPARATOR
+            )),
             "APP_POOL_ID" => s("DefaultAppPool"),
             "AUTH_PASSWORD" => s(""),
             "AUTH_TYPE" => s(if site.user.is_some() { "Negotiate" } else { "" }),
@@ -311,17 +369,22 @@ impl RequestInfo {
                 self.local.port(),
                 self.head.target
             )),
-            "CERT_COOKIE" | "CERT_FLAGS" | "CERT_ISSUER" | "CERT_SERIALNUMBER" | "CERT_SUBJECT" => s(""),
+            "CERT_COOKIE" | "CERT_FLAGS" | "CERT_ISSUER" | "CERT_SERIALNUMBER" | "CERT_SUBJECT" => {
+                s("")
+            }
             "CERT_KEYSIZE" | "HTTPS_KEYSIZE" => tls("256"),
             "CERT_SECRETKEYSIZE" | "HTTPS_SECRETKEYSIZE" => tls("2048"),
-            "CERT_SERVER_ISSUER" | "CERT_SERVER_SUBJECT" | "HTTPS_SERVER_ISSUER" | "HTTPS_SERVER_SUBJECT" => {
-                tls(&subject)
-            }
+            "CERT_SERVER_ISSUER"
+            | "CERT_SERVER_SUBJECT"
+            | "HTTPS_SERVER_ISSUER"
+            | "HTTPS_SERVER_SUBJECT" => tls(&subject),
             "CONTENT_LENGTH" => match self.head.header("content-length") {
                 Some(v) => Some(Text::Raw(v.to_vec())),
                 None => s("0"),
             },
-            "CONTENT_TYPE" => Some(Text::Raw(self.head.header("content-type").unwrap_or(b"").to_vec())),
+            "CONTENT_TYPE" => Some(Text::Raw(
+                self.head.header("content-type").unwrap_or(b"").to_vec(),
+            )),
             "DOCUMENT_ROOT" => s(&site.physical_path),
             "GATEWAY_INTERFACE" => s("CGI/1.1"),
             "HTTPS" => s(if site.https { "on" } else { "off" }),
@@ -342,7 +405,11 @@ impl RequestInfo {
             "SCRIPT_FILENAME" => s(&site.translate(&self.script_name)),
             "SCRIPT_TRANSLATED" => {
                 let p = site.translate(&self.script_name);
-                s(&if cfg!(windows) { format!("\\\\?\\{p}") } else { p })
+                s(&if cfg!(windows) {
+                    format!("\\\\?\\{p}")
+                } else {
+                    p
+                })
             }
             "SERVER_NAME" => s(&self.server_name()),
             "SERVER_PORT" => s(&self.local.port().to_string()),
@@ -368,7 +435,9 @@ impl RequestInfo {
             }));
         }
         if let Some(header) = name.strip_prefix("HEADER_") {
-            return self.joined_headers(|n| n.eq_ignore_ascii_case(header)).map(Value::Bytes);
+            return self
+                .joined_headers(|n| n.eq_ignore_ascii_case(header))
+                .map(Value::Bytes);
         }
         if let Some(upper) = name.strip_prefix("HTTP_") {
             return self.http_header(upper).map(Value::Bytes);
@@ -422,9 +491,16 @@ mod tests {
     }
 
     fn info(target: &str, site: Arc<Site>) -> Result<RequestInfo, Unmapped> {
-        let req = format!("GET {target} HTTP/1.1\r\nHost: example:81\r\nX-Foo: a\r\nx-foo: b\r\nMy_Header: u\r\n\r\n");
-        let limits = Limits { request_line: 1000, header_bytes: 1000 };
-        let Ok(Parsed::Complete(head, _)) = parse_request(req.as_bytes(), &limits) else { panic!() };
+        let req = format!(
+            "GET {target} HTTP/1.1\r\nHost: example:81\r\nX-Foo: a\r\nx-foo: b\r\nMy_Header: u\r\n\r\n"
+        );
+        let limits = Limits {
+            request_line: 1000,
+            header_bytes: 1000,
+        };
+        let Ok(Parsed::Complete(head, _)) = parse_request(req.as_bytes(), &limits) else {
+            panic!()
+        };
         let a: SocketAddr = "127.0.0.1:5000".parse().unwrap();
         RequestInfo::new(head, a, "127.0.0.1:81".parse().unwrap(), site)
     }
@@ -439,25 +515,62 @@ mod tests {
 
     #[test]
     fn shapes_per_script_map() {
-        let i = info("/app/run.wsgi/a/b?x=1", site("/app", ScriptMap::Extension(".wsgi".into()), false)).unwrap();
-        assert_eq!((i.script_name.as_str(), i.path_info.as_str(), i.url.as_str()), ("/app/run.wsgi", "/app/run.wsgi/a/b", "/app/run.wsgi"));
-        let i = info("/app/run.wsgi/a/b?x=1", site("/app", ScriptMap::Extension(".wsgi".into()), true)).unwrap();
+        let i = info(
+            "/app/run.wsgi/a/b?x=1",
+            site("/app", ScriptMap::Extension(".wsgi".into()), false),
+        )
+        .unwrap();
+        assert_eq!(
+            (i.script_name.as_str(), i.path_info.as_str(), i.url.as_str()),
+            ("/app/run.wsgi", "/app/run.wsgi/a/b", "/app/run.wsgi")
+        );
+        let i = info(
+            "/app/run.wsgi/a/b?x=1",
+            site("/app", ScriptMap::Extension(".wsgi".into()), true),
+        )
+        .unwrap();
         assert_eq!(i.path_info, "/a/b");
         let i = info("/app/a/%20b", site("/app", ScriptMap::Wildcard, false)).unwrap();
-        assert_eq!((i.script_name.as_str(), i.path_info.as_str()), ("/app/a/ b", "/app/a/ b"));
+        assert_eq!(
+            (i.script_name.as_str(), i.path_info.as_str()),
+            ("/app/a/ b", "/app/a/ b")
+        );
         assert_eq!(text(&i, "APPL_MD_PATH"), "/LM/W3SVC/1/ROOT/app");
         assert_eq!(text(&i, "HTTP_URL"), "/app/a/%20b");
-        assert!(matches!(info("/other", site("/app", ScriptMap::Wildcard, false)), Err(Unmapped::NotFound)));
-        assert!(matches!(info("/appx", site("/app", ScriptMap::Wildcard, false)), Err(Unmapped::NotFound)));
-        assert!(matches!(info("/app/x", site("/app", ScriptMap::Extension(".wsgi".into()), false)), Err(Unmapped::NotFound)));
-        assert!(matches!(info("/../x", site("/", ScriptMap::Wildcard, false)), Err(Unmapped::Http(_))));
-        assert_eq!(info("/a/./b/../c", site("/", ScriptMap::Wildcard, false)).unwrap().url, "/a/c");
+        assert!(matches!(
+            info("/other", site("/app", ScriptMap::Wildcard, false)),
+            Err(Unmapped::NotFound)
+        ));
+        assert!(matches!(
+            info("/appx", site("/app", ScriptMap::Wildcard, false)),
+            Err(Unmapped::NotFound)
+        ));
+        assert!(matches!(
+            info(
+                "/app/x",
+                site("/app", ScriptMap::Extension(".wsgi".into()), false)
+            ),
+            Err(Unmapped::NotFound)
+        ));
+        assert!(matches!(
+            info("/../x", site("/", ScriptMap::Wildcard, false)),
+            Err(Unmapped::Http(_))
+        ));
+        assert_eq!(
+            info("/a/./b/../c", site("/", ScriptMap::Wildcard, false))
+                .unwrap()
+                .url,
+            "/a/c"
+        );
     }
 
     #[test]
     fn headers_and_unicode() {
         let i = info("/caf%C3%A9%E2%82%AC", site("/", ScriptMap::Wildcard, false)).unwrap();
-        assert_eq!(i.lookup("PATH_INFO"), Some(Value::Bytes(b"/caf\xe9?".to_vec())));
+        assert_eq!(
+            i.lookup("PATH_INFO"),
+            Some(Value::Bytes(b"/caf\xe9?".to_vec()))
+        );
         assert_eq!(text(&i, "UNICODE_PATH_INFO"), "/café€");
         assert_eq!(text(&i, "HTTP_X_FOO"), "a, b");
         assert_eq!(text(&i, "HEADER_X-Foo"), "a, b");
@@ -466,7 +579,10 @@ mod tests {
         assert_eq!(text(&i, "UNICODE_HTTP_X_FOO"), "<none>");
         assert_eq!(text(&i, "NO_SUCH_VARIABLE"), "<none>");
         assert_eq!(text(&i, "SERVER_NAME"), "example");
-        assert_eq!(text(&i, "ALL_HTTP"), "HTTP_HOST:example:81\nHTTP_X_FOO:a\nHTTP_X_FOO:b\n");
+        assert_eq!(
+            text(&i, "ALL_HTTP"),
+            "HTTP_HOST:example:81\nHTTP_X_FOO:a\nHTTP_X_FOO:b\n"
+        );
         assert_eq!(Value::Wide(vec![0x41]).to_wire(), vec![0x41, 0, 0, 0]);
     }
 }
