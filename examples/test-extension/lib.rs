@@ -25,6 +25,7 @@
 //! | `ssf` | the other ServerSupportFunction requests, one result line each |
 //! | `error` | returns HSE_STATUS_ERROR without a response |
 //! | `close` | HSE_REQ_CLOSE_CONNECTION after the headers |
+//! | `env?NAME` | the extension process's environment variable NAME |
 //! | `sleep?ms=M` | a slow synchronous request (shutdown and concurrency tests) |
 //! | `violation/KIND` | one contract violation each (see `violation`) |
 //!
@@ -289,6 +290,7 @@ const ROUTES: &[&str] = &[
     "error",
     "close",
     "sleep",
+    "env",
     "violation",
 ];
 
@@ -464,6 +466,11 @@ pub unsafe extern "system" fn HttpExtensionProc(ecb: *mut EXTENSION_CONTROL_BLOC
         "sleep" => {
             std::thread::sleep(Duration::from_millis(req.num("ms", 100)));
             req.respond("200 OK", "text/plain", b"slept");
+            HSE_STATUS_SUCCESS
+        }
+        "env" => {
+            let value = std::env::var(req.query()).unwrap_or_else(|_| "<unset>".into());
+            req.respond("200 OK", "text/plain", value.as_bytes());
             HSE_STATUS_SUCCESS
         }
         "violation" => violation(req, rest),

@@ -345,7 +345,10 @@ fn run_request(host: &'static Host, mut conn: Conn, head: RequestHead) -> Next {
         return Next::Closed; // Exchange::register answered 503
     };
     host.trace(exchange.id, || {
-        format!("HttpExtensionProc({}) called", exchange.label)
+        format!(
+            "HttpExtensionProc({}) called",
+            exchange.label.split_once(' ').map_or("", |(_, l)| l)
+        )
     });
     let status = host.extension.http_extension_proc(exchange.ecb_ptr());
     host.trace(exchange.id, || {
