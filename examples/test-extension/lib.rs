@@ -298,7 +298,8 @@ const ROUTES: &[&str] = &[
 pub unsafe extern "system" fn HttpExtensionProc(ecb: *mut EXTENSION_CONTROL_BLOCK) -> u32 {
     let req = Req(ecb);
     // SAFETY: lpszPathInfo is a NUL-terminated string.
-    let url = req.var("URL").unwrap_or_default();
+    let mut url = req.var("URL").unwrap_or_default();
+    url.pop(); // the NUL
     let path_info = cstr(req.ecb().lpszPathInfo);
     let full = format!("{}{}", String::from_utf8_lossy(&url), path_info);
     let segments: Vec<&str> = full.split('/').collect();

@@ -402,6 +402,7 @@ pub fn finish(host: &'static Host, exchange: &Arc<Exchange>, state: &mut State) 
     }
     state.finished = true;
     host.registry.remove(exchange.hconn);
+    exchange.release_body(state);
     let error =
         state.returned == Some(HSE_STATUS_ERROR) || state.dws_status == Some(HSE_STATUS_ERROR);
     let stopping = host.stopping();

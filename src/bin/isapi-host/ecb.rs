@@ -52,6 +52,8 @@ pub struct State {
     pub log_params: String,
     /// Close the connection after this response (HSE_IO_DISCONNECT_AFTER_SEND).
     pub close_after: bool,
+    /// The pre-read body bytes lpbData points to (freed when the request ends).
+    preread: Box<[u8]>,
 }
 
 impl State {
@@ -68,6 +70,7 @@ impl State {
             async_outstanding: false,
             log_params: String::new(),
             close_after: false,
+            preread: Box::new([]),
         }
     }
 }
@@ -82,9 +85,8 @@ pub struct Exchange {
     pub label: String,
     pub started: Instant,
     ecb: Box<UnsafeCell<EXTENSION_CONTROL_BLOCK>>,
-    /// The strings and the pre-read buffer the ECB points to.
+    /// The strings the ECB points to.
     _strings: [Box<[u8]>; 5],
-    _preread: Box<[u8]>,
     state: Mutex<State>,
 }
 
@@ -153,8 +155,10 @@ impl Exchange {
                 started,
                 ecb: Box::new(UnsafeCell::new(ecb)),
                 _strings: strings,
-                _preread: preread,
-                state: Mutex::new(state.take().expect("insert calls this once")),
+                state: Mutex::new(State {
+                    preread: std::mem::take(&mut preread),
+                    ..state.take().expect("insert calls this once")
+                }),
             })
         });
         if registered.is_none()
@@ -177,6 +181,17 @@ impl Exchange {
         host.checker.violation(&self.label, what);
     }
 
+    /// Frees the pre-read body when the request ends; lpbData becomes NULL.
+    pub fn release_body(&self, state: &mut State) {
+        state.preread = Box::new([]);
+        // SAFETY: see the Sync impl; after the request has ended the extension must not
+        // read the ECB, so this write races with nothing in a correct extension.
+        unsafe {
+            (*self.ecb.get()).lpbData = std::ptr::null_mut();
+            (*self.ecb.get()).cbAvailable = 0;
+        }
+    }
+
     /// dwHttpStatusCode as the extension left it (used when it sent no headers).
     pub fn status_for_log(&self) -> u16 {
         // SAFETY: a plain read of a u32 field of the live ECB; see the Sync impl.
@@ -197,8 +212,10 @@ pub struct Registry {
 struct Slot {
     generation: u32,
     live: Option<Arc<Exchange>>,
-    /// The label of the request that used the previous generation, for error messages.
-    previous: Option<String>,
+    /// The request of the previous generation, kept until the slot is reused: a late call
+    /// with its HCONN is then reported with its name, and a misbehaving extension that
+    /// still reads its ECB after DONE_WITH_SESSION reads stale data, not freed memory.
+    previous: Option<Arc<Exchange>>,
 }
 
 /// What a lookup found for an HCONN that is not live.
@@ -247,9 +264,12 @@ impl Registry {
         let slot = self.slot(index);
         match &slot.live {
             Some(e) if slot.generation == generation => Ok(e.clone()),
-            _ if slot.generation == generation.wrapping_add(1) => {
-                Err(Stale::Ended(slot.previous.clone().unwrap_or_default()))
-            }
+            _ if slot.generation == generation.wrapping_add(1) => Err(Stale::Ended(
+                slot.previous
+                    .as_ref()
+                    .map(|e| e.label.clone())
+                    .unwrap_or_default(),
+            )),
             _ => Err(Stale::Unknown),
         }
     }
@@ -262,8 +282,7 @@ impl Registry {
         if slot.generation != generation || slot.live.is_none() {
             return;
         }
-        let ended = slot.live.take();
-        slot.previous = ended.map(|e| e.label.clone());
+        slot.previous = slot.live.take();
         slot.generation = slot.generation.wrapping_add(1);
         drop(slot);
         self.free
@@ -333,10 +352,14 @@ fn exchange_for(host: &'static Host, hconn: HCONN, call: &str) -> Option<Arc<Exc
             Some(exchange)
         }
         Err(Stale::Ended(label)) => {
-            host.checker.violation(
-                &label,
-                &format!("{call} with the HCONN of a request that has already ended (after DONE_WITH_SESSION or a non-PENDING return)"),
-            );
+            let what = if call.contains("DONE_WITH_SESSION") {
+                "HSE_REQ_DONE_WITH_SESSION called twice, or after the request had ended".to_string()
+            } else {
+                format!(
+                    "{call} with the HCONN of a request that has already ended (after DONE_WITH_SESSION or a non-PENDING return)"
+                )
+            };
+            host.checker.violation(&label, &what);
             set_last_error(ERROR_INVALID_PARAMETER);
             None
         }

@@ -58,7 +58,7 @@ pub fn host() -> &'static Host {
 }
 
 /// How many requests may be in flight at once (registry slots).
-const MAX_REQUESTS: u32 = 16384;
+const MAX_REQUESTS: u32 = 4096;
 
 impl Host {
     pub fn stopping(&self) -> bool {
