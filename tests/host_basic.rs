@@ -81,29 +81,23 @@ print(len(ports))
 #[test]
 fn pipelined_requests_are_answered_in_order() {
     let host = strict_host(&[]);
-    let mut s = TcpStream::connect(host.addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let batch = "GET /var?URL HTTP/1.1\r\nHost: h\r\n\r\n\
-                 POST /echo HTTP/1.1\r\nHost: h\r\nContent-Length: 6\r\n\r\nsecond\
-                 GET /var?HTTP_X_N HTTP/1.1\r\nHost: h\r\nX-N: third\r\n\r\n\
-                 HEAD /hello HTTP/1.1\r\nHost: h\r\n\r\n";
-    s.write_all(batch.as_bytes()).unwrap();
-    let first = read_responses(&mut s, 3, false);
-    let texts: Vec<String> = first.iter().map(|r| r.text()).collect();
-    assert_eq!(texts, ["/var", "second", "third"]);
-    let head = read_responses(&mut s, 1, true);
-    assert_eq!(head[0].status, 200);
-    assert_eq!(head[0].header("content-length"), Some("13"));
-    // The HEAD response had no body: the connection is still in sync.
-    s.write_all(b"GET /hello HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
-        .unwrap();
-    let mut rest = Vec::new();
-    s.read_to_end(&mut rest).unwrap();
-    let text = String::from_utf8_lossy(&rest);
-    assert!(
-        text.starts_with("HTTP/1.1 200 OK") && text.ends_with("Hello, world!"),
-        "{text}"
+    let mut c = common::Client::connect(host.addr);
+    c.send(
+        b"GET /var?URL HTTP/1.1\r\nHost: h\r\n\r\n\
+          POST /echo HTTP/1.1\r\nHost: h\r\nContent-Length: 6\r\n\r\nsecond\
+          GET /var?HTTP_X_N HTTP/1.1\r\nHost: h\r\nX-N: third\r\n\r\n\
+          HEAD /hello HTTP/1.1\r\nHost: h\r\n\r\n\
+          GET /hello HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n",
     );
+    let texts: Vec<String> = (0..3).map(|_| c.response(false).text()).collect();
+    assert_eq!(texts, ["/var", "second", "third"]);
+    let head = c.response(true);
+    assert_eq!(head.status, 200);
+    assert_eq!(head.header("content-length"), Some("13"));
+    // The HEAD response had no body: the connection is still in sync.
+    let last = c.response(false);
+    assert_eq!(last.text(), "Hello, world!");
+    assert_eq!(last.header("connection"), Some("close"));
     stop_clean(host);
 }
 

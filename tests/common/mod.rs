@@ -401,44 +401,67 @@ pub fn read_to_close(s: &mut TcpStream) -> Vec<u8> {
     }
 }
 
-/// Reads from `s` until `count` whole responses have arrived.
-pub fn read_responses(s: &mut TcpStream, count: usize, head_request: bool) -> Vec<Response> {
-    let mut data = Vec::new();
-    let mut out = Vec::new();
-    let mut buf = [0u8; 65536];
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while out.len() < count {
-        while let Some((r, used)) = parse_response(&data, head_request) {
-            // A response without framing only ends at EOF.
-            if r.header("content-length").is_none()
-                && r.header("transfer-encoding").is_none()
-                && !head_request
-            {
-                break;
-            }
-            out.push(r);
-            data.drain(..used);
-            if out.len() == count {
-                return out;
-            }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {count} responses; got {}",
-            out.len()
-        );
-        match s.read(&mut buf) {
-            Ok(0) => {
-                if let Some((r, _)) = parse_response(&data, head_request) {
-                    out.push(r);
-                }
-                break;
-            }
-            Ok(n) => data.extend_from_slice(&buf[..n]),
-            Err(e) => panic!("read failed after {} responses: {e}", out.len()),
+/// A keep-alive connection that reads responses one at a time, keeping any bytes of the
+/// next (pipelined) response for the next call.
+pub struct Client {
+    pub stream: TcpStream,
+    pending: Vec<u8>,
+}
+
+impl Client {
+    pub fn connect(addr: SocketAddr) -> Client {
+        let stream = TcpStream::connect(addr).expect("connect");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        Client {
+            stream,
+            pending: Vec::new(),
         }
     }
-    out
+
+    pub fn send(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).expect("send");
+    }
+
+    /// The next response (`head_request`: it answers a HEAD, so it has no body).
+    pub fn response(&mut self, head_request: bool) -> Response {
+        let mut buf = [0u8; 65536];
+        loop {
+            if let Some((r, used)) = parse_response(&self.pending, head_request) {
+                let unframed = !head_request
+                    && r.header("content-length").is_none()
+                    && r.header("transfer-encoding").is_none();
+                if !unframed {
+                    self.pending.drain(..used);
+                    return r;
+                }
+            }
+            match self.stream.read(&mut buf) {
+                Ok(0) => {
+                    let (r, _) = parse_response(&self.pending, head_request)
+                        .expect("connection closed mid-response");
+                    self.pending.clear();
+                    return r;
+                }
+                Ok(n) => self.pending.extend_from_slice(&buf[..n]),
+                Err(e) => panic!(
+                    "read failed waiting for a response: {e}; have {:?}",
+                    String::from_utf8_lossy(&self.pending)
+                ),
+            }
+        }
+    }
+}
+
+/// Reads `count` responses (none to a HEAD) from a fresh reader on `s`. Bytes after the
+/// last one are dropped: use [`Client`] to read more from the same connection.
+pub fn read_responses(s: &mut TcpStream, count: usize, head_request: bool) -> Vec<Response> {
+    let mut client = Client {
+        stream: s.try_clone().expect("clone"),
+        pending: Vec::new(),
+    };
+    (0..count).map(|_| client.response(head_request)).collect()
 }
 
 /// A GET with `Connection: close` over a fresh connection.
