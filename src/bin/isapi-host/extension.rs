@@ -24,6 +24,10 @@ pub struct Extension {
 impl Extension {
     /// Loads `path` and runs `GetExtensionVersion`. The error names the file and the reason.
     pub fn load(path: &Path) -> Result<Extension, String> {
+        // IIS loads by full path (scriptProcessor), and LoadLibraryExW's search flags
+        // refuse a relative one.
+        let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+        let path = absolute.as_path();
         let library = Library::open(path, Visibility::Local)
             .map_err(|e| format!("cannot load the extension {e}"))?;
         let missing =
