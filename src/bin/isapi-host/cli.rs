@@ -15,7 +15,7 @@ IIS does and serves it over HTTP/1.1.
 
 Server:
   --listen ADDR            address to listen on [127.0.0.1:8080]
-  --threads N              worker threads calling HttpExtensionProc [4 per CPU, at least 4]
+  --threads N              worker threads calling HttpExtensionProc [2 per CPU, at least 4]
   --idle-timeout SECS      close idle keep-alive connections after SECS [120]
   --shutdown-timeout SECS  on Ctrl-C/SIGTERM, wait at most SECS for open requests [10]
   --max-request-line N     longest request line, else 414 [8192]
@@ -146,7 +146,7 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, String> 
     let mut o = Options {
         extension: default_extension(),
         listen: "127.0.0.1:8080".parse().expect("valid default"),
-        threads: (4 * cpus).max(4),
+        threads: (2 * cpus).max(4),
         idle_timeout: Duration::from_secs(120),
         shutdown_timeout: Duration::from_secs(10),
         max_request_line: 8192,

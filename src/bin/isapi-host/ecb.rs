@@ -86,7 +86,7 @@ pub struct Exchange {
     pub started: Instant,
     ecb: Box<UnsafeCell<EXTENSION_CONTROL_BLOCK>>,
     /// The strings the ECB points to.
-    _strings: [Box<[u8]>; 5],
+    _strings: Box<[u8]>,
     state: Mutex<State>,
 }
 
@@ -98,13 +98,6 @@ unsafe impl Sync for Exchange {}
 unsafe impl Send for Exchange {}
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
-
-fn nul_terminated(bytes: &[u8]) -> Box<[u8]> {
-    let mut v = Vec::with_capacity(bytes.len() + 1);
-    v.extend(bytes.iter().map(|&b| if b == 0 { b'?' } else { b }));
-    v.push(0);
-    v.into_boxed_slice()
-}
 
 impl Exchange {
     /// Builds the ECB for `info` and registers the request. If no slot is free, answers
@@ -120,9 +113,12 @@ impl Exchange {
     ) -> Option<Arc<Exchange>> {
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
         let label = format!("#{id} {label}");
-        let [method, query, path_info, path_translated, content_type] = info.ecb_strings();
-        let mut strings =
-            [method, query, path_info, path_translated, content_type].map(|s| nul_terminated(&s));
+        let mut text = Vec::with_capacity(256);
+        let offsets = info.write_ecb_strings(&mut text);
+        let mut strings = text.into_boxed_slice();
+        let base = strings.as_mut_ptr();
+        // SAFETY: each offset is inside `strings` (write_ecb_strings wrote there).
+        let at = |i: usize| unsafe { base.add(offsets[i]) }.cast::<c_char>();
         let mut preread = preread.into_boxed_slice();
         let available = (preread.len() - 1) as u32;
         let version = info.version();
@@ -134,14 +130,14 @@ impl Exchange {
                 ConnID: hconn as *mut c_void,
                 dwHttpStatusCode: 200,
                 lpszLogData: [0; 80],
-                lpszMethod: strings[0].as_mut_ptr().cast(),
-                lpszQueryString: strings[1].as_mut_ptr().cast(),
-                lpszPathInfo: strings[2].as_mut_ptr().cast(),
-                lpszPathTranslated: strings[3].as_mut_ptr().cast(),
+                lpszMethod: at(0),
+                lpszQueryString: at(1),
+                lpszPathInfo: at(2),
+                lpszPathTranslated: at(3),
                 cbTotalBytes: total_bytes,
                 cbAvailable: available,
                 lpbData: preread.as_mut_ptr(),
-                lpszContentType: strings[4].as_mut_ptr().cast(),
+                lpszContentType: at(4),
                 GetServerVariable: Some(get_server_variable),
                 WriteClient: Some(write_client),
                 ReadClient: Some(read_client),
@@ -318,9 +314,9 @@ fn guarded(name: &str, body: impl FnOnce() -> BOOL) -> BOOL {
 }
 
 /// Fails a call: sets the last error, traces, returns FALSE.
-fn fail(host: &Host, id: u64, call: &str, error: u32) -> BOOL {
+fn fail(host: &Host, id: u64, call: impl Fn() -> String, error: u32) -> BOOL {
     host.trace(id, || {
-        format!("{call} -> FALSE, error {}", error_name(error))
+        format!("{} -> FALSE, error {}", call(), error_name(error))
     });
     set_last_error(error);
     FALSE
@@ -341,17 +337,24 @@ fn error_name(code: u32) -> String {
 
 /// Finds the live request for `hconn`, reporting a violation (and failing the call) if
 /// it has ended or never existed.
-fn exchange_for(host: &'static Host, hconn: HCONN, call: &str) -> Option<Arc<Exchange>> {
+/// `call` names the call for messages; it is only formatted when one is printed.
+fn exchange_for(
+    host: &'static Host,
+    hconn: HCONN,
+    call: impl Fn() -> String,
+) -> Option<Arc<Exchange>> {
     match host.registry.get(hconn as usize) {
         Ok(exchange) => {
-            if exchange.lock().done_with_session
-                && call != "ServerSupportFunction(HSE_REQ_DONE_WITH_SESSION)"
-            {
-                exchange.violation(host, &format!("{call} after HSE_REQ_DONE_WITH_SESSION"));
+            if exchange.lock().done_with_session {
+                let call = call();
+                if call != "ServerSupportFunction(HSE_REQ_DONE_WITH_SESSION)" {
+                    exchange.violation(host, &format!("{call} after HSE_REQ_DONE_WITH_SESSION"));
+                }
             }
             Some(exchange)
         }
         Err(Stale::Ended(label)) => {
+            let call = call();
             let what = if call.contains("DONE_WITH_SESSION") {
                 "HSE_REQ_DONE_WITH_SESSION called twice, or after the request had ended".to_string()
             } else {
@@ -364,6 +367,7 @@ fn exchange_for(host: &'static Host, hconn: HCONN, call: &str) -> Option<Arc<Exc
             None
         }
         Err(Stale::Unknown) => {
+            let call = call();
             host.checker.violation(
                 "(unknown request)",
                 &format!("{call} with an invalid HCONN {hconn:p}"),
@@ -403,7 +407,7 @@ unsafe extern "C" fn get_server_variable(
 ) -> BOOL {
     guarded("GetServerVariable", || {
         let host = host();
-        let Some(ex) = exchange_for(host, hconn, "GetServerVariable") else {
+        let Some(ex) = exchange_for(host, hconn, || "GetServerVariable".to_string()) else {
             return FALSE;
         };
         // SAFETY: the contract makes name a NUL-terminated string (or NULL, refused).
@@ -411,12 +415,12 @@ unsafe extern "C" fn get_server_variable(
             return fail(
                 host,
                 ex.id,
-                "GetServerVariable(NULL)",
+                || "GetServerVariable(NULL)".to_string(),
                 ERROR_INVALID_PARAMETER,
             );
         };
-        let name = String::from_utf8_lossy(name).into_owned();
-        let call = format!("GetServerVariable({name:?})");
+        let name = String::from_utf8_lossy(name);
+        let call = || format!("GetServerVariable({name:?})");
         if size.is_null() {
             return fail(host, ex.id, &call, ERROR_INVALID_PARAMETER);
         }
@@ -431,7 +435,8 @@ unsafe extern "C" fn get_server_variable(
             unsafe { *size = wire.len() as u32 };
             host.trace(ex.id, || {
                 format!(
-                    "{call}, buffer {capacity} bytes -> needs {} bytes",
+                    "{}, buffer {capacity} bytes -> needs {} bytes",
+                    call(),
                     wire.len()
                 )
             });
@@ -448,7 +453,7 @@ unsafe extern "C" fn get_server_variable(
                 Value::Bytes(b) => show(b),
                 Value::Wide(w) => format!("L{:?}", String::from_utf16_lossy(w)),
             };
-            format!("{call} -> TRUE {shown} ({} bytes with NUL)", wire.len())
+            format!("{} -> TRUE {shown} ({} bytes with NUL)", call(), wire.len())
         });
         TRUE
     })
@@ -462,14 +467,14 @@ unsafe extern "C" fn write_client(
 ) -> BOOL {
     guarded("WriteClient", || {
         let host = host();
-        let Some(ex) = exchange_for(host, hconn, "WriteClient") else {
+        let Some(ex) = exchange_for(host, hconn, || "WriteClient".to_string()) else {
             return FALSE;
         };
         if bytes.is_null() {
             return fail(
                 host,
                 ex.id,
-                "WriteClient(size NULL)",
+                || "WriteClient(size NULL)".to_string(),
                 ERROR_INVALID_PARAMETER,
             );
         }
@@ -479,7 +484,7 @@ unsafe extern "C" fn write_client(
             return fail(
                 host,
                 ex.id,
-                "WriteClient(NULL buffer)",
+                || "WriteClient(NULL buffer)".to_string(),
                 ERROR_INVALID_PARAMETER,
             );
         }
@@ -490,14 +495,14 @@ unsafe extern "C" fn write_client(
             unsafe { std::slice::from_raw_parts(buffer.cast::<u8>(), len) }
         };
         let is_async = flags & HSE_IO_ASYNC != 0;
-        let call = format!(
-            "WriteClient({len} bytes, {})",
-            if is_async {
+        let call = || {
+            let mode = if is_async {
                 "HSE_IO_ASYNC"
             } else {
                 "HSE_IO_SYNC"
-            }
-        );
+            };
+            format!("WriteClient({len} bytes, {mode})")
+        };
         let mut state = ex.lock();
         if is_async {
             if state.io_completion.is_none() {
@@ -521,7 +526,7 @@ unsafe extern "C" fn write_client(
             let error = if result { 0 } else { ERROR_CONNECTION_ABORTED };
             let sent = if result { len as u32 } else { 0 };
             drop(state);
-            host.trace(ex.id, || format!("{call} -> TRUE (completion queued)"));
+            host.trace(ex.id, || format!("{} -> TRUE (completion queued)", call()));
             complete_async(host, ex, None, sent, error);
             return TRUE;
         }
@@ -529,7 +534,7 @@ unsafe extern "C" fn write_client(
         if !result {
             return fail(host, ex.id, &call, ERROR_CONNECTION_ABORTED);
         }
-        host.trace(ex.id, || format!("{call} -> TRUE"));
+        host.trace(ex.id, || format!("{} -> TRUE", call()));
         TRUE
     })
 }
@@ -610,14 +615,14 @@ fn run_completion(
 unsafe extern "C" fn read_client(hconn: HCONN, buffer: *mut c_void, size: *mut DWORD) -> BOOL {
     guarded("ReadClient", || {
         let host = host();
-        let Some(ex) = exchange_for(host, hconn, "ReadClient") else {
+        let Some(ex) = exchange_for(host, hconn, || "ReadClient".to_string()) else {
             return FALSE;
         };
         if size.is_null() {
             return fail(
                 host,
                 ex.id,
-                "ReadClient(size NULL)",
+                || "ReadClient(size NULL)".to_string(),
                 ERROR_INVALID_PARAMETER,
             );
         }
@@ -627,7 +632,7 @@ unsafe extern "C" fn read_client(hconn: HCONN, buffer: *mut c_void, size: *mut D
             return fail(
                 host,
                 ex.id,
-                "ReadClient(NULL buffer)",
+                || "ReadClient(NULL buffer)".to_string(),
                 ERROR_INVALID_PARAMETER,
             );
         }
@@ -637,18 +642,18 @@ unsafe extern "C" fn read_client(hconn: HCONN, buffer: *mut c_void, size: *mut D
             // SAFETY: the caller promises `capacity` writable bytes at buffer.
             unsafe { std::slice::from_raw_parts_mut(buffer.cast::<u8>(), capacity) }
         };
-        let call = format!("ReadClient({capacity} bytes)");
+        let call = || format!("ReadClient({capacity} bytes)");
         match read_into(&ex, out) {
             Ok(n) => {
                 // SAFETY: see above.
                 unsafe { *size = n as u32 };
-                host.trace(ex.id, || format!("{call} -> TRUE, {n} bytes"));
+                host.trace(ex.id, || format!("{} -> TRUE, {n} bytes", call()));
                 TRUE
             }
             Err(error) => {
                 // SAFETY: see above.
                 unsafe { *size = 0 };
-                fail(host, ex.id, &call, error)
+                fail(host, ex.id, call, error)
             }
         }
     })
@@ -676,28 +681,35 @@ fn read_into(ex: &Exchange, out: &mut [u8]) -> Result<usize, u32> {
     }
 }
 
-fn request_name(request: u32) -> &'static str {
+/// `ServerSupportFunction(HSE_REQ_...)` for the requests the host knows by name.
+fn request_name(request: u32) -> Option<&'static str> {
     match request {
-        HSE_REQ_SEND_URL_REDIRECT_RESP => "HSE_REQ_SEND_URL_REDIRECT_RESP",
-        HSE_REQ_SEND_URL => "HSE_REQ_SEND_URL",
-        HSE_REQ_SEND_RESPONSE_HEADER => "HSE_REQ_SEND_RESPONSE_HEADER",
-        HSE_REQ_DONE_WITH_SESSION => "HSE_REQ_DONE_WITH_SESSION",
-        HSE_REQ_MAP_URL_TO_PATH => "HSE_REQ_MAP_URL_TO_PATH",
-        HSE_APPEND_LOG_PARAMETER => "HSE_APPEND_LOG_PARAMETER",
-        HSE_REQ_IO_COMPLETION => "HSE_REQ_IO_COMPLETION",
-        HSE_REQ_TRANSMIT_FILE => "HSE_REQ_TRANSMIT_FILE",
-        HSE_REQ_IS_KEEP_CONN => "HSE_REQ_IS_KEEP_CONN",
-        HSE_REQ_ASYNC_READ_CLIENT => "HSE_REQ_ASYNC_READ_CLIENT",
-        HSE_REQ_GET_IMPERSONATION_TOKEN => "HSE_REQ_GET_IMPERSONATION_TOKEN",
-        HSE_REQ_MAP_URL_TO_PATH_EX => "HSE_REQ_MAP_URL_TO_PATH_EX",
-        HSE_REQ_SEND_RESPONSE_HEADER_EX => "HSE_REQ_SEND_RESPONSE_HEADER_EX",
-        HSE_REQ_CLOSE_CONNECTION => "HSE_REQ_CLOSE_CONNECTION",
-        HSE_REQ_IS_CONNECTED => "HSE_REQ_IS_CONNECTED",
-        HSE_REQ_REPORT_UNHEALTHY => "HSE_REQ_REPORT_UNHEALTHY",
-        HSE_REQ_SET_FLUSH_FLAG => "HSE_REQ_SET_FLUSH_FLAG",
-        HSE_REQ_VECTOR_SEND => "HSE_REQ_VECTOR_SEND",
-        HSE_REQ_EXEC_URL => "HSE_REQ_EXEC_URL",
-        _ => "an unsupported request",
+        HSE_REQ_SEND_URL_REDIRECT_RESP => {
+            Some("ServerSupportFunction(HSE_REQ_SEND_URL_REDIRECT_RESP)")
+        }
+        HSE_REQ_SEND_URL => Some("ServerSupportFunction(HSE_REQ_SEND_URL)"),
+        HSE_REQ_SEND_RESPONSE_HEADER => Some("ServerSupportFunction(HSE_REQ_SEND_RESPONSE_HEADER)"),
+        HSE_REQ_DONE_WITH_SESSION => Some("ServerSupportFunction(HSE_REQ_DONE_WITH_SESSION)"),
+        HSE_REQ_MAP_URL_TO_PATH => Some("ServerSupportFunction(HSE_REQ_MAP_URL_TO_PATH)"),
+        HSE_APPEND_LOG_PARAMETER => Some("ServerSupportFunction(HSE_APPEND_LOG_PARAMETER)"),
+        HSE_REQ_IO_COMPLETION => Some("ServerSupportFunction(HSE_REQ_IO_COMPLETION)"),
+        HSE_REQ_TRANSMIT_FILE => Some("ServerSupportFunction(HSE_REQ_TRANSMIT_FILE)"),
+        HSE_REQ_IS_KEEP_CONN => Some("ServerSupportFunction(HSE_REQ_IS_KEEP_CONN)"),
+        HSE_REQ_ASYNC_READ_CLIENT => Some("ServerSupportFunction(HSE_REQ_ASYNC_READ_CLIENT)"),
+        HSE_REQ_GET_IMPERSONATION_TOKEN => {
+            Some("ServerSupportFunction(HSE_REQ_GET_IMPERSONATION_TOKEN)")
+        }
+        HSE_REQ_MAP_URL_TO_PATH_EX => Some("ServerSupportFunction(HSE_REQ_MAP_URL_TO_PATH_EX)"),
+        HSE_REQ_SEND_RESPONSE_HEADER_EX => {
+            Some("ServerSupportFunction(HSE_REQ_SEND_RESPONSE_HEADER_EX)")
+        }
+        HSE_REQ_CLOSE_CONNECTION => Some("ServerSupportFunction(HSE_REQ_CLOSE_CONNECTION)"),
+        HSE_REQ_IS_CONNECTED => Some("ServerSupportFunction(HSE_REQ_IS_CONNECTED)"),
+        HSE_REQ_REPORT_UNHEALTHY => Some("ServerSupportFunction(HSE_REQ_REPORT_UNHEALTHY)"),
+        HSE_REQ_SET_FLUSH_FLAG => Some("ServerSupportFunction(HSE_REQ_SET_FLUSH_FLAG)"),
+        HSE_REQ_VECTOR_SEND => Some("ServerSupportFunction(HSE_REQ_VECTOR_SEND)"),
+        HSE_REQ_EXEC_URL => Some("ServerSupportFunction(HSE_REQ_EXEC_URL)"),
+        _ => None,
     }
 }
 
@@ -710,13 +722,11 @@ unsafe extern "C" fn server_support_function(
 ) -> BOOL {
     guarded("ServerSupportFunction", || {
         let host = host();
-        let call = format!("ServerSupportFunction({})", request_name(request));
-        let call = if request_name(request).starts_with("an ") {
-            format!("ServerSupportFunction({request})")
-        } else {
-            call
+        let call: std::borrow::Cow<'static, str> = match request_name(request) {
+            Some(name) => name.into(),
+            None => format!("ServerSupportFunction({request})").into(),
         };
-        let Some(ex) = exchange_for(host, hconn, &call) else {
+        let Some(ex) = exchange_for(host, hconn, || call.to_string()) else {
             return FALSE;
         };
         // SAFETY: each arm below relies on the documented meaning of the three arguments
@@ -788,14 +798,14 @@ unsafe fn support(
     size: *mut DWORD,
     data_type: *mut DWORD,
 ) -> BOOL {
-    let ok = |detail: String| {
-        host.trace(ex.id, || format!("{call}{detail} -> TRUE"));
+    let ok = |detail: &dyn Fn() -> String| {
+        host.trace(ex.id, || format!("{call}{} -> TRUE", detail()));
         TRUE
     };
     match request {
         HSE_REQ_SEND_RESPONSE_HEADER_EX => {
             if buffer.is_null() {
-                return fail(host, ex.id, call, ERROR_INVALID_PARAMETER);
+                return fail(host, ex.id, || call.to_string(), ERROR_INVALID_PARAMETER);
             }
             // SAFETY: buffer points to an HSE_SEND_HEADER_EX_INFO (contract).
             let info = unsafe { *(buffer as *const HSE_SEND_HEADER_EX_INFO) };
@@ -823,15 +833,13 @@ unsafe fn support(
                     ),
                 );
             }
-            let detail = format!(
-                "({}, {} header bytes, fKeepConn {})",
-                show(status),
-                block.len(),
-                info.fKeepConn
-            );
+            let detail = || {
+                let (status, n, keep) = (show(status), block.len(), info.fKeepConn);
+                format!("({status}, {n} header bytes, fKeepConn {keep})")
+            };
             match send_headers(host, ex, status, block, info.fKeepConn != 0) {
-                Ok(()) => ok(detail),
-                Err(e) => fail(host, ex.id, &format!("{call}{detail}"), e),
+                Ok(()) => ok(&detail),
+                Err(e) => fail(host, ex.id, || format!("{call}{}", detail()), e),
             }
         }
         HSE_REQ_SEND_RESPONSE_HEADER => {
@@ -840,10 +848,10 @@ unsafe fn support(
             let status = unsafe { c_str(buffer as *const c_char) }.unwrap_or(b"200 OK");
             // SAFETY: as above.
             let block = unsafe { c_str(data_type as *const c_char) }.unwrap_or(b"");
-            let detail = format!("({}, {} header bytes)", show(status), block.len());
+            let detail = || format!("({}, {} header bytes)", show(status), block.len());
             match send_headers(host, ex, status, block, false) {
-                Ok(()) => ok(detail),
-                Err(e) => fail(host, ex.id, &format!("{call}{detail}"), e),
+                Ok(()) => ok(&detail),
+                Err(e) => fail(host, ex.id, || format!("{call}{}", detail()), e),
             }
         }
         HSE_REQ_DONE_WITH_SESSION => {
@@ -853,7 +861,7 @@ unsafe fn support(
             if state.done_with_session {
                 drop(state);
                 ex.violation(host, "HSE_REQ_DONE_WITH_SESSION called twice");
-                return fail(host, ex.id, call, ERROR_INVALID_PARAMETER);
+                return fail(host, ex.id, || call.to_string(), ERROR_INVALID_PARAMETER);
             }
             state.done_with_session = true;
             state.dws_status = status;
@@ -888,24 +896,26 @@ unsafe fn support(
                 Some((f, data_type as usize))
             };
             drop(state);
-            ok(if buffer.is_null() {
-                "(NULL: unregister)".into()
-            } else {
-                String::new()
+            ok(&|| {
+                if buffer.is_null() {
+                    "(NULL: unregister)".into()
+                } else {
+                    String::new()
+                }
             })
         }
         HSE_REQ_IS_KEEP_CONN => {
             if buffer.is_null() {
-                return fail(host, ex.id, call, ERROR_INVALID_PARAMETER);
+                return fail(host, ex.id, || call.to_string(), ERROR_INVALID_PARAMETER);
             }
             let keep = ex.info.head.keep_alive && !host.stopping();
             // SAFETY: buffer points to a BOOL.
             unsafe { *(buffer as *mut BOOL) = keep as BOOL };
-            ok(format!(" = {keep}"))
+            ok(&|| format!(" = {keep}"))
         }
         HSE_REQ_IS_CONNECTED => {
             if buffer.is_null() {
-                return fail(host, ex.id, call, ERROR_INVALID_PARAMETER);
+                return fail(host, ex.id, || call.to_string(), ERROR_INVALID_PARAMETER);
             }
             let connected = {
                 let state = ex.lock();
@@ -916,7 +926,7 @@ unsafe fn support(
             };
             // SAFETY: buffer points to a BOOL.
             unsafe { *(buffer as *mut BOOL) = connected as BOOL };
-            ok(format!(" = {connected}"))
+            ok(&|| format!(" = {connected}"))
         }
         HSE_REQ_CLOSE_CONNECTION => {
             let mut state = ex.lock();
@@ -925,7 +935,7 @@ unsafe fn support(
                 conn.closed = true;
             }
             drop(state);
-            ok(String::new())
+            ok(&|| String::new())
         }
         HSE_REQ_SET_FLUSH_FLAG => {
             let on = !buffer.is_null();
@@ -939,7 +949,7 @@ unsafe fn support(
                 }
             }
             drop(state);
-            ok(format!("({on})"))
+            ok(&|| format!("({on})"))
         }
         HSE_APPEND_LOG_PARAMETER => {
             // SAFETY: buffer is a NUL-terminated string or NULL.
@@ -947,7 +957,7 @@ unsafe fn support(
             ex.lock()
                 .log_params
                 .push_str(&String::from_utf8_lossy(text));
-            ok(format!("({})", show(text)))
+            ok(&|| format!("({})", show(text)))
         }
         HSE_REQ_REPORT_UNHEALTHY => {
             // SAFETY: buffer is a NUL-terminated reason or NULL.
@@ -957,21 +967,21 @@ unsafe fn support(
                 ex.label,
                 String::from_utf8_lossy(reason)
             );
-            ok(format!("({})", show(reason)))
+            ok(&|| format!("({})", show(reason)))
         }
         HSE_REQ_GET_IMPERSONATION_TOKEN => {
             if buffer.is_null() {
-                return fail(host, ex.id, call, ERROR_INVALID_PARAMETER);
+                return fail(host, ex.id, || call.to_string(), ERROR_INVALID_PARAMETER);
             }
             // The host does not impersonate: NULL means "the process's own identity", and
             // SetThreadToken(NULL, NULL) with it reverts to exactly that.
             // SAFETY: buffer points to a HANDLE.
             unsafe { *(buffer as *mut HANDLE) = std::ptr::null_mut() };
-            ok(" = NULL (the host's own identity)".into())
+            ok(&|| " = NULL (the host's own identity)".into())
         }
         HSE_REQ_MAP_URL_TO_PATH => {
             if buffer.is_null() || size.is_null() {
-                return fail(host, ex.id, call, ERROR_INVALID_PARAMETER);
+                return fail(host, ex.id, || call.to_string(), ERROR_INVALID_PARAMETER);
             }
             // SAFETY: buffer holds a NUL-terminated URL in a buffer of *size bytes.
             let url =
@@ -986,7 +996,7 @@ unsafe fn support(
                 return fail(
                     host,
                     ex.id,
-                    &format!("{call}({url:?})"),
+                    || format!("{call}({url:?})"),
                     ERROR_INSUFFICIENT_BUFFER,
                 );
             }
@@ -996,11 +1006,11 @@ unsafe fn support(
                 *buffer.cast::<u8>().add(path.len()) = 0;
                 *size = path.len() as u32 + 1;
             }
-            ok(format!("({url:?}) = {}", show(&path)))
+            ok(&|| format!("({url:?}) = {}", show(&path)))
         }
         HSE_REQ_MAP_URL_TO_PATH_EX => {
             if buffer.is_null() || data_type.is_null() {
-                return fail(host, ex.id, call, ERROR_INVALID_PARAMETER);
+                return fail(host, ex.id, || call.to_string(), ERROR_INVALID_PARAMETER);
             }
             // SAFETY: buffer is a NUL-terminated URL.
             let url =
@@ -1011,7 +1021,7 @@ unsafe fn support(
                 return fail(
                     host,
                     ex.id,
-                    &format!("{call}({url:?})"),
+                    || format!("{call}({url:?})"),
                     ERROR_INSUFFICIENT_BUFFER,
                 );
             }
@@ -1032,16 +1042,16 @@ unsafe fn support(
                 // SAFETY: size is non-NULL.
                 unsafe { *size = path.len() as u32 + 1 };
             }
-            ok(format!("({url:?}) = {}", show(&path)))
+            ok(&|| format!("({url:?}) = {}", show(&path)))
         }
         HSE_REQ_SEND_URL_REDIRECT_RESP => {
             // SAFETY: buffer is the NUL-terminated target URL.
             let Some(url) = (unsafe { c_str(buffer as *const c_char) }) else {
-                return fail(host, ex.id, call, ERROR_INVALID_PARAMETER);
+                return fail(host, ex.id, || call.to_string(), ERROR_INVALID_PARAMETER);
             };
             if url.iter().any(|&b| b < 0x20) {
                 ex.violation(host, "redirect URL contains a control character");
-                return fail(host, ex.id, call, ERROR_INVALID_PARAMETER);
+                return fail(host, ex.id, || call.to_string(), ERROR_INVALID_PARAMETER);
             }
             let body = format!(
                 "<head><title>Object moved</title></head><body><h1>Object Moved</h1>This object may be found <a HREF=\"{}\">here</a>.</body>",
@@ -1056,16 +1066,16 @@ unsafe fn support(
             ]
             .concat();
             if let Err(e) = send_headers(host, ex, b"302 Object Moved", &block, true) {
-                return fail(host, ex.id, call, e);
+                return fail(host, ex.id, || call.to_string(), e);
             }
             let mut state = ex.lock();
             write_body(host, ex, &mut state, body.as_bytes());
             drop(state);
-            ok(format!("({})", show(url)))
+            ok(&|| format!("({})", show(url)))
         }
         HSE_REQ_TRANSMIT_FILE => {
             if buffer.is_null() {
-                return fail(host, ex.id, call, ERROR_INVALID_PARAMETER);
+                return fail(host, ex.id, || call.to_string(), ERROR_INVALID_PARAMETER);
             }
             // SAFETY: buffer points to an HSE_TF_INFO (contract); copied at once.
             let tf = unsafe { *(buffer as *const HSE_TF_INFO) };
@@ -1086,7 +1096,7 @@ unsafe fn support(
                     return fail(
                         host,
                         ex.id,
-                        &format!("{call}{detail}"),
+                        || format!("{call}{detail}"),
                         ERROR_INVALID_PARAMETER,
                     );
                 }
@@ -1108,17 +1118,17 @@ unsafe fn support(
                     };
                     run_completion(host, &ex2, callback, bytes, error);
                 })));
-                ok(format!("{detail} (completion queued)"))
+                ok(&|| format!("{detail} (completion queued)"))
             } else {
                 match transmit(host, ex, &tf) {
-                    Ok(n) => ok(format!("{detail} = {n} bytes")),
-                    Err(e) => fail(host, ex.id, &format!("{call}{detail}"), e),
+                    Ok(n) => ok(&|| format!("{detail} = {n} bytes")),
+                    Err(e) => fail(host, ex.id, || format!("{call}{detail}"), e),
                 }
             }
         }
         HSE_REQ_ASYNC_READ_CLIENT => {
             if buffer.is_null() || size.is_null() || data_type.is_null() {
-                return fail(host, ex.id, call, ERROR_INVALID_PARAMETER);
+                return fail(host, ex.id, || call.to_string(), ERROR_INVALID_PARAMETER);
             }
             // SAFETY: size and data_type are non-NULL DWORD pointers.
             let (capacity, flags) = unsafe { (*size as usize, *data_type) };
@@ -1126,7 +1136,7 @@ unsafe fn support(
             if state.io_completion.is_none() || flags & HSE_IO_ASYNC == 0 {
                 drop(state);
                 ex.violation(host, "HSE_REQ_ASYNC_READ_CLIENT without an IO_COMPLETION callback or without HSE_IO_ASYNC");
-                return fail(host, ex.id, call, ERROR_INVALID_PARAMETER);
+                return fail(host, ex.id, || call.to_string(), ERROR_INVALID_PARAMETER);
             }
             if state.async_outstanding {
                 ex.violation(
@@ -1147,11 +1157,11 @@ unsafe fn support(
                 };
                 run_completion(host, &ex2, None, bytes, error);
             })));
-            ok(format!("({capacity} bytes, completion queued)"))
+            ok(&|| format!("({capacity} bytes, completion queued)"))
         }
         _ => {
             // Anything else: FALSE with ERROR_INVALID_PARAMETER, as IIS answers unknown codes.
-            fail(host, ex.id, call, ERROR_INVALID_PARAMETER)
+            fail(host, ex.id, || call.to_string(), ERROR_INVALID_PARAMETER)
         }
     }
 }

@@ -29,7 +29,9 @@ pub fn raw_socket<S: std::os::windows::io::AsRawSocket>(s: &S) -> RawSocket {
     s.as_raw_socket()
 }
 
-/// One entry of a poll set: `struct pollfd` on Unix, `WSAPOLLFD` on Windows.
+/// One entry of a poll set: `struct pollfd` on Unix, `WSAPOLLFD` on Windows. (Linux uses
+/// [`Epoll`] instead; the portable version stays compiled and unit-tested there.)
+#[cfg_attr(target_os = "linux", allow(dead_code))]
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct PollFd {
@@ -42,11 +44,13 @@ pub struct PollFd {
 }
 
 #[cfg(unix)]
+#[cfg_attr(target_os = "linux", allow(dead_code))]
 const READABLE: i16 = libc::POLLIN;
 /// POLLRDNORM: WSAPoll rejects POLLIN's POLLRDBAND half on some stacks; RDNORM is enough.
 #[cfg(windows)]
 const READABLE: i16 = 0x0100;
 
+#[cfg_attr(target_os = "linux", allow(dead_code))]
 impl PollFd {
     /// Watches `socket` for readability (including end of stream and errors).
     pub fn readable(socket: RawSocket) -> PollFd {
@@ -74,6 +78,7 @@ unsafe extern "system" {
 }
 
 /// Waits up to `timeout_ms` (-1: forever) until one of `fds` is ready. Returns how many are.
+#[cfg_attr(target_os = "linux", allow(dead_code))]
 pub fn poll(fds: &mut [PollFd], timeout_ms: i32) -> std::io::Result<usize> {
     #[cfg(unix)]
     // SAFETY: PollFd is layout-identical to struct pollfd and the slice is valid for writes
@@ -259,5 +264,75 @@ pub fn read_file_at(handle: *mut c_void, offset: u64, buf: &mut [u8]) -> std::io
             return Ok(0); // ERROR_HANDLE_EOF
         }
         Err(e)
+    }
+}
+
+/// Linux's epoll, used one-shot: a socket is reported once, then stays silent until it is
+/// armed again. Many threads may wait on one [`Epoll`] at the same time.
+#[cfg(target_os = "linux")]
+pub struct Epoll {
+    fd: libc::c_int,
+}
+
+#[cfg(target_os = "linux")]
+impl Epoll {
+    pub fn new() -> std::io::Result<Epoll> {
+        // SAFETY: epoll_create1 has no memory-safety preconditions.
+        let fd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+        if fd < 0 {
+            Err(std::io::Error::last_os_error())
+        } else {
+            Ok(Epoll { fd })
+        }
+    }
+
+    /// Reports `socket` once, with `token`, when it becomes readable (or hangs up).
+    pub fn arm(&self, socket: RawSocket, token: u64) -> std::io::Result<()> {
+        let mut event = libc::epoll_event {
+            events: (libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLONESHOT) as u32,
+            u64: token,
+        };
+        // SAFETY: event is a valid epoll_event; a bad fd yields an error, not UB.
+        let mut r = unsafe { libc::epoll_ctl(self.fd, libc::EPOLL_CTL_MOD, socket, &mut event) };
+        if r < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ENOENT) {
+            // SAFETY: as above; first registration of this socket.
+            r = unsafe { libc::epoll_ctl(self.fd, libc::EPOLL_CTL_ADD, socket, &mut event) };
+        }
+        if r < 0 {
+            Err(std::io::Error::last_os_error())
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Forgets `socket` (before it is closed).
+    pub fn remove(&self, socket: RawSocket) {
+        let mut event = libc::epoll_event { events: 0, u64: 0 };
+        // SAFETY: as in arm; errors (already gone) are irrelevant here.
+        unsafe { libc::epoll_ctl(self.fd, libc::EPOLL_CTL_DEL, socket, &mut event) };
+    }
+
+    /// Waits up to `timeout_ms` for one event; returns its token.
+    pub fn wait(&self, timeout_ms: i32) -> std::io::Result<Option<u64>> {
+        let mut event = libc::epoll_event { events: 0, u64: 0 };
+        // SAFETY: room for exactly one event is passed.
+        let n = unsafe { libc::epoll_wait(self.fd, &mut event, 1, timeout_ms) };
+        if n < 0 {
+            let e = std::io::Error::last_os_error();
+            return if e.kind() == std::io::ErrorKind::Interrupted {
+                Ok(None)
+            } else {
+                Err(e)
+            };
+        }
+        Ok((n == 1).then_some(event.u64))
+    }
+}
+
+#[cfg(target_os = "linux")]
+impl Drop for Epoll {
+    fn drop(&mut self) {
+        // SAFETY: fd is our epoll descriptor, closed once.
+        unsafe { libc::close(self.fd) };
     }
 }

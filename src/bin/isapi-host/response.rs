@@ -55,7 +55,7 @@ pub struct Response {
     pub raw: bool,
     /// Keep the connection open after this response (decided when headers are committed).
     pub keep: bool,
-    server: String,
+    server: &'static str,
     add_length_when_buffered: bool,
 }
 
@@ -65,7 +65,7 @@ impl Response {
         client_keep_alive: bool,
         head_request: bool,
         limit: usize,
-        server: &str,
+        server: &'static str,
         add_length_when_buffered: bool,
     ) -> Response {
         Response {
@@ -84,7 +84,7 @@ impl Response {
             bytes_sent: 0,
             raw: false,
             keep: false,
-            server: server.to_string(),
+            server,
             add_length_when_buffered,
         }
     }
@@ -166,7 +166,7 @@ impl Response {
         }
         if !has("date") {
             head.extend_from_slice(b"Date: ");
-            head.extend_from_slice(http_date().as_bytes());
+            append_http_date(&mut head);
             head.extend_from_slice(b"\r\n");
         }
         for (name, value) in &self.headers {
@@ -281,8 +281,9 @@ impl Response {
     }
 }
 
-/// The current time as an HTTP date (`Sun, 06 Nov 1994 08:49:37 GMT`), cached per second.
-pub fn http_date() -> String {
+/// Appends the current time as an HTTP date (`Sun, 06 Nov 1994 08:49:37 GMT`), formatted
+/// at most once per second per thread.
+pub fn append_http_date(out: &mut Vec<u8>) {
     use std::cell::RefCell;
     use std::time::{SystemTime, UNIX_EPOCH};
     thread_local! {
@@ -296,7 +297,7 @@ pub fn http_date() -> String {
         if cache.0 != secs {
             *cache = (secs, format_http_date(secs));
         }
-        cache.1.clone()
+        out.extend_from_slice(cache.1.as_bytes());
     })
 }
 

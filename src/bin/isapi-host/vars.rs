@@ -145,15 +145,15 @@ enum Text {
 /// The system ANSI code page as the host models it: Latin-1, with `?` for characters it
 /// cannot represent (as the real conversion does for characters outside the code page).
 pub fn ansi(s: &str) -> Vec<u8> {
-    s.chars()
-        .map(|c| {
-            if (c as u32) < 0x100 {
-                c as u32 as u8
-            } else {
-                b'?'
-            }
-        })
-        .collect()
+    s.chars().map(ansi_char).collect()
+}
+
+fn ansi_char(c: char) -> u8 {
+    if (c as u32) < 0x100 {
+        c as u32 as u8
+    } else {
+        b'?'
+    }
 }
 
 /// Bytes from the wire as text: UTF-8 if they are, else Latin-1.
@@ -166,6 +166,9 @@ fn bytes_to_string(b: &[u8]) -> String {
 
 /// Removes `.` and `..` segments; `..` above the root is an error.
 fn normalise(path: &str) -> Result<String, HttpError> {
+    if !path.contains("/.") {
+        return Ok(path.to_string());
+    }
     let mut out: Vec<&str> = Vec::new();
     let segments: Vec<&str> = path.split('/').skip(1).collect();
     let last = segments.len().saturating_sub(1);
@@ -446,14 +449,23 @@ impl RequestInfo {
     }
 
     /// The narrow strings the ECB carries directly.
-    pub fn ecb_strings(&self) -> [Vec<u8>; 5] {
-        [
-            self.head.method.as_bytes().to_vec(),
-            self.head.query().as_bytes().to_vec(),
-            ansi(&self.path_info),
-            ansi(&self.path_translated),
-            self.head.header("content-type").unwrap_or(b"").to_vec(),
-        ]
+    /// Appends the narrow strings the ECB carries directly (method, query, PATH_INFO,
+    /// PATH_TRANSLATED, content type), each NUL-terminated, to `out`; returns their offsets.
+    pub fn write_ecb_strings(&self, out: &mut Vec<u8>) -> [usize; 5] {
+        let mut offsets = [0; 5];
+        let content_type = self.head.header("content-type").unwrap_or(b"");
+        for (i, offset) in offsets.iter_mut().enumerate() {
+            *offset = out.len();
+            match i {
+                0 => out.extend_from_slice(self.head.method.as_bytes()),
+                1 => out.extend_from_slice(self.head.query().as_bytes()),
+                2 => out.extend(self.path_info.chars().map(ansi_char)),
+                3 => out.extend(self.path_translated.chars().map(ansi_char)),
+                _ => out.extend(content_type.iter().map(|&b| if b == 0 { b'?' } else { b })),
+            }
+            out.push(0);
+        }
+        offsets
     }
 
     pub fn is_head(&self) -> bool {
