@@ -385,7 +385,7 @@ pub unsafe extern "system" fn HttpExtensionProc(ecb: *mut EXTENSION_CONTROL_BLOC
         "flush" => {
             req.ssf(
                 HSE_REQ_SET_FLUSH_FLAG,
-                1 as *mut c_void,
+                std::ptr::without_provenance_mut::<c_void>(1), // (LPVOID)TRUE
                 std::ptr::null_mut(),
                 std::ptr::null_mut(),
             )

@@ -422,12 +422,12 @@ unsafe extern "C" fn get_server_variable(
         let name = String::from_utf8_lossy(name);
         let call = || format!("GetServerVariable({name:?})");
         if size.is_null() {
-            return fail(host, ex.id, &call, ERROR_INVALID_PARAMETER);
+            return fail(host, ex.id, call, ERROR_INVALID_PARAMETER);
         }
         // SAFETY: size is non-NULL and points to the caller's DWORD.
         let capacity = unsafe { *size } as usize;
         let Some(value) = ex.info.lookup(&name) else {
-            return fail(host, ex.id, &call, ERROR_INVALID_INDEX);
+            return fail(host, ex.id, call, ERROR_INVALID_INDEX);
         };
         let wire = value.to_wire();
         if buffer.is_null() || capacity < wire.len() {
@@ -511,7 +511,7 @@ unsafe extern "C" fn write_client(
                     host,
                     "WriteClient(HSE_IO_ASYNC) without an HSE_REQ_IO_COMPLETION callback",
                 );
-                return fail(host, ex.id, &call, ERROR_INVALID_PARAMETER);
+                return fail(host, ex.id, call, ERROR_INVALID_PARAMETER);
             }
             if state.async_outstanding {
                 ex.violation(
@@ -532,7 +532,7 @@ unsafe extern "C" fn write_client(
         }
         drop(state);
         if !result {
-            return fail(host, ex.id, &call, ERROR_CONNECTION_ABORTED);
+            return fail(host, ex.id, call, ERROR_CONNECTION_ABORTED);
         }
         host.trace(ex.id, || format!("{} -> TRUE", call()));
         TRUE
@@ -984,9 +984,8 @@ unsafe fn support(
                 return fail(host, ex.id, || call.to_string(), ERROR_INVALID_PARAMETER);
             }
             // SAFETY: buffer holds a NUL-terminated URL in a buffer of *size bytes.
-            let url =
-                String::from_utf8_lossy(unsafe { c_str(buffer as *const c_char) }.unwrap_or(b""))
-                    .into_owned();
+            let raw = unsafe { c_str(buffer as *const c_char) };
+            let url = String::from_utf8_lossy(raw.unwrap_or(b"")).into_owned();
             let path = crate::vars::ansi(&ex.info.map_url(&url));
             // SAFETY: size is non-NULL.
             let capacity = unsafe { *size } as usize;
@@ -1013,9 +1012,8 @@ unsafe fn support(
                 return fail(host, ex.id, || call.to_string(), ERROR_INVALID_PARAMETER);
             }
             // SAFETY: buffer is a NUL-terminated URL.
-            let url =
-                String::from_utf8_lossy(unsafe { c_str(buffer as *const c_char) }.unwrap_or(b""))
-                    .into_owned();
+            let raw = unsafe { c_str(buffer as *const c_char) };
+            let url = String::from_utf8_lossy(raw.unwrap_or(b"")).into_owned();
             let path = crate::vars::ansi(&ex.info.map_url(&url));
             if path.len() + 1 > 260 {
                 return fail(
