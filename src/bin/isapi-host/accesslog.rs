@@ -4,7 +4,7 @@
 use crate::cli::AccessLog as Destination;
 use std::io::{self, BufWriter, Write};
 use std::net::SocketAddr;
-use std::sync::mpsc::{Receiver, Sender, TryRecvError, channel};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
 use std::time::{Duration, Instant};
 
 struct Record {
@@ -80,10 +80,11 @@ impl AccessLog {
         );
     }
 
-    /// Waits briefly until the logger thread has written everything sent so far.
+    /// Waits until the logger thread has written everything sent so far (it writes after
+    /// 20 ms without new records).
     pub fn flush(&self) {
         if self.sender.is_some() {
-            std::thread::sleep(Duration::from_millis(50));
+            std::thread::sleep(Duration::from_millis(100));
         }
     }
 }
@@ -91,16 +92,15 @@ impl AccessLog {
 fn write_lines(receiver: Receiver<Record>, out: Box<dyn Write + Send>) {
     let mut out = BufWriter::with_capacity(64 * 1024, out);
     loop {
-        let record = match receiver.try_recv() {
+        // Write out only after a quiet moment (or when the buffer is full), so that a busy
+        // host makes a few large writes rather than one per request.
+        let record = match receiver.recv_timeout(Duration::from_millis(20)) {
             Ok(r) => r,
-            Err(TryRecvError::Empty) => {
+            Err(RecvTimeoutError::Timeout) => {
                 let _ = out.flush();
-                match receiver.recv() {
-                    Ok(r) => r,
-                    Err(_) => return,
-                }
+                continue;
             }
-            Err(TryRecvError::Disconnected) => {
+            Err(RecvTimeoutError::Disconnected) => {
                 let _ = out.flush();
                 return;
             }
