@@ -14,7 +14,7 @@ use crate::os::set_last_error;
 use crate::poller::Work;
 use crate::response::Response;
 use crate::server::{Host, host};
-use crate::vars::{RequestInfo, Value};
+use crate::vars::RequestInfo;
 use isapi_wsgi::isapi::ffi::*;
 use std::cell::UnsafeCell;
 use std::collections::VecDeque;
@@ -426,10 +426,9 @@ unsafe extern "C" fn get_server_variable(
         }
         // SAFETY: size is non-NULL and points to the caller's DWORD.
         let capacity = unsafe { *size } as usize;
-        let Some(value) = ex.info.lookup(&name) else {
+        let Some((wire, wide)) = ex.info.lookup_wire(&name) else {
             return fail(host, ex.id, call, ERROR_INVALID_INDEX);
         };
-        let wire = value.to_wire();
         if buffer.is_null() || capacity < wire.len() {
             // SAFETY: see above.
             unsafe { *size = wire.len() as u32 };
@@ -449,9 +448,14 @@ unsafe extern "C" fn get_server_variable(
             *size = wire.len() as u32;
         }
         host.trace(ex.id, || {
-            let shown = match &value {
-                Value::Bytes(b) => show(b),
-                Value::Wide(w) => format!("L{:?}", String::from_utf16_lossy(w)),
+            let shown = if wide {
+                let units: Vec<u16> = wire
+                    .chunks(2)
+                    .map(|c| u16::from_le_bytes([c[0], c[1]]))
+                    .collect();
+                format!("L{:?}", String::from_utf16_lossy(&units[..units.len() - 1]))
+            } else {
+                show(&wire[..wire.len() - 1])
             };
             format!("{} -> TRUE {shown} ({} bytes with NUL)", call(), wire.len())
         });

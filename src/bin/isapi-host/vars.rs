@@ -8,6 +8,7 @@
 //! `UNICODE_` forms (UTF-16). See `/work/shared/iis-isapi-facts.md` §2 and `docs/host.md`.
 use crate::cli::{Options, ScriptMap};
 use crate::http::{HttpError, RequestHead, Version, percent_decode};
+use std::borrow::Cow;
 use std::net::SocketAddr;
 
 /// The site and application configuration, fixed for the host's lifetime.
@@ -108,38 +109,20 @@ pub struct RequestInfo {
     site: std::sync::Arc<Site>,
 }
 
-/// A variable's value as GetServerVariable returns it.
+/// A variable's value without its NUL (what the unit tests compare).
+#[cfg(test)]
 #[derive(Debug, PartialEq, Eq)]
 pub enum Value {
-    /// A narrow (ANSI code page) string; NUL-terminated on the way out.
+    /// A narrow (ANSI code page) string.
     Bytes(Vec<u8>),
-    /// A `UNICODE_` variable: UTF-16LE, with a 2-byte NUL on the way out.
+    /// A `UNICODE_` variable, as UTF-16 code units.
     Wide(Vec<u16>),
 }
 
-impl Value {
-    /// The bytes GetServerVariable copies, terminating NUL included.
-    pub fn to_wire(&self) -> Vec<u8> {
-        match self {
-            Value::Bytes(b) => {
-                let mut v = Vec::with_capacity(b.len() + 1);
-                v.extend_from_slice(b);
-                v.push(0);
-                v
-            }
-            Value::Wide(w) => w
-                .iter()
-                .chain(std::iter::once(&0))
-                .flat_map(|u| u.to_le_bytes())
-                .collect(),
-        }
-    }
-}
-
 /// Text of a known variable: a Unicode string, or raw bytes from the wire.
-enum Text {
-    Str(String),
-    Raw(Vec<u8>),
+enum Text<'a> {
+    Str(Cow<'a, str>),
+    Raw(Cow<'a, [u8]>),
 }
 
 /// The system ANSI code page as the host models it: Latin-1, with `?` for characters it
@@ -157,10 +140,10 @@ fn ansi_char(c: char) -> u8 {
 }
 
 /// Bytes from the wire as text: UTF-8 if they are, else Latin-1.
-fn bytes_to_string(b: &[u8]) -> String {
+fn bytes_to_string(b: &[u8]) -> Cow<'_, str> {
     match std::str::from_utf8(b) {
-        Ok(s) => s.to_string(),
-        Err(_) => b.iter().map(|&c| c as char).collect(),
+        Ok(s) => Cow::Borrowed(s),
+        Err(_) => Cow::Owned(b.iter().map(|&c| c as char).collect()),
     }
 }
 
@@ -273,7 +256,7 @@ impl RequestInfo {
                     .to_string()
             } else {
                 host.rsplit_once(':')
-                    .map_or(host.as_str(), |(h, _)| h)
+                    .map_or(host.as_ref(), |(h, _)| h)
                     .to_string()
             };
             return name;
@@ -346,17 +329,21 @@ impl RequestInfo {
     }
 
     /// The documented variables (those valid with the `UNICODE_` prefix too).
-    fn known(&self, name: &str) -> Option<Text> {
-        let s = |v: &str| Some(Text::Str(v.to_string()));
+    fn known(&self, name: &str) -> Option<Text<'_>> {
+        fn s(v: &str) -> Option<Text<'_>> {
+            Some(Text::Str(Cow::Borrowed(v)))
+        }
+        fn o(v: String) -> Option<Text<'static>> {
+            Some(Text::Str(Cow::Owned(v)))
+        }
         let site = &*self.site;
         let user = site.user.as_deref().unwrap_or("");
-        let tls = |v: &str| if site.https { s(v) } else { s("") };
-        let subject = format!("CN={}", self.server_name());
+        let tls = |v: &'static str| if site.https { s(v) } else { s("") };
         match name {
-            "ALL_HTTP" => Some(Text::Raw(self.all_http())),
-            "ALL_RAW" => Some(Text::Raw(self.all_raw())),
-            "APPL_MD_PATH" => s(&site.appl_md_path()),
-            "APPL_PHYSICAL_PATH" => s(&format!(
+            "ALL_HTTP" => Some(Text::Raw(Cow::Owned(self.all_http()))),
+            "ALL_RAW" => Some(Text::Raw(Cow::Owned(self.all_raw()))),
+            "APPL_MD_PATH" => o(site.appl_md_path()),
+            "APPL_PHYSICAL_PATH" => o(format!(
                 "{}{}",
                 site.physical_path,
                 std::path::MAIN_SEPARATOR
@@ -365,7 +352,7 @@ impl RequestInfo {
             "AUTH_PASSWORD" => s(""),
             "AUTH_TYPE" => s(if site.user.is_some() { "Negotiate" } else { "" }),
             "AUTH_USER" | "LOGON_USER" | "REMOTE_USER" | "UNMAPPED_REMOTE_USER" => s(user),
-            "CACHE_URL" => s(&format!(
+            "CACHE_URL" => o(format!(
                 "{}://{}:{}{}",
                 if site.https { "https" } else { "http" },
                 self.server_name(),
@@ -380,14 +367,20 @@ impl RequestInfo {
             "CERT_SERVER_ISSUER"
             | "CERT_SERVER_SUBJECT"
             | "HTTPS_SERVER_ISSUER"
-            | "HTTPS_SERVER_SUBJECT" => tls(&subject),
+            | "HTTPS_SERVER_SUBJECT" => {
+                if site.https {
+                    o(format!("CN={}", self.server_name()))
+                } else {
+                    s("")
+                }
+            }
             "CONTENT_LENGTH" => match self.head.header("content-length") {
-                Some(v) => Some(Text::Raw(v.to_vec())),
+                Some(v) => Some(Text::Raw(Cow::Borrowed(v))),
                 None => s("0"),
             },
-            "CONTENT_TYPE" => Some(Text::Raw(
-                self.head.header("content-type").unwrap_or(b"").to_vec(),
-            )),
+            "CONTENT_TYPE" => Some(Text::Raw(Cow::Borrowed(
+                self.head.header("content-type").unwrap_or(b""),
+            ))),
             "DOCUMENT_ROOT" => s(&site.physical_path),
             "GATEWAY_INTERFACE" => s("CGI/1.1"),
             "HTTPS" => s(if site.https { "on" } else { "off" }),
@@ -397,25 +390,25 @@ impl RequestInfo {
             "INSTANCE_ID" => s("1"),
             "INSTANCE_META_PATH" => s("/LM/W3SVC/1"),
             "INSTANCE_NAME" => s("DEFAULT WEB SITE"),
-            "LOCAL_ADDR" | "SERVER_ADDR" => s(&self.local.ip().to_string()),
+            "LOCAL_ADDR" | "SERVER_ADDR" => o(self.local.ip().to_string()),
             "MANAGED_PIPELINE_MODE" => s("Integrated"),
             "PATH_INFO" => s(&self.path_info),
             "PATH_TRANSLATED" | "REQUEST_FILENAME" => s(&self.path_translated),
             "QUERY_STRING" => s(self.head.query()),
-            "REMOTE_ADDR" | "REMOTE_HOST" => s(&self.remote.ip().to_string()),
-            "REMOTE_PORT" => s(&self.remote.port().to_string()),
+            "REMOTE_ADDR" | "REMOTE_HOST" => o(self.remote.ip().to_string()),
+            "REMOTE_PORT" => o(self.remote.port().to_string()),
             "SCRIPT_NAME" => s(&self.script_name),
-            "SCRIPT_FILENAME" => s(&site.translate(&self.script_name)),
+            "SCRIPT_FILENAME" => o(site.translate(&self.script_name)),
             "SCRIPT_TRANSLATED" => {
                 let p = site.translate(&self.script_name);
-                s(&if cfg!(windows) {
+                o(if cfg!(windows) {
                     format!("\\\\?\\{p}")
                 } else {
                     p
                 })
             }
-            "SERVER_NAME" => s(&self.server_name()),
-            "SERVER_PORT" => s(&self.local.port().to_string()),
+            "SERVER_NAME" => o(self.server_name()),
+            "SERVER_PORT" => o(self.local.port().to_string()),
             "SERVER_PORT_SECURE" => s(if site.https { "1" } else { "0" }),
             "SERVER_SOFTWARE" => s(&site.server_software),
             "URL" => s(&self.url),
@@ -423,29 +416,66 @@ impl RequestInfo {
         }
     }
 
-    /// GetServerVariable's answer for `name`, or None (ERROR_INVALID_INDEX).
-    pub fn lookup(&self, name: &str) -> Option<Value> {
+    /// GetServerVariable's answer for `name` as the bytes it copies (NUL included), and
+    /// whether it is a UNICODE_ (UTF-16LE) value; None means ERROR_INVALID_INDEX. One
+    /// allocation per call: this is on every request's path.
+    pub fn lookup_wire(&self, name: &str) -> Option<(Vec<u8>, bool)> {
         if let Some(rest) = name.strip_prefix("UNICODE_") {
-            return match self.known(rest)? {
-                Text::Str(s) => Some(Value::Wide(s.encode_utf16().collect())),
-                Text::Raw(b) => Some(Value::Wide(bytes_to_string(&b).encode_utf16().collect())),
+            let text = self.known(rest)?;
+            let s: Cow<'_, str> = match &text {
+                Text::Str(s) => Cow::Borrowed(s.as_ref()),
+                Text::Raw(b) => bytes_to_string(b),
             };
+            let mut wire = Vec::with_capacity(2 * s.len() + 2);
+            for unit in s.encode_utf16().chain(std::iter::once(0)) {
+                wire.extend_from_slice(&unit.to_le_bytes());
+            }
+            return Some((wire, true));
         }
+        let with_nul = |bytes: &[u8]| {
+            let mut v = Vec::with_capacity(bytes.len() + 1);
+            v.extend_from_slice(bytes);
+            v.push(0);
+            v
+        };
         if let Some(text) = self.known(name) {
-            return Some(Value::Bytes(match text {
-                Text::Str(s) => ansi(&s),
-                Text::Raw(b) => b,
-            }));
+            let wire = match text {
+                Text::Str(s) => {
+                    let mut v = Vec::with_capacity(s.len() + 1);
+                    v.extend(s.chars().map(ansi_char));
+                    v.push(0);
+                    v
+                }
+                Text::Raw(b) => with_nul(&b),
+            };
+            return Some((wire, false));
         }
-        if let Some(header) = name.strip_prefix("HEADER_") {
-            return self
-                .joined_headers(|n| n.eq_ignore_ascii_case(header))
-                .map(Value::Bytes);
+        let mut header = if let Some(header) = name.strip_prefix("HEADER_") {
+            self.joined_headers(|n| n.eq_ignore_ascii_case(header))?
+        } else if let Some(upper) = name.strip_prefix("HTTP_") {
+            self.http_header(upper)?
+        } else {
+            return None;
+        };
+        header.push(0);
+        Some((header, false))
+    }
+
+    /// [`lookup_wire`](Self::lookup_wire) without the NUL, as text (for tests).
+    #[cfg(test)]
+    pub fn lookup(&self, name: &str) -> Option<Value> {
+        let (mut wire, wide) = self.lookup_wire(name)?;
+        if wide {
+            wire.truncate(wire.len() - 2);
+            Some(Value::Wide(
+                wire.chunks(2)
+                    .map(|c| u16::from_le_bytes([c[0], c[1]]))
+                    .collect(),
+            ))
+        } else {
+            wire.pop();
+            Some(Value::Bytes(wire))
         }
-        if let Some(upper) = name.strip_prefix("HTTP_") {
-            return self.http_header(upper).map(Value::Bytes);
-        }
-        None
     }
 
     /// The narrow strings the ECB carries directly.
@@ -595,6 +625,10 @@ mod tests {
             text(&i, "ALL_HTTP"),
             "HTTP_HOST:example:81\nHTTP_X_FOO:a\nHTTP_X_FOO:b\n"
         );
-        assert_eq!(Value::Wide(vec![0x41]).to_wire(), vec![0x41, 0, 0, 0]);
+        assert_eq!(
+            i.lookup_wire("UNICODE_INSTANCE_ID"),
+            Some((vec![b'1', 0, 0, 0], true))
+        );
+        assert_eq!(i.lookup_wire("INSTANCE_ID"), Some((vec![b'1', 0], false)));
     }
 }
