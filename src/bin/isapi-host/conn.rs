@@ -7,7 +7,7 @@
 //! extension runs. When a request ends, the connection either goes back to the worker
 //! that ran it (which goes on with the next pipelined request), or back to the pool.
 use crate::ecb::{Exchange, State};
-use crate::http::{self, BodyKind, ChunkedDecoder, HttpError, Parsed, RequestHead, Version};
+use crate::http::{self, BodyKind, ChunkedDecoder, HttpError, Parsed, RequestHead};
 use crate::poller::{Watched, Work};
 use crate::response::Response;
 use crate::server::{Host, Parked};
@@ -62,22 +62,16 @@ impl Conn {
         Ok(n)
     }
 
-    /// Writes a complete host-generated response (errors, 100 Continue).
-    fn answer(
-        &mut self,
-        version: Version,
-        code: u16,
-        reason: &str,
-        body: &str,
-        keep: bool,
-    ) -> io::Result<()> {
-        let _ = version;
+    /// Answers with a host-generated error (`<code> <reason>: <message>` as plain text)
+    /// and closes the connection.
+    fn refuse(mut self, code: u16, reason: &str, message: &str) {
+        let body = format!("{code} {reason}: {message}\r\n");
         let text = format!(
-            "HTTP/1.1 {code} {reason}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\n{}\r\n{body}",
-            body.len(),
-            if keep { "" } else { "Connection: close\r\n" }
+            "HTTP/1.1 {code} {reason}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
         );
-        self.stream.write_all(text.as_bytes())
+        let _ = self.stream.write_all(text.as_bytes());
+        self.close_gracefully();
     }
 
     /// Closes without losing the response just written: shut down our side, then read
@@ -208,14 +202,7 @@ pub fn serve(host: &'static Host, mut conn: Conn, read_first: bool) {
             Err(e) => {
                 let (code, reason) = e.status();
                 host.access.log_error(conn.remote, code);
-                let _ = conn.answer(
-                    Version::Http11,
-                    code,
-                    reason,
-                    &format!("{code} {reason}: {}\r\n", e.message()),
-                    false,
-                );
-                return conn.close_gracefully();
+                return conn.refuse(code, reason, e.message());
             }
             Ok(Parsed::Incomplete) => return park(host, conn),
             Ok(Parsed::Complete(head, used)) => {
@@ -254,26 +241,12 @@ fn run_request(host: &'static Host, mut conn: Conn, head: RequestHead) -> Next {
         Err(Unmapped::Http(e)) => {
             let (code, reason) = e.status();
             host.access.log(conn.remote, &label, code, 0, started, "");
-            let _ = conn.answer(
-                version,
-                code,
-                reason,
-                &format!("{code} {reason}: {}\r\n", e.message()),
-                false,
-            );
-            conn.close_gracefully();
+            conn.refuse(code, reason, e.message());
             return Next::Closed;
         }
         Err(Unmapped::NotFound) => {
             host.access.log(conn.remote, &label, 404, 0, started, "");
-            let _ = conn.answer(
-                version,
-                404,
-                "Not Found",
-                "404 Not Found: no handler mapping for this URL\r\n",
-                false,
-            );
-            conn.close_gracefully();
+            conn.refuse(404, "Not Found", "no handler mapping for this URL");
             return Next::Closed;
         }
     };
@@ -304,14 +277,7 @@ fn run_request(host: &'static Host, mut conn: Conn, head: RequestHead) -> Next {
             Ok(n) => got += n,
             Err(BodyError::Malformed(e)) => {
                 host.access.log(conn.remote, &label, 400, 0, started, "");
-                let _ = conn.answer(
-                    version,
-                    400,
-                    "Bad Request",
-                    &format!("400 Bad Request: {}\r\n", e.message()),
-                    false,
-                );
-                conn.close_gracefully();
+                conn.refuse(400, "Bad Request", e.message());
                 return Next::Closed;
             }
             Err(_) => {
@@ -467,13 +433,6 @@ pub fn finish(host: &'static Host, exchange: &Arc<Exchange>, state: &mut State) 
 }
 
 /// Answers 503 when no request slot is free.
-pub fn refuse(mut conn: Conn, version: Version) {
-    let _ = conn.answer(
-        version,
-        503,
-        "Service Unavailable",
-        "503 Service Unavailable: too many requests in flight\r\n",
-        false,
-    );
-    conn.close_gracefully();
+pub fn refuse(conn: Conn) {
+    conn.refuse(503, "Service Unavailable", "too many requests in flight");
 }

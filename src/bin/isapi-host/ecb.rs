@@ -121,7 +121,6 @@ impl Exchange {
         let at = |i: usize| unsafe { base.add(offsets[i]) }.cast::<c_char>();
         let mut preread = preread.into_boxed_slice();
         let available = (preread.len() - 1) as u32;
-        let version = info.version();
         let mut state = Some(state);
         let registered = host.registry.insert(|hconn| {
             let ecb = EXTENSION_CONTROL_BLOCK {
@@ -160,7 +159,7 @@ impl Exchange {
         if registered.is_none()
             && let Some(conn) = state.and_then(|mut s| s.conn.take())
         {
-            conn::refuse(conn, version);
+            conn::refuse(conn);
         }
         registered
     }

@@ -7,7 +7,7 @@
 //! for every variable name: the documented ones, `HTTP_<NAME>`, `HEADER_<Name>` and the
 //! `UNICODE_` forms (UTF-16). See `/work/shared/iis-isapi-facts.md` §2 and `docs/host.md`.
 use crate::cli::{Options, ScriptMap};
-use crate::http::{HttpError, RequestHead, Version, percent_decode};
+use crate::http::{HttpError, RequestHead, percent_decode};
 use std::borrow::Cow;
 use std::net::SocketAddr;
 
@@ -500,10 +500,6 @@ impl RequestInfo {
 
     pub fn is_head(&self) -> bool {
         self.head.method == "HEAD"
-    }
-
-    pub fn version(&self) -> Version {
-        self.head.version
     }
 
     /// The path relative to the physical directory for HSE_REQ_MAP_URL_TO_PATH.
