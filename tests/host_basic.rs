@@ -234,8 +234,19 @@ fn transmit_file_with_headers_and_tail() {
     let mut expected = content[1000..].to_vec();
     expected.extend_from_slice(b"[tail]");
     assert!(r.body == expected);
+    // An offset past the end: the completion reports WSAEINVAL before anything was sent,
+    // so the extension can still answer (it ends the session with HSE_STATUS_ERROR: 500).
+    let r = get(
+        host.addr,
+        &format!("/transmit?path={}&offset=400000", path.display()),
+    );
+    assert_eq!(r.status, 500);
     std::fs::remove_file(&path).unwrap();
-    stop_clean(host);
+    let stderr = stop_clean(host);
+    assert!(
+        stderr.contains("test extension: TRANSMIT_FILE failed with 10022"),
+        "{stderr}"
+    );
 }
 
 #[test]

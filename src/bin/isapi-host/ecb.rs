@@ -1187,6 +1187,22 @@ fn transmit(host: &'static Host, ex: &Exchange, tf: &HSE_TF_INFO) -> Result<u32,
         // SAFETY: pTail points to TailLength bytes (contract).
         unsafe { std::slice::from_raw_parts(tf.pTail.cast::<u8>(), tf.TailLength as usize) }
     };
+    // Check the file and the offset before anything is sent: an offset past the end fails
+    // with WSAEINVAL (as TransmitFile does), an unreadable handle with
+    // ERROR_INVALID_PARAMETER, and the response is still untouched for the extension.
+    let mut chunk = vec![0u8; 64 * 1024];
+    let mut offset = tf.Offset as u64;
+    let mut left = if tf.BytesToWrite == 0 {
+        u64::MAX
+    } else {
+        tf.BytesToWrite as u64
+    };
+    let first = left.min(chunk.len() as u64) as usize;
+    let mut n = crate::os::read_file_at(tf.hFile, offset, &mut chunk[..first])
+        .map_err(|_| ERROR_INVALID_PARAMETER)?;
+    if n == 0 && tf.Offset > 0 {
+        return Err(WSAEINVAL);
+    }
     if tf.dwFlags & HSE_IO_SEND_HEADERS != 0 {
         // SAFETY: pszStatusCode is a NUL-terminated string or NULL.
         let status = unsafe { c_str(tf.pszStatusCode) }.unwrap_or(b"200 OK");
@@ -1201,33 +1217,19 @@ fn transmit(host: &'static Host, ex: &Exchange, tf: &HSE_TF_INFO) -> Result<u32,
         }
         sent += head.len() as u64;
     }
-    let mut offset = tf.Offset as u64;
-    let mut left = if tf.BytesToWrite == 0 {
-        u64::MAX
-    } else {
-        tf.BytesToWrite as u64
-    };
-    let mut chunk = vec![0u8; 64 * 1024];
-    let mut first = true;
-    while left > 0 {
-        let want = left.min(chunk.len() as u64) as usize;
-        let n = match crate::os::read_file_at(tf.hFile, offset, &mut chunk[..want]) {
-            Ok(n) => n,
-            Err(_) => return Err(ERROR_INVALID_PARAMETER),
-        };
-        if n == 0 {
-            if first && tf.Offset > 0 {
-                return Err(WSAEINVAL); // offset past the end of the file
-            }
-            break;
-        }
-        first = false;
+    while n > 0 {
         if !write_body(host, ex, &mut state, &chunk[..n]) {
             return Err(ERROR_CONNECTION_ABORTED);
         }
         sent += n as u64;
         offset += n as u64;
         left = left.saturating_sub(n as u64);
+        if left == 0 {
+            break;
+        }
+        let want = left.min(chunk.len() as u64) as usize;
+        n = crate::os::read_file_at(tf.hFile, offset, &mut chunk[..want])
+            .map_err(|_| ERROR_INVALID_PARAMETER)?;
     }
     if !tail.is_empty() {
         if !write_body(host, ex, &mut state, tail) {
