@@ -327,6 +327,9 @@ fn other_server_support_functions() {
     assert_eq!((r.status, r.text().as_str()), (201, "old"));
     let r = get(host.addr, "/error");
     assert_eq!(r.status, 500);
+    // HSE_REQ_CLOSE_CONNECTION: the socket closes at once; the buffered response is gone.
+    let data = common::raw(host.addr, b"GET /close HTTP/1.1\r\nHost: h\r\n\r\n");
+    assert!(data.is_empty(), "{:?}", String::from_utf8_lossy(&data));
     let stderr = stop_clean(host);
     assert!(
         stderr.contains("logparam=1"),
@@ -408,11 +411,21 @@ fn start_up_failures_name_the_file_and_reason() {
 fn shutdown_waits_for_requests_in_flight() {
     let host = strict_host(&[]);
     let addr = host.addr;
+    // An idle keep-alive connection does not hold the shutdown up; it is closed.
+    let mut idle = common::Client::connect(addr);
+    idle.send(b"GET /hello HTTP/1.1\r\nHost: h\r\n\r\n");
+    assert_eq!(idle.response(false).text(), "Hello, world!");
     let slow = std::thread::spawn(move || get(addr, "/sleep?ms=700"));
     std::thread::sleep(Duration::from_millis(200));
     let stderr = stop_clean(host);
     let r = slow.join().unwrap();
     assert_eq!(r.text(), "slept", "{stderr}");
+    let mut rest = Vec::new();
+    assert_eq!(
+        idle.stream.read_to_end(&mut rest).unwrap(),
+        0,
+        "the idle connection is closed"
+    );
 }
 
 #[test]
