@@ -456,3 +456,46 @@ fn config_option_sets_the_environment_for_the_extension() {
     );
     std::fs::remove_file(&file).unwrap();
 }
+
+#[test]
+fn requests_arriving_byte_by_byte() {
+    let host = strict_host(&[]);
+    let mut c = common::Client::connect(host.addr);
+    let request = b"POST /echo HTTP/1.1\r\nHost: h\r\nContent-Length: 11\r\n\r\nhello world";
+    for byte in request {
+        c.send(&[*byte]);
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert_eq!(c.response(false).text(), "hello world");
+    stop_clean(host);
+}
+
+#[test]
+fn http_1_0_keep_alive() {
+    let host = strict_host(&[]);
+    let mut c = common::Client::connect(host.addr);
+    c.send(b"GET /hello HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+    let r = c.response(false);
+    assert_eq!(r.header("connection"), Some("keep-alive"));
+    c.send(b"GET /hello HTTP/1.0\r\n\r\n");
+    let r = c.response(false);
+    assert_eq!(r.text(), "Hello, world!");
+    assert_eq!(r.header("connection"), Some("close"));
+    stop_clean(host);
+}
+
+#[test]
+fn many_connections_at_once() {
+    let host = strict_host(&[]);
+    // 300 connections open together, each sends a request once all are connected.
+    let mut clients: Vec<common::Client> = (0..300)
+        .map(|_| common::Client::connect(host.addr))
+        .collect();
+    for (i, c) in clients.iter_mut().enumerate() {
+        c.send(format!("GET /var?HTTP_X_I HTTP/1.1\r\nHost: h\r\nX-I: {i}\r\n\r\n").as_bytes());
+    }
+    for (i, c) in clients.iter_mut().enumerate() {
+        assert_eq!(c.response(false).text(), i.to_string());
+    }
+    stop_clean(host);
+}
