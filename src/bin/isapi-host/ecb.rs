@@ -21,7 +21,7 @@ use std::collections::VecDeque;
 use std::ffi::{CStr, c_char, c_void};
 use std::net::Shutdown;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
@@ -83,6 +83,9 @@ pub struct Exchange {
     pub info: RequestInfo,
     /// "GET /path?query", for logs.
     pub label: String,
+    /// DONE_WITH_SESSION has been called (mirrors `State::done_with_session`, readable
+    /// without the lock, so that checking every callback never waits on a blocked read).
+    ended: AtomicBool,
     pub started: Instant,
     ecb: Box<UnsafeCell<EXTENSION_CONTROL_BLOCK>>,
     /// The strings the ECB points to.
@@ -147,6 +150,7 @@ impl Exchange {
                 hconn,
                 info,
                 label,
+                ended: AtomicBool::new(false),
                 started,
                 ecb: Box::new(UnsafeCell::new(ecb)),
                 _strings: strings,
@@ -344,7 +348,7 @@ fn exchange_for(
 ) -> Option<Arc<Exchange>> {
     match host.registry.get(hconn as usize) {
         Ok(exchange) => {
-            if exchange.lock().done_with_session {
+            if exchange.ended.load(Ordering::SeqCst) {
                 let call = call();
                 if call != "ServerSupportFunction(HSE_REQ_DONE_WITH_SESSION)" {
                     exchange.violation(host, &format!("{call} after HSE_REQ_DONE_WITH_SESSION"));
@@ -867,6 +871,7 @@ unsafe fn support(
                 return fail(host, ex.id, || call.to_string(), ERROR_INVALID_PARAMETER);
             }
             state.done_with_session = true;
+            ex.ended.store(true, Ordering::SeqCst);
             state.dws_status = status;
             if state.async_outstanding {
                 ex.violation(
