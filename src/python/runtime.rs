@@ -258,6 +258,15 @@ mod tests {
     use super::library_minor;
 
     #[test]
+    #[cfg(windows)]
+    fn library_names() {
+        assert_eq!(library_minor("python312.dll"), Some(12));
+        assert_eq!(library_minor("Python38.DLL"), Some(8));
+        assert_eq!(library_minor("python3.dll"), None);
+        assert_eq!(library_minor("python27.dll"), None);
+    }
+
+    #[test]
     #[cfg(not(windows))]
     fn library_names() {
         assert_eq!(library_minor("libpython3.12.so.1.0"), Some(12));
