@@ -499,3 +499,15 @@ fn many_connections_at_once() {
     }
     stop_clean(host);
 }
+
+#[test]
+fn ctrl_c_stops_the_host_like_sigterm() {
+    let host = Host::launch(
+        &common::Launch::native_ctrl_c(),
+        &test_extension(),
+        &["--strict"],
+        &[],
+    );
+    assert_eq!(get(host.addr, "/hello").status, 200);
+    stop_clean(host);
+}
