@@ -296,8 +296,58 @@ const ROUTES: &[&str] = &[
 
 #[unsafe(no_mangle)]
 pub unsafe extern "system" fn HttpExtensionProc(ecb: *mut EXTENSION_CONTROL_BLOCK) -> u32 {
+    // No panic may unwind into the host: a failed route answers HSE_STATUS_ERROR.
     let req = Req(ecb);
-    // SAFETY: lpszPathInfo is a NUL-terminated string.
+    std::panic::catch_unwind(|| route(req)).unwrap_or_else(|_| {
+        eprintln!("test extension: a route panicked; returning HSE_STATUS_ERROR");
+        HSE_STATUS_ERROR
+    })
+}
+
+/// `on_async_write_body` as the completion callback, with no unwinding into the host.
+unsafe extern "C" fn on_async_write(
+    ecb: *mut EXTENSION_CONTROL_BLOCK,
+    context: *mut c_void,
+    bytes: u32,
+    error: u32,
+) {
+    // SAFETY: the host calls this with the arguments of PFN_HSE_IO_COMPLETION.
+    let call = || unsafe { on_async_write_body(ecb, context, bytes, error) };
+    if std::panic::catch_unwind(std::panic::AssertUnwindSafe(call)).is_err() {
+        eprintln!("test extension: on_async_write panicked");
+    }
+}
+
+/// `on_async_read_body` as the completion callback, with no unwinding into the host.
+unsafe extern "C" fn on_async_read(
+    ecb: *mut EXTENSION_CONTROL_BLOCK,
+    context: *mut c_void,
+    bytes: u32,
+    error: u32,
+) {
+    // SAFETY: the host calls this with the arguments of PFN_HSE_IO_COMPLETION.
+    let call = || unsafe { on_async_read_body(ecb, context, bytes, error) };
+    if std::panic::catch_unwind(std::panic::AssertUnwindSafe(call)).is_err() {
+        eprintln!("test extension: on_async_read panicked");
+    }
+}
+
+/// `on_transmit_body` as the completion callback, with no unwinding into the host.
+unsafe extern "C" fn on_transmit(
+    ecb: *mut EXTENSION_CONTROL_BLOCK,
+    context: *mut c_void,
+    bytes: u32,
+    error: u32,
+) {
+    // SAFETY: the host calls this with the arguments of PFN_HSE_IO_COMPLETION.
+    let call = || unsafe { on_transmit_body(ecb, context, bytes, error) };
+    if std::panic::catch_unwind(std::panic::AssertUnwindSafe(call)).is_err() {
+        eprintln!("test extension: on_transmit panicked");
+    }
+}
+
+/// Dispatches one request by its route (see the module documentation).
+fn route(req: Req) -> u32 {
     let mut url = req.var("URL").unwrap_or_default();
     url.pop(); // the NUL
     let path_info = cstr(req.ecb().lpszPathInfo);
@@ -716,7 +766,7 @@ struct AsyncWrites {
     block: Vec<u8>,
 }
 
-unsafe extern "C" fn on_async_write(
+unsafe fn on_async_write_body(
     _ecb: *mut EXTENSION_CONTROL_BLOCK,
     context: *mut c_void,
     _bytes: u32,
@@ -789,7 +839,7 @@ impl AsyncRead {
     }
 }
 
-unsafe extern "C" fn on_async_read(
+unsafe fn on_async_read_body(
     _ecb: *mut EXTENSION_CONTROL_BLOCK,
     context: *mut c_void,
     bytes: u32,
@@ -848,7 +898,7 @@ struct Transmit {
     _tail: Vec<u8>,
 }
 
-unsafe extern "C" fn on_transmit(
+unsafe fn on_transmit_body(
     _ecb: *mut EXTENSION_CONTROL_BLOCK,
     context: *mut c_void,
     _bytes: u32,
