@@ -511,3 +511,61 @@ fn ctrl_c_stops_the_host_like_sigterm() {
     assert_eq!(get(host.addr, "/hello").status, 200);
     stop_clean(host);
 }
+
+/// The `stream` route writes "first", then waits until the file the client creates exists.
+fn stream_test(flush: bool) -> (bool, String) {
+    let host = strict_host(&[]);
+    let signal =
+        std::env::temp_dir().join(format!("isapi-host-stream-{}-{flush}", std::process::id()));
+    let _ = std::fs::remove_file(&signal);
+    let mut s = TcpStream::connect(host.addr).unwrap();
+    let path = format!("/stream?until={}&flush={}", signal.display(), flush as u8);
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n").as_bytes())
+        .unwrap();
+    // Does anything arrive while the extension waits? With the flush flag it must; with
+    // buffering nothing may (this can only pass wrongly on a very slow machine, not fail).
+    s.set_read_timeout(Some(Duration::from_millis(if flush {
+        10_000
+    } else {
+        300
+    })))
+    .unwrap();
+    let mut early = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !early.ends_with(b"first") {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => early.extend_from_slice(&buf[..n]),
+        }
+    }
+    let got_first_early = early.ends_with(b"first");
+    std::fs::write(&signal, b"").unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let mut rest = Vec::new();
+    s.read_to_end(&mut rest).unwrap();
+    early.extend_from_slice(&rest);
+    std::fs::remove_file(&signal).unwrap();
+    stop_clean(host);
+    let (_, body) = split_head(&early);
+    (got_first_early, String::from_utf8(body).unwrap())
+}
+
+#[test]
+fn set_flush_flag_sends_each_write_at_once() {
+    let (early, body) = stream_test(true);
+    assert!(
+        early,
+        "with HSE_REQ_SET_FLUSH_FLAG the first write must arrive before the request ends"
+    );
+    assert_eq!(body, "firstseen!!!");
+}
+
+#[test]
+fn output_is_buffered_until_the_request_ends() {
+    let (early, body) = stream_test(false);
+    assert!(
+        !early,
+        "without the flush flag nothing may be sent before the request ends"
+    );
+    assert_eq!(body, "firstseen!!!");
+}

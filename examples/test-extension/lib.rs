@@ -25,6 +25,7 @@
 //! | `ssf` | the other ServerSupportFunction requests, one result line each |
 //! | `error` | returns HSE_STATUS_ERROR without a response |
 //! | `close` | HSE_REQ_CLOSE_CONNECTION after the headers |
+//! | `stream?until=F&flush=1` | writes "first", waits for file F, writes the rest (flush tests) |
 //! | `env?NAME` | the extension process's environment variable NAME |
 //! | `sleep?ms=M` | a slow synchronous request (shutdown and concurrency tests) |
 //! | `violation/KIND` | one contract violation each (see `violation`) |
@@ -291,6 +292,7 @@ const ROUTES: &[&str] = &[
     "close",
     "sleep",
     "env",
+    "stream",
     "violation",
 ];
 
@@ -517,6 +519,32 @@ fn route(req: Req) -> u32 {
         "sleep" => {
             std::thread::sleep(Duration::from_millis(req.num("ms", 100)));
             req.respond("200 OK", "text/plain", b"slept");
+            HSE_STATUS_SUCCESS
+        }
+        "stream" => {
+            // "first", then wait until the file `until` exists (the client creates it once it
+            // has seen "first"), then "seen!!" or "timeout" (same length, for Content-Length).
+            if req.param("flush").is_some_and(|v| v == "1") {
+                let on = std::ptr::without_provenance_mut::<c_void>(1);
+                let null = std::ptr::null_mut();
+                req.ssf(HSE_REQ_SET_FLUSH_FLAG, on, null, null).unwrap();
+            }
+            req.headers(
+                "200 OK",
+                "Content-Type: text/plain\r\nContent-Length: 12\r\n\r\n",
+                true,
+            );
+            req.write(b"first");
+            let until = std::path::PathBuf::from(req.param("until").unwrap_or_default());
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            while !until.exists() && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            req.write(if until.exists() {
+                b"seen!!!"
+            } else {
+                b"timeout"
+            });
             HSE_STATUS_SUCCESS
         }
         "env" => {
