@@ -569,3 +569,38 @@ fn output_is_buffered_until_the_request_ends() {
     );
     assert_eq!(body, "firstseen!!!");
 }
+
+#[test]
+fn unconfirmed_behaviour_options() {
+    // --chunked-known-length: a small chunked body is presented with its real length.
+    let host = strict_host(&["--chunked-known-length"]);
+    let (ok, out, err) = curl(&[
+        "-D",
+        "-",
+        "-H",
+        "Transfer-Encoding: chunked",
+        "--data-binary",
+        "twelve bytes",
+        &host.url("/echo"),
+    ]);
+    assert!(ok, "{err}");
+    let (head, body) = split_head(&out);
+    assert!(head.contains("X-Total-Bytes: 12\r\n"), "{head}");
+    assert_eq!(body, b"twelve bytes");
+    stop_clean(host);
+
+    // --read-client-on-disconnect: the client sends half its body and goes away.
+    for (mode, status) in [("eof", "200"), ("error", "500")] {
+        let host = strict_host(&["--read-client-on-disconnect", mode, "--read-ahead", "0"]);
+        let mut s = TcpStream::connect(host.addr).unwrap();
+        s.write_all(b"POST /echo HTTP/1.1\r\nHost: h\r\nContent-Length: 100\r\n\r\nhalf")
+            .unwrap();
+        s.shutdown(std::net::Shutdown::Both).unwrap();
+        drop(s);
+        // eof: ReadClient gives TRUE/0 and the extension answers 200 with what it got;
+        // error: ReadClient fails and the extension answers "500 Read Failed".
+        let needle = format!("\"#1 POST /echo\" {status} ");
+        assert!(host.wait_for_output(&needle), "{mode}: {}", host.output());
+        host.stop();
+    }
+}
