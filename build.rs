@@ -20,7 +20,11 @@ fn main() {
     let out = PathBuf::from(env::var("OUT_DIR").expect("OUT_DIR"));
     let target = env::var("TARGET").expect("TARGET");
     let windows = target.contains("windows");
-    for f in ["headers/httpext.h", "headers/python.h", "headers/windows/pyconfig.h"] {
+    for f in [
+        "headers/httpext.h",
+        "headers/python.h",
+        "headers/windows/pyconfig.h",
+    ] {
         println!("cargo:rerun-if-changed={f}");
     }
     println!("cargo:rerun-if-env-changed=ISAPI_WSGI_PYTHON");
@@ -29,8 +33,14 @@ fn main() {
     let python = BuildPython::find();
     python_bindings(&out, &python, windows);
     python_names(&out);
-    println!("cargo:rustc-env=ISAPI_WSGI_BUILD_PYTHON_HOME={}", python.prefix);
-    println!("cargo:rustc-env=ISAPI_WSGI_BUILD_PYTHON_LIBRARY={}", python.library);
+    println!(
+        "cargo:rustc-env=ISAPI_WSGI_BUILD_PYTHON_HOME={}",
+        python.prefix
+    );
+    println!(
+        "cargo:rustc-env=ISAPI_WSGI_BUILD_PYTHON_LIBRARY={}",
+        python.library
+    );
 }
 
 /// The ISAPI header: everything in it is ours, so allow all of it.
@@ -64,8 +74,14 @@ impl BuildPython {
         let output = Command::new(&exe)
             .args(["-c", script])
             .output()
-            .unwrap_or_else(|e| panic!("cannot run {exe} to find Python.h ({e}); set ISAPI_WSGI_PYTHON"));
-        assert!(output.status.success(), "{exe} failed: {}", String::from_utf8_lossy(&output.stderr));
+            .unwrap_or_else(|e| {
+                panic!("cannot run {exe} to find Python.h ({e}); set ISAPI_WSGI_PYTHON")
+            });
+        assert!(
+            output.status.success(),
+            "{exe} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
         let text = String::from_utf8(output.stdout).expect("utf-8 from python");
         let mut lines = text.lines().map(str::to_string);
         let (include, prefix, library) = (lines.next(), lines.next(), lines.next());
@@ -116,7 +132,9 @@ fn python_bindings(out: &Path, python: &BuildPython, windows: bool) {
 fn python_names(out: &Path) {
     let header = fs::read_to_string("headers/python.h").expect("read python.h");
     let list = |marker: &str| -> Vec<String> {
-        let start = header.find(marker).unwrap_or_else(|| panic!("{marker} not in python.h"));
+        let start = header
+            .find(marker)
+            .unwrap_or_else(|| panic!("{marker} not in python.h"));
         let body: String = header[start + marker.len()..]
             .lines()
             .take_while(|l| l.trim_end().ends_with('\\') || !l.trim().is_empty())
@@ -142,7 +160,10 @@ fn python_names(out: &Path) {
 
 /// The include directory of mingw-w64's gcc, if it is installed.
 fn cross_compiler_include() -> Option<String> {
-    let out = Command::new("x86_64-w64-mingw32-gcc").arg("-print-file-name=include").output().ok()?;
+    let out = Command::new("x86_64-w64-mingw32-gcc")
+        .arg("-print-file-name=include")
+        .output()
+        .ok()?;
     let dir = String::from_utf8(out.stdout).ok()?.trim().to_string();
     Path::new(&dir).is_dir().then_some(dir)
 }

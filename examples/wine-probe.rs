@@ -1,0 +1,156 @@
+//! wine-probe: starts an embedded CPython the way the extension will, and prints what it
+//! sees. It is how we learned what the official Windows embeddable distribution needs
+//! (findings in docs/windows.md), and how you check a Python home on a real server:
+//!
+//! ```text
+//! cargo build --example wine-probe --target x86_64-pc-windows-gnu
+//! wine target/x86_64-pc-windows-gnu/debug/examples/wine-probe.exe C:\Python312\python312.dll
+//! wine-probe.exe DLL [--home DIR] [--python3-first] [--code PYTHON]
+//! wine-probe.exe --registry          # the PEP 514 registrations, newest first
+//! ```
+//!
+//! Works on Linux too, with a `libpython3.X.so` in place of the DLL.
+use isapi_wsgi::sys::{self, Library, Visibility};
+use std::ffi::{CString, c_char, c_int, c_void};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+const DEFAULT_CODE: &str = "\
+import sys, os
+print('probe: version', sys.version.split()[0], sys.platform)
+print('probe: prefix', sys.prefix)
+print('probe: executable', repr(sys.executable))
+print('probe: no_site', sys.flags.no_site, 'isolated', sys.flags.isolated, 'site imported', 'site' in sys.modules)
+print('probe: path', sys.path)
+import site
+print('probe: import site ok; user site', site.ENABLE_USER_SITE)
+";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("--registry") {
+        let found = sys::registered_pythons();
+        println!("probe: {} registered", found.len());
+        for python in found {
+            println!(
+                "probe: registered {} {}.{} {} {} (library exists: {})",
+                python.hive,
+                python.version.0,
+                python.version.1,
+                python.tag,
+                python.home.display(),
+                python.library().is_file()
+            );
+        }
+        return ExitCode::SUCCESS;
+    }
+    let Some(dll) = args.first().map(PathBuf::from) else {
+        eprintln!(
+            "usage: wine-probe DLL [--home DIR] [--python3-first] [--code PYTHON] | --registry"
+        );
+        return ExitCode::from(2);
+    };
+    let option = |name: &str| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+            .cloned()
+    };
+    let python3_first = args.iter().any(|a| a == "--python3-first");
+
+    if python3_first {
+        probe_python3_dll(&dll);
+    }
+    let library = match Library::open(&dll, Visibility::Global) {
+        Ok(library) => library,
+        Err(error) => {
+            println!("probe: load failed: {error}");
+            return ExitCode::from(1);
+        }
+    };
+    println!("probe: loaded {}", library.path().display());
+    match run(&library, option("--home"), option("--code")) {
+        Ok(status) => {
+            println!("probe: code returned {status}");
+            if status == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            }
+        }
+        Err(error) => {
+            println!("probe: {error}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// Loads python3.dll (the stable-ABI forwarder) from the same directory and tries to
+/// resolve a function through it, before python3X.dll itself is loaded.
+fn probe_python3_dll(dll: &Path) {
+    let forwarder = dll.with_file_name(if cfg!(windows) {
+        "python3.dll"
+    } else {
+        "libpython3.so"
+    });
+    match Library::open(&forwarder, Visibility::Global) {
+        Ok(library) => println!(
+            "probe: {} loaded; Py_InitializeEx through it: {}",
+            forwarder.display(),
+            if library.symbol("Py_InitializeEx").is_some() {
+                "resolved"
+            } else {
+                "NOT resolved"
+            }
+        ),
+        Err(error) => println!("probe: {error}"),
+    }
+}
+
+type InitializeEx = unsafe extern "C" fn(c_int);
+type SetPythonHome = unsafe extern "C" fn(*const WideChar);
+type RunSimpleString = unsafe extern "C" fn(*const c_char, *mut c_void) -> c_int;
+type GilEnsure = unsafe extern "C" fn() -> c_int;
+#[cfg(windows)]
+type WideChar = u16;
+#[cfg(not(windows))]
+type WideChar = u32;
+
+fn run(library: &Library, home: Option<String>, code: Option<String>) -> Result<c_int, String> {
+    let find = |name: &str| {
+        library
+            .symbol(name)
+            .ok_or_else(|| format!("symbol {name} not found"))
+    };
+    let initialize = find("Py_InitializeEx")?;
+    let set_home = find("Py_SetPythonHome")?;
+    let run_string = find("PyRun_SimpleStringFlags")?;
+    let ensure = find("PyGILState_Ensure")?;
+    if let Some(home) = home {
+        #[cfg(windows)]
+        let wide: Vec<WideChar> = home.encode_utf16().chain(Some(0)).collect();
+        #[cfg(not(windows))]
+        let wide: Vec<WideChar> = home.chars().map(|c| c as u32).chain(Some(0)).collect();
+        // Python keeps the pointer: the string must live as long as the process.
+        let wide: &'static [WideChar] = Vec::leak(wide);
+        // SAFETY: the symbol is Py_SetPythonHome(const wchar_t *), called before start-up
+        // with a NUL-terminated wide string that is never freed.
+        unsafe { std::mem::transmute::<*mut c_void, SetPythonHome>(set_home)(wide.as_ptr()) };
+        println!("probe: Py_SetPythonHome({home})");
+    }
+    // SAFETY: Py_InitializeEx(int) with 0: do not install signal handlers.
+    unsafe { std::mem::transmute::<*mut c_void, InitializeEx>(initialize)(0) };
+    // SAFETY: Python is initialized and this thread holds the GIL after start-up.
+    unsafe { std::mem::transmute::<*mut c_void, GilEnsure>(ensure)() };
+    let source = CString::new(code.unwrap_or_else(|| DEFAULT_CODE.to_string()))
+        .map_err(|_| "NUL in code")?;
+    // SAFETY: PyRun_SimpleStringFlags(const char *, PyCompilerFlags *) with a valid C string
+    // and no flags, called with the GIL held.
+    let status = unsafe {
+        std::mem::transmute::<*mut c_void, RunSimpleString>(run_string)(
+            source.as_ptr(),
+            std::ptr::null_mut(),
+        )
+    };
+    Ok(status)
+}
