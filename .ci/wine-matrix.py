@@ -198,6 +198,15 @@ class Matrix:
         finally:
             self.registry({})
 
+    def report_to_admin(self):
+        """sys::report_to_admin reaches ReportEventW (wine logs an error-type event's
+        strings on its `eventlog` debug channel) with the whole message, non-ASCII intact."""
+        probe = os.path.join(self.build, "examples", "wine-probe.exe")
+        env = dict(os.environ, WINEDEBUG="-all,err+eventlog")
+        rc, out = wine([probe, "--report", "isapi-wsgi: Python failed to start: no python3X.dll in C:\\Pythön"], env=env)
+        expected = 'err:eventlog:ReportEventW L"isapi-wsgi: Python failed to start: no python3X.dll in C:\\\\Pyth\\00f6n"'
+        assert rc == 0 and expected in out, "expected %s in:\n%s" % (expected, out)
+
     def registry(self, keys, values=None):
         """Replaces HKCU and HKLM Software\\Python with the PEP 514 entries in `keys`
         ({(hive, tag): install path}), in one `regedit /S` import (one wine start)."""
@@ -408,12 +417,13 @@ class Matrix:
         self.check("probe-\\\\?\\-path", self.probe, "3.12", None,
                    "\\\\?\\" + winpath(os.path.join(PYTHONS, "3.12", "python312.dll")))
         self.check("pep514-lookup", self.pep514_lookup)
+        self.check("report-to-admin", self.report_to_admin)
         if self.have_host():
             for version in self.versions:
                 self.serve_version(version)
             self.check("host-pep514-discovery", self.pep514_host)
             self.check("host-non-ascii-paths", self.non_ascii_host)
-        else:
+        elif not self.selected or any("host" in s for s in self.selected):
             print("FAIL host: %s has no isapi-host.exe or no DLL exporting HttpExtensionProc" % self.build)
             self.failed.append("host")
         shutil.rmtree(self.work, ignore_errors=True)

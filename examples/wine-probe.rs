@@ -7,6 +7,7 @@
 //! wine target/x86_64-pc-windows-gnu/debug/examples/wine-probe.exe C:\Python312\python312.dll
 //! wine-probe.exe DLL [--home DIR] [--python3-first] [--code PYTHON]
 //! wine-probe.exe --registry          # the PEP 514 registrations, newest first
+//! wine-probe.exe --report MESSAGE     # sys::report_to_admin(MESSAGE)
 //! ```
 //!
 //! Works on Linux too, with a `libpython3.X.so` in place of the DLL.
@@ -42,6 +43,15 @@ fn main() -> ExitCode {
                 python.library().is_file()
             );
         }
+        return ExitCode::SUCCESS;
+    }
+    if args.first().map(String::as_str) == Some("--report") {
+        let message = args
+            .get(1)
+            .map(String::as_str)
+            .unwrap_or("wine-probe: a test message");
+        sys::report_to_admin(message);
+        println!("probe: reported");
         return ExitCode::SUCCESS;
     }
     let Some(dll) = args.first().map(PathBuf::from) else {
