@@ -76,9 +76,9 @@ impl Library {
 // Windows specifics (owned by the Windows workstream): PEP 514 discovery, reporting to the
 // administrator, and impersonation. Each has a do-nothing twin in `unix.rs`.
 
+// Paths in this section are spelled out (no new `use` lines) so that the section stays
+// independent of the rest of the file.
 use super::RegisteredPython;
-use std::ffi::OsString;
-use std::os::windows::ffi::OsStringExt;
 
 type Hkey = *mut c_void;
 type Handle = *mut c_void;
@@ -188,7 +188,7 @@ impl RegKey {
     }
 
     /// A string value (REG_SZ or REG_EXPAND_SZ, not expanded); `None` for the default value.
-    fn string(&self, name: Option<&str>) -> Option<OsString> {
+    fn string(&self, name: Option<&str>) -> Option<std::ffi::OsString> {
         let name = name.map(wide);
         let name_ptr = name.as_ref().map_or(std::ptr::null(), |n| n.as_ptr());
         let (mut kind, mut size) = (0u32, 0u32);
@@ -226,7 +226,7 @@ impl RegKey {
         // The stored string may or may not include its terminating NUL: cut at the first.
         let units = &data[..(size as usize / 2).min(data.len())];
         let end = units.iter().position(|&u| u == 0).unwrap_or(units.len());
-        Some(OsString::from_wide(&units[..end]))
+        Some(<std::ffi::OsString as std::os::windows::ffi::OsStringExt>::from_wide(&units[..end]))
     }
 }
 
