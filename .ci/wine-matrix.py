@@ -360,8 +360,9 @@ class Matrix:
     def clean_shutdown(self, host):
         code = host.stop()
         log = host.log()
-        assert code == 0, "host exited with %s after SIGINT:\n%s" % (code, log)
-        assert "violation" not in log.lower(), "contract violations:\n%s" % log
+        assert code == 0, "host exited with %s after SIGINT (--strict: non-zero on a contract violation):\n%s" % (code, log)
+        assert "TerminateExtension(HSE_TERM_MUST_UNLOAD) returned TRUE" in log, "no TerminateExtension:\n%s" % log
+        assert "0 contract violation(s)" in log, "contract violations:\n%s" % log
 
     def pep514_host(self):
         """No home in the ini: the extension takes the newest registered CPython."""

@@ -1,13 +1,15 @@
 """The application .ci/wine-matrix serves under wine, once per CPython version.
 
-One module, so that one host start covers every case; each route is a plain PEP 3333 app,
-and the whole thing is wrapped in wsgiref.validate.validator, which raises (500, logged)
-on any protocol slip by either side:
+One module, so that one host start covers every case. Each plain route is wrapped in
+wsgiref.validate.validator, which raises (500, logged) on any protocol slip by either side;
+Flask is not (Werkzeug calls wsgi.input.read() without a size, which PEP 3333 allows for
+a server that, like ours, ends the stream at the end of the body, but the validator forbids):
 
     /            hello, with the interpreter's version (the matrix checks it is the one
                  the ini file configured)
     /environ     the CGI/WSGI keys as text, `key=repr(value)` per line
     /echo        POST: answers the SHA-256 and length of the body it read from wsgi.input
+                 (up to CONTENT_LENGTH; a chunked request has none: then up to the end)
     /lines       POST: reads wsgi.input with readline() and answers the line count
     /stream      a streamed response: 50 chunks from a generator, no Content-Length
     /sleep       sleeps 0.2 s (GIL released) then answers: the concurrency check
@@ -35,9 +37,9 @@ def show_environ(environ, start_response):
 def echo(environ, start_response):
     digest, total = hashlib.sha256(), 0
     stream = environ["wsgi.input"]
-    length = int(environ.get("CONTENT_LENGTH") or 0)
-    while total < length:
-        chunk = stream.read(min(65536, length - total))
+    length = int(environ["CONTENT_LENGTH"]) if environ.get("CONTENT_LENGTH") else None
+    while length is None or total < length:
+        chunk = stream.read(65536 if length is None else min(65536, length - total))
         if not chunk:
             break
         digest.update(chunk)
@@ -115,20 +117,19 @@ def flask_app(environ, start_response):
     return _flask(environ, start_response)
 
 
-ROUTES = {"/": hello, "/environ": show_environ, "/echo": echo, "/lines": count_lines,
-          "/stream": stream, "/sleep": sleep}
+def not_found(environ, start_response):
+    body = b"not found\n"
+    start_response("404 Not Found", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
+    return [body]
 
 
-def dispatch(environ, start_response):
+ROUTES = {path: validator(app) for path, app in {
+    "/": hello, "/environ": show_environ, "/echo": echo, "/lines": count_lines,
+    "/stream": stream, "/sleep": sleep}.items()}
+
+
+def application(environ, start_response):
     path = environ.get("PATH_INFO", "") or "/"
     if path == "/flask" or path.startswith("/flask/"):
         return flask_app(environ, start_response)
-    handler = ROUTES.get(path)
-    if handler is None:
-        body = b"not found\n"
-        start_response("404 Not Found", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
-        return [body]
-    return handler(environ, start_response)
-
-
-application = validator(dispatch)
+    return ROUTES.get(path, validator(not_found))(environ, start_response)
