@@ -267,7 +267,7 @@ class Matrix:
             self.check("host-%s:stream" % version, self.stream, host)
             self.check("host-%s:flask" % version, self.flask, host)
             self.check("host-%s:concurrency" % version, self.concurrency, host)
-            self.check("host-%s:log-shared-read" % version, self.log_shared_read, os.path.join(directory, "wsgi.log"))
+            self.check("host-%s:log-shared-read" % version, self.log_shared_read, os.path.join(directory, "wsgi.log"), version)
         finally:
             self.check("host-%s:clean-shutdown" % version, self.clean_shutdown, host)
 
@@ -350,12 +350,17 @@ class Matrix:
         assert not errors and results == [200] * 16, (results, errors)
         assert elapsed < 16 * 0.2 * 0.75, "16 x 0.2 s took %.1f s: requests did not overlap" % elapsed
 
-    def log_shared_read(self, log):
-        """The log file can be read by another Windows process while the host writes it
-        (wine's server enforces Windows sharing modes between wine processes)."""
+    def log_shared_read(self, log, version):
+        """Another Windows process can read the log while the host has it open for writing
+        (wine's server enforces Windows sharing modes between wine processes). The reader
+        is Windows CPython's open(), which, like Notepad or Get-Content, asks for
+        FILE_SHARE_READ | FILE_SHARE_WRITE. (wine's `cmd /c type` asks for FILE_SHARE_READ
+        only, which no file open for writing can satisfy, on Windows too.)"""
         assert os.path.isfile(log), "no log at %s" % log
-        rc, out = wine(["cmd", "/c", "type", winpath(log)], timeout=60)
-        assert rc == 0 and "sharing violation" not in out.lower(), "cmd /c type %s: %s %s" % (log, rc, out[-1000:])
+        python = os.path.join(PYTHONS, version, "python.exe")
+        code = "import sys; text = open(sys.argv[1], encoding='utf-8').read(); print('read', len(text), 'serving' in text)"
+        rc, out = wine([python, "-c", code, winpath(log)], timeout=60)
+        assert rc == 0 and "read" in out and "True" in out, "reading %s while the host runs: %s %s" % (log, rc, out[-1500:])
 
     def clean_shutdown(self, host):
         code = host.stop()
