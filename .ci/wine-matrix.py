@@ -151,10 +151,12 @@ class Matrix:
 
     # -- build-level checks
 
-    def msvc_check(self):
+    def msvc_check(self, what):
+        """cargo check for the target a Windows user builds with: `what` is the cargo target
+        selection (the product: --lib --bins --examples; or --tests)."""
         installed = subprocess.run(["rustup", "target", "list", "--installed"], capture_output=True, text=True).stdout
         assert "x86_64-pc-windows-msvc" in installed.split(), "rustup target x86_64-pc-windows-msvc missing (.ci/setup adds it)"
-        proc = subprocess.run(["cargo", "check", "--quiet", "--all-targets", "--target", "x86_64-pc-windows-msvc"],
+        proc = subprocess.run(["cargo", "check", "--quiet", "--target", "x86_64-pc-windows-msvc"] + what,
                               cwd=ROOT, capture_output=True, text=True, timeout=900)
         assert proc.returncode == 0, proc.stderr[-4000:]
 
@@ -263,6 +265,7 @@ class Matrix:
         try:
             self.check("host-%s:hello" % version, self.hello, host, version)
             self.check("host-%s:environ" % version, self.environ, host)
+            self.check("host-%s:sys-path" % version, self.sys_path, host, version)
             self.check("host-%s:post-bodies" % version, self.post_bodies, host)
             self.check("host-%s:stream" % version, self.stream, host)
             self.check("host-%s:flask" % version, self.flask, host)
@@ -286,6 +289,21 @@ class Matrix:
                          "HTTP_X_CUSTOM='yes'", "SERVER_PROTOCOL='HTTP/1.1'", "wsgi.url_scheme='http'",
                          "wsgi.version=(1, 0)", "wsgi.multithread=True"):
             assert expected in text, "%s not in environ:\n%s" % (expected, text)
+
+    def sys_path(self, host, version):
+        """How the ini's `path` and `venv` meet the embeddable package's ._pth file: both
+        must be on sys.path, with the standard library zip. (Whether site ran and what else
+        is there differs by version: printed, see docs/windows.md.)"""
+        status, _, body = host.request("GET", "/sys")
+        assert status == 200, (status, body[:2000])
+        info = json.loads(body)
+        home = os.path.join(PYTHONS, version)
+        expected = [winpath(os.path.join(home, dll_name(version).replace(".dll", ".zip"))), winpath(APPS),
+                    winpath(os.path.join(PYTHONS, "venv-flask", version, "Lib", "site-packages"))]
+        missing = [p for p in expected if p.lower() not in [q.lower() for q in info["path"]]]
+        assert not missing, "%s not on sys.path %s" % (missing, info["path"])
+        print("     sys.path %s; no_site=%s isolated=%s site imported=%s" % (
+            info["path"], info["no_site"], info["isolated"], info["site_imported"]))
 
     def post_bodies(self, host):
         rng = random.Random(5)
@@ -416,7 +434,8 @@ class Matrix:
 
     def run_checks(self):
         self.registry({})
-        self.check("msvc-check", self.msvc_check)
+        self.check("msvc-check", self.msvc_check, ["--lib", "--bins", "--examples"])
+        self.check("msvc-check-tests", self.msvc_check, ["--tests", "--benches"])
         for version in self.versions:
             self.check("probe-%s" % version, self.probe, version)
         self.check("probe-non-ascii-home", self.probe, "3.12", os.path.join(PYTHONS, "3.12-ü"))

@@ -8,6 +8,7 @@ a server that, like ours, ends the stream at the end of the body, but the valida
     /            hello, with the interpreter's version (the matrix checks it is the one
                  the ini file configured)
     /environ     the CGI/WSGI keys as text, `key=repr(value)` per line
+    /sys         sys.path and the start-up flags, as JSON
     /echo        POST: answers the SHA-256 and length of the body it read from wsgi.input
                  (up to CONTENT_LENGTH; a chunked request has none: then up to the end)
     /lines       POST: reads wsgi.input with readline() and answers the line count
@@ -31,6 +32,15 @@ def show_environ(environ, start_response):
     lines = ["%s=%r" % (k, environ[k]) for k in sorted(environ) if k.isupper() or k.startswith("wsgi.")]
     body = ("\n".join(lines) + "\n").encode("utf-8")
     start_response("200 OK", [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(body)))])
+    return [body]
+
+
+def show_sys(environ, start_response):
+    import json
+    info = {"path": sys.path, "no_site": sys.flags.no_site, "isolated": sys.flags.isolated,
+            "site_imported": "site" in sys.modules, "prefix": sys.prefix}
+    body = json.dumps(info).encode()
+    start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
     return [body]
 
 
@@ -124,7 +134,7 @@ def not_found(environ, start_response):
 
 
 ROUTES = {path: validator(app) for path, app in {
-    "/": hello, "/environ": show_environ, "/echo": echo, "/lines": count_lines,
+    "/": hello, "/environ": show_environ, "/sys": show_sys, "/echo": echo, "/lines": count_lines,
     "/stream": stream, "/sleep": sleep}.items()}
 
 
