@@ -134,8 +134,12 @@ class Matrix:
         self.passed, self.failed = [], []
         self.work = tempfile.mkdtemp(prefix="wine-matrix-", dir=os.path.join(ROOT, "target"))
 
-    def check(self, name, function, *args):
-        if self.selected and not any(s in name for s in self.selected):
+    def wanted(self, name):
+        return not self.selected or any(s in name for s in self.selected)
+
+    def check(self, name, function, *args, always=False):
+        """Runs one named check (unless -k left it out and it is not `always`)."""
+        if not always and not self.wanted(name):
             return None
         started = time.time()
         try:
@@ -258,21 +262,22 @@ class Matrix:
     def serve_version(self, version):
         """Starts the host for one version and runs every end-to-end check against it."""
         directory = os.path.join(self.work, "py" + version)
+        checks = [("hello", self.hello, version), ("environ", self.environ), ("sys-path", self.sys_path, version),
+                  ("post-bodies", self.post_bodies), ("stream", self.stream), ("flask", self.flask),
+                  ("concurrency", self.concurrency),
+                  ("log-shared-read", self.log_shared_read, os.path.join(directory, "wsgi.log"), version)]
+        names = ["host-%s:%s" % (version, c[0]) for c in checks] + ["host-%s:start" % version, "host-%s:clean-shutdown" % version]
+        if not any(self.wanted(name) for name in names):
+            return
         ini = self.write_ini(directory, home=os.path.join(PYTHONS, version), venv_version=version)
-        host = self.check("host-%s:start" % version, Host, self.build, ini)
+        host = self.check("host-%s:start" % version, Host, self.build, ini, always=True)
         if host is None:
             return
         try:
-            self.check("host-%s:hello" % version, self.hello, host, version)
-            self.check("host-%s:environ" % version, self.environ, host)
-            self.check("host-%s:sys-path" % version, self.sys_path, host, version)
-            self.check("host-%s:post-bodies" % version, self.post_bodies, host)
-            self.check("host-%s:stream" % version, self.stream, host)
-            self.check("host-%s:flask" % version, self.flask, host)
-            self.check("host-%s:concurrency" % version, self.concurrency, host)
-            self.check("host-%s:log-shared-read" % version, self.log_shared_read, os.path.join(directory, "wsgi.log"), version)
+            for name, function, *args in checks:
+                self.check("host-%s:%s" % (version, name), function, host, *args)
         finally:
-            self.check("host-%s:clean-shutdown" % version, self.clean_shutdown, host)
+            self.check("host-%s:clean-shutdown" % version, self.clean_shutdown, host, always=True)
 
     def hello(self, host, version):
         status, headers, body = host.request("GET", "/")
