@@ -61,11 +61,15 @@ def free_port():
 class Host:
     """isapi-host.exe under wine, serving isapi_wsgi.dll configured by an ini file."""
 
-    def __init__(self, build, ini, extra_args=()):
+    def __init__(self, build, ini, extra_args=(), dll=None):
+        """With `ini` None, no --config: the extension looks for <dll stem>.ini next to itself.
+        `dll` is the extension's path as wine sees it (default: the build's DLL)."""
         self.port = free_port()
         self.output = []
+        config = ["--config", winpath(ini)] if ini else []
+        dll = dll or winpath(os.path.join(build, "isapi_wsgi.dll"))
         args = [os.path.join(build, "isapi-host.exe"), "--listen", "127.0.0.1:%d" % self.port,
-                "--config", winpath(ini), "--strict"] + list(extra_args) + [winpath(os.path.join(build, "isapi_wsgi.dll"))]
+                "--strict"] + config + list(extra_args) + [dll]
         self.command = "wine " + " ".join(args)
         self.proc = subprocess.Popen(["wine"] + args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                      stderr=subprocess.STDOUT)
@@ -422,6 +426,22 @@ class Matrix:
         assert code == 0, host.log()
         assert os.path.isfile(os.path.join(directory, "lög.txt")), "log not written under the non-ASCII path"
 
+    def ini_next_to_long_path_dll(self):
+        """IIS loads extensions through `\\\\?\\` paths: the DLL, copied into a folder of
+        its own with isapi_wsgi.ini beside it, is loaded as `\\\\?\\Z:\\...` and must still
+        find that ini (no --config) and serve."""
+        directory = os.path.join(self.work, "long-path")
+        os.makedirs(directory, exist_ok=True)
+        shutil.copy(os.path.join(self.build, "isapi_wsgi.dll"), directory)
+        self.write_ini(directory, home=os.path.join(PYTHONS, "3.13"), venv_version="3.13")
+        host = Host(self.build, None, dll="\\\\?\\" + winpath(os.path.join(directory, "isapi_wsgi.dll")))
+        try:
+            status, _, body = host.request("GET", "/")
+            assert status == 200 and body.startswith(b"Hello from CPython 3.13."), (status, body[:1000], host.log())
+        finally:
+            code = host.stop()
+        assert code == 0, host.log()
+
     # -- the run
 
     def run(self):
@@ -453,6 +473,7 @@ class Matrix:
                 self.serve_version(version)
             self.check("host-pep514-discovery", self.pep514_host)
             self.check("host-non-ascii-paths", self.non_ascii_host)
+            self.check("host-\\\\?\\-dll-path", self.ini_next_to_long_path_dll)
         elif not self.selected or any("host" in s for s in self.selected):
             print("FAIL host: %s has no isapi-host.exe or no DLL exporting HttpExtensionProc" % self.build)
             self.failed.append("host")
