@@ -377,7 +377,7 @@ class Matrix:
         assert not errors and results == [200] * 16, (results, errors)
         assert elapsed < 16 * 0.2 * 0.75, "16 x 0.2 s took %.1f s: requests did not overlap" % elapsed
 
-    def log_shared_read(self, log, version):
+    def log_shared_read(self, host, log, version):
         """Another Windows process can read the log while the host has it open for writing
         (wine's server enforces Windows sharing modes between wine processes). The reader
         is Windows CPython's open(), which, like Notepad or Get-Content, asks for
@@ -387,7 +387,8 @@ class Matrix:
         python = os.path.join(PYTHONS, version, "python.exe")
         code = "import sys; text = open(sys.argv[1], encoding='utf-8').read(); print('read', len(text), 'serving' in text)"
         rc, out = wine([python, "-c", code, winpath(log)], timeout=60)
-        assert rc == 0 and "read" in out and "True" in out, "reading %s while the host runs: %s %s" % (log, rc, out[-1500:])
+        assert rc == 0 and "read" in out and "True" in out, "reading %s while the host runs: %s %s\n%s" % (
+            log, rc, out[-1500:], host.log())
 
     def clean_shutdown(self, host):
         code = host.stop()
