@@ -217,6 +217,13 @@ class Matrix:
         expected = 'err:eventlog:ReportEventW L"isapi-wsgi: Python failed to start: no python3X.dll in C:\\\\Pyth\\00f6n"'
         assert rc == 0 and expected in out, "expected %s in:\n%s" % (expected, out)
 
+    def impersonation(self):
+        """sys::impersonate sets a thread token that the thread sees, the guard's drop
+        removes it, a null token changes nothing and a bad one is refused."""
+        probe = os.path.join(self.build, "examples", "wine-probe.exe")
+        rc, out = wine([probe, "--impersonate"])
+        assert rc == 0 and "probe: impersonation ok" in out, "wine-probe --impersonate exited %s:\n%s" % (rc, out)
+
     def registry(self, keys, values=None):
         """Replaces HKCU and HKLM Software\\Python with the PEP 514 entries in `keys`
         ({(hive, tag): install path}), in one `regedit /S` import (one wine start)."""
@@ -469,6 +476,7 @@ class Matrix:
                    "\\\\?\\" + winpath(os.path.join(PYTHONS, "3.12", "python312.dll")))
         self.check("pep514-lookup", self.pep514_lookup)
         self.check("report-to-admin", self.report_to_admin)
+        self.check("impersonation", self.impersonation)
         if self.have_host():
             for version in self.versions:
                 self.serve_version(version)

@@ -8,6 +8,7 @@
 //! wine-probe.exe DLL [--home DIR] [--python3-first] [--code PYTHON]
 //! wine-probe.exe --registry          # the PEP 514 registrations, newest first
 //! wine-probe.exe --report MESSAGE     # sys::report_to_admin(MESSAGE)
+//! wine-probe.exe --impersonate        # sys::impersonate: applied, seen, reverted
 //! ```
 //!
 //! Works on Linux too, with a `libpython3.X.so` in place of the DLL.
@@ -53,6 +54,16 @@ fn main() -> ExitCode {
         sys::report_to_admin(message);
         println!("probe: reported");
         return ExitCode::SUCCESS;
+    }
+    #[cfg(windows)]
+    if args.first().map(String::as_str) == Some("--impersonate") {
+        return match token::check_impersonation() {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                println!("probe: impersonation: {error}");
+                ExitCode::from(1)
+            }
+        };
     }
     let Some(dll) = args.first().map(PathBuf::from) else {
         eprintln!(
@@ -163,4 +174,107 @@ fn run(library: &Library, home: Option<String>, code: Option<String>) -> Result<
         )
     };
     Ok(status)
+}
+
+/// `--impersonate`: a thread token set by `sys::impersonate` is visible to the thread while
+/// the guard lives and gone after it is dropped; a bad token is reported, not applied.
+#[cfg(windows)]
+mod token {
+    use isapi_wsgi::sys;
+    use std::ffi::c_void;
+
+    type Handle = *mut c_void;
+    const TOKEN_DUPLICATE: u32 = 0x0002;
+    const TOKEN_IMPERSONATE: u32 = 0x0004;
+    const TOKEN_QUERY: u32 = 0x0008;
+    const SECURITY_IMPERSONATION: u32 = 2;
+    const ERROR_NO_TOKEN: u32 = 1008;
+
+    #[link(name = "advapi32")]
+    unsafe extern "system" {
+        fn OpenProcessToken(process: Handle, access: u32, token: *mut Handle) -> i32;
+        fn DuplicateToken(token: Handle, level: u32, duplicate: *mut Handle) -> i32;
+        fn OpenThreadToken(
+            thread: Handle,
+            access: u32,
+            open_as_self: i32,
+            token: *mut Handle,
+        ) -> i32;
+    }
+    #[link(name = "kernel32")]
+    unsafe extern "system" {
+        fn GetCurrentProcess() -> Handle;
+        fn GetCurrentThread() -> Handle;
+        fn GetLastError() -> u32;
+        fn CloseHandle(handle: Handle) -> i32;
+    }
+
+    /// Ok(()) if this thread has an impersonation token, else the Windows error.
+    fn thread_token() -> Result<(), u32> {
+        let mut token: Handle = std::ptr::null_mut();
+        // SAFETY: pseudo-handle of this thread; token is a valid out-pointer.
+        if unsafe { OpenThreadToken(GetCurrentThread(), TOKEN_QUERY, 1, &mut token) } != 0 {
+            // SAFETY: token was just opened and is closed once.
+            unsafe { CloseHandle(token) };
+            Ok(())
+        } else {
+            // SAFETY: no preconditions.
+            Err(unsafe { GetLastError() })
+        }
+    }
+
+    pub fn check_impersonation() -> Result<(), String> {
+        if thread_token() != Err(ERROR_NO_TOKEN) {
+            return Err(format!(
+                "the thread impersonates before we start: {:?}",
+                thread_token()
+            ));
+        }
+        let (mut process_token, mut duplicate): (Handle, Handle) =
+            (std::ptr::null_mut(), std::ptr::null_mut());
+        let access = TOKEN_DUPLICATE | TOKEN_IMPERSONATE | TOKEN_QUERY;
+        // SAFETY: pseudo-handle of this process; valid out-pointers.
+        let ok = unsafe {
+            OpenProcessToken(GetCurrentProcess(), access, &mut process_token) != 0
+                && DuplicateToken(process_token, SECURITY_IMPERSONATION, &mut duplicate) != 0
+        };
+        if !ok {
+            // SAFETY: no preconditions.
+            return Err(format!(
+                "cannot make an impersonation token: error {}",
+                unsafe { GetLastError() }
+            ));
+        }
+        {
+            let guard = sys::impersonate(duplicate);
+            guard
+                .applied()
+                .map_err(|e| format!("SetThreadToken failed: error {e}"))?;
+            thread_token()
+                .map_err(|e| format!("no thread token while impersonating: error {e}"))?;
+            println!("probe: impersonating: thread token present");
+        }
+        match thread_token() {
+            Err(ERROR_NO_TOKEN) => println!("probe: reverted: no thread token"),
+            other => return Err(format!("not reverted after drop: {other:?}")),
+        }
+        let null = sys::impersonate(std::ptr::null_mut());
+        if null.applied().is_err() || thread_token() != Err(ERROR_NO_TOKEN) {
+            return Err("a null token changed the thread".into());
+        }
+        drop(null);
+        let bogus = sys::impersonate(0x1234 as Handle);
+        match bogus.applied() {
+            Err(code) => println!("probe: bogus token refused with error {code}"),
+            Ok(()) => return Err("a bogus token was accepted".into()),
+        }
+        drop(bogus);
+        // SAFETY: both handles were opened above and are closed once.
+        unsafe {
+            CloseHandle(duplicate);
+            CloseHandle(process_token);
+        }
+        println!("probe: impersonation ok");
+        Ok(())
+    }
 }
