@@ -1,1 +1,66 @@
-fn main() {}
+//! `isapi-host`: loads an ISAPI extension exactly as IIS does and serves it over HTTP/1.1,
+//! checking the ISAPI contract as it goes.
+//!
+//! How a request flows, module by module:
+//!
+//! 1. [`server`] accepts connections; worker threads take ready ones from the [`poller`].
+//! 2. [`conn`] reads and parses the request ([`http`]), maps it onto the site ([`vars`]),
+//!    pre-reads the body, and builds the ECB ([`ecb`]).
+//! 3. The [`extension`] runs `HttpExtensionProc`, calling back through the ECB: server
+//!    variables ([`vars`]), body reads, writes and headers ([`response`]).
+//! 4. The request ends on return, or on `HSE_REQ_DONE_WITH_SESSION` after
+//!    `HSE_STATUS_PENDING`; [`checker`] reports every broken rule, [`accesslog`] logs it.
+//!
+//! The host depends on `isapi_wsgi::isapi` (the contract) and `isapi_wsgi::sys` (loading
+//! libraries) only, never on the Python bridge: it loads any ISAPI extension.
+mod accesslog;
+mod checker;
+mod cli;
+mod conn;
+mod ecb;
+mod extension;
+mod http;
+mod os;
+mod poller;
+mod response;
+mod server;
+mod vars;
+
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let options = match cli::parse(std::env::args().skip(1)) {
+        Ok(cli::Command::Run(o)) => *o,
+        Ok(cli::Command::Help) => {
+            print!("{}", cli::USAGE);
+            return ExitCode::SUCCESS;
+        }
+        Err(message) => {
+            eprintln!("isapi-host: {message}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Some(config) = &options.config {
+        if !config.is_file() {
+            eprintln!("isapi-host: --config {}: no such file", config.display());
+            return ExitCode::from(2);
+        }
+        let absolute = std::path::absolute(config).unwrap_or_else(|_| config.clone());
+        // SAFETY: no other thread exists yet, so nothing reads the environment concurrently.
+        unsafe { std::env::set_var("ISAPI_WSGI_CONFIG", absolute) };
+    }
+    let extension = match extension::Extension::load(&options.extension) {
+        Ok(e) => e,
+        Err(message) => {
+            eprintln!("isapi-host: {message}");
+            return ExitCode::from(1);
+        }
+    };
+    match server::run(options, extension) {
+        Ok(status) => ExitCode::from(status as u8),
+        Err(e) => {
+            eprintln!("isapi-host: {e}");
+            ExitCode::from(1)
+        }
+    }
+}

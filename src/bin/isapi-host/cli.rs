@@ -1,0 +1,337 @@
+//! The command line: every option, its default, and a clear error for bad values.
+//!
+//! Defaults follow IIS 7+ where its behaviour is documented; where it is not, the option
+//! exists so the other behaviour can be tested too, and `docs/host.md` says why the default
+//! is what it is.
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub const USAGE: &str = "\
+usage: isapi-host [OPTIONS] [EXTENSION]
+
+Loads an ISAPI extension (default: the isapi_wsgi library next to this program) the way
+IIS does and serves it over HTTP/1.1.
+
+Server:
+  --listen ADDR            address to listen on [127.0.0.1:8080]
+  --threads N              worker threads calling HttpExtensionProc [2 per CPU, at least 4]
+  --idle-timeout SECS      close idle keep-alive connections after SECS [120]
+  --shutdown-timeout SECS  on Ctrl-C/SIGTERM, wait at most SECS for open requests [10]
+  --max-request-line N     longest request line, else 414 [8192]
+  --max-header-bytes N     largest header block, else 431 [16384]
+  --response-buffer N      buffer up to N bytes of output per request unless the
+                           extension sets HSE_REQ_SET_FLUSH_FLAG [4194304]; 0 = no buffer
+  --read-ahead N           body bytes read before HttpExtensionProc (lpbData) [49152]
+  --buffered-content-length
+                           add Content-Length to a fully buffered response that has no
+                           framing, instead of closing the connection (unconfirmed IIS)
+  --config FILE            set ISAPI_WSGI_CONFIG=FILE for the extension before loading it
+
+Site model (what the extension sees):
+  --vdir PATH              the application's virtual directory [/]
+  --script-map MAP         '*' (wildcard) or '.ext' (file-extension mapping) [*]
+  --allow-path-info        PATH_INFO without the script part (IIS allowPathInfo=true)
+  --physical-path DIR      the application's physical directory [current directory]
+  --server-name NAME       SERVER_NAME [from the Host header]
+  --https                  the request arrived over TLS terminated by IIS
+  --user NAME              the request was authenticated (Windows auth) as NAME
+  --server-software TEXT   SERVER_SOFTWARE [Microsoft-IIS/10.0]
+  --all-http-eol lf|crlf   line end in ALL_HTTP [lf]
+
+Diagnostics:
+  --strict                 exit non-zero at shutdown if any contract violation occurred
+  --trace                  print every ISAPI call and its result
+  --access-log DEST        '-' (stderr), 'off', or a file [-]
+  -h, --help               this text
+";
+
+/// How requests are mapped to the extension (IIS handler mapping `path` attribute).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ScriptMap {
+    /// `path="*"`: every URL under the vdir.
+    Wildcard,
+    /// `path="*.ext"`: URLs with a path segment ending in `.ext` (stored with the dot).
+    Extension(String),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AccessLog {
+    Stderr,
+    Off,
+    File(PathBuf),
+}
+
+/// Everything the command line sets.
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub extension: PathBuf,
+    pub listen: SocketAddr,
+    pub threads: usize,
+    pub idle_timeout: Duration,
+    pub shutdown_timeout: Duration,
+    pub max_request_line: usize,
+    pub max_header_bytes: usize,
+    pub response_buffer: usize,
+    pub read_ahead: usize,
+    pub buffered_content_length: bool,
+    pub config: Option<PathBuf>,
+    pub vdir: String,
+    pub script_map: ScriptMap,
+    pub allow_path_info: bool,
+    pub physical_path: PathBuf,
+    pub server_name: Option<String>,
+    pub https: bool,
+    pub user: Option<String>,
+    pub server_software: String,
+    pub all_http_crlf: bool,
+    pub strict: bool,
+    pub trace: bool,
+    pub access_log: AccessLog,
+}
+
+/// What the command line asks for.
+pub enum Command {
+    Run(Box<Options>),
+    Help,
+}
+
+/// The library built next to this program: `libisapi_wsgi.so` / `isapi_wsgi.dll`.
+fn default_extension() -> PathBuf {
+    let name = if cfg!(windows) {
+        "isapi_wsgi.dll"
+    } else if cfg!(target_os = "macos") {
+        "libisapi_wsgi.dylib"
+    } else {
+        "libisapi_wsgi.so"
+    };
+    let exe = std::env::current_exe().unwrap_or_default();
+    exe.parent()
+        .map(|d| d.join(name))
+        .unwrap_or_else(|| PathBuf::from(name))
+}
+
+fn size(name: &str, v: &str) -> Result<usize, String> {
+    let (digits, unit) = match v.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
+        Some((i, _)) => (&v[..i], &v[i..]),
+        None => (v, ""),
+    };
+    let factor = match unit.to_ascii_lowercase().as_str() {
+        "" => 1,
+        "k" | "kib" => 1024,
+        "m" | "mib" => 1024 * 1024,
+        _ => {
+            return Err(format!(
+                "{name}: '{v}' is not a size (a number, optionally with K or M)"
+            ));
+        }
+    };
+    digits
+        .parse::<usize>()
+        .ok()
+        .and_then(|n| n.checked_mul(factor))
+        .ok_or_else(|| format!("{name}: '{v}' is not a size (a number, optionally with K or M)"))
+}
+
+fn seconds(name: &str, v: &str) -> Result<Duration, String> {
+    v.parse::<f64>()
+        .ok()
+        .filter(|s| s.is_finite() && *s >= 0.0 && *s < 1e9)
+        .map(Duration::from_secs_f64)
+        .ok_or_else(|| format!("{name}: '{v}' is not a number of seconds"))
+}
+
+pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, String> {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut o = Options {
+        extension: default_extension(),
+        listen: "127.0.0.1:8080".parse().expect("valid default"),
+        threads: (2 * cpus).max(4),
+        idle_timeout: Duration::from_secs(120),
+        shutdown_timeout: Duration::from_secs(10),
+        max_request_line: 8192,
+        max_header_bytes: 16384,
+        response_buffer: 4 * 1024 * 1024,
+        read_ahead: 49152,
+        buffered_content_length: false,
+        config: None,
+        vdir: "/".into(),
+        script_map: ScriptMap::Wildcard,
+        allow_path_info: false,
+        physical_path: std::env::current_dir().unwrap_or_else(|_| PathBuf::from(".")),
+        server_name: None,
+        https: false,
+        user: None,
+        server_software: "Microsoft-IIS/10.0".into(),
+        all_http_crlf: false,
+        strict: false,
+        trace: false,
+        access_log: AccessLog::Stderr,
+    };
+    let mut extension = None;
+    let mut args = args.into_iter();
+    while let Some(arg) = args.next() {
+        let (flag, inline) = match arg.split_once('=') {
+            Some((f, v)) if f.starts_with("--") => (f.to_string(), Some(v.to_string())),
+            _ => (arg.clone(), None),
+        };
+        let mut value = || -> Result<String, String> {
+            inline
+                .clone()
+                .or_else(|| args.next())
+                .ok_or_else(|| format!("{flag} needs a value"))
+        };
+        match flag.as_str() {
+            "-h" | "--help" => return Ok(Command::Help),
+            "--listen" => {
+                let v = value()?;
+                o.listen = v.parse().map_err(|_| {
+                    format!("--listen: '{v}' is not an address like 127.0.0.1:8080")
+                })?;
+            }
+            "--threads" => {
+                let v = value()?;
+                o.threads = v
+                    .parse()
+                    .ok()
+                    .filter(|n| (1..=1024).contains(n))
+                    .ok_or_else(|| format!("--threads: '{v}' is not a number from 1 to 1024"))?;
+            }
+            "--idle-timeout" => o.idle_timeout = seconds("--idle-timeout", &value()?)?,
+            "--shutdown-timeout" => o.shutdown_timeout = seconds("--shutdown-timeout", &value()?)?,
+            "--max-request-line" => {
+                o.max_request_line = size("--max-request-line", &value()?)?.max(16)
+            }
+            "--max-header-bytes" => {
+                o.max_header_bytes = size("--max-header-bytes", &value()?)?.max(16)
+            }
+            "--response-buffer" => o.response_buffer = size("--response-buffer", &value()?)?,
+            "--read-ahead" => {
+                o.read_ahead = size("--read-ahead", &value()?)?.min(u32::MAX as usize - 1)
+            }
+            "--buffered-content-length" => o.buffered_content_length = true,
+            "--config" => o.config = Some(PathBuf::from(value()?)),
+            "--vdir" => {
+                let v = value()?;
+                if !v.starts_with('/')
+                    || v.contains(['?', '#', '\\'])
+                    || v.split('/').any(|s| s == ".." || s == ".")
+                {
+                    return Err(format!(
+                        "--vdir: '{v}' must be a URL path starting with '/', like /app"
+                    ));
+                }
+                o.vdir = if v.len() > 1 {
+                    v.trim_end_matches('/').to_string()
+                } else {
+                    v
+                };
+            }
+            "--script-map" => {
+                let v = value()?;
+                o.script_map = match v.as_str() {
+                    "*" => ScriptMap::Wildcard,
+                    ext if ext.starts_with('.')
+                        && ext.len() > 1
+                        && !ext[1..].contains(['.', '/', '*']) =>
+                    {
+                        ScriptMap::Extension(ext.to_string())
+                    }
+                    ext if ext.starts_with("*.")
+                        && ext.len() > 2
+                        && !ext[2..].contains(['.', '/', '*']) =>
+                    {
+                        ScriptMap::Extension(ext[1..].to_string())
+                    }
+                    _ => {
+                        return Err(format!(
+                            "--script-map: '{v}' must be '*' or a file extension like .wsgi"
+                        ));
+                    }
+                };
+            }
+            "--allow-path-info" => o.allow_path_info = true,
+            "--physical-path" => o.physical_path = PathBuf::from(value()?),
+            "--server-name" => o.server_name = Some(value()?),
+            "--https" => o.https = true,
+            "--user" => o.user = Some(value()?),
+            "--server-software" => o.server_software = value()?,
+            "--all-http-eol" => {
+                o.all_http_crlf = match value()?.as_str() {
+                    "lf" => false,
+                    "crlf" => true,
+                    v => return Err(format!("--all-http-eol: '{v}' must be lf or crlf")),
+                }
+            }
+            "--strict" => o.strict = true,
+            "--trace" => o.trace = true,
+            "--access-log" => {
+                o.access_log = match value()?.as_str() {
+                    "-" => AccessLog::Stderr,
+                    "off" => AccessLog::Off,
+                    path => AccessLog::File(PathBuf::from(path)),
+                }
+            }
+            f if f.starts_with('-') && f.len() > 1 => {
+                return Err(format!("unknown option {f} (see --help)"));
+            }
+            _ => {
+                if extension.replace(PathBuf::from(&arg)).is_some() {
+                    return Err(format!(
+                        "more than one EXTENSION given ('{arg}'); see --help"
+                    ));
+                }
+            }
+        }
+    }
+    if let Some(e) = extension {
+        o.extension = e;
+    }
+    Ok(Command::Run(Box::new(o)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(args: &[&str]) -> Result<Options, String> {
+        match parse(args.iter().map(|s| s.to_string()))? {
+            Command::Run(o) => Ok(*o),
+            Command::Help => Err("help".into()),
+        }
+    }
+
+    #[test]
+    fn options_parse() {
+        let o = run(&[
+            "--listen=127.0.0.1:9",
+            "--vdir",
+            "/app/",
+            "--script-map",
+            "*.wsgi",
+            "--response-buffer",
+            "64k",
+            "x.so",
+        ])
+        .unwrap();
+        assert_eq!(o.listen.port(), 9);
+        assert_eq!(o.vdir, "/app");
+        assert_eq!(o.script_map, ScriptMap::Extension(".wsgi".into()));
+        assert_eq!(o.response_buffer, 65536);
+        assert_eq!(o.extension, PathBuf::from("x.so"));
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        assert!(run(&["--threads", "0"]).unwrap_err().contains("--threads"));
+        assert!(run(&["--vdir", "app"]).unwrap_err().contains("--vdir"));
+        assert!(
+            run(&["--script-map", "wsgi"])
+                .unwrap_err()
+                .contains("--script-map")
+        );
+        assert!(run(&["--bogus"]).unwrap_err().contains("--bogus"));
+        assert!(run(&["--listen"]).unwrap_err().contains("needs a value"));
+        assert!(run(&["a", "b"]).unwrap_err().contains("more than one"));
+    }
+}

@@ -1,0 +1,825 @@
+//! The HTTP/1.1 request parser: bytes from the client in, a [`RequestHead`] or an error
+//! status out.
+//!
+//! This is the part of http.sys the host reproduces: it reads the request line and the
+//! header block, applies the size limits (414 for an oversized request line, 431 for an
+//! oversized header block, 400 for anything malformed), and decodes chunked request
+//! bodies ([`ChunkedDecoder`]). It never panics and never allocates more than the limits
+//! allow, whatever the input; a fuzz test in `tests/host_malformed.rs` and the unit tests
+//! below hold it to that.
+
+/// Size limits applied while parsing (command-line options `--max-request-line` and
+/// `--max-header-bytes`).
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// The longest accepted request line, in bytes, CRLF excluded.
+    pub request_line: usize,
+    /// The largest accepted header block (all header lines together), in bytes.
+    pub header_bytes: usize,
+}
+
+/// HTTP/1.0 or HTTP/1.1 (the only versions this server speaks).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Version {
+    Http10,
+    Http11,
+}
+
+impl Version {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Version::Http10 => "HTTP/1.0",
+            Version::Http11 => "HTTP/1.1",
+        }
+    }
+}
+
+/// How the request body is delimited.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BodyKind {
+    /// No body (no Content-Length, no Transfer-Encoding).
+    None,
+    /// `Content-Length: n`.
+    Length(u64),
+    /// `Transfer-Encoding: chunked`.
+    Chunked,
+}
+
+/// A parsed request line and header block.
+#[derive(Clone, Debug)]
+pub struct RequestHead {
+    pub method: String,
+    /// The request target exactly as sent (origin form `/path?query`, or `*`).
+    pub target: String,
+    pub version: Version,
+    /// Header names as sent, values with surrounding whitespace removed, in order.
+    pub headers: Vec<(String, Vec<u8>)>,
+    pub body: BodyKind,
+    /// Whether the client allows the connection to stay open after the response.
+    pub keep_alive: bool,
+    /// `Expect: 100-continue` was sent (HTTP/1.1 only).
+    pub expect_continue: bool,
+}
+
+impl RequestHead {
+    /// The first header named `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&[u8]> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_slice())
+    }
+
+    /// The target's path part (before `?`).
+    pub fn path(&self) -> &str {
+        self.target
+            .split_once('?')
+            .map_or(self.target.as_str(), |(p, _)| p)
+    }
+
+    /// The target's query part (after the first `?`, not decoded), or "".
+    pub fn query(&self) -> &str {
+        self.target.split_once('?').map_or("", |(_, q)| q)
+    }
+}
+
+/// Why a request cannot be served; each maps to the status the host answers with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HttpError {
+    /// 400: malformed syntax; the message says what.
+    BadRequest(&'static str),
+    /// 414: the request line is longer than [`Limits::request_line`].
+    UriTooLong,
+    /// 431: the header block is larger than [`Limits::header_bytes`].
+    HeadersTooLarge,
+    /// 501: a transfer coding other than `chunked`.
+    NotImplemented(&'static str),
+    /// 505: not HTTP/1.0 or HTTP/1.1.
+    VersionNotSupported,
+}
+
+impl HttpError {
+    pub fn status(&self) -> (u16, &'static str) {
+        match self {
+            HttpError::BadRequest(_) => (400, "Bad Request"),
+            HttpError::UriTooLong => (414, "URI Too Long"),
+            HttpError::HeadersTooLarge => (431, "Request Header Fields Too Large"),
+            HttpError::NotImplemented(_) => (501, "Not Implemented"),
+            HttpError::VersionNotSupported => (505, "HTTP Version Not Supported"),
+        }
+    }
+
+    pub fn message(&self) -> &'static str {
+        match self {
+            HttpError::BadRequest(m) | HttpError::NotImplemented(m) => m,
+            HttpError::UriTooLong => "request line too long",
+            HttpError::HeadersTooLarge => "request header block too large",
+            HttpError::VersionNotSupported => "only HTTP/1.0 and HTTP/1.1 are supported",
+        }
+    }
+}
+
+/// The outcome of looking at the bytes received so far.
+#[derive(Debug)]
+pub enum Parsed {
+    /// A whole request head, and how many bytes of the input it used.
+    Complete(RequestHead, usize),
+    /// Not enough bytes yet (and no limit exceeded): read more.
+    Incomplete,
+}
+
+/// `tchar` of RFC 9110: the characters allowed in methods and header names.
+fn is_token_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+/// Finds the end of the line starting at `from`: returns (end of content, start of next
+/// line). Accepts CRLF and a bare LF (RFC 9112 §2.2 allows a recipient to).
+fn line_end(buf: &[u8], from: usize) -> Option<(usize, usize)> {
+    let lf = buf[from..].iter().position(|&b| b == b'\n')? + from;
+    let end = if lf > from && buf[lf - 1] == b'\r' {
+        lf - 1
+    } else {
+        lf
+    };
+    Some((end, lf + 1))
+}
+
+/// Parses one request head from the start of `buf`.
+pub fn parse_request(buf: &[u8], limits: &Limits) -> Result<Parsed, HttpError> {
+    // Empty lines before a request line are ignored (RFC 9112 §2.2), within reason.
+    let mut start = 0;
+    while start < buf.len() && (buf[start] == b'\r' || buf[start] == b'\n') {
+        start += 1;
+        if start > 64 {
+            return Err(HttpError::BadRequest(
+                "too many empty lines before the request",
+            ));
+        }
+    }
+    let Some((line_stop, mut pos)) = line_end(buf, start) else {
+        if buf.len() - start > limits.request_line {
+            return Err(HttpError::UriTooLong);
+        }
+        return Ok(Parsed::Incomplete);
+    };
+    if line_stop - start > limits.request_line {
+        return Err(HttpError::UriTooLong);
+    }
+    let (method, target, version) = parse_request_line(&buf[start..line_stop])?;
+
+    let mut headers: Vec<(String, Vec<u8>)> = Vec::new();
+    let header_start = pos;
+    loop {
+        let Some((stop, next)) = line_end(buf, pos) else {
+            if buf.len() - header_start > limits.header_bytes {
+                return Err(HttpError::HeadersTooLarge);
+            }
+            return Ok(Parsed::Incomplete);
+        };
+        if next - header_start > limits.header_bytes {
+            return Err(HttpError::HeadersTooLarge);
+        }
+        let line = &buf[pos..stop];
+        pos = next;
+        if line.is_empty() {
+            break;
+        }
+        if line.contains(&b'\r') {
+            return Err(HttpError::BadRequest("bare CR in a header line"));
+        }
+        if line[0] == b' ' || line[0] == b'\t' {
+            return Err(HttpError::BadRequest("obsolete header line folding"));
+        }
+        let colon = line
+            .iter()
+            .position(|&b| b == b':')
+            .ok_or(HttpError::BadRequest("header line without a colon"))?;
+        let name = &line[..colon];
+        if name.is_empty() || !name.iter().all(|&b| is_token_byte(b)) {
+            return Err(HttpError::BadRequest("invalid header name"));
+        }
+        let value = trim_ows(&line[colon + 1..]);
+        if value.iter().any(|&b| (b < 0x20 && b != b'\t') || b == 0x7f) {
+            return Err(HttpError::BadRequest("control character in a header value"));
+        }
+        if headers.len() >= 1000 {
+            return Err(HttpError::HeadersTooLarge);
+        }
+        // name is all token bytes, hence ASCII.
+        headers.push((String::from_utf8_lossy(name).into_owned(), value.to_vec()));
+    }
+
+    let head = interpret(method, target, version, headers)?;
+    Ok(Parsed::Complete(head, pos))
+}
+
+fn trim_ows(mut v: &[u8]) -> &[u8] {
+    while let [b' ' | b'\t', rest @ ..] = v {
+        v = rest;
+    }
+    while let [rest @ .., b' ' | b'\t'] = v {
+        v = rest;
+    }
+    v
+}
+
+fn parse_request_line(line: &[u8]) -> Result<(String, String, Version), HttpError> {
+    let mut parts = line.split(|&b| b == b' ');
+    let (Some(method), Some(target), Some(version), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(HttpError::BadRequest(
+            "request line is not METHOD SP TARGET SP VERSION",
+        ));
+    };
+    if method.is_empty() || !method.iter().all(|&b| is_token_byte(b)) {
+        return Err(HttpError::BadRequest("invalid method"));
+    }
+    let version = match version {
+        b"HTTP/1.1" => Version::Http11,
+        b"HTTP/1.0" => Version::Http10,
+        v if v.len() == 8
+            && v.starts_with(b"HTTP/")
+            && v[5].is_ascii_digit()
+            && v[6] == b'.'
+            && v[7].is_ascii_digit() =>
+        {
+            return Err(HttpError::VersionNotSupported);
+        }
+        _ => return Err(HttpError::BadRequest("invalid HTTP version")),
+    };
+    if target.is_empty() || target.iter().any(|&b| b <= 0x20 || b >= 0x7f) {
+        return Err(HttpError::BadRequest("invalid request target"));
+    }
+    let target = if target[0] == b'/' || target == b"*" {
+        target.to_vec()
+    } else if let Some(rest) = strip_prefix_ignore_case(target, b"http://")
+        .or_else(|| strip_prefix_ignore_case(target, b"https://"))
+    {
+        // Absolute form (sent to proxies): keep only the path and query.
+        match rest.iter().position(|&b| b == b'/' || b == b'?') {
+            Some(i) if rest[i] == b'/' => rest[i..].to_vec(),
+            Some(i) => [b"/".as_slice(), &rest[i..]].concat(),
+            None => b"/".to_vec(),
+        }
+    } else {
+        return Err(HttpError::BadRequest("invalid request target"));
+    };
+    // Both are ASCII by the checks above.
+    Ok((
+        String::from_utf8_lossy(method).into_owned(),
+        String::from_utf8_lossy(&target).into_owned(),
+        version,
+    ))
+}
+
+fn strip_prefix_ignore_case<'a>(s: &'a [u8], prefix: &[u8]) -> Option<&'a [u8]> {
+    (s.len() >= prefix.len() && s[..prefix.len()].eq_ignore_ascii_case(prefix))
+        .then(|| &s[prefix.len()..])
+}
+
+/// Applies the header semantics that decide framing and connection handling.
+fn interpret(
+    method: String,
+    target: String,
+    version: Version,
+    headers: Vec<(String, Vec<u8>)>,
+) -> Result<RequestHead, HttpError> {
+    let mut length: Option<u64> = None;
+    let mut chunked = false;
+    let mut close = false;
+    let mut keep_alive_token = false;
+    let mut expect_continue = false;
+    let mut host_count = 0;
+    for (name, value) in &headers {
+        if name.eq_ignore_ascii_case("content-length") {
+            if value.is_empty() || value.len() > 19 || !value.iter().all(u8::is_ascii_digit) {
+                return Err(HttpError::BadRequest("invalid Content-Length"));
+            }
+            let n: u64 = std::str::from_utf8(value)
+                .ok()
+                .and_then(|s| s.parse().ok())
+                .ok_or(HttpError::BadRequest("invalid Content-Length"))?;
+            if length.is_some_and(|old| old != n) {
+                return Err(HttpError::BadRequest("conflicting Content-Length headers"));
+            }
+            length = Some(n);
+        } else if name.eq_ignore_ascii_case("transfer-encoding") {
+            for coding in value
+                .split(|&b| b == b',')
+                .map(trim_ows)
+                .filter(|c| !c.is_empty())
+            {
+                if chunked {
+                    return Err(HttpError::BadRequest(
+                        "chunked must be the last transfer coding",
+                    ));
+                }
+                if coding.eq_ignore_ascii_case(b"chunked") {
+                    chunked = true;
+                } else {
+                    return Err(HttpError::NotImplemented(
+                        "only the chunked transfer coding is supported",
+                    ));
+                }
+            }
+            if !chunked {
+                return Err(HttpError::BadRequest("empty Transfer-Encoding"));
+            }
+        } else if name.eq_ignore_ascii_case("connection") {
+            for token in value.split(|&b| b == b',').map(trim_ows) {
+                close |= token.eq_ignore_ascii_case(b"close");
+                keep_alive_token |= token.eq_ignore_ascii_case(b"keep-alive");
+            }
+        } else if name.eq_ignore_ascii_case("expect") {
+            if value.eq_ignore_ascii_case(b"100-continue") {
+                expect_continue = version == Version::Http11;
+            } else {
+                return Err(HttpError::BadRequest("unsupported Expect value"));
+            }
+        } else if name.eq_ignore_ascii_case("host") {
+            host_count += 1;
+        }
+    }
+    if chunked && length.is_some() {
+        // RFC 9112 §6.1 allows dropping Content-Length; refusing is the safe choice
+        // against request smuggling, and what http.sys does.
+        return Err(HttpError::BadRequest(
+            "both Content-Length and Transfer-Encoding",
+        ));
+    }
+    if chunked && version == Version::Http10 {
+        return Err(HttpError::BadRequest(
+            "Transfer-Encoding in an HTTP/1.0 request",
+        ));
+    }
+    if version == Version::Http11 && host_count != 1 {
+        return Err(HttpError::BadRequest(
+            "an HTTP/1.1 request needs exactly one Host header",
+        ));
+    }
+    if target == "*" && method != "OPTIONS" {
+        return Err(HttpError::BadRequest(
+            "'*' target is only valid for OPTIONS",
+        ));
+    }
+    let body = match (chunked, length) {
+        (true, _) => BodyKind::Chunked,
+        (false, Some(0)) | (false, None) => BodyKind::None,
+        (false, Some(n)) => BodyKind::Length(n),
+    };
+    let keep_alive = match version {
+        Version::Http11 => !close,
+        Version::Http10 => keep_alive_token && !close,
+    };
+    Ok(RequestHead {
+        method,
+        target,
+        version,
+        headers,
+        body,
+        keep_alive,
+        expect_continue: expect_continue && body != BodyKind::None,
+    })
+}
+
+/// Decodes a `Transfer-Encoding: chunked` body incrementally: feed it whatever bytes have
+/// arrived, get the payload bytes out. Chunk extensions and trailers are read and dropped.
+#[derive(Debug, Clone)]
+pub struct ChunkedDecoder {
+    state: ChunkState,
+    /// Bytes of the current size or trailer line seen so far (bounded).
+    line_len: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ChunkState {
+    /// Reading the hex size; `size` so far, `digits` seen.
+    Size {
+        size: u64,
+        digits: u32,
+    },
+    /// Skipping a chunk extension up to the end of the size line.
+    Extension {
+        size: u64,
+    },
+    /// Saw CR at the end of the size line.
+    SizeLf {
+        size: u64,
+    },
+    /// Inside chunk data, `remaining` bytes to go.
+    Data {
+        remaining: u64,
+    },
+    /// After the data: expect CR then LF.
+    DataCr,
+    DataLf,
+    /// After the last (0) chunk: trailer lines until an empty line.
+    Trailer {
+        empty: bool,
+    },
+    TrailerLf {
+        empty: bool,
+    },
+    Done,
+}
+
+impl Default for ChunkedDecoder {
+    fn default() -> Self {
+        ChunkedDecoder {
+            state: ChunkState::Size { size: 0, digits: 0 },
+            line_len: 0,
+        }
+    }
+}
+
+/// The longest chunk-size line or trailer line accepted.
+const MAX_CHUNK_LINE: usize = 4096;
+
+impl ChunkedDecoder {
+    /// True once the terminating chunk and trailer have been read.
+    pub fn is_done(&self) -> bool {
+        self.state == ChunkState::Done
+    }
+
+    /// Decodes from `input` into `out`. Returns (bytes of input consumed, bytes of payload
+    /// written). Stops when `out` is full, the input is used up, or the body ends.
+    pub fn decode(&mut self, input: &[u8], out: &mut [u8]) -> Result<(usize, usize), HttpError> {
+        let bad = |m| Err(HttpError::BadRequest(m));
+        let (mut i, mut o) = (0, 0);
+        while i < input.len() {
+            let b = input[i];
+            match self.state {
+                ChunkState::Size { size, digits } => {
+                    if let Some(d) = (b as char).to_digit(16) {
+                        if digits >= 15 {
+                            return bad("chunk size too large");
+                        }
+                        self.state = ChunkState::Size {
+                            size: size * 16 + d as u64,
+                            digits: digits + 1,
+                        };
+                    } else if digits == 0 {
+                        return bad("invalid chunk size");
+                    } else if b == b';' || b == b' ' || b == b'\t' {
+                        self.state = ChunkState::Extension { size };
+                    } else if b == b'\r' {
+                        self.state = ChunkState::SizeLf { size };
+                    } else if b == b'\n' {
+                        self.state = self.after_size(size);
+                    } else {
+                        return bad("invalid chunk size");
+                    }
+                    self.count_line()?;
+                    i += 1;
+                }
+                ChunkState::Extension { size } => {
+                    if b == b'\r' {
+                        self.state = ChunkState::SizeLf { size };
+                    } else if b == b'\n' {
+                        self.state = self.after_size(size);
+                    } else if b < 0x20 && b != b'\t' {
+                        return bad("control character in a chunk extension");
+                    }
+                    self.count_line()?;
+                    i += 1;
+                }
+                ChunkState::SizeLf { size } => {
+                    if b != b'\n' {
+                        return bad("CR without LF after the chunk size");
+                    }
+                    self.state = self.after_size(size);
+                    i += 1;
+                }
+                ChunkState::Data { remaining } => {
+                    if o == out.len() {
+                        break;
+                    }
+                    let n = (input.len() - i)
+                        .min(out.len() - o)
+                        .min(remaining.min(usize::MAX as u64) as usize);
+                    out[o..o + n].copy_from_slice(&input[i..i + n]);
+                    i += n;
+                    o += n;
+                    let left = remaining - n as u64;
+                    self.state = if left == 0 {
+                        ChunkState::DataCr
+                    } else {
+                        ChunkState::Data { remaining: left }
+                    };
+                }
+                ChunkState::DataCr => {
+                    self.state = match b {
+                        b'\r' => ChunkState::DataLf,
+                        b'\n' => ChunkState::Size { size: 0, digits: 0 },
+                        _ => return bad("chunk data longer than its size"),
+                    };
+                    i += 1;
+                }
+                ChunkState::DataLf => {
+                    if b != b'\n' {
+                        return bad("CR without LF after chunk data");
+                    }
+                    self.state = ChunkState::Size { size: 0, digits: 0 };
+                    i += 1;
+                }
+                ChunkState::Trailer { empty } => {
+                    if b == b'\r' {
+                        self.state = ChunkState::TrailerLf { empty };
+                    } else if b == b'\n' {
+                        self.end_trailer_line(empty);
+                    } else {
+                        if b < 0x20 && b != b'\t' {
+                            return bad("control character in a trailer");
+                        }
+                        self.state = ChunkState::Trailer { empty: false };
+                        self.count_line()?;
+                    }
+                    i += 1;
+                }
+                ChunkState::TrailerLf { empty } => {
+                    if b != b'\n' {
+                        return bad("CR without LF in the trailer");
+                    }
+                    self.end_trailer_line(empty);
+                    i += 1;
+                }
+                ChunkState::Done => break,
+            }
+        }
+        Ok((i, o))
+    }
+
+    fn after_size(&mut self, size: u64) -> ChunkState {
+        self.line_len = 0;
+        if size == 0 {
+            ChunkState::Trailer { empty: true }
+        } else {
+            ChunkState::Data { remaining: size }
+        }
+    }
+
+    fn end_trailer_line(&mut self, empty: bool) {
+        self.line_len = 0;
+        self.state = if empty {
+            ChunkState::Done
+        } else {
+            ChunkState::Trailer { empty: true }
+        };
+    }
+
+    fn count_line(&mut self) -> Result<(), HttpError> {
+        self.line_len += 1;
+        if self.line_len > MAX_CHUNK_LINE {
+            return Err(HttpError::BadRequest("chunk-size or trailer line too long"));
+        }
+        Ok(())
+    }
+}
+
+/// Percent-decodes `s` to bytes. Invalid escapes are an error (http.sys answers 400).
+pub fn percent_decode(s: &str) -> Result<Vec<u8>, HttpError> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = |b: u8| (b as char).to_digit(16);
+            match (
+                bytes.get(i + 1).copied().and_then(hex),
+                bytes.get(i + 2).copied().and_then(hex),
+            ) {
+                (Some(h), Some(l)) => out.push((h * 16 + l) as u8),
+                _ => return Err(HttpError::BadRequest("invalid percent-escape in the URL")),
+            }
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LIMITS: Limits = Limits {
+        request_line: 100,
+        header_bytes: 200,
+    };
+
+    fn parse(s: &[u8]) -> Result<Parsed, HttpError> {
+        parse_request(s, &LIMITS)
+    }
+
+    fn complete(s: &[u8]) -> (RequestHead, usize) {
+        match parse(s) {
+            Ok(Parsed::Complete(h, n)) => (h, n),
+            other => panic!("expected a complete request, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn simple_get() {
+        let (h, n) = complete(b"GET /a/b?x=1 HTTP/1.1\r\nHost: h\r\nX-A:  v v \r\n\r\nrest");
+        assert_eq!(n, 46);
+        assert_eq!(
+            (h.method.as_str(), h.path(), h.query()),
+            ("GET", "/a/b", "x=1")
+        );
+        assert_eq!(h.header("x-a"), Some(&b"v v"[..]));
+        assert!(h.keep_alive);
+        assert_eq!(h.body, BodyKind::None);
+    }
+
+    #[test]
+    fn incomplete_until_blank_line() {
+        let full = b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n\r\n";
+        for cut in 0..full.len() {
+            assert!(
+                matches!(parse(&full[..cut]), Ok(Parsed::Incomplete)),
+                "cut {cut}"
+            );
+        }
+        let (h, _) = complete(full);
+        assert_eq!(h.body, BodyKind::Length(3));
+    }
+
+    #[test]
+    fn limits_give_414_and_431() {
+        let long = format!("GET /{} HTTP/1.1\r\n", "a".repeat(200));
+        assert_eq!(parse(long.as_bytes()).unwrap_err(), HttpError::UriTooLong);
+        assert_eq!(
+            parse(&long.as_bytes()[..150]).unwrap_err(),
+            HttpError::UriTooLong
+        );
+        let big = format!(
+            "GET / HTTP/1.1\r\nHost: h\r\nX: {}\r\n\r\n",
+            "b".repeat(300)
+        );
+        assert_eq!(
+            parse(big.as_bytes()).unwrap_err(),
+            HttpError::HeadersTooLarge
+        );
+        assert_eq!(
+            parse(&big.as_bytes()[..250]).unwrap_err(),
+            HttpError::HeadersTooLarge
+        );
+    }
+
+    #[test]
+    fn malformed_requests_are_400() {
+        for bad in [
+            &b"GET\r\n\r\n"[..],
+            b"GET / HTTP/1.1 extra\r\n\r\n",
+            b"G(T / HTTP/1.1\r\nHost: h\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: h\r\nNoColon\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: h\r\n Folded: x\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: h\r\nBad Name: x\r\n\r\n",
+            b"GET / HTTP/1.1\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: x\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: h\r\nX: a\x01b\r\n\r\n",
+            b"GET \x7f HTTP/1.1\r\nHost: h\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: h\r\nExpect: 200-ok\r\n\r\n",
+            b"GET * HTTP/1.1\r\nHost: h\r\n\r\n",
+            b"GET / HTTQ/1.1\r\n\r\n",
+        ] {
+            assert!(
+                matches!(parse(bad), Err(HttpError::BadRequest(_))),
+                "{:?} gave {:?}",
+                String::from_utf8_lossy(bad),
+                parse(bad)
+            );
+        }
+        assert_eq!(
+            parse(b"GET / HTTP/2.0\r\n\r\n").unwrap_err(),
+            HttpError::VersionNotSupported
+        );
+        assert!(matches!(
+            parse(b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: gzip\r\n\r\n"),
+            Err(HttpError::NotImplemented(_))
+        ));
+    }
+
+    #[test]
+    fn connection_semantics() {
+        assert!(
+            !complete(b"GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
+                .0
+                .keep_alive
+        );
+        assert!(!complete(b"GET / HTTP/1.0\r\n\r\n").0.keep_alive);
+        assert!(
+            complete(b"GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n")
+                .0
+                .keep_alive
+        );
+        let (h, _) = complete(
+            b"PUT / HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n",
+        );
+        assert!(h.expect_continue);
+        let (h, _) = complete(b"GET http://example.com:80/p?q HTTP/1.1\r\nHost: h\r\n\r\n");
+        assert_eq!(h.target, "/p?q");
+        let (h, _) = complete(b"\r\n\r\nGET / HTTP/1.1\nHost: h\n\n");
+        assert_eq!(h.path(), "/");
+    }
+
+    fn dechunk(input: &[u8], out_size: usize) -> Result<(Vec<u8>, bool), HttpError> {
+        let mut d = ChunkedDecoder::default();
+        let mut out = vec![0; out_size];
+        let mut all = Vec::new();
+        let mut pos = 0;
+        // Feed one byte at a time to exercise every state boundary.
+        while pos < input.len() && !d.is_done() {
+            let (used, made) = d.decode(&input[pos..pos + 1], &mut out)?;
+            all.extend_from_slice(&out[..made]);
+            pos += used;
+            if used == 0 {
+                break;
+            }
+        }
+        Ok((all, d.is_done()))
+    }
+
+    #[test]
+    fn chunked_bodies() {
+        let (body, done) = dechunk(
+            b"5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nTrailer: x\r\n\r\n",
+            4,
+        )
+        .unwrap();
+        assert_eq!(body, b"hello world");
+        assert!(done);
+        let (body, done) = dechunk(b"3\r\nabc\r\n", 10).unwrap();
+        assert_eq!((body.as_slice(), done), (&b"abc"[..], false));
+        assert!(dechunk(b"zz\r\n", 4).is_err());
+        assert!(dechunk(b"3\r\nabcd\r\n", 4).is_err());
+        assert!(dechunk(b"ffffffffffffffffff\r\n", 4).is_err());
+        let mut d = ChunkedDecoder::default();
+        let mut out = [0u8; 64];
+        assert_eq!(
+            d.decode(b"2\r\nab\r\n0\r\n\r\nNEXT", &mut out).unwrap(),
+            (12, 2)
+        );
+        assert!(d.is_done());
+    }
+
+    #[test]
+    fn percent_decoding() {
+        assert_eq!(percent_decode("/a%20b%2F").unwrap(), b"/a b/");
+        assert!(percent_decode("/%zz").is_err());
+        assert!(percent_decode("/%2").is_err());
+    }
+
+    /// A small deterministic fuzz: random bytes and mutations of a valid request must
+    /// never panic, and a Complete result must never claim more bytes than given.
+    #[test]
+    fn parser_never_panics() {
+        let seed_request = b"POST /p?q=1 HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\nX: y\r\n\r\n3\r\nabc\r\n0\r\n\r\n";
+        let mut rng = 0x9e3779b97f4a7c15u64;
+        let mut next = move || {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng
+        };
+        let alphabet =
+            b"GETPOST /HTTP1.0\r\n:;%-_*?=chunkedHostContent-Length0123456789abcdef\t \x00\x7f\xff";
+        for round in 0..20000 {
+            let mut input: Vec<u8> = if round % 2 == 0 {
+                (0..next() % 200)
+                    .map(|_| alphabet[(next() % alphabet.len() as u64) as usize])
+                    .collect()
+            } else {
+                seed_request.to_vec()
+            };
+            for _ in 0..(next() % 6) {
+                if input.is_empty() {
+                    break;
+                }
+                let at = (next() % input.len() as u64) as usize;
+                match next() % 3 {
+                    0 => input[at] = (next() & 0xff) as u8,
+                    1 => {
+                        input.remove(at);
+                    }
+                    _ => input.insert(at, alphabet[(next() % alphabet.len() as u64) as usize]),
+                }
+            }
+            if let Ok(Parsed::Complete(head, used)) = parse(&input) {
+                assert!(used <= input.len());
+                if head.body == BodyKind::Chunked {
+                    let mut d = ChunkedDecoder::default();
+                    let mut out = [0u8; 16];
+                    let _ = d.decode(&input[used..], &mut out);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,338 @@
+//! The host's thin layer over the operating system: everything here is `unsafe` inside and
+//! safe outside, with one Unix and one Windows version of each function.
+//!
+//! * [`poll`]: wait until sockets are readable (`poll(2)` / `WSAPoll`, which share the
+//!   `pollfd` layout except for the width of the socket field).
+//! * [`install_stop_handler`]: Ctrl-C / SIGTERM set a flag (`sigaction` /
+//!   `SetConsoleCtrlHandler`).
+//! * [`set_last_error`]: how a callback reports a Win32 error code to the extension
+//!   (`SetLastError` on Windows; `errno` elsewhere, so `io::Error::last_os_error()` reads it
+//!   back on both).
+//! * [`read_file_at`]: read from the file handle an extension passes to
+//!   HSE_REQ_TRANSMIT_FILE (a `HANDLE` on Windows, a file descriptor cast to a pointer on Unix).
+use std::ffi::c_void;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// The raw socket a [`PollFd`] watches.
+#[cfg(unix)]
+pub type RawSocket = std::os::unix::io::RawFd;
+#[cfg(windows)]
+pub type RawSocket = std::os::windows::io::RawSocket;
+
+/// The raw socket of a std socket type.
+#[cfg(unix)]
+pub fn raw_socket<S: std::os::unix::io::AsRawFd>(s: &S) -> RawSocket {
+    s.as_raw_fd()
+}
+#[cfg(windows)]
+pub fn raw_socket<S: std::os::windows::io::AsRawSocket>(s: &S) -> RawSocket {
+    s.as_raw_socket()
+}
+
+/// One entry of a poll set: `struct pollfd` on Unix, `WSAPOLLFD` on Windows. (Linux uses
+/// [`Epoll`] instead; the portable version stays compiled and unit-tested there.)
+#[cfg_attr(target_os = "linux", allow(dead_code))]
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct PollFd {
+    #[cfg(unix)]
+    fd: libc::c_int,
+    #[cfg(windows)]
+    fd: usize,
+    events: i16,
+    revents: i16,
+}
+
+#[cfg(unix)]
+#[cfg_attr(target_os = "linux", allow(dead_code))]
+const READABLE: i16 = libc::POLLIN;
+/// POLLRDNORM: WSAPoll rejects POLLIN's POLLRDBAND half on some stacks; RDNORM is enough.
+#[cfg(windows)]
+const READABLE: i16 = 0x0100;
+
+#[cfg_attr(target_os = "linux", allow(dead_code))]
+impl PollFd {
+    /// Watches `socket` for readability (including end of stream and errors).
+    pub fn readable(socket: RawSocket) -> PollFd {
+        #[cfg(unix)]
+        let fd = socket;
+        #[cfg(windows)]
+        let fd = socket as usize;
+        PollFd {
+            fd,
+            events: READABLE,
+            revents: 0,
+        }
+    }
+
+    /// Whether the last [`poll`] reported anything for this socket (data, hang-up, error).
+    pub fn ready(&self) -> bool {
+        self.revents != 0
+    }
+}
+
+#[cfg(windows)]
+#[link(name = "ws2_32")]
+unsafe extern "system" {
+    fn WSAPoll(fds: *mut PollFd, count: u32, timeout: i32) -> i32;
+}
+
+/// Waits up to `timeout_ms` (-1: forever) until one of `fds` is ready. Returns how many are.
+#[cfg_attr(target_os = "linux", allow(dead_code))]
+pub fn poll(fds: &mut [PollFd], timeout_ms: i32) -> std::io::Result<usize> {
+    #[cfg(unix)]
+    // SAFETY: PollFd is layout-identical to struct pollfd and the slice is valid for writes
+    // of fds.len() entries for the duration of the call.
+    let n = unsafe {
+        libc::poll(
+            fds.as_mut_ptr().cast::<libc::pollfd>(),
+            fds.len() as libc::nfds_t,
+            timeout_ms,
+        )
+    };
+    #[cfg(windows)]
+    // SAFETY: PollFd is layout-identical to WSAPOLLFD and the slice is valid for writes.
+    let n = unsafe { WSAPoll(fds.as_mut_ptr(), fds.len() as u32, timeout_ms) };
+    if n < 0 {
+        let e = std::io::Error::last_os_error();
+        if e.kind() == std::io::ErrorKind::Interrupted {
+            return Ok(0);
+        }
+        return Err(e);
+    }
+    Ok(n as usize)
+}
+
+/// Set by the stop handler; read by the main thread.
+static STOP: AtomicBool = AtomicBool::new(false);
+
+/// Whether Ctrl-C / SIGTERM (or the console's close event) has arrived.
+pub fn stop_requested() -> bool {
+    STOP.load(Ordering::SeqCst)
+}
+
+#[cfg(unix)]
+extern "C" fn on_signal(_signal: libc::c_int) {
+    // Only an atomic store: async-signal-safe.
+    STOP.store(true, Ordering::SeqCst);
+}
+
+/// Routes SIGINT and SIGTERM to [`stop_requested`]. SIGPIPE is ignored so that a client
+/// that goes away makes a write fail instead of killing the host.
+#[cfg(unix)]
+pub fn install_stop_handler() {
+    for signal in [libc::SIGINT, libc::SIGTERM] {
+        // SAFETY: a zeroed sigaction is a valid starting point; the handler only stores to
+        // an atomic, which is async-signal-safe.
+        unsafe {
+            let mut action: libc::sigaction = std::mem::zeroed();
+            action.sa_sigaction = on_signal as extern "C" fn(libc::c_int) as usize;
+            libc::sigemptyset(&mut action.sa_mask);
+            libc::sigaction(signal, &action, std::ptr::null_mut());
+        }
+    }
+    // SAFETY: setting SIGPIPE's disposition to SIG_IGN has no preconditions.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+    }
+}
+
+#[cfg(windows)]
+#[link(name = "kernel32")]
+unsafe extern "system" {
+    fn SetConsoleCtrlHandler(
+        handler: Option<unsafe extern "system" fn(u32) -> i32>,
+        add: i32,
+    ) -> i32;
+    fn SetLastError(code: u32);
+    fn ReadFile(
+        file: *mut c_void,
+        buf: *mut c_void,
+        len: u32,
+        read: *mut u32,
+        overlapped: *mut Overlapped,
+    ) -> i32;
+    fn GetOverlappedResult(
+        file: *mut c_void,
+        overlapped: *mut Overlapped,
+        read: *mut u32,
+        wait: i32,
+    ) -> i32;
+}
+
+#[cfg(windows)]
+#[repr(C)]
+struct Overlapped {
+    internal: usize,
+    internal_high: usize,
+    offset: u32,
+    offset_high: u32,
+    event: *mut c_void,
+}
+
+#[cfg(windows)]
+unsafe extern "system" fn on_console_event(_event: u32) -> i32 {
+    STOP.store(true, Ordering::SeqCst);
+    1 // handled: do not run the default handler, which would end the process at once
+}
+
+/// Routes Ctrl-C, Ctrl-Break and console close to [`stop_requested`].
+#[cfg(windows)]
+pub fn install_stop_handler() {
+    // SAFETY: the handler is a valid function for the life of the process.
+    unsafe {
+        SetConsoleCtrlHandler(Some(on_console_event), 1);
+    }
+}
+
+/// Sets the calling thread's "last error" to a Win32 error code.
+pub fn set_last_error(code: u32) {
+    #[cfg(windows)]
+    // SAFETY: SetLastError has no preconditions.
+    unsafe {
+        SetLastError(code)
+    };
+    #[cfg(target_os = "linux")]
+    // SAFETY: __errno_location returns the calling thread's errno slot, always valid.
+    unsafe {
+        *libc::__errno_location() = code as libc::c_int
+    };
+    #[cfg(all(unix, not(target_os = "linux")))]
+    // SAFETY: __error returns the calling thread's errno slot, always valid.
+    unsafe {
+        *libc::__error() = code as libc::c_int
+    };
+}
+
+/// Reads up to `buf.len()` bytes at `offset` from the file an extension handed over for
+/// HSE_REQ_TRANSMIT_FILE. The handle stays the extension's: it is never closed here.
+/// Returns 0 at end of file.
+pub fn read_file_at(handle: *mut c_void, offset: u64, buf: &mut [u8]) -> std::io::Result<usize> {
+    #[cfg(unix)]
+    {
+        let fd = handle as usize as libc::c_int;
+        // SAFETY: buf is valid for writes of buf.len() bytes; a bad fd yields EBADF.
+        let n = unsafe {
+            libc::pread(
+                fd,
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                offset as libc::off_t,
+            )
+        };
+        if n < 0 {
+            Err(std::io::Error::last_os_error())
+        } else {
+            Ok(n as usize)
+        }
+    }
+    #[cfg(windows)]
+    {
+        let mut overlapped = Overlapped {
+            internal: 0,
+            internal_high: 0,
+            offset: offset as u32,
+            offset_high: (offset >> 32) as u32,
+            event: std::ptr::null_mut(),
+        };
+        let mut read = 0u32;
+        let len = buf.len().min(u32::MAX as usize) as u32;
+        // SAFETY: buf is valid for len bytes; overlapped lives across the (synchronous) call.
+        let ok = unsafe {
+            ReadFile(
+                handle,
+                buf.as_mut_ptr().cast(),
+                len,
+                &mut read,
+                &mut overlapped,
+            )
+        };
+        if ok != 0 {
+            return Ok(read as usize);
+        }
+        let mut e = std::io::Error::last_os_error();
+        if e.raw_os_error() == Some(997) {
+            // ERROR_IO_PENDING: the handle was opened with FILE_FLAG_OVERLAPPED (as the
+            // documentation recommends); wait for this one read to finish.
+            // SAFETY: overlapped and buf stay alive until the wait returns.
+            if unsafe { GetOverlappedResult(handle, &mut overlapped, &mut read, 1) } != 0 {
+                return Ok(read as usize);
+            }
+            e = std::io::Error::last_os_error();
+        }
+        if e.raw_os_error() == Some(38) {
+            return Ok(0); // ERROR_HANDLE_EOF
+        }
+        Err(e)
+    }
+}
+
+/// Linux's epoll, used one-shot: a socket is reported once, then stays silent until it is
+/// armed again. Many threads may wait on one [`Epoll`] at the same time.
+#[cfg(target_os = "linux")]
+pub struct Epoll {
+    fd: libc::c_int,
+}
+
+#[cfg(target_os = "linux")]
+impl Epoll {
+    pub fn new() -> std::io::Result<Epoll> {
+        // SAFETY: epoll_create1 has no memory-safety preconditions.
+        let fd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+        if fd < 0 {
+            Err(std::io::Error::last_os_error())
+        } else {
+            Ok(Epoll { fd })
+        }
+    }
+
+    /// Reports `socket` once, with `token`, when it becomes readable (or hangs up).
+    pub fn arm(&self, socket: RawSocket, token: u64) -> std::io::Result<()> {
+        let mut event = libc::epoll_event {
+            events: (libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLONESHOT) as u32,
+            u64: token,
+        };
+        // SAFETY: event is a valid epoll_event; a bad fd yields an error, not UB.
+        let mut r = unsafe { libc::epoll_ctl(self.fd, libc::EPOLL_CTL_MOD, socket, &mut event) };
+        if r < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ENOENT) {
+            // SAFETY: as above; first registration of this socket.
+            r = unsafe { libc::epoll_ctl(self.fd, libc::EPOLL_CTL_ADD, socket, &mut event) };
+        }
+        if r < 0 {
+            Err(std::io::Error::last_os_error())
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Forgets `socket` (before it is closed).
+    pub fn remove(&self, socket: RawSocket) {
+        let mut event = libc::epoll_event { events: 0, u64: 0 };
+        // SAFETY: as in arm; errors (already gone) are irrelevant here.
+        unsafe { libc::epoll_ctl(self.fd, libc::EPOLL_CTL_DEL, socket, &mut event) };
+    }
+
+    /// Waits up to `timeout_ms` for one event; returns its token.
+    pub fn wait(&self, timeout_ms: i32) -> std::io::Result<Option<u64>> {
+        let mut event = libc::epoll_event { events: 0, u64: 0 };
+        // SAFETY: room for exactly one event is passed.
+        let n = unsafe { libc::epoll_wait(self.fd, &mut event, 1, timeout_ms) };
+        if n < 0 {
+            let e = std::io::Error::last_os_error();
+            return if e.kind() == std::io::ErrorKind::Interrupted {
+                Ok(None)
+            } else {
+                Err(e)
+            };
+        }
+        Ok((n == 1).then_some(event.u64))
+    }
+}
+
+#[cfg(target_os = "linux")]
+impl Drop for Epoll {
+    fn drop(&mut self) {
+        // SAFETY: fd is our epoll descriptor, closed once.
+        unsafe { libc::close(self.fd) };
+    }
+}

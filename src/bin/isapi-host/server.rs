@@ -1,0 +1,221 @@
+//! The running host: its shared state ([`Host`]), the worker threads, accepting
+//! connections, and the orderly shutdown (stop accepting, wait for requests in flight,
+//! `TerminateExtension(HSE_TERM_MUST_UNLOAD)`, report).
+use crate::accesslog::AccessLog;
+use crate::checker::Checker;
+use crate::cli::Options;
+use crate::conn::{self, Conn};
+use crate::ecb::Registry;
+use crate::extension::Extension;
+use crate::http::Limits;
+use crate::os;
+use crate::poller::{Poller, Watched, Work};
+use crate::vars::Site;
+use std::io;
+use std::net::TcpListener;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+/// What the poller holds: the listening socket or an idle connection.
+pub enum Parked {
+    Listener(TcpListener),
+    /// An idle connection, waiting for its next request.
+    Conn(Conn),
+    /// A connection handed back after a PENDING request ended, possibly with pipelined
+    /// input already buffered (never armed; only submitted as ready work).
+    Resume(Conn),
+}
+
+impl Watched for Parked {
+    fn socket(&self) -> os::RawSocket {
+        match self {
+            Parked::Listener(l) => os::raw_socket(l),
+            Parked::Conn(c) | Parked::Resume(c) => c.socket(),
+        }
+    }
+}
+
+/// Everything the worker threads and the ISAPI callbacks share.
+pub struct Host {
+    pub options: Options,
+    pub site: Arc<Site>,
+    pub limits: Limits,
+    pub extension: Extension,
+    pub poller: Poller<Parked>,
+    pub registry: Registry,
+    pub checker: Checker,
+    pub access: AccessLog,
+    stopping: AtomicBool,
+}
+
+static HOST: OnceLock<Host> = OnceLock::new();
+
+/// The host, for the ISAPI callbacks (which get nothing but an HCONN).
+pub fn host() -> &'static Host {
+    HOST.get()
+        .expect("callbacks are only reachable after the host has started")
+}
+
+/// How many requests may be in flight at once (registry slots).
+const MAX_REQUESTS: u32 = 4096;
+
+impl Host {
+    pub fn stopping(&self) -> bool {
+        self.stopping.load(Ordering::SeqCst)
+    }
+
+    /// `--trace`: one line per ISAPI call and result.
+    pub fn trace(&self, id: u64, line: impl FnOnce() -> String) {
+        if self.options.trace {
+            eprintln!("trace: #{id} {}", line());
+        }
+    }
+}
+
+/// Binds, starts the workers, serves until Ctrl-C / SIGTERM, shuts down. Returns the
+/// process exit status.
+pub fn run(options: Options, extension: Extension) -> io::Result<i32> {
+    let listener = TcpListener::bind(options.listen).map_err(|e| {
+        io::Error::new(
+            e.kind(),
+            format!("cannot listen on {}: {e}", options.listen),
+        )
+    })?;
+    listener.set_nonblocking(true)?;
+    let address = listener.local_addr()?;
+    let host = Host {
+        site: Arc::new(Site::from_options(&options)),
+        limits: Limits {
+            request_line: options.max_request_line,
+            header_bytes: options.max_header_bytes,
+        },
+        access: AccessLog::start(&options.access_log)?,
+        options,
+        extension,
+        poller: Poller::new()?,
+        registry: Registry::new(MAX_REQUESTS),
+        checker: Checker::default(),
+        stopping: AtomicBool::new(false),
+    };
+    if HOST.set(host).is_err() {
+        return Err(io::Error::other("the host was started twice"));
+    }
+    let host = self::host();
+    os::install_stop_handler();
+    host.poller.arm(Parked::Listener(listener), None);
+    for i in 0..host.options.threads {
+        std::thread::Builder::new()
+            .name(format!("worker-{i}"))
+            .spawn(move || worker(host))?;
+    }
+    eprintln!(
+        "isapi-host: serving {} (\"{}\", ISAPI {}.{}) on http://{address}{} with {} threads",
+        host.extension.path().display(),
+        host.extension.description,
+        host.extension.version >> 16,
+        host.extension.version & 0xffff,
+        if host.site.vdir == "/" {
+            "/"
+        } else {
+            &host.site.vdir
+        },
+        host.options.threads
+    );
+    while !os::stop_requested() {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(shutdown(host))
+}
+
+fn worker(host: &'static Host) {
+    loop {
+        match host.poller.wait() {
+            Work::Ready(Parked::Listener(listener)) => accept(host, listener),
+            Work::Ready(Parked::Conn(c)) => conn::serve(host, c, true),
+            Work::Ready(Parked::Resume(c)) => conn::serve(host, c, false),
+            Work::Expired(_) => {} // dropped: the socket closes
+            Work::Task(task) => task(),
+        }
+    }
+}
+
+/// Accepts every pending connection, then re-arms the listener.
+fn accept(host: &'static Host, listener: TcpListener) {
+    loop {
+        match listener.accept() {
+            Ok((stream, _)) => {
+                if stream.set_nonblocking(false).is_err() {
+                    continue;
+                }
+                match Conn::new(stream, host.options.idle_timeout) {
+                    Ok(c) => {
+                        let deadline = (!host.options.idle_timeout.is_zero())
+                            .then(|| Instant::now() + host.options.idle_timeout);
+                        host.poller.arm(Parked::Conn(c), deadline);
+                    }
+                    Err(_) => continue,
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e)
+                if e.kind() == io::ErrorKind::Interrupted
+                    || e.kind() == io::ErrorKind::ConnectionAborted =>
+            {
+                continue;
+            }
+            Err(e) => {
+                // Out of file descriptors and the like: back off instead of spinning.
+                eprintln!("isapi-host: accept failed: {e}");
+                std::thread::sleep(Duration::from_millis(100));
+                break;
+            }
+        }
+    }
+    if !host.stopping() {
+        host.poller.arm(Parked::Listener(listener), None);
+    }
+}
+
+/// Stops accepting, waits (bounded) for requests in flight, calls TerminateExtension,
+/// reports, and returns the exit status.
+fn shutdown(host: &'static Host) -> i32 {
+    eprintln!(
+        "isapi-host: stopping: no new connections; waiting up to {:?} for requests in flight",
+        host.options.shutdown_timeout
+    );
+    host.stopping.store(true, Ordering::SeqCst);
+    host.poller.expire_all();
+    let deadline = Instant::now() + host.options.shutdown_timeout;
+    while host.registry.active() > 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for exchange in host.registry.live() {
+        let state = exchange.lock();
+        let what = if state.returned == Some(isapi_wsgi::isapi::ffi::HSE_STATUS_PENDING) {
+            "HttpExtensionProc returned HSE_STATUS_PENDING but HSE_REQ_DONE_WITH_SESSION never came"
+        } else if state.returned.is_none() {
+            "HttpExtensionProc had not returned when the shutdown wait ended"
+        } else {
+            "the request had not ended when the shutdown wait ended"
+        };
+        drop(state);
+        exchange.violation(host, what);
+    }
+    match host.extension.terminate() {
+        Some(result) => eprintln!(
+            "isapi-host: TerminateExtension(HSE_TERM_MUST_UNLOAD) returned {}",
+            if result { "TRUE" } else { "FALSE" }
+        ),
+        None => eprintln!("isapi-host: the extension has no TerminateExtension export"),
+    }
+    host.access.flush();
+    let violations = host.checker.count();
+    eprintln!("isapi-host: stopped; {violations} contract violation(s)");
+    if host.options.strict && violations > 0 {
+        eprintln!("isapi-host: --strict: exiting with status 3 because of contract violations");
+        3
+    } else {
+        0
+    }
+}

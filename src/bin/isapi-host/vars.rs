@@ -1,0 +1,630 @@
+//! Server variables: what `GetServerVariable` answers for a request, in IIS's formats.
+//!
+//! A [`Site`] is the IIS configuration the request meets (virtual directory, handler
+//! mapping, physical path, TLS, authentication). [`RequestInfo`] combines it with one
+//! parsed request and the connection's addresses, computes the paths IIS derives
+//! (SCRIPT_NAME, PATH_INFO, URL, PATH_TRANSLATED), and answers [`RequestInfo::lookup`]
+//! for every variable name: the documented ones, `HTTP_<NAME>`, `HEADER_<Name>` and the
+//! `UNICODE_` forms (UTF-16). See `/work/shared/iis-isapi-facts.md` §2 and `docs/host.md`.
+use crate::cli::{Options, ScriptMap};
+use crate::http::{HttpError, RequestHead, percent_decode};
+use std::borrow::Cow;
+use std::net::SocketAddr;
+
+/// The site and application configuration, fixed for the host's lifetime.
+#[derive(Debug, Clone)]
+pub struct Site {
+    /// The virtual directory of the application: "/" or "/app" (no trailing slash).
+    pub vdir: String,
+    pub script_map: ScriptMap,
+    pub allow_path_info: bool,
+    /// The application's physical directory, without a trailing separator.
+    pub physical_path: String,
+    pub https: bool,
+    pub user: Option<String>,
+    pub server_name: Option<String>,
+    pub server_software: String,
+    pub all_http_eol: &'static str,
+}
+
+impl Site {
+    pub fn from_options(o: &Options) -> Site {
+        let physical = o.physical_path.to_string_lossy().into_owned();
+        let trimmed = physical.trim_end_matches(['/', '\\']);
+        Site {
+            vdir: o.vdir.clone(),
+            script_map: o.script_map.clone(),
+            allow_path_info: o.allow_path_info,
+            physical_path: if trimmed.is_empty() {
+                physical.clone()
+            } else {
+                trimmed.to_string()
+            },
+            https: o.https,
+            user: o.user.clone(),
+            server_name: o.server_name.clone(),
+            server_software: o.server_software.clone(),
+            all_http_eol: if o.all_http_crlf { "\r\n" } else { "\n" },
+        }
+    }
+
+    /// The metabase path of the application.
+    fn appl_md_path(&self) -> String {
+        if self.vdir == "/" {
+            "/LM/W3SVC/1/ROOT".into()
+        } else {
+            format!("/LM/W3SVC/1/ROOT{}", self.vdir)
+        }
+    }
+
+    /// The part of `path` below the vdir, or None if `path` is outside it. IIS compares
+    /// URL paths case-insensitively.
+    fn below_vdir<'a>(&self, path: &'a str) -> Option<&'a str> {
+        if self.vdir == "/" {
+            return Some(path);
+        }
+        let n = self.vdir.len();
+        let head = path.get(..n)?;
+        if !head.eq_ignore_ascii_case(&self.vdir) {
+            return None;
+        }
+        let rest = &path[n..];
+        (rest.is_empty() || rest.starts_with('/')).then_some(rest)
+    }
+
+    /// Maps a URL path below the vdir to a physical path, with the OS's separator.
+    fn translate(&self, url_path: &str) -> String {
+        let below = self.below_vdir(url_path).unwrap_or(url_path);
+        let mut out = self.physical_path.clone();
+        for segment in below.split('/').filter(|s| !s.is_empty()) {
+            out.push(std::path::MAIN_SEPARATOR);
+            out.push_str(segment);
+        }
+        if below.ends_with('/') || below.is_empty() {
+            out.push(std::path::MAIN_SEPARATOR);
+        }
+        out
+    }
+}
+
+/// Why a request does not reach the extension.
+#[derive(Debug)]
+pub enum Unmapped {
+    /// The URL is bad (400 and friends).
+    Http(HttpError),
+    /// The URL is outside the vdir or does not match the script map: 404.
+    NotFound,
+}
+
+/// One request as the extension sees it.
+#[derive(Debug)]
+pub struct RequestInfo {
+    pub head: RequestHead,
+    pub remote: SocketAddr,
+    pub local: SocketAddr,
+    pub script_name: String,
+    pub path_info: String,
+    pub url: String,
+    pub path_translated: String,
+    site: std::sync::Arc<Site>,
+}
+
+/// A variable's value without its NUL (what the unit tests compare).
+#[cfg(test)]
+#[derive(Debug, PartialEq, Eq)]
+pub enum Value {
+    /// A narrow (ANSI code page) string.
+    Bytes(Vec<u8>),
+    /// A `UNICODE_` variable, as UTF-16 code units.
+    Wide(Vec<u16>),
+}
+
+/// Text of a known variable: a Unicode string, or raw bytes from the wire.
+enum Text<'a> {
+    Str(Cow<'a, str>),
+    Raw(Cow<'a, [u8]>),
+}
+
+/// The system ANSI code page as the host models it: Latin-1, with `?` for characters it
+/// cannot represent (as the real conversion does for characters outside the code page).
+pub fn ansi(s: &str) -> Vec<u8> {
+    s.chars().map(ansi_char).collect()
+}
+
+fn ansi_char(c: char) -> u8 {
+    if (c as u32) < 0x100 {
+        c as u32 as u8
+    } else {
+        b'?'
+    }
+}
+
+/// Bytes from the wire as text: UTF-8 if they are, else Latin-1.
+fn bytes_to_string(b: &[u8]) -> Cow<'_, str> {
+    match std::str::from_utf8(b) {
+        Ok(s) => Cow::Borrowed(s),
+        Err(_) => Cow::Owned(b.iter().map(|&c| c as char).collect()),
+    }
+}
+
+/// Removes `.` and `..` segments; `..` above the root is an error.
+fn normalise(path: &str) -> Result<String, HttpError> {
+    if !path.contains("/.") {
+        return Ok(path.to_string());
+    }
+    let mut out: Vec<&str> = Vec::new();
+    let segments: Vec<&str> = path.split('/').skip(1).collect();
+    let last = segments.len().saturating_sub(1);
+    for (i, segment) in segments.iter().enumerate() {
+        match *segment {
+            "." => {
+                if i == last {
+                    out.push("");
+                }
+            }
+            ".." => {
+                if out.pop().is_none() {
+                    return Err(HttpError::BadRequest("URL path goes above the root"));
+                }
+                if i == last {
+                    out.push("");
+                }
+            }
+            s => out.push(s),
+        }
+    }
+    Ok(format!("/{}", out.join("/")))
+}
+
+impl RequestInfo {
+    /// Applies the site's mapping to a parsed request.
+    pub fn new(
+        head: RequestHead,
+        remote: SocketAddr,
+        local: SocketAddr,
+        site: std::sync::Arc<Site>,
+    ) -> Result<RequestInfo, Unmapped> {
+        let raw_path = if head.target == "*" {
+            "/".to_string()
+        } else {
+            head.path().to_string()
+        };
+        let decoded = percent_decode(&raw_path).map_err(Unmapped::Http)?;
+        if decoded.contains(&0) {
+            return Err(Unmapped::Http(HttpError::BadRequest("NUL in the URL path")));
+        }
+        let path = normalise(&bytes_to_string(&decoded)).map_err(Unmapped::Http)?;
+        let below = site.below_vdir(&path).ok_or(Unmapped::NotFound)?;
+        let (script_name, path_info, url) = match &site.script_map {
+            ScriptMap::Wildcard => (path.clone(), path.clone(), path.clone()),
+            ScriptMap::Extension(ext) => {
+                // The first segment below the vdir that ends with the extension.
+                let base = path.len() - below.len();
+                let mut end = None;
+                let mut offset = 0;
+                for segment in below.split('/') {
+                    offset += segment.len();
+                    if segment.len() > ext.len()
+                        && segment
+                            .get(segment.len() - ext.len()..)
+                            .is_some_and(|e| e.eq_ignore_ascii_case(ext))
+                    {
+                        end = Some(base + offset);
+                        break;
+                    }
+                    offset += 1;
+                }
+                let end = end.ok_or(Unmapped::NotFound)?;
+                let script = path[..end].to_string();
+                let info = if site.allow_path_info {
+                    path[end..].to_string()
+                } else {
+                    path.clone()
+                };
+                (script.clone(), info, script)
+            }
+        };
+        let path_translated = site.translate(&path_info);
+        Ok(RequestInfo {
+            head,
+            remote,
+            local,
+            script_name,
+            path_info,
+            url,
+            path_translated,
+            site,
+        })
+    }
+
+    pub fn site(&self) -> &Site {
+        &self.site
+    }
+
+    /// SERVER_NAME: the configured name, else the Host header without its port, else the
+    /// local address.
+    pub fn server_name(&self) -> String {
+        if let Some(n) = &self.site.server_name {
+            return n.clone();
+        }
+        if let Some(host) = self.head.header("host").filter(|h| !h.is_empty()) {
+            let host = bytes_to_string(host);
+            let name = if host.starts_with('[') {
+                host.split_inclusive(']')
+                    .next()
+                    .unwrap_or(&host)
+                    .to_string()
+            } else {
+                host.rsplit_once(':')
+                    .map_or(host.as_ref(), |(h, _)| h)
+                    .to_string()
+            };
+            return name;
+        }
+        self.local.ip().to_string()
+    }
+
+    fn joined_headers(&self, matches: impl Fn(&str) -> bool) -> Option<Vec<u8>> {
+        let mut out: Option<Vec<u8>> = None;
+        for (name, value) in &self.head.headers {
+            if matches(name) {
+                match &mut out {
+                    Some(v) => {
+                        v.extend_from_slice(b", ");
+                        v.extend_from_slice(value);
+                    }
+                    None => out = Some(value.clone()),
+                }
+            }
+        }
+        out
+    }
+
+    /// `HTTP_<NAME>`: upper-case, `-` as `_`; a header whose real name has `_` is unreachable.
+    fn http_header(&self, upper: &str) -> Option<Vec<u8>> {
+        self.joined_headers(|name| {
+            !name.contains('_')
+                && name.len() == upper.len()
+                && name.bytes().zip(upper.bytes()).all(|(a, b)| {
+                    let a = if a == b'-' {
+                        b'_'
+                    } else {
+                        a.to_ascii_uppercase()
+                    };
+                    a == b
+                })
+        })
+    }
+
+    fn all_http(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        for (name, value) in &self.head.headers {
+            if name.contains('_') {
+                continue;
+            }
+            out.extend_from_slice(b"HTTP_");
+            out.extend(name.bytes().map(|b| {
+                if b == b'-' {
+                    b'_'
+                } else {
+                    b.to_ascii_uppercase()
+                }
+            }));
+            out.push(b':');
+            out.extend_from_slice(value);
+            out.extend_from_slice(self.site.all_http_eol.as_bytes());
+        }
+        out
+    }
+
+    fn all_raw(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        for (name, value) in &self.head.headers {
+            out.extend_from_slice(name.as_bytes());
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(value);
+            out.extend_from_slice(b"\r\n");
+        }
+        out
+    }
+
+    /// The documented variables (those valid with the `UNICODE_` prefix too).
+    fn known(&self, name: &str) -> Option<Text<'_>> {
+        fn s(v: &str) -> Option<Text<'_>> {
+            Some(Text::Str(Cow::Borrowed(v)))
+        }
+        fn o(v: String) -> Option<Text<'static>> {
+            Some(Text::Str(Cow::Owned(v)))
+        }
+        let site = &*self.site;
+        let user = site.user.as_deref().unwrap_or("");
+        let tls = |v: &'static str| if site.https { s(v) } else { s("") };
+        match name {
+            "ALL_HTTP" => Some(Text::Raw(Cow::Owned(self.all_http()))),
+            "ALL_RAW" => Some(Text::Raw(Cow::Owned(self.all_raw()))),
+            "APPL_MD_PATH" => o(site.appl_md_path()),
+            "APPL_PHYSICAL_PATH" => o(format!(
+                "{}{}",
+                site.physical_path,
+                std::path::MAIN_SEPARATOR
+            )),
+            "APP_POOL_ID" => s("DefaultAppPool"),
+            "AUTH_PASSWORD" => s(""),
+            "AUTH_TYPE" => s(if site.user.is_some() { "Negotiate" } else { "" }),
+            "AUTH_USER" | "LOGON_USER" | "REMOTE_USER" | "UNMAPPED_REMOTE_USER" => s(user),
+            "CACHE_URL" => o(format!(
+                "{}://{}:{}{}",
+                if site.https { "https" } else { "http" },
+                self.server_name(),
+                self.local.port(),
+                self.head.target
+            )),
+            "CERT_COOKIE" | "CERT_FLAGS" | "CERT_ISSUER" | "CERT_SERIALNUMBER" | "CERT_SUBJECT" => {
+                s("")
+            }
+            "CERT_KEYSIZE" | "HTTPS_KEYSIZE" => tls("256"),
+            "CERT_SECRETKEYSIZE" | "HTTPS_SECRETKEYSIZE" => tls("2048"),
+            "CERT_SERVER_ISSUER"
+            | "CERT_SERVER_SUBJECT"
+            | "HTTPS_SERVER_ISSUER"
+            | "HTTPS_SERVER_SUBJECT" => {
+                if site.https {
+                    o(format!("CN={}", self.server_name()))
+                } else {
+                    s("")
+                }
+            }
+            "CONTENT_LENGTH" => match self.head.header("content-length") {
+                Some(v) => Some(Text::Raw(Cow::Borrowed(v))),
+                None => s("0"),
+            },
+            "CONTENT_TYPE" => Some(Text::Raw(Cow::Borrowed(
+                self.head.header("content-type").unwrap_or(b""),
+            ))),
+            "DOCUMENT_ROOT" => s(&site.physical_path),
+            "GATEWAY_INTERFACE" => s("CGI/1.1"),
+            "HTTPS" => s(if site.https { "on" } else { "off" }),
+            "HTTP_METHOD" | "REQUEST_METHOD" => s(&self.head.method),
+            "HTTP_URL" | "UNENCODED_URL" | "REQUEST_URI" => s(&self.head.target),
+            "HTTP_VERSION" | "SERVER_PROTOCOL" => s(self.head.version.as_str()),
+            "INSTANCE_ID" => s("1"),
+            "INSTANCE_META_PATH" => s("/LM/W3SVC/1"),
+            "INSTANCE_NAME" => s("DEFAULT WEB SITE"),
+            "LOCAL_ADDR" | "SERVER_ADDR" => o(self.local.ip().to_string()),
+            "MANAGED_PIPELINE_MODE" => s("Integrated"),
+            "PATH_INFO" => s(&self.path_info),
+            "PATH_TRANSLATED" | "REQUEST_FILENAME" => s(&self.path_translated),
+            "QUERY_STRING" => s(self.head.query()),
+            "REMOTE_ADDR" | "REMOTE_HOST" => o(self.remote.ip().to_string()),
+            "REMOTE_PORT" => o(self.remote.port().to_string()),
+            "SCRIPT_NAME" => s(&self.script_name),
+            "SCRIPT_FILENAME" => o(site.translate(&self.script_name)),
+            "SCRIPT_TRANSLATED" => {
+                let p = site.translate(&self.script_name);
+                o(if cfg!(windows) {
+                    format!("\\\\?\\{p}")
+                } else {
+                    p
+                })
+            }
+            "SERVER_NAME" => o(self.server_name()),
+            "SERVER_PORT" => o(self.local.port().to_string()),
+            "SERVER_PORT_SECURE" => s(if site.https { "1" } else { "0" }),
+            "SERVER_SOFTWARE" => s(&site.server_software),
+            "URL" => s(&self.url),
+            _ => None,
+        }
+    }
+
+    /// GetServerVariable's answer for `name` as the bytes it copies (NUL included), and
+    /// whether it is a UNICODE_ (UTF-16LE) value; None means ERROR_INVALID_INDEX. One
+    /// allocation per call: this is on every request's path.
+    pub fn lookup_wire(&self, name: &str) -> Option<(Vec<u8>, bool)> {
+        if let Some(rest) = name.strip_prefix("UNICODE_") {
+            let text = self.known(rest)?;
+            let s: Cow<'_, str> = match &text {
+                Text::Str(s) => Cow::Borrowed(s.as_ref()),
+                Text::Raw(b) => bytes_to_string(b),
+            };
+            let mut wire = Vec::with_capacity(2 * s.len() + 2);
+            for unit in s.encode_utf16().chain(std::iter::once(0)) {
+                wire.extend_from_slice(&unit.to_le_bytes());
+            }
+            return Some((wire, true));
+        }
+        let with_nul = |bytes: &[u8]| {
+            let mut v = Vec::with_capacity(bytes.len() + 1);
+            v.extend_from_slice(bytes);
+            v.push(0);
+            v
+        };
+        if let Some(text) = self.known(name) {
+            let wire = match text {
+                Text::Str(s) => {
+                    let mut v = Vec::with_capacity(s.len() + 1);
+                    v.extend(s.chars().map(ansi_char));
+                    v.push(0);
+                    v
+                }
+                Text::Raw(b) => with_nul(&b),
+            };
+            return Some((wire, false));
+        }
+        let mut header = if let Some(header) = name.strip_prefix("HEADER_") {
+            self.joined_headers(|n| n.eq_ignore_ascii_case(header))?
+        } else if let Some(upper) = name.strip_prefix("HTTP_") {
+            self.http_header(upper)?
+        } else {
+            return None;
+        };
+        header.push(0);
+        Some((header, false))
+    }
+
+    /// [`lookup_wire`](Self::lookup_wire) without the NUL, as text (for tests).
+    #[cfg(test)]
+    pub fn lookup(&self, name: &str) -> Option<Value> {
+        let (mut wire, wide) = self.lookup_wire(name)?;
+        if wide {
+            wire.truncate(wire.len() - 2);
+            Some(Value::Wide(
+                wire.chunks(2)
+                    .map(|c| u16::from_le_bytes([c[0], c[1]]))
+                    .collect(),
+            ))
+        } else {
+            wire.pop();
+            Some(Value::Bytes(wire))
+        }
+    }
+
+    /// The narrow strings the ECB carries directly.
+    /// Appends the narrow strings the ECB carries directly (method, query, PATH_INFO,
+    /// PATH_TRANSLATED, content type), each NUL-terminated, to `out`; returns their offsets.
+    pub fn write_ecb_strings(&self, out: &mut Vec<u8>) -> [usize; 5] {
+        let mut offsets = [0; 5];
+        let content_type = self.head.header("content-type").unwrap_or(b"");
+        for (i, offset) in offsets.iter_mut().enumerate() {
+            *offset = out.len();
+            match i {
+                0 => out.extend_from_slice(self.head.method.as_bytes()),
+                1 => out.extend_from_slice(self.head.query().as_bytes()),
+                2 => out.extend(self.path_info.chars().map(ansi_char)),
+                3 => out.extend(self.path_translated.chars().map(ansi_char)),
+                _ => out.extend(content_type.iter().map(|&b| if b == 0 { b'?' } else { b })),
+            }
+            out.push(0);
+        }
+        offsets
+    }
+
+    pub fn is_head(&self) -> bool {
+        self.head.method == "HEAD"
+    }
+
+    /// The path relative to the physical directory for HSE_REQ_MAP_URL_TO_PATH.
+    pub fn map_url(&self, url: &str) -> String {
+        self.site.translate(url)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::{Limits, Parsed, parse_request};
+    use std::sync::Arc;
+
+    fn site(vdir: &str, map: ScriptMap, allow: bool) -> Arc<Site> {
+        Arc::new(Site {
+            vdir: vdir.into(),
+            script_map: map,
+            allow_path_info: allow,
+            physical_path: "/srv/app".into(),
+            https: false,
+            user: None,
+            server_name: None,
+            server_software: "Microsoft-IIS/10.0".into(),
+            all_http_eol: "\n",
+        })
+    }
+
+    fn info(target: &str, site: Arc<Site>) -> Result<RequestInfo, Unmapped> {
+        let req = format!(
+            "GET {target} HTTP/1.1\r\nHost: example:81\r\nX-Foo: a\r\nx-foo: b\r\nMy_Header: u\r\n\r\n"
+        );
+        let limits = Limits {
+            request_line: 1000,
+            header_bytes: 1000,
+        };
+        let Ok(Parsed::Complete(head, _)) = parse_request(req.as_bytes(), &limits) else {
+            panic!()
+        };
+        let a: SocketAddr = "127.0.0.1:5000".parse().unwrap();
+        RequestInfo::new(head, a, "127.0.0.1:81".parse().unwrap(), site)
+    }
+
+    fn text(i: &RequestInfo, name: &str) -> String {
+        match i.lookup(name) {
+            Some(Value::Bytes(b)) => String::from_utf8(b).unwrap(),
+            Some(Value::Wide(w)) => String::from_utf16(&w).unwrap(),
+            None => "<none>".into(),
+        }
+    }
+
+    #[test]
+    fn shapes_per_script_map() {
+        let i = info(
+            "/app/run.wsgi/a/b?x=1",
+            site("/app", ScriptMap::Extension(".wsgi".into()), false),
+        )
+        .unwrap();
+        assert_eq!(
+            (i.script_name.as_str(), i.path_info.as_str(), i.url.as_str()),
+            ("/app/run.wsgi", "/app/run.wsgi/a/b", "/app/run.wsgi")
+        );
+        let i = info(
+            "/app/run.wsgi/a/b?x=1",
+            site("/app", ScriptMap::Extension(".wsgi".into()), true),
+        )
+        .unwrap();
+        assert_eq!(i.path_info, "/a/b");
+        let i = info("/app/a/%20b", site("/app", ScriptMap::Wildcard, false)).unwrap();
+        assert_eq!(
+            (i.script_name.as_str(), i.path_info.as_str()),
+            ("/app/a/ b", "/app/a/ b")
+        );
+        assert_eq!(text(&i, "APPL_MD_PATH"), "/LM/W3SVC/1/ROOT/app");
+        assert_eq!(text(&i, "HTTP_URL"), "/app/a/%20b");
+        assert!(matches!(
+            info("/other", site("/app", ScriptMap::Wildcard, false)),
+            Err(Unmapped::NotFound)
+        ));
+        assert!(matches!(
+            info("/appx", site("/app", ScriptMap::Wildcard, false)),
+            Err(Unmapped::NotFound)
+        ));
+        assert!(matches!(
+            info(
+                "/app/x",
+                site("/app", ScriptMap::Extension(".wsgi".into()), false)
+            ),
+            Err(Unmapped::NotFound)
+        ));
+        assert!(matches!(
+            info("/../x", site("/", ScriptMap::Wildcard, false)),
+            Err(Unmapped::Http(_))
+        ));
+        assert_eq!(
+            info("/a/./b/../c", site("/", ScriptMap::Wildcard, false))
+                .unwrap()
+                .url,
+            "/a/c"
+        );
+    }
+
+    #[test]
+    fn headers_and_unicode() {
+        let i = info("/caf%C3%A9%E2%82%AC", site("/", ScriptMap::Wildcard, false)).unwrap();
+        assert_eq!(
+            i.lookup("PATH_INFO"),
+            Some(Value::Bytes(b"/caf\xe9?".to_vec()))
+        );
+        assert_eq!(text(&i, "UNICODE_PATH_INFO"), "/café€");
+        assert_eq!(text(&i, "HTTP_X_FOO"), "a, b");
+        assert_eq!(text(&i, "HEADER_X-Foo"), "a, b");
+        assert_eq!(text(&i, "HEADER_My_Header"), "u");
+        assert_eq!(text(&i, "HTTP_MY_HEADER"), "<none>");
+        assert_eq!(text(&i, "UNICODE_HTTP_X_FOO"), "<none>");
+        assert_eq!(text(&i, "NO_SUCH_VARIABLE"), "<none>");
+        assert_eq!(text(&i, "SERVER_NAME"), "example");
+        assert_eq!(
+            text(&i, "ALL_HTTP"),
+            "HTTP_HOST:example:81\nHTTP_X_FOO:a\nHTTP_X_FOO:b\n"
+        );
+        assert_eq!(
+            i.lookup_wire("UNICODE_INSTANCE_ID"),
+            Some((vec![b'1', 0, 0, 0], true))
+        );
+        assert_eq!(i.lookup_wire("INSTANCE_ID"), Some((vec![b'1', 0], false)));
+    }
+}

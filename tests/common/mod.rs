@@ -1,0 +1,510 @@
+//! Shared helpers for the integration tests: start the real `isapi-host` on a free
+//! loopback port, talk to it with real clients (raw TCP, curl, Python's http.client), and
+//! stop it with SIGTERM to collect its exit status and everything it printed.
+//!
+//! Any test file can use it with `mod common;`. The usual shape:
+//!
+//! ```ignore
+//! let host = common::Host::start(&common::test_extension(), &["--strict"]);
+//! let response = common::get(host.addr, "/hello");
+//! assert_eq!(response.status, 200);
+//! let stopped = host.stop();
+//! assert!(stopped.status.success(), "{}", stopped.stderr);
+//! ```
+//!
+//! The WSGI bridge's tests pass their own extension (the built `isapi_wsgi` library, see
+//! [`bridge_library`]) and `--config FILE` instead.
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// The `isapi-host` binary cargo built for this test run.
+pub fn host_binary() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_isapi-host"))
+}
+
+/// `target/<profile>`, derived from the test binary (`target/<profile>/deps/NAME-HASH`).
+pub fn target_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    exe.parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>")
+        .to_path_buf()
+}
+
+/// The Rust test extension (`examples/test-extension`), which `cargo test` builds.
+pub fn test_extension() -> PathBuf {
+    let name = if cfg!(windows) {
+        "test_extension.dll"
+    } else {
+        "libtest_extension.so"
+    };
+    let path = target_dir().join("examples").join(name);
+    assert!(
+        path.is_file(),
+        "{} is missing: run the tests with `cargo test` (it builds examples)",
+        path.display()
+    );
+    path
+}
+
+/// The isapi_wsgi library built next to the host (the host's default EXTENSION).
+pub fn bridge_library() -> PathBuf {
+    let name = if cfg!(windows) {
+        "isapi_wsgi.dll"
+    } else {
+        "libisapi_wsgi.so"
+    };
+    target_dir().join(name)
+}
+
+/// A running `isapi-host`. Dropping it kills the process; [`Host::stop`] ends it properly.
+pub struct Host {
+    child: Option<Child>,
+    /// Where it listens (127.0.0.1 and a free port).
+    pub addr: SocketAddr,
+    output: Arc<Mutex<String>>,
+    reader: Option<JoinHandle<()>>,
+}
+
+/// How the host ended.
+pub struct Stopped {
+    pub status: ExitStatus,
+    /// Everything it wrote to stderr (and stdout): log lines, traces, violations.
+    pub stderr: String,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .expect("bind :0")
+        .local_addr()
+        .expect("local addr")
+        .port()
+}
+
+impl Host {
+    /// Starts `isapi-host ARGS... EXTENSION` on a free loopback port and waits until it
+    /// accepts connections. Panics (with the host's output) if it does not start.
+    pub fn start(extension: &Path, args: &[&str]) -> Host {
+        Host::start_with_env(extension, args, &[])
+    }
+
+    /// As [`Host::start`], with extra environment variables for the host process.
+    pub fn start_with_env(extension: &Path, args: &[&str], env: &[(&str, &str)]) -> Host {
+        for _ in 0..3 {
+            let port = free_port();
+            let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+            let mut command = Command::new(host_binary());
+            command
+                .arg("--listen")
+                .arg(addr.to_string())
+                .args(args)
+                .arg(extension);
+            command
+                .envs(env.iter().copied())
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped());
+            let mut child = command.spawn().expect("spawn isapi-host");
+            let output = Arc::new(Mutex::new(String::new()));
+            let reader = collect(&mut child, output.clone());
+            let mut host = Host {
+                child: Some(child),
+                addr,
+                output,
+                reader: Some(reader),
+            };
+            let deadline = Instant::now() + Duration::from_secs(20);
+            loop {
+                if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+                    return host;
+                }
+                if let Some(status) = host.child.as_mut().unwrap().try_wait().unwrap() {
+                    let text = host.wait_output();
+                    if text.contains("cannot listen") {
+                        break; // the port was taken meanwhile: try another
+                    }
+                    panic!("isapi-host exited with {status} before listening:\n{text}");
+                }
+                if Instant::now() > deadline {
+                    panic!(
+                        "isapi-host did not listen on {addr} within 20 s:\n{}",
+                        host.output()
+                    );
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        panic!("could not find a free port for isapi-host");
+    }
+
+    /// Runs the host with ARGS and EXTENSION expecting it to fail at start-up; returns how.
+    pub fn fail_to_start(extension: &Path, args: &[&str], env: &[(&str, &str)]) -> Stopped {
+        let output = Command::new(host_binary())
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{}", free_port()))
+            .args(args)
+            .arg(extension)
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .output()
+            .expect("run isapi-host");
+        let mut text = String::from_utf8_lossy(&output.stdout).into_owned();
+        text.push_str(&String::from_utf8_lossy(&output.stderr));
+        Stopped {
+            status: output.status,
+            stderr: text,
+        }
+    }
+
+    /// `http://127.0.0.1:PORT` + path.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// Everything the host has printed so far.
+    pub fn output(&self) -> String {
+        self.output.lock().unwrap().clone()
+    }
+
+    /// Waits until the host's output contains `needle` (up to 10 s); false if it never does.
+    pub fn wait_for_output(&self, needle: &str) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if self.output().contains(needle) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+
+    fn wait_output(&mut self) -> String {
+        if let Some(r) = self.reader.take() {
+            let _ = r.join();
+        }
+        self.output()
+    }
+
+    /// Sends SIGTERM (Ctrl-C semantics), waits up to 30 s for the exit, returns the exit
+    /// status and the whole output.
+    pub fn stop(mut self) -> Stopped {
+        let mut child = self.child.take().expect("running");
+        terminate(&child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let status = loop {
+            if let Some(status) = child.try_wait().expect("wait") {
+                break status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let status = child.wait().expect("wait after kill");
+                panic!(
+                    "isapi-host did not stop within 30 s of SIGTERM ({status}):\n{}",
+                    self.wait_output()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        Stopped {
+            status,
+            stderr: self.wait_output(),
+        }
+    }
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+#[cfg(unix)]
+fn terminate(child: &Child) {
+    // SAFETY: kill(2) on our own child's pid has no memory-safety preconditions.
+    unsafe {
+        libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
+    }
+}
+
+#[cfg(windows)]
+fn terminate(child: &Child) {
+    // No console signal can be aimed at one child process here; end it.
+    let _ = Command::new("taskkill")
+        .args(["/PID", &child.id().to_string()])
+        .status();
+}
+
+/// Reads the child's stdout and stderr into `sink` until both close.
+fn collect(child: &mut Child, sink: Arc<Mutex<String>>) -> JoinHandle<()> {
+    let mut stderr = child.stderr.take().expect("piped stderr");
+    let mut stdout = child.stdout.take().expect("piped stdout");
+    let sink2 = sink.clone();
+    let out = std::thread::spawn(move || {
+        let mut buf = [0u8; 8192];
+        while let Ok(n) = stdout.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            sink2
+                .lock()
+                .unwrap()
+                .push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    });
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 8192];
+        while let Ok(n) = stderr.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            sink.lock()
+                .unwrap()
+                .push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+        let _ = out.join();
+    })
+}
+
+/// A parsed HTTP response.
+#[derive(Debug, Clone)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// Parses one response from the front of `data` (Content-Length, chunked or until the
+/// end of `data`). Returns it and the bytes it used, or None if `data` is incomplete.
+pub fn parse_response(data: &[u8], head_request: bool) -> Option<(Response, usize)> {
+    let end = data.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
+    let head = String::from_utf8_lossy(&data[..end - 4]).into_owned();
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next()?;
+    let status: u16 = status_line.split(' ').nth(1)?.parse().ok()?;
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| {
+            l.split_once(':')
+                .map(|(n, v)| (n.trim().to_string(), v.trim().to_string()))
+        })
+        .collect();
+    let get = |name: &str| {
+        headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.clone())
+    };
+    if head_request || status == 204 || status == 304 || (100..200).contains(&status) {
+        return Some((
+            Response {
+                status,
+                headers,
+                body: Vec::new(),
+            },
+            end,
+        ));
+    }
+    if let Some(len) = get("content-length") {
+        let len: usize = len.parse().ok()?;
+        if data.len() < end + len {
+            return None;
+        }
+        return Some((
+            Response {
+                status,
+                headers,
+                body: data[end..end + len].to_vec(),
+            },
+            end + len,
+        ));
+    }
+    if get("transfer-encoding").is_some_and(|t| t.eq_ignore_ascii_case("chunked")) {
+        let mut body = Vec::new();
+        let mut pos = end;
+        loop {
+            let line_end = data[pos..].windows(2).position(|w| w == b"\r\n")? + pos;
+            let size =
+                usize::from_str_radix(String::from_utf8_lossy(&data[pos..line_end]).trim(), 16)
+                    .ok()?;
+            pos = line_end + 2;
+            if size == 0 {
+                if data.len() < pos + 2 {
+                    return None;
+                }
+                return Some((
+                    Response {
+                        status,
+                        headers,
+                        body,
+                    },
+                    pos + 2,
+                ));
+            }
+            if data.len() < pos + size + 2 {
+                return None;
+            }
+            body.extend_from_slice(&data[pos..pos + size]);
+            pos += size + 2;
+        }
+    }
+    Some((
+        Response {
+            status,
+            headers,
+            body: data[end..].to_vec(),
+        },
+        data.len(),
+    ))
+}
+
+/// Sends `request` on a new connection, half-closes, and reads until the server closes
+/// (or 10 s pass). Returns every byte received.
+pub fn raw(addr: SocketAddr, request: &[u8]) -> Vec<u8> {
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let _ = s.write_all(request);
+    let _ = s.shutdown(Shutdown::Write);
+    read_to_close(&mut s)
+}
+
+/// Reads until EOF, an error, or the socket's read timeout.
+pub fn read_to_close(s: &mut TcpStream) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 65536];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => return out,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+        }
+    }
+}
+
+/// A keep-alive connection that reads responses one at a time, keeping any bytes of the
+/// next (pipelined) response for the next call.
+pub struct Client {
+    pub stream: TcpStream,
+    pending: Vec<u8>,
+}
+
+impl Client {
+    pub fn connect(addr: SocketAddr) -> Client {
+        let stream = TcpStream::connect(addr).expect("connect");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        Client {
+            stream,
+            pending: Vec::new(),
+        }
+    }
+
+    pub fn send(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).expect("send");
+    }
+
+    /// The next response (`head_request`: it answers a HEAD, so it has no body).
+    pub fn response(&mut self, head_request: bool) -> Response {
+        let mut buf = [0u8; 65536];
+        loop {
+            if let Some((r, used)) = parse_response(&self.pending, head_request) {
+                let unframed = !head_request
+                    && r.header("content-length").is_none()
+                    && r.header("transfer-encoding").is_none();
+                if !unframed {
+                    self.pending.drain(..used);
+                    return r;
+                }
+            }
+            match self.stream.read(&mut buf) {
+                Ok(0) => {
+                    let (r, _) = parse_response(&self.pending, head_request)
+                        .expect("connection closed mid-response");
+                    self.pending.clear();
+                    return r;
+                }
+                Ok(n) => self.pending.extend_from_slice(&buf[..n]),
+                Err(e) => panic!(
+                    "read failed waiting for a response: {e}; have {:?}",
+                    String::from_utf8_lossy(&self.pending)
+                ),
+            }
+        }
+    }
+}
+
+/// Reads `count` responses (none to a HEAD) from a fresh reader on `s`. Bytes after the
+/// last one are dropped: use [`Client`] to read more from the same connection.
+pub fn read_responses(s: &mut TcpStream, count: usize, head_request: bool) -> Vec<Response> {
+    let mut client = Client {
+        stream: s.try_clone().expect("clone"),
+        pending: Vec::new(),
+    };
+    (0..count).map(|_| client.response(head_request)).collect()
+}
+
+/// A GET with `Connection: close` over a fresh connection.
+pub fn get(addr: SocketAddr, path: &str) -> Response {
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    let data = raw(addr, request.as_bytes());
+    parse_response(&data, false)
+        .unwrap_or_else(|| {
+            panic!(
+                "no complete response to GET {path}: {:?}",
+                String::from_utf8_lossy(&data)
+            )
+        })
+        .0
+}
+
+/// Runs curl with ARGS; returns (exit success, stdout bytes, stderr text).
+pub fn curl(args: &[&str]) -> (bool, Vec<u8>, String) {
+    let out = Command::new("curl")
+        .args(["-sS", "--max-time", "30"])
+        .args(args)
+        .output()
+        .expect("run curl");
+    (
+        out.status.success(),
+        out.stdout,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Runs a Python 3 script (Python's own http.client is the client); returns stdout.
+/// Panics with stderr if the script fails.
+pub fn python(script: &str, args: &[&str]) -> String {
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .args(args)
+        .output()
+        .expect("run python3");
+    assert!(
+        out.status.success(),
+        "python failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}

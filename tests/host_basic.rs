@@ -1,0 +1,501 @@
+//! The host serving the Rust test extension over real TCP, to real clients: responses,
+//! request bodies, keep-alive and pipelining, async I/O, PENDING, TRANSMIT_FILE, the other
+//! ServerSupportFunction requests, --trace, --strict, start-up errors and shutdown.
+mod common;
+
+use common::{Host, curl, get, python, read_responses, test_extension};
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+fn strict_host(args: &[&str]) -> Host {
+    let mut all = vec!["--strict", "--shutdown-timeout", "5"];
+    all.extend_from_slice(args);
+    Host::start(&test_extension(), &all)
+}
+
+/// Stops the host and asserts it ran with zero contract violations.
+fn stop_clean(host: Host) -> String {
+    let stopped = host.stop();
+    assert!(
+        stopped.status.success(),
+        "exit {}:\n{}",
+        stopped.status,
+        stopped.stderr
+    );
+    assert!(
+        stopped.stderr.contains("0 contract violation(s)"),
+        "{}",
+        stopped.stderr
+    );
+    assert!(
+        stopped
+            .stderr
+            .contains("test extension: TerminateExtension(2)"),
+        "{}",
+        stopped.stderr
+    );
+    stopped.stderr
+}
+
+#[test]
+fn hello_with_curl() {
+    let host = strict_host(&[]);
+    let (ok, out, err) = curl(&["-i", &host.url("/hello")]);
+    assert!(ok, "{err}");
+    let text = String::from_utf8(out).unwrap();
+    assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
+    assert!(text.contains("Content-Length: 13\r\n"), "{text}");
+    assert!(text.contains("Server: Microsoft-IIS/10.0\r\n"), "{text}");
+    assert!(text.ends_with("\r\n\r\nHello, world!"), "{text}");
+    stop_clean(host);
+}
+
+#[test]
+fn keep_alive_with_python_http_client() {
+    let host = strict_host(&[]);
+    let script = r#"
+import http.client, sys
+c = http.client.HTTPConnection("127.0.0.1", int(sys.argv[1]))
+ports = set()
+for i in range(5):
+    c.request("POST", "/echo", body=b"x" * (i * 1000))
+    r = c.getresponse()
+    body = r.read()
+    assert r.status == 200 and len(body) == i * 1000, (r.status, len(body))
+    ports.add(c.sock.getsockname()[1])
+    c.request("GET", "/hello")
+    r = c.getresponse()
+    assert r.read() == b"Hello, world!"
+print(len(ports))
+"#;
+    let out = python(script, &[&host.addr.port().to_string()]);
+    assert_eq!(
+        out.trim(),
+        "1",
+        "all ten requests should share one connection"
+    );
+    stop_clean(host);
+}
+
+#[test]
+fn pipelined_requests_are_answered_in_order() {
+    let host = strict_host(&[]);
+    let mut c = common::Client::connect(host.addr);
+    c.send(
+        b"GET /var?URL HTTP/1.1\r\nHost: h\r\n\r\n\
+          POST /echo HTTP/1.1\r\nHost: h\r\nContent-Length: 6\r\n\r\nsecond\
+          GET /var?HTTP_X_N HTTP/1.1\r\nHost: h\r\nX-N: third\r\n\r\n\
+          HEAD /hello HTTP/1.1\r\nHost: h\r\n\r\n\
+          GET /hello HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n",
+    );
+    let texts: Vec<String> = (0..3).map(|_| c.response(false).text()).collect();
+    assert_eq!(texts, ["/var", "second", "third"]);
+    let head = c.response(true);
+    assert_eq!(head.status, 200);
+    assert_eq!(head.header("content-length"), Some("13"));
+    // The HEAD response had no body: the connection is still in sync.
+    let last = c.response(false);
+    assert_eq!(last.text(), "Hello, world!");
+    assert_eq!(last.header("connection"), Some("close"));
+    stop_clean(host);
+}
+
+#[test]
+fn request_bodies_length_chunked_and_100_continue() {
+    let host = strict_host(&[]);
+    let dir = std::env::temp_dir().join(format!("isapi-host-bodies-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("body.bin");
+    let body: Vec<u8> = (0..200_000u32).map(|i| (i % 253) as u8).collect();
+    std::fs::write(&file, &body).unwrap();
+    let data = format!("@{}", file.display());
+
+    // Content-Length, larger than the 48 KiB read-ahead: lpbData, then ReadClient.
+    let (ok, out, err) = curl(&["-D", "-", "--data-binary", &data, &host.url("/echo")]);
+    assert!(ok, "{err}");
+    let (head, got) = split_head(&out);
+    assert!(head.contains("X-Total-Bytes: 200000"), "{head}");
+    assert!(head.contains("X-Available: 49152"), "{head}");
+    assert_eq!(got, body);
+
+    // Chunked: cbTotalBytes is 0xFFFFFFFF and ReadClient ends with 0 bytes.
+    let (ok, out, err) = curl(&[
+        "-D",
+        "-",
+        "-H",
+        "Transfer-Encoding: chunked",
+        "--data-binary",
+        &data,
+        &host.url("/echo"),
+    ]);
+    assert!(ok, "{err}");
+    let (head, got) = split_head(&out);
+    assert!(head.contains("X-Total-Bytes: 4294967295"), "{head}");
+    assert_eq!(got, body);
+
+    // Expect: 100-continue: the host says 100 Continue before the client sends the body.
+    let mut s = TcpStream::connect(host.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(
+        b"POST /echo HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n",
+    )
+    .unwrap();
+    let mut interim = [0u8; 25];
+    s.read_exact(&mut interim).unwrap();
+    assert_eq!(&interim, b"HTTP/1.1 100 Continue\r\n\r\n");
+    s.write_all(b"hello").unwrap();
+    let r = read_responses(&mut s, 1, false);
+    assert_eq!(r[0].text(), "hello");
+
+    // The same body read with HSE_REQ_ASYNC_READ_CLIENT.
+    let (ok, got, err) = curl(&["--data-binary", &data, &host.url("/async-read")]);
+    assert!(ok, "{err}");
+    assert_eq!(got, body);
+    std::fs::remove_dir_all(&dir).unwrap();
+    stop_clean(host);
+}
+
+fn split_head(out: &[u8]) -> (String, Vec<u8>) {
+    let end = out
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("headers")
+        + 4;
+    (
+        String::from_utf8_lossy(&out[..end]).into_owned(),
+        out[end..].to_vec(),
+    )
+}
+
+#[test]
+fn async_writes_pending_and_early_done() {
+    let host = strict_host(&[]);
+    let r = get(host.addr, "/async?n=50&size=1000");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body.len(), 50_000);
+    assert!(r.body.starts_with(b"abcdefghijklmnopqrstuvwxyz"));
+    let r = get(host.addr, "/pending?ms=30");
+    assert_eq!(r.text(), "finished on another thread");
+    let r = get(host.addr, "/pending-early");
+    assert_eq!(r.text(), "done before return");
+    // PENDING requests on one keep-alive connection, pipelined.
+    let mut s = TcpStream::connect(host.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(b"GET /pending?ms=50 HTTP/1.1\r\nHost: h\r\n\r\nGET /async?n=3&size=5 HTTP/1.1\r\nHost: h\r\n\r\nGET /hello HTTP/1.1\r\nHost: h\r\n\r\n")
+        .unwrap();
+    let rs = read_responses(&mut s, 3, false);
+    let texts: Vec<String> = rs.iter().map(|r| r.text()).collect();
+    assert_eq!(
+        texts,
+        [
+            "finished on another thread",
+            "abcdeabcdeabcde",
+            "Hello, world!"
+        ]
+    );
+    stop_clean(host);
+}
+
+#[test]
+fn a_thread_returning_pending_is_free_at_once() {
+    // One worker thread: while the PENDING request waits on the extension's own thread,
+    // that one host thread must serve other requests.
+    let host = strict_host(&["--threads", "1"]);
+    let addr = host.addr;
+    let slow = std::thread::spawn(move || get(addr, "/pending?ms=1500"));
+    std::thread::sleep(Duration::from_millis(200));
+    let r = get(host.addr, "/hello");
+    assert_eq!(r.text(), "Hello, world!");
+    assert!(
+        !slow.is_finished(),
+        "the PENDING request should still be open"
+    );
+    assert_eq!(slow.join().unwrap().status, 200);
+    stop_clean(host);
+}
+
+#[test]
+fn transmit_file_with_headers_and_tail() {
+    let host = strict_host(&[]);
+    let path = std::env::temp_dir().join(format!("isapi-host-transmit-{}.bin", std::process::id()));
+    let content: Vec<u8> = (0..300_000u32).map(|i| (i % 241) as u8).collect();
+    std::fs::write(&path, &content).unwrap();
+    let r = get(host.addr, &format!("/transmit?path={}", path.display()));
+    assert_eq!(r.status, 200, "{}", r.text());
+    let mut expected = content.clone();
+    expected.extend_from_slice(b"[tail]");
+    assert_eq!(r.body.len(), expected.len());
+    assert!(r.body == expected);
+    let r = get(
+        host.addr,
+        &format!("/transmit?path={}&offset=1000", path.display()),
+    );
+    let mut expected = content[1000..].to_vec();
+    expected.extend_from_slice(b"[tail]");
+    assert!(r.body == expected);
+    // An offset past the end: the completion reports WSAEINVAL before anything was sent,
+    // so the extension can still answer (it ends the session with HSE_STATUS_ERROR: 500).
+    let r = get(
+        host.addr,
+        &format!("/transmit?path={}&offset=400000", path.display()),
+    );
+    assert_eq!(r.status, 500);
+    std::fs::remove_file(&path).unwrap();
+    let stderr = stop_clean(host);
+    assert!(
+        stderr.contains("test extension: TRANSMIT_FILE failed with 10022"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn response_framing_and_buffering() {
+    let host = strict_host(&["--response-buffer", "1k"]);
+    // No Content-Length and no chunking: Connection: close, body ends at close.
+    let r = get(host.addr, "/noframe");
+    assert_eq!(r.header("connection"), Some("close"));
+    assert_eq!(r.text(), "no length, so the host closes");
+    // The extension's own chunking goes through untouched, on a kept-alive connection.
+    let (ok, out, _) = curl(&["-i", &host.url("/chunked")]);
+    assert!(ok);
+    let text = String::from_utf8_lossy(&out);
+    assert!(
+        text.contains("Transfer-Encoding: chunked") && !text.contains("Connection: close"),
+        "{text}"
+    );
+    assert!(text.ends_with("hello chunked world"), "{text}");
+    // Larger than the response buffer: streamed in pieces, nothing lost.
+    let r = get(host.addr, "/big?size=3000000");
+    assert_eq!(r.body.len(), 3_000_000);
+    assert!(
+        r.body
+            .iter()
+            .enumerate()
+            .all(|(i, &b)| b == ((i % 65536) % 251) as u8)
+    );
+    let r = get(host.addr, "/flush");
+    assert_eq!(r.text(), "part1part2part3");
+    stop_clean(host);
+}
+
+#[test]
+fn buffered_content_length_option() {
+    let host = strict_host(&["--buffered-content-length"]);
+    let r = get(host.addr, "/noframe");
+    assert_eq!(r.header("content-length"), Some("29"));
+    assert_eq!(r.header("connection"), Some("close")); // the client asked for close
+    stop_clean(host);
+}
+
+#[test]
+fn other_server_support_functions() {
+    let dir = std::env::temp_dir();
+    let phys = dir.to_string_lossy().trim_end_matches('/').to_string();
+    let host = strict_host(&["--physical-path", &phys]);
+    // curl keeps its side open (a half-closed client would make IS_CONNECTED false).
+    let (ok, out, err) = curl(&[&host.url("/ssf")]);
+    assert!(ok, "{err}");
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let sep = std::path::MAIN_SEPARATOR;
+    for line in [
+        "IS_KEEP_CONN=Ok(()) 1".to_string(),
+        "IS_CONNECTED=Ok(()) 1".to_string(),
+        format!(
+            "MAP_URL_TO_PATH=Ok(()) {phys}{sep}some{sep}file.txt {}",
+            phys.len() + 15
+        ),
+        format!("MAP_URL_TO_PATH_SMALL=Err(122) {}", phys.len() + 3),
+        format!(
+            "MAP_URL_TO_PATH_EX=Ok(()) {phys}{sep}some{sep}file.txt flags=0x205 cchMatchingPath={} cchMatchingURL=0",
+            phys.len()
+        ),
+        "GET_IMPERSONATION_TOKEN=Ok(()) 0x0".to_string(),
+        "APPEND_LOG_PARAMETER=Ok(())".to_string(),
+        "REPORT_UNHEALTHY=Ok(())".to_string(),
+        "EXEC_URL=Err(87)".to_string(),
+        "UNKNOWN_9999=Err(87)".to_string(),
+    ] {
+        assert!(
+            text.lines().any(|l| l == line),
+            "missing {line:?} in:\n{text}"
+        );
+    }
+    let r = get(host.addr, "/redirect");
+    assert_eq!((r.status, r.header("location")), (302, Some("/hello")));
+    let r = get(host.addr, "/old-header");
+    assert_eq!((r.status, r.text().as_str()), (201, "old"));
+    let r = get(host.addr, "/error");
+    assert_eq!(r.status, 500);
+    // HSE_REQ_CLOSE_CONNECTION: the socket closes at once; the buffered response is gone.
+    let data = common::raw(host.addr, b"GET /close HTTP/1.1\r\nHost: h\r\n\r\n");
+    assert!(data.is_empty(), "{:?}", String::from_utf8_lossy(&data));
+    let stderr = stop_clean(host);
+    assert!(
+        stderr.contains("logparam=1"),
+        "APPEND_LOG_PARAMETER text belongs in the access log:\n{stderr}"
+    );
+    assert!(
+        stderr.contains("reports itself unhealthy: just testing"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn trace_shows_every_call() {
+    let host = Host::start(&test_extension(), &["--strict", "--trace"]);
+    assert_eq!(get(host.addr, "/hello").status, 200);
+    let stderr = stop_clean(host);
+    for needle in [
+        "HttpExtensionProc(GET /hello) called",
+        "GetServerVariable(\"URL\") -> TRUE \"/hello\" (7 bytes with NUL)",
+        "ServerSupportFunction(HSE_REQ_SEND_RESPONSE_HEADER_EX)(\"200 OK\", 48 header bytes, fKeepConn 1) -> TRUE",
+        "WriteClient(13 bytes, HSE_IO_SYNC) -> TRUE",
+        "HttpExtensionProc -> HSE_STATUS_SUCCESS",
+        "request ended: status 200",
+    ] {
+        assert!(stderr.contains(needle), "missing {needle:?} in:\n{stderr}");
+    }
+}
+
+#[test]
+fn start_up_failures_name_the_file_and_reason() {
+    let ext = test_extension();
+    let failed = Host::fail_to_start(&ext, &[], &[("TEST_EXTENSION_FAIL", "1")]);
+    assert!(!failed.status.success());
+    assert!(
+        failed.stderr.contains("GetExtensionVersion returned FALSE"),
+        "{}",
+        failed.stderr
+    );
+    assert!(
+        failed.stderr.contains(&ext.display().to_string()),
+        "{}",
+        failed.stderr
+    );
+
+    let missing = std::path::Path::new("/nonexistent/ext.so");
+    let failed = Host::fail_to_start(missing, &[], &[]);
+    assert!(!failed.status.success());
+    assert!(
+        failed.stderr.contains("/nonexistent/ext.so"),
+        "{}",
+        failed.stderr
+    );
+
+    // A real library that is not an ISAPI extension.
+    let not_isapi = common::target_dir().join("deps");
+    let lib = std::fs::read_dir(&not_isapi)
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| {
+            p.extension().is_some_and(|x| x == "so")
+                && p.to_string_lossy().contains("libisapi_wsgi")
+        })
+        .or_else(|| Some(std::path::PathBuf::from("/lib/x86_64-linux-gnu/libm.so.6")))
+        .unwrap();
+    let failed = Host::fail_to_start(&lib, &[], &[]);
+    assert!(!failed.status.success());
+    assert!(
+        failed.stderr.contains("does not export"),
+        "{}",
+        failed.stderr
+    );
+
+    let failed = Host::fail_to_start(&ext, &["--threads", "zero"], &[]);
+    assert_eq!(failed.status.code(), Some(2));
+    assert!(failed.stderr.contains("--threads"), "{}", failed.stderr);
+}
+
+#[test]
+fn shutdown_waits_for_requests_in_flight() {
+    let host = strict_host(&[]);
+    let addr = host.addr;
+    // An idle keep-alive connection does not hold the shutdown up; it is closed.
+    let mut idle = common::Client::connect(addr);
+    idle.send(b"GET /hello HTTP/1.1\r\nHost: h\r\n\r\n");
+    assert_eq!(idle.response(false).text(), "Hello, world!");
+    let slow = std::thread::spawn(move || get(addr, "/sleep?ms=700"));
+    std::thread::sleep(Duration::from_millis(200));
+    let stderr = stop_clean(host);
+    let r = slow.join().unwrap();
+    assert_eq!(r.text(), "slept", "{stderr}");
+    let mut rest = Vec::new();
+    assert_eq!(
+        idle.stream.read_to_end(&mut rest).unwrap(),
+        0,
+        "the idle connection is closed"
+    );
+}
+
+#[test]
+fn idle_connections_time_out() {
+    let host = strict_host(&["--idle-timeout", "0.3"]);
+    let mut s = TcpStream::connect(host.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut buf = [0u8; 16];
+    // The host closes the idle connection: read sees end of stream, not our timeout.
+    assert_eq!(s.read(&mut buf).unwrap(), 0);
+    stop_clean(host);
+}
+
+#[test]
+fn config_option_sets_the_environment_for_the_extension() {
+    let file = std::env::temp_dir().join(format!("isapi-host-config-{}.ini", std::process::id()));
+    std::fs::write(&file, "[wsgi]\n").unwrap();
+    let host = strict_host(&["--config", &file.display().to_string()]);
+    // The extension sees ISAPI_WSGI_CONFIG as an absolute path; a missing file is refused.
+    let r = get(host.addr, "/env?ISAPI_WSGI_CONFIG");
+    assert_eq!(r.text(), file.display().to_string());
+    stop_clean(host);
+    let failed = Host::fail_to_start(&test_extension(), &["--config", "/nonexistent.ini"], &[]);
+    assert!(
+        !failed.status.success() && failed.stderr.contains("/nonexistent.ini"),
+        "{}",
+        failed.stderr
+    );
+    std::fs::remove_file(&file).unwrap();
+}
+
+#[test]
+fn requests_arriving_byte_by_byte() {
+    let host = strict_host(&[]);
+    let mut c = common::Client::connect(host.addr);
+    let request = b"POST /echo HTTP/1.1\r\nHost: h\r\nContent-Length: 11\r\n\r\nhello world";
+    for byte in request {
+        c.send(&[*byte]);
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert_eq!(c.response(false).text(), "hello world");
+    stop_clean(host);
+}
+
+#[test]
+fn http_1_0_keep_alive() {
+    let host = strict_host(&[]);
+    let mut c = common::Client::connect(host.addr);
+    c.send(b"GET /hello HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+    let r = c.response(false);
+    assert_eq!(r.header("connection"), Some("keep-alive"));
+    c.send(b"GET /hello HTTP/1.0\r\n\r\n");
+    let r = c.response(false);
+    assert_eq!(r.text(), "Hello, world!");
+    assert_eq!(r.header("connection"), Some("close"));
+    stop_clean(host);
+}
+
+#[test]
+fn many_connections_at_once() {
+    let host = strict_host(&[]);
+    // 300 connections open together, each sends a request once all are connected.
+    let mut clients: Vec<common::Client> = (0..300)
+        .map(|_| common::Client::connect(host.addr))
+        .collect();
+    for (i, c) in clients.iter_mut().enumerate() {
+        c.send(format!("GET /var?HTTP_X_I HTTP/1.1\r\nHost: h\r\nX-I: {i}\r\n\r\n").as_bytes());
+    }
+    for (i, c) in clients.iter_mut().enumerate() {
+        assert_eq!(c.response(false).text(), i.to_string());
+    }
+    stop_clean(host);
+}

@@ -1,0 +1,112 @@
+//! Each deliberate contract violation of the test extension is detected and reported with
+//! its request, and `--strict` turns them into a non-zero exit status.
+mod common;
+
+use common::{Host, get, test_extension};
+
+#[test]
+fn every_violation_is_reported() {
+    let host = Host::start(
+        &test_extension(),
+        &["--strict", "--trace", "--shutdown-timeout", "1"],
+    );
+    let cases: &[(&str, &str)] = &[
+        ("dws-without-pending", "did not return HSE_STATUS_PENDING"),
+        ("dws-twice", "HSE_REQ_DONE_WITH_SESSION called twice"),
+        (
+            "after-done",
+            "with the HCONN of a request that has already ended",
+        ),
+        ("headers-twice", "response headers sent more than once"),
+        ("bad-status", "does not start with a 3-digit code"),
+        ("bare-lf", "ends with a bare LF"),
+        ("cr-in-value", "bare CR inside header line"),
+        ("no-blank-line", "does not end with a blank line"),
+        (
+            "cch-mismatch",
+            "cchStatus is 3 but the status string has 6 characters",
+        ),
+        (
+            "write-before-headers",
+            "WriteClient before any response header",
+        ),
+        ("short-body", "5 bytes short of its Content-Length"),
+        ("long-body", "wrote 3 bytes beyond the Content-Length"),
+        (
+            "bad-return",
+            "returned 7, which is not an HSE_STATUS_* value",
+        ),
+        (
+            "async-no-callback",
+            "HSE_IO_ASYNC) without an HSE_REQ_IO_COMPLETION callback",
+        ),
+    ];
+    for (kind, _) in cases {
+        // Raw: some of these responses are deliberately broken (short bodies).
+        let request =
+            format!("GET /violation/{kind} HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n");
+        let data = common::raw(host.addr, request.as_bytes());
+        assert!(
+            data.starts_with(b"HTTP/1.1 "),
+            "{kind}: {:?}",
+            String::from_utf8_lossy(&data)
+        );
+    }
+    // PENDING and never DONE_WITH_SESSION: only the shutdown can tell. The client would
+    // wait forever, so send the request and do not wait for an answer.
+    let mut s = std::net::TcpStream::connect(host.addr).unwrap();
+    std::io::Write::write_all(
+        &mut s,
+        b"GET /violation/never-done HTTP/1.1\r\nHost: h\r\n\r\n",
+    )
+    .unwrap();
+    // It is request #15 (after the 14 above): wait until it has returned PENDING.
+    assert!(
+        host.wait_for_output("#15 HttpExtensionProc -> HSE_STATUS_PENDING"),
+        "{}",
+        host.output()
+    );
+    // the after-done violation comes from a thread 50 ms after its request
+    assert!(host.wait_for_output("already ended"), "{}", host.output());
+    let stopped = host.stop();
+    assert_eq!(
+        stopped.status.code(),
+        Some(3),
+        "--strict exits with 3:\n{}",
+        stopped.stderr
+    );
+    let lines: Vec<&str> = stopped
+        .stderr
+        .lines()
+        .filter(|l| l.contains("CONTRACT VIOLATION"))
+        .collect();
+    for (kind, message) in cases {
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.contains(&format!("/violation/{kind}")) && l.contains(message)),
+            "no report for {kind} ({message:?}) in:\n{}",
+            lines.join("\n")
+        );
+    }
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("/violation/never-done") && l.contains("never came")),
+        "{}",
+        stopped.stderr
+    );
+}
+
+#[test]
+fn without_strict_violations_do_not_change_the_exit_status() {
+    let host = Host::start(&test_extension(), &[]);
+    get(host.addr, "/violation/headers-twice");
+    let stopped = host.stop();
+    assert!(stopped.status.success());
+    assert!(
+        stopped.stderr.contains("1 contract violation(s)"),
+        "{}",
+        stopped.stderr
+    );
+}
