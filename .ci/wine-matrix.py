@@ -61,7 +61,7 @@ def free_port():
 class Host:
     """isapi-host.exe under wine, serving isapi_wsgi.dll configured by an ini file."""
 
-    def __init__(self, build, ini, extra_args=(), dll=None):
+    def __init__(self, build, ini, extra_args=(), dll=None, env=None):
         """With `ini` None, no --config: the extension looks for <dll stem>.ini next to itself.
         `dll` is the extension's path as wine sees it (default: the build's DLL)."""
         self.port = free_port()
@@ -72,7 +72,7 @@ class Host:
                 "--strict"] + config + list(extra_args) + [dll]
         self.command = "wine " + " ".join(args)
         self.proc = subprocess.Popen(["wine"] + args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                     stderr=subprocess.STDOUT)
+                                     stderr=subprocess.STDOUT, env=env)
         self.reader = threading.Thread(target=self._read, daemon=True)
         self.reader.start()
         self._wait_ready(timeout=90)
@@ -454,6 +454,24 @@ class Matrix:
         finally:
             self.clean_shutdown(host)
 
+    def startup_error_reported(self):
+        """A Python home without Python: the DLL still loads, every request gets the 500
+        page, and the reason reaches the Event Log (ReportEventW, which wine prints on its
+        `eventlog` channel) as well as our log."""
+        directory = os.path.join(self.work, "bad-home")
+        empty = os.path.join(directory, "no-python-here")
+        os.makedirs(empty, exist_ok=True)
+        ini = self.write_ini(directory, home=empty)
+        host = Host(self.build, ini, env=dict(os.environ, WINEDEBUG="-all,err+eventlog"))
+        try:
+            status, _, body = host.request("GET", "/")
+            assert status == 500 and b"failed to start" in body, (status, body[:1000])
+        finally:
+            self.clean_shutdown(host)
+        reported = [line for line in host.log().splitlines() if "err:eventlog:ReportEventW" in line]
+        assert any("failed to start" in line and "no-python-here" in line for line in reported), (
+            "no Event Log report of the start-up failure:\n%s" % host.log())
+
     def ini_next_to_long_path_dll(self):
         """IIS loads extensions through `\\\\?\\` paths: the DLL, copied into a folder of
         its own with isapi_wsgi.ini beside it, is loaded as `\\\\?\\Z:\\...` and must still
@@ -508,6 +526,7 @@ class Matrix:
                 self.serve_version(version)
             self.check("host-pep514-discovery", self.pep514_host)
             self.check("host-non-ascii-paths", self.non_ascii_host)
+            self.check("host-startup-error-reported", self.startup_error_reported)
             self.check("host-\\\\?\\-dll-path", self.ini_next_to_long_path_dll)
         elif not self.selected or any("host" in s for s in self.selected):
             print("FAIL host: %s has no isapi-host.exe or no DLL exporting HttpExtensionProc" % self.build)
