@@ -104,9 +104,15 @@ fn default_library() -> Result<PathBuf, String> {
     Ok(PathBuf::from(env!("ISAPI_WSGI_BUILD_PYTHON_LIBRARY")))
 }
 
+/// Windows: the newest CPython registered per PEP 514 (this user's, then the machine's)
+/// whose python3X.dll exists.
 #[cfg(windows)]
 fn default_library() -> Result<PathBuf, String> {
-    Err("no Python configured: set [python] home to a CPython 3.8+ installation (the directory holding python3X.dll)".into())
+    crate::sys::registered_pythons()
+        .into_iter()
+        .map(|python| python.library())
+        .find(|library| library.is_file())
+        .ok_or_else(|| "no Python configured and none registered (PEP 514): set [python] home to a CPython 3.8+ installation (the directory holding python3X.dll)".into())
 }
 
 /// The home to give Python: the configured one, else derived from the library's place.
@@ -124,7 +130,8 @@ fn home_for(location: &PythonLocation) -> Result<PathBuf, String> {
             .and_then(Path::parent)
             .unwrap_or(Path::new("/"))
             .to_path_buf()),
-        None if cfg!(windows) => default_library(),
+        None if cfg!(windows) => default_library()
+            .map(|library| library.parent().unwrap_or(Path::new(".")).to_path_buf()),
         None => Ok(PathBuf::from(env!("ISAPI_WSGI_BUILD_PYTHON_HOME"))),
     }
 }
