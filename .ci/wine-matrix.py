@@ -472,6 +472,13 @@ class Matrix:
         assert any("failed to start" in line and "no-python-here" in line for line in reported), (
             "no Event Log report of the start-up failure:\n%s" % host.log())
 
+    def host_wine_test(self):
+        """The host's own wine test (tests/host_wine.rs, ignored in the Linux run): the same
+        Windows build, every callback of the test extension, TRANSMIT_FILE on a HANDLE."""
+        proc = subprocess.run(["cargo", "test", "--quiet", "--release", "--test", "host_wine", "--", "--ignored"],
+                              cwd=ROOT, capture_output=True, text=True, timeout=900)
+        assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+
     def ini_next_to_long_path_dll(self):
         """IIS loads extensions through `\\\\?\\` paths: the DLL, copied into a folder of
         its own with isapi_wsgi.ini beside it, is loaded as `\\\\?\\Z:\\...` and must still
@@ -521,6 +528,8 @@ class Matrix:
         self.check("impersonation", self.impersonation)
         if os.path.isfile(os.path.join(self.build, "isapi-host.exe")):
             self.check("host-test-extension", self.test_extension)
+            if os.path.isfile(os.path.join(ROOT, "tests", "host_wine.rs")):
+                self.check("host-wine-test", self.host_wine_test)
         if self.have_host():
             for version in self.versions:
                 self.serve_version(version)

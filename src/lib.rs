@@ -144,13 +144,14 @@ fn start() -> Extension {
     .or_else(|| default_log(library.as_deref()));
     if let Err(error) = log::configure(log_path.as_deref()) {
         log::line(&error);
+        sys::report_to_admin(&format!("isapi-wsgi: {error}"));
     }
     let config = match loaded {
         Ok(config) => config,
         Err(error) => {
             let message = format!("configuration error, the application is not started: {error}");
             log::line(&message);
-            sys::report_to_admin(&message);
+            sys::report_to_admin(&format!("isapi-wsgi: {message}"));
             return Extension {
                 bridge: Err(format!("configuration error: {error}")),
                 debug: false,
@@ -186,8 +187,8 @@ fn start() -> Extension {
             let message =
                 format!("the application failed to start; every request gets a 500 page:\n{error}");
             log::line(&message);
-            // Under IIS the Event Log is where an administrator looks first.
-            sys::report_to_admin(&message);
+            // Under IIS the log may be the very thing that failed: tell the Event Log too.
+            sys::report_to_admin(&format!("isapi-wsgi: {message}"));
         }
     }
     Extension {

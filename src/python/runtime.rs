@@ -105,13 +105,15 @@ fn default_library() -> Result<PathBuf, String> {
     Ok(PathBuf::from(env!("ISAPI_WSGI_BUILD_PYTHON_LIBRARY")))
 }
 
-/// Windows: the newest CPython 3.8+ registered per PEP 514 (of this process's bitness).
+/// Windows: the newest CPython 3.8+ registered per PEP 514 (this user's, then the machine's,
+/// of this process's bitness) whose python3X.dll exists.
 #[cfg(windows)]
 fn default_library() -> Result<PathBuf, String> {
     crate::sys::registered_pythons()
         .into_iter()
-        .find(|python| python.version >= (3, 8))
+        .filter(|python| python.version >= (3, 8))
         .map(|python| python.library())
+        .find(|library| library.is_file())
         .ok_or_else(|| {
             "no Python configured and none registered (PEP 514): set [python] home to a CPython 3.8+ \
              installation (the directory holding python3X.dll)"
