@@ -46,7 +46,7 @@ pub struct Drained<J> {
 /// A fixed pool of worker threads with a bounded queue.
 pub struct ThreadPool<J: Send + 'static> {
     shared: Arc<Shared<J>>,
-    workers: Vec<JoinHandle<()>>,
+    workers: Mutex<Vec<JoinHandle<()>>>,
 }
 
 struct Shared<J> {
@@ -107,7 +107,7 @@ impl<J: Send + 'static> ThreadPool<J> {
                 }
             }
         }
-        Ok(ThreadPool { shared, workers })
+        Ok(ThreadPool { shared, workers: Mutex::new(workers) })
     }
 
     /// Queues `job` for a worker, or gives it back at once if the queue is full or closed.
@@ -133,7 +133,7 @@ impl<J: Send + 'static> ThreadPool<J> {
 
     /// Stops taking jobs, waits up to `timeout` for the queue to empty and the running jobs
     /// to finish, then stops the workers. Returns what the caller still has to deal with.
-    pub fn shutdown(&mut self, timeout: Duration) -> Drained<J> {
+    pub fn shutdown(&self, timeout: Duration) -> Drained<J> {
         let deadline = Instant::now() + timeout;
         let mut state = lock(&self.shared.state);
         state.accepting = false;
@@ -172,7 +172,7 @@ impl<J: Send + 'static> ThreadPool<J> {
             }
         }
         drop(state);
-        for handle in std::mem::take(&mut self.workers) {
+        for handle in std::mem::take(&mut *lock(&self.workers)) {
             if handle.is_finished() {
                 let _ = handle.join();
             }
@@ -224,7 +224,7 @@ mod tests {
         let counter = Arc::clone(&done);
         let (tx, rx) = mpsc::channel();
         let tx = Mutex::new(tx);
-        let mut pool = ThreadPool::new(3, 100, "t", move |n: usize| {
+        let pool = ThreadPool::new(3, 100, "t", move |n: usize| {
             counter.fetch_add(n, Ordering::SeqCst);
             lock(&tx).send(std::thread::current().name().unwrap().to_string()).unwrap();
         })
@@ -247,7 +247,7 @@ mod tests {
         let release_rx = Mutex::new(release_rx);
         let (started_tx, started_rx) = mpsc::channel::<u32>();
         let started_tx = Mutex::new(started_tx);
-        let mut pool = ThreadPool::new(1, 2, "t", move |n: u32| {
+        let pool = ThreadPool::new(1, 2, "t", move |n: u32| {
             lock(&started_tx).send(n).unwrap();
             lock(&release_rx).recv().unwrap();
         })
@@ -273,7 +273,7 @@ mod tests {
     fn a_panicking_job_leaves_its_worker_usable() {
         let done = Arc::new(AtomicUsize::new(0));
         let counter = Arc::clone(&done);
-        let mut pool = ThreadPool::new(1, 10, "t", move |n: u32| {
+        let pool = ThreadPool::new(1, 10, "t", move |n: u32| {
             if n == 0 {
                 panic!("job 0 fails (expected in this test)");
             }
@@ -292,7 +292,7 @@ mod tests {
     fn shutdown_never_waits_past_its_timeout() {
         let (started_tx, started_rx) = mpsc::channel::<()>();
         let started_tx = Mutex::new(started_tx);
-        let mut pool = ThreadPool::new(1, 10, "t", move |_: u32| {
+        let pool = ThreadPool::new(1, 10, "t", move |_: u32| {
             lock(&started_tx).send(()).unwrap();
             std::thread::sleep(Duration::from_secs(30)); // a job that does not come back
         })
