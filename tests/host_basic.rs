@@ -499,3 +499,108 @@ fn many_connections_at_once() {
     }
     stop_clean(host);
 }
+
+#[test]
+fn ctrl_c_stops_the_host_like_sigterm() {
+    let host = Host::launch(
+        &common::Launch::native_ctrl_c(),
+        &test_extension(),
+        &["--strict"],
+        &[],
+    );
+    assert_eq!(get(host.addr, "/hello").status, 200);
+    stop_clean(host);
+}
+
+/// The `stream` route writes "first", then waits until the file the client creates exists.
+fn stream_test(flush: bool) -> (bool, String) {
+    let host = strict_host(&[]);
+    let signal =
+        std::env::temp_dir().join(format!("isapi-host-stream-{}-{flush}", std::process::id()));
+    let _ = std::fs::remove_file(&signal);
+    let mut s = TcpStream::connect(host.addr).unwrap();
+    let path = format!("/stream?until={}&flush={}", signal.display(), flush as u8);
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n").as_bytes())
+        .unwrap();
+    // Does anything arrive while the extension waits? With the flush flag it must; with
+    // buffering nothing may (this can only pass wrongly on a very slow machine, not fail).
+    s.set_read_timeout(Some(Duration::from_millis(if flush {
+        10_000
+    } else {
+        300
+    })))
+    .unwrap();
+    let mut early = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !early.ends_with(b"first") {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => early.extend_from_slice(&buf[..n]),
+        }
+    }
+    let got_first_early = early.ends_with(b"first");
+    std::fs::write(&signal, b"").unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let mut rest = Vec::new();
+    s.read_to_end(&mut rest).unwrap();
+    early.extend_from_slice(&rest);
+    std::fs::remove_file(&signal).unwrap();
+    stop_clean(host);
+    let (_, body) = split_head(&early);
+    (got_first_early, String::from_utf8(body).unwrap())
+}
+
+#[test]
+fn set_flush_flag_sends_each_write_at_once() {
+    let (early, body) = stream_test(true);
+    assert!(
+        early,
+        "with HSE_REQ_SET_FLUSH_FLAG the first write must arrive before the request ends"
+    );
+    assert_eq!(body, "firstseen!!!");
+}
+
+#[test]
+fn output_is_buffered_until_the_request_ends() {
+    let (early, body) = stream_test(false);
+    assert!(
+        !early,
+        "without the flush flag nothing may be sent before the request ends"
+    );
+    assert_eq!(body, "firstseen!!!");
+}
+
+#[test]
+fn unconfirmed_behaviour_options() {
+    // --chunked-known-length: a small chunked body is presented with its real length.
+    let host = strict_host(&["--chunked-known-length"]);
+    let (ok, out, err) = curl(&[
+        "-D",
+        "-",
+        "-H",
+        "Transfer-Encoding: chunked",
+        "--data-binary",
+        "twelve bytes",
+        &host.url("/echo"),
+    ]);
+    assert!(ok, "{err}");
+    let (head, body) = split_head(&out);
+    assert!(head.contains("X-Total-Bytes: 12\r\n"), "{head}");
+    assert_eq!(body, b"twelve bytes");
+    stop_clean(host);
+
+    // --read-client-on-disconnect: the client sends half its body and goes away.
+    for (mode, status) in [("eof", "200"), ("error", "500")] {
+        let host = strict_host(&["--read-client-on-disconnect", mode, "--read-ahead", "0"]);
+        let mut s = TcpStream::connect(host.addr).unwrap();
+        s.write_all(b"POST /echo HTTP/1.1\r\nHost: h\r\nContent-Length: 100\r\n\r\nhalf")
+            .unwrap();
+        s.shutdown(std::net::Shutdown::Both).unwrap();
+        drop(s);
+        // eof: ReadClient gives TRUE/0 and the extension answers 200 with what it got;
+        // error: ReadClient fails and the extension answers "500 Read Failed".
+        let needle = format!("\"#1 POST /echo\" {status} ");
+        assert!(host.wait_for_output(&needle), "{mode}: {}", host.output());
+        host.stop();
+    }
+}

@@ -279,3 +279,27 @@ fn unicode_paths_and_the_ansi_code_page() {
     check(&m, &[("HTTP_URL", "/caf%C3%A9/%E2%82%AC/vars")]);
     stop_clean(host);
 }
+
+#[test]
+fn ecb_version_and_all_http_without_content_headers() {
+    let host = Host::start(
+        &test_extension(),
+        &[
+            "--strict",
+            "--ecb-version",
+            "7.5",
+            "--all-http-omit-content",
+        ],
+    );
+    let port = host.addr.port();
+    let m = vars(&host, "/vars", &[("Content-Type", "text/x")]);
+    check(
+        &m,
+        &[
+            ("ecb.dwVersion", "0x70005"),
+            ("ALL_HTTP", &format!("HTTP_HOST:127.0.0.1:{port}\\n")),
+            ("CONTENT_TYPE", "text/x"),
+        ],
+    );
+    stop_clean(host);
+}

@@ -25,6 +25,7 @@
 //! | `ssf` | the other ServerSupportFunction requests, one result line each |
 //! | `error` | returns HSE_STATUS_ERROR without a response |
 //! | `close` | HSE_REQ_CLOSE_CONNECTION after the headers |
+//! | `stream?until=F&flush=1` | writes "first", waits for file F, writes the rest (flush tests) |
 //! | `env?NAME` | the extension process's environment variable NAME |
 //! | `sleep?ms=M` | a slow synchronous request (shutdown and concurrency tests) |
 //! | `violation/KIND` | one contract violation each (see `violation`) |
@@ -291,13 +292,64 @@ const ROUTES: &[&str] = &[
     "close",
     "sleep",
     "env",
+    "stream",
     "violation",
 ];
 
 #[unsafe(no_mangle)]
 pub unsafe extern "system" fn HttpExtensionProc(ecb: *mut EXTENSION_CONTROL_BLOCK) -> u32 {
+    // No panic may unwind into the host: a failed route answers HSE_STATUS_ERROR.
     let req = Req(ecb);
-    // SAFETY: lpszPathInfo is a NUL-terminated string.
+    std::panic::catch_unwind(|| route(req)).unwrap_or_else(|_| {
+        eprintln!("test extension: a route panicked; returning HSE_STATUS_ERROR");
+        HSE_STATUS_ERROR
+    })
+}
+
+/// `on_async_write_body` as the completion callback, with no unwinding into the host.
+unsafe extern "C" fn on_async_write(
+    ecb: *mut EXTENSION_CONTROL_BLOCK,
+    context: *mut c_void,
+    bytes: u32,
+    error: u32,
+) {
+    // SAFETY: the host calls this with the arguments of PFN_HSE_IO_COMPLETION.
+    let call = || unsafe { on_async_write_body(ecb, context, bytes, error) };
+    if std::panic::catch_unwind(std::panic::AssertUnwindSafe(call)).is_err() {
+        eprintln!("test extension: on_async_write panicked");
+    }
+}
+
+/// `on_async_read_body` as the completion callback, with no unwinding into the host.
+unsafe extern "C" fn on_async_read(
+    ecb: *mut EXTENSION_CONTROL_BLOCK,
+    context: *mut c_void,
+    bytes: u32,
+    error: u32,
+) {
+    // SAFETY: the host calls this with the arguments of PFN_HSE_IO_COMPLETION.
+    let call = || unsafe { on_async_read_body(ecb, context, bytes, error) };
+    if std::panic::catch_unwind(std::panic::AssertUnwindSafe(call)).is_err() {
+        eprintln!("test extension: on_async_read panicked");
+    }
+}
+
+/// `on_transmit_body` as the completion callback, with no unwinding into the host.
+unsafe extern "C" fn on_transmit(
+    ecb: *mut EXTENSION_CONTROL_BLOCK,
+    context: *mut c_void,
+    bytes: u32,
+    error: u32,
+) {
+    // SAFETY: the host calls this with the arguments of PFN_HSE_IO_COMPLETION.
+    let call = || unsafe { on_transmit_body(ecb, context, bytes, error) };
+    if std::panic::catch_unwind(std::panic::AssertUnwindSafe(call)).is_err() {
+        eprintln!("test extension: on_transmit panicked");
+    }
+}
+
+/// Dispatches one request by its route (see the module documentation).
+fn route(req: Req) -> u32 {
     let mut url = req.var("URL").unwrap_or_default();
     url.pop(); // the NUL
     let path_info = cstr(req.ecb().lpszPathInfo);
@@ -467,6 +519,32 @@ pub unsafe extern "system" fn HttpExtensionProc(ecb: *mut EXTENSION_CONTROL_BLOC
         "sleep" => {
             std::thread::sleep(Duration::from_millis(req.num("ms", 100)));
             req.respond("200 OK", "text/plain", b"slept");
+            HSE_STATUS_SUCCESS
+        }
+        "stream" => {
+            // "first", then wait until the file `until` exists (the client creates it once it
+            // has seen "first"), then "seen!!" or "timeout" (same length, for Content-Length).
+            if req.param("flush").is_some_and(|v| v == "1") {
+                let on = std::ptr::without_provenance_mut::<c_void>(1);
+                let null = std::ptr::null_mut();
+                req.ssf(HSE_REQ_SET_FLUSH_FLAG, on, null, null).unwrap();
+            }
+            req.headers(
+                "200 OK",
+                "Content-Type: text/plain\r\nContent-Length: 12\r\n\r\n",
+                true,
+            );
+            req.write(b"first");
+            let until = std::path::PathBuf::from(req.param("until").unwrap_or_default());
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            while !until.exists() && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            req.write(if until.exists() {
+                b"seen!!!"
+            } else {
+                b"timeout"
+            });
             HSE_STATUS_SUCCESS
         }
         "env" => {
@@ -716,7 +794,7 @@ struct AsyncWrites {
     block: Vec<u8>,
 }
 
-unsafe extern "C" fn on_async_write(
+unsafe fn on_async_write_body(
     _ecb: *mut EXTENSION_CONTROL_BLOCK,
     context: *mut c_void,
     _bytes: u32,
@@ -789,7 +867,7 @@ impl AsyncRead {
     }
 }
 
-unsafe extern "C" fn on_async_read(
+unsafe fn on_async_read_body(
     _ecb: *mut EXTENSION_CONTROL_BLOCK,
     context: *mut c_void,
     bytes: u32,
@@ -848,7 +926,7 @@ struct Transmit {
     _tail: Vec<u8>,
 }
 
-unsafe extern "C" fn on_transmit(
+unsafe fn on_transmit_body(
     _ecb: *mut EXTENSION_CONTROL_BLOCK,
     context: *mut c_void,
     _bytes: u32,

@@ -64,9 +64,53 @@ pub fn bridge_library() -> PathBuf {
     target_dir().join(name)
 }
 
+/// How to run the host: the `isapi-host` cargo built for this test run (the default), or
+/// another build of it, e.g. the Windows one under wine ([`Launch::wine`]).
+#[derive(Clone, Debug)]
+pub struct Launch {
+    /// The program and its leading arguments; the host's options follow.
+    pub command: Vec<std::ffi::OsString>,
+    /// What [`Host::stop`] sends (wine turns SIGINT into a console Ctrl-C event).
+    #[cfg(unix)]
+    pub stop_signal: i32,
+    /// How long to wait for the host to listen (wine's first start creates its prefix).
+    pub startup: Duration,
+}
+
+impl Launch {
+    pub fn native() -> Launch {
+        Launch {
+            command: vec![host_binary().into()],
+            #[cfg(unix)]
+            stop_signal: libc::SIGTERM,
+            startup: Duration::from_secs(20),
+        }
+    }
+
+    /// The Windows build `exe` (isapi-host.exe) under wine; stopped with Ctrl-C.
+    #[cfg(unix)]
+    pub fn wine(exe: &Path) -> Launch {
+        Launch {
+            command: vec!["wine".into(), exe.into()],
+            stop_signal: libc::SIGINT,
+            startup: Duration::from_secs(180),
+        }
+    }
+
+    /// The native host, stopped with SIGINT (Ctrl-C) instead of SIGTERM.
+    #[cfg(unix)]
+    pub fn native_ctrl_c() -> Launch {
+        Launch {
+            stop_signal: libc::SIGINT,
+            ..Launch::native()
+        }
+    }
+}
+
 /// A running `isapi-host`. Dropping it kills the process; [`Host::stop`] ends it properly.
 pub struct Host {
     child: Option<Child>,
+    launch: Launch,
     /// Where it listens (127.0.0.1 and a free port).
     pub addr: SocketAddr,
     output: Arc<Mutex<String>>,
@@ -97,11 +141,17 @@ impl Host {
 
     /// As [`Host::start`], with extra environment variables for the host process.
     pub fn start_with_env(extension: &Path, args: &[&str], env: &[(&str, &str)]) -> Host {
+        Host::launch(&Launch::native(), extension, args, env)
+    }
+
+    /// Starts the host as `launch` says, with `args`, EXTENSION and extra environment.
+    pub fn launch(launch: &Launch, extension: &Path, args: &[&str], env: &[(&str, &str)]) -> Host {
         for _ in 0..3 {
             let port = free_port();
             let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-            let mut command = Command::new(host_binary());
+            let mut command = Command::new(&launch.command[0]);
             command
+                .args(&launch.command[1..])
                 .arg("--listen")
                 .arg(addr.to_string())
                 .args(args)
@@ -116,11 +166,12 @@ impl Host {
             let reader = collect(&mut child, output.clone());
             let mut host = Host {
                 child: Some(child),
+                launch: launch.clone(),
                 addr,
                 output,
                 reader: Some(reader),
             };
-            let deadline = Instant::now() + Duration::from_secs(20);
+            let deadline = Instant::now() + launch.startup;
             loop {
                 if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
                     return host;
@@ -134,7 +185,8 @@ impl Host {
                 }
                 if Instant::now() > deadline {
                     panic!(
-                        "isapi-host did not listen on {addr} within 20 s:\n{}",
+                        "isapi-host did not listen on {addr} within {:?}:\n{}",
+                        launch.startup,
                         host.output()
                     );
                 }
@@ -192,11 +244,11 @@ impl Host {
         self.output()
     }
 
-    /// Sends SIGTERM (Ctrl-C semantics), waits up to 30 s for the exit, returns the exit
-    /// status and the whole output.
+    /// Sends SIGTERM (or the launch's stop signal), waits up to 30 s for the exit, returns
+    /// the exit status and the whole output.
     pub fn stop(mut self) -> Stopped {
         let mut child = self.child.take().expect("running");
-        terminate(&child);
+        terminate(&child, &self.launch);
         let deadline = Instant::now() + Duration::from_secs(30);
         let status = loop {
             if let Some(status) = child.try_wait().expect("wait") {
@@ -229,15 +281,15 @@ impl Drop for Host {
 }
 
 #[cfg(unix)]
-fn terminate(child: &Child) {
+fn terminate(child: &Child, launch: &Launch) {
     // SAFETY: kill(2) on our own child's pid has no memory-safety preconditions.
     unsafe {
-        libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
+        libc::kill(child.id() as libc::pid_t, launch.stop_signal);
     }
 }
 
 #[cfg(windows)]
-fn terminate(child: &Child) {
+fn terminate(child: &Child, _launch: &Launch) {
     // No console signal can be aimed at one child process here; end it.
     let _ = Command::new("taskkill")
         .args(["/PID", &child.id().to_string()])

@@ -28,6 +28,15 @@ Server:
                            framing, instead of closing the connection (unconfirmed IIS)
   --config FILE            set ISAPI_WSGI_CONFIG=FILE for the extension before loading it
 
+Unconfirmed IIS behaviours (see docs/host.md):
+  --ecb-version X.Y        ECB dwVersion [8.0]
+  --chunked-known-length   a chunked body that fits in the read-ahead gets its real length
+                           in cbTotalBytes (instead of 0xFFFFFFFF)
+  --read-client-on-disconnect eof|error
+                           ReadClient after the client went away: TRUE with 0 bytes, or
+                           FALSE with ERROR_CONNECTION_ABORTED [eof]
+  --all-http-omit-content  leave Content-Length/Content-Type out of ALL_HTTP
+
 Site model (what the extension sees):
   --vdir PATH              the application's virtual directory [/]
   --script-map MAP         '*' (wildcard) or '.ext' (file-extension mapping) [*]
@@ -75,6 +84,10 @@ pub struct Options {
     pub response_buffer: usize,
     pub read_ahead: usize,
     pub buffered_content_length: bool,
+    pub ecb_version: u32,
+    pub chunked_known_length: bool,
+    pub read_error_on_disconnect: bool,
+    pub all_http_omit_content: bool,
     pub config: Option<PathBuf>,
     pub vdir: String,
     pub script_map: ScriptMap,
@@ -154,6 +167,10 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, String> 
         response_buffer: 4 * 1024 * 1024,
         read_ahead: 49152,
         buffered_content_length: false,
+        ecb_version: 0x0008_0000,
+        chunked_known_length: false,
+        read_error_on_disconnect: false,
+        all_http_omit_content: false,
         config: None,
         vdir: "/".into(),
         script_map: ScriptMap::Wildcard,
@@ -210,6 +227,28 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, String> 
                 o.read_ahead = size("--read-ahead", &value()?)?.min(u32::MAX as usize - 1)
             }
             "--buffered-content-length" => o.buffered_content_length = true,
+            "--ecb-version" => {
+                let v = value()?;
+                let parsed = v.split_once('.').and_then(|(major, minor)| {
+                    Some((major.parse::<u16>().ok()?, minor.parse::<u16>().ok()?))
+                });
+                let (major, minor) = parsed
+                    .ok_or_else(|| format!("--ecb-version: '{v}' is not MAJOR.MINOR, like 8.0"))?;
+                o.ecb_version = (major as u32) << 16 | minor as u32;
+            }
+            "--chunked-known-length" => o.chunked_known_length = true,
+            "--read-client-on-disconnect" => {
+                o.read_error_on_disconnect = match value()?.as_str() {
+                    "eof" => false,
+                    "error" => true,
+                    v => {
+                        return Err(format!(
+                            "--read-client-on-disconnect: '{v}' must be eof or error"
+                        ));
+                    }
+                }
+            }
+            "--all-http-omit-content" => o.all_http_omit_content = true,
             "--config" => o.config = Some(PathBuf::from(value()?)),
             "--vdir" => {
                 let v = value()?;

@@ -295,6 +295,17 @@ fn run_request(host: &'static Host, mut conn: Conn, head: RequestHead) -> Next {
     }
     preread.truncate(got + 1);
     preread[got] = 0;
+    let mut info = info;
+    let total = if host.options.chunked_known_length
+        && info.head.body == BodyKind::Chunked
+        && body.finished()
+    {
+        // The whole chunked body arrived within the read-ahead: present its real length.
+        info.synthetic_length = Some(got as u32);
+        got as u32
+    } else {
+        total
+    };
 
     let keep_alive = info.head.keep_alive && !host.stopping();
     let response = Response::new(

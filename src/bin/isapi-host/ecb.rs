@@ -128,7 +128,7 @@ impl Exchange {
         let registered = host.registry.insert(|hconn| {
             let ecb = EXTENSION_CONTROL_BLOCK {
                 cbSize: std::mem::size_of::<EXTENSION_CONTROL_BLOCK>() as u32,
-                dwVersion: (HSE_VERSION_MAJOR << 16) | HSE_VERSION_MINOR,
+                dwVersion: host.options.ecb_version,
                 ConnID: hconn as *mut c_void,
                 dwHttpStatusCode: 200,
                 lpszLogData: [0; 80],
@@ -675,7 +675,11 @@ fn read_into(ex: &Exchange, out: &mut [u8]) -> Result<usize, u32> {
     };
     match conn::read_body(conn, body, out) {
         Ok(n) => Ok(n),
-        // The client closed the connection: IIS 4-6 documented TRUE with 0 bytes.
+        // The client closed the connection: IIS 4-6 documented TRUE with 0 bytes; IIS 7+
+        // may fail instead (--read-client-on-disconnect error).
+        Err(BodyError::Truncated) if host().options.read_error_on_disconnect => {
+            Err(ERROR_CONNECTION_ABORTED)
+        }
         Err(BodyError::Truncated) => Ok(0),
         Err(BodyError::Io(e))
             if e.kind() == std::io::ErrorKind::WouldBlock

@@ -25,6 +25,8 @@ pub struct Site {
     pub server_name: Option<String>,
     pub server_software: String,
     pub all_http_eol: &'static str,
+    /// Leave Content-Length and Content-Type out of ALL_HTTP.
+    pub all_http_omit_content: bool,
 }
 
 impl Site {
@@ -45,6 +47,7 @@ impl Site {
             server_name: o.server_name.clone(),
             server_software: o.server_software.clone(),
             all_http_eol: if o.all_http_crlf { "\r\n" } else { "\n" },
+            all_http_omit_content: o.all_http_omit_content,
         }
     }
 
@@ -106,6 +109,8 @@ pub struct RequestInfo {
     pub path_info: String,
     pub url: String,
     pub path_translated: String,
+    /// With `--chunked-known-length`: the de-chunked length, shown as CONTENT_LENGTH.
+    pub synthetic_length: Option<u32>,
     site: std::sync::Arc<Site>,
 }
 
@@ -233,6 +238,7 @@ impl RequestInfo {
             path_info,
             url,
             path_translated,
+            synthetic_length: None,
             site,
         })
     }
@@ -299,7 +305,9 @@ impl RequestInfo {
     fn all_http(&self) -> Vec<u8> {
         let mut out = Vec::new();
         for (name, value) in &self.head.headers {
-            if name.contains('_') {
+            let content = name.eq_ignore_ascii_case("content-length")
+                || name.eq_ignore_ascii_case("content-type");
+            if name.contains('_') || (content && self.site.all_http_omit_content) {
                 continue;
             }
             out.extend_from_slice(b"HTTP_");
@@ -373,6 +381,9 @@ impl RequestInfo {
                 } else {
                     s("")
                 }
+            }
+            "CONTENT_LENGTH" if self.synthetic_length.is_some() => {
+                o(self.synthetic_length.unwrap_or(0).to_string())
             }
             "CONTENT_LENGTH" => match self.head.header("content-length") {
                 Some(v) => Some(Text::Raw(Cow::Borrowed(v))),
@@ -525,6 +536,7 @@ mod tests {
             server_name: None,
             server_software: "Microsoft-IIS/10.0".into(),
             all_http_eol: "\n",
+            all_http_omit_content: false,
         })
     }
 

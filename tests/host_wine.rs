@@ -1,0 +1,87 @@
+//! The Windows build of the host serving the Windows build of the test extension under
+//! wine: the same source, the real Win32 code paths (WSAPoll, LoadLibraryExW, console
+//! Ctrl-C, ReadFile on a HANDLE for TRANSMIT_FILE).
+//!
+//! Ignored by default because it needs the Windows build and wine:
+//!
+//! ```text
+//! cargo build --target x86_64-pc-windows-gnu --bin isapi-host --example test_extension
+//! cargo test --test host_wine -- --ignored
+//! ```
+//!
+//! wine 8 lacks `bcryptprimitives.dll`, which Rust's std imports: use a prefix prepared by
+//! `.ci/wine-setup` (`WINEPREFIX=target/wineprefix`), or put that shim next to the exe.
+mod common;
+
+use common::{Host, Launch, get};
+use std::path::PathBuf;
+
+fn windows_build(name: &str) -> PathBuf {
+    let target = common::target_dir();
+    let profile = target.file_name().unwrap().to_owned();
+    let root = target
+        .parent()
+        .unwrap()
+        .join("x86_64-pc-windows-gnu")
+        .join(profile);
+    let path = root.join(name);
+    assert!(
+        path.is_file(),
+        "{} is missing: cargo build --target x86_64-pc-windows-gnu --bin isapi-host --example test_extension",
+        path.display()
+    );
+    path
+}
+
+#[test]
+#[ignore = "needs the x86_64-pc-windows-gnu build and wine"]
+fn windows_host_under_wine() {
+    let exe = windows_build("isapi-host.exe");
+    let dll = windows_build("examples/test_extension.dll");
+    let host = Host::launch(&Launch::wine(&exe), &dll, &["--strict"], &[]);
+    assert_eq!(get(host.addr, "/hello").text(), "Hello, world!");
+    let vars = get(host.addr, "/vars").text();
+    let checks: Vec<&str> = vars.lines().filter(|l| l.starts_with("check.")).collect();
+    assert!(
+        checks.len() >= 8 && checks.iter().all(|l| l.ends_with("=ok")),
+        "{vars}"
+    );
+    assert!(
+        vars.contains("APPL_PHYSICAL_PATH=") && vars.contains("\\\\\n"),
+        "Windows paths end with \\:\n{vars}"
+    );
+    assert_eq!(get(host.addr, "/async?n=3&size=4").text(), "abcdabcdabcd");
+    assert_eq!(
+        get(host.addr, "/pending").text(),
+        "finished on another thread"
+    );
+    // TRANSMIT_FILE with a Win32 HANDLE: the file through wine's Z: drive.
+    let file = std::env::temp_dir().join(format!("isapi-host-wine-{}.bin", std::process::id()));
+    let content: Vec<u8> = (0..100_000u32).map(|i| (i % 249) as u8).collect();
+    std::fs::write(&file, &content).unwrap();
+    let windows_path = format!("Z:{}", file.display()).replace('/', "\\");
+    let r = get(host.addr, &format!("/transmit?path={windows_path}"));
+    let mut expected = content;
+    expected.extend_from_slice(b"[tail]");
+    assert!(
+        r.body == expected,
+        "TRANSMIT_FILE body differs ({} bytes)",
+        r.body.len()
+    );
+    std::fs::remove_file(&file).unwrap();
+    // Ctrl-C (wine turns SIGINT into a console event): orderly shutdown.
+    let stopped = host.stop();
+    assert!(stopped.status.success(), "{}", stopped.stderr);
+    assert!(
+        stopped
+            .stderr
+            .contains("test extension: TerminateExtension(2)"),
+        "{}",
+        stopped.stderr
+    );
+    assert!(
+        stopped.stderr.contains("0 contract violation(s)"),
+        "{}",
+        stopped.stderr
+    );
+}
