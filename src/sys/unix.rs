@@ -99,3 +99,25 @@ fn empty_dl_info() -> libc::Dl_info {
         dli_saddr: std::ptr::null_mut(),
     }
 }
+
+// Impersonation
+
+/// A thread's borrowed identity. On Unix there is no per-thread token: a no-op guard.
+#[derive(Debug)]
+pub struct Impersonation {
+    _not_send: std::marker::PhantomData<*const ()>,
+}
+
+impl Impersonation {
+    /// Always `Ok`: there was nothing to apply.
+    pub fn applied(&self) -> Result<(), u32> {
+        Ok(())
+    }
+}
+
+/// No-op on Unix; see the Windows version.
+pub fn impersonate(_token: *mut c_void) -> Impersonation {
+    Impersonation {
+        _not_send: std::marker::PhantomData,
+    }
+}

@@ -121,3 +121,59 @@ pub fn own_module_path() -> Option<PathBuf> {
     };
     Some(PathBuf::from(std::ffi::OsString::from_wide(&path)))
 }
+
+// Impersonation
+
+#[link(name = "advapi32")]
+unsafe extern "system" {
+    fn SetThreadToken(thread: *mut *mut c_void, token: *mut c_void) -> i32;
+}
+
+/// Runs the current thread as a request's user until dropped (then reverts to the
+/// process's identity).
+#[derive(Debug)]
+pub struct Impersonation {
+    applied: Result<(), u32>,
+    /// True if this guard changed the thread's token (and so must revert it).
+    changed: bool,
+    // Impersonation is per thread: the guard must be dropped on the thread that made it.
+    _not_send: std::marker::PhantomData<*const ()>,
+}
+
+impl Impersonation {
+    /// Ok if the token was applied (or there was none to apply); else the Windows error
+    /// from SetThreadToken, and the thread kept its own identity.
+    pub fn applied(&self) -> Result<(), u32> {
+        self.applied
+    }
+}
+
+/// Runs the current thread as `token` until the returned guard is dropped. A null token
+/// (anonymous request, or a host without one) changes nothing.
+pub fn impersonate(token: *mut c_void) -> Impersonation {
+    let applied = if token.is_null() {
+        Ok(())
+    } else {
+        // SAFETY: NULL thread means the current thread; the token is only read.
+        if unsafe { SetThreadToken(std::ptr::null_mut(), token) } != 0 {
+            Ok(())
+        } else {
+            // SAFETY: GetLastError has no preconditions.
+            Err(unsafe { GetLastError() })
+        }
+    };
+    Impersonation {
+        applied,
+        changed: !token.is_null() && applied.is_ok(),
+        _not_send: std::marker::PhantomData,
+    }
+}
+
+impl Drop for Impersonation {
+    fn drop(&mut self) {
+        if self.changed {
+            // SAFETY: NULL thread and NULL token: the current thread stops impersonating.
+            unsafe { SetThreadToken(std::ptr::null_mut(), std::ptr::null_mut()) };
+        }
+    }
+}
