@@ -232,6 +232,27 @@ fn objects_kept_past_the_request_fail_cleanly_in_python() {
 }
 
 #[test]
+fn a_thread_still_reading_the_body_keeps_the_request_open() {
+    use std::io::Write;
+    for handler in ["threadpool", "simple"] {
+        let site = Site::new("reader", &format!("handler = {handler}"));
+        let host = site.start(&[], &[]);
+        // The body arrives in two parts; the app returns before the second, while its
+        // thread is blocked reading it (with the GIL released).
+        let mut client = common::Client::connect(host.addr);
+        client
+            .send(b"POST /read-in-thread?r HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nfirst");
+        std::thread::sleep(Duration::from_millis(500));
+        client.send(b"-last");
+        let r = client.response(false);
+        assert_eq!((r.status, r.text().as_str()), (200, "started"), "{handler}");
+        let r = get(host.addr, "/kept?r");
+        assert_eq!(r.text(), "read: b'first-last'", "{handler}");
+        site.finish(host); // --strict: the request ended after the read, not under it
+    }
+}
+
+#[test]
 fn shutdown_with_requests_in_flight_answers_every_client() {
     let site = Site::new(
         "shutdown",

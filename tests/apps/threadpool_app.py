@@ -81,6 +81,20 @@ def application(environ, start_response):
         KEPT[name] = (environ["wsgi.input"], write)
         threading.Thread(target=_use_kept_later, args=(name,)).start()
         return [b"kept"]
+    if path == "/read-in-thread":
+        # Another thread reads the body while (and after) the application returns: the
+        # request must not end under it.
+        name = query
+        stream = environ["wsgi.input"]
+
+        def read():
+            try:
+                KEPT[name + "-result"] = "read: %r" % stream.read()
+            except Exception as error:
+                KEPT[name + "-result"] = "read: %s: %s" % (type(error).__name__, error)
+
+        threading.Thread(target=read).start()
+        return text(start_response, "started")
     if path == "/kept":
         for _ in range(100):
             if query + "-result" in KEPT:
