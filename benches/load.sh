@@ -1,20 +1,20 @@
 #!/usr/bin/env bash
 # Load run: the isapi_wsgi library in `isapi-host --strict`, serving tests/apps/threadpool_app.py
-# /hello, under wrk (64 connections, a fixed number of requests), once per handler. For each
-# it reports: requests answered, errors (non-2xx responses and socket errors, from wrk),
+# /hello, under wrk (64 connections for a fixed time, DURATION seconds), once per handler.
+# For each it reports: requests answered (wrk's count), errors (non-2xx responses and socket errors, from wrk),
 # contract violations (from the host's --strict report at shutdown), and the host's resident
 # memory (VmRSS from /proc/PID/status, sampled every second during the run) so one can see
 # that it levels off.
 #
-#   benches/load.sh                                  # 50000 requests, 64 connections, debug build
-#   REQUESTS=200000 PROFILE=release benches/load.sh
+#   benches/load.sh                                  # 15 s per handler, 64 connections, debug build
+#   DURATION=60 PROFILE=release benches/load.sh
 #   HANDLERS=threadpool THREADS=8 QUEUE=64 benches/load.sh
 #
 # Needs: wrk, curl, python3 (the build machine's; the library finds it as the tests do).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
-requests="${REQUESTS:-50000}"
+duration="${DURATION:-15}"
 connections="${CONNECTIONS:-64}"
 handlers="${HANDLERS:-simple threadpool}"
 threads="${THREADS:-8}"
@@ -49,16 +49,6 @@ fi
 host="$root/target/$profile/isapi-host"
 library="$root/target/$profile/libisapi_wsgi.so"
 
-# wrk stops each of its threads after its share of the requests.
-wrk_threads=2
-cat > "$tmp/count.lua" <<LUA
-local limit = math.ceil($requests / $wrk_threads)
-local done = 0
-function response(status, headers, body)
-  done = done + 1
-  if done >= limit then wrk.thread:stop() end
-end
-LUA
 
 for handler in $handlers; do
   cat > "$tmp/$handler.ini" <<INI
@@ -79,8 +69,7 @@ INI
   wait_port "$port"
   ( while kill -0 "$pid" 2>/dev/null; do rss_kib "$pid"; sleep 1; done ) > "$tmp/$handler.rss" &
   sampler=$!
-  wrk -t"$wrk_threads" -c"$connections" -d600s -s "$tmp/count.lua" \
-    "http://127.0.0.1:$port/hello" > "$tmp/$handler.wrk" 2>&1
+  wrk -t2 -c"$connections" -d"${duration}s" "http://127.0.0.1:$port/hello" > "$tmp/$handler.wrk" 2>&1
   sleep 1
   kill -TERM "$pid"
   wait "$pid" && status=0 || status=$?
@@ -92,7 +81,7 @@ INI
   rate="$(awk '/Requests\/sec/ {print $2}' "$tmp/$handler.wrk")"
   violations="$(sed -n 's/.*stopped; \([0-9]*\) contract violation(s).*/\1/p' "$tmp/$handler.out")"
   samples="$(tr '\n' ' ' < "$tmp/$handler.rss")"
-  echo "== handler = $handler (threads = $threads, queue = $queue; $connections connections; $profile build)"
+  echo "== handler = $handler (threads = $threads, queue = $queue; $connections connections for $duration s; $profile build)"
   echo "requests answered:   ${answered:-?} (${rate:-?} per second)"
   echo "errors:              non-2xx ${non2xx:-0}, socket errors ${socket:-0}"
   echo "contract violations: ${violations:-? (no report: the host did not stop cleanly)}; host exit status $status"
