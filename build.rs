@@ -29,9 +29,10 @@ fn main() {
     }
     println!("cargo:rerun-if-env-changed=ISAPI_WSGI_PYTHON");
 
-    isapi_bindings(&out);
+    let system_headers = foreign_msvc_headers(&target);
+    isapi_bindings(&out, &system_headers);
     let python = BuildPython::find();
-    python_bindings(&out, &python, windows);
+    python_bindings(&out, &python, windows, &system_headers);
     python_names(&out);
     println!(
         "cargo:rustc-env=ISAPI_WSGI_BUILD_PYTHON_HOME={}",
@@ -44,8 +45,9 @@ fn main() {
 }
 
 /// The ISAPI header: everything in it is ours, so allow all of it.
-fn isapi_bindings(out: &Path) {
+fn isapi_bindings(out: &Path, system_headers: &[String]) {
     bindgen::Builder::default()
+        .clang_args(system_headers)
         .header("headers/httpext.h")
         .allowlist_file(".*httpext\\.h")
         .derive_default(true)
@@ -95,7 +97,7 @@ impl BuildPython {
 
 /// Python.h under the limited API. For Windows, a copy of the include directory with our
 /// Windows pyconfig.h in place of the build machine's.
-fn python_bindings(out: &Path, python: &BuildPython, windows: bool) {
+fn python_bindings(out: &Path, python: &BuildPython, windows: bool, system_headers: &[String]) {
     let include = if windows {
         let copy = out.join("python-include-windows");
         copy_dir(Path::new(&python.include), &copy);
@@ -105,7 +107,9 @@ fn python_bindings(out: &Path, python: &BuildPython, windows: bool) {
         PathBuf::from(&python.include)
     };
     let mut builder = bindgen::Builder::default();
-    if windows {
+    if !system_headers.is_empty() {
+        builder = builder.clang_args(system_headers);
+    } else if windows {
         // mingw-w64's C headers include compiler headers (mm_malloc.h, ...) that libclang
         // does not always find for a foreign target: borrow the cross compiler's.
         if let Some(dir) = cross_compiler_include() {
@@ -161,6 +165,28 @@ fn python_names(out: &Path) {
         data.join(", ")
     );
     fs::write(out.join("python_names.rs"), text).expect("write python_names.rs");
+}
+
+/// Checking for `*-windows-msvc` on a non-Windows machine (`cargo check --target
+/// x86_64-pc-windows-msvc` on Linux): libclang would look for the MSVC / Windows SDK C
+/// headers (`stdint.h`, `stdlib.h`, ...), which only exist on Windows, and mingw-w64's
+/// headers do not parse in clang's MSVC mode (their attribute macros expand to
+/// `__declspec(...)` after declarators: "expected ';' after top level declarator" in
+/// stdlib.h). So the headers are parsed as for `x86_64-pc-windows-gnu` instead (the last
+/// `--target` wins over bindgen's own): the same x64 Windows ABI (LLP64, 16-bit wchar_t,
+/// same struct layout rules, one calling convention) for everything our two headers
+/// declare. On Windows, clang finds MSVC's own headers and nothing is changed.
+fn foreign_msvc_headers(target: &str) -> Vec<String> {
+    let host = env::var("HOST").unwrap_or_default();
+    if !target.ends_with("-windows-msvc") || host.contains("windows") {
+        return Vec::new();
+    }
+    let arch = target.split('-').next().unwrap_or("x86_64");
+    let mut args = vec![format!("--target={arch}-pc-windows-gnu")];
+    if let Some(dir) = cross_compiler_include() {
+        args.push(format!("-idirafter{dir}"));
+    }
+    args
 }
 
 /// The include directory of mingw-w64's gcc, if it is installed.

@@ -178,9 +178,9 @@ fn start() -> Extension {
     let config = match loaded {
         Ok(config) => config,
         Err(error) => {
-            log::line(&format!(
-                "configuration error, the application is not started: {error}"
-            ));
+            let message = format!("configuration error, the application is not started: {error}");
+            log::line(&message);
+            sys::report_to_admin(&message);
             return Extension {
                 bridge: Err(format!("configuration error: {error}")),
                 handler: None,
@@ -212,9 +212,11 @@ fn start() -> Extension {
             Some(Handler::start(&config, bridge.clone()))
         }
         Err(error) => {
-            log::line(&format!(
-                "the application failed to start; every request gets a 500 page:\n{error}"
-            ));
+            let message =
+                format!("the application failed to start; every request gets a 500 page:\n{error}");
+            log::line(&message);
+            // Under IIS the Event Log is where an administrator looks first.
+            sys::report_to_admin(&message);
             None
         }
     };

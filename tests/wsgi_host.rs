@@ -451,3 +451,81 @@ fn one_library_every_pyenv_python_through_the_host() {
         println!("CPython {version} through the host: ok");
     }
 }
+
+#[test]
+fn uploads_cut_short_in_both_ways_iis_may_report_them() {
+    use std::io::{Read, Write};
+    for mode in ["eof", "error"] {
+        let site = testapp();
+        let host = site.start(&["--read-client-on-disconnect", mode, "--read-ahead", "1000"]);
+        let mut stream = std::net::TcpStream::connect(host.addr).unwrap();
+        stream
+            .write_all(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nContent-Length: 100000\r\n\r\n")
+            .unwrap();
+        stream.write_all(&[b'a'; 5000]).unwrap();
+        stream.shutdown(std::net::Shutdown::Write).unwrap();
+        let mut answer = Vec::new();
+        let _ = stream.read_to_end(&mut answer);
+        drop(stream);
+        // The application saw an OSError; the host keeps serving.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !site.log().contains("OSError") {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{mode}: no OSError logged:\n{}",
+                site.log()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        assert_eq!(text(&curl(&[&host.url("/hello")]).1), "Hello, World!");
+        let log = site.log();
+        let expected = if mode == "eof" {
+            "the client disconnected before sending the whole body"
+        } else {
+            "reading the request body failed"
+        };
+        assert!(log.contains(expected), "{mode}: {expected:?} not in\n{log}");
+        site.finish(host);
+    }
+}
+
+#[test]
+fn other_iis_variants_change_nothing_for_the_app() {
+    let site = testapp();
+    let host = site.start(&[
+        "--chunked-known-length",
+        "--all-http-omit-content",
+        "--ecb-version",
+        "7.5",
+    ]);
+    let (ok, body, err) = curl(&[
+        "--data-binary",
+        "small chunked body",
+        "-H",
+        "Transfer-Encoding: chunked",
+        &host.url("/echo"),
+    ]);
+    assert!(
+        ok && body == b"small chunked body",
+        "{err}: {}",
+        text(&body)
+    );
+    let (_, body, _) = curl(&[
+        "-H",
+        "Content-Type: text/csv",
+        "--data",
+        "a,b",
+        &host.url("/environ"),
+    ]);
+    let environ = text(&body);
+    assert!(
+        environ.contains(r#""CONTENT_TYPE": "text/csv""#)
+            && environ.contains(r#""CONTENT_LENGTH": "3""#),
+        "{environ}"
+    );
+    assert!(
+        !environ.contains("HTTP_CONTENT_TYPE") && !environ.contains("HTTP_CONTENT_LENGTH"),
+        "{environ}"
+    );
+    site.finish(host);
+}

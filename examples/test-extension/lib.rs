@@ -34,7 +34,14 @@
 //! a line to stderr so tests can see it was called.
 #![allow(clippy::missing_safety_doc)]
 
-use isapi_wsgi::isapi::ffi::*;
+// The ISAPI types come from the same generated file as `isapi_wsgi::isapi::ffi`, included
+// by path rather than through the `isapi_wsgi` crate: linking that crate into this cdylib
+// would also export its own GetExtensionVersion/HttpExtensionProc/TerminateExtension
+// (rustc keeps every `#[no_mangle]` function of a cdylib's dependencies), which collide
+// with this extension's.
+#[path = "../../src/isapi/ffi.rs"]
+mod ffi;
+use ffi::*;
 use std::ffi::{CStr, CString, c_void};
 use std::time::Duration;
 

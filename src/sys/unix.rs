@@ -100,7 +100,18 @@ fn empty_dl_info() -> libc::Dl_info {
     }
 }
 
-// Impersonation
+// ---------------------------------------------------------------------------------------
+// Windows specifics (owned by the Windows workstream): their Unix twins do nothing, so
+// that callers need no `cfg`. See `windows.rs` for what they do there.
+
+/// PEP 514 is a Windows registry convention: there is nothing to find on Unix.
+pub fn registered_pythons() -> Vec<super::RegisteredPython> {
+    Vec::new()
+}
+
+/// On Windows this reaches the Event Log and a debugger; on Unix the extension's own log
+/// (stderr under the host) is where an administrator looks, so there is nothing more to do.
+pub fn report_to_admin(_message: &str) {}
 
 /// A thread's borrowed identity. On Unix there is no per-thread token: a no-op guard.
 #[derive(Debug)]

@@ -122,15 +122,285 @@ pub fn own_module_path() -> Option<PathBuf> {
     Some(PathBuf::from(std::ffi::OsString::from_wide(&path)))
 }
 
-// Impersonation
+// ---------------------------------------------------------------------------------------
+// Windows specifics (owned by the Windows workstream): PEP 514 discovery, reporting to the
+// administrator, and impersonation. Each has a do-nothing twin in `unix.rs`.
+
+// Paths in this section are spelled out (no new `use` lines) so that the section stays
+// independent of the rest of the file.
+use super::RegisteredPython;
+
+type Hkey = *mut c_void;
+type Handle = *mut c_void;
+// The predefined keys are sign-extended 32-bit values: (HKEY)(ULONG_PTR)(LONG)0x80000001.
+const HKEY_CURRENT_USER: Hkey = 0x8000_0001_u32 as i32 as isize as Hkey;
+const HKEY_LOCAL_MACHINE: Hkey = 0x8000_0002_u32 as i32 as isize as Hkey;
+const KEY_READ: u32 = 0x0002_0019;
+const REG_SZ: u32 = 1;
+const REG_EXPAND_SZ: u32 = 2;
+const ERROR_SUCCESS: i32 = 0;
+const EVENTLOG_ERROR_TYPE: u16 = 0x0001;
 
 #[link(name = "advapi32")]
 unsafe extern "system" {
-    fn SetThreadToken(thread: *mut *mut c_void, token: *mut c_void) -> i32;
+    fn RegOpenKeyExW(
+        key: Hkey,
+        sub_key: *const u16,
+        options: u32,
+        access: u32,
+        result: *mut Hkey,
+    ) -> i32;
+    fn RegEnumKeyExW(
+        key: Hkey,
+        index: u32,
+        name: *mut u16,
+        name_len: *mut u32,
+        reserved: *mut u32,
+        class: *mut u16,
+        class_len: *mut u32,
+        last_write: *mut c_void,
+    ) -> i32;
+    fn RegQueryValueExW(
+        key: Hkey,
+        value_name: *const u16,
+        reserved: *mut u32,
+        value_type: *mut u32,
+        data: *mut u8,
+        data_len: *mut u32,
+    ) -> i32;
+    fn RegCloseKey(key: Hkey) -> i32;
+    fn RegisterEventSourceW(server: *const u16, source: *const u16) -> Handle;
+    fn ReportEventW(
+        log: Handle,
+        event_type: u16,
+        category: u16,
+        event_id: u32,
+        user_sid: *mut c_void,
+        num_strings: u16,
+        data_size: u32,
+        strings: *const *const u16,
+        raw_data: *mut c_void,
+    ) -> i32;
+    fn DeregisterEventSource(log: Handle) -> i32;
+    fn SetThreadToken(thread: *mut Handle, token: Handle) -> i32;
 }
 
-/// Runs the current thread as a request's user until dropped (then reverts to the
-/// process's identity).
+#[link(name = "kernel32")]
+unsafe extern "system" {
+    fn OutputDebugStringW(message: *const u16);
+}
+
+fn wide(text: &str) -> Vec<u16> {
+    text.encode_utf16().chain(Some(0)).collect()
+}
+
+/// An open registry key, closed on drop.
+struct RegKey(Hkey);
+
+impl RegKey {
+    /// Opens `path` below `root` for reading; None if it does not exist or is not readable.
+    fn open(root: Hkey, path: &str) -> Option<RegKey> {
+        let path = wide(path);
+        let mut key: Hkey = std::ptr::null_mut();
+        // SAFETY: root is a predefined or open key, path is NUL-terminated UTF-16, and key
+        // is a valid out-pointer.
+        let status = unsafe { RegOpenKeyExW(root, path.as_ptr(), 0, KEY_READ, &mut key) };
+        (status == ERROR_SUCCESS).then_some(RegKey(key))
+    }
+
+    /// The names of the direct subkeys, in registry order.
+    fn subkeys(&self) -> Vec<String> {
+        let mut names = Vec::new();
+        let mut buffer = [0u16; 256]; // registry key names are at most 255 characters
+        for index in 0.. {
+            let mut len = buffer.len() as u32;
+            let null: *mut c_void = std::ptr::null_mut();
+            // SAFETY: self.0 is open; buffer holds len UTF-16 units; the optional
+            // out-pointers are NULL, which the function allows.
+            let status = unsafe {
+                RegEnumKeyExW(
+                    self.0,
+                    index,
+                    buffer.as_mut_ptr(),
+                    &mut len,
+                    null.cast(),
+                    null.cast(),
+                    null.cast(),
+                    null,
+                )
+            };
+            if status != ERROR_SUCCESS {
+                break; // ERROR_NO_MORE_ITEMS, or a key that vanished while we looked
+            }
+            names.push(String::from_utf16_lossy(&buffer[..len as usize]));
+        }
+        names
+    }
+
+    /// A string value (REG_SZ or REG_EXPAND_SZ, not expanded); `None` for the default value.
+    fn string(&self, name: Option<&str>) -> Option<std::ffi::OsString> {
+        let name = name.map(wide);
+        let name_ptr = name.as_ref().map_or(std::ptr::null(), |n| n.as_ptr());
+        let (mut kind, mut size) = (0u32, 0u32);
+        // SAFETY: a size query: NULL data with size 0 asks for the needed size in bytes.
+        let status = unsafe {
+            RegQueryValueExW(
+                self.0,
+                name_ptr,
+                std::ptr::null_mut(),
+                &mut kind,
+                std::ptr::null_mut(),
+                &mut size,
+            )
+        };
+        if status != ERROR_SUCCESS || !(kind == REG_SZ || kind == REG_EXPAND_SZ) {
+            return None;
+        }
+        let mut data = vec![0u16; (size as usize).div_ceil(2) + 1];
+        let mut size = (data.len() * 2) as u32;
+        // SAFETY: data holds size bytes; the value may have grown since the size query, in
+        // which case the call fails with ERROR_MORE_DATA and we return None.
+        let status = unsafe {
+            RegQueryValueExW(
+                self.0,
+                name_ptr,
+                std::ptr::null_mut(),
+                &mut kind,
+                data.as_mut_ptr().cast(),
+                &mut size,
+            )
+        };
+        if status != ERROR_SUCCESS {
+            return None;
+        }
+        // The stored string may or may not include its terminating NUL: cut at the first.
+        let units = &data[..(size as usize / 2).min(data.len())];
+        let end = units.iter().position(|&u| u == 0).unwrap_or(units.len());
+        Some(<std::ffi::OsString as std::os::windows::ffi::OsStringExt>::from_wide(&units[..end]))
+    }
+}
+
+impl Drop for RegKey {
+    fn drop(&mut self) {
+        // SAFETY: self.0 was opened by RegOpenKeyExW and is closed exactly once.
+        unsafe { RegCloseKey(self.0) };
+    }
+}
+
+/// The CPython installations registered per PEP 514 under company `PythonCore`, in
+/// `HKEY_CURRENT_USER` and `HKEY_LOCAL_MACHINE`, newest version first (for the same
+/// version, the per-user one first, as PEP 514 ranks them). Installations of another
+/// bitness than this process, free-threaded builds (`3.13t`, which cannot load a
+/// limited-API extension), and tags without an existing `InstallPath` are left out.
+pub fn registered_pythons() -> Vec<RegisteredPython> {
+    let mut found = Vec::new();
+    for (root, hive) in [
+        (HKEY_CURRENT_USER, "HKEY_CURRENT_USER"),
+        (HKEY_LOCAL_MACHINE, "HKEY_LOCAL_MACHINE"),
+    ] {
+        let Some(core) = RegKey::open(root, r"Software\Python\PythonCore") else {
+            continue;
+        };
+        for tag in core.subkeys() {
+            if let Some(python) = registered_python(&core, &tag, hive) {
+                found.push(python);
+            }
+        }
+    }
+    // Stable sort: within one version, HKEY_CURRENT_USER (scanned first) stays first.
+    found.sort_by(|a, b| b.version.cmp(&a.version));
+    found
+}
+
+fn registered_python(core: &RegKey, tag: &str, hive: &'static str) -> Option<RegisteredPython> {
+    let entry = RegKey::open(core.0, tag)?;
+    let value = |name: &str| {
+        entry
+            .string(Some(name))
+            .map(|s| s.to_string_lossy().into_owned())
+    };
+    let our_bits = if cfg!(target_pointer_width = "64") {
+        "64bit"
+    } else {
+        "32bit"
+    };
+    let bits_ok = match value("SysArchitecture") {
+        Some(arch) => arch.eq_ignore_ascii_case(our_bits),
+        // Without SysArchitecture, PEP 514 says a `-32` suffix marks a 32-bit install.
+        None => tag.ends_with("-32") == (our_bits == "32bit"),
+    };
+    let version = parse_version(&value("SysVersion").unwrap_or_else(|| tag.to_string()))?;
+    let free_threaded = tag
+        .trim_end_matches("-32")
+        .trim_end_matches("-64")
+        .ends_with('t');
+    if !bits_ok || free_threaded || tag.contains("-arm") {
+        return None;
+    }
+    let home = std::path::PathBuf::from(RegKey::open(entry.0, "InstallPath")?.string(None)?);
+    if home.as_os_str().is_empty() {
+        return None;
+    }
+    Some(RegisteredPython {
+        tag: tag.to_string(),
+        version,
+        home,
+        hive,
+    })
+}
+
+/// "3.12" or "3.12-32" or "3.12.1" -> (3, 12).
+fn parse_version(text: &str) -> Option<(u32, u32)> {
+    let mut parts = text.split(|c: char| !c.is_ascii_digit());
+    let major = parts.next()?.parse().ok()?;
+    let minor = parts.next()?.parse().ok()?;
+    Some((major, minor))
+}
+
+/// Tells the administrator about a problem that stops the extension from serving (for
+/// example, Python could not be started), in the two places Windows offers:
+///
+/// * the **Application Event Log**, source `isapi-wsgi`, as an error (event id 1): this is
+///   where IIS administrators look first, and it survives restarts. `install.ps1` registers
+///   the source (`New-EventLog`) so that Event Viewer shows the text without a "description
+///   cannot be found" preamble; unregistered, the text is still recorded.
+/// * **OutputDebugStringW**: always available, needs no rights or registration, and shows
+///   in a debugger or Sysinternals DebugView while reproducing a problem.
+///
+/// Both are best effort: failures are ignored, because the message is also in our log file.
+pub fn report_to_admin(message: &str) {
+    let text = wide(message);
+    // SAFETY: text is NUL-terminated UTF-16.
+    unsafe { OutputDebugStringW(text.as_ptr()) };
+    let source = wide("isapi-wsgi");
+    // SAFETY: NULL server means the local machine; source is NUL-terminated UTF-16.
+    let log = unsafe { RegisterEventSourceW(std::ptr::null(), source.as_ptr()) };
+    if log.is_null() {
+        return;
+    }
+    let strings = [text.as_ptr()];
+    // SAFETY: log is open; strings holds one valid NUL-terminated string; no SID, no data.
+    unsafe {
+        ReportEventW(
+            log,
+            EVENTLOG_ERROR_TYPE,
+            0,
+            1,
+            std::ptr::null_mut(),
+            1,
+            0,
+            strings.as_ptr(),
+            std::ptr::null_mut(),
+        );
+    }
+    // SAFETY: log came from RegisterEventSourceW and is released once.
+    unsafe { DeregisterEventSource(log) };
+}
+
+/// The current thread running under a client's identity (the token IIS hands out with
+/// `HSE_REQ_GET_IMPERSONATION_TOKEN`) until dropped, which reverts the thread to the
+/// process identity. IIS impersonates its own threads; a thread of ours must do it itself
+/// so that the application sees the same file-system rights in both handlers.
 #[derive(Debug)]
 pub struct Impersonation {
     applied: Result<(), u32>,
@@ -149,7 +419,8 @@ impl Impersonation {
 }
 
 /// Runs the current thread as `token` until the returned guard is dropped. A null token
-/// (anonymous request, or a host without one) changes nothing.
+/// (anonymous request, or a host without one) changes nothing. An invalid token is not
+/// memory-unsafe: SetThreadToken fails, which [`Impersonation::applied`] reports.
 pub fn impersonate(token: *mut c_void) -> Impersonation {
     let applied = if token.is_null() {
         Ok(())
@@ -162,9 +433,10 @@ pub fn impersonate(token: *mut c_void) -> Impersonation {
             Err(unsafe { GetLastError() })
         }
     };
+    let changed = !token.is_null() && applied.is_ok();
     Impersonation {
         applied,
-        changed: !token.is_null() && applied.is_ok(),
+        changed,
         _not_send: std::marker::PhantomData,
     }
 }

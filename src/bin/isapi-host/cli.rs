@@ -119,9 +119,18 @@ fn default_extension() -> PathBuf {
         "libisapi_wsgi.so"
     };
     let exe = std::env::current_exe().unwrap_or_default();
-    exe.parent()
-        .map(|d| d.join(name))
-        .unwrap_or_else(|| PathBuf::from(name))
+    let Some(dir) = exe.parent() else {
+        return PathBuf::from(name);
+    };
+    let beside = dir.join(name);
+    // `cargo run` builds the library but only copies it next to the program when it was
+    // asked for (`cargo build`); otherwise it stays in target/<profile>/deps.
+    let in_deps = dir.join("deps").join(name);
+    if !beside.exists() && in_deps.exists() {
+        in_deps
+    } else {
+        beside
+    }
 }
 
 fn size(name: &str, v: &str) -> Result<usize, String> {

@@ -1,0 +1,145 @@
+"""The application .ci/wine-matrix serves under wine, once per CPython version.
+
+One module, so that one host start covers every case. Each plain route is wrapped in
+wsgiref.validate.validator, which raises (500, logged) on any protocol slip by either side;
+Flask is not (Werkzeug calls wsgi.input.read() without a size, which PEP 3333 allows for
+a server that, like ours, ends the stream at the end of the body, but the validator forbids):
+
+    /            hello, with the interpreter's version (the matrix checks it is the one
+                 the ini file configured)
+    /environ     the CGI/WSGI keys as text, `key=repr(value)` per line
+    /sys         sys.path and the start-up flags, as JSON
+    /echo        POST: answers the SHA-256 and length of the body it read from wsgi.input
+                 (up to CONTENT_LENGTH; a chunked request has none: then up to the end)
+    /lines       POST: reads wsgi.input with readline() and answers the line count
+    /stream      a streamed response: 50 chunks from a generator, no Content-Length
+    /sleep       sleeps 0.2 s (GIL released) then answers: the concurrency check
+    /flask/...   a Flask app (installed from win_amd64 wheels into a folder on sys.path)
+"""
+import hashlib
+import sys
+import time
+from wsgiref.validate import validator
+
+
+def hello(environ, start_response):
+    body = ("Hello from CPython %s on %s\n" % (sys.version.split()[0], sys.platform)).encode()
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
+    return [body]
+
+
+def show_environ(environ, start_response):
+    lines = ["%s=%r" % (k, environ[k]) for k in sorted(environ) if k.isupper() or k.startswith("wsgi.")]
+    body = ("\n".join(lines) + "\n").encode("utf-8")
+    start_response("200 OK", [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(body)))])
+    return [body]
+
+
+def show_sys(environ, start_response):
+    import json
+    info = {"path": sys.path, "no_site": sys.flags.no_site, "isolated": sys.flags.isolated,
+            "site_imported": "site" in sys.modules, "prefix": sys.prefix}
+    body = json.dumps(info).encode()
+    start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+    return [body]
+
+
+def echo(environ, start_response):
+    digest, total = hashlib.sha256(), 0
+    stream = environ["wsgi.input"]
+    length = int(environ["CONTENT_LENGTH"]) if environ.get("CONTENT_LENGTH") else None
+    while length is None or total < length:
+        chunk = stream.read(65536 if length is None else min(65536, length - total))
+        if not chunk:
+            break
+        digest.update(chunk)
+        total += len(chunk)
+    body = ("%s %d\n" % (digest.hexdigest(), total)).encode()
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
+    return [body]
+
+
+def count_lines(environ, start_response):
+    stream = environ["wsgi.input"]
+    count = 0
+    while True:
+        line = stream.readline()
+        if not line:
+            break
+        count += 1
+    body = ("%d\n" % count).encode()
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
+    return [body]
+
+
+def stream(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/plain")])
+
+    def chunks():
+        for i in range(50):
+            yield ("chunk %02d\n" % i).encode()
+
+    return chunks()
+
+
+def sleep(environ, start_response):
+    time.sleep(0.2)
+    body = b"slept\n"
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
+    return [body]
+
+
+def make_flask():
+    from flask import Flask, jsonify, redirect, request
+
+    app = Flask(__name__)
+
+    @app.route("/")
+    def index():
+        return "Flask says hello"
+
+    @app.route("/json", methods=["POST"])
+    def json_echo():
+        return jsonify(received=request.get_json(), flask=app.name)
+
+    @app.route("/form", methods=["POST"])
+    def form():
+        return "name=%s" % request.form.get("name", "")
+
+    @app.route("/away")
+    def away():
+        return redirect("/flask/")
+
+    return app
+
+
+_flask = None
+
+
+def flask_app(environ, start_response):
+    global _flask
+    if _flask is None:
+        _flask = make_flask()
+    # Mount the Flask app at /flask: move that segment from PATH_INFO to SCRIPT_NAME.
+    environ = dict(environ)
+    environ["SCRIPT_NAME"] = environ.get("SCRIPT_NAME", "") + "/flask"
+    environ["PATH_INFO"] = environ["PATH_INFO"][len("/flask"):] or "/"
+    return _flask(environ, start_response)
+
+
+def not_found(environ, start_response):
+    body = b"not found\n"
+    start_response("404 Not Found", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
+    return [body]
+
+
+ROUTES = {path: validator(app) for path, app in {
+    "/": hello, "/environ": show_environ, "/sys": show_sys, "/echo": echo, "/lines": count_lines,
+    "/stream": stream, "/sleep": sleep}.items()}
+
+
+def application(environ, start_response):
+    path = environ.get("PATH_INFO", "") or "/"
+    if path == "/flask" or path.startswith("/flask/"):
+        return flask_app(environ, start_response)
+    return ROUTES.get(path, validator(not_found))(environ, start_response)
