@@ -73,6 +73,23 @@ impl<J: Send + 'static> ThreadPool<J> {
     where
         F: Fn(J) + Send + Sync + 'static,
     {
+        ThreadPool::with_setup(threads, queue, name, || (), run)
+    }
+
+    /// As [`new`](ThreadPool::new), and each worker calls `setup()` when it starts and keeps
+    /// what it returns until it leaves (dropped on the worker's own thread): per-thread
+    /// resources such as a Python thread state.
+    pub fn with_setup<G, S, F>(
+        threads: usize,
+        queue: usize,
+        name: &str,
+        setup: S,
+        run: F,
+    ) -> std::io::Result<ThreadPool<J>>
+    where
+        S: Fn() -> G + Send + Sync + 'static,
+        F: Fn(J) + Send + Sync + 'static,
+    {
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
                 queue: VecDeque::with_capacity(queue),
@@ -86,12 +103,17 @@ impl<J: Send + 'static> ThreadPool<J> {
             progress: Condvar::new(),
         });
         let run = Arc::new(run);
+        let setup = Arc::new(setup);
         let mut workers = Vec::with_capacity(threads);
         for n in 0..threads {
-            let (for_worker, run) = (Arc::clone(&shared), Arc::clone(&run));
+            let (for_worker, run, setup) =
+                (Arc::clone(&shared), Arc::clone(&run), Arc::clone(&setup));
             let spawned = std::thread::Builder::new()
                 .name(format!("{name}-{n}"))
-                .spawn(move || worker_loop(&for_worker, &*run));
+                .spawn(move || {
+                    let _kept = setup();
+                    worker_loop(&for_worker, &*run)
+                });
             match spawned {
                 Ok(handle) => workers.push(handle),
                 Err(error) => {

@@ -46,7 +46,16 @@ impl Threadpool {
         queue: usize,
         shutdown_timeout: Duration,
     ) -> std::io::Result<Threadpool> {
-        let pool = ThreadPool::new(threads, queue, "wsgi-worker", move |ecb| run(&bridge, ecb))?;
+        // Each worker keeps a Python thread state for its whole life, so a request only
+        // has to take the GIL.
+        let for_setup = bridge.clone();
+        let pool = ThreadPool::with_setup(
+            threads,
+            queue,
+            "wsgi-worker",
+            move || for_setup.attach_thread(),
+            move |ecb| run(&bridge, ecb),
+        )?;
         Ok(Threadpool {
             pool,
             shutdown_timeout,
