@@ -355,3 +355,35 @@ fn terminate_answers_queued_requests_and_never_waits_past_shutdown_timeout() {
     );
     let _ = std::fs::remove_dir_all(&site.dir);
 }
+
+#[test]
+fn the_threadpool_example_serves_and_each_worker_asks_for_the_users_token() {
+    let ini = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/threadpool/isapi_wsgi.ini");
+    let host = Host::start(
+        &common::bridge_library(),
+        &["--strict", "--trace", "--config", ini.to_str().unwrap()],
+    );
+    let paths: Vec<String> = (0..3).map(|_| "/slow?0.5".to_string()).collect();
+    let (responses, _) = burst(host.addr, &paths);
+    for r in &responses {
+        assert_eq!(r.status, 200);
+        assert!(r.text().starts_with("waited 0.5 s on "), "{}", r.text());
+    }
+    let r = get(host.addr, "/");
+    assert_eq!(
+        r.text(),
+        "try /slow?2 several times at once (wsgi.multithread = True)\n"
+    );
+    let stopped = host.stop();
+    assert!(stopped.status.success(), "{}", stopped.stderr);
+    assert!(stopped.stderr.contains("stopped; 0 contract violation(s)"));
+    // The worker takes the request's identity before running the app (a NULL token here:
+    // the host does not impersonate) and every request ends with one DONE_WITH_SESSION.
+    let asked = stopped
+        .stderr
+        .matches("HSE_REQ_GET_IMPERSONATION_TOKEN")
+        .count();
+    let done = stopped.stderr.matches("HSE_REQ_DONE_WITH_SESSION").count();
+    assert!(asked >= 4, "{}", stopped.stderr);
+    assert!(done >= 4, "{}", stopped.stderr);
+}
