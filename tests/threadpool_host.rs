@@ -233,7 +233,6 @@ fn objects_kept_past_the_request_fail_cleanly_in_python() {
 
 #[test]
 fn a_thread_still_reading_the_body_keeps_the_request_open() {
-    use std::io::Write;
     for handler in ["threadpool", "simple"] {
         let site = Site::new("reader", &format!("handler = {handler}"));
         let host = site.start(&[], &[]);
