@@ -235,7 +235,8 @@ fn objects_kept_past_the_request_fail_cleanly_in_python() {
 fn a_thread_still_reading_the_body_keeps_the_request_open() {
     for handler in ["threadpool", "simple"] {
         let site = Site::new("reader", &format!("handler = {handler}"));
-        let host = site.start(&[], &[]);
+        // The host reads ahead only 3 bytes of the body: the rest needs ReadClient.
+        let host = site.start(&["--read-ahead", "3"], &[]);
         // The body arrives in two parts; the app returns before the second, while its
         // thread is blocked reading it (with the GIL released).
         let mut client = common::Client::connect(host.addr);
@@ -248,6 +249,29 @@ fn a_thread_still_reading_the_body_keeps_the_request_open() {
         let r = get(host.addr, "/kept?r");
         assert_eq!(r.text(), "read: b'first-last'", "{handler}");
         site.finish(host); // --strict: the request ended after the read, not under it
+    }
+}
+
+#[test]
+fn the_request_does_not_end_under_a_call_still_running_on_another_thread() {
+    for handler in ["threadpool", "simple"] {
+        let site = Site::new("readline", &format!("handler = {handler}"));
+        // The host reads ahead only 3 bytes of the body: the rest needs ReadClient.
+        let host = site.start(&["--read-ahead", "3"], &[]);
+        let mut client = common::Client::connect(host.addr);
+        client.send(
+            b"POST /readline-in-thread?l HTTP/1.1\r\nHost: x\r\nContent-Length: 11\r\n\r\nfir",
+        );
+        // The app returns after 0.2 s, while its thread waits in ReadClient for the rest.
+        std::thread::sleep(Duration::from_millis(500));
+        client.send(b"st-");
+        std::thread::sleep(Duration::from_millis(300));
+        client.send(b"last\n");
+        let r = client.response(false);
+        assert_eq!((r.status, r.text().as_str()), (200, "started"), "{handler}");
+        let r = get(host.addr, "/kept?l");
+        assert_eq!(r.text(), "readline: b'first-last\\n'", "{handler}");
+        site.finish(host); // --strict: no ReadClient after the request ended
     }
 }
 

@@ -95,6 +95,26 @@ def application(environ, start_response):
 
         threading.Thread(target=read).start()
         return text(start_response, "started")
+    if path == "/readline-in-thread":
+        # The response is complete before another thread starts a readline() that needs
+        # several ReadClient calls; the application returns while that call is blocked.
+        name = query
+        write = start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "7")])
+        write(b"started")
+        stream = environ["wsgi.input"]
+        entered = threading.Event()
+
+        def readline():
+            entered.set()
+            try:
+                KEPT[name + "-result"] = "readline: %r" % stream.readline()
+            except Exception as error:
+                KEPT[name + "-result"] = "readline: %s: %s" % (type(error).__name__, error)
+
+        threading.Thread(target=readline).start()
+        entered.wait()
+        time.sleep(0.2)  # the thread is now blocked in ReadClient, the GIL released
+        return []
     if path == "/kept":
         for _ in range(100):
             if query + "-result" in KEPT:
