@@ -116,18 +116,19 @@ impl Threadpool {
 /// On a worker: answers one request and ends it.
 fn run(bridge: &Bridge, ecb: Ecb) {
     let session = Session(Some(Arc::new(ecb)));
-    let ecb = session.ecb();
-    // Run as the request's user, as an IIS thread would; reverted when dropped, before the
-    // request ends and the token becomes invalid.
-    let impersonation = sys::impersonate(ecb.impersonation_token());
-    if let Err(code) = impersonation.applied() {
-        log::line(&format!(
-            "could not take the request's identity (SetThreadToken error {code}); \
-             the request runs as the worker process"
-        ));
-    }
-    let outcome = bridge.serve(ecb);
-    drop(impersonation);
+    let outcome = {
+        let ecb = session.ecb();
+        // Run as the request's user, as an IIS thread would; reverted at the end of this
+        // block, before the request ends and the token becomes invalid.
+        let impersonation = sys::impersonate(ecb.impersonation_token());
+        if let Err(code) = impersonation.applied() {
+            log::line(&format!(
+                "could not take the request's identity (SetThreadToken error {code}); \
+                 the request runs as the worker process"
+            ));
+        }
+        bridge.serve(ecb)
+    };
     session.finish(status_for(outcome));
 }
 
