@@ -8,9 +8,12 @@
 //!   opaque error): it is logged once, in full, and every request is answered with a
 //!   500 page saying that the application failed to start.
 //! * `HttpExtensionProc`, per request, on IIS's threads: hand the request to the
-//!   configured [`handler`].
-//! * `TerminateExtension`, once, before unloading. Python is never finalised (IIS may
-//!   recycle processes with requests still in flight; pywin32 does not finalise either).
+//!   configured [`handler`] (simple: answered on this thread; threadpool: queued, and
+//!   `HSE_STATUS_PENDING` returned at once).
+//! * `TerminateExtension`, once, before unloading: the handler lets the requests in flight
+//!   finish (threadpool: up to `shutdown_timeout`), Python's `atexit` handlers run, the log
+//!   is flushed. Python is never finalised (IIS may recycle processes with requests still
+//!   in flight; pywin32 does not finalise either).
 //!
 //! No panic may unwind into IIS: each export catches it, logs it, and answers with an
 //! error status.
@@ -27,9 +30,11 @@ pub mod wsgi;
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::PathBuf;
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 
-use config::{Config, HandlerKind};
+use config::Config;
+use handler::Handler;
 use isapi::ecb::Ecb;
 use isapi::ffi::{
     EXTENSION_CONTROL_BLOCK, HSE_STATUS_ERROR, HSE_VERSION_INFO, HSE_VERSION_MAJOR,
@@ -40,7 +45,9 @@ use wsgi::Bridge;
 /// What `GetExtensionVersion` set up.
 struct Extension {
     /// The running application, or the report of why it is not running.
-    bridge: Result<Bridge, String>,
+    bridge: Result<Arc<Bridge>, String>,
+    /// Who runs requests (None when the application is not running).
+    handler: Option<Handler>,
     /// Show start-up details in the 500 page (`debug = true`).
     debug: bool,
 }
@@ -102,9 +109,27 @@ pub unsafe extern "system" fn HttpExtensionProc(ecb: *mut EXTENSION_CONTROL_BLOC
     }
 }
 
-/// ISAPI export: called once before IIS unloads the library.
+/// ISAPI export: called once before IIS unloads the library. Returns within the
+/// threadpool's `shutdown_timeout` (plus the time atexit handlers take).
 #[unsafe(no_mangle)]
 pub extern "system" fn TerminateExtension(_flags: u32) -> i32 {
+    static TERMINATED: AtomicBool = AtomicBool::new(false);
+    if TERMINATED.swap(true, Ordering::SeqCst) {
+        return 1;
+    }
+    let ended = catch_unwind(|| {
+        if let Some(Extension {
+            bridge: Ok(bridge),
+            handler: Some(handler),
+            ..
+        }) = EXTENSION.get()
+        {
+            handler.terminate(bridge);
+        }
+    });
+    if ended.is_err() {
+        log::line("internal error (a panic) during TerminateExtension");
+    }
     let _ = catch_unwind(|| {
         log::line("unloading");
         log::flush();
@@ -120,9 +145,14 @@ fn dispatch(ecb: Ecb) -> u32 {
             &wsgi::startup_failure_page(None),
         );
     };
-    match &extension.bridge {
-        Ok(bridge) => handler::simple::handle(bridge, ecb),
-        Err(detail) => {
+    match (&extension.handler, &extension.bridge) {
+        (Some(handler), _) => handler.handle(ecb),
+        (None, Ok(_)) => handler::answer_page(
+            &ecb,
+            "500 Internal Server Error",
+            &wsgi::startup_failure_page(None),
+        ),
+        (None, Err(detail)) => {
             let page = wsgi::startup_failure_page(extension.debug.then_some(detail.as_str()));
             handler::answer_page(&ecb, "500 Internal Server Error", &page)
         }
@@ -154,6 +184,7 @@ fn start() -> Extension {
             sys::report_to_admin(&format!("isapi-wsgi: {message}"));
             return Extension {
                 bridge: Err(format!("configuration error: {error}")),
+                handler: None,
                 debug: false,
             };
         }
@@ -175,24 +206,24 @@ fn start() -> Extension {
             config::CONFIG_ENV
         )),
     }
-    if config.handler == HandlerKind::Threadpool {
-        log::line(
-            "handler = threadpool is not available in this build yet; requests run on the simple handler",
-        );
-    }
-    let bridge = Bridge::start(&config);
-    match &bridge {
-        Ok(bridge) => log::line(&bridge.describe()),
+    let bridge = Bridge::start(&config).map(Arc::new);
+    let handler = match &bridge {
+        Ok(bridge) => {
+            log::line(&bridge.describe());
+            Some(Handler::start(&config, bridge.clone()))
+        }
         Err(error) => {
             let message =
                 format!("the application failed to start; every request gets a 500 page:\n{error}");
             log::line(&message);
             // Under IIS the log may be the very thing that failed: tell the Event Log too.
             sys::report_to_admin(&format!("isapi-wsgi: {message}"));
+            None
         }
-    }
+    };
     Extension {
         bridge,
+        handler,
         debug: config.debug,
     }
 }

@@ -1,14 +1,81 @@
-//! Handlers: who runs a request, and on which thread.
+//! Handlers: who runs a request, and on which thread (`[wsgi] handler =` in the
+//! configuration; docs/handlers.md says which to choose).
 //!
 //! * [`simple`]: on the IIS thread that called `HttpExtensionProc`; the request is finished
 //!   when the call returns.
-//! * `threadpool` (issue 4, next): queued to our own workers; `HttpExtensionProc` returns
+//! * [`threadpool`]: queued to our own workers ([`pool`]); `HttpExtensionProc` returns
 //!   `HSE_STATUS_PENDING` and a worker ends the request with `HSE_REQ_DONE_WITH_SESSION`.
 //!
 //! Both take the request as an owned [`Ecb`](crate::isapi::ecb::Ecb) and use the same
 //! [`Bridge::serve`](crate::wsgi::Bridge::serve) (which works from any thread), turning its
 //! [`Outcome`](crate::wsgi::response::Outcome) into the status IIS expects.
+pub mod pool;
 pub mod simple;
+pub mod threadpool;
+
+use std::sync::Arc;
+
+use crate::config::{Config, HandlerKind};
+use crate::isapi::ecb::Ecb;
+use crate::log;
+use crate::wsgi::Bridge;
+use threadpool::Threadpool;
+
+/// The configured handler, with the application it runs.
+pub enum Handler {
+    Simple(Arc<Bridge>),
+    Threadpool(Threadpool),
+}
+
+impl Handler {
+    /// Sets up the handler the configuration names. If the worker threads cannot be
+    /// created, the simple handler serves instead (and the log says so).
+    pub fn start(config: &Config, bridge: Arc<Bridge>) -> Handler {
+        if config.handler == HandlerKind::Simple {
+            return Handler::Simple(bridge);
+        }
+        match Threadpool::start(
+            bridge.clone(),
+            config.threads,
+            config.queue,
+            config.shutdown_timeout,
+        ) {
+            Ok(pool) => {
+                log::line(&format!(
+                    "handler = threadpool: {} worker thread(s), queue of {}, shutdown_timeout {} s",
+                    config.threads,
+                    config.queue,
+                    config.shutdown_timeout.as_secs_f64()
+                ));
+                Handler::Threadpool(pool)
+            }
+            Err(error) => {
+                log::line(&format!(
+                    "handler = threadpool: cannot start the worker threads ({error}); \
+                     requests run on the simple handler"
+                ));
+                Handler::Simple(bridge)
+            }
+        }
+    }
+
+    /// Answers (or queues) one request; returns the HSE_STATUS_* for HttpExtensionProc.
+    pub fn handle(&self, ecb: Ecb) -> u32 {
+        match self {
+            Handler::Simple(bridge) => simple::handle(bridge, ecb),
+            Handler::Threadpool(pool) => pool.handle(ecb),
+        }
+    }
+
+    /// TerminateExtension: let the requests finish (threadpool: up to shutdown_timeout),
+    /// then run Python's atexit handlers. Python itself is never finalised.
+    pub fn terminate(&self, bridge: &Bridge) {
+        if let Handler::Threadpool(pool) = self {
+            pool.terminate();
+        }
+        bridge.run_atexit();
+    }
+}
 
 use crate::isapi::ffi::{HSE_STATUS_ERROR, HSE_STATUS_SUCCESS, HSE_STATUS_SUCCESS_AND_KEEP_CONN};
 use crate::wsgi::response::Outcome;
@@ -32,10 +99,33 @@ pub fn status_for(outcome: Outcome) -> u32 {
     }
 }
 
+/// How long a client refused with 503 is asked to wait (`Retry-After`, seconds).
+pub const RETRY_AFTER_SECONDS: u32 = 1;
+
+/// Answers `503 Service Unavailable` with `Retry-After`, on the calling thread, without
+/// Python (queue full, or shutting down). Returns the final HSE_STATUS_*.
+pub fn answer_busy(ecb: &Ecb, reason: &str) -> u32 {
+    let page = format!(
+        "<!doctype html><meta charset=utf-8><title>503 Service Unavailable</title>\
+         <h1>Service Unavailable</h1><p>{reason}; please retry in a moment.</p>"
+    );
+    answer(
+        ecb,
+        "503 Service Unavailable",
+        &format!("Retry-After: {RETRY_AFTER_SECONDS}\r\n"),
+        page.as_bytes(),
+    )
+}
+
 /// Answers with a fixed HTML page and no Python (e.g. when the application failed to start).
-pub fn answer_page(ecb: &crate::isapi::ecb::Ecb, status: &str, page: &[u8]) -> u32 {
+pub fn answer_page(ecb: &Ecb, status: &str, page: &[u8]) -> u32 {
+    answer(ecb, status, "", page)
+}
+
+/// A fixed HTML page with `extra` header lines (each ending in CRLF).
+fn answer(ecb: &Ecb, status: &str, extra: &str, page: &[u8]) -> u32 {
     let headers = format!(
-        "Content-Type: text/html; charset=utf-8\r\nContent-Length: {}\r\n\r\n",
+        "Content-Type: text/html; charset=utf-8\r\nContent-Length: {}\r\n{extra}\r\n",
         page.len()
     );
     let (Ok(status_z), Ok(headers)) = (

@@ -17,8 +17,9 @@ use std::ptr::{NonNull, null_mut};
 
 use super::ffi::{
     ERROR_INSUFFICIENT_BUFFER, ERROR_INVALID_INDEX, ERROR_NO_DATA, EXTENSION_CONTROL_BLOCK,
-    HSE_IO_SYNC, HSE_REQ_CLOSE_CONNECTION, HSE_REQ_DONE_WITH_SESSION, HSE_REQ_IS_CONNECTED,
-    HSE_REQ_SEND_RESPONSE_HEADER_EX, HSE_REQ_SET_FLUSH_FLAG, HSE_SEND_HEADER_EX_INFO,
+    HSE_IO_SYNC, HSE_REQ_CLOSE_CONNECTION, HSE_REQ_DONE_WITH_SESSION,
+    HSE_REQ_GET_IMPERSONATION_TOKEN, HSE_REQ_IS_CONNECTED, HSE_REQ_SEND_RESPONSE_HEADER_EX,
+    HSE_REQ_SET_FLUSH_FLAG, HSE_SEND_HEADER_EX_INFO,
 };
 
 /// A Win32 error code reported by a failing callback (GetLastError, or errno off Windows).
@@ -37,8 +38,12 @@ pub struct Ecb {
 }
 
 // SAFETY: ISAPI lets an extension use an ECB from any thread (that is what HSE_STATUS_PENDING
-// is for); the handle is never used by two threads at once for writing, and the fields we
-// read are not changed by the server while the request runs.
+// is for: the threadpool handler moves each request to one of its workers). The pointer
+// stays valid until the request is finished, and the request is finished only through this
+// handle: `HttpExtensionProc` returning a final status while it still owns the Ecb, or
+// [`Ecb::done`], which consumes it. So wherever the Ecb moves, it never outlives its ECB.
+// The handle is never used by two threads at once for writing, and the fields we read are
+// not changed by the server while the request runs.
 unsafe impl Send for Ecb {}
 // SAFETY: shared use only reads fields and calls the server's callbacks, which IIS allows
 // from any thread; the one field we write (dwHttpStatusCode/log data) is only written by
@@ -265,6 +270,22 @@ impl Ecb {
     /// Closes the client connection now (after a response whose framing went wrong).
     pub fn close_connection(&self) {
         let _ = self.support(HSE_REQ_CLOSE_CONNECTION, null_mut(), null_mut());
+    }
+
+    /// The Windows access token of the request's user (HSE_REQ_GET_IMPERSONATION_TOKEN):
+    /// the identity IIS's own thread would have while running the request. NULL when the
+    /// server has none to give. The token belongs to the server and is valid until the
+    /// request is finished; it must not be closed.
+    pub fn impersonation_token(&self) -> *mut c_void {
+        let mut token: *mut c_void = null_mut();
+        match self.support(
+            HSE_REQ_GET_IMPERSONATION_TOKEN,
+            (&mut token as *mut *mut c_void).cast(),
+            null_mut(),
+        ) {
+            Ok(()) => token,
+            Err(_) => null_mut(),
+        }
     }
 
     /// Finishes a request for which `HttpExtensionProc` returned `HSE_STATUS_PENDING`

@@ -11,7 +11,10 @@
 //! dangling pointer.
 //!
 //! The C side: each instance is a `PyObject` header followed by one pointer (NULL once the
-//! loan ended). Each method of each type gets its own monomorphised `extern "C"` trampoline,
+//! loan ended) and a count of the calls into it still running. A method may release the GIL
+//! (a blocking read or write), so another Python thread can be inside one when the loan
+//! ends: ending a loan waits (with the GIL released) until those calls have returned, so the
+//! lender's value, and the request behind it, outlive every use. Each method of each type gets its own monomorphised `extern "C"` trampoline,
 //! which checks the pointer, builds a [`Gil`] token, catches panics (a panic must never
 //! unwind into Python) and turns `Err` into a raised exception.
 use std::ffi::{CStr, c_int, c_void};
@@ -144,10 +147,28 @@ struct EndLoan<'a, 'py>(&'a PyRef<'py>);
 
 impl Drop for EndLoan<'_, '_> {
     fn drop(&mut self) {
-        // SAFETY: the object is an instance of a NativeType (layout: header + one pointer)
+        let object = self.0.as_ptr();
+        // SAFETY: the object is an instance of a NativeType (layout: header, pointer, count)
         // and the GIL is held (the PyRef proves it).
-        unsafe { *slot(self.0.as_ptr()) = null_mut() };
+        unsafe { *slot(object) = null_mut() };
+        // New calls now get a ValueError; wait for those already inside (they run on other
+        // threads, which need the GIL to return). The count is only touched with the GIL.
+        // SAFETY: as above; read with the GIL held.
+        while unsafe { *calls(object) } > 0 {
+            self.0
+                .gil()
+                .allow_threads(|| std::thread::sleep(std::time::Duration::from_millis(1)));
+        }
     }
+}
+
+/// The address of an instance's count of calls in progress, after the value pointer.
+///
+/// # Safety
+/// `object` must be an instance of a type created by [`NativeType::new`].
+unsafe fn calls(object: *mut PyObject) -> *mut usize {
+    // SAFETY: instances are allocated with basicsize = header + pointer + count.
+    unsafe { slot(object).add(1).cast::<usize>() }
 }
 
 /// The address of an instance's value pointer, just after the PyObject header (the
@@ -219,7 +240,7 @@ impl<T: Native> NativeType<T> {
         let slots: &'static mut [ffi::PyType_Slot] = Box::leak(slots.into_boxed_slice());
         let spec = Box::leak(Box::new(ffi::PyType_Spec {
             name: T::NAME.as_ptr(),
-            basicsize: (HEADER + size_of::<*const c_void>()) as c_int,
+            basicsize: (HEADER + size_of::<*const c_void>() + size_of::<usize>()) as c_int,
             itemsize: 0,
             flags: ffi::Py_TPFLAGS_DEFAULT,
             slots: slots.as_mut_ptr(),
@@ -313,9 +334,21 @@ unsafe fn enter<T: Native>(
         PyErr::new(gil, Exception::ValueError, &message).restore();
         return null_mut();
     }
-    // SAFETY: a non-NULL pointer is a value whose loan has not ended (`EndLoan` clears it
-    // before the lender's borrow ends) or a 'static value; T: Sync allows the shared access.
+    // SAFETY: a non-NULL pointer is a value whose loan has not ended (`EndLoan` clears it,
+    // then waits for the count of calls to drop to zero, before the lender's borrow ends) or
+    // a 'static value; T: Sync allows the shared access.
     let value = unsafe { &*value };
+    // SAFETY: `this` is an instance of our type, and the GIL is held.
+    unsafe { *calls(this) += 1 };
+    /// Counts the call out when it returns or unwinds (the GIL is held again by then).
+    struct Leave(*mut PyObject);
+    impl Drop for Leave {
+        fn drop(&mut self) {
+            // SAFETY: the instance is alive (Python holds it for the call) and the GIL is held.
+            unsafe { *calls(self.0) -= 1 };
+        }
+    }
+    let _leave = Leave(this);
     // SAFETY: `this` is live for the duration of the call.
     let this = unsafe { gil.borrowed(this) };
     match catch_unwind(AssertUnwindSafe(|| body(gil, value, this))) {

@@ -62,6 +62,24 @@ impl Bridge {
         )
     }
 
+    /// Runs the interpreter's `atexit` handlers (at TerminateExtension). Python is never
+    /// finalised, so this is the application's one chance to flush and close what it
+    /// registered there. A handler that raises is reported by `atexit` itself (on stderr)
+    /// and the others still run.
+    pub fn run_atexit(&self) {
+        Gil::acquire(self.api, |gil| {
+            let ran = gil
+                .import("atexit")
+                .and_then(|atexit| atexit.call_method(c"_run_exitfuncs", &[]));
+            if let Err(error) = ran {
+                log::line(&format!(
+                    "running the atexit handlers failed: {}",
+                    error.text()
+                ));
+            }
+        })
+    }
+
     /// For a long-lived thread of our own that will serve many requests: keeps a Python
     /// thread state for it until the returned value is dropped (on that thread), so that
     /// each request only takes the GIL. See [`ThreadAttachment`](crate::python::ThreadAttachment).

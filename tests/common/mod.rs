@@ -215,6 +215,11 @@ impl Host {
         }
     }
 
+    /// The host's process id (e.g. to sample its memory from /proc).
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
     /// `http://127.0.0.1:PORT` + path.
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)

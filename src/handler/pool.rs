@@ -1,0 +1,347 @@
+//! [`ThreadPool`]: a fixed set of std threads fed by a bounded queue; the machinery under
+//! the [threadpool handler](super::threadpool).
+//!
+//! This module knows nothing of ISAPI or Python: it moves jobs of any type `J` to workers.
+//! What it guarantees is what the handler needs:
+//!
+//! * **Back-pressure.** The queue holds at most `queue` waiting jobs. [`ThreadPool::submit`]
+//!   never blocks: when the queue is full it hands the job back ([`Rejected::Full`]) so the
+//!   caller can answer 503 on the IIS thread without touching Python.
+//! * **A worker survives its job.** A job that panics is caught; the worker goes back to the
+//!   pool in a clean state (the job's own drop code has run).
+//! * **A bounded drain.** [`ThreadPool::shutdown`] stops taking jobs, lets queued and running
+//!   jobs finish for at most the given time, then hands back every job that never started
+//!   (the caller still owes each of them an answer) and joins the workers that have stopped.
+//!   It never waits longer than asked, even if a job never returns.
+use std::collections::VecDeque;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// Why [`ThreadPool::submit`] gave a job back.
+#[derive(Debug)]
+pub enum Rejected<J> {
+    /// `queue` jobs are already waiting.
+    Full(J),
+    /// The pool is shutting down.
+    Closed(J),
+}
+
+/// What [`ThreadPool::shutdown`] leaves to the caller.
+#[derive(Debug)]
+pub struct Drained<J> {
+    /// Jobs that were queued but never started before the time ran out.
+    pub never_started: Vec<J>,
+    /// Jobs still running when the time ran out (their workers were left behind, detached).
+    pub still_running: usize,
+}
+
+/// A fixed pool of worker threads with a bounded queue.
+pub struct ThreadPool<J: Send + 'static> {
+    shared: Arc<Shared<J>>,
+    workers: Mutex<Vec<JoinHandle<()>>>,
+}
+
+struct Shared<J> {
+    state: Mutex<State<J>>,
+    /// Signalled when a job is queued or the pool starts stopping.
+    work: Condvar,
+    /// Signalled when a worker finishes a job or exits.
+    progress: Condvar,
+}
+
+struct State<J> {
+    queue: VecDeque<J>,
+    capacity: usize,
+    running: usize,
+    accepting: bool,
+    /// Workers exit when they see this (after the drain).
+    stop: bool,
+    alive: usize,
+}
+
+impl<J: Send + 'static> ThreadPool<J> {
+    /// Starts `threads` workers (named `<name>-<n>`), each running `run(job)` for the jobs it
+    /// takes. At most `queue` jobs wait at once.
+    pub fn new<F>(
+        threads: usize,
+        queue: usize,
+        name: &str,
+        run: F,
+    ) -> std::io::Result<ThreadPool<J>>
+    where
+        F: Fn(J) + Send + Sync + 'static,
+    {
+        ThreadPool::with_setup(threads, queue, name, || (), run)
+    }
+
+    /// As [`new`](ThreadPool::new), and each worker calls `setup()` when it starts and keeps
+    /// what it returns until it leaves (dropped on the worker's own thread): per-thread
+    /// resources such as a Python thread state.
+    pub fn with_setup<G, S, F>(
+        threads: usize,
+        queue: usize,
+        name: &str,
+        setup: S,
+        run: F,
+    ) -> std::io::Result<ThreadPool<J>>
+    where
+        S: Fn() -> G + Send + Sync + 'static,
+        F: Fn(J) + Send + Sync + 'static,
+    {
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State {
+                queue: VecDeque::with_capacity(queue),
+                capacity: queue,
+                running: 0,
+                accepting: true,
+                stop: false,
+                alive: threads,
+            }),
+            work: Condvar::new(),
+            progress: Condvar::new(),
+        });
+        let run = Arc::new(run);
+        let setup = Arc::new(setup);
+        let mut workers = Vec::with_capacity(threads);
+        for n in 0..threads {
+            let (for_worker, run, setup) =
+                (Arc::clone(&shared), Arc::clone(&run), Arc::clone(&setup));
+            let spawned = std::thread::Builder::new()
+                .name(format!("{name}-{n}"))
+                .spawn(move || {
+                    let _kept = setup();
+                    worker_loop(&for_worker, &*run)
+                });
+            match spawned {
+                Ok(handle) => workers.push(handle),
+                Err(error) => {
+                    // Tell the workers already started to leave, then report.
+                    let mut state = lock(&shared.state);
+                    state.alive -= threads - n;
+                    state.accepting = false;
+                    state.stop = true;
+                    drop(state);
+                    shared.work.notify_all();
+                    return Err(error);
+                }
+            }
+        }
+        Ok(ThreadPool {
+            shared,
+            workers: Mutex::new(workers),
+        })
+    }
+
+    /// Queues `job` for a worker, or gives it back at once if the queue is full or closed.
+    pub fn submit(&self, job: J) -> Result<(), Rejected<J>> {
+        let mut state = lock(&self.shared.state);
+        if !state.accepting {
+            return Err(Rejected::Closed(job));
+        }
+        if state.queue.len() >= state.capacity {
+            return Err(Rejected::Full(job));
+        }
+        state.queue.push_back(job);
+        drop(state);
+        self.shared.work.notify_one();
+        Ok(())
+    }
+
+    /// Jobs waiting and jobs running, for logs and tests.
+    pub fn load(&self) -> (usize, usize) {
+        let state = lock(&self.shared.state);
+        (state.queue.len(), state.running)
+    }
+
+    /// Stops taking jobs, waits up to `timeout` for the queue to empty and the running jobs
+    /// to finish, then stops the workers. Returns what the caller still has to deal with.
+    pub fn shutdown(&self, timeout: Duration) -> Drained<J> {
+        let deadline = Instant::now() + timeout;
+        let mut state = lock(&self.shared.state);
+        state.accepting = false;
+        while !(state.queue.is_empty() && state.running == 0) {
+            let now = Instant::now();
+            if now >= deadline {
+                break;
+            }
+            state = match self.shared.progress.wait_timeout(state, deadline - now) {
+                Ok((guard, _)) => guard,
+                Err(poisoned) => poisoned.into_inner().0,
+            };
+        }
+        let never_started: Vec<J> = state.queue.drain(..).collect();
+        let still_running = state.running;
+        state.stop = true;
+        drop(state);
+        self.shared.work.notify_all();
+        // Join only the workers that are free; a worker still inside a job is detached, so a
+        // job that never returns cannot hang the shutdown.
+        let mut state = lock(&self.shared.state);
+        while state.alive > still_running {
+            let now = Instant::now();
+            // Idle workers leave at once; give them a moment even past the deadline.
+            let wait = deadline
+                .saturating_duration_since(now)
+                .max(Duration::from_millis(100));
+            let (guard, timed_out) = match self.shared.progress.wait_timeout(state, wait) {
+                Ok((guard, result)) => (guard, result.timed_out()),
+                Err(poisoned) => {
+                    let (guard, result) = poisoned.into_inner();
+                    (guard, result.timed_out())
+                }
+            };
+            state = guard;
+            if timed_out {
+                break;
+            }
+        }
+        drop(state);
+        for handle in std::mem::take(&mut *lock(&self.workers)) {
+            if handle.is_finished() {
+                let _ = handle.join();
+            }
+        }
+        Drained {
+            never_started,
+            still_running,
+        }
+    }
+}
+
+fn worker_loop<J, F: Fn(J)>(shared: &Shared<J>, run: &F) {
+    let mut state = lock(&shared.state);
+    loop {
+        if let Some(job) = state.queue.pop_front() {
+            state.running += 1;
+            drop(state);
+            // A panicking job must not take its worker with it. The job was moved into the
+            // closure, so whatever it owns has been dropped by the time we get here.
+            let _ = catch_unwind(AssertUnwindSafe(|| run(job)));
+            state = lock(&shared.state);
+            state.running -= 1;
+            shared.progress.notify_all();
+        } else if state.stop {
+            state.alive -= 1;
+            shared.progress.notify_all();
+            return;
+        } else {
+            state = match shared.work.wait(state) {
+                Ok(guard) => guard,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+        }
+    }
+}
+
+/// The pool's lock is never held while user code runs, so a poisoned lock only means a
+/// panic in this module's own bookkeeping; the state is still consistent enough to go on.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::mpsc;
+
+    #[test]
+    fn runs_every_job_on_the_workers() {
+        let done = Arc::new(AtomicUsize::new(0));
+        let counter = Arc::clone(&done);
+        let (tx, rx) = mpsc::channel();
+        let tx = Mutex::new(tx);
+        let pool = ThreadPool::new(3, 100, "t", move |n: usize| {
+            counter.fetch_add(n, Ordering::SeqCst);
+            lock(&tx)
+                .send(std::thread::current().name().unwrap().to_string())
+                .unwrap();
+        })
+        .unwrap();
+        for n in 1..=50 {
+            pool.submit(n).unwrap();
+        }
+        let drained = pool.shutdown(Duration::from_secs(5));
+        assert!(drained.never_started.is_empty());
+        assert_eq!(drained.still_running, 0);
+        assert_eq!(done.load(Ordering::SeqCst), (1..=50).sum::<usize>());
+        let names: Vec<String> = rx.try_iter().collect();
+        assert_eq!(names.len(), 50);
+        assert!(names.iter().all(|n| n.starts_with("t-")));
+    }
+
+    #[test]
+    fn a_full_queue_gives_the_job_back() {
+        let (release_tx, release_rx) = mpsc::channel::<()>();
+        let release_rx = Mutex::new(release_rx);
+        let (started_tx, started_rx) = mpsc::channel::<u32>();
+        let started_tx = Mutex::new(started_tx);
+        let pool = ThreadPool::new(1, 2, "t", move |n: u32| {
+            lock(&started_tx).send(n).unwrap();
+            lock(&release_rx).recv().unwrap();
+        })
+        .unwrap();
+        pool.submit(1).unwrap();
+        assert_eq!(started_rx.recv().unwrap(), 1); // the only worker is busy with job 1
+        pool.submit(2).unwrap();
+        pool.submit(3).unwrap();
+        match pool.submit(4) {
+            Err(Rejected::Full(4)) => {}
+            other => panic!("expected Full(4), got {other:?}"),
+        }
+        assert_eq!(pool.load(), (2, 1));
+        for _ in 0..3 {
+            release_tx.send(()).unwrap();
+        }
+        let drained = pool.shutdown(Duration::from_secs(5));
+        assert!(drained.never_started.is_empty());
+        assert!(matches!(pool.submit(5), Err(Rejected::Closed(5))));
+    }
+
+    #[test]
+    fn a_panicking_job_leaves_its_worker_usable() {
+        let done = Arc::new(AtomicUsize::new(0));
+        let counter = Arc::clone(&done);
+        let pool = ThreadPool::new(1, 10, "t", move |n: u32| {
+            if n == 0 {
+                panic!("job 0 fails (expected in this test)");
+            }
+            counter.fetch_add(1, Ordering::SeqCst);
+        })
+        .unwrap();
+        pool.submit(0).unwrap();
+        pool.submit(1).unwrap();
+        pool.submit(2).unwrap();
+        let drained = pool.shutdown(Duration::from_secs(5));
+        assert_eq!(drained.still_running, 0);
+        assert_eq!(done.load(Ordering::SeqCst), 2);
+    }
+
+    #[test]
+    fn shutdown_never_waits_past_its_timeout() {
+        let (started_tx, started_rx) = mpsc::channel::<()>();
+        let started_tx = Mutex::new(started_tx);
+        let pool = ThreadPool::new(1, 10, "t", move |_: u32| {
+            lock(&started_tx).send(()).unwrap();
+            std::thread::sleep(Duration::from_secs(30)); // a job that does not come back
+        })
+        .unwrap();
+        pool.submit(1).unwrap();
+        started_rx.recv().unwrap();
+        pool.submit(2).unwrap();
+        pool.submit(3).unwrap();
+        let begun = Instant::now();
+        let drained = pool.shutdown(Duration::from_millis(300));
+        assert!(
+            begun.elapsed() < Duration::from_secs(3),
+            "shutdown took {:?}",
+            begun.elapsed()
+        );
+        assert_eq!(drained.never_started, vec![2, 3]);
+        assert_eq!(drained.still_running, 1);
+    }
+}
