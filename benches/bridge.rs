@@ -133,6 +133,31 @@ fn main() {
         python = python.min(ns);
     }
 
+    // On a thread Python does not know, every request creates and deletes a thread state
+    // (PyGILState_Ensure/Release) unless the thread keeps one (ThreadAttachment, what a
+    // threadpool worker can do).
+    let on_thread = |keep: bool| {
+        let request = request.clone();
+        std::thread::spawn(move || {
+            let _attached =
+                keep.then(|| isapi_wsgi::python::ThreadAttachment::new(runtime::api().unwrap()));
+            let mut prepared = synthetic::Prepared::new(&request);
+            let mut best = f64::MAX;
+            for _ in 0..rounds {
+                let start = Instant::now();
+                for _ in 0..per_round / 4 {
+                    assert_eq!(prepared.run_quiet(isapi_wsgi::HttpExtensionProc), 2);
+                }
+                best = best.min(start.elapsed().as_nanos() as f64 / (per_round / 4) as f64);
+            }
+            best
+        })
+        .join()
+        .unwrap()
+    };
+    let fresh_thread = on_thread(false);
+    let attached_thread = on_thread(true);
+
     println!("rounds x requests:            {rounds} x {per_round}");
     println!("python alone (environ + app): {python:8.0} ns/request");
     println!("through the bridge:           {bridge:8.0} ns/request");
@@ -144,5 +169,7 @@ fn main() {
         "two clients in turn:          {alternating:8.0} ns/request, overhead {:.0} ns",
         alternating - python
     );
+    println!("another thread, state per request: {fresh_thread:6.0} ns/request");
+    println!("another thread, state kept:        {attached_thread:6.0} ns/request");
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -507,3 +507,30 @@ fn concurrent_requests_from_many_threads() {
         thread.join().unwrap();
     }
 }
+
+#[test]
+fn threads_that_keep_a_python_thread_state() {
+    setup();
+    let api = isapi_wsgi::python::runtime::api().expect("started");
+    let workers: Vec<_> = (0..3)
+        .map(|n| {
+            std::thread::spawn(move || {
+                // A worker keeps its thread state for its whole life, then gives it back.
+                let attached = isapi_wsgi::python::ThreadAttachment::new(api);
+                for i in 0..20 {
+                    let body = format!("worker {n} request {i}");
+                    assert_eq!(
+                        send(&Request::post("/echo", "text/plain", body.as_bytes())).text(),
+                        body
+                    );
+                }
+                drop(attached);
+                // Afterwards the thread still works, the per-request way.
+                assert_eq!(send(&Request::get("/hello")).text(), "Hello, World!");
+            })
+        })
+        .collect();
+    for worker in workers {
+        worker.join().unwrap();
+    }
+}

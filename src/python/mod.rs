@@ -14,4 +14,4 @@ pub mod runtime;
 
 pub use api::{Api, Exception};
 pub use native::{Args, Native, NativeType};
-pub use object::{Gil, Kind, PyErr, PyRef, PyResult, PyStatic};
+pub use object::{Gil, Kind, PyErr, PyRef, PyResult, PyStatic, ThreadAttachment};

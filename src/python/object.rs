@@ -29,6 +29,45 @@ pub struct Gil<'py> {
 /// The result of a Python operation.
 pub type PyResult<'py, T> = Result<T, PyErr<'py>>;
 
+/// Keeps a Python thread state for the calling thread while it lives.
+///
+/// Without it, each [`Gil::acquire`] on a thread Python does not know creates a thread state
+/// and deletes it again (PyGILState_Ensure/Release), which costs several microseconds. A
+/// long-lived thread of our own (a threadpool worker) makes one of these when it starts and
+/// drops it before it ends; `Gil::acquire` on that thread then only takes the GIL. It is not
+/// `Send`: it must be dropped on the thread that made it. (IIS's own threads must not keep
+/// one: they come and go, and a thread-exit hook taking the GIL can deadlock on Windows'
+/// loader lock.)
+pub struct ThreadAttachment {
+    api: &'static Api,
+    state: super::api::ffi::PyGILState_STATE,
+    saved: *mut super::api::ffi::_ts,
+}
+
+impl ThreadAttachment {
+    /// Gives this thread a Python thread state, without holding the GIL afterwards.
+    pub fn new(api: &'static Api) -> ThreadAttachment {
+        // SAFETY: PyGILState_Ensure may be called from any thread once Python runs; the GIL
+        // it takes is given up at once by PyEval_SaveThread, keeping the thread state.
+        let (state, saved) = unsafe {
+            let state = (api.PyGILState_Ensure)();
+            (state, (api.PyEval_SaveThread)())
+        };
+        ThreadAttachment { api, state, saved }
+    }
+}
+
+impl Drop for ThreadAttachment {
+    fn drop(&mut self) {
+        // SAFETY: on the thread that made it (not Send): take the GIL back with the saved
+        // thread state, then release the outermost PyGILState_Ensure, which deletes it.
+        unsafe {
+            (self.api.PyEval_RestoreThread)(self.saved);
+            (self.api.PyGILState_Release)(self.state);
+        }
+    }
+}
+
 impl<'py> Gil<'py> {
     /// Runs `f` with the GIL held by this thread (PyGILState_Ensure / Release), from any
     /// thread, whether or not it has ever run Python before.

@@ -4,7 +4,8 @@
 //!
 //! 1. find the library: `[python] library`, else the versioned library in `[python] home`
 //!    (Linux: `lib/libpython3.X.so*`; Windows: `python3X.dll`, never the `python3.dll`
-//!    forwarder), else the interpreter the extension was built with (Linux);
+//!    forwarder), else the interpreter the extension was built with (Linux) or the newest
+//!    CPython registered per PEP 514 (Windows);
 //! 2. load it (Linux: RTLD_GLOBAL, so C extension modules resolve against it) and resolve
 //!    the [`Api`] table;
 //! 3. if Python already runs in this process, attach to it; otherwise check that the home
@@ -104,15 +105,20 @@ fn default_library() -> Result<PathBuf, String> {
     Ok(PathBuf::from(env!("ISAPI_WSGI_BUILD_PYTHON_LIBRARY")))
 }
 
-/// Windows: the newest CPython registered per PEP 514 (this user's, then the machine's)
-/// whose python3X.dll exists.
+/// Windows: the newest CPython 3.8+ registered per PEP 514 (this user's, then the machine's,
+/// of this process's bitness) whose python3X.dll exists.
 #[cfg(windows)]
 fn default_library() -> Result<PathBuf, String> {
     crate::sys::registered_pythons()
         .into_iter()
+        .filter(|python| python.version >= (3, 8))
         .map(|python| python.library())
         .find(|library| library.is_file())
-        .ok_or_else(|| "no Python configured and none registered (PEP 514): set [python] home to a CPython 3.8+ installation (the directory holding python3X.dll)".into())
+        .ok_or_else(|| {
+            "no Python configured and none registered (PEP 514): set [python] home to a CPython 3.8+ \
+             installation (the directory holding python3X.dll)"
+                .to_string()
+        })
 }
 
 /// The home to give Python: the configured one, else derived from the library's place.
@@ -130,8 +136,10 @@ fn home_for(location: &PythonLocation) -> Result<PathBuf, String> {
             .and_then(Path::parent)
             .unwrap_or(Path::new("/"))
             .to_path_buf()),
-        None if cfg!(windows) => default_library()
-            .map(|library| library.parent().unwrap_or(Path::new(".")).to_path_buf()),
+        None if cfg!(windows) => Ok(default_library()?
+            .parent()
+            .unwrap_or(Path::new("."))
+            .to_path_buf()),
         None => Ok(PathBuf::from(env!("ISAPI_WSGI_BUILD_PYTHON_HOME"))),
     }
 }

@@ -62,6 +62,13 @@ impl Bridge {
         )
     }
 
+    /// For a long-lived thread of our own that will serve many requests: keeps a Python
+    /// thread state for it until the returned value is dropped (on that thread), so that
+    /// each request only takes the GIL. See [`ThreadAttachment`](crate::python::ThreadAttachment).
+    pub fn attach_thread(&self) -> crate::python::ThreadAttachment {
+        crate::python::ThreadAttachment::new(self.api)
+    }
+
     /// Answers one request.
     pub fn serve(&self, ecb: &Arc<Ecb>) -> Outcome {
         Gil::acquire(self.api, |gil| self.serve_with_gil(gil, ecb))
