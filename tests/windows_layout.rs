@@ -61,10 +61,7 @@ fn our_structs(header: &str) -> Vec<Struct> {
                 current = None;
             } else if let Some(declaration) = line.strip_suffix(';') {
                 let declarator = declaration.split('[').next().unwrap();
-                let field = declarator
-                    .rsplit(|c: char| c == ' ' || c == '*')
-                    .next()
-                    .unwrap();
+                let field = declarator.rsplit([' ', '*']).next().unwrap();
                 fields.push(field.to_string());
             }
         }

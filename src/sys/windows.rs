@@ -308,7 +308,7 @@ pub fn registered_pythons() -> Vec<RegisteredPython> {
         }
     }
     // Stable sort: within one version, HKEY_CURRENT_USER (scanned first) stays first.
-    found.sort_by(|a, b| b.version.cmp(&a.version));
+    found.sort_by_key(|python| std::cmp::Reverse(python.version));
     found
 }
 
@@ -421,6 +421,9 @@ impl Impersonation {
 /// Runs the current thread as `token` until the returned guard is dropped. A null token
 /// (anonymous request, or a host without one) changes nothing. An invalid token is not
 /// memory-unsafe: SetThreadToken fails, which [`Impersonation::applied`] reports.
+// A HANDLE is an opaque kernel reference that the kernel validates, not memory that we
+// read: passing any value is safe, so this is not an `unsafe fn` (clippy sees a pointer).
+#[allow(clippy::not_unsafe_ptr_arg_deref)]
 pub fn impersonate(token: *mut c_void) -> Impersonation {
     let applied = if token.is_null() {
         Ok(())
