@@ -318,6 +318,13 @@ class Matrix:
                     winpath(os.path.join(PYTHONS, "venv-flask", version, "Lib", "site-packages"))]
         missing = [p for p in expected if p.lower() not in [q.lower() for q in info["path"]]]
         assert not missing, "%s not on sys.path %s" % (missing, info["path"])
+        # The ._pth file's isolation holds: we never call Py_SetPythonHome on Windows, so
+        # Python keeps it (3.11+ would drop it and put the host executable's folder, under
+        # IIS C:\\Windows\\System32\\inetsrv, on sys.path).
+        exe_dir = winpath(self.build).lower()
+        assert not any(q.lower().rstrip("\\") == exe_dir.rstrip("\\") for q in info["path"]), \
+            "the host's folder is on sys.path %s" % info["path"]
+        assert info["isolated"] in (1, True), "isolated mode is off: %s" % info
         print("     sys.path %s; no_site=%s isolated=%s site imported=%s" % (
             info["path"], info["no_site"], info["isolated"], info["site_imported"]))
 

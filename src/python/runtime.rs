@@ -13,6 +13,7 @@
 //!    we refuse it first), set it, and start Python with `Py_InitializeEx(0)` (the host
 //!    owns signals);
 //! 4. hand over to the caller with the GIL held, then release it for good.
+#[cfg(not(windows))]
 use std::ffi::CString;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -45,6 +46,11 @@ pub fn start<R>(
     }
     let home = home_for(location)?;
     check_home(&home, &location_library(location)?)?;
+    // Linux: libpython cannot tell where its standard library is (it would search from the
+    // host executable), so we name the home. Windows: python3X.dll finds its home from its
+    // own location, and naming it would make 3.11+ ignore the embeddable package's `._pth`
+    // file (isolation off, the w3wp.exe directory on sys.path): see docs/windows.md.
+    #[cfg(not(windows))]
     set_home(api, &home)?;
     // SAFETY: Python is not initialised (checked above); 0 = do not install signal handlers.
     unsafe { (api.Py_InitializeEx)(0) };
@@ -240,15 +246,9 @@ fn check_home(home: &Path, library: &Path) -> Result<(), String> {
     }
 }
 
-/// Py_SetPythonHome with a string that lives for ever, as Python requires.
+/// Py_SetPythonHome with a string that lives for ever, as Python requires (Unix only).
+#[cfg(not(windows))]
 fn set_home(api: &'static Api, home: &Path) -> Result<(), String> {
-    #[cfg(windows)]
-    let wide: *const u16 = {
-        use std::os::windows::ffi::OsStrExt;
-        let wide: Vec<u16> = home.as_os_str().encode_wide().chain(Some(0)).collect();
-        Box::leak(wide.into_boxed_slice()).as_ptr()
-    };
-    #[cfg(not(windows))]
     let wide = {
         use std::os::unix::ffi::OsStrExt;
         let bytes = CString::new(home.as_os_str().as_bytes())
@@ -261,8 +261,6 @@ fn set_home(api: &'static Api, home: &Path) -> Result<(), String> {
         }
         wide
     };
-    #[cfg(windows)]
-    let _ = CString::new(""); // keep the import used on both platforms
     // SAFETY: `wide` is a NUL-terminated wide string that is never freed.
     unsafe { (api.Py_SetPythonHome)(wide.cast()) };
     Ok(())
