@@ -17,17 +17,7 @@ fn strict_host(args: &[&str]) -> Host {
 /// Stops the host and asserts it ran with zero contract violations.
 fn stop_clean(host: Host) -> String {
     let stopped = host.stop();
-    assert!(
-        stopped.status.success(),
-        "exit {}:\n{}",
-        stopped.status,
-        stopped.stderr
-    );
-    assert!(
-        stopped.stderr.contains("0 contract violation(s)"),
-        "{}",
-        stopped.stderr
-    );
+    stopped.assert_clean();
     assert!(
         stopped
             .stderr

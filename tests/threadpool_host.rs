@@ -54,17 +54,7 @@ impl Site {
     /// Stops the host: it must exit cleanly with zero contract violations.
     fn finish(&self, host: Host) -> String {
         let stopped = host.stop();
-        assert!(
-            stopped.status.success(),
-            "isapi-host failed ({}):\n{}",
-            stopped.status,
-            stopped.stderr
-        );
-        assert!(
-            stopped.stderr.contains("stopped; 0 contract violation(s)"),
-            "{}",
-            stopped.stderr
-        );
+        stopped.assert_clean();
         let _ = std::fs::remove_dir_all(&self.dir);
         stopped.stderr
     }
@@ -295,12 +285,7 @@ fn shutdown_with_requests_in_flight_answers_every_client() {
         let r = client.join().unwrap();
         assert_eq!((r.status, r.text().as_str()), (200, "slept 1"));
     }
-    assert!(stopped.status.success(), "{}", stopped.stderr);
-    assert!(
-        stopped.stderr.contains("stopped; 0 contract violation(s)"),
-        "{}",
-        stopped.stderr
-    );
+    stopped.assert_clean();
     assert!(took < Duration::from_secs(8), "stopping took {took:?}");
     assert_eq!(
         std::fs::read_to_string(&atexit).unwrap_or_default(),

@@ -124,6 +124,24 @@ pub struct Stopped {
     pub stderr: String,
 }
 
+impl Stopped {
+    /// Asserts a clean end: exit status 0 and the host's closing line
+    /// `stopped; 0 contract violation(s)`.
+    pub fn assert_clean(&self) {
+        assert!(
+            self.status.success(),
+            "isapi-host failed ({}):\n{}",
+            self.status,
+            self.stderr
+        );
+        assert!(
+            self.stderr.contains("stopped; 0 contract violation(s)"),
+            "{}",
+            self.stderr
+        );
+    }
+}
+
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .expect("bind :0")
