@@ -5,8 +5,6 @@
 #[path = "support/synthetic.rs"]
 mod synthetic;
 
-use std::process::Command;
-
 use synthetic::{Request, send};
 
 const CASE_ENV: &str = "ISAPI_WSGI_CONFIG_CASE";
@@ -149,14 +147,7 @@ const CASES: &[Case] = &[
 fn each_bad_configuration_is_logged_and_answered_with_500() {
     let mut failures = Vec::new();
     for case in CASES {
-        let output = Command::new(std::env::current_exe().unwrap())
-            .args([
-                "--ignored",
-                "--exact",
-                "config_child",
-                "--nocapture",
-                "--test-threads=1",
-            ])
+        let output = synthetic::child_test("config_child")
             .env(CASE_ENV, case.name)
             .env_remove("ISAPI_WSGI_CONFIG")
             .output()

@@ -5,7 +5,6 @@
 mod synthetic;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use synthetic::{Request, send};
 
@@ -19,14 +18,7 @@ fn examples_dir() -> PathBuf {
 fn every_example_serves_its_page() {
     let mut failures = Vec::new();
     for example in ["hello", "environ", "echo", "flask", "django"] {
-        let output = Command::new(std::env::current_exe().unwrap())
-            .args([
-                "--ignored",
-                "--exact",
-                "example_child",
-                "--nocapture",
-                "--test-threads=1",
-            ])
+        let output = synthetic::child_test("example_child")
             .env(EXAMPLE_ENV, example)
             .output()
             .unwrap();

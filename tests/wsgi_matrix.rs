@@ -65,14 +65,7 @@ fn one_library_serves_every_pyenv_python() {
     );
     let mut failures = Vec::new();
     for (version, prefix) in &pythons {
-        let output = Command::new(std::env::current_exe().unwrap())
-            .args([
-                "--ignored",
-                "--exact",
-                "matrix_child",
-                "--nocapture",
-                "--test-threads=1",
-            ])
+        let output = synthetic::child_test("matrix_child")
             .env(CHILD_ENV, prefix)
             .output()
             .unwrap();
