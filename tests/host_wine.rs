@@ -70,13 +70,5 @@ fn windows_host_under_wine() {
     );
     std::fs::remove_file(&file).unwrap();
     // Ctrl-C (wine turns SIGINT into a console event): orderly shutdown.
-    let stopped = host.stop();
-    stopped.assert_clean();
-    assert!(
-        stopped
-            .stderr
-            .contains("test extension: TerminateExtension(2)"),
-        "{}",
-        stopped.stderr
-    );
+    common::stop_clean(host);
 }

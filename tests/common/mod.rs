@@ -294,6 +294,22 @@ impl Host {
     }
 }
 
+/// Stops a host serving the test extension and asserts a clean end (see
+/// [`Stopped::assert_clean`]) in which the extension was told `TerminateExtension(2)`
+/// (HSE_TERM_MUST_UNLOAD). Returns everything the host printed.
+pub fn stop_clean(host: Host) -> String {
+    let stopped = host.stop();
+    stopped.assert_clean();
+    assert!(
+        stopped
+            .stderr
+            .contains("test extension: TerminateExtension(2)"),
+        "{}",
+        stopped.stderr
+    );
+    stopped.stderr
+}
+
 impl Drop for Host {
     fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {
