@@ -154,11 +154,7 @@ fn each_bad_configuration_is_logged_and_answered_with_500() {
             .unwrap();
         // The child prints the log file; a file that cannot be parsed cannot name a log, so
         // those lines go to the default log, stderr: look in both.
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
+        let text = synthetic::child_text(&output);
         let missing: Vec<&&str> = case
             .log
             .iter()

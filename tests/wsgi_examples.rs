@@ -23,11 +23,7 @@ fn every_example_serves_its_page() {
             .output()
             .unwrap();
         if !output.status.success() {
-            failures.push(format!(
-                "{example}:\n{}{}",
-                String::from_utf8_lossy(&output.stdout),
-                String::from_utf8_lossy(&output.stderr)
-            ));
+            failures.push(format!("{example}:\n{}", synthetic::child_text(&output)));
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));

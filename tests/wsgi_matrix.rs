@@ -69,11 +69,7 @@ fn one_library_serves_every_pyenv_python() {
             .env(CHILD_ENV, prefix)
             .output()
             .unwrap();
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
+        let text = synthetic::child_text(&output);
         let minor = version
             .rsplit_once('.')
             .map_or(version.as_str(), |(major_minor, _)| major_minor);

@@ -558,6 +558,15 @@ pub fn child_test(test: &str) -> std::process::Command {
     command
 }
 
+/// What a child test printed: its stdout, then its stderr, as text.
+pub fn child_text(output: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
 /// A scratch directory for this test process.
 pub fn scratch_dir(name: &str) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("isapi-wsgi-{name}-{}", std::process::id()));
