@@ -20,17 +20,9 @@ struct Site {
 impl Site {
     /// `wsgi` is added to the `[wsgi]` section (handler, threads, ...).
     fn new(name: &str, wsgi: &str) -> Site {
-        static COUNT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-        let n = COUNT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let dir = std::env::temp_dir().join(format!(
-            "isapi-wsgi-threadpool-{name}-{}-{n}",
-            std::process::id()
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = common::scratch_dir(&format!("threadpool-{name}"));
         let log = dir.join("wsgi.log");
-        let apps = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("tests")
-            .join("apps");
+        let apps = common::apps_dir();
         let text = format!(
             "[python]\npath = {}\n[wsgi]\napp = threadpool_app:application\nlog = {}\n{wsgi}\n",
             apps.display(),

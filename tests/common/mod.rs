@@ -54,6 +54,23 @@ pub fn test_extension() -> PathBuf {
     path
 }
 
+/// The repository's tests/apps directory: the WSGI apps the bridge's tests serve.
+pub fn apps_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests")
+        .join("apps")
+}
+
+/// A new directory `isapi-wsgi-{label}-{pid}-{n}` in the temp directory, where `n` counts
+/// the calls in this process: each call gets its own.
+pub fn scratch_dir(label: &str) -> PathBuf {
+    static COUNT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = COUNT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("isapi-wsgi-{label}-{}-{n}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
 /// The isapi_wsgi library built next to the host (the host's default EXTENSION).
 pub fn bridge_library() -> PathBuf {
     let name = if cfg!(windows) {
