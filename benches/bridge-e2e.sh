@@ -20,15 +20,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() {
-  for _ in $(seq 1 200); do
-    if curl -s -o /dev/null "http://127.0.0.1:$1/"; then return 0; fi
-    sleep 0.05
-  done
-  echo "nothing listens on port $1" >&2; exit 1
-}
-rps() { awk '/Requests\/sec/ {print $2}'; }
+# shellcheck source=benches/common.sh
+source "$root/benches/common.sh"
 
 echo "building (release)..." >&2
 cargo build --release --quiet --lib --bin isapi-host --example test_extension

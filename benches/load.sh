@@ -30,14 +30,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() {
-  for _ in $(seq 1 200); do
-    if curl -s -o /dev/null "http://127.0.0.1:$1/hello"; then return 0; fi
-    sleep 0.1
-  done
-  echo "nothing listens on port $1" >&2; exit 1
-}
+# shellcheck source=benches/common.sh
+source "$root/benches/common.sh"
 rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status" 2>/dev/null || true; }
 
 echo "building ($profile)..." >&2
@@ -66,7 +60,7 @@ INI
     "$library" > "$tmp/$handler.out" 2>&1 &
   pid=$!
   pids+=("$pid")
-  wait_port "$port"
+  wait_port "$port" hello 20
   ( while kill -0 "$pid" 2>/dev/null; do rss_kib "$pid"; sleep 1; done ) > "$tmp/$handler.rss" &
   sampler=$!
   wrk -t2 -c"$connections" -d"${duration}s" "http://127.0.0.1:$port/hello" > "$tmp/$handler.wrk" 2>&1

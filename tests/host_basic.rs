@@ -3,7 +3,7 @@
 //! ServerSupportFunction requests, --trace, --strict, start-up errors and shutdown.
 mod common;
 
-use common::{Host, curl, get, python, read_responses, test_extension};
+use common::{Host, curl, get, python, read_responses, stop_clean, test_extension};
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
@@ -12,30 +12,6 @@ fn strict_host(args: &[&str]) -> Host {
     let mut all = vec!["--strict", "--shutdown-timeout", "5"];
     all.extend_from_slice(args);
     Host::start(&test_extension(), &all)
-}
-
-/// Stops the host and asserts it ran with zero contract violations.
-fn stop_clean(host: Host) -> String {
-    let stopped = host.stop();
-    assert!(
-        stopped.status.success(),
-        "exit {}:\n{}",
-        stopped.status,
-        stopped.stderr
-    );
-    assert!(
-        stopped.stderr.contains("0 contract violation(s)"),
-        "{}",
-        stopped.stderr
-    );
-    assert!(
-        stopped
-            .stderr
-            .contains("test extension: TerminateExtension(2)"),
-        "{}",
-        stopped.stderr
-    );
-    stopped.stderr
 }
 
 #[test]

@@ -20,17 +20,9 @@ struct Site {
 impl Site {
     /// `wsgi` is added to the `[wsgi]` section (handler, threads, ...).
     fn new(name: &str, wsgi: &str) -> Site {
-        static COUNT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-        let n = COUNT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let dir = std::env::temp_dir().join(format!(
-            "isapi-wsgi-threadpool-{name}-{}-{n}",
-            std::process::id()
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = common::scratch_dir(&format!("threadpool-{name}"));
         let log = dir.join("wsgi.log");
-        let apps = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("tests")
-            .join("apps");
+        let apps = common::apps_dir();
         let text = format!(
             "[python]\npath = {}\n[wsgi]\napp = threadpool_app:application\nlog = {}\n{wsgi}\n",
             apps.display(),
@@ -54,17 +46,7 @@ impl Site {
     /// Stops the host: it must exit cleanly with zero contract violations.
     fn finish(&self, host: Host) -> String {
         let stopped = host.stop();
-        assert!(
-            stopped.status.success(),
-            "isapi-host failed ({}):\n{}",
-            stopped.status,
-            stopped.stderr
-        );
-        assert!(
-            stopped.stderr.contains("stopped; 0 contract violation(s)"),
-            "{}",
-            stopped.stderr
-        );
+        stopped.assert_clean();
         let _ = std::fs::remove_dir_all(&self.dir);
         stopped.stderr
     }
@@ -295,12 +277,7 @@ fn shutdown_with_requests_in_flight_answers_every_client() {
         let r = client.join().unwrap();
         assert_eq!((r.status, r.text().as_str()), (200, "slept 1"));
     }
-    assert!(stopped.status.success(), "{}", stopped.stderr);
-    assert!(
-        stopped.stderr.contains("stopped; 0 contract violation(s)"),
-        "{}",
-        stopped.stderr
-    );
+    stopped.assert_clean();
     assert!(took < Duration::from_secs(8), "stopping took {took:?}");
     assert_eq!(
         std::fs::read_to_string(&atexit).unwrap_or_default(),

@@ -5,7 +5,6 @@
 //! may not add more than 1 MiB (a leak of 100 bytes per request would).
 mod common;
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -30,9 +29,7 @@ fn load_run(handler: &str) {
         std::process::id()
     ));
     std::fs::create_dir_all(&dir).unwrap();
-    let apps = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests")
-        .join("apps");
+    let apps = common::apps_dir();
     let ini = dir.join("site.ini");
     std::fs::write(
         &ini,

@@ -5,8 +5,6 @@
 #[path = "support/synthetic.rs"]
 mod synthetic;
 
-use std::process::Command;
-
 use synthetic::{Request, send};
 
 const CASE_ENV: &str = "ISAPI_WSGI_CONFIG_CASE";
@@ -149,25 +147,14 @@ const CASES: &[Case] = &[
 fn each_bad_configuration_is_logged_and_answered_with_500() {
     let mut failures = Vec::new();
     for case in CASES {
-        let output = Command::new(std::env::current_exe().unwrap())
-            .args([
-                "--ignored",
-                "--exact",
-                "config_child",
-                "--nocapture",
-                "--test-threads=1",
-            ])
+        let output = synthetic::child_test("config_child")
             .env(CASE_ENV, case.name)
             .env_remove("ISAPI_WSGI_CONFIG")
             .output()
             .unwrap();
         // The child prints the log file; a file that cannot be parsed cannot name a log, so
         // those lines go to the default log, stderr: look in both.
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
+        let text = synthetic::child_text(&output);
         let missing: Vec<&&str> = case
             .log
             .iter()

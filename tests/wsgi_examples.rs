@@ -5,7 +5,6 @@
 mod synthetic;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use synthetic::{Request, send};
 
@@ -19,23 +18,12 @@ fn examples_dir() -> PathBuf {
 fn every_example_serves_its_page() {
     let mut failures = Vec::new();
     for example in ["hello", "environ", "echo", "flask", "django"] {
-        let output = Command::new(std::env::current_exe().unwrap())
-            .args([
-                "--ignored",
-                "--exact",
-                "example_child",
-                "--nocapture",
-                "--test-threads=1",
-            ])
+        let output = synthetic::child_test("example_child")
             .env(EXAMPLE_ENV, example)
             .output()
             .unwrap();
         if !output.status.success() {
-            failures.push(format!(
-                "{example}:\n{}{}",
-                String::from_utf8_lossy(&output.stdout),
-                String::from_utf8_lossy(&output.stderr)
-            ));
+            failures.push(format!("{example}:\n{}", synthetic::child_text(&output)));
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));

@@ -8,7 +8,7 @@ mod common;
 use std::path::PathBuf;
 use std::process::Command;
 
-use common::{Host, curl, python};
+use common::{Host, apps_dir, curl, python};
 
 /// A scratch directory with an ini file written from `ini` (with `{apps}` and `{log}`).
 struct Site {
@@ -19,11 +19,7 @@ struct Site {
 
 impl Site {
     fn new(name: &str, ini: &str) -> Site {
-        static COUNT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-        let n = COUNT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let dir =
-            std::env::temp_dir().join(format!("isapi-wsgi-host-{name}-{}-{n}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = common::scratch_dir(&format!("host-{name}"));
         let log = dir.join("wsgi.log");
         let text = ini
             .replace("{apps}", &apps_dir().display().to_string())
@@ -47,17 +43,7 @@ impl Site {
     /// complaint may be in the log.
     fn finish(&self, host: Host) -> String {
         let stopped = host.stop();
-        assert!(
-            stopped.status.success(),
-            "isapi-host failed ({}):\n{}",
-            stopped.status,
-            stopped.stderr
-        );
-        assert!(
-            stopped.stderr.contains("stopped; 0 contract violation(s)"),
-            "{}",
-            stopped.stderr
-        );
+        stopped.assert_clean();
         let log = self.log();
         // The validator reports with `assert_` (AssertionError) or a WSGIWarning (an error
         // here: the apps turn warnings into errors).
@@ -68,12 +54,6 @@ impl Site {
         let _ = std::fs::remove_dir_all(&self.dir);
         stopped.stderr
     }
-}
-
-fn apps_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests")
-        .join("apps")
 }
 
 fn testapp() -> Site {

@@ -65,22 +65,11 @@ fn one_library_serves_every_pyenv_python() {
     );
     let mut failures = Vec::new();
     for (version, prefix) in &pythons {
-        let output = Command::new(std::env::current_exe().unwrap())
-            .args([
-                "--ignored",
-                "--exact",
-                "matrix_child",
-                "--nocapture",
-                "--test-threads=1",
-            ])
+        let output = synthetic::child_test("matrix_child")
             .env(CHILD_ENV, prefix)
             .output()
             .unwrap();
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
+        let text = synthetic::child_text(&output);
         let minor = version
             .rsplit_once('.')
             .map_or(version.as_str(), |(major_minor, _)| major_minor);

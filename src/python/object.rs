@@ -129,6 +129,15 @@ impl<'py> Gil<'py> {
         }
     }
 
+    /// Turns a C API status into a result: 0 is success, anything else (-1) means an
+    /// exception is set.
+    pub fn status(self, code: std::ffi::c_int) -> PyResult<'py, ()> {
+        match code {
+            0 => Ok(()),
+            _ => Err(PyErr::fetch(self)),
+        }
+    }
+
     /// A new strong reference to a borrowed object.
     ///
     /// # Safety
@@ -378,10 +387,8 @@ impl<'py> PyRef<'py> {
         let status = unsafe {
             (self.gil.api.PyBytes_AsStringAndSize)(self.as_ptr(), &mut data, &mut length)
         };
-        if status != 0 {
-            PyErr::fetch(self.gil);
-            return None;
-        }
+        // A failure's exception is fetched (cleared) and dropped.
+        self.gil.status(status).ok()?;
         // SAFETY: see above: `length` bytes at `data`, alive while `self` is.
         Some(unsafe { std::slice::from_raw_parts(data.cast::<u8>(), length as usize) })
     }
@@ -559,20 +566,16 @@ impl<'py> PyRef<'py> {
     /// `self[key] = value` for a dict.
     pub fn set_item(&self, key: &PyRef<'py>, value: &PyRef<'py>) -> PyResult<'py, ()> {
         // SAFETY: `self` is a dict (callers only use this on dicts); live objects.
-        match unsafe { (self.gil.api.PyDict_SetItem)(self.as_ptr(), key.as_ptr(), value.as_ptr()) }
-        {
-            0 => Ok(()),
-            _ => Err(PyErr::fetch(self.gil)),
-        }
+        let code =
+            unsafe { (self.gil.api.PyDict_SetItem)(self.as_ptr(), key.as_ptr(), value.as_ptr()) };
+        self.gil.status(code)
     }
 
     /// `del self[key]` for a dict.
     pub fn del_item(&self, key: &PyRef<'py>) -> PyResult<'py, ()> {
         // SAFETY: `self` is a dict (callers only use this on dicts); live objects.
-        match unsafe { (self.gil.api.PyDict_DelItem)(self.as_ptr(), key.as_ptr()) } {
-            0 => Ok(()),
-            _ => Err(PyErr::fetch(self.gil)),
-        }
+        let code = unsafe { (self.gil.api.PyDict_DelItem)(self.as_ptr(), key.as_ptr()) };
+        self.gil.status(code)
     }
 
     /// `self.get(key)` for a dict (never raises).
@@ -593,19 +596,16 @@ impl<'py> PyRef<'py> {
     /// `self.insert(index, item)` for a list.
     pub fn list_insert(&self, index: usize, item: &PyRef<'py>) -> PyResult<'py, ()> {
         // SAFETY: `self` is a list; PyList_Insert does not steal.
-        match unsafe { (self.gil.api.PyList_Insert)(self.as_ptr(), index as _, item.as_ptr()) } {
-            0 => Ok(()),
-            _ => Err(PyErr::fetch(self.gil)),
-        }
+        let code =
+            unsafe { (self.gil.api.PyList_Insert)(self.as_ptr(), index as _, item.as_ptr()) };
+        self.gil.status(code)
     }
 
     /// `self.append(item)` for a list.
     pub fn list_append(&self, item: &PyRef<'py>) -> PyResult<'py, ()> {
         // SAFETY: `self` is a list; PyList_Append does not steal.
-        match unsafe { (self.gil.api.PyList_Append)(self.as_ptr(), item.as_ptr()) } {
-            0 => Ok(()),
-            _ => Err(PyErr::fetch(self.gil)),
-        }
+        let code = unsafe { (self.gil.api.PyList_Append)(self.as_ptr(), item.as_ptr()) };
+        self.gil.status(code)
     }
 
     /// `self.<name>(*args)`.

@@ -58,8 +58,9 @@ impl Input {
         }
     }
 
-    /// Appends the next block of the body to the buffer; `Ok(0)` at the end.
-    fn fill(&self, gil: Gil<'_>, body: &mut Body) -> Result<usize, String> {
+    /// Appends the next block of the body to the buffer; `Ok(0)` at the end. A failed read
+    /// or a body cut short raises OSError.
+    fn fill<'py>(&self, gil: Gil<'py>, body: &mut Body) -> PyResult<'py, usize> {
         if body.position > 0 && body.position == body.buffer.len() {
             body.buffer.clear();
             body.position = 0;
@@ -94,8 +95,12 @@ impl Input {
             Err(error) => {
                 body.buffer.truncate(start);
                 body.ended = true;
-                return Err(format!(
-                    "reading the request body failed ({error}); the client may have disconnected"
+                return Err(PyErr::new(
+                    gil,
+                    Exception::OSError,
+                    &format!(
+                        "reading the request body failed ({error}); the client may have disconnected"
+                    ),
                 ));
             }
         };
@@ -104,10 +109,14 @@ impl Input {
         if got == 0 {
             body.ended = true;
             if let Some(remaining) = body.remaining.filter(|&r| r > 0) {
-                return Err(format!(
-                    "the client disconnected before sending the whole body ({} of {} bytes; {remaining} missing)",
-                    body.received,
-                    body.total.unwrap_or(0)
+                return Err(PyErr::new(
+                    gil,
+                    Exception::OSError,
+                    &format!(
+                        "the client disconnected before sending the whole body ({} of {} bytes; {remaining} missing)",
+                        body.received,
+                        body.total.unwrap_or(0)
+                    ),
                 ));
             }
             return Ok(0);
@@ -130,11 +139,7 @@ impl Input {
             if limit.is_some_and(|limit| available >= limit) {
                 break;
             }
-            if self
-                .fill(gil, body)
-                .map_err(|e| PyErr::new(gil, Exception::OSError, &e))?
-                == 0
-            {
+            if self.fill(gil, body)? == 0 {
                 break;
             }
         }
@@ -163,11 +168,7 @@ impl Input {
                 return self.read(gil, body, limit);
             }
             scanned = window;
-            if self
-                .fill(gil, body)
-                .map_err(|e| PyErr::new(gil, Exception::OSError, &e))?
-                == 0
-            {
+            if self.fill(gil, body)? == 0 {
                 return self.read(gil, body, Some(scanned));
             }
         }

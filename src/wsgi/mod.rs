@@ -268,24 +268,19 @@ fn describe_request(environ: &PyRef<'_>) -> String {
 
 /// The 500 page; `detail` (a traceback) only with `debug = true`.
 pub fn error_page(detail: Option<&str>) -> Vec<u8> {
-    let mut page = String::from(
-        "<!doctype html><meta charset=utf-8><title>500 Internal Server Error</title>\
-         <h1>Internal Server Error</h1><p>The application failed to answer this request. \
-         The details are in the server's log.</p>",
-    );
-    if let Some(detail) = detail {
-        page.push_str("<pre>");
-        page.push_str(&escape_html(detail));
-        page.push_str("</pre>");
-    }
-    page.into_bytes()
+    internal_error_page("The application failed to answer this request.", detail)
 }
 
 /// The page every request gets when the application could not be started.
 pub fn startup_failure_page(detail: Option<&str>) -> Vec<u8> {
-    let mut page = String::from(
+    internal_error_page("The application failed to start.", detail)
+}
+
+/// A "500 Internal Server Error" page saying `what` went wrong, with `detail` (escaped) below.
+fn internal_error_page(what: &str, detail: Option<&str>) -> Vec<u8> {
+    let mut page = format!(
         "<!doctype html><meta charset=utf-8><title>500 Internal Server Error</title>\
-         <h1>Internal Server Error</h1><p>The application failed to start. \
+         <h1>Internal Server Error</h1><p>{what} \
          The details are in the server's log.</p>",
     );
     if let Some(detail) = detail {

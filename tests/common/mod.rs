@@ -54,6 +54,23 @@ pub fn test_extension() -> PathBuf {
     path
 }
 
+/// The repository's tests/apps directory: the WSGI apps the bridge's tests serve.
+pub fn apps_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests")
+        .join("apps")
+}
+
+/// A new directory `isapi-wsgi-{label}-{pid}-{n}` in the temp directory, where `n` counts
+/// the calls in this process: each call gets its own.
+pub fn scratch_dir(label: &str) -> PathBuf {
+    static COUNT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = COUNT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("isapi-wsgi-{label}-{}-{n}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
 /// The isapi_wsgi library built next to the host (the host's default EXTENSION).
 pub fn bridge_library() -> PathBuf {
     let name = if cfg!(windows) {
@@ -122,6 +139,24 @@ pub struct Stopped {
     pub status: ExitStatus,
     /// Everything it wrote to stderr (and stdout): log lines, traces, violations.
     pub stderr: String,
+}
+
+impl Stopped {
+    /// Asserts a clean end: exit status 0 and the host's closing line
+    /// `stopped; 0 contract violation(s)`.
+    pub fn assert_clean(&self) {
+        assert!(
+            self.status.success(),
+            "isapi-host failed ({}):\n{}",
+            self.status,
+            self.stderr
+        );
+        assert!(
+            self.stderr.contains("stopped; 0 contract violation(s)"),
+            "{}",
+            self.stderr
+        );
+    }
 }
 
 fn free_port() -> u16 {
@@ -274,6 +309,22 @@ impl Host {
             stderr: self.wait_output(),
         }
     }
+}
+
+/// Stops a host serving the test extension and asserts a clean end (see
+/// [`Stopped::assert_clean`]) in which the extension was told `TerminateExtension(2)`
+/// (HSE_TERM_MUST_UNLOAD). Returns everything the host printed.
+pub fn stop_clean(host: Host) -> String {
+    let stopped = host.stop();
+    stopped.assert_clean();
+    assert!(
+        stopped
+            .stderr
+            .contains("test extension: TerminateExtension(2)"),
+        "{}",
+        stopped.stderr
+    );
+    stopped.stderr
 }
 
 impl Drop for Host {

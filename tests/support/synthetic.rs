@@ -543,6 +543,30 @@ pub fn start_once(name: &str, ini: impl FnOnce(&std::path::Path) -> String) -> s
     .clone()
 }
 
+/// A command that runs the ignored test `test` of this test binary alone, in a fresh
+/// process: an interpreter starts once per process, so each configuration (or each Python)
+/// a parent test tries gets its own child. Add `.env(...)` and run it with `.output()`.
+pub fn child_test(test: &str) -> std::process::Command {
+    let mut command = std::process::Command::new(std::env::current_exe().unwrap());
+    command.args([
+        "--ignored",
+        "--exact",
+        test,
+        "--nocapture",
+        "--test-threads=1",
+    ]);
+    command
+}
+
+/// What a child test printed: its stdout, then its stderr, as text.
+pub fn child_text(output: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
 /// A scratch directory for this test process.
 pub fn scratch_dir(name: &str) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("isapi-wsgi-{name}-{}", std::process::id()));

@@ -325,6 +325,32 @@ fn fail(host: &Host, id: u64, call: impl Fn() -> String, error: u32) -> BOOL {
     FALSE
 }
 
+/// Reads the byte count WriteClient / ReadClient receive by pointer, checking the pair:
+/// a NULL count, or a NULL buffer with a non-zero count, fails the call `name` with
+/// ERROR_INVALID_PARAMETER (the `Err` is the FALSE to return).
+///
+/// # Safety
+/// `size` is NULL or points to a readable DWORD.
+unsafe fn caller_size(
+    host: &Host,
+    id: u64,
+    name: &str,
+    buffer: *mut c_void,
+    size: *mut DWORD,
+) -> Result<usize, BOOL> {
+    if size.is_null() {
+        let call = || format!("{name}(size NULL)");
+        return Err(fail(host, id, call, ERROR_INVALID_PARAMETER));
+    }
+    // SAFETY: size is non-NULL and, by this function's contract, points to a DWORD.
+    let len = unsafe { *size } as usize;
+    if buffer.is_null() && len > 0 {
+        let call = || format!("{name}(NULL buffer)");
+        return Err(fail(host, id, call, ERROR_INVALID_PARAMETER));
+    }
+    Ok(len)
+}
+
 fn error_name(code: u32) -> String {
     let name = match code {
         ERROR_INVALID_PARAMETER => "ERROR_INVALID_PARAMETER",
@@ -477,24 +503,11 @@ unsafe extern "C" fn write_client(
         let Some(ex) = exchange_for(host, hconn, || "WriteClient".to_string()) else {
             return FALSE;
         };
-        if bytes.is_null() {
-            return fail(
-                host,
-                ex.id,
-                || "WriteClient(size NULL)".to_string(),
-                ERROR_INVALID_PARAMETER,
-            );
-        }
-        // SAFETY: bytes is non-NULL and points to the caller's DWORD.
-        let len = unsafe { *bytes } as usize;
-        if buffer.is_null() && len > 0 {
-            return fail(
-                host,
-                ex.id,
-                || "WriteClient(NULL buffer)".to_string(),
-                ERROR_INVALID_PARAMETER,
-            );
-        }
+        // SAFETY: WriteClient's contract: bytes is NULL or points to the caller's DWORD.
+        let len = match unsafe { caller_size(host, ex.id, "WriteClient", buffer, bytes) } {
+            Ok(len) => len,
+            Err(failed) => return failed,
+        };
         let data: &[u8] = if len == 0 {
             &[]
         } else {
@@ -625,24 +638,11 @@ unsafe extern "C" fn read_client(hconn: HCONN, buffer: *mut c_void, size: *mut D
         let Some(ex) = exchange_for(host, hconn, || "ReadClient".to_string()) else {
             return FALSE;
         };
-        if size.is_null() {
-            return fail(
-                host,
-                ex.id,
-                || "ReadClient(size NULL)".to_string(),
-                ERROR_INVALID_PARAMETER,
-            );
-        }
-        // SAFETY: size is non-NULL and points to the caller's DWORD.
-        let capacity = unsafe { *size } as usize;
-        if buffer.is_null() && capacity > 0 {
-            return fail(
-                host,
-                ex.id,
-                || "ReadClient(NULL buffer)".to_string(),
-                ERROR_INVALID_PARAMETER,
-            );
-        }
+        // SAFETY: ReadClient's contract: size is NULL or points to the caller's DWORD.
+        let capacity = match unsafe { caller_size(host, ex.id, "ReadClient", buffer, size) } {
+            Ok(capacity) => capacity,
+            Err(failed) => return failed,
+        };
         let out: &mut [u8] = if capacity == 0 {
             &mut []
         } else {

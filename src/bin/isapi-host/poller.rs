@@ -53,6 +53,15 @@ fn lock<X>(m: &Mutex<X>) -> MutexGuard<'_, X> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// The wake-up socket: a non-blocking UDP socket on 127.0.0.1 connected to itself, so that
+/// sending it a byte makes it readable and interrupts a worker waiting in poll/epoll.
+fn wake_socket() -> std::io::Result<std::net::UdpSocket> {
+    let wake = std::net::UdpSocket::bind("127.0.0.1:0")?;
+    wake.connect(wake.local_addr()?)?;
+    wake.set_nonblocking(true)?;
+    Ok(wake)
+}
+
 #[cfg(not(target_os = "linux"))]
 mod leader_follower {
     use super::{Watched, Work, lock};
@@ -97,9 +106,7 @@ mod leader_follower {
 
     impl<T: Watched> Poller<T> {
         pub fn new() -> io::Result<Poller<T>> {
-            let wake = UdpSocket::bind("127.0.0.1:0")?;
-            wake.connect(wake.local_addr()?)?;
-            wake.set_nonblocking(true)?;
+            let wake = super::wake_socket()?;
             Ok(Poller {
                 state: Mutex::new(State {
                     entries: Vec::new(),
@@ -252,9 +259,7 @@ mod one_shot_epoll {
 
     impl<T: Watched> Poller<T> {
         pub fn new() -> io::Result<Poller<T>> {
-            let wake = UdpSocket::bind("127.0.0.1:0")?;
-            wake.connect(wake.local_addr()?)?;
-            wake.set_nonblocking(true)?;
+            let wake = super::wake_socket()?;
             let epoll = Epoll::new()?;
             epoll.arm(crate::os::raw_socket(&wake), WAKE)?;
             Ok(Poller {
