@@ -110,7 +110,8 @@ pub unsafe extern "system" fn HttpExtensionProc(ecb: *mut EXTENSION_CONTROL_BLOC
 }
 
 /// ISAPI export: called once before IIS unloads the library. Returns within the
-/// threadpool's `shutdown_timeout` (plus the time atexit handlers take).
+/// threadpool's `shutdown_timeout` plus the time the atexit handlers take (at most 1 s more
+/// when requests are still running, see [`Handler::terminate`]).
 #[unsafe(no_mangle)]
 pub extern "system" fn TerminateExtension(_flags: u32) -> i32 {
     static TERMINATED: AtomicBool = AtomicBool::new(false);

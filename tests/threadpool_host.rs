@@ -357,6 +357,77 @@ fn terminate_answers_queued_requests_and_never_waits_past_shutdown_timeout() {
 }
 
 #[test]
+fn a_request_holding_the_gil_delays_neither_the_503s_nor_the_shutdown() {
+    // One worker is stuck in a 5 s C call that holds the GIL; one request may wait.
+    let site = Site::new(
+        "hold-gil",
+        "handler = threadpool\nthreads = 1\nqueue = 1\nshutdown_timeout = 1",
+    );
+    let atexit = site.dir.join("atexit.txt");
+    let host = site.start(
+        &["--shutdown-timeout", "0.2"],
+        &[("THREADPOOL_ATEXIT_FILE", atexit.to_str().unwrap())],
+    );
+    let addr = host.addr;
+    let held = std::thread::spawn(move || {
+        common::raw(
+            addr,
+            b"GET /hold-gil?5 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        )
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    // The IIS-side work (queueing, refusing) never waits for Python.
+    let paths: Vec<String> = (0..6).map(|_| "/hello".to_string()).collect();
+    let timed: Vec<_> = paths
+        .into_iter()
+        .map(|path| {
+            std::thread::spawn(move || {
+                let begun = Instant::now();
+                let r = get(addr, &path);
+                (r, begun.elapsed())
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    // The 503s have all arrived while the GIL is still held; now stop the host with the
+    // held request running and one queued.
+    let begun = Instant::now();
+    let stopped = host.stop();
+    let took = begun.elapsed();
+    let results: Vec<(Response, Duration)> = timed.into_iter().map(|t| t.join().unwrap()).collect();
+    let (busy, other): (Vec<_>, Vec<_>) = results
+        .iter()
+        .partition(|(r, _)| r.text().contains("the server is busy"));
+    assert_eq!(busy.len(), 5, "{results:?}");
+    for (r, waited) in &busy {
+        assert_eq!((r.status, r.header("Retry-After")), (503, Some("1")));
+        assert!(
+            *waited < Duration::from_millis(500),
+            "a 503 took {waited:?}"
+        );
+    }
+    // The queued one never started: TerminateExtension answered it.
+    assert_eq!(other.len(), 1, "{results:?}");
+    assert_eq!(other[0].0.status, 503);
+    assert!(other[0].0.text().contains("shutting down"), "{results:?}");
+    // shutdown_timeout (1 s) + at most 1 s for atexit, although the GIL is held for 5 s.
+    assert!(took < Duration::from_millis(2800), "stopping took {took:?}");
+    let held = held.join().unwrap();
+    assert!(held.is_empty(), "{:?}", String::from_utf8_lossy(&held));
+    let log = site.log();
+    assert!(
+        log.contains("1 request(s) still running after shutdown_timeout"),
+        "{log}"
+    );
+    assert!(
+        log.contains("atexit handlers did not finish within 1 s while requests were still running"),
+        "{log}"
+    );
+    assert_eq!(std::fs::read_to_string(&atexit).unwrap_or_default(), "");
+    let _ = std::fs::remove_dir_all(&site.dir);
+}
+
+#[test]
 fn the_threadpool_example_serves_and_each_worker_asks_for_the_users_token() {
     let ini = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/threadpool/isapi_wsgi.ini");
     let host = Host::start(

@@ -2,6 +2,7 @@
 //! dlopen exactly as a host loads it) against every CPython 3.8+ that pyenv has, chosen only
 //! by the configuration file. Each interpreter runs in its own child process (one Python per
 //! process), which drives the library's own `HttpExtensionProc` with synthetic ECBs.
+mod common;
 #[path = "support/synthetic.rs"]
 mod synthetic;
 
@@ -45,9 +46,7 @@ fn pythons() -> Vec<(String, PathBuf)> {
 }
 
 fn cdylib() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let profile_dir = exe.parent().unwrap().parent().unwrap();
-    profile_dir.join("libisapi_wsgi.so")
+    common::bridge_library()
 }
 
 #[test]

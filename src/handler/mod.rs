@@ -69,13 +69,41 @@ impl Handler {
 
     /// TerminateExtension: let the requests finish (threadpool: up to shutdown_timeout),
     /// then run Python's atexit handlers. Python itself is never finalised.
-    pub fn terminate(&self, bridge: &Bridge) {
-        if let Handler::Threadpool(pool) = self {
-            pool.terminate();
+    ///
+    /// If requests are still running, one of them may hold the GIL (a long C call) and the
+    /// atexit handlers would wait for it without end; then they run on a thread of their
+    /// own and TerminateExtension waits for them at most [`ATEXIT_WAIT_WHILE_RUNNING`].
+    pub fn terminate(&self, bridge: &Arc<Bridge>) {
+        let still_running = match self {
+            Handler::Threadpool(pool) => pool.terminate(),
+            Handler::Simple(_) => 0,
+        };
+        if still_running == 0 {
+            bridge.run_atexit();
+            return;
         }
-        bridge.run_atexit();
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        let for_atexit = bridge.clone();
+        let started = std::thread::Builder::new()
+            .name("wsgi-atexit".into())
+            .spawn(move || {
+                for_atexit.run_atexit();
+                let _ = done_tx.send(());
+            });
+        let finished = started.is_ok() && done_rx.recv_timeout(ATEXIT_WAIT_WHILE_RUNNING).is_ok();
+        if !finished {
+            log::line(&format!(
+                "Python's atexit handlers did not finish within {} s while requests were \
+                 still running (one may hold the GIL); not waiting for them",
+                ATEXIT_WAIT_WHILE_RUNNING.as_secs_f64()
+            ));
+        }
     }
 }
+
+/// How long TerminateExtension waits for the atexit handlers when requests are still
+/// running after `shutdown_timeout`.
+pub const ATEXIT_WAIT_WHILE_RUNNING: std::time::Duration = std::time::Duration::from_secs(1);
 
 use crate::isapi::ffi::{HSE_STATUS_ERROR, HSE_STATUS_SUCCESS, HSE_STATUS_SUCCESS_AND_KEEP_CONN};
 use crate::wsgi::response::Outcome;

@@ -4,9 +4,10 @@
 //! This module knows nothing of ISAPI or Python: it moves jobs of any type `J` to workers.
 //! What it guarantees is what the handler needs:
 //!
-//! * **Back-pressure.** The queue holds at most `queue` waiting jobs. [`ThreadPool::submit`]
-//!   never blocks: when the queue is full it hands the job back ([`Rejected::Full`]) so the
-//!   caller can answer 503 on the IIS thread without touching Python.
+//! * **Back-pressure.** At most `threads` jobs run and `queue` more wait (`queue = 0`: none
+//!   wait; a job is taken only if a worker is free). [`ThreadPool::submit`] never blocks:
+//!   when the pool is full it hands the job back ([`Rejected::Full`]) so the caller can
+//!   answer 503 on the IIS thread without touching Python.
 //! * **A worker survives its job.** A job that panics is caught; the worker goes back to the
 //!   pool in a clean state (the job's own drop code has run).
 //! * **A bounded drain.** [`ThreadPool::shutdown`] stops taking jobs, lets queued and running
@@ -22,7 +23,7 @@ use std::time::{Duration, Instant};
 /// Why [`ThreadPool::submit`] gave a job back.
 #[derive(Debug)]
 pub enum Rejected<J> {
-    /// `queue` jobs are already waiting.
+    /// Every worker is busy and `queue` jobs are already waiting.
     Full(J),
     /// The pool is shutting down.
     Closed(J),
@@ -134,13 +135,16 @@ impl<J: Send + 'static> ThreadPool<J> {
         })
     }
 
-    /// Queues `job` for a worker, or gives it back at once if the queue is full or closed.
+    /// Queues `job` for a worker, or gives it back at once if the pool is full or closed.
     pub fn submit(&self, job: J) -> Result<(), Rejected<J>> {
         let mut state = lock(&self.shared.state);
         if !state.accepting {
             return Err(Rejected::Closed(job));
         }
-        if state.queue.len() >= state.capacity {
+        // Jobs in the queue that idle workers are about to take are not waiting: the bound
+        // is `queue` beyond the free workers, so a free worker never causes a refusal.
+        let idle = state.alive.saturating_sub(state.running);
+        if state.queue.len() >= state.capacity + idle {
             return Err(Rejected::Full(job));
         }
         state.queue.push_back(job);
@@ -300,6 +304,43 @@ mod tests {
         let drained = pool.shutdown(Duration::from_secs(5));
         assert!(drained.never_started.is_empty());
         assert!(matches!(pool.submit(5), Err(Rejected::Closed(5))));
+    }
+
+    #[test]
+    fn with_no_queue_a_free_worker_still_takes_the_job() {
+        let (release_tx, release_rx) = mpsc::channel::<()>();
+        let release_rx = Mutex::new(release_rx);
+        let (started_tx, started_rx) = mpsc::channel::<u32>();
+        let started_tx = Mutex::new(started_tx);
+        let pool = ThreadPool::new(2, 0, "t", move |n: u32| {
+            lock(&started_tx).send(n).unwrap();
+            lock(&release_rx).recv().unwrap();
+        })
+        .unwrap();
+        // Two free workers: both jobs are taken, even before a worker has woken up.
+        pool.submit(1).unwrap();
+        pool.submit(2).unwrap();
+        match pool.submit(3) {
+            Err(Rejected::Full(3)) => {}
+            other => panic!("expected Full(3), got {other:?}"),
+        }
+        let mut started = [started_rx.recv().unwrap(), started_rx.recv().unwrap()];
+        started.sort();
+        assert_eq!(started, [1, 2]);
+        assert!(matches!(pool.submit(4), Err(Rejected::Full(4))));
+        release_tx.send(()).unwrap();
+        // A worker is free again: the next job is taken.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while pool.load().1 == 2 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        pool.submit(5).unwrap();
+        assert_eq!(started_rx.recv().unwrap(), 5);
+        release_tx.send(()).unwrap();
+        release_tx.send(()).unwrap();
+        let drained = pool.shutdown(Duration::from_secs(5));
+        assert!(drained.never_started.is_empty());
+        assert_eq!(drained.still_running, 0);
     }
 
     #[test]

@@ -78,7 +78,8 @@ impl Threadpool {
 
     /// Stops taking requests, drains for up to `shutdown_timeout`, answers what never
     /// started, and joins the workers. Never takes (much) longer than the timeout.
-    pub fn terminate(&self) {
+    /// Returns how many requests were still running when `shutdown_timeout` ran out.
+    pub fn terminate(&self) -> usize {
         let (waiting, running) = self.pool.load();
         log::line(&format!(
             "stopping the threadpool: {running} request(s) running, {waiting} queued; waiting up to {} s",
@@ -110,6 +111,7 @@ impl Threadpool {
                 "{total} request(s) were refused with 503 because the queue was full"
             ));
         }
+        drained.still_running
     }
 }
 

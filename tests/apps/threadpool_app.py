@@ -60,6 +60,13 @@ def application(environ, start_response):
         seconds = float(query or "0.5")
         time.sleep(seconds)  # releases the GIL
         return text(start_response, "slept %s" % query)
+    if path == "/hold-gil":
+        # libc's sleep() called through ctypes.PyDLL, which does NOT release the GIL: the
+        # whole interpreter is blocked, as in a long C call.
+        import ctypes
+
+        ctypes.PyDLL(None).sleep(int(query or "2"))
+        return text(start_response, "held %s" % query)
     if path == "/multithread":
         return text(start_response, repr(environ["wsgi.multithread"]))
     if path == "/raise":

@@ -72,13 +72,32 @@ pub fn scratch_dir(label: &str) -> PathBuf {
 }
 
 /// The isapi_wsgi library built next to the host (the host's default EXTENSION).
+///
+/// `cargo test` builds the library into `target/<profile>/deps/` but, unlike `cargo build`,
+/// does not copy it next to the host; without this step a plain `cargo test` would run the
+/// host tests against whatever an earlier `cargo build` left there. So the newer build is
+/// copied up first (once per test binary; through a temporary name, so a host that loads
+/// the library never sees half a file).
 pub fn bridge_library() -> PathBuf {
+    static FRESH: std::sync::Once = std::sync::Once::new();
     let name = if cfg!(windows) {
         "isapi_wsgi.dll"
     } else {
         "libisapi_wsgi.so"
     };
-    target_dir().join(name)
+    let library = target_dir().join(name);
+    let built = target_dir().join("deps").join(name);
+    FRESH.call_once(|| {
+        let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+        if let Some(built_at) = modified(&built) {
+            if modified(&library).is_none_or(|at| at < built_at) {
+                let partial = library.with_extension(format!("partial-{}", std::process::id()));
+                std::fs::copy(&built, &partial).expect("copy the library next to the host");
+                std::fs::rename(&partial, &library).expect("rename the copied library");
+            }
+        }
+    });
+    library
 }
 
 /// How to run the host: the `isapi-host` cargo built for this test run (the default), or
