@@ -277,7 +277,7 @@ class Matrix:
                   ("post-bodies", self.post_bodies), ("stream", self.stream), ("flask", self.flask),
                   ("concurrency", self.concurrency),
                   ("log-shared-read", self.log_shared_read, os.path.join(directory, "wsgi.log"), version)]
-        names = ["host-%s:%s" % (version, c[0]) for c in checks] + ["host-%s:start" % version, "host-%s:clean-shutdown" % version]
+        names = ["host-%s:%s" % (version, c[0]) for c in checks] + ["host-%s:%s" % (version, n) for n in ("start", "clean-shutdown", "demo")]
         if not any(self.wanted(name) for name in names):
             return
         ini = self.write_ini(directory, home=os.path.join(PYTHONS, version), venv_version=version)
@@ -289,6 +289,28 @@ class Matrix:
                 self.check("host-%s:%s" % (version, name), function, host, *args)
         finally:
             self.check("host-%s:clean-shutdown" % version, self.clean_shutdown, host, always=True)
+        self.check("host-%s:demo" % version, self.demo, version)
+
+    def demo(self, version):
+        """No [wsgi] section: the built-in demo app, as `cargo run --release` shows it."""
+        directory = os.path.join(self.work, "demo" + version)
+        os.makedirs(directory, exist_ok=True)
+        ini = os.path.join(directory, "isapi_wsgi.ini")
+        with open(ini, "w", encoding="utf-8") as f:
+            f.write("[python]\nhome = %s\n" % winpath(os.path.join(PYTHONS, version)))
+        host = Host(self.build, ini)
+        try:
+            self.demo_page(host, version)
+        finally:
+            self.clean_shutdown(host)
+
+    def demo_page(self, host, version):
+        status, _, body = host.request("GET", "/demo/path?q=1")
+        text = body.decode("utf-8", "replace")
+        assert status == 200 and "Hello from isapi-wsgi" in text, (status, text[:2000], host.log())
+        for expected in ("PATH_INFO", "/demo/path", "QUERY_STRING", "wsgi.url_scheme"):
+            assert expected in text, "%s not on the demo page:\n%s" % (expected, text[:3000])
+        assert "with Python %s." % version in host.log(), host.log()
 
     def hello(self, host, version):
         status, headers, body = host.request("GET", "/")
@@ -502,6 +524,24 @@ class Matrix:
             code = host.stop()
         assert code == 0, host.log()
 
+    def non_ascii_install_folder(self):
+        """An install folder with non-ASCII characters, as IIS would load it: the DLL and
+        its isapi_wsgi.ini side by side in `sïte-ü\\bin`, loaded through a `\\\\?\\` path and
+        no --config. The extension must find its own path (UTF-16) and the ini beside it."""
+        directory = os.path.join(self.work, "sïte-ü", "bin")
+        os.makedirs(directory, exist_ok=True)
+        shutil.copy(os.path.join(self.build, "isapi_wsgi.dll"), directory)
+        with open(os.path.join(directory, "isapi_wsgi.ini"), "w", encoding="utf-8") as f:
+            f.write("[python]\nhome = %s\n" % winpath(os.path.join(PYTHONS, "3.12-ü")))
+        host = Host(self.build, None, dll="\\\\?\\" + winpath(os.path.join(directory, "isapi_wsgi.dll")))
+        try:
+            self.demo_page(host, "3.12")
+        finally:
+            self.clean_shutdown(host)
+        ini = winpath(os.path.join(directory, "isapi_wsgi.ini"))
+        assert "configuration " in host.log() and ini.lower() in host.log().lower(), (ini, host.log())
+        assert "built-in demo app" in host.log(), host.log()
+
     # -- the run
 
     def run(self):
@@ -544,6 +584,7 @@ class Matrix:
             self.check("host-non-ascii-paths", self.non_ascii_host)
             self.check("host-startup-error-reported", self.startup_error_reported)
             self.check("host-\\\\?\\-dll-path", self.ini_next_to_long_path_dll)
+            self.check("host-non-ascii-install-folder", self.non_ascii_install_folder)
         elif not self.selected or any("host" in s for s in self.selected):
             print("FAIL host: %s has no isapi-host.exe or no DLL exporting HttpExtensionProc" % self.build)
             self.failed.append("host")
