@@ -12,6 +12,9 @@
 //! Constants only we define (mingw-w64's header predates them) are listed, not failed.
 //! `tests/layout.rs` pins the same structs to the documented numbers; this test checks
 //! that the documentation and a real Windows SDK header agree.
+//!
+//! The same compiler also checks our `headers/windows/pyconfig.h`: each `SIZEOF_*` and
+//! `ALIGNOF_*` it claims must be the real size on Windows x64.
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -213,4 +216,52 @@ fn our_httpext_h_matches_mingw_w64_for_windows_x64() {
         compared >= 2 * fields + structs.len(),
         "too few numbers compared: {compared}"
     );
+}
+
+/// Each size `headers/windows/pyconfig.h` claims, against the real one on Windows x64.
+#[test]
+fn our_windows_pyconfig_h_states_the_real_sizes() {
+    let claims = [
+        ("SIZEOF_SHORT", "sizeof(short)"),
+        ("SIZEOF_INT", "sizeof(int)"),
+        ("SIZEOF_LONG", "sizeof(long)"),
+        ("SIZEOF_LONG_LONG", "sizeof(long long)"),
+        ("SIZEOF_DOUBLE", "sizeof(double)"),
+        ("SIZEOF_FLOAT", "sizeof(float)"),
+        ("SIZEOF_VOID_P", "sizeof(void *)"),
+        ("SIZEOF_SIZE_T", "sizeof(size_t)"),
+        ("SIZEOF_TIME_T", "sizeof(time_t)"),
+        ("SIZEOF_OFF_T", "sizeof(off_t)"),
+        ("SIZEOF_FPOS_T", "sizeof(fpos_t)"),
+        ("SIZEOF_WCHAR_T", "sizeof(wchar_t)"),
+        ("SIZEOF__BOOL", "sizeof(_Bool)"),
+        ("SIZEOF_HKEY", "sizeof(void *)"),
+        ("ALIGNOF_SIZE_T", "_Alignof(size_t)"),
+        ("ALIGNOF_LONG", "_Alignof(long)"),
+    ];
+    let header = Path::new(env!("CARGO_MANIFEST_DIR")).join("headers/windows/pyconfig.h");
+    let mut source = format!(
+        "#include <stdio.h>\n#include <stddef.h>\n#include <sys/types.h>\n#include <time.h>\n\
+         #include \"{}\"\n",
+        header.display()
+    );
+    for (name, real) in claims {
+        source.push_str(&format!(
+            "const unsigned long long n_claim_{name} = {name};\n\
+             const unsigned long long n_real_{name} = {real};\n"
+        ));
+    }
+    let found = numbers(&source, "pyconfig");
+    let wrong: Vec<String> = claims
+        .iter()
+        .filter_map(|(name, _)| {
+            let (claim, real) = (
+                found[&format!("claim_{name}")],
+                found[&format!("real_{name}")],
+            );
+            (claim != real)
+                .then(|| format!("{name}: pyconfig.h says {claim}, Windows x64 has {real}"))
+        })
+        .collect();
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
 }

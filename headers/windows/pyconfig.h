@@ -22,7 +22,7 @@
 #define SIZEOF_LONG 4        /* LLP64 */
 #define SIZEOF_LONG_LONG 8
 #define SIZEOF_DOUBLE 8
-#define SIZEOF_FLOAT 8
+#define SIZEOF_FLOAT 4
 #define SIZEOF_VOID_P 8
 #define SIZEOF_SIZE_T 8
 #define SIZEOF_TIME_T 8
