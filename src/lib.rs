@@ -80,9 +80,11 @@ pub unsafe extern "system" fn GetExtensionVersion(info: *mut HSE_VERSION_INFO) -
         EXTENSION.get_or_init(start);
     }));
     if started.is_err() {
-        log::line(
-            "internal error (a panic) during GetExtensionVersion; every request will get a 500 page",
-        );
+        let _ = catch_unwind(|| {
+            let message = "internal error (a panic) during GetExtensionVersion; every request will get a 500 page";
+            log::line(message);
+            sys::report_to_admin(&format!("isapi-wsgi: {message}"));
+        });
     }
     1
 }

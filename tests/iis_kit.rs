@@ -110,3 +110,84 @@ fn install_ps1_makes_the_appcmd_calls_and_can_undo_them() {
         );
     }
 }
+
+/// The fixed text of every message the extension logs about itself (start-up, shutdown, the
+/// threadpool): the string literal of each `log::line(...)` call in these files, with its
+/// `{...}` placeholders cut out.
+fn extension_messages() -> Vec<(String, String)> {
+    let mut found = Vec::new();
+    for file in [
+        "src/lib.rs",
+        "src/handler/mod.rs",
+        "src/handler/threadpool.rs",
+    ] {
+        let text =
+            std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(file)).unwrap();
+        for (at, _) in text.match_indices("log::line(") {
+            let rest = &text[at..];
+            let call_end = rest.find(");").unwrap_or(rest.len());
+            let Some(open) = rest[..call_end].find('"') else {
+                continue; // a message built elsewhere (e.g. `&message`)
+            };
+            found.push((file.to_string(), string_literal(&rest[open + 1..])));
+        }
+    }
+    found
+}
+
+/// The text of a Rust string literal whose opening quote is just before `source`: escapes
+/// kept as written, except `\` + newline (a line continuation: the newline and the next
+/// line's indentation go).
+fn string_literal(source: &str) -> String {
+    let mut text = String::new();
+    let mut chars = source.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' => break,
+            '\\' => match chars.next() {
+                Some('\n') => while chars.next_if(|c| c.is_whitespace()).is_some() {},
+                Some(escaped) => {
+                    text.push('\\');
+                    text.push(escaped);
+                }
+                None => break,
+            },
+            _ => text.push(c),
+        }
+    }
+    text
+}
+
+#[test]
+fn docs_iis_md_explains_every_message_the_extension_logs_about_itself() {
+    let docs =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/iis.md")).unwrap();
+    let messages = extension_messages();
+    assert!(messages.len() >= 15, "found only {messages:?}");
+    let mut missing = Vec::new();
+    for (file, message) in &messages {
+        // The fixed pieces between placeholders ({name}, {}, ...).
+        let pieces = message
+            .split('{')
+            .enumerate()
+            .map(|(n, part)| {
+                if n == 0 {
+                    part
+                } else {
+                    part.split_once('}').map_or("", |p| p.1)
+                }
+            })
+            .map(str::trim)
+            .filter(|piece| piece.len() >= 8);
+        for piece in pieces {
+            if !docs.contains(piece) {
+                missing.push(format!("{file}: {piece:?} (from {message:?})"));
+            }
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "docs/iis.md does not explain:\n{}",
+        missing.join("\n")
+    );
+}

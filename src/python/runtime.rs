@@ -91,6 +91,7 @@ fn load(location: &PythonLocation) -> Result<&'static Api, String> {
 /// The library to load.
 fn location_library(location: &PythonLocation) -> Result<PathBuf, String> {
     if let Some(library) = &location.library {
+        refuse_forwarder(library)?;
         return if library.is_file() {
             Ok(library.clone())
         } else {
@@ -104,6 +105,47 @@ fn location_library(location: &PythonLocation) -> Result<PathBuf, String> {
         Some(home) => find_library(home),
         None => default_library(),
     }
+}
+
+/// `python3.dll` holds no code of its own: it forwards each stable-ABI name to
+/// `python3X.dll`, and not every loader resolves those forwarders from the home directory
+/// (under wine GetProcAddress fails with error 127). Name the versioned DLL instead.
+fn refuse_forwarder(library: &Path) -> Result<(), String> {
+    let name = library
+        .file_name()
+        .map(|n| n.to_string_lossy().to_ascii_lowercase());
+    if name.as_deref() != Some("python3.dll") {
+        return Ok(());
+    }
+    let folder = library.parent().unwrap_or(Path::new("."));
+    let versioned: Vec<String> = std::fs::read_dir(folder)
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| {
+                    let lower = n.to_ascii_lowercase();
+                    lower.starts_with("python3")
+                        && lower.ends_with(".dll")
+                        && lower[7..lower.len() - 4]
+                            .bytes()
+                            .all(|b| b.is_ascii_digit())
+                        && lower.len() > "python3.dll".len()
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let suggestion = match versioned.as_slice() {
+        [] => "set library to the versioned python3X.dll, or home to its folder".to_string(),
+        found => format!(
+            "use {} from the same folder (or set home to the folder)",
+            found.join(" or ")
+        ),
+    };
+    Err(format!(
+        "[python] library {} is the stable-ABI forwarder, which is not loaded directly: {suggestion}",
+        library.display()
+    ))
 }
 
 #[cfg(not(windows))]
@@ -268,7 +310,31 @@ fn set_home(api: &'static Api, home: &Path) -> Result<(), String> {
 
 #[cfg(test)]
 mod tests {
-    use super::library_minor;
+    use super::{library_minor, refuse_forwarder};
+    use std::path::Path;
+
+    #[test]
+    fn python3_dll_is_refused_with_the_versioned_dll_named() {
+        let dir = std::env::temp_dir().join(format!("isapi-wsgi-forwarder-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        for name in ["python3.dll", "python312.dll", "python312_d.dll"] {
+            std::fs::write(dir.join(name), b"").unwrap();
+        }
+        let error = refuse_forwarder(&dir.join("Python3.DLL")).unwrap_err();
+        assert!(error.contains("stable-ABI forwarder"), "{error}");
+        assert!(
+            error.contains("use python312.dll from the same folder"),
+            "{error}"
+        );
+        let error = refuse_forwarder(Path::new("/nowhere/python3.dll")).unwrap_err();
+        assert!(
+            error.contains("set library to the versioned python3X.dll"),
+            "{error}"
+        );
+        assert!(refuse_forwarder(&dir.join("python312.dll")).is_ok());
+        assert!(refuse_forwarder(Path::new("/usr/lib/libpython3.12.so.1.0")).is_ok());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     #[cfg(windows)]
