@@ -103,6 +103,12 @@ fn install_ps1_makes_the_appcmd_calls_and_can_undo_them() {
         "IsapiModule",
         "bitness64",
         "Uninstall",
+        // write access where the extension logs: -LogDirectory, the ini's `log =`, or
+        // the default <dll>.log (the file alone, never the DLL's folder)
+        "function Get-LogTarget",
+        "$section -eq \"wsgi\" -and $text -match '^log\\s*=",
+        "[IO.Path]::ChangeExtension($Dll, \".log\")",
+        "/grant \"${identity}:M\"",
     ] {
         assert!(
             script.contains(needed),

@@ -22,7 +22,10 @@
   5. Makes sure the application pool runs 64-bit code (enable32BitAppOnWin64=false), as
      the DLL is x64.
   6. Grants the pool identity (IIS AppPool\<pool>) read+execute on the DLL's directory
-     and on the Python home, and modify on the log directory.
+     and on the Python home, and write access where the extension logs: -LogDirectory if
+     given, else the folder of the ini's `log =` file, else (no `log =`) only the file
+     <dll>.log next to the DLL (never the DLL's folder: the pool must not be able to
+     replace the DLL).
   7. Registers the Event Log source "isapi-wsgi" (Application log), where the extension
      reports start-up failures.
 
@@ -111,7 +114,8 @@ if ($Uninstall) {
     # ---- 6. ACLs ----------------------------------------------------------------------
     if ($pool) {
         $identity = "IIS AppPool\$pool"
-        foreach ($dir in @((Split-Path $Dll), $PythonHome, $LogDirectory) | Where-Object { $_ -and (Test-Path $_) }) {
+        $logTarget = (Get-LogTarget).Path
+        foreach ($dir in @((Split-Path $Dll), $PythonHome, $logTarget) | Where-Object { $_ -and (Test-Path $_) }) {
             if ($PSCmdlet.ShouldProcess($dir, "remove grants for $identity")) { icacls "$dir" /remove:g "$identity" | Out-Null }
         }
     }
@@ -119,6 +123,28 @@ if ($Uninstall) {
     Write-Host "Uninstalled isapi-wsgi from $appName. The Event Log source '$source' is kept;"
     Write-Host "remove it with: Remove-EventLog -Source $source"
     exit 0
+}
+
+# ---- where the extension will log -------------------------------------------------------
+function Get-LogTarget {
+    # Returns @{ Path = ...; IsFolder = $true|$false }: what the pool identity must be able
+    # to write. -LogDirectory wins; else the [wsgi] `log =` of the ini next to the DLL
+    # (relative to the ini); else the extension's default under IIS, <dll>.log.
+    if ($LogDirectory) { return @{ Path = [IO.Path]::GetFullPath($LogDirectory); IsFolder = $true } }
+    $ini = [IO.Path]::ChangeExtension($Dll, ".ini")
+    if (Test-Path $ini) {
+        $section = ""
+        foreach ($line in Get-Content -Encoding UTF8 $ini) {
+            $text = ($line -replace '\s[;#].*$', '' -replace '^\s*[;#].*$', '').Trim()
+            if ($text -match '^\[(.+)\]$') { $section = $Matches[1].Trim(); continue }
+            if ($section -eq "wsgi" -and $text -match '^log\s*=\s*(.+)$') {
+                $log = $Matches[1].Trim()
+                if (-not [IO.Path]::IsPathRooted($log)) { $log = Join-Path (Split-Path $ini) $log }
+                return @{ Path = (Split-Path ([IO.Path]::GetFullPath($log))); IsFolder = $true }
+            }
+        }
+    }
+    return @{ Path = [IO.Path]::ChangeExtension($Dll, ".log"); IsFolder = $false }
 }
 
 # ---- install -------------------------------------------------------------------------
@@ -179,9 +205,18 @@ if ($pool) {
         if (-not (Test-Path $dir)) { Write-Warning "$dir does not exist."; continue }
         if ($PSCmdlet.ShouldProcess($dir, "grant $identity read+execute")) { icacls "$dir" /grant "${identity}:(OI)(CI)RX" | Out-Null }
     }
-    if ($LogDirectory) {
-        New-Item -ItemType Directory -Force -Path $LogDirectory | Out-Null
-        if ($PSCmdlet.ShouldProcess($LogDirectory, "grant $identity modify")) { icacls "$LogDirectory" /grant "${identity}:(OI)(CI)M" | Out-Null }
+    $logTarget = Get-LogTarget
+    if ($logTarget.IsFolder) {
+        New-Item -ItemType Directory -Force -Path $logTarget.Path | Out-Null
+        if ($PSCmdlet.ShouldProcess($logTarget.Path, "grant $identity modify (log folder)")) {
+            icacls "$($logTarget.Path)" /grant "${identity}:(OI)(CI)M" | Out-Null
+        }
+    } else {
+        # The default log sits next to the DLL: create the file and grant it alone.
+        if (-not (Test-Path $logTarget.Path)) { New-Item -ItemType File -Path $logTarget.Path | Out-Null }
+        if ($PSCmdlet.ShouldProcess($logTarget.Path, "grant $identity modify (log file)")) {
+            icacls "$($logTarget.Path)" /grant "${identity}:M" | Out-Null
+        }
     }
 } else {
     Write-Warning "Could not find the application pool of $appName: grant its identity read access to the DLL's folder and the Python home yourself."
