@@ -129,4 +129,27 @@ fn release_dll_exports_the_three_entry_points_and_imports_only_windows() {
             .iter()
             .any(|n| n.to_ascii_lowercase().starts_with("python"))
     );
+
+    // Stripped (`strip = true` in the release profile): no debug sections, no symbol table.
+    let headers = Command::new("x86_64-w64-mingw32-objdump")
+        .arg("-h")
+        .arg(&dll)
+        .output()
+        .expect("objdump -h");
+    let sections = String::from_utf8_lossy(&headers.stdout);
+    assert!(
+        !sections.contains(".debug_"),
+        "{} has debug sections:\n{sections}",
+        dll.display()
+    );
+    let symbols = Command::new("x86_64-w64-mingw32-nm")
+        .arg(&dll)
+        .output()
+        .expect("nm");
+    assert!(
+        String::from_utf8_lossy(&symbols.stderr).contains("no symbols")
+            || symbols.stdout.is_empty(),
+        "{} still has a symbol table",
+        dll.display()
+    );
 }
