@@ -542,6 +542,37 @@ class Matrix:
         assert "configuration " in host.log() and ini.lower() in host.log().lower(), (ini, host.log())
         assert "built-in demo app" in host.log(), host.log()
 
+    def threadpool_impersonation(self):
+        """The threadpool handler runs the app as the request's user: with
+        `--impersonation-token self` the host hands out a real token (a duplicate of its
+        own, as IIS hands the authenticated user's). The worker thread must have it during
+        the request and be back to no token after it, also after a request that failed; with
+        the default NULL token the worker never impersonates."""
+        directory = os.path.join(self.work, "impersonation")
+        ini = self.write_ini(directory, home=os.path.join(PYTHONS, "3.13"))
+        with open(ini, "a", encoding="utf-8") as f:
+            f.write("threads = 1\n")
+        host = Host(self.build, ini, extra_args=["--impersonation-token", "self", "--trace"])
+        # (threads = 1: every request runs on the same worker thread)
+        try:
+            for _ in range(2):
+                status, _, body = host.request("GET", "/token")
+                assert (status, body) == (200, b"during the request: token\n"), (status, body, host.log())
+                time.sleep(0.6)  # the watcher looks while the worker is idle
+                status, _, body = host.request("GET", "/token-after")
+                assert (status, body) == (200, b"after the request: none\n"), (status, body, host.log())
+                status, _, _ = host.request("GET", "/no-such-page")
+                assert status == 404, status
+            assert "a duplicate of the host's own token" in host.log(), host.log()
+        finally:
+            self.clean_shutdown(host)
+        host = Host(self.build, ini)
+        try:
+            status, _, body = host.request("GET", "/token")
+            assert (status, body) == (200, b"during the request: none\n"), (status, body, host.log())
+        finally:
+            self.clean_shutdown(host)
+
     # -- the run
 
     def run(self):
@@ -585,6 +616,7 @@ class Matrix:
             self.check("host-startup-error-reported", self.startup_error_reported)
             self.check("host-\\\\?\\-dll-path", self.ini_next_to_long_path_dll)
             self.check("host-non-ascii-install-folder", self.non_ascii_install_folder)
+            self.check("host-threadpool-impersonation", self.threadpool_impersonation)
         elif not self.selected or any("host" in s for s in self.selected):
             print("FAIL host: %s has no isapi-host.exe or no DLL exporting HttpExtensionProc" % self.build)
             self.failed.append("host")

@@ -15,9 +15,14 @@ a server that, like ours, ends the stream at the end of the body, but the valida
     /stream      a streamed response: 50 chunks from a generator, no Content-Length
     /sleep       sleeps 0.2 s (GIL released) then answers: the concurrency check
     /flask/...   a Flask app (installed from win_amd64 wheels into a folder on sys.path)
+    /token       whether the thread running the app has an impersonation token (ctypes
+                 OpenThreadToken); also starts a watcher that, 0.3 s after the response,
+                 looks at that same thread's token again
+    /token-after what the watcher saw: the worker must have reverted to no token
 """
 import hashlib
 import sys
+import threading
 import time
 from wsgiref.validate import validator
 
@@ -127,6 +132,61 @@ def flask_app(environ, start_response):
     return _flask(environ, start_response)
 
 
+TOKEN_AFTER = {}
+
+
+def _thread_token(thread_handle):
+    """'token' if the thread has an impersonation token, else 'none' (or the error)."""
+    import ctypes
+    from ctypes import wintypes
+
+    advapi32 = ctypes.WinDLL("advapi32", use_last_error=True)
+    advapi32.OpenThreadToken.argtypes = [wintypes.HANDLE, wintypes.DWORD, wintypes.BOOL,
+                                         ctypes.POINTER(wintypes.HANDLE)]
+    token = wintypes.HANDLE()
+    TOKEN_QUERY, ERROR_NO_TOKEN = 0x0008, 1008
+    if advapi32.OpenThreadToken(thread_handle, TOKEN_QUERY, True, ctypes.byref(token)):
+        ctypes.windll.kernel32.CloseHandle(token)
+        return "token"
+    error = ctypes.get_last_error()
+    return "none" if error == ERROR_NO_TOKEN else "error %d" % error
+
+
+def _watch(thread_id):
+    import ctypes
+    from ctypes import wintypes
+
+    time.sleep(0.3)  # the request has ended; its worker is idle
+    kernel32 = ctypes.WinDLL("kernel32", use_last_error=True)
+    kernel32.OpenThread.restype = wintypes.HANDLE
+    THREAD_QUERY_INFORMATION = 0x0040
+    handle = kernel32.OpenThread(THREAD_QUERY_INFORMATION, False, thread_id)
+    TOKEN_AFTER["seen"] = _thread_token(handle) if handle else "OpenThread error %d" % ctypes.get_last_error()
+    if handle:
+        kernel32.CloseHandle(handle)
+
+
+def token(environ, start_response):
+    import ctypes
+
+    TOKEN_AFTER.clear()
+    now = _thread_token(ctypes.windll.kernel32.GetCurrentThread())
+    threading.Thread(target=_watch, args=(threading.get_native_id(),)).start()
+    body = ("during the request: %s\n" % now).encode()
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
+    return [body]
+
+
+def token_after(environ, start_response):
+    for _ in range(50):
+        if "seen" in TOKEN_AFTER:
+            break
+        time.sleep(0.05)
+    body = ("after the request: %s\n" % TOKEN_AFTER.get("seen", "nothing seen")).encode()
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
+    return [body]
+
+
 def not_found(environ, start_response):
     body = b"not found\n"
     start_response("404 Not Found", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
@@ -135,7 +195,7 @@ def not_found(environ, start_response):
 
 ROUTES = {path: validator(app) for path, app in {
     "/": hello, "/environ": show_environ, "/sys": show_sys, "/echo": echo, "/lines": count_lines,
-    "/stream": stream, "/sleep": sleep}.items()}
+    "/stream": stream, "/sleep": sleep, "/token": token, "/token-after": token_after}.items()}
 
 
 def application(environ, start_response):

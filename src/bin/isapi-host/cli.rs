@@ -45,6 +45,10 @@ Site model (what the extension sees):
   --server-name NAME       SERVER_NAME [from the Host header]
   --https                  the request arrived over TLS terminated by IIS
   --user NAME              the request was authenticated (Windows auth) as NAME
+  --impersonation-token none|self
+                           what HSE_REQ_GET_IMPERSONATION_TOKEN hands out: NULL, or (Windows
+                           only) an impersonation token duplicated from the host's own, as
+                           IIS hands the authenticated user's [none]
   --server-software TEXT   SERVER_SOFTWARE [Microsoft-IIS/10.0]
   --all-http-eol lf|crlf   line end in ALL_HTTP [lf]
 
@@ -96,6 +100,8 @@ pub struct Options {
     pub server_name: Option<String>,
     pub https: bool,
     pub user: Option<String>,
+    /// `--impersonation-token self`: hand out a duplicate of the host's own token.
+    pub impersonation_token_self: bool,
     pub server_software: String,
     pub all_http_crlf: bool,
     pub strict: bool,
@@ -188,6 +194,7 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, String> 
         server_name: None,
         https: false,
         user: None,
+        impersonation_token_self: false,
         server_software: "Microsoft-IIS/10.0".into(),
         all_http_crlf: false,
         strict: false,
@@ -303,6 +310,20 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, String> 
             "--server-name" => o.server_name = Some(value()?),
             "--https" => o.https = true,
             "--user" => o.user = Some(value()?),
+            "--impersonation-token" => {
+                o.impersonation_token_self = match value()?.as_str() {
+                    "none" => false,
+                    "self" if cfg!(windows) => true,
+                    "self" => {
+                        return Err("--impersonation-token self needs Windows (there is no \
+                                    token to duplicate here)"
+                            .into());
+                    }
+                    v => {
+                        return Err(format!("--impersonation-token: '{v}' must be none or self"));
+                    }
+                }
+            }
             "--server-software" => o.server_software = value()?,
             "--all-http-eol" => {
                 o.all_http_crlf = match value()?.as_str() {
@@ -381,5 +402,28 @@ mod tests {
         assert!(run(&["--bogus"]).unwrap_err().contains("--bogus"));
         assert!(run(&["--listen"]).unwrap_err().contains("needs a value"));
         assert!(run(&["a", "b"]).unwrap_err().contains("more than one"));
+        assert!(
+            run(&["--impersonation-token", "user"])
+                .unwrap_err()
+                .contains("must be none or self")
+        );
+        assert!(
+            !run(&["--impersonation-token", "none"])
+                .unwrap()
+                .impersonation_token_self
+        );
+        if cfg!(windows) {
+            assert!(
+                run(&["--impersonation-token", "self"])
+                    .unwrap()
+                    .impersonation_token_self
+            );
+        } else {
+            assert!(
+                run(&["--impersonation-token", "self"])
+                    .unwrap_err()
+                    .contains("needs Windows")
+            );
+        }
     }
 }

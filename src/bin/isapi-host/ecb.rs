@@ -985,11 +985,16 @@ unsafe fn support(
             if buffer.is_null() {
                 return fail(host, ex.id, || call.to_string(), ERROR_INVALID_PARAMETER);
             }
-            // The host does not impersonate: NULL means "the process's own identity", and
-            // SetThreadToken(NULL, NULL) with it reverts to exactly that.
+            // NULL means "the process's own identity" (SetThreadToken(NULL, NULL) reverts
+            // to exactly that); `--impersonation-token self` hands a real token instead.
+            let token = host.impersonation_token.handle();
             // SAFETY: buffer points to a HANDLE.
-            unsafe { *(buffer as *mut HANDLE) = std::ptr::null_mut() };
-            ok(&|| " = NULL (the host's own identity)".into())
+            unsafe { *(buffer as *mut HANDLE) = token as HANDLE };
+            if token.is_null() {
+                ok(&|| " = NULL (the host's own identity)".into())
+            } else {
+                ok(&|| format!(" = {token:p} (a duplicate of the host's own token)"))
+            }
         }
         HSE_REQ_MAP_URL_TO_PATH => {
             if buffer.is_null() || size.is_null() {

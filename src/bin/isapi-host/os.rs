@@ -10,6 +10,8 @@
 //!   back on both).
 //! * [`read_file_at`]: read from the file handle an extension passes to
 //!   HSE_REQ_TRANSMIT_FILE (a `HANDLE` on Windows, a file descriptor cast to a pointer on Unix).
+//! * [`ImpersonationToken`]: the token HSE_REQ_GET_IMPERSONATION_TOKEN hands out (NULL, or
+//!   on Windows a duplicate of the host's own token).
 use std::ffi::c_void;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -334,5 +336,70 @@ impl Drop for Epoll {
     fn drop(&mut self) {
         // SAFETY: fd is our epoll descriptor, closed once.
         unsafe { libc::close(self.fd) };
+    }
+}
+
+/// What `HSE_REQ_GET_IMPERSONATION_TOKEN` hands to the extension. IIS gives the token of
+/// the authenticated user (or of the anonymous account); the host has no user to log on,
+/// so it offers NULL ("the process's own identity") or, with `--impersonation-token self`
+/// on Windows, an impersonation-level duplicate of its own token: a real token that an
+/// extension can put on a thread with SetThreadToken, as it would under IIS.
+pub struct ImpersonationToken(usize);
+
+impl ImpersonationToken {
+    pub fn none() -> ImpersonationToken {
+        ImpersonationToken(0)
+    }
+
+    /// The HANDLE to hand out (NULL for none). The host keeps it open for its whole life.
+    pub fn handle(&self) -> *mut c_void {
+        self.0 as *mut c_void
+    }
+
+    #[cfg(windows)]
+    pub fn own() -> std::io::Result<ImpersonationToken> {
+        const TOKEN_DUPLICATE: u32 = 0x0002;
+        const TOKEN_IMPERSONATE: u32 = 0x0004;
+        const TOKEN_QUERY: u32 = 0x0008;
+        const SECURITY_IMPERSONATION: u32 = 2;
+        #[link(name = "advapi32")]
+        unsafe extern "system" {
+            fn OpenProcessToken(process: *mut c_void, access: u32, token: *mut *mut c_void) -> i32;
+            fn DuplicateToken(token: *mut c_void, level: u32, duplicate: *mut *mut c_void) -> i32;
+        }
+        #[link(name = "kernel32")]
+        unsafe extern "system" {
+            fn GetCurrentProcess() -> *mut c_void;
+            fn CloseHandle(handle: *mut c_void) -> i32;
+        }
+        let (mut process_token, mut duplicate) = (std::ptr::null_mut(), std::ptr::null_mut());
+        let access = TOKEN_DUPLICATE | TOKEN_IMPERSONATE | TOKEN_QUERY;
+        // SAFETY: a pseudo-handle of this process and valid out-pointers; the process token
+        // is closed once after duplicating, whatever happened.
+        let ok = unsafe {
+            let opened = OpenProcessToken(GetCurrentProcess(), access, &mut process_token) != 0;
+            let ok = opened
+                && DuplicateToken(process_token, SECURITY_IMPERSONATION, &mut duplicate) != 0;
+            if opened {
+                CloseHandle(process_token);
+            }
+            ok
+        };
+        if !ok {
+            let e = std::io::Error::last_os_error();
+            return Err(std::io::Error::new(
+                e.kind(),
+                format!("--impersonation-token self: cannot duplicate the host's token: {e}"),
+            ));
+        }
+        Ok(ImpersonationToken(duplicate as usize))
+    }
+
+    #[cfg(not(windows))]
+    pub fn own() -> std::io::Result<ImpersonationToken> {
+        Err(std::io::Error::new(
+            std::io::ErrorKind::Unsupported,
+            "--impersonation-token self needs Windows",
+        ))
     }
 }

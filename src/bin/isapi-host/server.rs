@@ -8,7 +8,7 @@ use crate::conn::{self, Conn};
 use crate::ecb::Registry;
 use crate::extension::Extension;
 use crate::http::Limits;
-use crate::os;
+use crate::os::{self, ImpersonationToken};
 use crate::poller::{Poller, Watched, Work};
 use crate::vars::Site;
 use std::io;
@@ -46,6 +46,8 @@ pub struct Host {
     pub registry: Registry,
     pub checker: Checker,
     pub access: AccessLog,
+    /// What HSE_REQ_GET_IMPERSONATION_TOKEN hands out (`--impersonation-token`).
+    pub impersonation_token: ImpersonationToken,
     stopping: AtomicBool,
 }
 
@@ -84,6 +86,11 @@ pub fn run(options: Options, extension: Extension) -> io::Result<i32> {
     })?;
     listener.set_nonblocking(true)?;
     let address = listener.local_addr()?;
+    let impersonation_token = if options.impersonation_token_self {
+        ImpersonationToken::own()?
+    } else {
+        ImpersonationToken::none()
+    };
     let host = Host {
         site: Arc::new(Site::from_options(&options)),
         limits: Limits {
@@ -96,6 +103,7 @@ pub fn run(options: Options, extension: Extension) -> io::Result<i32> {
         poller: Poller::new()?,
         registry: Registry::new(MAX_REQUESTS),
         checker: Checker::default(),
+        impersonation_token,
         stopping: AtomicBool::new(false),
     };
     if HOST.set(host).is_err() {
