@@ -6,9 +6,9 @@
 //! * [`threadpool`]: queued to our own workers ([`pool`]); `HttpExtensionProc` returns
 //!   `HSE_STATUS_PENDING` and a worker ends the request with `HSE_REQ_DONE_WITH_SESSION`.
 //!
-//! Both take the request as an owned [`Ecb`](crate::isapi::ecb::Ecb) and use the same
+//! Both take the request as an owned [`Ecb`] and use the same
 //! [`Bridge::serve`](crate::wsgi::Bridge::serve) (which works from any thread), turning its
-//! [`Outcome`](crate::wsgi::response::Outcome) into the status IIS expects.
+//! [`Outcome`] into the status IIS expects.
 pub mod pool;
 pub mod simple;
 pub mod threadpool;

@@ -7,7 +7,7 @@
 //! [`ThreadPool`] later takes the request, runs it under the request's user (the
 //! impersonation token IIS gives, on Windows), answers it with the same
 //! [`Bridge::serve`] the simple handler uses, and ends it with exactly one
-//! `HSE_REQ_DONE_WITH_SESSION` ([`Session`] makes sure of that, even if something panics).
+//! `HSE_REQ_DONE_WITH_SESSION` (`Session` makes sure of that, even if something panics).
 //!
 //! * **Queue full**: the request is answered on the IIS thread at once with
 //!   `503 Service Unavailable` and `Retry-After`, without touching Python or the GIL, and

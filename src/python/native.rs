@@ -313,7 +313,7 @@ fn method_trampolines<T: Native>() -> [MethodFn; MAX_METHODS] {
 /// ValueError if its loan ended), panics caught; returns the new reference or NULL.
 ///
 /// # Safety
-/// `this` must be a live instance of a NativeType<T>, and the GIL held (Python calls our
+/// `this` must be a live instance of a `NativeType<T>`, and the GIL held (Python calls our
 /// slots only with the GIL).
 unsafe fn enter<T: Native>(
     this: *mut PyObject,

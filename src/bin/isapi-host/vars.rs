@@ -3,7 +3,7 @@
 //! A [`Site`] is the IIS configuration the request meets (virtual directory, handler
 //! mapping, physical path, TLS, authentication). [`RequestInfo`] combines it with one
 //! parsed request and the connection's addresses, computes the paths IIS derives
-//! (SCRIPT_NAME, PATH_INFO, URL, PATH_TRANSLATED), and answers [`RequestInfo::lookup`]
+//! (SCRIPT_NAME, PATH_INFO, URL, PATH_TRANSLATED), and answers [`RequestInfo::lookup_wire`]
 //! for every variable name: the documented ones, `HTTP_<NAME>`, `HEADER_<Name>` and the
 //! `UNICODE_` forms (UTF-16). See `/work/shared/iis-isapi-facts.md` §2 and `docs/host.md`.
 use crate::cli::{Options, ScriptMap};
