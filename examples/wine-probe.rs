@@ -184,16 +184,11 @@ mod token {
     use std::ffi::c_void;
 
     type Handle = *mut c_void;
-    const TOKEN_DUPLICATE: u32 = 0x0002;
-    const TOKEN_IMPERSONATE: u32 = 0x0004;
     const TOKEN_QUERY: u32 = 0x0008;
-    const SECURITY_IMPERSONATION: u32 = 2;
     const ERROR_NO_TOKEN: u32 = 1008;
 
     #[link(name = "advapi32")]
     unsafe extern "system" {
-        fn OpenProcessToken(process: Handle, access: u32, token: *mut Handle) -> i32;
-        fn DuplicateToken(token: Handle, level: u32, duplicate: *mut Handle) -> i32;
         fn OpenThreadToken(
             thread: Handle,
             access: u32,
@@ -203,7 +198,6 @@ mod token {
     }
     #[link(name = "kernel32")]
     unsafe extern "system" {
-        fn GetCurrentProcess() -> Handle;
         fn GetCurrentThread() -> Handle;
         fn GetLastError() -> u32;
         fn CloseHandle(handle: Handle) -> i32;
@@ -230,21 +224,8 @@ mod token {
                 thread_token()
             ));
         }
-        let (mut process_token, mut duplicate): (Handle, Handle) =
-            (std::ptr::null_mut(), std::ptr::null_mut());
-        let access = TOKEN_DUPLICATE | TOKEN_IMPERSONATE | TOKEN_QUERY;
-        // SAFETY: pseudo-handle of this process; valid out-pointers.
-        let ok = unsafe {
-            OpenProcessToken(GetCurrentProcess(), access, &mut process_token) != 0
-                && DuplicateToken(process_token, SECURITY_IMPERSONATION, &mut duplicate) != 0
-        };
-        if !ok {
-            // SAFETY: no preconditions.
-            return Err(format!(
-                "cannot make an impersonation token: error {}",
-                unsafe { GetLastError() }
-            ));
-        }
+        let duplicate = sys::duplicate_own_token()
+            .map_err(|e| format!("cannot make an impersonation token: error {e}"))?;
         {
             let guard = sys::impersonate(duplicate);
             guard
@@ -269,11 +250,8 @@ mod token {
             Ok(()) => return Err("a bogus token was accepted".into()),
         }
         drop(bogus);
-        // SAFETY: both handles were opened above and are closed once.
-        unsafe {
-            CloseHandle(duplicate);
-            CloseHandle(process_token);
-        }
+        // SAFETY: the duplicate is ours and closed once.
+        unsafe { CloseHandle(duplicate) };
         println!("probe: impersonation ok");
         Ok(())
     }

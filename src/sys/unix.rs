@@ -132,3 +132,8 @@ pub fn impersonate(_token: *mut c_void) -> Impersonation {
         _not_send: std::marker::PhantomData,
     }
 }
+
+/// Windows only: there are no tokens on Unix.
+pub fn duplicate_own_token() -> Result<*mut c_void, u32> {
+    Err(50) // ERROR_NOT_SUPPORTED
+}

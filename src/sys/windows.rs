@@ -183,6 +183,8 @@ unsafe extern "system" {
     ) -> i32;
     fn DeregisterEventSource(log: Handle) -> i32;
     fn SetThreadToken(thread: *mut Handle, token: Handle) -> i32;
+    fn OpenProcessToken(process: Handle, access: u32, token: *mut Handle) -> i32;
+    fn DuplicateToken(token: Handle, level: u32, duplicate: *mut Handle) -> i32;
 }
 
 #[link(name = "kernel32")]
@@ -449,6 +451,39 @@ impl Drop for Impersonation {
         if self.changed {
             // SAFETY: NULL thread and NULL token: the current thread stops impersonating.
             unsafe { SetThreadToken(std::ptr::null_mut(), std::ptr::null_mut()) };
+        }
+    }
+}
+
+/// An impersonation-level copy of this process's own token: a real token to hand to
+/// [`impersonate`] where IIS would hand the client's (`isapi-host --impersonation-token
+/// self`, the wine probe). The caller owns the handle (it is never closed by the host).
+pub fn duplicate_own_token() -> Result<*mut c_void, u32> {
+    const TOKEN_DUPLICATE: u32 = 0x0002;
+    const TOKEN_IMPERSONATE: u32 = 0x0004;
+    const TOKEN_QUERY: u32 = 0x0008;
+    const SECURITY_IMPERSONATION: u32 = 2;
+    #[link(name = "kernel32")]
+    unsafe extern "system" {
+        fn GetCurrentProcess() -> Handle;
+        fn CloseHandle(handle: Handle) -> i32;
+    }
+    let (mut process_token, mut duplicate): (Handle, Handle) =
+        (std::ptr::null_mut(), std::ptr::null_mut());
+    let access = TOKEN_DUPLICATE | TOKEN_IMPERSONATE | TOKEN_QUERY;
+    // SAFETY: a pseudo-handle of this process and valid out-pointers; the process token is
+    // closed once, after duplicating; GetLastError is read before CloseHandle can change it.
+    unsafe {
+        if OpenProcessToken(GetCurrentProcess(), access, &mut process_token) == 0 {
+            return Err(GetLastError());
+        }
+        let duplicated = DuplicateToken(process_token, SECURITY_IMPERSONATION, &mut duplicate);
+        let error = GetLastError();
+        CloseHandle(process_token);
+        if duplicated == 0 {
+            Err(error)
+        } else {
+            Ok(duplicate)
         }
     }
 }

@@ -356,50 +356,14 @@ impl ImpersonationToken {
         self.0 as *mut c_void
     }
 
-    #[cfg(windows)]
     pub fn own() -> std::io::Result<ImpersonationToken> {
-        const TOKEN_DUPLICATE: u32 = 0x0002;
-        const TOKEN_IMPERSONATE: u32 = 0x0004;
-        const TOKEN_QUERY: u32 = 0x0008;
-        const SECURITY_IMPERSONATION: u32 = 2;
-        #[link(name = "advapi32")]
-        unsafe extern "system" {
-            fn OpenProcessToken(process: *mut c_void, access: u32, token: *mut *mut c_void) -> i32;
-            fn DuplicateToken(token: *mut c_void, level: u32, duplicate: *mut *mut c_void) -> i32;
-        }
-        #[link(name = "kernel32")]
-        unsafe extern "system" {
-            fn GetCurrentProcess() -> *mut c_void;
-            fn CloseHandle(handle: *mut c_void) -> i32;
-        }
-        let (mut process_token, mut duplicate) = (std::ptr::null_mut(), std::ptr::null_mut());
-        let access = TOKEN_DUPLICATE | TOKEN_IMPERSONATE | TOKEN_QUERY;
-        // SAFETY: a pseudo-handle of this process and valid out-pointers; the process token
-        // is closed once after duplicating, whatever happened.
-        let ok = unsafe {
-            let opened = OpenProcessToken(GetCurrentProcess(), access, &mut process_token) != 0;
-            let ok = opened
-                && DuplicateToken(process_token, SECURITY_IMPERSONATION, &mut duplicate) != 0;
-            if opened {
-                CloseHandle(process_token);
-            }
-            ok
-        };
-        if !ok {
-            let e = std::io::Error::last_os_error();
-            return Err(std::io::Error::new(
-                e.kind(),
-                format!("--impersonation-token self: cannot duplicate the host's token: {e}"),
-            ));
-        }
-        Ok(ImpersonationToken(duplicate as usize))
-    }
-
-    #[cfg(not(windows))]
-    pub fn own() -> std::io::Result<ImpersonationToken> {
-        Err(std::io::Error::new(
-            std::io::ErrorKind::Unsupported,
-            "--impersonation-token self needs Windows",
-        ))
+        isapi_wsgi::sys::duplicate_own_token()
+            .map(|token| ImpersonationToken(token as usize))
+            .map_err(|code| {
+                std::io::Error::other(format!(
+                    "--impersonation-token self: cannot duplicate the host's token: {}",
+                    std::io::Error::from_raw_os_error(code as i32)
+                ))
+            })
     }
 }
