@@ -8,53 +8,7 @@ mod common;
 use std::path::PathBuf;
 use std::process::Command;
 
-use common::{Host, apps_dir, curl, python};
-
-/// A scratch directory with an ini file written from `ini` (with `{apps}` and `{log}`).
-struct Site {
-    dir: PathBuf,
-    ini: PathBuf,
-    log: PathBuf,
-}
-
-impl Site {
-    fn new(name: &str, ini: &str) -> Site {
-        let dir = common::scratch_dir(&format!("host-{name}"));
-        let log = dir.join("wsgi.log");
-        let text = ini
-            .replace("{apps}", &apps_dir().display().to_string())
-            .replace("{log}", &log.display().to_string());
-        let ini = dir.join("site.ini");
-        std::fs::write(&ini, text).unwrap();
-        Site { dir, ini, log }
-    }
-
-    fn start(&self, args: &[&str]) -> Host {
-        let mut all = vec!["--strict", "--config", self.ini.to_str().unwrap()];
-        all.extend_from_slice(args);
-        Host::start(&common::bridge_library(), &all)
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// Stops the host: it must exit cleanly with zero contract violations, and no validator
-    /// complaint may be in the log.
-    fn finish(&self, host: Host) -> String {
-        let stopped = host.stop();
-        stopped.assert_clean();
-        let log = self.log();
-        // The validator reports with `assert_` (AssertionError) or a WSGIWarning (an error
-        // here: the apps turn warnings into errors).
-        assert!(
-            !log.contains("in assert_") && !log.contains("WSGIWarning"),
-            "validator complaint:\n{log}"
-        );
-        let _ = std::fs::remove_dir_all(&self.dir);
-        stopped.stderr
-    }
-}
+use common::{Site, curl, python};
 
 fn testapp() -> Site {
     Site::new(
