@@ -8,7 +8,9 @@ mod common;
 use std::path::PathBuf;
 use std::process::Command;
 
-use common::{Site, curl, python};
+use std::time::{Duration, Instant};
+
+use common::{Client, Site, curl, python};
 
 fn testapp() -> Site {
     Site::new(
@@ -461,5 +463,256 @@ fn other_iis_variants_change_nothing_for_the_app() {
         !environ.contains("HTTP_CONTENT_TYPE") && !environ.contains("HTTP_CONTENT_LENGTH"),
         "{environ}"
     );
+    site.finish(host);
+}
+
+/// Reads until the server closes the connection, or `within` passes. Returns the bytes and
+/// whether the end was a close (EOF), not the time limit.
+fn read_until_closed(stream: &mut std::net::TcpStream, within: Duration) -> (Vec<u8>, bool) {
+    use std::io::Read;
+    let deadline = Instant::now() + within;
+    let mut data = Vec::new();
+    let mut buf = [0u8; 65536];
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return (data, false);
+        }
+        stream.set_read_timeout(Some(left)).unwrap();
+        match stream.read(&mut buf) {
+            Ok(0) => return (data, true),
+            Ok(n) => data.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return (data, true),
+            Err(_) => return (data, false),
+        }
+    }
+}
+
+/// Sends `request` on a new keep-alive connection (no `Connection: close`, no half-close:
+/// only the server can end it) and reads until the server closes it, for at most 5 s.
+fn until_the_server_closes(addr: std::net::SocketAddr, request: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream.write_all(request).unwrap();
+    let (data, closed) = read_until_closed(&mut stream, Duration::from_secs(5));
+    assert!(
+        closed,
+        "the server did not close the connection: the client would hang; got {:?}",
+        text(&data)
+    );
+    data
+}
+
+#[test]
+fn wsgi_input_readline_readlines_and_iteration_through_the_host() {
+    let site = testapp();
+    // A read-ahead of 7 bytes: the rest of each body comes through ReadClient.
+    let host = site.start(&["--read-ahead", "7"]);
+    let mut client = Client::connect(host.addr);
+    // The body arrives in three pieces, cut inside lines.
+    let body = b"abcdef\nline two is long\nthree\nfour\nrest";
+    client.send(
+        format!(
+            "POST /raw/echo-pieces HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        )
+        .as_bytes(),
+    );
+    for piece in [&body[..9], &body[9..27], &body[27..]] {
+        std::thread::sleep(Duration::from_millis(50));
+        client.send(piece);
+    }
+    // read(3), readline(), readline(5), readlines(1), read(), read(10) past the end.
+    assert_eq!(
+        client.response(false).text(),
+        r#"["abc", "def\n", "line ", "two is long\n", "three\nfour\nrest", ""]"#
+    );
+    // Iteration: wsgi.input's own iterator, and the validator's (readline), over a
+    // Content-Length body and over a chunked one (no CONTENT_LENGTH: read to its end).
+    for path in ["/raw/iterate", "/echo-iter"] {
+        client.send(
+            format!("POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nContent-Length: 6\r\n\r\na\nb\n\nc").as_bytes(),
+        );
+        assert_eq!(
+            client.response(false).text(),
+            r#"["a\n", "b\n", "\n", "c"]"#,
+            "{path}"
+        );
+        client.send(
+            format!("POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n3\r\na\nb\r\n").as_bytes(),
+        );
+        std::thread::sleep(Duration::from_millis(50));
+        client.send(b"3\r\n\n\nc\r\n0\r\n\r\n");
+        assert_eq!(
+            client.response(false).text(),
+            r#"["a\n", "b\n", "\n", "c"]"#,
+            "{path}, chunked"
+        );
+    }
+    site.finish(host);
+}
+
+#[test]
+fn invalid_status_and_headers_are_a_500_and_a_logged_message_through_the_host() {
+    let site = testapp();
+    let host = site.start(&[]);
+    let mut client = Client::connect(host.addr);
+    for (path, expected) in [
+        ("/raw/bad-header", "CR, LF or NUL in the value"),
+        (
+            "/raw/hop-by-hop",
+            "Connection is a hop-by-hop header, which only the server may set",
+        ),
+        ("/raw/bad-status", "invalid status 'OK'"),
+        (
+            "/raw/bytes-status",
+            "TypeError: the status must be a str, like '200 OK'",
+        ),
+        (
+            "/raw/non-latin1-status",
+            "ValueError: the status must be latin-1 text",
+        ),
+        (
+            "/raw/int-header-value",
+            "TypeError: header names and values must be str, got ('X-Number', 5)",
+        ),
+        (
+            "/raw/headers-not-list",
+            "TypeError: response_headers must be a list of (name, value) tuples",
+        ),
+        (
+            "/raw/header-not-tuple",
+            "TypeError: each response header must be a (name, value) tuple",
+        ),
+        (
+            "/raw/start-twice",
+            "AssertionError: start_response() was already called; pass exc_info to call it again",
+        ),
+        ("/raw/two-lengths", "a second, different Content-Length"),
+        (
+            "/raw/str-body",
+            "must be an iterable of bytes; it yielded str",
+        ),
+        ("/raw/no-start", "without calling start_response"),
+    ] {
+        // All on one keep-alive connection: each 500 keeps it open.
+        client.send(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes());
+        let r = client.response(false);
+        assert!(
+            r.status == 500 && r.text().contains("The application failed to answer"),
+            "{path}: {r:?}"
+        );
+        assert!(
+            !r.text().contains(expected),
+            "{path}: no details without debug = true"
+        );
+        let line = format!("GET {path}: the application failed:");
+        assert!(site.wait_for_log(&line), "{path}: {line}\n{}", site.log());
+        assert!(
+            site.log().contains(expected),
+            "{path}: {expected:?} not logged\n{}",
+            site.log()
+        );
+    }
+    client.send(b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(client.response(false).text(), "Hello, World!");
+    site.finish(host);
+}
+
+#[test]
+fn content_length_mismatches_are_logged_and_the_client_sees_the_connection_close() {
+    let site = testapp();
+    let host = site.start(&[]);
+    for (path, body, logged) in [
+        (
+            "/raw/short",
+            "12345",
+            "the application's body ended after 5 of the 10 bytes its Content-Length announced; the connection is closed",
+        ),
+        (
+            "/raw/long",
+            "123",
+            "the application sent more than its Content-Length of 3 bytes; the rest was not sent and the connection is closed",
+        ),
+    ] {
+        let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n");
+        let data = until_the_server_closes(host.addr, request.as_bytes());
+        let head_end = data
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .expect("a header block")
+            + 4;
+        let head = text(&data[..head_end]);
+        assert!(head.starts_with("HTTP/1.1 200"), "{path}: {head}");
+        assert_eq!(text(&data[head_end..]), body, "{path}: cut at the length");
+        assert!(
+            site.wait_for_log(logged),
+            "{path}: {logged}\n{}",
+            site.log()
+        );
+    }
+    let closed = text(&curl(&[&host.url("/closed")]).1);
+    assert!(
+        closed.contains("\"short\"") && closed.contains("\"long\""),
+        "close() not called: {closed}"
+    );
+    site.finish(host);
+}
+
+#[test]
+fn exc_info_after_the_headers_reraises_and_the_connection_is_aborted() {
+    let site = testapp();
+    let host = site.start(&[]);
+    let data = until_the_server_closes(
+        host.addr,
+        b"GET /raw/exc-info-late HTTP/1.1\r\nHost: x\r\n\r\n",
+    );
+    let response = text(&data);
+    assert!(
+        response.starts_with("HTTP/1.1 200") && response.contains("Transfer-Encoding: chunked"),
+        "{response}"
+    );
+    assert!(response.contains("4\r\nsent\r\n"), "{response}");
+    assert!(
+        !response.contains("0\r\n\r\n") && !response.contains("never"),
+        "the chunked body must not look complete: {response:?}"
+    );
+    assert!(site.wait_for_log(
+        "GET /raw/exc-info-late: the application failed after the headers were sent; closing the connection"
+    ));
+    assert!(site.log().contains("KeyError: 'late'"), "{}", site.log());
+    site.finish(host);
+}
+
+#[test]
+fn wsgi_errors_write_writelines_and_flush_reach_the_log_through_the_host() {
+    let site = testapp();
+    let host = site.start(&[]);
+    assert_eq!(text(&curl(&[&host.url("/errors")]).1), "logged");
+    assert!(
+        site.wait_for_log("testapp: a line for wsgi.errors\ntestapp: two\ntestapp: lines\n"),
+        "{}",
+        site.log()
+    );
+    site.finish(host);
+}
+
+#[test]
+fn http10_clients_get_a_streamed_body_ended_by_the_close() {
+    let site = testapp();
+    let host = site.start(&[]);
+    // Also when the HTTP/1.0 client asks to keep the connection: an unframed body can only
+    // end with it.
+    for request in [
+        "GET /stream HTTP/1.0\r\nHost: x\r\n\r\n",
+        "GET /stream HTTP/1.0\r\nHost: x\r\nConnection: keep-alive\r\n\r\n",
+    ] {
+        let data = until_the_server_closes(host.addr, request.as_bytes());
+        let (r, _) = common::parse_response(&data, false).expect("a response");
+        assert_eq!(r.status, 200, "{request:?}");
+        assert_eq!(r.header("Transfer-Encoding"), None, "{request:?}");
+        assert_eq!(r.header("Content-Length"), None, "{request:?}");
+        assert_eq!(r.text(), "one,two,three", "{request:?}");
+    }
     site.finish(host);
 }

@@ -112,6 +112,10 @@ def raw(environ, start_response):
         pieces.append(stream.read())
         pieces.append(stream.read(10))
         return text(start_response, json.dumps([p.decode("latin-1") for p in pieces]))
+    if path == "/iterate":
+        # wsgi.input's own iterator (the validator's would call readline()).
+        lines = [line.decode("latin-1") for line in environ["wsgi.input"]]
+        return text(start_response, json.dumps(lines))
     if path == "/read-all":
         body = environ["wsgi.input"].read()
         return text(start_response, body)
@@ -123,6 +127,25 @@ def raw(environ, start_response):
         return [b"never"]
     if path == "/bad-header":
         start_response("200 OK", [("X-Bad", "a\r\nInjected: yes")])
+        return [b"never"]
+    if path == "/bytes-status":
+        start_response(b"200 OK", [])
+        return [b"never"]
+    if path == "/non-latin1-status":
+        start_response("200 \u0100K", [])
+        return [b"never"]
+    if path == "/int-header-value":
+        start_response("200 OK", [("X-Number", 5)])
+        return [b"never"]
+    if path == "/headers-not-list":
+        start_response("200 OK", (("Content-Type", "text/plain"),))
+        return [b"never"]
+    if path == "/header-not-tuple":
+        start_response("200 OK", [["Content-Type", "text/plain"]])
+        return [b"never"]
+    if path == "/start-twice":
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        start_response("200 OK", [("Content-Type", "text/plain")])
         return [b"never"]
     if path == "/str-body":
         start_response("200 OK", [("Content-Type", "text/plain")])
