@@ -716,3 +716,57 @@ fn http10_clients_get_a_streamed_body_ended_by_the_close() {
     }
     site.finish(host);
 }
+
+#[test]
+fn a_client_that_disconnects_stops_an_endless_stream_within_a_second() {
+    use std::io::{Read, Write};
+    let site = testapp();
+    let host = site.start(&[]);
+    let count = || -> u64 {
+        let body = text(&curl(&[&host.url("/count?endless")]).1);
+        body.parse().unwrap_or_else(|_| panic!("/count: {body:?}"))
+    };
+    let mut stream = std::net::TcpStream::connect(host.addr).unwrap();
+    stream
+        .write_all(b"GET /endless HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    // The headers and the first 1 KiB piece (chunked: 400\r\n + 1024 bytes).
+    let mut data = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !data.windows(1024).any(|w| w.iter().all(|&b| b == b'x')) {
+        let n = stream.read(&mut buf).expect("the first piece");
+        assert!(n > 0, "closed early: {:?}", text(&data));
+        data.extend_from_slice(&buf[..n]);
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let running = count();
+    assert!(running > 10, "the stream runs: {running} pieces");
+    drop(stream);
+    let gone = Instant::now();
+    loop {
+        if text(&curl(&[&host.url("/closed")]).1).contains("\"endless\"") {
+            break;
+        }
+        assert!(
+            gone.elapsed() < Duration::from_secs(1),
+            "close() not called within 1 s of the disconnect; {} pieces",
+            count()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let stopped = count();
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(count(), stopped, "the iteration goes on after close()");
+    // Only b"" pieces followed the disconnect (the next data is due at piece 400): the
+    // heartbeats' connection check stopped it, not a failed write.
+    assert!(stopped < 400, "{stopped} pieces");
+    assert!(
+        site.wait_for_log("GET /endless: response aborted: the client disconnected"),
+        "{}",
+        site.log()
+    );
+    site.finish(host);
+}

@@ -5,14 +5,18 @@ warnings turned into errors, so any PEP 3333 violation by the bridge (or the app
 as a 500. The /raw/ routes break the protocol on purpose and are served unwrapped.
 """
 import io
+import itertools
 import json
 import sys
+import time
 import warnings
 from wsgiref.validate import validator
 
 warnings.simplefilter("error")
 
 CLOSED = []
+# How many pieces the /endless stream has yielded.
+COUNTS = {}
 
 
 class Closing:
@@ -93,6 +97,20 @@ def app(environ, start_response):
         environ["wsgi.errors"].writelines(["testapp: two\n", "testapp: lines\n"])
         environ["wsgi.errors"].flush()
         return text(start_response, "logged")
+    if path == "/endless":
+        # Never ends: 1 KiB of data every 400 pieces (about 2 s), b"" between them, like an
+        # app that waits for events and sends heartbeats meanwhile.
+        start_response("200 OK", [("Content-Type", "application/octet-stream")])
+
+        def endless():
+            for n in itertools.count():
+                COUNTS["endless"] = n + 1
+                yield b"x" * 1024 if n % 400 == 0 else b""
+                time.sleep(0.005)
+
+        return Closing(endless(), "endless")
+    if path == "/count":
+        return text(start_response, str(COUNTS.get(environ["QUERY_STRING"], 0)))
     if path == "/closed":
         return text(start_response, json.dumps(CLOSED))
     if path.startswith("/unicode"):
