@@ -770,3 +770,28 @@ fn a_client_that_disconnects_stops_an_endless_stream_within_a_second() {
     );
     site.finish(host);
 }
+
+#[test]
+fn an_error_after_only_an_empty_piece_is_still_a_500_page() {
+    let site = testapp();
+    let host = site.start(&[]);
+    let mut client = Client::connect(host.addr);
+    client.send(b"GET /error-after-empty HTTP/1.1\r\nHost: x\r\n\r\n");
+    let r = client.response(false);
+    assert_eq!(r.status, 500, "{r:?}");
+    assert!(
+        r.text()
+            .contains("The application failed to answer this request"),
+        "{r:?}"
+    );
+    assert!(site.wait_for_log("GET /error-after-empty: the application failed:"));
+    assert!(
+        site.log()
+            .contains("RuntimeError: boom after an empty piece")
+    );
+    // A complete response: the connection goes on, and close() was called.
+    client.send(b"GET /closed HTTP/1.1\r\nHost: x\r\n\r\n");
+    let closed = client.response(false).text();
+    assert!(closed.contains("\"error-after-empty\""), "{closed}");
+    site.finish(host);
+}

@@ -81,6 +81,10 @@ def app(environ, start_response):
     if path == "/error-after":
         start_response("200 OK", [("Content-Type", "text/plain")])
         return Closing([b"first", RuntimeError("boom mid-body")], "error-after")
+    if path == "/error-after-empty":
+        # Headers go out only with the first non-empty piece: none has, so this is a 500.
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return Closing([b"", RuntimeError("boom after an empty piece")], "error-after-empty")
     if path == "/exc-info":
         try:
             raise KeyError("handled")
