@@ -795,3 +795,36 @@ fn an_error_after_only_an_empty_piece_is_still_a_500_page() {
     assert!(closed.contains("\"error-after-empty\""), "{closed}");
     site.finish(host);
 }
+
+#[test]
+fn the_app_answers_a_large_upload_before_the_client_sent_the_rest() {
+    use std::io::Write;
+    let site = testapp();
+    let host = site.start(&[]);
+    let mut client = Client::connect(host.addr);
+    // 50 MiB announced; 64 KiB sent, the rest held back until the answer has arrived.
+    let declared = 50 * 1024 * 1024;
+    client.send(
+        format!("POST /read-some HTTP/1.1\r\nHost: x\r\nContent-Type: application/octet-stream\r\nContent-Length: {declared}\r\n\r\n")
+            .as_bytes(),
+    );
+    client.send(&vec![b'u'; 64 * 1024]);
+    let r = client.response(false);
+    assert_eq!(
+        (r.status, r.text()),
+        (200, format!("read 1024 of {declared}")),
+        "{}",
+        site.log()
+    );
+    // The host still takes the rest of the body (or has closed the connection), and keeps
+    // serving others.
+    let more = vec![b'u'; 1024 * 1024];
+    for _ in 0..4 {
+        if client.stream.write_all(&more).is_err() {
+            break;
+        }
+    }
+    drop(client);
+    assert_eq!(text(&curl(&[&host.url("/hello")]).1), "Hello, World!");
+    site.finish(host);
+}

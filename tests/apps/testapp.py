@@ -63,6 +63,10 @@ def app(environ, start_response):
         length = int(environ.get("CONTENT_LENGTH") or 0)
         body = environ["wsgi.input"].read(length) if length else b"".join(iter(environ["wsgi.input"]))
         return text(start_response, body, headers=[("X-Length", str(len(body)))])
+    if path == "/read-some":
+        # Reads 1 KiB of the body, whatever its size, and answers.
+        some = environ["wsgi.input"].read(1024)
+        return text(start_response, "read %d of %s" % (len(some), environ["CONTENT_LENGTH"]))
     if path == "/echo-iter":
         lines = [line.decode("latin-1") for line in environ["wsgi.input"]]
         return text(start_response, json.dumps(lines))
