@@ -336,13 +336,13 @@ fn bad_configurations_give_the_documented_line_and_a_500_page() {
     }
 }
 
-#[test]
-fn one_library_every_pyenv_python_through_the_host() {
+/// The pyenv CPythons from 3.8 up, as (version, prefix); 3.11 must be among them.
+fn pyenv_pythons() -> Vec<(String, PathBuf)> {
     let output = Command::new("pyenv")
         .args(["versions", "--bare"])
         .output()
         .expect("pyenv");
-    let versions: Vec<String> = text(&output.stdout)
+    let pythons: Vec<(String, PathBuf)> = text(&output.stdout)
         .lines()
         .map(|v| v.trim().to_string())
         .filter(|v| {
@@ -351,21 +351,32 @@ fn one_library_every_pyenv_python_through_the_host() {
                 .and_then(|m| m.parse::<u32>().ok())
                 .is_some_and(|m| v.starts_with("3.") && m >= 8)
         })
-        .collect();
-    assert!(
-        versions.iter().any(|v| v.starts_with("3.11.")),
-        "{versions:?}"
-    );
-    for version in &versions {
-        let prefix = text(
-            &Command::new("pyenv")
-                .args(["prefix", version])
+        .map(|version| {
+            let prefix = Command::new("pyenv")
+                .args(["prefix", &version])
                 .output()
                 .unwrap()
-                .stdout,
-        )
-        .trim()
-        .to_string();
+                .stdout;
+            (version, PathBuf::from(text(&prefix).trim()))
+        })
+        .collect();
+    assert!(
+        pythons.iter().any(|(v, _)| v.starts_with("3.11.")),
+        "{pythons:?}"
+    );
+    pythons
+}
+
+/// `3.11` for `3.11.7`.
+fn minor(version: &str) -> &str {
+    version.rsplit_once('.').unwrap().0
+}
+
+#[test]
+fn one_library_every_pyenv_python_through_the_host() {
+    let pythons = pyenv_pythons();
+    for (version, prefix) in &pythons {
+        let prefix = prefix.display();
         let site = Site::new(
             &format!("py{version}"),
             &format!(
@@ -373,10 +384,9 @@ fn one_library_every_pyenv_python_through_the_host() {
             ),
         );
         let host = site.start(&[]);
-        let minor = version.rsplit_once('.').unwrap().0;
         assert_eq!(
             text(&curl(&[&host.url("/version")]).1),
-            minor,
+            minor(version),
             "{version}: {}",
             site.log()
         );
@@ -826,5 +836,109 @@ fn the_app_answers_a_large_upload_before_the_client_sent_the_rest() {
     }
     drop(client);
     assert_eq!(text(&curl(&[&host.url("/hello")]).1), "Hello, World!");
+    site.finish(host);
+}
+
+#[test]
+fn a_library_wins_over_a_wrong_home() {
+    // One CPython's library with another CPython's prefix as home, or a home that does not
+    // exist: the library decides (README: "wins over home (home is then derived from it)").
+    let pythons = pyenv_pythons();
+    let (version, prefix) = &pythons[0];
+    let (other, other_prefix) = pythons
+        .iter()
+        .find(|(v, _)| minor(v) != minor(version))
+        .expect("two CPython minor versions in pyenv");
+    let library = prefix
+        .join("lib")
+        .join(format!("libpython{}.so.1.0", minor(version)));
+    assert!(library.is_file(), "{}", library.display());
+    for home in [other_prefix.clone(), PathBuf::from("/nonexistent/python")] {
+        let site = Site::new(
+            "library-wins",
+            &format!(
+                "[python]\nhome = {}\nlibrary = {}\npath = {{apps}}\n[wsgi]\napp = testapp:application\nlog = {{log}}\n",
+                home.display(),
+                library.display()
+            ),
+        );
+        let host = site.start(&[]);
+        let (_, body, _) = curl(&[&host.url("/version")]);
+        assert_eq!(
+            text(&body),
+            minor(version),
+            "library {version} with home {} ({other}'s prefix or none): {}",
+            home.display(),
+            site.log()
+        );
+        assert_eq!(text(&curl(&[&host.url("/hello")]).1), "Hello, World!");
+        site.finish(host);
+    }
+}
+
+#[test]
+fn a_venvs_pth_files_are_honoured() {
+    // A venv-like directory for CPython 3.11 whose site-packages has only a .pth file naming
+    // tests/apps/pth: the app is importable only if the venv went through site.addsitedir.
+    let (version, prefix) = pyenv_pythons()
+        .into_iter()
+        .find(|(v, _)| v.starts_with("3.11."))
+        .unwrap();
+    let site = Site::new(
+        "venv-pth",
+        &format!(
+            "[python]\nhome = {}\nvenv = venv\n[wsgi]\napp = pth_app:application\nlog = {{log}}\n",
+            prefix.display()
+        ),
+    );
+    let packages = site
+        .dir
+        .join("venv")
+        .join("lib")
+        .join(format!("python{}", minor(&version)))
+        .join("site-packages");
+    std::fs::create_dir_all(&packages).unwrap();
+    let target = common::apps_dir().join("pth");
+    std::fs::write(
+        packages.join("x.pth"),
+        format!("# a comment line\n{}\n", target.display()),
+    )
+    .unwrap();
+    let host = site.start(&[]);
+    let (_, body, _) = curl(&[&host.url("/")]);
+    let answer = text(&body);
+    let script = r#"
+import json, sys
+answer = json.loads(sys.stdin.read())
+target, packages = sys.argv[1], sys.argv[2]
+assert answer["file"].startswith(target), answer["file"]
+path = answer["path"]
+assert packages in path and target in path, path
+# The venv's entries come before the interpreter's own site-packages.
+own = [i for i, p in enumerate(path) if p.endswith("site-packages") and p != packages]
+assert path.index(packages) < min(own, default=len(path)), path
+assert path.index(target) < min(own, default=len(path)), path
+print("ok")
+"#;
+    let checked = std::process::Command::new("python3")
+        .args(["-c", script])
+        .arg(&target)
+        .arg(&packages)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            use std::io::Write;
+            child.stdin.take().unwrap().write_all(answer.as_bytes())?;
+            child.wait_with_output()
+        })
+        .unwrap();
+    assert!(
+        checked.status.success(),
+        "{answer}\n{}\n{}",
+        text(&checked.stderr),
+        site.log()
+    );
     site.finish(host);
 }
