@@ -942,3 +942,29 @@ print("ok")
     );
     site.finish(host);
 }
+
+#[test]
+fn wsgi_multithread_and_multiprocess_are_true_and_run_once_false_for_both_handlers() {
+    for handler in ["simple", "threadpool"] {
+        let site = Site::new(
+            &format!("flags-{handler}"),
+            &format!(
+                "[python]\npath = {{apps}}\n[wsgi]\napp = testapp:application\nhandler = {handler}\nlog = {{log}}\n"
+            ),
+        );
+        let host = site.start(&[]);
+        let environ = text(&curl(&[&host.url("/environ")]).1);
+        for expected in [
+            r#""wsgi.multithread": true"#,
+            r#""wsgi.multiprocess": true"#,
+            r#""wsgi.run_once": false"#,
+            r#""wsgi.version": [1, 0]"#,
+        ] {
+            assert!(
+                environ.contains(expected),
+                "{handler}: {expected} not in {environ}"
+            );
+        }
+        site.finish(host);
+    }
+}
