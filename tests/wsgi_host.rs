@@ -393,6 +393,20 @@ fn one_library_every_pyenv_python_through_the_host() {
         let (_, body, _) = curl(&["--data-binary", "echo", &host.url("/echo")]);
         assert_eq!(text(&body), "echo");
         assert_eq!(text(&curl(&[&host.url("/stream")]).1), "one,two,three");
+        // C extension modules from lib-dynload (math, _json) resolve against libpython.
+        let answer = text(&curl(&[&host.url("/c-extensions")]).1);
+        let dynload = format!("{prefix}/lib/python{}/lib-dynload", minor(version));
+        for module in ["math", "_json"] {
+            let expected = format!(r#""{module}": "{dynload}/{module}.cpython-"#);
+            assert!(
+                answer.contains(&expected),
+                "{version}: {expected} not in {answer}"
+            );
+        }
+        assert!(
+            answer.contains(r#""sqrt2": 1.4142135623730951"#),
+            "{version}: {answer}"
+        );
         site.finish(host);
         println!("CPython {version} through the host: ok");
     }

@@ -52,6 +52,19 @@ def app(environ, start_response):
         return text(start_response, "Hello, World!")
     if path == "/version":
         return text(start_response, "%d.%d" % sys.version_info[:2])
+    if path == "/c-extensions":
+        # Two C extension modules (lib-dynload/*.so), imported with no fallback: they resolve
+        # libpython's symbols only if the extension loaded it RTLD_GLOBAL.
+        import _json
+        import math
+
+        answer = {
+            "math": math.__file__,
+            "_json": _json.__file__,
+            "sqrt2": math.sqrt(2),
+            "encoded": _json.encode_basestring_ascii("caf\u00e9"),
+        }
+        return text(start_response, json.dumps(answer))
     if path == "/environ":
         shown = {k: v for k, v in environ.items() if isinstance(v, str)}
         shown["wsgi.version"] = list(environ["wsgi.version"])
