@@ -982,3 +982,29 @@ fn wsgi_multithread_and_multiprocess_are_true_and_run_once_false_for_both_handle
         site.finish(host);
     }
 }
+
+#[cfg(unix)]
+#[test]
+fn ctrl_c_stops_the_host_cleanly_with_python_loaded() {
+    let site = testapp();
+    let host = site.launch(&common::Launch::native_ctrl_c(), &[], &[]);
+    assert_eq!(text(&curl(&[&host.url("/hello")]).1), "Hello, World!");
+    // Py_InitializeEx(0): Python did not take SIGINT for itself.
+    let handler = text(&curl(&[&host.url("/sigint")]).1);
+    assert!(
+        !handler.contains("default_int_handler"),
+        "Python installed its SIGINT handler: {handler}"
+    );
+    let stopped = host.stop(); // SIGINT
+    stopped.assert_clean();
+    assert!(
+        stopped
+            .stderr
+            .contains("isapi-host: TerminateExtension(HSE_TERM_MUST_UNLOAD) returned TRUE"),
+        "{}",
+        stopped.stderr
+    );
+    let log = site.log();
+    assert!(log.ends_with("isapi_wsgi: unloading\n"), "{log}");
+    let _ = std::fs::remove_dir_all(&site.dir);
+}

@@ -52,6 +52,12 @@ def app(environ, start_response):
         return text(start_response, "Hello, World!")
     if path == "/version":
         return text(start_response, "%d.%d" % sys.version_info[:2])
+    if path == "/sigint":
+        # Python's own SIGINT handler would be default_int_handler; with Py_InitializeEx(0)
+        # it installs none and the host keeps Ctrl-C.
+        import signal
+
+        return text(start_response, repr(signal.getsignal(signal.SIGINT)))
     if path == "/c-extensions":
         # Two C extension modules (lib-dynload/*.so), imported with no fallback: they resolve
         # libpython's symbols only if the extension loaded it RTLD_GLOBAL.
