@@ -8,53 +8,9 @@ mod common;
 use std::path::PathBuf;
 use std::process::Command;
 
-use common::{Host, apps_dir, curl, python};
+use std::time::{Duration, Instant};
 
-/// A scratch directory with an ini file written from `ini` (with `{apps}` and `{log}`).
-struct Site {
-    dir: PathBuf,
-    ini: PathBuf,
-    log: PathBuf,
-}
-
-impl Site {
-    fn new(name: &str, ini: &str) -> Site {
-        let dir = common::scratch_dir(&format!("host-{name}"));
-        let log = dir.join("wsgi.log");
-        let text = ini
-            .replace("{apps}", &apps_dir().display().to_string())
-            .replace("{log}", &log.display().to_string());
-        let ini = dir.join("site.ini");
-        std::fs::write(&ini, text).unwrap();
-        Site { dir, ini, log }
-    }
-
-    fn start(&self, args: &[&str]) -> Host {
-        let mut all = vec!["--strict", "--config", self.ini.to_str().unwrap()];
-        all.extend_from_slice(args);
-        Host::start(&common::bridge_library(), &all)
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// Stops the host: it must exit cleanly with zero contract violations, and no validator
-    /// complaint may be in the log.
-    fn finish(&self, host: Host) -> String {
-        let stopped = host.stop();
-        stopped.assert_clean();
-        let log = self.log();
-        // The validator reports with `assert_` (AssertionError) or a WSGIWarning (an error
-        // here: the apps turn warnings into errors).
-        assert!(
-            !log.contains("in assert_") && !log.contains("WSGIWarning"),
-            "validator complaint:\n{log}"
-        );
-        let _ = std::fs::remove_dir_all(&self.dir);
-        stopped.stderr
-    }
-}
+use common::{Client, Site, curl, python};
 
 fn testapp() -> Site {
     Site::new(
@@ -380,13 +336,13 @@ fn bad_configurations_give_the_documented_line_and_a_500_page() {
     }
 }
 
-#[test]
-fn one_library_every_pyenv_python_through_the_host() {
+/// The pyenv CPythons from 3.8 up, as (version, prefix); 3.11 must be among them.
+fn pyenv_pythons() -> Vec<(String, PathBuf)> {
     let output = Command::new("pyenv")
         .args(["versions", "--bare"])
         .output()
         .expect("pyenv");
-    let versions: Vec<String> = text(&output.stdout)
+    let pythons: Vec<(String, PathBuf)> = text(&output.stdout)
         .lines()
         .map(|v| v.trim().to_string())
         .filter(|v| {
@@ -395,21 +351,32 @@ fn one_library_every_pyenv_python_through_the_host() {
                 .and_then(|m| m.parse::<u32>().ok())
                 .is_some_and(|m| v.starts_with("3.") && m >= 8)
         })
-        .collect();
-    assert!(
-        versions.iter().any(|v| v.starts_with("3.11.")),
-        "{versions:?}"
-    );
-    for version in &versions {
-        let prefix = text(
-            &Command::new("pyenv")
-                .args(["prefix", version])
+        .map(|version| {
+            let prefix = Command::new("pyenv")
+                .args(["prefix", &version])
                 .output()
                 .unwrap()
-                .stdout,
-        )
-        .trim()
-        .to_string();
+                .stdout;
+            (version, PathBuf::from(text(&prefix).trim()))
+        })
+        .collect();
+    assert!(
+        pythons.iter().any(|(v, _)| v.starts_with("3.11.")),
+        "{pythons:?}"
+    );
+    pythons
+}
+
+/// `3.11` for `3.11.7`.
+fn minor(version: &str) -> &str {
+    version.rsplit_once('.').unwrap().0
+}
+
+#[test]
+fn one_library_every_pyenv_python_through_the_host() {
+    let pythons = pyenv_pythons();
+    for (version, prefix) in &pythons {
+        let prefix = prefix.display();
         let site = Site::new(
             &format!("py{version}"),
             &format!(
@@ -417,16 +384,29 @@ fn one_library_every_pyenv_python_through_the_host() {
             ),
         );
         let host = site.start(&[]);
-        let minor = version.rsplit_once('.').unwrap().0;
         assert_eq!(
             text(&curl(&[&host.url("/version")]).1),
-            minor,
+            minor(version),
             "{version}: {}",
             site.log()
         );
         let (_, body, _) = curl(&["--data-binary", "echo", &host.url("/echo")]);
         assert_eq!(text(&body), "echo");
         assert_eq!(text(&curl(&[&host.url("/stream")]).1), "one,two,three");
+        // C extension modules from lib-dynload (math, _json) resolve against libpython.
+        let answer = text(&curl(&[&host.url("/c-extensions")]).1);
+        let dynload = format!("{prefix}/lib/python{}/lib-dynload", minor(version));
+        for module in ["math", "_json"] {
+            let expected = format!(r#""{module}": "{dynload}/{module}.cpython-"#);
+            assert!(
+                answer.contains(&expected),
+                "{version}: {expected} not in {answer}"
+            );
+        }
+        assert!(
+            answer.contains(r#""sqrt2": 1.4142135623730951"#),
+            "{version}: {answer}"
+        );
         site.finish(host);
         println!("CPython {version} through the host: ok");
     }
@@ -508,4 +488,523 @@ fn other_iis_variants_change_nothing_for_the_app() {
         "{environ}"
     );
     site.finish(host);
+}
+
+/// Reads until the server closes the connection, or `within` passes. Returns the bytes and
+/// whether the end was a close (EOF), not the time limit.
+fn read_until_closed(stream: &mut std::net::TcpStream, within: Duration) -> (Vec<u8>, bool) {
+    use std::io::Read;
+    let deadline = Instant::now() + within;
+    let mut data = Vec::new();
+    let mut buf = [0u8; 65536];
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return (data, false);
+        }
+        stream.set_read_timeout(Some(left)).unwrap();
+        match stream.read(&mut buf) {
+            Ok(0) => return (data, true),
+            Ok(n) => data.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return (data, true),
+            Err(_) => return (data, false),
+        }
+    }
+}
+
+/// Sends `request` on a new keep-alive connection (no `Connection: close`, no half-close:
+/// only the server can end it) and reads until the server closes it, for at most 5 s.
+fn until_the_server_closes(addr: std::net::SocketAddr, request: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream.write_all(request).unwrap();
+    let (data, closed) = read_until_closed(&mut stream, Duration::from_secs(5));
+    assert!(
+        closed,
+        "the server did not close the connection: the client would hang; got {:?}",
+        text(&data)
+    );
+    data
+}
+
+#[test]
+fn wsgi_input_readline_readlines_and_iteration_through_the_host() {
+    let site = testapp();
+    // A read-ahead of 7 bytes: the rest of each body comes through ReadClient.
+    let host = site.start(&["--read-ahead", "7"]);
+    let mut client = Client::connect(host.addr);
+    // The body arrives in three pieces, cut inside lines.
+    let body = b"abcdef\nline two is long\nthree\nfour\nrest";
+    client.send(
+        format!(
+            "POST /raw/echo-pieces HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        )
+        .as_bytes(),
+    );
+    for piece in [&body[..9], &body[9..27], &body[27..]] {
+        std::thread::sleep(Duration::from_millis(50));
+        client.send(piece);
+    }
+    // read(3), readline(), readline(5), readlines(1), read(), read(10) past the end.
+    assert_eq!(
+        client.response(false).text(),
+        r#"["abc", "def\n", "line ", "two is long\n", "three\nfour\nrest", ""]"#
+    );
+    // Iteration: wsgi.input's own iterator, and the validator's (readline), over a
+    // Content-Length body and over a chunked one (no CONTENT_LENGTH: read to its end).
+    for path in ["/raw/iterate", "/echo-iter"] {
+        client.send(
+            format!("POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nContent-Length: 6\r\n\r\na\nb\n\nc").as_bytes(),
+        );
+        assert_eq!(
+            client.response(false).text(),
+            r#"["a\n", "b\n", "\n", "c"]"#,
+            "{path}"
+        );
+        client.send(
+            format!("POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n3\r\na\nb\r\n").as_bytes(),
+        );
+        std::thread::sleep(Duration::from_millis(50));
+        client.send(b"3\r\n\n\nc\r\n0\r\n\r\n");
+        assert_eq!(
+            client.response(false).text(),
+            r#"["a\n", "b\n", "\n", "c"]"#,
+            "{path}, chunked"
+        );
+    }
+    site.finish(host);
+}
+
+#[test]
+fn invalid_status_and_headers_are_a_500_and_a_logged_message_through_the_host() {
+    let site = testapp();
+    let host = site.start(&[]);
+    let mut client = Client::connect(host.addr);
+    for (path, expected) in [
+        ("/raw/bad-header", "CR, LF or NUL in the value"),
+        (
+            "/raw/hop-by-hop",
+            "Connection is a hop-by-hop header, which only the server may set",
+        ),
+        ("/raw/bad-status", "invalid status 'OK'"),
+        (
+            "/raw/bytes-status",
+            "TypeError: the status must be a str, like '200 OK'",
+        ),
+        (
+            "/raw/non-latin1-status",
+            "ValueError: the status must be latin-1 text",
+        ),
+        (
+            "/raw/int-header-value",
+            "TypeError: header names and values must be str, got ('X-Number', 5)",
+        ),
+        (
+            "/raw/headers-not-list",
+            "TypeError: response_headers must be a list of (name, value) tuples",
+        ),
+        (
+            "/raw/header-not-tuple",
+            "TypeError: each response header must be a (name, value) tuple",
+        ),
+        (
+            "/raw/start-twice",
+            "AssertionError: start_response() was already called; pass exc_info to call it again",
+        ),
+        ("/raw/two-lengths", "a second, different Content-Length"),
+        (
+            "/raw/str-body",
+            "must be an iterable of bytes; it yielded str",
+        ),
+        ("/raw/no-start", "without calling start_response"),
+    ] {
+        // All on one keep-alive connection: each 500 keeps it open.
+        client.send(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes());
+        let r = client.response(false);
+        assert!(
+            r.status == 500 && r.text().contains("The application failed to answer"),
+            "{path}: {r:?}"
+        );
+        assert!(
+            !r.text().contains(expected),
+            "{path}: no details without debug = true"
+        );
+        let line = format!("GET {path}: the application failed:");
+        assert!(site.wait_for_log(&line), "{path}: {line}\n{}", site.log());
+        assert!(
+            site.log().contains(expected),
+            "{path}: {expected:?} not logged\n{}",
+            site.log()
+        );
+    }
+    client.send(b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(client.response(false).text(), "Hello, World!");
+    site.finish(host);
+}
+
+#[test]
+fn content_length_mismatches_are_logged_and_the_client_sees_the_connection_close() {
+    let site = testapp();
+    let host = site.start(&[]);
+    for (path, body, logged) in [
+        (
+            "/raw/short",
+            "12345",
+            "the application's body ended after 5 of the 10 bytes its Content-Length announced; the connection is closed",
+        ),
+        (
+            "/raw/long",
+            "123",
+            "the application sent more than its Content-Length of 3 bytes; the rest was not sent and the connection is closed",
+        ),
+    ] {
+        let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n");
+        let data = until_the_server_closes(host.addr, request.as_bytes());
+        let head_end = data
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .expect("a header block")
+            + 4;
+        let head = text(&data[..head_end]);
+        assert!(head.starts_with("HTTP/1.1 200"), "{path}: {head}");
+        assert_eq!(text(&data[head_end..]), body, "{path}: cut at the length");
+        assert!(
+            site.wait_for_log(logged),
+            "{path}: {logged}\n{}",
+            site.log()
+        );
+    }
+    let closed = text(&curl(&[&host.url("/closed")]).1);
+    assert!(
+        closed.contains("\"short\"") && closed.contains("\"long\""),
+        "close() not called: {closed}"
+    );
+    site.finish(host);
+}
+
+#[test]
+fn exc_info_after_the_headers_reraises_and_the_connection_is_aborted() {
+    let site = testapp();
+    let host = site.start(&[]);
+    let data = until_the_server_closes(
+        host.addr,
+        b"GET /raw/exc-info-late HTTP/1.1\r\nHost: x\r\n\r\n",
+    );
+    let response = text(&data);
+    assert!(
+        response.starts_with("HTTP/1.1 200") && response.contains("Transfer-Encoding: chunked"),
+        "{response}"
+    );
+    assert!(response.contains("4\r\nsent\r\n"), "{response}");
+    assert!(
+        !response.contains("0\r\n\r\n") && !response.contains("never"),
+        "the chunked body must not look complete: {response:?}"
+    );
+    assert!(site.wait_for_log(
+        "GET /raw/exc-info-late: the application failed after the headers were sent; closing the connection"
+    ));
+    assert!(site.log().contains("KeyError: 'late'"), "{}", site.log());
+    site.finish(host);
+}
+
+#[test]
+fn wsgi_errors_write_writelines_and_flush_reach_the_log_through_the_host() {
+    let site = testapp();
+    let host = site.start(&[]);
+    assert_eq!(text(&curl(&[&host.url("/errors")]).1), "logged");
+    assert!(
+        site.wait_for_log("testapp: a line for wsgi.errors\ntestapp: two\ntestapp: lines\n"),
+        "{}",
+        site.log()
+    );
+    site.finish(host);
+}
+
+#[test]
+fn http10_clients_get_a_streamed_body_ended_by_the_close() {
+    let site = testapp();
+    let host = site.start(&[]);
+    // Also when the HTTP/1.0 client asks to keep the connection: an unframed body can only
+    // end with it.
+    for request in [
+        "GET /stream HTTP/1.0\r\nHost: x\r\n\r\n",
+        "GET /stream HTTP/1.0\r\nHost: x\r\nConnection: keep-alive\r\n\r\n",
+    ] {
+        let data = until_the_server_closes(host.addr, request.as_bytes());
+        let (r, _) = common::parse_response(&data, false).expect("a response");
+        assert_eq!(r.status, 200, "{request:?}");
+        assert_eq!(r.header("Transfer-Encoding"), None, "{request:?}");
+        assert_eq!(r.header("Content-Length"), None, "{request:?}");
+        assert_eq!(r.text(), "one,two,three", "{request:?}");
+    }
+    site.finish(host);
+}
+
+#[test]
+fn a_client_that_disconnects_stops_an_endless_stream_within_a_second() {
+    use std::io::{Read, Write};
+    let site = testapp();
+    let host = site.start(&[]);
+    let count = || -> u64 {
+        let body = text(&curl(&[&host.url("/count?endless")]).1);
+        body.parse().unwrap_or_else(|_| panic!("/count: {body:?}"))
+    };
+    let mut stream = std::net::TcpStream::connect(host.addr).unwrap();
+    stream
+        .write_all(b"GET /endless HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    // The headers and the first 1 KiB piece (chunked: 400\r\n + 1024 bytes).
+    let mut data = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !data.windows(1024).any(|w| w.iter().all(|&b| b == b'x')) {
+        let n = stream.read(&mut buf).expect("the first piece");
+        assert!(n > 0, "closed early: {:?}", text(&data));
+        data.extend_from_slice(&buf[..n]);
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let running = count();
+    assert!(running > 10, "the stream runs: {running} pieces");
+    drop(stream);
+    let gone = Instant::now();
+    loop {
+        if text(&curl(&[&host.url("/closed")]).1).contains("\"endless\"") {
+            break;
+        }
+        assert!(
+            gone.elapsed() < Duration::from_secs(1),
+            "close() not called within 1 s of the disconnect; {} pieces",
+            count()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let stopped = count();
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(count(), stopped, "the iteration goes on after close()");
+    // Only b"" pieces followed the disconnect (the next data is due at piece 400): the
+    // heartbeats' connection check stopped it, not a failed write.
+    assert!(stopped < 400, "{stopped} pieces");
+    assert!(
+        site.wait_for_log("GET /endless: response aborted: the client disconnected"),
+        "{}",
+        site.log()
+    );
+    site.finish(host);
+}
+
+#[test]
+fn an_error_after_only_an_empty_piece_is_still_a_500_page() {
+    let site = testapp();
+    let host = site.start(&[]);
+    let mut client = Client::connect(host.addr);
+    client.send(b"GET /error-after-empty HTTP/1.1\r\nHost: x\r\n\r\n");
+    let r = client.response(false);
+    assert_eq!(r.status, 500, "{r:?}");
+    assert!(
+        r.text()
+            .contains("The application failed to answer this request"),
+        "{r:?}"
+    );
+    assert!(site.wait_for_log("GET /error-after-empty: the application failed:"));
+    assert!(
+        site.log()
+            .contains("RuntimeError: boom after an empty piece")
+    );
+    // A complete response: the connection goes on, and close() was called.
+    client.send(b"GET /closed HTTP/1.1\r\nHost: x\r\n\r\n");
+    let closed = client.response(false).text();
+    assert!(closed.contains("\"error-after-empty\""), "{closed}");
+    site.finish(host);
+}
+
+#[test]
+fn the_app_answers_a_large_upload_before_the_client_sent_the_rest() {
+    use std::io::Write;
+    let site = testapp();
+    let host = site.start(&[]);
+    let mut client = Client::connect(host.addr);
+    // 50 MiB announced; 64 KiB sent, the rest held back until the answer has arrived.
+    let declared = 50 * 1024 * 1024;
+    client.send(
+        format!("POST /read-some HTTP/1.1\r\nHost: x\r\nContent-Type: application/octet-stream\r\nContent-Length: {declared}\r\n\r\n")
+            .as_bytes(),
+    );
+    client.send(&vec![b'u'; 64 * 1024]);
+    let r = client.response(false);
+    assert_eq!(
+        (r.status, r.text()),
+        (200, format!("read 1024 of {declared}")),
+        "{}",
+        site.log()
+    );
+    // The host still takes the rest of the body (or has closed the connection), and keeps
+    // serving others.
+    let more = vec![b'u'; 1024 * 1024];
+    for _ in 0..4 {
+        if client.stream.write_all(&more).is_err() {
+            break;
+        }
+    }
+    drop(client);
+    assert_eq!(text(&curl(&[&host.url("/hello")]).1), "Hello, World!");
+    site.finish(host);
+}
+
+#[test]
+fn a_library_wins_over_a_wrong_home() {
+    // One CPython's library with another CPython's prefix as home, or a home that does not
+    // exist: the library decides (README: "wins over home (home is then derived from it)").
+    let pythons = pyenv_pythons();
+    let (version, prefix) = &pythons[0];
+    let (other, other_prefix) = pythons
+        .iter()
+        .find(|(v, _)| minor(v) != minor(version))
+        .expect("two CPython minor versions in pyenv");
+    let library = prefix
+        .join("lib")
+        .join(format!("libpython{}.so.1.0", minor(version)));
+    assert!(library.is_file(), "{}", library.display());
+    for home in [other_prefix.clone(), PathBuf::from("/nonexistent/python")] {
+        let site = Site::new(
+            "library-wins",
+            &format!(
+                "[python]\nhome = {}\nlibrary = {}\npath = {{apps}}\n[wsgi]\napp = testapp:application\nlog = {{log}}\n",
+                home.display(),
+                library.display()
+            ),
+        );
+        let host = site.start(&[]);
+        let (_, body, _) = curl(&[&host.url("/version")]);
+        assert_eq!(
+            text(&body),
+            minor(version),
+            "library {version} with home {} ({other}'s prefix or none): {}",
+            home.display(),
+            site.log()
+        );
+        assert_eq!(text(&curl(&[&host.url("/hello")]).1), "Hello, World!");
+        site.finish(host);
+    }
+}
+
+#[test]
+fn a_venvs_pth_files_are_honoured() {
+    // A venv-like directory for CPython 3.11 whose site-packages has only a .pth file naming
+    // tests/apps/pth: the app is importable only if the venv went through site.addsitedir.
+    let (version, prefix) = pyenv_pythons()
+        .into_iter()
+        .find(|(v, _)| v.starts_with("3.11."))
+        .unwrap();
+    let site = Site::new(
+        "venv-pth",
+        &format!(
+            "[python]\nhome = {}\nvenv = venv\n[wsgi]\napp = pth_app:application\nlog = {{log}}\n",
+            prefix.display()
+        ),
+    );
+    let packages = site
+        .dir
+        .join("venv")
+        .join("lib")
+        .join(format!("python{}", minor(&version)))
+        .join("site-packages");
+    std::fs::create_dir_all(&packages).unwrap();
+    let target = common::apps_dir().join("pth");
+    std::fs::write(
+        packages.join("x.pth"),
+        format!("# a comment line\n{}\n", target.display()),
+    )
+    .unwrap();
+    let host = site.start(&[]);
+    let (_, body, _) = curl(&[&host.url("/")]);
+    let answer = text(&body);
+    let script = r#"
+import json, sys
+answer = json.loads(sys.stdin.read())
+target, packages = sys.argv[1], sys.argv[2]
+assert answer["file"].startswith(target), answer["file"]
+path = answer["path"]
+assert packages in path and target in path, path
+# The venv's entries come before the interpreter's own site-packages.
+own = [i for i, p in enumerate(path) if p.endswith("site-packages") and p != packages]
+assert path.index(packages) < min(own, default=len(path)), path
+assert path.index(target) < min(own, default=len(path)), path
+print("ok")
+"#;
+    let checked = std::process::Command::new("python3")
+        .args(["-c", script])
+        .arg(&target)
+        .arg(&packages)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            use std::io::Write;
+            child.stdin.take().unwrap().write_all(answer.as_bytes())?;
+            child.wait_with_output()
+        })
+        .unwrap();
+    assert!(
+        checked.status.success(),
+        "{answer}\n{}\n{}",
+        text(&checked.stderr),
+        site.log()
+    );
+    site.finish(host);
+}
+
+#[test]
+fn wsgi_multithread_and_multiprocess_are_true_and_run_once_false_for_both_handlers() {
+    for handler in ["simple", "threadpool"] {
+        let site = Site::new(
+            &format!("flags-{handler}"),
+            &format!(
+                "[python]\npath = {{apps}}\n[wsgi]\napp = testapp:application\nhandler = {handler}\nlog = {{log}}\n"
+            ),
+        );
+        let host = site.start(&[]);
+        let environ = text(&curl(&[&host.url("/environ")]).1);
+        for expected in [
+            r#""wsgi.multithread": true"#,
+            r#""wsgi.multiprocess": true"#,
+            r#""wsgi.run_once": false"#,
+            r#""wsgi.version": [1, 0]"#,
+        ] {
+            assert!(
+                environ.contains(expected),
+                "{handler}: {expected} not in {environ}"
+            );
+        }
+        site.finish(host);
+    }
+}
+
+#[cfg(unix)]
+#[test]
+fn ctrl_c_stops_the_host_cleanly_with_python_loaded() {
+    let site = testapp();
+    let host = site.launch(&common::Launch::native_ctrl_c(), &[], &[]);
+    assert_eq!(text(&curl(&[&host.url("/hello")]).1), "Hello, World!");
+    // Py_InitializeEx(0): Python did not take SIGINT for itself.
+    let handler = text(&curl(&[&host.url("/sigint")]).1);
+    assert!(
+        !handler.contains("default_int_handler"),
+        "Python installed its SIGINT handler: {handler}"
+    );
+    let stopped = host.stop(); // SIGINT
+    stopped.assert_clean();
+    assert!(
+        stopped
+            .stderr
+            .contains("isapi-host: TerminateExtension(HSE_TERM_MUST_UNLOAD) returned TRUE"),
+        "{}",
+        stopped.stderr
+    );
+    let log = site.log();
+    assert!(log.ends_with("isapi_wsgi: unloading\n"), "{log}");
+    let _ = std::fs::remove_dir_all(&site.dir);
 }

@@ -155,6 +155,7 @@ fn environ_has_every_required_key_from_the_request() {
     assert_eq!(get("wsgi.url_scheme"), "http");
     assert_eq!(get("wsgi.version"), "[1, 0]");
     assert_eq!(get("wsgi.multithread"), "true");
+    assert_eq!(get("wsgi.multiprocess"), "true");
     assert_eq!(get("wsgi.run_once"), "false");
     assert_eq!(get("has_file_wrapper"), "true");
     assert_eq!(get("HTTP_USER_AGENT"), "synthetic/1.0");

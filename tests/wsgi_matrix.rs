@@ -134,8 +134,28 @@ fn matrix_child() {
     assert_eq!(stream.text(), "one,two,three");
     let error = Prepared::new(&Request::get("/error")).run(proc);
     assert_eq!(error.code(), 500);
+    let extensions = Prepared::new(&Request::get("/c-extensions")).run(proc);
+    assert_c_extensions(&extensions.text(), &home, &version.text());
     let environ = Prepared::new(&Request::get("/environ")).run(proc);
     assert!(environ.text().contains("\"wsgi.url_scheme\": \"http\""));
     println!("matrix: served by Python {}", version.text());
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `answer` is testapp's /c-extensions: math and _json were loaded from the interpreter's
+/// lib-dynload as shared libraries, and work.
+fn assert_c_extensions(answer: &str, home: &std::path::Path, minor: &str) {
+    let dynload = home
+        .join("lib")
+        .join(format!("python{minor}"))
+        .join("lib-dynload");
+    for module in ["math", "_json"] {
+        let expected = format!(r#""{module}": "{}/{module}.cpython-"#, dynload.display());
+        assert!(answer.contains(&expected), "{expected} not in {answer}");
+    }
+    assert!(
+        answer.contains(r#""sqrt2": 1.4142135623730951"#)
+            && answer.contains(r#""encoded": "\"caf\\u00e9\"""#),
+        "{answer}"
+    );
 }

@@ -9,7 +9,8 @@
 //! 2. load it (Linux: RTLD_GLOBAL, so C extension modules resolve against it) and resolve
 //!    the [`Api`] table;
 //! 3. if Python already runs in this process, attach to it; otherwise check that the home
-//!    holds a standard library (a wrong home makes `Py_InitializeEx` abort the process, so
+//!    (derived from `[python] library` when that is set: the library wins) holds a standard
+//!    library (a wrong home makes `Py_InitializeEx` abort the process, so
 //!    we refuse it first), set it, and start Python with `Py_InitializeEx(0)` (the host
 //!    owns signals);
 //! 4. hand over to the caller with the GIL held, then release it for good.
@@ -169,26 +170,25 @@ fn default_library() -> Result<PathBuf, String> {
         })
 }
 
-/// The home to give Python: the configured one, else derived from the library's place.
+/// The home to give Python: derived from the library's place when a library is configured
+/// (it wins over `home`, which may belong to another Python), else the configured home.
 fn home_for(location: &PythonLocation) -> Result<PathBuf, String> {
-    if let Some(home) = &location.home {
-        return Ok(home.clone());
-    }
-    match &location.library {
+    match (&location.library, &location.home) {
         // Linux: <prefix>/lib/libpython3.X.so; Windows: <home>/python3X.dll.
-        Some(library) if cfg!(windows) => {
+        (Some(library), _) if cfg!(windows) => {
             Ok(library.parent().unwrap_or(Path::new(".")).to_path_buf())
         }
-        Some(library) => Ok(library
+        (Some(library), _) => Ok(library
             .parent()
             .and_then(Path::parent)
             .unwrap_or(Path::new("/"))
             .to_path_buf()),
-        None if cfg!(windows) => Ok(default_library()?
+        (None, Some(home)) => Ok(home.clone()),
+        (None, None) if cfg!(windows) => Ok(default_library()?
             .parent()
             .unwrap_or(Path::new("."))
             .to_path_buf()),
-        None => Ok(PathBuf::from(env!("ISAPI_WSGI_BUILD_PYTHON_HOME"))),
+        (None, None) => Ok(PathBuf::from(env!("ISAPI_WSGI_BUILD_PYTHON_HOME"))),
     }
 }
 

@@ -5,14 +5,18 @@ warnings turned into errors, so any PEP 3333 violation by the bridge (or the app
 as a 500. The /raw/ routes break the protocol on purpose and are served unwrapped.
 """
 import io
+import itertools
 import json
 import sys
+import time
 import warnings
 from wsgiref.validate import validator
 
 warnings.simplefilter("error")
 
 CLOSED = []
+# How many pieces the /endless stream has yielded.
+COUNTS = {}
 
 
 class Closing:
@@ -48,6 +52,25 @@ def app(environ, start_response):
         return text(start_response, "Hello, World!")
     if path == "/version":
         return text(start_response, "%d.%d" % sys.version_info[:2])
+    if path == "/sigint":
+        # Python's own SIGINT handler would be default_int_handler; with Py_InitializeEx(0)
+        # it installs none and the host keeps Ctrl-C.
+        import signal
+
+        return text(start_response, repr(signal.getsignal(signal.SIGINT)))
+    if path == "/c-extensions":
+        # Two C extension modules (lib-dynload/*.so), imported with no fallback: they resolve
+        # libpython's symbols only if the extension loaded it RTLD_GLOBAL.
+        import _json
+        import math
+
+        answer = {
+            "math": math.__file__,
+            "_json": _json.__file__,
+            "sqrt2": math.sqrt(2),
+            "encoded": _json.encode_basestring_ascii("caf\u00e9"),
+        }
+        return text(start_response, json.dumps(answer))
     if path == "/environ":
         shown = {k: v for k, v in environ.items() if isinstance(v, str)}
         shown["wsgi.version"] = list(environ["wsgi.version"])
@@ -59,6 +82,10 @@ def app(environ, start_response):
         length = int(environ.get("CONTENT_LENGTH") or 0)
         body = environ["wsgi.input"].read(length) if length else b"".join(iter(environ["wsgi.input"]))
         return text(start_response, body, headers=[("X-Length", str(len(body)))])
+    if path == "/read-some":
+        # Reads 1 KiB of the body, whatever its size, and answers.
+        some = environ["wsgi.input"].read(1024)
+        return text(start_response, "read %d of %s" % (len(some), environ["CONTENT_LENGTH"]))
     if path == "/echo-iter":
         lines = [line.decode("latin-1") for line in environ["wsgi.input"]]
         return text(start_response, json.dumps(lines))
@@ -77,6 +104,10 @@ def app(environ, start_response):
     if path == "/error-after":
         start_response("200 OK", [("Content-Type", "text/plain")])
         return Closing([b"first", RuntimeError("boom mid-body")], "error-after")
+    if path == "/error-after-empty":
+        # Headers go out only with the first non-empty piece: none has, so this is a 500.
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return Closing([b"", RuntimeError("boom after an empty piece")], "error-after-empty")
     if path == "/exc-info":
         try:
             raise KeyError("handled")
@@ -93,6 +124,20 @@ def app(environ, start_response):
         environ["wsgi.errors"].writelines(["testapp: two\n", "testapp: lines\n"])
         environ["wsgi.errors"].flush()
         return text(start_response, "logged")
+    if path == "/endless":
+        # Never ends: 1 KiB of data every 400 pieces (about 2 s), b"" between them, like an
+        # app that waits for events and sends heartbeats meanwhile.
+        start_response("200 OK", [("Content-Type", "application/octet-stream")])
+
+        def endless():
+            for n in itertools.count():
+                COUNTS["endless"] = n + 1
+                yield b"x" * 1024 if n % 400 == 0 else b""
+                time.sleep(0.005)
+
+        return Closing(endless(), "endless")
+    if path == "/count":
+        return text(start_response, str(COUNTS.get(environ["QUERY_STRING"], 0)))
     if path == "/closed":
         return text(start_response, json.dumps(CLOSED))
     if path.startswith("/unicode"):
@@ -112,6 +157,10 @@ def raw(environ, start_response):
         pieces.append(stream.read())
         pieces.append(stream.read(10))
         return text(start_response, json.dumps([p.decode("latin-1") for p in pieces]))
+    if path == "/iterate":
+        # wsgi.input's own iterator (the validator's would call readline()).
+        lines = [line.decode("latin-1") for line in environ["wsgi.input"]]
+        return text(start_response, json.dumps(lines))
     if path == "/read-all":
         body = environ["wsgi.input"].read()
         return text(start_response, body)
@@ -123,6 +172,25 @@ def raw(environ, start_response):
         return [b"never"]
     if path == "/bad-header":
         start_response("200 OK", [("X-Bad", "a\r\nInjected: yes")])
+        return [b"never"]
+    if path == "/bytes-status":
+        start_response(b"200 OK", [])
+        return [b"never"]
+    if path == "/non-latin1-status":
+        start_response("200 \u0100K", [])
+        return [b"never"]
+    if path == "/int-header-value":
+        start_response("200 OK", [("X-Number", 5)])
+        return [b"never"]
+    if path == "/headers-not-list":
+        start_response("200 OK", (("Content-Type", "text/plain"),))
+        return [b"never"]
+    if path == "/header-not-tuple":
+        start_response("200 OK", [["Content-Type", "text/plain"]])
+        return [b"never"]
+    if path == "/start-twice":
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        start_response("200 OK", [("Content-Type", "text/plain")])
         return [b"never"]
     if path == "/str-body":
         start_response("200 OK", [("Content-Type", "text/plain")])

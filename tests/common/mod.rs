@@ -635,3 +635,80 @@ pub fn python(script: &str, args: &[&str]) -> String {
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+/// A site for the WSGI bridge: a scratch directory with an ini file, served by the built
+/// library in the real host with `--strict`.
+pub struct Site {
+    pub dir: PathBuf,
+    pub ini: PathBuf,
+    pub log: PathBuf,
+}
+
+impl Site {
+    /// Writes `ini` to `site.ini` in a new scratch directory, with `{apps}` (tests/apps) and
+    /// `{log}` (`wsgi.log` in that directory) replaced.
+    pub fn new(name: &str, ini: &str) -> Site {
+        let dir = scratch_dir(&format!("host-{name}"));
+        let log = dir.join("wsgi.log");
+        let text = ini
+            .replace("{apps}", &apps_dir().display().to_string())
+            .replace("{log}", &log.display().to_string());
+        let ini = dir.join("site.ini");
+        std::fs::write(&ini, text).unwrap();
+        Site { dir, ini, log }
+    }
+
+    /// `isapi-host --strict --config site.ini ARGS... <bridge library>`.
+    pub fn start(&self, args: &[&str]) -> Host {
+        self.launch(&Launch::native(), args, &[])
+    }
+
+    /// As [`Site::start`], with extra environment variables for the host.
+    pub fn start_with_env(&self, args: &[&str], env: &[(&str, &str)]) -> Host {
+        self.launch(&Launch::native(), args, env)
+    }
+
+    /// As [`Site::start`], run as `launch` says.
+    pub fn launch(&self, launch: &Launch, args: &[&str], env: &[(&str, &str)]) -> Host {
+        let mut all = vec!["--strict", "--config", self.ini.to_str().unwrap()];
+        all.extend_from_slice(args);
+        Host::launch(launch, &bridge_library(), &all, env)
+    }
+
+    /// The log file so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits until the log contains `needle` (up to 10 s); false if it never does.
+    pub fn wait_for_log(&self, needle: &str) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if self.log().contains(needle) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+
+    /// Stops the host: it must exit cleanly with zero contract violations, and no validator
+    /// complaint may be in the log or on the host's stderr (where Python reports an
+    /// exception it had to ignore, e.g. the validator's check when an iterator is
+    /// garbage-collected unclosed). Removes the directory; returns the host's output.
+    pub fn finish(&self, host: Host) -> String {
+        let stopped = host.stop();
+        stopped.assert_clean();
+        let log = self.log();
+        // The validator reports with `assert_` (AssertionError) or a WSGIWarning (an error
+        // here: the apps turn warnings into errors).
+        for text in [&log, &stopped.stderr] {
+            assert!(
+                !text.contains("in assert_") && !text.contains("WSGIWarning"),
+                "validator complaint:\n{text}"
+            );
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+        stopped.stderr
+    }
+}
