@@ -424,6 +424,21 @@ fn a_request_holding_the_gil_delays_neither_the_503s_nor_the_shutdown() {
         "{log}"
     );
     assert_eq!(std::fs::read_to_string(&atexit).unwrap_or_default(), "");
+    // The host's own 0.2 s wait ended with two requests open (the held one and the queued
+    // one, which TerminateExtension answered later): that, and nothing else, is reported.
+    let violations: Vec<&str> = stopped
+        .stderr
+        .lines()
+        .filter(|l| l.contains("CONTRACT VIOLATION"))
+        .collect();
+    assert_eq!(violations.len(), 2, "{}", stopped.stderr);
+    assert!(
+        violations
+            .iter()
+            .all(|v| v.contains("DONE_WITH_SESSION never came")),
+        "{}",
+        stopped.stderr
+    );
     let _ = std::fs::remove_dir_all(&site.dir);
 }
 
