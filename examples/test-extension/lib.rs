@@ -231,11 +231,16 @@ impl Req {
 }
 
 fn cstr(p: *const std::ffi::c_char) -> String {
+    String::from_utf8_lossy(&cbytes(p)).into_owned()
+}
+
+/// The bytes of an ECB string (ANSI code page, so not necessarily UTF-8).
+fn cbytes(p: *const std::ffi::c_char) -> Vec<u8> {
     if p.is_null() {
-        return "<NULL>".into();
+        return b"<NULL>".to_vec();
     }
     // SAFETY: the ECB's strings are NUL-terminated.
-    unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned()
+    unsafe { CStr::from_ptr(p) }.to_bytes().to_vec()
 }
 
 /// `\`, CR, LF and non-printables escaped, so that each variable stays on one line.
@@ -657,8 +662,8 @@ fn vars(req: Req) -> u32 {
         e.dwVersion,
         cstr(e.lpszMethod),
         cstr(e.lpszQueryString),
-        escape(cstr(e.lpszPathInfo).as_bytes()),
-        escape(cstr(e.lpszPathTranslated).as_bytes()),
+        escape(&cbytes(e.lpszPathInfo)),
+        escape(&cbytes(e.lpszPathTranslated)),
         e.cbTotalBytes,
         e.cbAvailable,
         cstr(e.lpszContentType),
