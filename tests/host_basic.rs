@@ -5,7 +5,7 @@ mod common;
 
 use common::{Host, curl, get, python, read_responses, stop_clean, test_extension};
 use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::net::{TcpListener, TcpStream};
 use std::time::Duration;
 
 fn strict_host(args: &[&str]) -> Host {
@@ -373,6 +373,87 @@ fn start_up_failures_name_the_file_and_reason() {
     let failed = Host::fail_to_start(&ext, &["--threads", "zero"], &[]);
     assert_eq!(failed.status.code(), Some(2));
     assert!(failed.stderr.contains("--threads"), "{}", failed.stderr);
+}
+
+/// No EXTENSION argument: the host loads the isapi_wsgi library built next to it, which
+/// (without any configuration file) serves its built-in demo page.
+#[test]
+fn default_extension_is_the_isapi_wsgi_library_beside_the_host() {
+    let library = common::bridge_library(); // the fresh build, copied next to the host
+    let beside = common::host_binary().with_file_name(library.file_name().unwrap());
+    assert_eq!(library, beside);
+    let ini = library.with_extension("ini");
+    assert!(
+        !ini.exists(),
+        "{} would configure the library: this test needs the demo app",
+        ini.display()
+    );
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let host = Host::start_exact(
+        &["--listen", &listen],
+        listen.parse().unwrap(),
+        &["ISAPI_WSGI_CONFIG"],
+    );
+    let r = get(host.addr, "/some/path?q=1");
+    let page = r.text();
+    assert_eq!(r.status, 200, "{page}");
+    assert_eq!(r.header("content-type"), Some("text/html; charset=utf-8"));
+    for needle in [
+        "<h1>Hello from isapi-wsgi</h1>",
+        "<h2>The WSGI environ</h2>",
+        "<tr><th>PATH_INFO</th><td>&#x27;/some/path&#x27;</td></tr>",
+        "<tr><th>QUERY_STRING</th><td>&#x27;q=1&#x27;</td></tr>",
+        "<tr><th>wsgi.url_scheme</th><td>&#x27;http&#x27;</td></tr>",
+    ] {
+        assert!(page.contains(needle), "missing {needle:?} in:\n{page}");
+    }
+    let stopped = host.stop();
+    stopped.assert_clean();
+    let serving = format!("isapi-host: serving {} (", library.display());
+    assert!(stopped.stderr.contains(&serving), "{}", stopped.stderr);
+    assert!(
+        stopped.stderr.contains("serving the built-in demo app"),
+        "{}",
+        stopped.stderr
+    );
+}
+
+/// No --listen: the host listens on 127.0.0.1:8080. Checked live when that port is free
+/// here; otherwise the help text must still state the default.
+#[test]
+fn default_listen_address_is_127_0_0_1_port_8080() {
+    let help = std::process::Command::new(common::host_binary())
+        .arg("--help")
+        .output()
+        .unwrap();
+    assert!(help.status.success());
+    let help = String::from_utf8(help.stdout).unwrap();
+    assert!(
+        help.lines().any(|l| l.starts_with("  --listen ADDR")
+            && l.ends_with("address to listen on [127.0.0.1:8080]")),
+        "{help}"
+    );
+    assert!(
+        help.contains("(default: the isapi_wsgi library next to this program)"),
+        "{help}"
+    );
+    if TcpListener::bind("127.0.0.1:8080").is_err() {
+        println!("127.0.0.1:8080 is taken on this machine: the live check was skipped");
+        return;
+    }
+    let ext = test_extension();
+    let host = Host::start_exact(
+        &["--strict", ext.to_str().unwrap()],
+        "127.0.0.1:8080".parse().unwrap(),
+        &[],
+    );
+    assert_eq!(get(host.addr, "/hello").text(), "Hello, world!");
+    stop_clean(host);
 }
 
 #[test]
