@@ -232,8 +232,12 @@ impl Host {
             .unwrap_or_else(|| panic!("isapi-host cannot listen on {addr}: is it taken?"))
     }
 
-    /// Runs `command` and waits until it accepts connections on `addr`. None if it exited
-    /// because the port was taken meanwhile; panics (with its output) on any other failure.
+    /// Runs `command` and waits until it serves on `addr`. None if it exited because the
+    /// port was taken meanwhile; panics (with its output) on any other failure.
+    ///
+    /// Its own announcement (`serving ... on http://ADDR`, printed once it holds the
+    /// socket) is what counts, not a successful connect: when two tests race for the same
+    /// free port, the loser's connect would reach the winner's host.
     fn spawn(launch: &Launch, addr: SocketAddr, mut command: Command) -> Option<Host> {
         command
             .stdin(Stdio::null())
@@ -250,8 +254,9 @@ impl Host {
             reader: Some(reader),
         };
         let deadline = Instant::now() + launch.startup;
+        let serving = format!(" on http://{addr}/");
         loop {
-            if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+            if host.output().contains(&serving) {
                 return Some(host);
             }
             if let Some(status) = host.child.as_mut().unwrap().try_wait().unwrap() {
