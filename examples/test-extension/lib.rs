@@ -360,6 +360,29 @@ unsafe extern "C" fn on_transmit(
     }
 }
 
+/// `on_countdown_body` as the completion callback, with no unwinding into the host.
+unsafe extern "C" fn on_countdown(
+    ecb: *mut EXTENSION_CONTROL_BLOCK,
+    context: *mut c_void,
+    bytes: u32,
+    error: u32,
+) {
+    // SAFETY: the host calls this with the arguments of PFN_HSE_IO_COMPLETION.
+    let call = || unsafe { on_countdown_body(ecb, context, bytes, error) };
+    if std::panic::catch_unwind(std::panic::AssertUnwindSafe(call)).is_err() {
+        eprintln!("test extension: on_countdown panicked");
+    }
+}
+
+/// A completion callback that does nothing (for operations whose completion the host drops).
+unsafe extern "C" fn on_ignored(
+    _ecb: *mut EXTENSION_CONTROL_BLOCK,
+    _context: *mut c_void,
+    _bytes: u32,
+    _error: u32,
+) {
+}
+
 /// Dispatches one request by its route (see the module documentation).
 fn route(req: Req) -> u32 {
     let mut url = req.var("URL").unwrap_or_default();
@@ -1229,6 +1252,37 @@ fn violation(req: Req, kind: &str) -> u32 {
             req.write(b"ok");
             HSE_STATUS_SUCCESS
         }
+        "no-colon" => {
+            req.headers("200 OK", "Content-Length: 2\r\nNoColonHere\r\n\r\n", true);
+            req.write(b"ok");
+            HSE_STATUS_SUCCESS
+        }
+        "bad-name" => {
+            req.headers("200 OK", "Bad Name: x\r\nContent-Length: 2\r\n\r\n", true);
+            req.write(b"ok");
+            HSE_STATUS_SUCCESS
+        }
+        "text-after-blank" => {
+            req.headers("200 OK", "Content-Length: 2\r\n\r\nX-Late: 1\r\n", true);
+            req.write(b"ok");
+            HSE_STATUS_SUCCESS
+        }
+        // The async kinds need the host's completions to wait until HttpExtensionProc has
+        // returned, which `--threads 1` guarantees (the one worker is busy running it).
+        "async-twice" => async_twice(req),
+        "done-while-async" => {
+            req.headers("200 OK", "Content-Length: 2\r\n\r\n", true);
+            req.set_completion(Some(on_ignored), 0).unwrap();
+            req.write_flags(b"ok", HSE_IO_ASYNC);
+            let _ = req.done(HSE_STATUS_SUCCESS);
+            HSE_STATUS_PENDING
+        }
+        "end-while-async" => {
+            req.headers("200 OK", "Content-Length: 2\r\n\r\n", true);
+            req.set_completion(Some(on_ignored), 0).unwrap();
+            req.write_flags(b"ok", HSE_IO_ASYNC);
+            HSE_STATUS_SUCCESS // not PENDING: the request ends with the write outstanding
+        }
         "never-done" => HSE_STATUS_PENDING,
         _ => {
             req.respond(
@@ -1239,4 +1293,91 @@ fn violation(req: Req, kind: &str) -> u32 {
             HSE_STATUS_SUCCESS
         }
     }
+}
+
+/// What the completions of `async_twice` share: how many are still to come, and what the
+/// host reads from until they have (the file TRANSMIT_FILE sends, the read buffer).
+struct Countdown {
+    left: std::sync::atomic::AtomicU32,
+    _file: std::fs::File,
+    buffer: [u8; 16],
+}
+
+unsafe fn on_countdown_body(
+    ecb: *mut EXTENSION_CONTROL_BLOCK,
+    context: *mut c_void,
+    _bytes: u32,
+    _error: u32,
+) {
+    use std::sync::atomic::Ordering;
+    // SAFETY: context is the Box<Countdown> leaked in async_twice, alive until the last
+    // completion reclaims it below.
+    let left = unsafe { &(*(context as *const Countdown)).left };
+    if left.fetch_sub(1, Ordering::SeqCst) == 1 {
+        // SAFETY: the last completion: no one else uses the box any more.
+        drop(unsafe { Box::from_raw(context as *mut Countdown) });
+        let _ = Req(ecb).done(HSE_STATUS_SUCCESS_AND_KEEP_CONN);
+    }
+}
+
+/// Starts a second (third, fourth) asynchronous operation while the first is outstanding:
+/// WriteClient twice, then HSE_REQ_TRANSMIT_FILE (two bytes of the host's own program
+/// file) and HSE_REQ_ASYNC_READ_CLIENT. The last of the four completions ends the session.
+fn async_twice(req: Req) -> u32 {
+    let file = std::env::current_exe()
+        .and_then(std::fs::File::open)
+        .expect("the host's program file");
+    #[cfg(unix)]
+    let handle = {
+        use std::os::unix::io::AsRawFd;
+        file.as_raw_fd() as usize as HANDLE
+    };
+    #[cfg(windows)]
+    let handle = {
+        use std::os::windows::io::AsRawHandle;
+        file.as_raw_handle() as HANDLE
+    };
+    let state = Box::into_raw(Box::new(Countdown {
+        left: std::sync::atomic::AtomicU32::new(4),
+        _file: file,
+        buffer: [0; 16],
+    }));
+    req.headers("200 OK", "Content-Length: 6\r\n\r\n", true);
+    req.set_completion(Some(on_countdown), state as usize)
+        .unwrap();
+    req.write_flags(b"ok", HSE_IO_ASYNC);
+    req.write_flags(b"ok", HSE_IO_ASYNC);
+    let mut tf = HSE_TF_INFO {
+        pfnHseIO: None, // the registered callback
+        pContext: state.cast(),
+        hFile: handle,
+        pszStatusCode: std::ptr::null(),
+        BytesToWrite: 2,
+        Offset: 0,
+        pHead: std::ptr::null_mut(),
+        HeadLength: 0,
+        pTail: std::ptr::null_mut(),
+        TailLength: 0,
+        dwFlags: HSE_IO_ASYNC,
+    };
+    let null = std::ptr::null_mut();
+    req.ssf(
+        HSE_REQ_TRANSMIT_FILE,
+        (&mut tf as *mut HSE_TF_INFO).cast(),
+        null,
+        null,
+    )
+    .unwrap();
+    // SAFETY: state lives until the last completion; the host writes the buffer until then.
+    let buffer = unsafe { &mut (*state).buffer };
+    let mut size = buffer.len() as u32;
+    let mut flags = HSE_IO_ASYNC;
+    req.ssf(
+        HSE_REQ_ASYNC_READ_CLIENT,
+        buffer.as_mut_ptr().cast(),
+        &mut size,
+        &mut flags,
+    )
+    .unwrap();
+    HSE_STATUS_PENDING
 }
