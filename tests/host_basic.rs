@@ -317,6 +317,120 @@ fn other_server_support_functions() {
     );
 }
 
+/// One access-log line, split into its fields.
+#[derive(Debug)]
+struct AccessLine {
+    client: String,
+    request: String,
+    status: u16,
+    bytes: usize,
+    ms: f64,
+}
+
+/// Parses `access: <client> "<request>" <status> <bytes> <duration>ms`.
+fn access_line(line: &str) -> AccessLine {
+    let parse = || -> Option<AccessLine> {
+        let rest = line.strip_prefix("access: ")?;
+        let (client, rest) = rest.split_once(" \"")?;
+        let (request, rest) = rest.split_once("\" ")?;
+        let mut fields = rest.split(' ');
+        let status = fields.next()?.parse().ok()?;
+        let bytes = fields.next()?.parse().ok()?;
+        let ms = fields.next()?.strip_suffix("ms")?.parse().ok()?;
+        fields.next().is_none().then_some(())?;
+        Some(AccessLine {
+            client: client.to_string(),
+            request: request.to_string(),
+            status,
+            bytes,
+            ms,
+        })
+    };
+    parse().unwrap_or_else(|| panic!("not an access-log line: {line:?}"))
+}
+
+#[test]
+fn access_log_file_has_method_path_status_bytes_and_duration() {
+    let log = common::scratch_dir("access-log").join("access.log");
+    let host = strict_host(&["--vdir", "/app", "--access-log", log.to_str().unwrap()]);
+    // Three requests on one keep-alive connection, then a 404 the host answers itself.
+    let mut s = TcpStream::connect(host.addr).unwrap();
+    let client = s.local_addr().unwrap().to_string();
+    s.write_all(
+        b"GET /app/hello?x=1 HTTP/1.1\r\nHost: h\r\n\r\n\
+          POST /app/echo HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\nabcde\
+          GET /app/sleep?ms=150 HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n",
+    )
+    .unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let data = common::read_to_close(&mut s);
+    // The bytes each response took on the wire, as the client received them.
+    let mut sizes = Vec::new();
+    let mut rest = &data[..];
+    while !rest.is_empty() {
+        let (r, used) = common::parse_response(rest, false).expect("a whole response");
+        assert_eq!(r.status, 200, "{}", r.text());
+        sizes.push(used);
+        rest = &rest[used..];
+    }
+    assert_eq!(sizes.len(), 3, "{}", String::from_utf8_lossy(&data));
+    // Answers from the host itself: a URL outside the vdir, a request it cannot parse.
+    let refuse = |request: &[u8], status: &[u8]| {
+        let mut other = TcpStream::connect(host.addr).unwrap();
+        let client = other.local_addr().unwrap().to_string();
+        other.write_all(request).unwrap();
+        other
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let answer = common::read_to_close(&mut other);
+        assert!(answer.starts_with(status), "{answer:?}");
+        (client, answer.len())
+    };
+    let not_found = refuse(
+        b"DELETE /elsewhere/x?y HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n",
+        b"HTTP/1.1 404 ",
+    );
+    let bad = refuse(b"GARBAGE\r\n\r\n", b"HTTP/1.1 400 ");
+    let stderr = stop_clean(host);
+    assert!(
+        !stderr.lines().any(|l| l.starts_with("access: ")),
+        "the access log goes to the file only:\n{stderr}"
+    );
+    let text = std::fs::read_to_string(&log).unwrap();
+    let lines: Vec<AccessLine> = text.lines().map(access_line).collect();
+    assert_eq!(lines.len(), 5, "one line per request:\n{text}");
+    let expected = [
+        (&client, "#1 GET /app/hello?x=1", 200, sizes[0]),
+        (&client, "#2 POST /app/echo", 200, sizes[1]),
+        (&client, "#3 GET /app/sleep?ms=150", 200, sizes[2]),
+        (&not_found.0, "DELETE /elsewhere/x?y", 404, not_found.1),
+        (&bad.0, "(unparsable request)", 400, bad.1),
+    ];
+    for (line, (client, request, status, bytes)) in lines.iter().zip(expected) {
+        assert_eq!(
+            (
+                line.client.as_str(),
+                line.request.as_str(),
+                line.status,
+                line.bytes
+            ),
+            (client.as_str(), request, status, bytes),
+            "{text}"
+        );
+        assert!(line.ms >= 0.0 && line.ms < 5000.0, "{text}");
+    }
+    // The duration is the request's own: /sleep took at least its 150 ms.
+    assert!(lines[2].ms >= 150.0, "{text}");
+    assert!(lines[0].ms < lines[2].ms, "{text}");
+    let _ = std::fs::remove_dir_all(log.parent().unwrap());
+
+    // --access-log off: no line anywhere.
+    let host = strict_host(&["--access-log", "off"]);
+    assert_eq!(get(host.addr, "/hello").status, 200);
+    let stderr = stop_clean(host);
+    assert!(!stderr.contains("access:"), "{stderr}");
+}
+
 #[test]
 fn trace_shows_every_call() {
     let host = Host::start(&test_extension(), &["--strict", "--trace"]);
