@@ -226,6 +226,74 @@ fn transmit_file_with_headers_and_tail() {
 }
 
 #[test]
+fn synchronous_transmit_file_and_disconnect_after_send() {
+    let host = strict_host(&["--trace"]);
+    let path = std::env::temp_dir().join(format!(
+        "isapi-host-transmit-sync-{}.bin",
+        std::process::id()
+    ));
+    let content: Vec<u8> = (0..100_000u32).map(|i| (i % 239) as u8).collect();
+    std::fs::write(&path, &content).unwrap();
+    let mut expected = content[10..].to_vec();
+    expected.extend_from_slice(b"[tail]");
+    let mut c = common::Client::connect(host.addr);
+    // HSE_IO_SYNC: done when the call returns, no completion; the connection stays open.
+    let request = |flags: &str| {
+        format!(
+            "GET /transmit?path={}&offset=10&sync=1{flags} HTTP/1.1\r\nHost: h\r\n\r\n",
+            path.display()
+        )
+    };
+    c.send(request("").as_bytes());
+    let r = c.response(false);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(r.body == expected, "{} bytes", r.body.len());
+    assert_eq!(r.header("connection"), None, "kept alive");
+    // HSE_IO_DISCONNECT_AFTER_SEND: the same connection closes after this response, and
+    // the response says so.
+    c.send(request("&disconnect=1").as_bytes());
+    let r = c.response(false);
+    assert!(r.body == expected, "{} bytes", r.body.len());
+    assert_eq!(r.header("connection"), Some("close"));
+    let mut rest = Vec::new();
+    assert_eq!(c.stream.read_to_end(&mut rest).unwrap(), 0, "closed");
+    std::fs::remove_file(&path).unwrap();
+    let stderr = stop_clean(host);
+    for needle in [
+        "ServerSupportFunction(HSE_REQ_TRANSMIT_FILE)(hFile ",
+        "offset 10, 0 bytes, flags 0x9) = 99996 bytes -> TRUE",
+        "offset 10, 0 bytes, flags 0xd) = 99996 bytes -> TRUE",
+    ] {
+        assert!(stderr.contains(needle), "missing {needle:?} in:\n{stderr}");
+    }
+    let ended = |id: u32, how: &str| {
+        stderr.lines().any(|l| {
+            l.starts_with(&format!("trace: #{id} request ended: status 200, ")) && l.ends_with(how)
+        })
+    };
+    assert!(ended(1, "connection kept alive"), "{stderr}");
+    assert!(ended(2, "connection closed"), "{stderr}");
+    assert!(
+        !stderr.contains("I/O completion callback"),
+        "a synchronous TRANSMIT_FILE has no completion:\n{stderr}"
+    );
+}
+
+#[test]
+fn is_connected_turns_false_when_the_client_goes_away() {
+    let host = strict_host(&[]);
+    let mut s = TcpStream::connect(host.addr).unwrap();
+    s.write_all(b"GET /gone HTTP/1.1\r\nHost: h\r\n\r\n")
+        .unwrap();
+    let waiting = "test extension: gone: IS_CONNECTED Ok(1) while the client waits";
+    assert!(host.wait_for_output(waiting), "{}", host.output());
+    drop(s);
+    let left = "test extension: gone: IS_CONNECTED Ok(0) after the client left";
+    assert!(host.wait_for_output(left), "{}", host.output());
+    stop_clean(host);
+}
+
+#[test]
 fn response_framing_and_buffering() {
     let host = strict_host(&["--response-buffer", "1k"]);
     // No Content-Length and no chunking: Connection: close, body ends at close.

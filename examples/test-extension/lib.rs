@@ -15,7 +15,8 @@
 //! | `async-read` | the body read with HSE_REQ_ASYNC_READ_CLIENT, echoed; PENDING |
 //! | `pending?ms=M` | returns PENDING; another thread answers after M ms and ends the session |
 //! | `pending-early` | DONE_WITH_SESSION from another thread *before* HttpExtensionProc returns PENDING |
-//! | `transmit?path=P` | HSE_REQ_TRANSMIT_FILE of file P (async, with headers, head and tail) |
+//! | `transmit?path=P&offset=N&sync=1&disconnect=1` | HSE_REQ_TRANSMIT_FILE of file P (async, or HSE_IO_SYNC with `sync=1`; with headers, head and tail; HSE_IO_DISCONNECT_AFTER_SEND with `disconnect=1`) |
+//! | `gone` | polls HSE_REQ_IS_CONNECTED until the client has gone, reporting both answers on stderr |
 //! | `chunked` | Transfer-Encoding: chunked written by the extension |
 //! | `noframe` | no Content-Length: the host must close the connection |
 //! | `flush` | HSE_REQ_SET_FLUSH_FLAG then several writes |
@@ -305,6 +306,7 @@ const ROUTES: &[&str] = &[
     "sleep",
     "env",
     "stream",
+    "gone",
     "violation",
 ];
 
@@ -585,6 +587,29 @@ fn route(req: Req) -> u32 {
         "env" => {
             let value = std::env::var(req.query()).unwrap_or_else(|_| "<unset>".into());
             req.respond("200 OK", "text/plain", value.as_bytes());
+            HSE_STATUS_SUCCESS
+        }
+        "gone" => {
+            let connected = || {
+                let mut b: BOOL = -7;
+                let null = std::ptr::null_mut();
+                let r = req.ssf(
+                    HSE_REQ_IS_CONNECTED,
+                    (&mut b as *mut BOOL).cast(),
+                    null,
+                    null,
+                );
+                r.map(|()| b)
+            };
+            let mut answer = connected();
+            eprintln!("test extension: gone: IS_CONNECTED {answer:?} while the client waits");
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            while answer == Ok(TRUE) && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(5));
+                answer = connected();
+            }
+            eprintln!("test extension: gone: IS_CONNECTED {answer:?} after the client left");
+            req.respond("200 OK", "text/plain", b"too late");
             HSE_STATUS_SUCCESS
         }
         "violation" => violation(req, rest),
@@ -985,6 +1010,8 @@ unsafe fn on_transmit_body(
 fn transmit(req: Req) -> u32 {
     let path = req.param("path").unwrap_or_default();
     let offset = req.num("offset", 0) as u32;
+    let sync = req.param("sync").is_some_and(|v| v == "1");
+    let disconnect = req.param("disconnect").is_some_and(|v| v == "1");
     let file = match std::fs::File::open(&path) {
         Ok(f) => f,
         Err(e) => {
@@ -1022,7 +1049,11 @@ fn transmit(req: Req) -> u32 {
         _head: head,
         _tail: tail,
     }));
-    // SAFETY: t is live until on_transmit reclaims it.
+    let mut flags = HSE_IO_SEND_HEADERS | if sync { HSE_IO_SYNC } else { HSE_IO_ASYNC };
+    if disconnect {
+        flags |= HSE_IO_DISCONNECT_AFTER_SEND;
+    }
+    // SAFETY: t is live until on_transmit (async) or the sync branch below reclaims it.
     let tref = unsafe { &mut *t };
     let mut info = HSE_TF_INFO {
         pfnHseIO: Some(on_transmit),
@@ -1035,14 +1066,25 @@ fn transmit(req: Req) -> u32 {
         HeadLength: tref._head.as_bytes().len() as u32,
         pTail: tref._tail.as_mut_ptr().cast(),
         TailLength: tref._tail.len() as u32,
-        dwFlags: HSE_IO_ASYNC | HSE_IO_SEND_HEADERS,
+        dwFlags: flags,
     };
-    if let Err(e) = req.ssf(
+    let result = req.ssf(
         HSE_REQ_TRANSMIT_FILE,
         (&mut info as *mut HSE_TF_INFO).cast(),
         std::ptr::null_mut(),
         std::ptr::null_mut(),
-    ) {
+    );
+    if sync {
+        // Done when the call returns: no completion comes.
+        // SAFETY: reclaim the box leaked above; nothing else refers to it.
+        drop(unsafe { Box::from_raw(t) });
+        if let Err(e) = result {
+            eprintln!("test extension: TRANSMIT_FILE failed with {e}");
+            return HSE_STATUS_ERROR;
+        }
+        return HSE_STATUS_SUCCESS;
+    }
+    if let Err(e) = result {
         // SAFETY: no completion will come; reclaim.
         drop(unsafe { Box::from_raw(t) });
         req.respond(
