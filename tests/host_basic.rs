@@ -5,7 +5,7 @@ mod common;
 
 use common::{Host, curl, get, python, read_responses, stop_clean, test_extension};
 use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::net::{TcpListener, TcpStream};
 use std::time::Duration;
 
 fn strict_host(args: &[&str]) -> Host {
@@ -226,6 +226,74 @@ fn transmit_file_with_headers_and_tail() {
 }
 
 #[test]
+fn synchronous_transmit_file_and_disconnect_after_send() {
+    let host = strict_host(&["--trace"]);
+    let path = std::env::temp_dir().join(format!(
+        "isapi-host-transmit-sync-{}.bin",
+        std::process::id()
+    ));
+    let content: Vec<u8> = (0..100_000u32).map(|i| (i % 239) as u8).collect();
+    std::fs::write(&path, &content).unwrap();
+    let mut expected = content[10..].to_vec();
+    expected.extend_from_slice(b"[tail]");
+    let mut c = common::Client::connect(host.addr);
+    // HSE_IO_SYNC: done when the call returns, no completion; the connection stays open.
+    let request = |flags: &str| {
+        format!(
+            "GET /transmit?path={}&offset=10&sync=1{flags} HTTP/1.1\r\nHost: h\r\n\r\n",
+            path.display()
+        )
+    };
+    c.send(request("").as_bytes());
+    let r = c.response(false);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(r.body == expected, "{} bytes", r.body.len());
+    assert_eq!(r.header("connection"), None, "kept alive");
+    // HSE_IO_DISCONNECT_AFTER_SEND: the same connection closes after this response, and
+    // the response says so.
+    c.send(request("&disconnect=1").as_bytes());
+    let r = c.response(false);
+    assert!(r.body == expected, "{} bytes", r.body.len());
+    assert_eq!(r.header("connection"), Some("close"));
+    let mut rest = Vec::new();
+    assert_eq!(c.stream.read_to_end(&mut rest).unwrap(), 0, "closed");
+    std::fs::remove_file(&path).unwrap();
+    let stderr = stop_clean(host);
+    for needle in [
+        "ServerSupportFunction(HSE_REQ_TRANSMIT_FILE)(hFile ",
+        "offset 10, 0 bytes, flags 0x9) = 99996 bytes -> TRUE",
+        "offset 10, 0 bytes, flags 0xd) = 99996 bytes -> TRUE",
+    ] {
+        assert!(stderr.contains(needle), "missing {needle:?} in:\n{stderr}");
+    }
+    let ended = |id: u32, how: &str| {
+        stderr.lines().any(|l| {
+            l.starts_with(&format!("trace: #{id} request ended: status 200, ")) && l.ends_with(how)
+        })
+    };
+    assert!(ended(1, "connection kept alive"), "{stderr}");
+    assert!(ended(2, "connection closed"), "{stderr}");
+    assert!(
+        !stderr.contains("I/O completion callback"),
+        "a synchronous TRANSMIT_FILE has no completion:\n{stderr}"
+    );
+}
+
+#[test]
+fn is_connected_turns_false_when_the_client_goes_away() {
+    let host = strict_host(&[]);
+    let mut s = TcpStream::connect(host.addr).unwrap();
+    s.write_all(b"GET /gone HTTP/1.1\r\nHost: h\r\n\r\n")
+        .unwrap();
+    let waiting = "test extension: gone: IS_CONNECTED Ok(1) while the client waits";
+    assert!(host.wait_for_output(waiting), "{}", host.output());
+    drop(s);
+    let left = "test extension: gone: IS_CONNECTED Ok(0) after the client left";
+    assert!(host.wait_for_output(left), "{}", host.output());
+    stop_clean(host);
+}
+
+#[test]
 fn response_framing_and_buffering() {
     let host = strict_host(&["--response-buffer", "1k"]);
     // No Content-Length and no chunking: Connection: close, body ends at close.
@@ -317,6 +385,120 @@ fn other_server_support_functions() {
     );
 }
 
+/// One access-log line, split into its fields.
+#[derive(Debug)]
+struct AccessLine {
+    client: String,
+    request: String,
+    status: u16,
+    bytes: usize,
+    ms: f64,
+}
+
+/// Parses `access: <client> "<request>" <status> <bytes> <duration>ms`.
+fn access_line(line: &str) -> AccessLine {
+    let parse = || -> Option<AccessLine> {
+        let rest = line.strip_prefix("access: ")?;
+        let (client, rest) = rest.split_once(" \"")?;
+        let (request, rest) = rest.split_once("\" ")?;
+        let mut fields = rest.split(' ');
+        let status = fields.next()?.parse().ok()?;
+        let bytes = fields.next()?.parse().ok()?;
+        let ms = fields.next()?.strip_suffix("ms")?.parse().ok()?;
+        fields.next().is_none().then_some(())?;
+        Some(AccessLine {
+            client: client.to_string(),
+            request: request.to_string(),
+            status,
+            bytes,
+            ms,
+        })
+    };
+    parse().unwrap_or_else(|| panic!("not an access-log line: {line:?}"))
+}
+
+#[test]
+fn access_log_file_has_method_path_status_bytes_and_duration() {
+    let log = common::scratch_dir("access-log").join("access.log");
+    let host = strict_host(&["--vdir", "/app", "--access-log", log.to_str().unwrap()]);
+    // Three requests on one keep-alive connection, then a 404 the host answers itself.
+    let mut s = TcpStream::connect(host.addr).unwrap();
+    let client = s.local_addr().unwrap().to_string();
+    s.write_all(
+        b"GET /app/hello?x=1 HTTP/1.1\r\nHost: h\r\n\r\n\
+          POST /app/echo HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\nabcde\
+          GET /app/sleep?ms=150 HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n",
+    )
+    .unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let data = common::read_to_close(&mut s);
+    // The bytes each response took on the wire, as the client received them.
+    let mut sizes = Vec::new();
+    let mut rest = &data[..];
+    while !rest.is_empty() {
+        let (r, used) = common::parse_response(rest, false).expect("a whole response");
+        assert_eq!(r.status, 200, "{}", r.text());
+        sizes.push(used);
+        rest = &rest[used..];
+    }
+    assert_eq!(sizes.len(), 3, "{}", String::from_utf8_lossy(&data));
+    // Answers from the host itself: a URL outside the vdir, a request it cannot parse.
+    let refuse = |request: &[u8], status: &[u8]| {
+        let mut other = TcpStream::connect(host.addr).unwrap();
+        let client = other.local_addr().unwrap().to_string();
+        other.write_all(request).unwrap();
+        other
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let answer = common::read_to_close(&mut other);
+        assert!(answer.starts_with(status), "{answer:?}");
+        (client, answer.len())
+    };
+    let not_found = refuse(
+        b"DELETE /elsewhere/x?y HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n",
+        b"HTTP/1.1 404 ",
+    );
+    let bad = refuse(b"GARBAGE\r\n\r\n", b"HTTP/1.1 400 ");
+    let stderr = stop_clean(host);
+    assert!(
+        !stderr.lines().any(|l| l.starts_with("access: ")),
+        "the access log goes to the file only:\n{stderr}"
+    );
+    let text = std::fs::read_to_string(&log).unwrap();
+    let lines: Vec<AccessLine> = text.lines().map(access_line).collect();
+    assert_eq!(lines.len(), 5, "one line per request:\n{text}");
+    let expected = [
+        (&client, "#1 GET /app/hello?x=1", 200, sizes[0]),
+        (&client, "#2 POST /app/echo", 200, sizes[1]),
+        (&client, "#3 GET /app/sleep?ms=150", 200, sizes[2]),
+        (&not_found.0, "DELETE /elsewhere/x?y", 404, not_found.1),
+        (&bad.0, "(unparsable request)", 400, bad.1),
+    ];
+    for (line, (client, request, status, bytes)) in lines.iter().zip(expected) {
+        assert_eq!(
+            (
+                line.client.as_str(),
+                line.request.as_str(),
+                line.status,
+                line.bytes
+            ),
+            (client.as_str(), request, status, bytes),
+            "{text}"
+        );
+        assert!(line.ms >= 0.0 && line.ms < 5000.0, "{text}");
+    }
+    // The duration is the request's own: /sleep took at least its 150 ms.
+    assert!(lines[2].ms >= 150.0, "{text}");
+    assert!(lines[0].ms < lines[2].ms, "{text}");
+    let _ = std::fs::remove_dir_all(log.parent().unwrap());
+
+    // --access-log off: no line anywhere.
+    let host = strict_host(&["--access-log", "off"]);
+    assert_eq!(get(host.addr, "/hello").status, 200);
+    let stderr = stop_clean(host);
+    assert!(!stderr.contains("access:"), "{stderr}");
+}
+
 #[test]
 fn trace_shows_every_call() {
     let host = Host::start(&test_extension(), &["--strict", "--trace"]);
@@ -373,6 +555,87 @@ fn start_up_failures_name_the_file_and_reason() {
     let failed = Host::fail_to_start(&ext, &["--threads", "zero"], &[]);
     assert_eq!(failed.status.code(), Some(2));
     assert!(failed.stderr.contains("--threads"), "{}", failed.stderr);
+}
+
+/// No EXTENSION argument: the host loads the isapi_wsgi library built next to it, which
+/// (without any configuration file) serves its built-in demo page.
+#[test]
+fn default_extension_is_the_isapi_wsgi_library_beside_the_host() {
+    let library = common::bridge_library(); // the fresh build, copied next to the host
+    let beside = common::host_binary().with_file_name(library.file_name().unwrap());
+    assert_eq!(library, beside);
+    let ini = library.with_extension("ini");
+    assert!(
+        !ini.exists(),
+        "{} would configure the library: this test needs the demo app",
+        ini.display()
+    );
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let host = Host::start_exact(
+        &["--listen", &listen],
+        listen.parse().unwrap(),
+        &["ISAPI_WSGI_CONFIG"],
+    );
+    let r = get(host.addr, "/some/path?q=1");
+    let page = r.text();
+    assert_eq!(r.status, 200, "{page}");
+    assert_eq!(r.header("content-type"), Some("text/html; charset=utf-8"));
+    for needle in [
+        "<h1>Hello from isapi-wsgi</h1>",
+        "<h2>The WSGI environ</h2>",
+        "<tr><th>PATH_INFO</th><td>&#x27;/some/path&#x27;</td></tr>",
+        "<tr><th>QUERY_STRING</th><td>&#x27;q=1&#x27;</td></tr>",
+        "<tr><th>wsgi.url_scheme</th><td>&#x27;http&#x27;</td></tr>",
+    ] {
+        assert!(page.contains(needle), "missing {needle:?} in:\n{page}");
+    }
+    let stopped = host.stop();
+    stopped.assert_clean();
+    let serving = format!("isapi-host: serving {} (", library.display());
+    assert!(stopped.stderr.contains(&serving), "{}", stopped.stderr);
+    assert!(
+        stopped.stderr.contains("serving the built-in demo app"),
+        "{}",
+        stopped.stderr
+    );
+}
+
+/// No --listen: the host listens on 127.0.0.1:8080. Checked live when that port is free
+/// here; otherwise the help text must still state the default.
+#[test]
+fn default_listen_address_is_127_0_0_1_port_8080() {
+    let help = std::process::Command::new(common::host_binary())
+        .arg("--help")
+        .output()
+        .unwrap();
+    assert!(help.status.success());
+    let help = String::from_utf8(help.stdout).unwrap();
+    assert!(
+        help.lines().any(|l| l.starts_with("  --listen ADDR")
+            && l.ends_with("address to listen on [127.0.0.1:8080]")),
+        "{help}"
+    );
+    assert!(
+        help.contains("(default: the isapi_wsgi library next to this program)"),
+        "{help}"
+    );
+    if TcpListener::bind("127.0.0.1:8080").is_err() {
+        println!("127.0.0.1:8080 is taken on this machine: the live check was skipped");
+        return;
+    }
+    let ext = test_extension();
+    let host = Host::start_exact(
+        &["--strict", ext.to_str().unwrap()],
+        "127.0.0.1:8080".parse().unwrap(),
+        &[],
+    );
+    assert_eq!(get(host.addr, "/hello").text(), "Hello, world!");
+    stop_clean(host);
 }
 
 #[test]

@@ -6,9 +6,18 @@ use common::{Host, get, test_extension};
 
 #[test]
 fn every_violation_is_reported() {
+    // One worker thread: an I/O completion is queued for a worker, so none can run before
+    // HttpExtensionProc returns, and the async cases below happen in a fixed order.
     let host = Host::start(
         &test_extension(),
-        &["--strict", "--trace", "--shutdown-timeout", "1"],
+        &[
+            "--strict",
+            "--trace",
+            "--shutdown-timeout",
+            "1",
+            "--threads",
+            "1",
+        ],
     );
     let cases: &[(&str, &str)] = &[
         ("dws-without-pending", "did not return HSE_STATUS_PENDING"),
@@ -40,8 +49,37 @@ fn every_violation_is_reported() {
             "async-no-callback",
             "HSE_IO_ASYNC) without an HSE_REQ_IO_COMPLETION callback",
         ),
+        ("no-colon", "header line \"NoColonHere\" has no colon"),
+        ("bad-name", "invalid header name in \"Bad Name: x\""),
+        (
+            "text-after-blank",
+            "text after the blank line that ends the headers: \"X-Late: 1\"",
+        ),
+        (
+            "async-twice",
+            "WriteClient(HSE_IO_ASYNC) while another asynchronous operation is outstanding",
+        ),
+        (
+            "async-twice",
+            "HSE_REQ_TRANSMIT_FILE while another asynchronous operation is outstanding",
+        ),
+        (
+            "async-twice",
+            "HSE_REQ_ASYNC_READ_CLIENT while another asynchronous operation is outstanding",
+        ),
+        (
+            "done-while-async",
+            "HSE_REQ_DONE_WITH_SESSION while an asynchronous operation is outstanding",
+        ),
+        (
+            "end-while-async",
+            "the request ended while an asynchronous operation was outstanding; its completion is dropped",
+        ),
     ];
-    for (kind, _) in cases {
+    // One request per kind (a kind may commit several violations).
+    let mut kinds: Vec<&str> = cases.iter().map(|(kind, _)| *kind).collect();
+    kinds.dedup();
+    for kind in &kinds {
         // Raw: some of these responses are deliberately broken (short bodies).
         let request =
             format!("GET /violation/{kind} HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n");
@@ -60,14 +98,20 @@ fn every_violation_is_reported() {
         b"GET /violation/never-done HTTP/1.1\r\nHost: h\r\n\r\n",
     )
     .unwrap();
-    // It is request #15 (after the 14 above): wait until it has returned PENDING.
+    // It is the request after those above: wait until it has returned PENDING.
+    let pending = format!(
+        "#{} HttpExtensionProc -> HSE_STATUS_PENDING",
+        kinds.len() + 1
+    );
+    assert!(host.wait_for_output(&pending), "{}", host.output());
+    // The after-done violation comes from a thread 50 ms after its request, the dropped
+    // completions when the worker gets to them after the request ended.
+    assert!(host.wait_for_output("already ended"), "{}", host.output());
     assert!(
-        host.wait_for_output("#15 HttpExtensionProc -> HSE_STATUS_PENDING"),
+        host.wait_for_output("/violation/end-while-async: the request ended while"),
         "{}",
         host.output()
     );
-    // the after-done violation comes from a thread 50 ms after its request
-    assert!(host.wait_for_output("already ended"), "{}", host.output());
     let stopped = host.stop();
     assert_eq!(
         stopped.status.code(),

@@ -15,7 +15,8 @@
 //! | `async-read` | the body read with HSE_REQ_ASYNC_READ_CLIENT, echoed; PENDING |
 //! | `pending?ms=M` | returns PENDING; another thread answers after M ms and ends the session |
 //! | `pending-early` | DONE_WITH_SESSION from another thread *before* HttpExtensionProc returns PENDING |
-//! | `transmit?path=P` | HSE_REQ_TRANSMIT_FILE of file P (async, with headers, head and tail) |
+//! | `transmit?path=P&offset=N&sync=1&disconnect=1` | HSE_REQ_TRANSMIT_FILE of file P (async, or HSE_IO_SYNC with `sync=1`; with headers, head and tail; HSE_IO_DISCONNECT_AFTER_SEND with `disconnect=1`) |
+//! | `gone` | polls HSE_REQ_IS_CONNECTED until the client has gone, reporting both answers on stderr |
 //! | `chunked` | Transfer-Encoding: chunked written by the extension |
 //! | `noframe` | no Content-Length: the host must close the connection |
 //! | `flush` | HSE_REQ_SET_FLUSH_FLAG then several writes |
@@ -231,11 +232,16 @@ impl Req {
 }
 
 fn cstr(p: *const std::ffi::c_char) -> String {
+    String::from_utf8_lossy(&cbytes(p)).into_owned()
+}
+
+/// The bytes of an ECB string (ANSI code page, so not necessarily UTF-8).
+fn cbytes(p: *const std::ffi::c_char) -> Vec<u8> {
     if p.is_null() {
-        return "<NULL>".into();
+        return b"<NULL>".to_vec();
     }
     // SAFETY: the ECB's strings are NUL-terminated.
-    unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned()
+    unsafe { CStr::from_ptr(p) }.to_bytes().to_vec()
 }
 
 /// `\`, CR, LF and non-printables escaped, so that each variable stays on one line.
@@ -300,6 +306,7 @@ const ROUTES: &[&str] = &[
     "sleep",
     "env",
     "stream",
+    "gone",
     "violation",
 ];
 
@@ -353,6 +360,29 @@ unsafe extern "C" fn on_transmit(
     if std::panic::catch_unwind(std::panic::AssertUnwindSafe(call)).is_err() {
         eprintln!("test extension: on_transmit panicked");
     }
+}
+
+/// `on_countdown_body` as the completion callback, with no unwinding into the host.
+unsafe extern "C" fn on_countdown(
+    ecb: *mut EXTENSION_CONTROL_BLOCK,
+    context: *mut c_void,
+    bytes: u32,
+    error: u32,
+) {
+    // SAFETY: the host calls this with the arguments of PFN_HSE_IO_COMPLETION.
+    let call = || unsafe { on_countdown_body(ecb, context, bytes, error) };
+    if std::panic::catch_unwind(std::panic::AssertUnwindSafe(call)).is_err() {
+        eprintln!("test extension: on_countdown panicked");
+    }
+}
+
+/// A completion callback that does nothing (for operations whose completion the host drops).
+unsafe extern "C" fn on_ignored(
+    _ecb: *mut EXTENSION_CONTROL_BLOCK,
+    _context: *mut c_void,
+    _bytes: u32,
+    _error: u32,
+) {
 }
 
 /// Dispatches one request by its route (see the module documentation).
@@ -559,6 +589,29 @@ fn route(req: Req) -> u32 {
             req.respond("200 OK", "text/plain", value.as_bytes());
             HSE_STATUS_SUCCESS
         }
+        "gone" => {
+            let connected = || {
+                let mut b: BOOL = -7;
+                let null = std::ptr::null_mut();
+                let r = req.ssf(
+                    HSE_REQ_IS_CONNECTED,
+                    (&mut b as *mut BOOL).cast(),
+                    null,
+                    null,
+                );
+                r.map(|()| b)
+            };
+            let mut answer = connected();
+            eprintln!("test extension: gone: IS_CONNECTED {answer:?} while the client waits");
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            while answer == Ok(TRUE) && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(5));
+                answer = connected();
+            }
+            eprintln!("test extension: gone: IS_CONNECTED {answer:?} after the client left");
+            req.respond("200 OK", "text/plain", b"too late");
+            HSE_STATUS_SUCCESS
+        }
         "violation" => violation(req, rest),
         _ => unreachable!(),
     }
@@ -657,8 +710,8 @@ fn vars(req: Req) -> u32 {
         e.dwVersion,
         cstr(e.lpszMethod),
         cstr(e.lpszQueryString),
-        escape(cstr(e.lpszPathInfo).as_bytes()),
-        escape(cstr(e.lpszPathTranslated).as_bytes()),
+        escape(&cbytes(e.lpszPathInfo)),
+        escape(&cbytes(e.lpszPathTranslated)),
         e.cbTotalBytes,
         e.cbAvailable,
         cstr(e.lpszContentType),
@@ -957,6 +1010,8 @@ unsafe fn on_transmit_body(
 fn transmit(req: Req) -> u32 {
     let path = req.param("path").unwrap_or_default();
     let offset = req.num("offset", 0) as u32;
+    let sync = req.param("sync").is_some_and(|v| v == "1");
+    let disconnect = req.param("disconnect").is_some_and(|v| v == "1");
     let file = match std::fs::File::open(&path) {
         Ok(f) => f,
         Err(e) => {
@@ -994,7 +1049,11 @@ fn transmit(req: Req) -> u32 {
         _head: head,
         _tail: tail,
     }));
-    // SAFETY: t is live until on_transmit reclaims it.
+    let mut flags = HSE_IO_SEND_HEADERS | if sync { HSE_IO_SYNC } else { HSE_IO_ASYNC };
+    if disconnect {
+        flags |= HSE_IO_DISCONNECT_AFTER_SEND;
+    }
+    // SAFETY: t is live until on_transmit (async) or the sync branch below reclaims it.
     let tref = unsafe { &mut *t };
     let mut info = HSE_TF_INFO {
         pfnHseIO: Some(on_transmit),
@@ -1007,14 +1066,25 @@ fn transmit(req: Req) -> u32 {
         HeadLength: tref._head.as_bytes().len() as u32,
         pTail: tref._tail.as_mut_ptr().cast(),
         TailLength: tref._tail.len() as u32,
-        dwFlags: HSE_IO_ASYNC | HSE_IO_SEND_HEADERS,
+        dwFlags: flags,
     };
-    if let Err(e) = req.ssf(
+    let result = req.ssf(
         HSE_REQ_TRANSMIT_FILE,
         (&mut info as *mut HSE_TF_INFO).cast(),
         std::ptr::null_mut(),
         std::ptr::null_mut(),
-    ) {
+    );
+    if sync {
+        // Done when the call returns: no completion comes.
+        // SAFETY: reclaim the box leaked above; nothing else refers to it.
+        drop(unsafe { Box::from_raw(t) });
+        if let Err(e) = result {
+            eprintln!("test extension: TRANSMIT_FILE failed with {e}");
+            return HSE_STATUS_ERROR;
+        }
+        return HSE_STATUS_SUCCESS;
+    }
+    if let Err(e) = result {
         // SAFETY: no completion will come; reclaim.
         drop(unsafe { Box::from_raw(t) });
         req.respond(
@@ -1224,6 +1294,37 @@ fn violation(req: Req, kind: &str) -> u32 {
             req.write(b"ok");
             HSE_STATUS_SUCCESS
         }
+        "no-colon" => {
+            req.headers("200 OK", "Content-Length: 2\r\nNoColonHere\r\n\r\n", true);
+            req.write(b"ok");
+            HSE_STATUS_SUCCESS
+        }
+        "bad-name" => {
+            req.headers("200 OK", "Bad Name: x\r\nContent-Length: 2\r\n\r\n", true);
+            req.write(b"ok");
+            HSE_STATUS_SUCCESS
+        }
+        "text-after-blank" => {
+            req.headers("200 OK", "Content-Length: 2\r\n\r\nX-Late: 1\r\n", true);
+            req.write(b"ok");
+            HSE_STATUS_SUCCESS
+        }
+        // The async kinds need the host's completions to wait until HttpExtensionProc has
+        // returned, which `--threads 1` guarantees (the one worker is busy running it).
+        "async-twice" => async_twice(req),
+        "done-while-async" => {
+            req.headers("200 OK", "Content-Length: 2\r\n\r\n", true);
+            req.set_completion(Some(on_ignored), 0).unwrap();
+            req.write_flags(b"ok", HSE_IO_ASYNC);
+            let _ = req.done(HSE_STATUS_SUCCESS);
+            HSE_STATUS_PENDING
+        }
+        "end-while-async" => {
+            req.headers("200 OK", "Content-Length: 2\r\n\r\n", true);
+            req.set_completion(Some(on_ignored), 0).unwrap();
+            req.write_flags(b"ok", HSE_IO_ASYNC);
+            HSE_STATUS_SUCCESS // not PENDING: the request ends with the write outstanding
+        }
         "never-done" => HSE_STATUS_PENDING,
         _ => {
             req.respond(
@@ -1234,4 +1335,91 @@ fn violation(req: Req, kind: &str) -> u32 {
             HSE_STATUS_SUCCESS
         }
     }
+}
+
+/// What the completions of `async_twice` share: how many are still to come, and what the
+/// host reads from until they have (the file TRANSMIT_FILE sends, the read buffer).
+struct Countdown {
+    left: std::sync::atomic::AtomicU32,
+    _file: std::fs::File,
+    buffer: [u8; 16],
+}
+
+unsafe fn on_countdown_body(
+    ecb: *mut EXTENSION_CONTROL_BLOCK,
+    context: *mut c_void,
+    _bytes: u32,
+    _error: u32,
+) {
+    use std::sync::atomic::Ordering;
+    // SAFETY: context is the Box<Countdown> leaked in async_twice, alive until the last
+    // completion reclaims it below.
+    let left = unsafe { &(*(context as *const Countdown)).left };
+    if left.fetch_sub(1, Ordering::SeqCst) == 1 {
+        // SAFETY: the last completion: no one else uses the box any more.
+        drop(unsafe { Box::from_raw(context as *mut Countdown) });
+        let _ = Req(ecb).done(HSE_STATUS_SUCCESS_AND_KEEP_CONN);
+    }
+}
+
+/// Starts a second (third, fourth) asynchronous operation while the first is outstanding:
+/// WriteClient twice, then HSE_REQ_TRANSMIT_FILE (two bytes of the host's own program
+/// file) and HSE_REQ_ASYNC_READ_CLIENT. The last of the four completions ends the session.
+fn async_twice(req: Req) -> u32 {
+    let file = std::env::current_exe()
+        .and_then(std::fs::File::open)
+        .expect("the host's program file");
+    #[cfg(unix)]
+    let handle = {
+        use std::os::unix::io::AsRawFd;
+        file.as_raw_fd() as usize as HANDLE
+    };
+    #[cfg(windows)]
+    let handle = {
+        use std::os::windows::io::AsRawHandle;
+        file.as_raw_handle() as HANDLE
+    };
+    let state = Box::into_raw(Box::new(Countdown {
+        left: std::sync::atomic::AtomicU32::new(4),
+        _file: file,
+        buffer: [0; 16],
+    }));
+    req.headers("200 OK", "Content-Length: 6\r\n\r\n", true);
+    req.set_completion(Some(on_countdown), state as usize)
+        .unwrap();
+    req.write_flags(b"ok", HSE_IO_ASYNC);
+    req.write_flags(b"ok", HSE_IO_ASYNC);
+    let mut tf = HSE_TF_INFO {
+        pfnHseIO: None, // the registered callback
+        pContext: state.cast(),
+        hFile: handle,
+        pszStatusCode: std::ptr::null(),
+        BytesToWrite: 2,
+        Offset: 0,
+        pHead: std::ptr::null_mut(),
+        HeadLength: 0,
+        pTail: std::ptr::null_mut(),
+        TailLength: 0,
+        dwFlags: HSE_IO_ASYNC,
+    };
+    let null = std::ptr::null_mut();
+    req.ssf(
+        HSE_REQ_TRANSMIT_FILE,
+        (&mut tf as *mut HSE_TF_INFO).cast(),
+        null,
+        null,
+    )
+    .unwrap();
+    // SAFETY: state lives until the last completion; the host writes the buffer until then.
+    let buffer = unsafe { &mut (*state).buffer };
+    let mut size = buffer.len() as u32;
+    let mut flags = HSE_IO_ASYNC;
+    req.ssf(
+        HSE_REQ_ASYNC_READ_CLIENT,
+        buffer.as_mut_ptr().cast(),
+        &mut size,
+        &mut flags,
+    )
+    .unwrap();
+    HSE_STATUS_PENDING
 }

@@ -209,45 +209,72 @@ impl Host {
                 .arg("--listen")
                 .arg(addr.to_string())
                 .args(args)
-                .arg(extension);
-            command
-                .envs(env.iter().copied())
-                .stdin(Stdio::null())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped());
-            let mut child = command.spawn().expect("spawn isapi-host");
-            let output = Arc::new(Mutex::new(String::new()));
-            let reader = collect(&mut child, output.clone());
-            let mut host = Host {
-                child: Some(child),
-                launch: launch.clone(),
-                addr,
-                output,
-                reader: Some(reader),
-            };
-            let deadline = Instant::now() + launch.startup;
-            loop {
-                if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
-                    return host;
-                }
-                if let Some(status) = host.child.as_mut().unwrap().try_wait().unwrap() {
-                    let text = host.wait_output();
-                    if text.contains("cannot listen") {
-                        break; // the port was taken meanwhile: try another
-                    }
-                    panic!("isapi-host exited with {status} before listening:\n{text}");
-                }
-                if Instant::now() > deadline {
-                    panic!(
-                        "isapi-host did not listen on {addr} within {:?}:\n{}",
-                        launch.startup,
-                        host.output()
-                    );
-                }
-                std::thread::sleep(Duration::from_millis(20));
+                .arg(extension)
+                .envs(env.iter().copied());
+            if let Some(host) = Host::spawn(launch, addr, command) {
+                return host;
             }
         }
         panic!("could not find a free port for isapi-host");
+    }
+
+    /// Starts the native host with exactly `args`: no EXTENSION and no `--listen` are
+    /// added, so the host's defaults apply. It must come to listen on `addr`. `env_remove`
+    /// names variables taken out of its environment.
+    pub fn start_exact(args: &[&str], addr: SocketAddr, env_remove: &[&str]) -> Host {
+        let launch = Launch::native();
+        let mut command = Command::new(&launch.command[0]);
+        command.args(&launch.command[1..]).args(args);
+        for name in env_remove {
+            command.env_remove(name);
+        }
+        Host::spawn(&launch, addr, command)
+            .unwrap_or_else(|| panic!("isapi-host cannot listen on {addr}: is it taken?"))
+    }
+
+    /// Runs `command` and waits until it serves on `addr`. None if it exited because the
+    /// port was taken meanwhile; panics (with its output) on any other failure.
+    ///
+    /// Its own announcement (`serving ... on http://ADDR`, printed once it holds the
+    /// socket) is what counts, not a successful connect: when two tests race for the same
+    /// free port, the loser's connect would reach the winner's host.
+    fn spawn(launch: &Launch, addr: SocketAddr, mut command: Command) -> Option<Host> {
+        command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = command.spawn().expect("spawn isapi-host");
+        let output = Arc::new(Mutex::new(String::new()));
+        let reader = collect(&mut child, output.clone());
+        let mut host = Host {
+            child: Some(child),
+            launch: launch.clone(),
+            addr,
+            output,
+            reader: Some(reader),
+        };
+        let deadline = Instant::now() + launch.startup;
+        let serving = format!(" on http://{addr}/");
+        loop {
+            if host.output().contains(&serving) {
+                return Some(host);
+            }
+            if let Some(status) = host.child.as_mut().unwrap().try_wait().unwrap() {
+                let text = host.wait_output();
+                if text.contains("cannot listen") {
+                    return None; // the port was taken meanwhile
+                }
+                panic!("isapi-host exited with {status} before listening:\n{text}");
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "isapi-host did not listen on {addr} within {:?}:\n{}",
+                    launch.startup,
+                    host.output()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// Runs the host with ARGS and EXTENSION expecting it to fail at start-up; returns how.

@@ -68,13 +68,14 @@ impl AccessLog {
         let _ = sender.send(record);
     }
 
-    /// Logs a request the parser rejected before it had a request line.
-    pub fn log_error(&self, remote: SocketAddr, status: u16) {
+    /// Logs a request the parser rejected before it had a request line, answered with
+    /// `bytes` bytes.
+    pub fn log_error(&self, remote: SocketAddr, status: u16, bytes: u64) {
         self.log(
             remote,
             "(unparsable request)",
             status,
-            0,
+            bytes,
             Instant::now(),
             "",
         );

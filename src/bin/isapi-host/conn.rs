@@ -62,15 +62,18 @@ impl Conn {
         Ok(n)
     }
 
-    /// Answers with a host-generated error (`<code> <reason>: <message>` as plain text)
-    /// and closes the connection.
-    fn refuse(mut self, code: u16, reason: &str, message: &str) {
+    /// Answers with a host-generated error (`<code> <reason>: <message>` as plain text),
+    /// tells `sent` how many bytes went out (for the access log), and closes the connection.
+    fn refuse(mut self, code: u16, reason: &str, message: &str, sent: impl FnOnce(u64)) {
         let body = format!("{code} {reason}: {message}\r\n");
         let text = format!(
             "HTTP/1.1 {code} {reason}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
             body.len()
         );
-        let _ = self.stream.write_all(text.as_bytes());
+        sent(match self.stream.write_all(text.as_bytes()) {
+            Ok(()) => text.len() as u64,
+            Err(_) => 0,
+        });
         self.close_gracefully();
     }
 
@@ -201,8 +204,10 @@ pub fn serve(host: &'static Host, mut conn: Conn, read_first: bool) {
         match http::parse_request(&conn.input, &host.limits) {
             Err(e) => {
                 let (code, reason) = e.status();
-                host.access.log_error(conn.remote, code);
-                return conn.refuse(code, reason, e.message());
+                let remote = conn.remote;
+                return conn.refuse(code, reason, e.message(), |sent| {
+                    host.access.log_error(remote, code, sent)
+                });
             }
             Ok(Parsed::Incomplete) => return park(host, conn),
             Ok(Parsed::Complete(head, used)) => {
@@ -240,13 +245,20 @@ fn run_request(host: &'static Host, mut conn: Conn, head: RequestHead) -> Next {
         Ok(info) => info,
         Err(Unmapped::Http(e)) => {
             let (code, reason) = e.status();
-            host.access.log(conn.remote, &label, code, 0, started, "");
-            conn.refuse(code, reason, e.message());
+            let remote = conn.remote;
+            conn.refuse(code, reason, e.message(), |sent| {
+                host.access.log(remote, &label, code, sent, started, "")
+            });
             return Next::Closed;
         }
         Err(Unmapped::NotFound) => {
-            host.access.log(conn.remote, &label, 404, 0, started, "");
-            conn.refuse(404, "Not Found", "no handler mapping for this URL");
+            let remote = conn.remote;
+            conn.refuse(
+                404,
+                "Not Found",
+                "no handler mapping for this URL",
+                |sent| host.access.log(remote, &label, 404, sent, started, ""),
+            );
             return Next::Closed;
         }
     };
@@ -276,8 +288,10 @@ fn run_request(host: &'static Host, mut conn: Conn, head: RequestHead) -> Next {
             Ok(0) => break,
             Ok(n) => got += n,
             Err(BodyError::Malformed(e)) => {
-                host.access.log(conn.remote, &label, 400, 0, started, "");
-                conn.refuse(400, "Bad Request", e.message());
+                let remote = conn.remote;
+                conn.refuse(400, "Bad Request", e.message(), |sent| {
+                    host.access.log(remote, &label, 400, sent, started, "")
+                });
                 return Next::Closed;
             }
             Err(_) => {
@@ -445,5 +459,10 @@ pub fn finish(host: &'static Host, exchange: &Arc<Exchange>, state: &mut State) 
 
 /// Answers 503 when no request slot is free.
 pub fn refuse(conn: Conn) {
-    conn.refuse(503, "Service Unavailable", "too many requests in flight");
+    conn.refuse(
+        503,
+        "Service Unavailable",
+        "too many requests in flight",
+        |_| {},
+    );
 }

@@ -1217,6 +1217,13 @@ fn transmit(host: &'static Host, ex: &Exchange, tf: &HSE_TF_INFO) -> Result<u32,
     if n == 0 && tf.Offset > 0 {
         return Err(WSAEINVAL);
     }
+    if tf.dwFlags & HSE_IO_DISCONNECT_AFTER_SEND != 0 {
+        // Closed when the request ends (DONE_WITH_SESSION, or the return for a synchronous
+        // call); headers not yet on the wire say so.
+        let mut state = ex.lock();
+        state.close_after = true;
+        state.response.close_after();
+    }
     if tf.dwFlags & HSE_IO_SEND_HEADERS != 0 {
         // SAFETY: pszStatusCode is a NUL-terminated string or NULL.
         let status = unsafe { c_str(tf.pszStatusCode) }.unwrap_or(b"200 OK");
@@ -1250,9 +1257,6 @@ fn transmit(host: &'static Host, ex: &Exchange, tf: &HSE_TF_INFO) -> Result<u32,
             return Err(ERROR_CONNECTION_ABORTED);
         }
         sent += tail.len() as u64;
-    }
-    if tf.dwFlags & HSE_IO_DISCONNECT_AFTER_SEND != 0 {
-        state.close_after = true; // closed when the request ends (DONE_WITH_SESSION)
     }
     Ok(sent.min(u32::MAX as u64) as u32)
 }

@@ -55,6 +55,9 @@ pub struct Response {
     pub raw: bool,
     /// Keep the connection open after this response (decided when headers are committed).
     pub keep: bool,
+    /// The connection closes after this response whatever the framing
+    /// (HSE_IO_DISCONNECT_AFTER_SEND); said with `Connection: close` if still possible.
+    closing: bool,
     server: &'static str,
     add_length_when_buffered: bool,
 }
@@ -84,6 +87,7 @@ impl Response {
             bytes_sent: 0,
             raw: false,
             keep: false,
+            closing: false,
             server,
             add_length_when_buffered,
         }
@@ -128,6 +132,13 @@ impl Response {
         self.keep_conn_requested = keep_conn;
     }
 
+    /// The connection will close after this response: headers not yet sent get
+    /// `Connection: close`.
+    pub fn close_after(&mut self) {
+        self.closing = true;
+        self.keep = false;
+    }
+
     /// Puts the status line and headers at the front of the output, deciding keep-alive.
     fn commit(&mut self, stopping: bool) {
         if self.committed || self.raw {
@@ -142,6 +153,7 @@ impl Response {
             && self.keep_conn_requested
             && !extension_says_close
             && !stopping
+            && !self.closing
             && self.framing != Framing::UntilClose;
         let (_, status) = self.status.as_ref().expect("commit after set_headers");
         let mut head = Vec::with_capacity(
@@ -390,5 +402,24 @@ mod tests {
         r.write_body(&mut out, b"abc", false).unwrap();
         r.finish(&mut out, false, false).unwrap();
         assert!(r.keep && text(&out).ends_with("\r\n\r\n"));
+
+        // HSE_IO_DISCONNECT_AFTER_SEND: framed, but closing, and the headers say so.
+        let mut out = Vec::new();
+        let mut r = Response::new(Version::Http11, true, false, 1 << 20, "S", false);
+        r.set_headers(
+            200,
+            b"200 OK",
+            vec![("Content-Length".into(), b"1".to_vec())],
+            true,
+        );
+        r.close_after();
+        r.write_body(&mut out, b"a", false).unwrap();
+        r.finish(&mut out, false, false).unwrap();
+        assert!(!r.keep);
+        assert!(
+            text(&out).ends_with("Content-Length: 1\r\nConnection: close\r\n\r\na"),
+            "{}",
+            text(&out)
+        );
     }
 }
