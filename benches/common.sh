@@ -15,5 +15,16 @@ wait_port() {
   echo "nothing listens on port $port" >&2; exit 1
 }
 
-# Reads wrk's report on stdin, prints its requests/second.
-rps() { awk '/Requests\/sec/ {print $2}'; }
+# Reads wrk's report on stdin, prints its requests/second. A run with any non-2xx/3xx
+# response or socket error is not a throughput figure (a 503 is answered fast): it prints
+# wrk's report on stderr and fails.
+rps() {
+  awk '
+    { report = report $0 "\n" }
+    /Requests\/sec/ { rate = $2 }
+    /Non-2xx or 3xx responses|Socket errors/ { bad = 1 }
+    END {
+      if (bad || rate == "") { printf "wrk saw errors; not a throughput figure:\n%s", report > "/dev/stderr"; exit 1 }
+      print rate
+    }'
+}
