@@ -535,3 +535,36 @@ fn threads_that_keep_a_python_thread_state() {
         worker.join().unwrap();
     }
 }
+
+#[test]
+fn a_server_thread_keeps_its_python_state_and_an_ended_one_leaves_none_behind() {
+    setup();
+    // The same thread, request after request: the app's threading.local data survives
+    // (the thread keeps its Python thread state, as under any threaded server).
+    let counts: Vec<String> = (0..3)
+        .map(|_| send(&Request::get("/thread-local")).text())
+        .collect();
+    assert_eq!(counts, ["1", "2", "3"]);
+    // Threads that serve one request and end: their thread states are deleted (by the next
+    // request, on whichever thread), not left in the interpreter.
+    let before: usize = send(&Request::get("/thread-states"))
+        .text()
+        .parse()
+        .unwrap();
+    for _ in 0..40 {
+        std::thread::spawn(|| {
+            assert_eq!(send(&Request::get("/thread-local")).text(), "1");
+        })
+        .join()
+        .unwrap();
+    }
+    let after: usize = send(&Request::get("/thread-states"))
+        .text()
+        .parse()
+        .unwrap();
+    // Other tests of this process run meanwhile on their own threads: allow for a few.
+    assert!(
+        after <= before + 4,
+        "thread states: {before} before 40 short-lived threads, {after} after"
+    );
+}

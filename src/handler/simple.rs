@@ -10,6 +10,8 @@ use crate::wsgi::Bridge;
 
 /// Answers the request on this thread and returns the HSE_STATUS_* for HttpExtensionProc.
 pub fn handle(bridge: &Bridge, ecb: Ecb) -> u32 {
+    // IIS's threads are pooled and serve many requests: each keeps its Python thread state.
+    bridge.keep_thread_state();
     let ecb = Arc::new(ecb);
     status_for(bridge.serve(&ecb))
 }

@@ -14,4 +14,6 @@ pub mod runtime;
 
 pub use api::{Api, Exception};
 pub use native::{Args, Native, NativeType};
-pub use object::{Gil, Kind, PyErr, PyRef, PyResult, PyStatic, ThreadAttachment};
+pub use object::{
+    Gil, Kind, PyErr, PyRef, PyResult, PyStatic, ThreadAttachment, keep_thread_state,
+};

@@ -32,12 +32,11 @@ pub type PyResult<'py, T> = Result<T, PyErr<'py>>;
 /// Keeps a Python thread state for the calling thread while it lives.
 ///
 /// Without it, each [`Gil::acquire`] on a thread Python does not know creates a thread state
-/// and deletes it again (PyGILState_Ensure/Release), which costs several microseconds. A
-/// long-lived thread of our own (a threadpool worker) makes one of these when it starts and
-/// drops it before it ends; `Gil::acquire` on that thread then only takes the GIL. It is not
-/// `Send`: it must be dropped on the thread that made it. (IIS's own threads must not keep
-/// one: they come and go, and a thread-exit hook taking the GIL can deadlock on Windows'
-/// loader lock.)
+/// and deletes it again (PyGILState_Ensure/Release), which costs several microseconds and
+/// empties the app's `threading.local` data every time. A long-lived thread of our own (a
+/// threadpool worker) makes one of these when it starts and drops it before it ends;
+/// `Gil::acquire` on that thread then only takes the GIL. It is not `Send`: it must be
+/// dropped on the thread that made it. IIS's own threads use [`keep_thread_state`] instead.
 pub struct ThreadAttachment {
     api: &'static Api,
     state: super::api::ffi::PyGILState_STATE,
@@ -68,6 +67,68 @@ impl Drop for ThreadAttachment {
     }
 }
 
+/// Gives the calling thread, which is not ours (an IIS thread), a Python thread state that
+/// it keeps until it ends, so that each request on it only takes the GIL (and the app's
+/// `threading.local` data lives as long as the thread, as under any threaded server).
+///
+/// We cannot drop it the way [`ThreadAttachment`] does: that needs the GIL, and the only
+/// hook at thread exit runs under Windows' loader lock, where waiting for the GIL can
+/// deadlock (a thread holding the GIL may be waiting for the loader lock, e.g. in an
+/// import). So the exit hook only puts the thread state on a list, without Python; the next
+/// [`Gil::acquire`] on any thread, holding the GIL, clears and deletes it there.
+pub fn keep_thread_state(api: &'static Api) {
+    // On a thread that is ending, the thread-local may already be gone: then do nothing.
+    let _ = KEPT.try_with(|kept| {
+        if kept.borrow().is_some() {
+            return;
+        }
+        // SAFETY: as in ThreadAttachment::new: a thread state for this thread, the GIL
+        // given up at once; the state stays registered for PyGILState_Ensure on this thread.
+        let saved = unsafe {
+            (api.PyGILState_Ensure)();
+            (api.PyEval_SaveThread)()
+        };
+        *kept.borrow_mut() = Some(KeptState(saved as usize));
+    });
+}
+
+/// A kept thread state (its address; a thread state has no owner we could name in Rust).
+struct KeptState(usize);
+
+thread_local! {
+    static KEPT: std::cell::RefCell<Option<KeptState>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Thread states of threads that have ended, waiting for a thread with the GIL to delete them.
+static ORPHANS: std::sync::Mutex<Vec<usize>> = std::sync::Mutex::new(Vec::new());
+static HAVE_ORPHANS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+impl Drop for KeptState {
+    fn drop(&mut self) {
+        // At thread exit (possibly under the loader lock): no Python here, only the list.
+        let mut orphans = ORPHANS.lock().unwrap_or_else(|p| p.into_inner());
+        orphans.push(self.0);
+        HAVE_ORPHANS.store(true, std::sync::atomic::Ordering::Release);
+    }
+}
+
+/// With the GIL held: deletes the thread states of threads that have ended.
+fn delete_orphans(api: &'static Api) {
+    if !HAVE_ORPHANS.swap(false, std::sync::atomic::Ordering::Acquire) {
+        return;
+    }
+    let orphans = std::mem::take(&mut *ORPHANS.lock().unwrap_or_else(|p| p.into_inner()));
+    for state in orphans {
+        let state = state as *mut super::api::ffi::_ts;
+        // SAFETY: the GIL is held by this thread; `state` belonged to a thread that has
+        // ended (so it is nobody's current state) and is deleted exactly once, here.
+        unsafe {
+            (api.PyThreadState_Clear)(state);
+            (api.PyThreadState_Delete)(state);
+        }
+    }
+}
+
 impl<'py> Gil<'py> {
     /// Runs `f` with the GIL held by this thread (PyGILState_Ensure / Release), from any
     /// thread, whether or not it has ever run Python before.
@@ -83,6 +144,7 @@ impl<'py> Gil<'py> {
         // which holds for every `&'static Api` handed out by the runtime.
         let state = unsafe { (api.PyGILState_Ensure)() };
         let _release = Release(api, state);
+        delete_orphans(api);
         // SAFETY: the GIL is held until `_release` drops, after `f` and everything it made.
         f(unsafe { Gil::assume(api) })
     }

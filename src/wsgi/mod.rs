@@ -87,6 +87,12 @@ impl Bridge {
         crate::python::ThreadAttachment::new(self.api)
     }
 
+    /// For a thread that is not ours (IIS's): keeps a Python thread state for it until it
+    /// ends. See [`keep_thread_state`](crate::python::keep_thread_state).
+    pub fn keep_thread_state(&self) {
+        crate::python::keep_thread_state(self.api)
+    }
+
     /// Answers one request.
     pub fn serve(&self, ecb: &Arc<Ecb>) -> Outcome {
         Gil::acquire(self.api, |gil| self.serve_with_gil(gil, ecb))

@@ -15,6 +15,8 @@ from wsgiref.validate import validator
 warnings.simplefilter("error")
 
 CLOSED = []
+# Per-thread data that lives as long as the server thread's Python thread state.
+LOCAL = __import__("threading").local()
 # How many pieces the /endless stream has yielded.
 COUNTS = {}
 
@@ -50,6 +52,26 @@ def app(environ, start_response):
     method = environ["REQUEST_METHOD"]
     if path == "/hello":
         return text(start_response, "Hello, World!")
+    if path == "/thread-local":
+        # How many requests this server thread has served, by the app's own count.
+        LOCAL.count = getattr(LOCAL, "count", 0) + 1
+        return text(start_response, "%d" % LOCAL.count)
+    if path == "/thread-states":
+        # How many Python thread states the interpreter has (threads that ended must not
+        # leave theirs behind), walked with the C API through ctypes.
+        import ctypes
+
+        api = ctypes.pythonapi
+        api.PyInterpreterState_Head.restype = ctypes.c_void_p
+        api.PyInterpreterState_ThreadHead.restype = ctypes.c_void_p
+        api.PyInterpreterState_ThreadHead.argtypes = [ctypes.c_void_p]
+        api.PyThreadState_Next.restype = ctypes.c_void_p
+        api.PyThreadState_Next.argtypes = [ctypes.c_void_p]
+        count, state = 0, api.PyInterpreterState_ThreadHead(api.PyInterpreterState_Head())
+        while state:
+            count += 1
+            state = api.PyThreadState_Next(state)
+        return text(start_response, "%d" % count)
     if path == "/version":
         return text(start_response, "%d.%d" % sys.version_info[:2])
     if path == "/sigint":
