@@ -138,6 +138,33 @@ fn matrix_child() {
     assert_c_extensions(&extensions.text(), &home, &version.text());
     let environ = Prepared::new(&Request::get("/environ")).run(proc);
     assert!(environ.text().contains("\"wsgi.url_scheme\": \"http\""));
+    // Server threads keep their thread state between requests, and one that ends leaves
+    // it to be deleted by the next request (PyThreadState_Clear/Delete from another thread,
+    // which each version must accept).
+    let local = |proc| {
+        Prepared::new(&Request::get("/thread-local"))
+            .run(proc)
+            .text()
+    };
+    assert_eq!(
+        (local(proc), local(proc)),
+        ("1".to_string(), "2".to_string())
+    );
+    let states = |proc| {
+        Prepared::new(&Request::get("/thread-states"))
+            .run(proc)
+            .text()
+    };
+    let before = states(proc);
+    for _ in 0..5 {
+        let counted = std::thread::spawn(move || local(proc)).join().unwrap();
+        assert_eq!(counted, "1");
+    }
+    assert_eq!(
+        states(proc),
+        before,
+        "thread states of ended threads are left behind"
+    );
     println!("matrix: served by Python {}", version.text());
     let _ = std::fs::remove_dir_all(&dir);
 }

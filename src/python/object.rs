@@ -74,14 +74,14 @@ impl Drop for ThreadAttachment {
 /// We cannot drop it the way [`ThreadAttachment`] does: that needs the GIL, and the only
 /// hook at thread exit runs under Windows' loader lock, where waiting for the GIL can
 /// deadlock (a thread holding the GIL may be waiting for the loader lock, e.g. in an
-/// import). So the exit hook only puts the thread state on a list, without Python; the next
-/// [`Gil::acquire`] on any thread, holding the GIL, clears and deletes it there.
+/// import). So the exit hook only hands the thread state to the [`Reaper`], without Python.
 pub fn keep_thread_state(api: &'static Api) {
     // On a thread that is ending, the thread-local may already be gone: then do nothing.
     let _ = KEPT.try_with(|kept| {
         if kept.borrow().is_some() {
             return;
         }
+        Reaper::start(api);
         // SAFETY: as in ThreadAttachment::new: a thread state for this thread, the GIL
         // given up at once; the state stays registered for PyGILState_Ensure on this thread.
         let saved = unsafe {
@@ -99,32 +99,74 @@ thread_local! {
     static KEPT: std::cell::RefCell<Option<KeptState>> = const { std::cell::RefCell::new(None) };
 }
 
-/// Thread states of threads that have ended, waiting for a thread with the GIL to delete them.
-static ORPHANS: std::sync::Mutex<Vec<usize>> = std::sync::Mutex::new(Vec::new());
-static HAVE_ORPHANS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-
 impl Drop for KeptState {
     fn drop(&mut self) {
         // At thread exit (possibly under the loader lock): no Python here, only the list.
-        let mut orphans = ORPHANS.lock().unwrap_or_else(|p| p.into_inner());
-        orphans.push(self.0);
-        HAVE_ORPHANS.store(true, std::sync::atomic::Ordering::Release);
+        Reaper::adopt(self.0);
     }
 }
 
-/// With the GIL held: deletes the thread states of threads that have ended.
-fn delete_orphans(api: &'static Api) {
-    if !HAVE_ORPHANS.swap(false, std::sync::atomic::Ordering::Acquire) {
-        return;
+/// A thread of ours that deletes the thread states of threads that have ended.
+///
+/// Why a thread of its own: deleting another thread's state also clears the *deleting*
+/// thread's PyGILState slot (CPython 3.12+ unbinds "the current thread's" state without
+/// checking which it is). The reaper never uses PyGILState after its first call, so that
+/// does not matter to it; on any other thread the next PyGILState_Release would be fatal.
+struct Reaper {
+    orphans: std::sync::Mutex<Vec<usize>>,
+    wake: std::sync::Condvar,
+}
+
+static REAPER: Reaper = Reaper {
+    orphans: std::sync::Mutex::new(Vec::new()),
+    wake: std::sync::Condvar::new(),
+};
+static REAPER_STARTED: std::sync::Once = std::sync::Once::new();
+
+impl Reaper {
+    /// Starts the reaper once (Python is running: there is an `Api`). If the thread cannot
+    /// be created, ended threads' states are not deleted (a small leak per ended thread).
+    fn start(api: &'static Api) {
+        REAPER_STARTED.call_once(|| {
+            let _ = std::thread::Builder::new()
+                .name("python-thread-state-reaper".into())
+                .spawn(move || Reaper::run(api));
+        });
     }
-    let orphans = std::mem::take(&mut *ORPHANS.lock().unwrap_or_else(|p| p.into_inner()));
-    for state in orphans {
-        let state = state as *mut super::api::ffi::_ts;
-        // SAFETY: the GIL is held by this thread; `state` belonged to a thread that has
-        // ended (so it is nobody's current state) and is deleted exactly once, here.
-        unsafe {
-            (api.PyThreadState_Clear)(state);
-            (api.PyThreadState_Delete)(state);
+
+    fn adopt(state: usize) {
+        let mut orphans = REAPER.orphans.lock().unwrap_or_else(|p| p.into_inner());
+        orphans.push(state);
+        REAPER.wake.notify_one();
+    }
+
+    fn run(api: &'static Api) {
+        // SAFETY: a thread state for this thread (Python is running), the GIL given up at
+        // once; it is only ever taken back with PyEval_RestoreThread below.
+        let own = unsafe {
+            (api.PyGILState_Ensure)();
+            (api.PyEval_SaveThread)()
+        };
+        loop {
+            let orphans = {
+                let mut orphans = REAPER.orphans.lock().unwrap_or_else(|p| p.into_inner());
+                while orphans.is_empty() {
+                    orphans = REAPER.wake.wait(orphans).unwrap_or_else(|p| p.into_inner());
+                }
+                std::mem::take(&mut *orphans)
+            };
+            // SAFETY: `own` is this thread's state, so RestoreThread takes the GIL with it.
+            // Each orphan belonged to a thread that has ended (nobody's current state) and is
+            // cleared and deleted exactly once, with the GIL held; then the GIL is released.
+            unsafe {
+                (api.PyEval_RestoreThread)(own);
+                for state in orphans {
+                    let state = state as *mut super::api::ffi::_ts;
+                    (api.PyThreadState_Clear)(state);
+                    (api.PyThreadState_Delete)(state);
+                }
+                (api.PyEval_SaveThread)();
+            }
         }
     }
 }
@@ -144,7 +186,6 @@ impl<'py> Gil<'py> {
         // which holds for every `&'static Api` handed out by the runtime.
         let state = unsafe { (api.PyGILState_Ensure)() };
         let _release = Release(api, state);
-        delete_orphans(api);
         // SAFETY: the GIL is held until `_release` drops, after `f` and everything it made.
         f(unsafe { Gil::assume(api) })
     }
