@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # End-to-end throughput of the WSGI bridge: isapi-host serving the hello app of
-# examples/hello through isapi_wsgi, next to the same host serving the Rust test extension's
-# /hello (no Python at all), measured in the same run with the same client:
+# examples/hello through isapi_wsgi (simple handler, then threadpool handler), next to the
+# same host serving the Rust test extension's /hello (no Python at all), measured in the
+# same run with the same client:
 #   wrk -t2 -c64 -d${DURATION}s on loopback, access log off.
 # The difference is what Python and the bridge cost per request over HTTP.
 #
@@ -40,9 +41,17 @@ run() { # $1 = extension, rest = host options; prints requests/second for /hello
   pid=""
 }
 
+# The threadpool variant: the same app, 8 workers and a queue that holds all 64 clients (the
+# default queue, 4 x threads, would answer some of them 503, which is not throughput).
+pool_ini="$tmp/threadpool.ini"
+sed "s|^path *=.*|path = $root/examples/hello|" "$root/examples/hello/isapi_wsgi.ini" > "$pool_ini"
+printf 'handler = threadpool\nthreads = 8\nqueue = 64\n' >> "$pool_ini"
+
 native_rps="$(run "$root/target/release/examples/libtest_extension.so")"
 bridge_rps="$(run "$root/target/release/libisapi_wsgi.so" --config "$root/examples/hello/isapi_wsgi.ini")"
+pool_rps="$(run "$root/target/release/libisapi_wsgi.so" --config "$pool_ini")"
 
-printf '%-46s %12s req/s\n' "isapi-host + Rust test extension /hello" "$native_rps"
-printf '%-46s %12s req/s\n' "isapi-host + isapi_wsgi + Python hello app" "$bridge_rps"
-python3 -c "n, b = $native_rps, $bridge_rps; print('Python and the bridge add %.1f us per request (at this concurrency)' % (1e6 / b - 1e6 / n))"
+printf '%-52s %12s req/s\n' "isapi-host + Rust test extension /hello" "$native_rps"
+printf '%-52s %12s req/s\n' "isapi-host + isapi_wsgi + Python hello (simple)" "$bridge_rps"
+printf '%-52s %12s req/s\n' "isapi-host + isapi_wsgi + Python hello (threadpool)" "$pool_rps"
+python3 -c "n, b = $native_rps, $bridge_rps; print('Python and the bridge add %.1f us per request (simple handler, at this concurrency)' % (1e6 / b - 1e6 / n))"

@@ -133,9 +133,9 @@ fn main() {
         python = python.min(ns);
     }
 
-    // On a thread Python does not know, every request creates and deletes a thread state
-    // (PyGILState_Ensure/Release) unless the thread keeps one (ThreadAttachment, what a
-    // threadpool worker can do).
+    // On another thread: as an IIS thread under the simple handler (which keeps a thread
+    // state for it from its first request on), and as a threadpool worker (which holds a
+    // ThreadAttachment for its whole life). Both should cost what the main thread does.
     let on_thread = |keep: bool| {
         let request = request.clone();
         std::thread::spawn(move || {
@@ -155,8 +155,8 @@ fn main() {
         .join()
         .unwrap()
     };
-    let fresh_thread = on_thread(false);
-    let attached_thread = on_thread(true);
+    let iis_thread = on_thread(false);
+    let worker_thread = on_thread(true);
 
     println!("rounds x requests:            {rounds} x {per_round}");
     println!("python alone (environ + app): {python:8.0} ns/request");
@@ -169,7 +169,7 @@ fn main() {
         "two clients in turn:          {alternating:8.0} ns/request, overhead {:.0} ns",
         alternating - python
     );
-    println!("another thread, state per request: {fresh_thread:6.0} ns/request");
-    println!("another thread, state kept:        {attached_thread:6.0} ns/request");
+    println!("another thread, as an IIS thread:  {iis_thread:6.0} ns/request");
+    println!("another thread, as a pool worker:  {worker_thread:6.0} ns/request");
     let _ = std::fs::remove_dir_all(&dir);
 }
