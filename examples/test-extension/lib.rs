@@ -320,61 +320,29 @@ pub unsafe extern "system" fn HttpExtensionProc(ecb: *mut EXTENSION_CONTROL_BLOC
     })
 }
 
-/// `on_async_write_body` as the completion callback, with no unwinding into the host.
-unsafe extern "C" fn on_async_write(
-    ecb: *mut EXTENSION_CONTROL_BLOCK,
-    context: *mut c_void,
-    bytes: u32,
-    error: u32,
-) {
-    // SAFETY: the host calls this with the arguments of PFN_HSE_IO_COMPLETION.
-    let call = || unsafe { on_async_write_body(ecb, context, bytes, error) };
-    if std::panic::catch_unwind(std::panic::AssertUnwindSafe(call)).is_err() {
-        eprintln!("test extension: on_async_write panicked");
-    }
+/// Declares `$name` as a completion callback (PFN_HSE_IO_COMPLETION) that runs `$body`
+/// with no unwinding into the host.
+macro_rules! completion_callback {
+    ($name:ident => $body:ident) => {
+        unsafe extern "C" fn $name(
+            ecb: *mut EXTENSION_CONTROL_BLOCK,
+            context: *mut c_void,
+            bytes: u32,
+            error: u32,
+        ) {
+            // SAFETY: the host calls this with the arguments of PFN_HSE_IO_COMPLETION.
+            let call = || unsafe { $body(ecb, context, bytes, error) };
+            if std::panic::catch_unwind(std::panic::AssertUnwindSafe(call)).is_err() {
+                eprintln!(concat!("test extension: ", stringify!($name), " panicked"));
+            }
+        }
+    };
 }
 
-/// `on_async_read_body` as the completion callback, with no unwinding into the host.
-unsafe extern "C" fn on_async_read(
-    ecb: *mut EXTENSION_CONTROL_BLOCK,
-    context: *mut c_void,
-    bytes: u32,
-    error: u32,
-) {
-    // SAFETY: the host calls this with the arguments of PFN_HSE_IO_COMPLETION.
-    let call = || unsafe { on_async_read_body(ecb, context, bytes, error) };
-    if std::panic::catch_unwind(std::panic::AssertUnwindSafe(call)).is_err() {
-        eprintln!("test extension: on_async_read panicked");
-    }
-}
-
-/// `on_transmit_body` as the completion callback, with no unwinding into the host.
-unsafe extern "C" fn on_transmit(
-    ecb: *mut EXTENSION_CONTROL_BLOCK,
-    context: *mut c_void,
-    bytes: u32,
-    error: u32,
-) {
-    // SAFETY: the host calls this with the arguments of PFN_HSE_IO_COMPLETION.
-    let call = || unsafe { on_transmit_body(ecb, context, bytes, error) };
-    if std::panic::catch_unwind(std::panic::AssertUnwindSafe(call)).is_err() {
-        eprintln!("test extension: on_transmit panicked");
-    }
-}
-
-/// `on_countdown_body` as the completion callback, with no unwinding into the host.
-unsafe extern "C" fn on_countdown(
-    ecb: *mut EXTENSION_CONTROL_BLOCK,
-    context: *mut c_void,
-    bytes: u32,
-    error: u32,
-) {
-    // SAFETY: the host calls this with the arguments of PFN_HSE_IO_COMPLETION.
-    let call = || unsafe { on_countdown_body(ecb, context, bytes, error) };
-    if std::panic::catch_unwind(std::panic::AssertUnwindSafe(call)).is_err() {
-        eprintln!("test extension: on_countdown panicked");
-    }
-}
+completion_callback!(on_async_write => on_async_write_body);
+completion_callback!(on_async_read => on_async_read_body);
+completion_callback!(on_transmit => on_transmit_body);
+completion_callback!(on_countdown => on_countdown_body);
 
 /// A completion callback that does nothing (for operations whose completion the host drops).
 unsafe extern "C" fn on_ignored(
