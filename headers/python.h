@@ -22,7 +22,8 @@
     /* interpreter life cycle and the GIL */ \
     X(Py_IsInitialized) X(Py_InitializeEx) X(Py_SetPythonHome) X(Py_SetProgramName) \
     X(Py_DecodeLocale) X(PyEval_SaveThread) X(PyEval_RestoreThread) \
-    X(PyGILState_Ensure) X(PyGILState_Release) X(PyThreadState_Clear) X(PyThreadState_Delete) \
+    X(PyGILState_Ensure) X(PyGILState_Release) X(PyGILState_GetThisThreadState) \
+    X(PyThreadState_Clear) X(PyThreadState_Delete) \
     /* reference counts (the macros are not in the stable ABI) */ \
     X(Py_IncRef) X(Py_DecRef) \
     /* generic objects */ \

@@ -81,6 +81,13 @@ pub fn keep_thread_state(api: &'static Api) {
         if kept.borrow().is_some() {
             return;
         }
+        // SAFETY: no preconditions once Python runs; reads this thread's PyGILState slot.
+        if !unsafe { (api.PyGILState_GetThisThreadState)() }.is_null() {
+            // The thread already has a state that is not ours to keep or delete (the one
+            // that started Python, or a thread of Python's or of an embedding application):
+            // Gil::acquire uses it as it is, which costs no more than a kept one.
+            return;
+        }
         Reaper::start(api);
         // SAFETY: as in ThreadAttachment::new: a thread state for this thread, the GIL
         // given up at once; the state stays registered for PyGILState_Ensure on this thread.
