@@ -52,6 +52,41 @@ impl Site {
     }
 }
 
+impl Site {
+    /// Starts the host with `THREADPOOL_ATEXIT_FILE` set: the app's atexit handler writes
+    /// "atexit ran" into the returned file.
+    fn start_recording_atexit(&self, args: &[&str]) -> (Host, PathBuf) {
+        let atexit = self.dir.join("atexit.txt");
+        let host = self.start(
+            args,
+            &[("THREADPOOL_ATEXIT_FILE", atexit.to_str().unwrap())],
+        );
+        (host, atexit)
+    }
+}
+
+/// Sends `GET path` with `Connection: close` on a thread; yields all the bytes received.
+fn in_background(addr: SocketAddr, path: &str) -> std::thread::JoinHandle<Vec<u8>> {
+    let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    std::thread::spawn(move || common::raw(addr, request.as_bytes()))
+}
+
+/// The host's report holds exactly `count` contract violations, each a request still open
+/// (no DONE_WITH_SESSION) when its own shutdown wait ended, and nothing else.
+fn assert_only_unended_sessions(stderr: &str, count: usize) {
+    let violations: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("CONTRACT VIOLATION"))
+        .collect();
+    assert_eq!(violations.len(), count, "{stderr}");
+    assert!(
+        violations
+            .iter()
+            .all(|v| v.contains("DONE_WITH_SESSION never came")),
+        "{stderr}"
+    );
+}
+
 /// GETs `paths` all at once, one connection each; returns the responses in order and how
 /// long the whole burst took.
 fn burst(addr: SocketAddr, paths: &[String]) -> (Vec<Response>, Duration) {
@@ -263,8 +298,7 @@ fn shutdown_with_requests_in_flight_answers_every_client() {
         "shutdown",
         "handler = threadpool\nthreads = 2\nqueue = 8\nshutdown_timeout = 10",
     );
-    let atexit = site.dir.join("atexit.txt");
-    let host = site.start(&[], &[("THREADPOOL_ATEXIT_FILE", atexit.to_str().unwrap())]);
+    let (host, atexit) = site.start_recording_atexit(&[]);
     let addr = host.addr;
     let clients: Vec<_> = (0..6)
         .map(|_| std::thread::spawn(move || get(addr, "/sleep?1")))
@@ -294,18 +328,9 @@ fn terminate_answers_queued_requests_and_never_waits_past_shutdown_timeout() {
         "terminate",
         "handler = threadpool\nthreads = 1\nqueue = 8\nshutdown_timeout = 1",
     );
-    let atexit = site.dir.join("atexit.txt");
-    let host = site.start(
-        &["--shutdown-timeout", "0.2"],
-        &[("THREADPOOL_ATEXIT_FILE", atexit.to_str().unwrap())],
-    );
+    let (host, atexit) = site.start_recording_atexit(&["--shutdown-timeout", "0.2"]);
     let addr = host.addr;
-    let slow = std::thread::spawn(move || {
-        common::raw(
-            addr,
-            b"GET /sleep?4 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
-        )
-    });
+    let slow = in_background(addr, "/sleep?4");
     std::thread::sleep(Duration::from_millis(300));
     let queued: Vec<_> = (0..4)
         .map(|_| std::thread::spawn(move || get(addr, "/hello")))
@@ -327,19 +352,7 @@ fn terminate_answers_queued_requests_and_never_waits_past_shutdown_timeout() {
     assert!(took < Duration::from_millis(3500), "stopping took {took:?}");
     // The only violations are the host's own report that five requests were still open
     // when its 0.2 s wait ended (we answered four of them in TerminateExtension).
-    let violations: Vec<&str> = stopped
-        .stderr
-        .lines()
-        .filter(|l| l.contains("CONTRACT VIOLATION"))
-        .collect();
-    assert_eq!(violations.len(), 5, "{}", stopped.stderr);
-    assert!(
-        violations
-            .iter()
-            .all(|v| v.contains("DONE_WITH_SESSION never came")),
-        "{}",
-        stopped.stderr
-    );
+    assert_only_unended_sessions(&stopped.stderr, 5);
     let log = std::fs::read_to_string(&site.log).unwrap_or_default();
     assert!(
         log.contains("4 queued request(s) never started; answered 503"),
@@ -363,18 +376,9 @@ fn a_request_holding_the_gil_delays_neither_the_503s_nor_the_shutdown() {
         "hold-gil",
         "handler = threadpool\nthreads = 1\nqueue = 1\nshutdown_timeout = 1",
     );
-    let atexit = site.dir.join("atexit.txt");
-    let host = site.start(
-        &["--shutdown-timeout", "0.2"],
-        &[("THREADPOOL_ATEXIT_FILE", atexit.to_str().unwrap())],
-    );
+    let (host, atexit) = site.start_recording_atexit(&["--shutdown-timeout", "0.2"]);
     let addr = host.addr;
-    let held = std::thread::spawn(move || {
-        common::raw(
-            addr,
-            b"GET /hold-gil?5 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
-        )
-    });
+    let held = in_background(addr, "/hold-gil?5");
     std::thread::sleep(Duration::from_millis(300));
     // The IIS-side work (queueing, refusing) never waits for Python.
     let paths: Vec<String> = (0..6).map(|_| "/hello".to_string()).collect();
@@ -426,19 +430,7 @@ fn a_request_holding_the_gil_delays_neither_the_503s_nor_the_shutdown() {
     assert_eq!(std::fs::read_to_string(&atexit).unwrap_or_default(), "");
     // The host's own 0.2 s wait ended with two requests open (the held one and the queued
     // one, which TerminateExtension answered later): that, and nothing else, is reported.
-    let violations: Vec<&str> = stopped
-        .stderr
-        .lines()
-        .filter(|l| l.contains("CONTRACT VIOLATION"))
-        .collect();
-    assert_eq!(violations.len(), 2, "{}", stopped.stderr);
-    assert!(
-        violations
-            .iter()
-            .all(|v| v.contains("DONE_WITH_SESSION never came")),
-        "{}",
-        stopped.stderr
-    );
+    assert_only_unended_sessions(&stopped.stderr, 2);
     let _ = std::fs::remove_dir_all(&site.dir);
 }
 
