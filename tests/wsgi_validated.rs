@@ -245,33 +245,16 @@ fn the_django_example_wrapped_in_the_validator() {
     let (site, host) = example("django");
     let jar = site.dir.join("cookies.txt");
     let jar = jar.to_str().unwrap();
-    let (ok, page, err) = curl(&["-c", jar, &host.url("/")]);
-    let page = text(&page);
+    let form = common::django_form(jar, &host.url("/"));
     assert!(
-        ok && page.contains("<h1>Django under isapi-wsgi</h1>"),
-        "{err}{page}\n{}",
+        form.page.contains("<h1>Django under isapi-wsgi</h1>"),
+        "{}\n{}",
+        form.page,
         site.log()
     );
-    let token = page
-        .split("name=\"csrfmiddlewaretoken\" value=\"")
-        .nth(1)
-        .and_then(|rest| rest.split('"').next())
-        .expect("the form's CSRF token");
-    let form = format!("csrfmiddlewaretoken={token}&name=Ann+Lee");
-    let (_, answer, _) = curl(&["-b", jar, "--data", &form, &host.url("/")]);
-    assert_eq!(text(&answer), "Thank you, Ann Lee.");
-    let (_, code, _) = curl(&[
-        "-o",
-        "/dev/null",
-        "-w",
-        "%{http_code}",
-        "--data",
-        "name=Eve",
-        &host.url("/"),
-    ]);
+    assert_eq!(form.answer, "Thank you, Ann Lee.");
     assert_eq!(
-        text(&code),
-        "403",
+        form.without_token, "403",
         "Django refuses a POST without the token"
     );
     site.finish(host);

@@ -646,6 +646,48 @@ pub fn curl(args: &[&str]) -> (bool, Vec<u8>, String) {
     )
 }
 
+/// A Django form round trip with curl, as a browser does it: GET `url` (keeping the CSRF
+/// cookie in the curl cookie `jar`), POST `name=Ann Lee` with the page's hidden
+/// `csrfmiddlewaretoken`, and POST once more without it.
+pub struct DjangoForm {
+    /// The form page.
+    pub page: String,
+    /// The answer to the POST with the token.
+    pub answer: String,
+    /// The HTTP status of the POST without it (Django refuses it: 403).
+    pub without_token: String,
+}
+
+pub fn django_form(jar: &str, url: &str) -> DjangoForm {
+    let utf8 = |bytes: Vec<u8>| String::from_utf8_lossy(&bytes).into_owned();
+    let page = utf8(curl(&["-c", jar, url]).1);
+    let token = page
+        .split("name=\"csrfmiddlewaretoken\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap_or_else(|| panic!("no CSRF token in the form page:\n{page}"))
+        .to_string();
+    let form = format!("csrfmiddlewaretoken={token}&name=Ann+Lee");
+    let answer = utf8(curl(&["-b", jar, "--data", &form, url]).1);
+    let without_token = utf8(
+        curl(&[
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "--data",
+            "name=Eve",
+            url,
+        ])
+        .1,
+    );
+    DjangoForm {
+        page,
+        answer,
+        without_token,
+    }
+}
+
 /// Runs a Python 3 script (Python's own http.client is the client); returns stdout.
 /// Panics with stderr if the script fails.
 pub fn python(script: &str, args: &[&str]) -> String {
