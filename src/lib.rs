@@ -24,6 +24,7 @@ pub mod config;
 pub mod handler;
 pub mod isapi;
 pub mod log;
+pub mod page;
 pub mod python;
 pub mod sys;
 pub mod wsgi;
@@ -40,6 +41,7 @@ use isapi::ffi::{
     EXTENSION_CONTROL_BLOCK, HSE_STATUS_ERROR, HSE_VERSION_INFO, HSE_VERSION_MAJOR,
     HSE_VERSION_MINOR,
 };
+use page::Page;
 use wsgi::Bridge;
 
 /// What `GetExtensionVersion` set up.
@@ -142,22 +144,13 @@ pub extern "system" fn TerminateExtension(_flags: u32) -> i32 {
 
 fn dispatch(ecb: Ecb) -> u32 {
     let Some(extension) = EXTENSION.get() else {
-        return handler::answer_page(
-            &ecb,
-            "500 Internal Server Error",
-            &wsgi::startup_failure_page(None),
-        );
+        return Page::startup_failure(None).answer(&ecb);
     };
     match (&extension.handler, &extension.bridge) {
         (Some(handler), _) => handler.handle(ecb),
-        (None, Ok(_)) => handler::answer_page(
-            &ecb,
-            "500 Internal Server Error",
-            &wsgi::startup_failure_page(None),
-        ),
+        (None, Ok(_)) => Page::startup_failure(None).answer(&ecb),
         (None, Err(detail)) => {
-            let page = wsgi::startup_failure_page(extension.debug.then_some(detail.as_str()));
-            handler::answer_page(&ecb, "500 Internal Server Error", &page)
+            Page::startup_failure(extension.debug.then_some(detail.as_str())).answer(&ecb)
         }
     }
 }

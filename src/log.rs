@@ -45,6 +45,21 @@ pub fn line(message: &str) {
     raw(text.as_bytes());
 }
 
+/// Request data (a method, a path) made safe for a log line: printable ASCII stays, every
+/// other byte (CR, LF, other control characters, non-ASCII) becomes `\xNN`, so a client
+/// cannot forge or split lines in the log.
+pub fn escape(bytes: &[u8]) -> String {
+    let mut text = String::with_capacity(bytes.len());
+    for &byte in bytes {
+        if (0x20..0x7f).contains(&byte) && byte != b'\\' {
+            text.push(byte as char);
+        } else {
+            text.push_str(&format!("\\x{byte:02x}"));
+        }
+    }
+    text
+}
+
 /// Writes text exactly as given (what the application sends to `wsgi.errors`).
 pub fn raw(bytes: &[u8]) {
     let mut sink = SINK.lock().unwrap_or_else(|poison| poison.into_inner());

@@ -18,6 +18,7 @@ use std::sync::Arc;
 use crate::config::{Config, HandlerKind};
 use crate::isapi::ecb::Ecb;
 use crate::log;
+use crate::page::Page;
 use crate::wsgi::Bridge;
 use threadpool::Threadpool;
 
@@ -127,49 +128,8 @@ pub fn status_for(outcome: Outcome) -> u32 {
     }
 }
 
-/// How long a client refused with 503 is asked to wait (`Retry-After`, seconds).
-pub const RETRY_AFTER_SECONDS: u32 = 1;
-
 /// Answers `503 Service Unavailable` with `Retry-After`, on the calling thread, without
 /// Python (queue full, or shutting down). Returns the final HSE_STATUS_*.
 pub fn answer_busy(ecb: &Ecb, reason: &str) -> u32 {
-    let page = format!(
-        "<!doctype html><meta charset=utf-8><title>503 Service Unavailable</title>\
-         <h1>Service Unavailable</h1><p>{reason}; please retry in a moment.</p>"
-    );
-    answer(
-        ecb,
-        "503 Service Unavailable",
-        &format!("Retry-After: {RETRY_AFTER_SECONDS}\r\n"),
-        page.as_bytes(),
-    )
-}
-
-/// Answers with a fixed HTML page and no Python (e.g. when the application failed to start).
-pub fn answer_page(ecb: &Ecb, status: &str, page: &[u8]) -> u32 {
-    answer(ecb, status, "", page)
-}
-
-/// A fixed HTML page with `extra` header lines (each ending in CRLF).
-fn answer(ecb: &Ecb, status: &str, extra: &str, page: &[u8]) -> u32 {
-    let headers = format!(
-        "Content-Type: text/html; charset=utf-8\r\nContent-Length: {}\r\n{extra}\r\n",
-        page.len()
-    );
-    let (Ok(status_z), Ok(headers)) = (
-        std::ffi::CString::new(status),
-        std::ffi::CString::new(headers),
-    ) else {
-        return HSE_STATUS_ERROR;
-    };
-    ecb.set_status_code(status[..3].parse().unwrap_or(500));
-    let head = ecb.method().eq_ignore_ascii_case(b"HEAD");
-    match ecb.send_headers(&status_z, &headers, true) {
-        Ok(()) if head => HSE_STATUS_SUCCESS_AND_KEEP_CONN,
-        Ok(()) => match ecb.write(page) {
-            Ok(()) => HSE_STATUS_SUCCESS_AND_KEEP_CONN,
-            Err(_) => HSE_STATUS_ERROR,
-        },
-        Err(_) => HSE_STATUS_ERROR,
-    }
+    Page::busy(reason).answer(ecb)
 }

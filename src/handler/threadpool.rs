@@ -27,6 +27,7 @@ use super::{answer_busy, status_for};
 use crate::isapi::ecb::Ecb;
 use crate::isapi::ffi::{HSE_STATUS_ERROR, HSE_STATUS_PENDING};
 use crate::log;
+use crate::page::Page;
 use crate::sys;
 use crate::wsgi::Bridge;
 
@@ -123,15 +124,24 @@ fn run(bridge: &Bridge, ecb: Ecb) {
         // Run as the request's user, as an IIS thread would; reverted at the end of this
         // block, before the request ends and the token becomes invalid.
         let impersonation = sys::impersonate(ecb.impersonation_token());
-        if let Err(code) = impersonation.applied() {
-            log::line(&format!(
-                "could not take the request's identity (SetThreadToken error {code}); \
-                 the request runs as the worker process"
-            ));
+        match impersonation.applied() {
+            Ok(()) => status_for(bridge.serve(ecb)),
+            Err(code) => {
+                // Never run the application as the worker process instead of the user IIS
+                // authorised: that identity may reach what the user may not.
+                log::line(&format!(
+                    "could not take the request's identity (SetThreadToken error {code}); \
+                     the request is refused with a 500 page"
+                ));
+                Page::internal_error(
+                    "The server could not take the identity of this request.",
+                    None,
+                )
+                .answer(ecb)
+            }
         }
-        bridge.serve(ecb)
     };
-    session.finish(status_for(outcome));
+    session.finish(outcome);
 }
 
 /// A request a worker owns: it ends with exactly one DONE_WITH_SESSION, sent by

@@ -169,6 +169,52 @@ impl Ecb {
         Err(IoError(ERROR_INSUFFICIENT_BUFFER))
     }
 
+    /// Whether the server variable `name` is exactly `expected` (at most 31 bytes), asked
+    /// without allocating.
+    pub fn server_variable_is(&self, name: &CStr, expected: &[u8]) -> bool {
+        let Some(get) = self.block().GetServerVariable else {
+            return false;
+        };
+        let mut buffer = [0u8; 32];
+        let mut size = buffer.len() as u32;
+        // SAFETY: `buffer` has `size` writable bytes; ConnID and name are as IIS expects.
+        let ok = unsafe {
+            get(
+                self.block().ConnID,
+                name.as_ptr() as *mut c_char,
+                buffer.as_mut_ptr().cast(),
+                &mut size,
+            )
+        };
+        let written = &buffer[..(size as usize).min(buffer.len())];
+        let value = written.split(|&b| b == 0).next().unwrap_or_default();
+        ok != 0 && value == expected
+    }
+
+    /// Whether this is a HEAD request (methods are case-sensitive: `head` is not HEAD).
+    pub fn is_head(&self) -> bool {
+        self.method() == b"HEAD"
+    }
+
+    /// Whether REMOTE_ADDR is on this machine: 127.0.0.0/8 or ::1 (also as an IPv4-mapped
+    /// IPv6 address).
+    pub fn client_is_loopback(&self) -> bool {
+        let mut address = Vec::with_capacity(48);
+        if !matches!(self.server_variable(c"REMOTE_ADDR", &mut address), Ok(true)) {
+            return false;
+        }
+        let parsed = std::str::from_utf8(&address)
+            .ok()
+            .and_then(|text| text.parse::<std::net::IpAddr>().ok());
+        match parsed {
+            Some(std::net::IpAddr::V4(v4)) => v4.is_loopback(),
+            Some(std::net::IpAddr::V6(v6)) => {
+                v6.is_loopback() || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
+            }
+            None => false,
+        }
+    }
+
     /// Reads more of the body (after [`preread`](Ecb::preread)) into `buffer`; blocks until
     /// some data arrives. `Ok(0)` means the body ended or the client closed the connection.
     pub fn read(&self, buffer: &mut [u8]) -> Result<usize, IoError> {

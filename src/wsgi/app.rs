@@ -103,6 +103,8 @@ pub struct App {
     pub(super) response_type: NativeType<Response>,
     /// Tracebacks in 500 pages.
     pub debug: bool,
+    /// No application is configured: the built-in demo app serves (loopback clients only).
+    pub demo: bool,
     /// `sys.version` of the interpreter.
     pub python_version: String,
     /// What was loaded, for the log (`mysite.wsgi:application`, or the demo).
@@ -170,6 +172,7 @@ impl App {
             input_type: NativeType::new(gil)?,
             response_type: NativeType::new(gil)?,
             debug: config.debug,
+            demo: matches!(config.app, AppSpec::Demo),
             python_version: gil.version(),
             description,
         })

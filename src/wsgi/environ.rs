@@ -24,6 +24,7 @@ use std::collections::HashMap;
 
 use std::sync::Mutex;
 
+use super::framing::Request;
 use crate::isapi::ecb::Ecb;
 use crate::python::{Gil, PyRef, PyResult, PyStatic};
 
@@ -129,12 +130,6 @@ impl std::hash::Hasher for Fnv {
     }
 }
 
-/// What the rest of the bridge needs to know about the request besides the dict.
-pub struct RequestLine {
-    pub head: bool,
-    pub http11: bool,
-}
-
 impl EnvironBuilder {
     /// `template` holds the constant entries (see app.rs).
     pub fn new<'py>(gil: Gil<'py>, template: PyRef<'py>) -> PyResult<'py, EnvironBuilder> {
@@ -184,8 +179,9 @@ impl EnvironBuilder {
         &self,
         gil: Gil<'py>,
         ecb: &Ecb,
+        request: Request,
         input: &PyRef<'py>,
-    ) -> PyResult<'py, (PyRef<'py>, RequestLine)> {
+    ) -> PyResult<'py, PyRef<'py>> {
         let k = &self.keys;
         let environ = self.template.bind(gil).dict_copy()?;
         let set = |key: &PyStatic, value: &PyRef<'py>| environ.set_item(&key.bind(gil), value);
@@ -239,31 +235,23 @@ impl EnvironBuilder {
         set_recent(0, &k.script_name, &path[..cut])?;
         set_text(&k.path_info, &path[cut..])?;
 
-        // Server and client.
-        let mut http11 = false;
-        for (key, name) in [
-            (&k.server_name, c"SERVER_NAME"),
-            (&k.server_port, c"SERVER_PORT"),
-            (&k.server_protocol, c"SERVER_PROTOCOL"),
-            (&k.remote_addr, c"REMOTE_ADDR"),
-            (&k.remote_port, c"REMOTE_PORT"),
+        // Server and client: values that usually repeat from one request to the next.
+        for (slot, key, name) in [
+            (1, &k.server_name, c"SERVER_NAME"),
+            (2, &k.server_port, c"SERVER_PORT"),
+            (3, &k.remote_addr, c"REMOTE_ADDR"),
+            (4, &k.remote_port, c"REMOTE_PORT"),
         ] {
             scratch.clear();
             let _ = ecb.server_variable(name, &mut scratch);
-            if name == c"SERVER_PROTOCOL" && scratch == b"HTTP/1.1" {
-                http11 = true;
-                set(key, &k.http11.bind(gil))?;
-            } else if name == c"SERVER_NAME" {
-                set_recent(1, key, &scratch)?;
-            } else if name == c"SERVER_PORT" {
-                set_recent(2, key, &scratch)?;
-            } else if name == c"REMOTE_ADDR" {
-                set_recent(3, key, &scratch)?;
-            } else if name == c"REMOTE_PORT" {
-                set_recent(4, key, &scratch)?;
-            } else {
-                set_text(key, &scratch)?;
-            }
+            set_recent(slot, key, &scratch)?;
+        }
+        if request.http11 {
+            set(&k.server_protocol, &k.http11.bind(gil))?;
+        } else {
+            scratch.clear();
+            let _ = ecb.server_variable(c"SERVER_PROTOCOL", &mut scratch);
+            set_text(&k.server_protocol, &scratch)?;
         }
         // REMOTE_USER and AUTH_TYPE only when IIS authenticated the request (AUTH_TYPE is
         // empty for anonymous requests, so REMOTE_USER is only asked for then).
@@ -296,13 +284,7 @@ impl EnvironBuilder {
         }
         headers?;
         set(&k.input, input)?;
-        Ok((
-            environ,
-            RequestLine {
-                head: method == b"HEAD",
-                http11,
-            },
-        ))
+        Ok(environ)
     }
 
     /// SCRIPT_NAME and PATH_INFO, as bytes.

@@ -5,17 +5,21 @@
 //! * [`environ`]: the request as a WSGI environ dict.
 //! * [`input`]: `wsgi.input`, the body stream.
 //! * [`errors`]: `wsgi.errors`, into the log.
-//! * [`response`]: `start_response`, `write()`, framing the body.
+//! * [`response`]: `start_response` and `write()`, the Python-facing half of the response.
+//! * [`framing`]: what goes on the wire (header checks, Content-Length, chunks), plain Rust.
 //!
-//! [`Bridge::serve`] is the whole of a request, top-down: take the GIL; lend the request's
-//! `wsgi.input` and `start_response` to Python; build the environ; call the application;
-//! send each piece of the body it returns (the headers with the first non-empty one); call
-//! the iterable's `close()` whatever happened; release the GIL. An exception before the
-//! headers went out becomes a 500 page (with the traceback only when `debug = true`); after,
-//! it can only be logged and the connection closed.
+//! [`Bridge::serve`] is the whole of a request, top-down, like CPython's
+//! `wsgiref.handlers.BaseHandler.run`: take the GIL; lend the request's `wsgi.input` and
+//! `start_response` to Python; then [`run`](Bridge::run)'s four steps — build the environ,
+//! call the application, send each piece of the body it returns (the headers with the
+//! first non-empty one), call the iterable's `close()` whatever happened; release the GIL.
+//! Every failure goes to one place, `handle_error`: before the headers went out it becomes
+//! a 500 page (with the traceback only when `debug = true`); after, it can only be logged
+//! and the connection closed.
 pub mod app;
 pub mod environ;
 pub mod errors;
+pub mod framing;
 pub mod input;
 pub mod response;
 
@@ -24,11 +28,12 @@ use std::sync::Arc;
 use crate::config::Config;
 use crate::isapi::ecb::Ecb;
 use crate::log;
+use crate::page::Page;
 use crate::python::runtime::{self, PythonLocation};
 use crate::python::{Api, Gil, Kind, PyErr, PyRef};
 use app::App;
 use input::Input;
-use response::{Outcome, Response, SendError};
+use response::{Flow, Outcome, Response, SendError};
 
 /// A running interpreter with the application loaded.
 pub struct Bridge {
@@ -93,78 +98,87 @@ impl Bridge {
         crate::python::keep_thread_state(self.api)
     }
 
-    /// Answers one request.
+    /// Answers one request: the request's whole life, on the calling thread.
     pub fn serve(&self, ecb: &Arc<Ecb>) -> Outcome {
-        Gil::acquire(self.api, |gil| self.serve_with_gil(gil, ecb))
-    }
-
-    fn serve_with_gil(&self, gil: Gil<'_>, ecb: &Arc<Ecb>) -> Outcome {
-        let app = &self.app;
-        let input = Input::new(ecb.clone());
-        let served = app.input_type.lend(gil, &input, |input_object| {
-            let (environ, line) = match app.environ.build(gil, ecb, input_object) {
-                Ok(built) => built,
-                Err(error) => {
-                    log::line(&format!("building the environ failed: {}", error.text()));
-                    let response = Response::new(ecb.clone(), false, false);
-                    let _ = response.send_error_page(
-                        gil,
-                        "500 Internal Server Error",
-                        &error_page(None),
-                    );
-                    return response.outcome();
-                }
+        Gil::acquire(self.api, |gil| {
+            let request = framing::Request {
+                head: ecb.is_head(),
+                http11: ecb.server_variable_is(c"SERVER_PROTOCOL", b"HTTP/1.1"),
             };
-            let response = Response::new(ecb.clone(), line.head, line.http11);
-            let called = app.response_type.lend(gil, &response, |start_response| {
-                self.call_app(gil, &environ, start_response, &response);
+            let input = Input::new(ecb.clone());
+            let response = Response::new(ecb.clone(), request);
+            // Python gets its own objects for the two: recalled when `run` returns, whoever
+            // still holds them.
+            let lent = self.app.input_type.lend(gil, &input, |input_object| {
+                self.app
+                    .response_type
+                    .lend(gil, &response, |start_response| {
+                        self.run(gil, ecb, &response, input_object, start_response)
+                    })
             });
-            if let Err(error) = called {
-                log::line(&format!("creating start_response failed: {}", error.text()));
+            if let Err(error) = lent.and_then(|inner| inner) {
+                log::line(&format!(
+                    "lending wsgi.input or start_response failed: {}",
+                    error.text()
+                ));
+                response.abort();
             }
             response.outcome()
-        });
-        served.unwrap_or_else(|error| {
-            log::line(&format!("creating wsgi.input failed: {}", error.text()));
-            Outcome {
-                status: 500,
-                keep_conn: false,
-                aborted: true,
-            }
         })
     }
 
-    /// Calls the application, sends what it returns, and always calls `close()`.
-    fn call_app<'py>(
+    /// The request's life, in the order of `wsgiref.handlers.BaseHandler.run`: set up the
+    /// environ, call the application, send what it returns, close it; any failure on the
+    /// way is handled in one place.
+    fn run<'py>(
         &self,
         gil: Gil<'py>,
-        environ: &PyRef<'py>,
-        start_response: &PyRef<'py>,
+        ecb: &Ecb,
         response: &Response,
+        input: &PyRef<'py>,
+        start_response: &PyRef<'py>,
     ) {
-        let request = || describe_request(environ);
-        let result = match self.app.callable.bind(gil).call2(environ, start_response) {
-            Ok(result) => result,
-            Err(error) => return self.fail(gil, response, &request(), Failure::Python(error)),
+        if let Some(refusal) = self.refuse(ecb) {
+            return self.handle_error(gil, response, &describe_ecb(ecb), refusal);
+        }
+        let environ = match self.app.environ.build(gil, ecb, response.request(), input) {
+            Ok(environ) => environ,
+            Err(error) => {
+                let failure =
+                    Failure::Internal(format!("building the environ failed: {}", error.text()));
+                return self.handle_error(gil, response, &describe_ecb(ecb), failure);
+            }
         };
-        if let Err(failure) = self.send_body(gil, &result, response) {
-            self.fail(gil, response, &request(), failure);
+        let request = || describe_request(&environ);
+        let result = match self.app.callable.bind(gil).call2(&environ, start_response) {
+            Ok(result) => result,
+            Err(error) => {
+                return self.handle_error(gil, response, &request(), Failure::Python(error));
+            }
+        };
+        if let Err(failure) = self.finish_response(gil, &result, response) {
+            self.handle_error(gil, response, &request(), failure);
         }
-        // Lists and tuples (most bodies) have no close(); asking would raise and catch an
-        // AttributeError on every request.
-        if !result.is_plain_sequence()
-            && result.hasattr(c"close")
-            && let Err(error) = result.call_method(c"close", &[])
-        {
-            log::line(&format!(
-                "{}: the response's close() raised:\n{}",
-                request(),
-                error.text()
-            ));
-        }
+        self.close(&result, &request);
     }
 
-    fn send_body<'py>(
+    /// Requests the bridge answers without calling the application: the built-in demo
+    /// shows the server's insides (every header, the Python version), so it answers only
+    /// clients on this machine.
+    fn refuse(&self, ecb: &Ecb) -> Option<Failure<'static>> {
+        if !self.app.demo || ecb.client_is_loopback() {
+            return None;
+        }
+        DEMO_REFUSED.call_once(|| {
+            log::line(
+                "no application is configured, and the built-in demo app only answers clients                  on this machine (127.0.0.0/8, ::1): other clients get a 500 page. Configure                  the application with [wsgi] app = module:callable in an isapi_wsgi.ini next to                  the library (or the file named by ISAPI_WSGI_CONFIG); see the README",
+            )
+        });
+        Some(Failure::Refused(Page::not_configured()))
+    }
+
+    /// Sends each piece of the body the application returned.
+    fn finish_response<'py>(
         &self,
         gil: Gil<'py>,
         result: &PyRef<'py>,
@@ -180,7 +194,8 @@ impl Bridge {
         if matches!(result.kind(), Kind::List | Kind::Tuple) && result.len()? == 1 {
             let item = result.get_index(0)?;
             let bytes = item.as_bytes().ok_or_else(|| not_bytes(&item))?;
-            return Ok(response.send(gil, bytes, true)?);
+            response.send(gil, bytes, true)?;
+            return Ok(());
         }
         let iterator = result.iter()?;
         while let Some(item) = iterator.next()? {
@@ -188,39 +203,75 @@ impl Bridge {
             if bytes.is_empty() && response.headers_sent() && !response.client_connected() {
                 return Err(Failure::Aborted("the client disconnected".into()));
             }
-            response.send(gil, bytes, false)?;
+            if response.send(gil, bytes, false)? == Flow::Complete {
+                // The declared Content-Length is sent: the rest would be dropped anyway.
+                break;
+            }
         }
-        Ok(response.send(gil, b"", true)?)
+        response.send(gil, b"", true)?;
+        Ok(())
     }
 
-    /// Reports a failed request: a 500 page if nothing was sent yet, else a closed connection.
-    fn fail<'py>(&self, gil: Gil<'py>, response: &Response, request: &str, failure: Failure<'py>) {
-        let detail = match &failure {
-            Failure::Python(error) => error.text(),
-            Failure::Protocol(message) => message.clone(),
+    /// Calls the iterable's `close()`, whatever happened (PEP 3333).
+    fn close(&self, result: &PyRef<'_>, request: &dyn Fn() -> String) {
+        // Lists and tuples (most bodies) have no close(); asking would raise and catch an
+        // AttributeError on every request.
+        if !result.is_plain_sequence()
+            && result.hasattr(c"close")
+            && let Err(error) = result.call_method(c"close", &[])
+        {
+            log::line(&format!(
+                "{}: the response's close() raised:\n{}",
+                request(),
+                error.text()
+            ));
+        }
+    }
+
+    /// Reports a failed request: an error page if nothing was sent yet, else a closed
+    /// connection.
+    fn handle_error(&self, gil: Gil<'_>, response: &Response, request: &str, failure: Failure<'_>) {
+        let page = match failure {
             Failure::Aborted(message) => {
                 log::line(&format!("{request}: response aborted: {message}"));
                 return;
             }
+            Failure::Refused(page) => page,
+            Failure::Internal(message) => {
+                log::line(&format!("{request}: {message}"));
+                Page::application_failure(None)
+            }
+            Failure::Python(error) => self.failure_page(request, response, error.text()),
+            Failure::Protocol(message) => self.failure_page(request, response, message),
         };
         if response.headers_sent() {
-            log::line(&format!(
-                "{request}: the application failed after the headers were sent; closing the connection:\n{detail}"
-            ));
             response.abort();
             return;
         }
-        log::line(&format!("{request}: the application failed:\n{detail}"));
-        let page = error_page(self.app.debug.then_some(detail.as_str()));
-        if let Err(SendError::Aborted(message)) | Err(SendError::Application(message)) =
-            response.send_error_page(gil, "500 Internal Server Error", &page)
+        if let Err(SendError::Aborted(message) | SendError::Application(message)) =
+            response.send_page(gil, &page)
         {
             log::line(&format!(
                 "{request}: the error page could not be sent: {message}"
             ));
         }
     }
+
+    /// Logs the application's failure; the 500 page shows it only with `debug = true`.
+    fn failure_page(&self, request: &str, response: &Response, detail: String) -> Page {
+        if response.headers_sent() {
+            log::line(&format!(
+                "{request}: the application failed after the headers were sent; closing the connection:\n{detail}"
+            ));
+        } else {
+            log::line(&format!("{request}: the application failed:\n{detail}"));
+        }
+        Page::application_failure(self.app.debug.then_some(detail.as_str()))
+    }
 }
+
+/// The demo's refusal is logged once.
+static DEMO_REFUSED: std::sync::Once = std::sync::Once::new();
 
 /// What went wrong while answering.
 enum Failure<'py> {
@@ -228,8 +279,12 @@ enum Failure<'py> {
     Python(PyErr<'py>),
     /// The application broke PEP 3333 (e.g. yielded str).
     Protocol(String),
-    /// The client went away, or the framing broke.
+    /// The client went away, or the response was abandoned.
     Aborted(String),
+    /// The bridge failed (a message for the log); the client gets a plain 500 page.
+    Internal(String),
+    /// The bridge answers this request itself, with this page.
+    Refused(Page),
 }
 
 impl From<SendError> for Failure<'_> {
@@ -254,51 +309,30 @@ fn item_type(item: &PyRef<'_>) -> String {
         .unwrap_or_default()
 }
 
-/// `GET /path` for log lines.
+/// `GET /path` for log lines, from the ECB (before there is an environ).
+fn describe_ecb(ecb: &Ecb) -> String {
+    format!(
+        "{} {}",
+        log::escape(ecb.method()),
+        log::escape(ecb.path_info())
+    )
+}
+
+/// `GET /path` for log lines (the request's own bytes, escaped).
 fn describe_request(environ: &PyRef<'_>) -> String {
     let gil = environ.gil();
     let get = |key: &str| {
         gil.str(key)
             .ok()
             .and_then(|key| environ.get_item(&key))
-            .map(|v| v.text())
+            .and_then(|value| value.latin1_bytes().ok())
             .unwrap_or_default()
     };
+    let mut path = get("SCRIPT_NAME");
+    path.extend_from_slice(&get("PATH_INFO"));
     format!(
-        "{} {}{}",
-        get("REQUEST_METHOD"),
-        get("SCRIPT_NAME"),
-        get("PATH_INFO")
+        "{} {}",
+        log::escape(&get("REQUEST_METHOD")),
+        log::escape(&path)
     )
-}
-
-/// The 500 page; `detail` (a traceback) only with `debug = true`.
-pub fn error_page(detail: Option<&str>) -> Vec<u8> {
-    internal_error_page("The application failed to answer this request.", detail)
-}
-
-/// The page every request gets when the application could not be started.
-pub fn startup_failure_page(detail: Option<&str>) -> Vec<u8> {
-    internal_error_page("The application failed to start.", detail)
-}
-
-/// A "500 Internal Server Error" page saying `what` went wrong, with `detail` (escaped) below.
-fn internal_error_page(what: &str, detail: Option<&str>) -> Vec<u8> {
-    let mut page = format!(
-        "<!doctype html><meta charset=utf-8><title>500 Internal Server Error</title>\
-         <h1>Internal Server Error</h1><p>{what} \
-         The details are in the server's log.</p>",
-    );
-    if let Some(detail) = detail {
-        page.push_str("<pre>");
-        page.push_str(&escape_html(detail));
-        page.push_str("</pre>");
-    }
-    page.into_bytes()
-}
-
-fn escape_html(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
 }

@@ -1,0 +1,148 @@
+//! The pages the extension answers by itself, never the application: 500 when the
+//! application failed (to start, or to answer), 503 when the server is busy or stopping,
+//! and the demo's refusal for clients that are not on this machine. One builder for all of
+//! them, so they look alike and their text is always escaped.
+//!
+//! A [`Page`] is sent either without Python ([`Page::answer`], straight to the ECB, on the
+//! thread IIS called us on), or by the bridge through its normal response path (so that
+//! HEAD, keep-alive and the log see it like any other response).
+use std::ffi::CString;
+
+use crate::isapi::ecb::Ecb;
+use crate::isapi::ffi::{HSE_STATUS_ERROR, HSE_STATUS_SUCCESS_AND_KEEP_CONN};
+
+/// How long a client refused with 503 is asked to wait (`Retry-After`, seconds).
+pub const RETRY_AFTER_SECONDS: u32 = 1;
+
+/// A page of our own: a status, a sentence, and optional detail (a traceback).
+pub struct Page {
+    /// The status line, like `500 Internal Server Error`.
+    pub status: &'static str,
+    /// What went wrong, one sentence of plain text.
+    pub message: String,
+    /// More text shown below it (escaped), e.g. a traceback with `debug = true`.
+    pub detail: Option<String>,
+    /// Ask the client to retry after [`RETRY_AFTER_SECONDS`].
+    pub retry: bool,
+}
+
+impl Page {
+    /// `500 Internal Server Error`: `what` failed; the details are in the log.
+    pub fn internal_error(what: &str, detail: Option<&str>) -> Page {
+        Page {
+            status: "500 Internal Server Error",
+            message: format!("{what} The details are in the server's log."),
+            detail: detail.map(str::to_owned),
+            retry: false,
+        }
+    }
+
+    /// The page every request gets when the application could not be started.
+    pub fn startup_failure(detail: Option<&str>) -> Page {
+        Page::internal_error("The application failed to start.", detail)
+    }
+
+    /// The page a request gets when the application failed to answer it.
+    pub fn application_failure(detail: Option<&str>) -> Page {
+        Page::internal_error("The application failed to answer this request.", detail)
+    }
+
+    /// The built-in demo's answer to a client that is not on this machine: with no
+    /// application configured, a server must not show its insides to the network.
+    pub fn not_configured() -> Page {
+        Page::internal_error("No application is configured on this server.", None)
+    }
+
+    /// `503 Service Unavailable` with `Retry-After`.
+    pub fn busy(reason: &str) -> Page {
+        Page {
+            status: "503 Service Unavailable",
+            message: format!("{reason}; please retry in a moment."),
+            detail: None,
+            retry: true,
+        }
+    }
+
+    /// The status code.
+    pub fn code(&self) -> u16 {
+        self.status[..3].parse().unwrap_or(500)
+    }
+
+    /// The HTML body.
+    pub fn html(&self) -> Vec<u8> {
+        let title = escape_html(self.status);
+        let heading = escape_html(&self.status[4..]);
+        let mut page = format!(
+            "<!doctype html><meta charset=utf-8><title>{title}</title><h1>{heading}</h1><p>{}</p>",
+            escape_html(&self.message)
+        );
+        if let Some(detail) = &self.detail {
+            page.push_str("<pre>");
+            page.push_str(&escape_html(detail));
+            page.push_str("</pre>");
+        }
+        page.into_bytes()
+    }
+
+    /// The header lines besides Content-Length, each ending in CRLF.
+    pub fn headers(&self) -> String {
+        let mut headers = String::from("Content-Type: text/html; charset=utf-8\r\n");
+        if self.retry {
+            headers.push_str(&format!("Retry-After: {RETRY_AFTER_SECONDS}\r\n"));
+        }
+        headers
+    }
+
+    /// Answers the request with this page, on the calling thread, without Python.
+    /// Returns the final HSE_STATUS_* for `HttpExtensionProc` (or DONE_WITH_SESSION).
+    pub fn answer(&self, ecb: &Ecb) -> u32 {
+        let body = self.html();
+        let headers = format!("{}Content-Length: {}\r\n\r\n", self.headers(), body.len());
+        let (Ok(status), Ok(headers)) = (CString::new(self.status), CString::new(headers)) else {
+            return HSE_STATUS_ERROR;
+        };
+        ecb.set_status_code(self.code());
+        let sent = ecb.send_headers(&status, &headers, true).and_then(|()| {
+            if ecb.is_head() {
+                Ok(())
+            } else {
+                ecb.write(&body)
+            }
+        });
+        match sent {
+            Ok(()) => HSE_STATUS_SUCCESS_AND_KEEP_CONN,
+            Err(_) => HSE_STATUS_ERROR,
+        }
+    }
+}
+
+fn escape_html(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pages_escape_their_text() {
+        let page = Page::application_failure(Some("KeyError: '<script>' & more"));
+        let html = String::from_utf8(page.html()).unwrap();
+        assert!(
+            html.contains("<title>500 Internal Server Error</title><h1>Internal Server Error</h1>")
+        );
+        assert!(html.contains("<pre>KeyError: '&lt;script&gt;' &amp; more</pre>"));
+        assert_eq!(page.code(), 500);
+        assert_eq!(page.headers(), "Content-Type: text/html; charset=utf-8\r\n");
+        let busy = Page::busy("the server is busy");
+        assert_eq!(busy.code(), 503);
+        assert!(busy.headers().ends_with("Retry-After: 1\r\n"));
+        assert!(
+            String::from_utf8(busy.html())
+                .unwrap()
+                .contains("<p>the server is busy; please retry")
+        );
+    }
+}
