@@ -5,6 +5,7 @@
 //! validator complaints.
 mod common;
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::Command;
 
@@ -564,7 +565,30 @@ fn invalid_status_and_headers_are_a_500_and_a_logged_message_through_the_host() 
     let host = site.start(&[]);
     let mut client = Client::connect(host.addr);
     for (path, expected) in [
-        ("/raw/bad-header", "CR, LF or NUL in the value"),
+        (
+            "/raw/bad-header",
+            "a control character (CR, LF, NUL, ...; only HTAB is allowed) in the value",
+        ),
+        (
+            "/raw/control-header",
+            "invalid response header ('X-Bad', 'a\\x01b'): a control character",
+        ),
+        (
+            "/raw/escape-delete",
+            "invalid response header ('X-Bad', 'a\\x7fb'): a control character",
+        ),
+        (
+            "/raw/interim-100",
+            "100 is an interim (1xx) status, which cannot be the response to a request",
+        ),
+        (
+            "/raw/interim-101",
+            "101 is an interim (1xx) status, which cannot be the response to a request",
+        ),
+        (
+            "/raw/interim-103",
+            "103 is an interim (1xx) status, which cannot be the response to a request",
+        ),
         (
             "/raw/hop-by-hop",
             "Connection is a hop-by-hop header, which only the server may set",
@@ -625,8 +649,77 @@ fn invalid_status_and_headers_are_a_500_and_a_logged_message_through_the_host() 
     site.finish(host);
 }
 
+/// Splits a response into its header block and the bytes after it.
+fn split_head(data: &[u8]) -> (String, &[u8]) {
+    let end = data
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a header block")
+        + 4;
+    (text(&data[..end]), &data[end..])
+}
+
 #[test]
-fn content_length_mismatches_are_logged_and_the_client_sees_the_connection_close() {
+fn an_app_thread_writing_while_the_request_streams_to_a_slow_client_deadlocks_nothing() {
+    // The request's thread streams 4 MiB to a client that does not read at first, so its
+    // write blocks (with the GIL released); meanwhile a thread of the app calls write() in
+    // a loop. Before, the blocked writer held the response's lock and the app's thread
+    // waited for it holding the GIL: every thread of the process hung, the next request
+    // too. Now the response completes, the app's write() raises once it is over, and the
+    // host serves the next request.
+    use std::io::Read;
+    for handler in ["simple", "threadpool"] {
+        let site = Site::new(
+            &format!("writer-{handler}"),
+            &format!(
+                "[python]\npath = {{apps}}\n[wsgi]\napp = testapp:application\nhandler = {handler}\nlog = {{log}}\n"
+            ),
+        );
+        let host = site.start(&[]);
+        let mut stream = std::net::TcpStream::connect(host.addr).unwrap();
+        stream
+            .write_all(b"GET /raw/writer-thread HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(1500));
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        let mut data = Vec::new();
+        let mut buf = [0u8; 65536];
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !data.ends_with(b"0\r\n\r\n") && Instant::now() < deadline {
+            match stream.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => data.extend_from_slice(&buf[..n]),
+            }
+            // A slow reader: a little at a time.
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        assert!(
+            data.ends_with(b"0\r\n\r\n"),
+            "{handler}: the response did not complete ({} bytes)",
+            data.len()
+        );
+        let (head, _) = split_head(&data);
+        assert!(head.contains("Transfer-Encoding: chunked"), "{head}");
+        let started = Instant::now();
+        let next = common::get(host.addr, "/hello");
+        assert_eq!(next.text(), "Hello, World!", "{handler}");
+        assert!(started.elapsed() < Duration::from_secs(5), "{handler}");
+        let ended = common::get(host.addr, "/raw/writer-ended").text();
+        assert!(
+            ended.starts_with("OSError after ") || ended.starts_with("ValueError after "),
+            "{handler}: the app's writer: {ended}"
+        );
+        site.finish(host);
+    }
+}
+
+#[test]
+fn a_body_shorter_than_its_content_length_is_sent_and_the_connection_closed() {
+    // Shorter: what the app gave goes out under its own Content-Length, and the connection
+    // closes so the client sees the truncation — whether the body was known at once (a
+    // one-item list) or streamed. Before, the one-item list got an empty reply.
     let site = testapp();
     let host = site.start(&[]);
     for (path, body, logged) in [
@@ -636,21 +729,17 @@ fn content_length_mismatches_are_logged_and_the_client_sees_the_connection_close
             "the application's body ended after 5 of the 10 bytes its Content-Length announced; the connection is closed",
         ),
         (
-            "/raw/long",
-            "123",
-            "the application sent more than its Content-Length of 3 bytes; the rest was not sent and the connection is closed",
+            "/raw/short-list",
+            "123456789",
+            "the application's body ended after 9 of the 10 bytes its Content-Length announced; the connection is closed",
         ),
     ] {
         let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n");
         let data = until_the_server_closes(host.addr, request.as_bytes());
-        let head_end = data
-            .windows(4)
-            .position(|w| w == b"\r\n\r\n")
-            .expect("a header block")
-            + 4;
-        let head = text(&data[..head_end]);
+        let (head, rest) = split_head(&data);
         assert!(head.starts_with("HTTP/1.1 200"), "{path}: {head}");
-        assert_eq!(text(&data[head_end..]), body, "{path}: cut at the length");
+        assert!(head.contains("Content-Length: 10\r\n"), "{path}: {head}");
+        assert_eq!(text(rest), body, "{path}: the body the app gave");
         assert!(
             site.wait_for_log(logged),
             "{path}: {logged}\n{}",
@@ -658,10 +747,84 @@ fn content_length_mismatches_are_logged_and_the_client_sees_the_connection_close
         );
     }
     let closed = text(&curl(&[&host.url("/closed")]).1);
-    assert!(
-        closed.contains("\"short\"") && closed.contains("\"long\""),
-        "close() not called: {closed}"
-    );
+    assert!(closed.contains("\"short\""), "close() not called: {closed}");
+    site.finish(host);
+}
+
+#[test]
+fn a_body_longer_than_its_content_length_is_cut_there_and_the_connection_kept() {
+    // Longer: exactly the declared bytes go out (PEP 3333: never more), the rest is dropped
+    // and logged, and the connection serves the next request. Before, a one-item list
+    // declaring 1 byte got an empty reply.
+    let site = testapp();
+    let host = site.start(&[]);
+    let mut client = Client::connect(host.addr);
+    for (path, body) in [("/raw/long", "123"), ("/raw/long-list", "\"")] {
+        client.send(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes());
+        let r = client.response(false);
+        assert_eq!((r.status, r.text().as_str()), (200, body), "{path}: {r:?}");
+        let logged = format!(
+            "the application sent more than its Content-Length of {} bytes; the rest was not sent",
+            body.len()
+        );
+        assert!(
+            site.wait_for_log(&logged),
+            "{path}: {logged}\n{}",
+            site.log()
+        );
+        // The same connection goes on: nothing of the rest is taken for the next response.
+        client.send(b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\n");
+        assert_eq!(
+            client.response(false).text(),
+            "Hello, World!",
+            "after {path}"
+        );
+    }
+    let closed = text(&curl(&[&host.url("/closed")]).1);
+    assert!(closed.contains("\"long\""), "close() not called: {closed}");
+    site.finish(host);
+}
+
+#[test]
+fn one_content_length_and_none_on_204_and_304_and_htab_in_values() {
+    let site = testapp();
+    let host = site.start(&[]);
+    for (path, status, length_lines, body) in [
+        ("/raw/same-length-twice", 200, 1, "abc"),
+        ("/raw/no-content-with-length", 204, 0, ""),
+        ("/raw/not-modified-with-length", 304, 0, ""),
+        ("/raw/tab-header", 200, 1, "ok"),
+    ] {
+        let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n");
+        let mut client = Client::connect(host.addr);
+        client.send(request.as_bytes());
+        // 204 and 304 have no body by definition (the client must not wait for one).
+        let r = client.response(status != 200);
+        assert_eq!(
+            (r.status, r.text().as_str()),
+            (status, body),
+            "{path}: {r:?}"
+        );
+        let lengths = r
+            .headers
+            .iter()
+            .filter(|(name, _)| name.eq_ignore_ascii_case("content-length"))
+            .count();
+        assert_eq!(lengths, length_lines, "{path}: {:?}", r.headers);
+        if path == "/raw/tab-header" {
+            assert_eq!(r.header("x-tab"), Some("a\tb"));
+        }
+        if status != 200 {
+            assert_eq!(r.header("transfer-encoding"), None, "{path}");
+        }
+        // Still the same connection: the bodiless answer carried no stray bytes.
+        client.send(b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\n");
+        assert_eq!(
+            client.response(false).text(),
+            "Hello, World!",
+            "after {path}"
+        );
+    }
     site.finish(host);
 }
 

@@ -5,6 +5,7 @@
 #[path = "support/synthetic.rs"]
 mod synthetic;
 
+use isapi_wsgi::isapi::ffi::{HSE_STATUS_SUCCESS, HSE_STATUS_SUCCESS_AND_KEEP_CONN};
 use std::path::PathBuf;
 use synthetic::{Request, send};
 
@@ -408,7 +409,8 @@ fn invalid_status_and_headers_are_rejected() {
     for (path, expected) in [
         ("/raw/hop-by-hop", "Connection is a hop-by-hop header"),
         ("/raw/bad-status", "invalid status 'OK'"),
-        ("/raw/bad-header", "CR, LF or NUL in the value"),
+        ("/raw/bad-header", "a control character (CR, LF, NUL"),
+        ("/raw/interim-101", "101 is an interim (1xx) status"),
         (
             "/raw/str-body",
             "must be an iterable of bytes; it yielded str",
@@ -423,14 +425,19 @@ fn invalid_status_and_headers_are_rejected() {
 }
 
 #[test]
-fn content_length_mismatches_close_the_connection() {
+fn content_length_mismatches_are_cut_or_closed() {
+    // Shorter: sent, then the connection closed (the request itself succeeded). Longer:
+    // cut at the declared length, the connection kept.
     let log = setup();
     let reply = send(&Request::get("/raw/short"));
     assert_eq!(reply.raw_body, b"12345");
-    assert!(reply.close_requested && reply.hse_status == 4);
+    assert!(reply.close_requested && reply.hse_status == HSE_STATUS_SUCCESS);
+    let reply = send(&Request::get("/raw/short-list"));
+    assert_eq!(reply.raw_body, b"123456789");
+    assert!(reply.close_requested && reply.hse_status == HSE_STATUS_SUCCESS);
     let reply = send(&Request::get("/raw/long"));
     assert_eq!(reply.raw_body, b"123");
-    assert!(reply.close_requested && reply.hse_status == 4);
+    assert!(!reply.close_requested && reply.hse_status == HSE_STATUS_SUCCESS_AND_KEEP_CONN);
     let log = log_text(&log);
     assert!(
         log.contains("ended after 5 of the 10 bytes its Content-Length announced"),

@@ -160,8 +160,9 @@ pub struct Plan {
     pub body: Body,
     /// The connection may stay open after this response.
     pub keep_conn: bool,
-    /// More body will follow later: each write must reach the client (IIS's flush flag).
-    pub streaming: bool,
+    /// Each write must reach the client at once (IIS's flush flag): more body will follow
+    /// later, or the connection closes right after this one.
+    pub flush_each_write: bool,
 }
 
 impl Framing {
@@ -199,24 +200,26 @@ impl Framing {
             block.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
         }
         block.extend_from_slice(b"\r\n");
-        // A body known to be short is sent, then the connection closes: the client must
-        // not wait for bytes that will never come, nor take the next response for them.
-        let short = matches!((declared, whole_body), (Some(d), Some(w)) if w < d);
-        let keep_conn = framing != Framing::UntilClose && !(short && !request.head);
         // HEAD: the length the body would have had is announced; no byte of it is sent.
         let wire = if request.head {
             Framing::NoBody
         } else {
             framing
         };
+        // A body known to be short is sent, then the connection closes: the client must
+        // not wait for bytes that will never come, nor take the next response for them.
+        // IIS would drop a buffered response on that close, so it is flushed like a stream.
+        let short = wire != Framing::NoBody
+            && matches!((declared, whole_body), (Some(d), Some(w)) if w < d);
         Plan {
             headers: block,
-            streaming: whole_body.is_none() && wire != Framing::NoBody,
-            keep_conn,
+            flush_each_write: (whole_body.is_none() || short) && wire != Framing::NoBody,
+            keep_conn: framing != Framing::UntilClose && !short,
             body: Body {
                 framing: wire,
                 sent: 0,
                 complete: false,
+                overrun: false,
             },
         }
     }
@@ -230,6 +233,8 @@ pub struct Body {
     sent: u64,
     /// The declared length has been reached: later pieces are dropped.
     complete: bool,
+    /// The application gave more than the declared length (reported once).
+    overrun: bool,
 }
 
 /// A body that broke its declared Content-Length.
@@ -276,9 +281,6 @@ impl Body {
                 (Cow::Owned(chunk), None)
             }
             Framing::Length(declared) => {
-                if self.complete {
-                    return (Cow::Borrowed(&[]), None);
-                }
                 let room = declared.saturating_sub(before);
                 if data.len() as u64 <= room {
                     self.complete = self.sent == declared;
@@ -286,7 +288,11 @@ impl Body {
                 }
                 self.complete = true;
                 let cut = &data[..room as usize];
-                (Cow::Borrowed(cut), Some(Mismatch::Longer { declared }))
+                let first = !std::mem::replace(&mut self.overrun, true);
+                (
+                    Cow::Borrowed(cut),
+                    first.then_some(Mismatch::Longer { declared }),
+                )
             }
         }
     }
@@ -310,6 +316,12 @@ impl Body {
     /// Whether the declared length was reached (later pieces would be dropped).
     pub fn complete(&self) -> bool {
         self.complete
+    }
+
+    /// Whether the application gave more than the declared length: the rest of the body
+    /// would only be dropped.
+    pub fn overrun(&self) -> bool {
+        self.overrun
     }
 
     /// How the body is framed on the wire.
@@ -401,7 +413,7 @@ mod tests {
         let plan = Framing::choose(GET11, 200, headers, None);
         assert_eq!(text(&plan), "X-A: 1\r\nContent-Length: 3\r\n\r\n");
         assert_eq!(plan.body.framing(), Framing::Length(3));
-        assert!(plan.keep_conn && plan.streaming);
+        assert!(plan.keep_conn && plan.flush_each_write);
 
         let mut headers = block(&[("Content-Length", "3")]);
         assert_eq!(
@@ -429,7 +441,7 @@ mod tests {
             let mut plan = Framing::choose(GET11, code, headers, Some(5));
             assert_eq!(text(&plan), "ETag: \"x\"\r\n\r\n", "{code}");
             assert_eq!(plan.body.framing(), Framing::NoBody);
-            assert!(plan.keep_conn && !plan.streaming);
+            assert!(plan.keep_conn && !plan.flush_each_write);
             assert_eq!(plan.body.frame(b"hello").0.as_ref(), b"");
             assert_eq!(plan.body.finish(), (&b""[..], None));
         }
@@ -440,11 +452,11 @@ mod tests {
         // The whole body known: its length.
         let plan = Framing::choose(GET11, 200, block(&[]), Some(13));
         assert_eq!(text(&plan), "Content-Length: 13\r\n\r\n");
-        assert!(plan.keep_conn && !plan.streaming);
+        assert!(plan.keep_conn && !plan.flush_each_write);
         // Streamed to an HTTP/1.1 client: chunked.
         let mut plan = Framing::choose(GET11, 200, block(&[]), None);
         assert_eq!(text(&plan), "Transfer-Encoding: chunked\r\n\r\n");
-        assert!(plan.keep_conn && plan.streaming);
+        assert!(plan.keep_conn && plan.flush_each_write);
         assert_eq!(plan.body.frame(b"hello").0.as_ref(), b"5\r\nhello\r\n");
         assert_eq!(plan.body.frame(b"").0.as_ref(), b"");
         assert_eq!(plan.body.finish(), (&b"0\r\n\r\n"[..], None));
@@ -455,7 +467,7 @@ mod tests {
         };
         let mut plan = Framing::choose(http10, 200, block(&[]), None);
         assert_eq!(text(&plan), "\r\n");
-        assert!(!plan.keep_conn && plan.streaming);
+        assert!(!plan.keep_conn && plan.flush_each_write);
         assert_eq!(plan.body.frame(b"hello").0.as_ref(), b"hello");
     }
 
@@ -467,12 +479,12 @@ mod tests {
         };
         let mut plan = Framing::choose(head, 200, block(&[]), Some(13));
         assert_eq!(text(&plan), "Content-Length: 13\r\n\r\n");
-        assert!(plan.keep_conn && !plan.streaming);
+        assert!(plan.keep_conn && !plan.flush_each_write);
         assert_eq!(plan.body.frame(b"Hello, World!").0.as_ref(), b"");
         // Without a length, HEAD gets neither a length nor chunked framing.
         let plan = Framing::choose(head, 200, block(&[]), None);
         assert_eq!(text(&plan), "\r\n");
-        assert!(plan.keep_conn && !plan.streaming);
+        assert!(plan.keep_conn && !plan.flush_each_write);
     }
 
     #[test]
@@ -493,7 +505,19 @@ mod tests {
             (bytes.as_ref(), mismatch),
             (&b"3"[..], Some(Mismatch::Longer { declared: 3 }))
         );
+        assert!(plan.body.overrun());
         assert_eq!(plan.body.frame(b"789"), (Cow::Borrowed(&b""[..]), None));
+        // Reaching the length exactly is not an overrun; the next non-empty piece is.
+        let mut plan = Framing::choose(GET11, 200, block(&[("Content-Length", "3")]), None);
+        assert_eq!(plan.body.frame(b"123"), (Cow::Borrowed(&b"123"[..]), None));
+        assert!(plan.body.complete() && !plan.body.overrun());
+        assert_eq!(plan.body.frame(b""), (Cow::Borrowed(&b""[..]), None));
+        assert!(!plan.body.overrun());
+        let (bytes, mismatch) = plan.body.frame(b"4");
+        assert_eq!(
+            (bytes.as_ref(), mismatch),
+            (&b""[..], Some(Mismatch::Longer { declared: 3 }))
+        );
         assert_eq!(plan.body.finish(), (&b""[..], None));
     }
 
@@ -502,7 +526,7 @@ mod tests {
         // Known at once: the connection is not kept.
         let mut plan = Framing::choose(GET11, 200, block(&[("Content-Length", "10")]), Some(9));
         assert_eq!(text(&plan), "Content-Length: 10\r\n\r\n");
-        assert!(!plan.keep_conn);
+        assert!(!plan.keep_conn && plan.flush_each_write);
         assert_eq!(plan.body.frame(b"123456789").0.as_ref(), b"123456789");
         assert_eq!(
             plan.body.finish().1,

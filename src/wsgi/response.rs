@@ -52,6 +52,8 @@ struct State {
     broken: bool,
     /// A thread is writing (without this lock, perhaps without the GIL); others wait.
     writing: bool,
+    /// The end of the body has been sent: nothing more may follow.
+    finished: bool,
     /// IIS was asked to flush each write (a streamed body): writes may block.
     flushing: bool,
 }
@@ -70,7 +72,8 @@ pub enum SendError {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Flow {
     More,
-    /// The declared Content-Length has been sent: anything more would be dropped.
+    /// The application gave more than its declared Content-Length: the rest would only
+    /// be dropped.
     Complete,
 }
 
@@ -182,7 +185,7 @@ impl Response {
     fn end_turn(&self, mut state: MutexGuard<'_, State>) -> Flow {
         state.writing = false;
         let flow = match &state.body {
-            Some(body) if body.complete() => Flow::Complete,
+            Some(body) if body.overrun() => Flow::Complete,
             _ => Flow::More,
         };
         drop(state);
@@ -202,6 +205,11 @@ impl Response {
                 "the response was already aborted".into(),
             ));
         }
+        if state.finished {
+            return Err(SendError::Aborted(
+                "the response is complete: nothing more can be written".into(),
+            ));
+        }
         let mut head = None;
         let mut flush = false;
         if state.body.is_none() {
@@ -218,9 +226,9 @@ impl Response {
             let plan = Framing::choose(self.request, code, headers, whole_body);
             state.code = Some(code);
             state.keep_conn = plan.keep_conn;
-            state.flushing = plan.streaming;
+            state.flushing = plan.flush_each_write;
             state.body = Some(plan.body);
-            flush = plan.streaming;
+            flush = plan.flush_each_write;
             // Validation let no NUL through, so these cannot fail.
             head = Some((
                 CString::new(status).unwrap_or_default(),
@@ -228,11 +236,9 @@ impl Response {
             ));
         }
         let body = state.body.as_mut().expect("the headers went out");
-        if body.complete() && head.is_none() {
-            return Ok(None);
-        }
         let (bytes, mut mismatch) = body.frame(data);
         let ending = if last {
+            state.finished = true;
             let (ending, short) = body.finish();
             mismatch = mismatch.or(short);
             ending
@@ -272,12 +278,9 @@ impl Response {
             Some(shorter @ Mismatch::Shorter { .. }) => {
                 log::line(&shorter.to_string());
                 state.keep_conn = false;
-                // A streamed body was flushed write by write: closing loses nothing, and
-                // tells the client the body is incomplete. (One sent whole was announced
-                // with a closing connection, see framing.rs.)
-                if state.flushing {
-                    self.ecb.close_connection();
-                }
+                // The body was flushed write by write (framing.rs sees to it): closing loses
+                // nothing, and tells the client the body is incomplete.
+                self.ecb.close_connection();
             }
         }
         Ok(())

@@ -19,6 +19,8 @@ CLOSED = []
 LOCAL = __import__("threading").local()
 # How many pieces the /endless stream has yielded.
 COUNTS = {}
+# How the /writer-thread's own thread ended.
+WRITER = {}
 
 
 class Closing:
@@ -223,6 +225,62 @@ def raw(environ, start_response):
     if path == "/long":
         start_response("200 OK", [("Content-Length", "3")])
         return Closing([b"123", b"456789"], "long")
+    if path == "/short-list":
+        # The whole body known at once, one byte short of its declared length.
+        start_response("200 OK", [("Content-Length", "10")])
+        return [b"123456789"]
+    if path == "/long-list":
+        # Declares one byte, returns a whole file.
+        start_response("200 OK", [("Content-Length", "1")])
+        with open(__file__, "rb") as source:
+            return [source.read()]
+    if path == "/same-length-twice":
+        start_response("200 OK", [("Content-Length", "3"), ("content-length", "3")])
+        return [b"abc"]
+    if path == "/no-content-with-length":
+        start_response("204 No Content", [("Content-Length", "5")])
+        return [b""]
+    if path == "/not-modified-with-length":
+        start_response("304 Not Modified", [("Content-Length", "5"), ("ETag", '"v1"')])
+        return []
+    if path.startswith("/interim-"):
+        code = path[len("/interim-"):]
+        start_response(code + " Interim", [])
+        return [b"never"]
+    if path == "/control-header":
+        start_response("200 OK", [("X-Bad", "a\x01b")])
+        return [b"never"]
+    if path == "/escape-delete":
+        start_response("200 OK", [("X-Bad", "a\x7fb")])
+        return [b"never"]
+    if path == "/tab-header":
+        start_response("200 OK", [("X-Tab", "a\tb"), ("Content-Length", "2")])
+        return [b"ok"]
+    if path == "/writer-thread":
+        # A thread of the app's own calls write() in a loop while the request's thread
+        # streams a large body to a client that reads slowly.
+        import threading
+        write = start_response("200 OK", [("Content-Type", "application/octet-stream")])
+
+        def writer():
+            count = 0
+            while True:
+                try:
+                    write(b"w" * 4096)
+                except Exception as error:
+                    WRITER["ended"] = "%s after %d writes" % (type(error).__name__, count)
+                    return
+                count += 1
+
+        WRITER.clear()
+        threading.Thread(target=writer, daemon=True).start()
+        return (b"m" * 65536 for _ in range(64))
+    if path == "/writer-ended":
+        for _ in range(500):
+            if "ended" in WRITER:
+                break
+            time.sleep(0.01)
+        return text(start_response, WRITER.get("ended", "still writing"))
     if path == "/two-lengths":
         start_response("200 OK", [("Content-Length", "3"), ("Content-Length", "4")])
         return [b"abc"]
