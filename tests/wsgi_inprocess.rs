@@ -173,6 +173,33 @@ fn environ_has_every_required_key_from_the_request() {
 }
 
 #[test]
+fn without_all_raw_a_header_with_an_underscore_still_cannot_pose_as_another() {
+    // A server without ALL_RAW: the headers come from ALL_HTTP, where `X_Auth` and `X-Auth`
+    // both read HTTP_X_AUTH. Only what the server confirms the client sent with dashes
+    // (HEADER_X-Auth) becomes HTTP_X_AUTH; before, the forged value got in.
+    setup();
+    let request = Request::get("/environ")
+        .header("User-Agent", "synthetic/1.0")
+        .header("X_Auth", "forged")
+        .header("X_Sneaky", "dropped")
+        .header("X-Dup", "one")
+        .header("x-dup", "two")
+        .without("ALL_RAW");
+    let environ = json(&send(&request).text());
+    assert_eq!(environ.get("HTTP_X_AUTH"), None, "{environ:?}");
+    assert_eq!(environ.get("HTTP_X_SNEAKY"), None, "{environ:?}");
+    assert_eq!(environ["HTTP_USER_AGENT"], "synthetic/1.0");
+    assert_eq!(environ["HTTP_HOST"], "localhost");
+    assert_eq!(environ["HTTP_X_DUP"], "one,two");
+    let request = Request::get("/environ")
+        .header("X-Auth", "real")
+        .header("X_Auth", "forged")
+        .without("ALL_RAW");
+    let environ = json(&send(&request).text());
+    assert_eq!(environ["HTTP_X_AUTH"], "real", "{environ:?}");
+}
+
+#[test]
 fn https_sets_the_url_scheme() {
     setup();
     let reply = send(&Request::get("/environ").var("HTTPS", "ON"));

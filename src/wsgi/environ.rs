@@ -20,6 +20,7 @@
 //! * `REMOTE_USER`/`AUTH_TYPE` only when IIS authenticated the request.
 //!
 //! The process environment is never copied in.
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 use std::sync::Mutex;
@@ -308,7 +309,7 @@ impl EnvironBuilder {
         (path, cut)
     }
 
-    /// HTTP_* entries from the raw headers, in one pass.
+    /// HTTP_* entries from the headers as the client sent them (ALL_RAW).
     fn headers<'py>(
         &self,
         gil: Gil<'py>,
@@ -319,27 +320,17 @@ impl EnvironBuilder {
     ) -> PyResult<'py, ()> {
         scratch.clear();
         if !matches!(ecb.server_variable(c"ALL_RAW", scratch), Ok(true)) {
-            // No ALL_RAW: rebuild raw lines from ALL_HTTP (names lose their real spelling).
-            let mut all = Vec::new();
-            let _ = ecb.server_variable(c"ALL_HTTP", &mut all);
-            *scratch = all_http_as_raw(&all);
+            *scratch = raw_from_all_http(ecb);
         }
         let mut list = HeaderList::default();
         parse_raw_headers(scratch, &mut list);
-        let lines = list.as_slice();
+        let merged = merge_duplicates(list.as_slice());
         let mut cache = self
             .header_keys
             .lock()
             .unwrap_or_else(|poison| poison.into_inner());
-        for (index, &(header, value)) in lines.iter().enumerate() {
+        for (header, value) in &merged {
             if !cgi_name(header, name) {
-                continue;
-            }
-            // Duplicates: join them when meeting the first one, skip the later ones.
-            if lines[..index]
-                .iter()
-                .any(|(earlier, _)| earlier.eq_ignore_ascii_case(header))
-            {
                 continue;
             }
             let name: &[u8] = name;
@@ -352,43 +343,86 @@ impl EnvironBuilder {
                 Some(slot) => slot.key.bind(gil),
                 None => gil.latin1(name)?,
             };
-            let later = &lines[index + 1..];
-            let value_object = if !later
-                .iter()
-                .any(|(other, _)| other.eq_ignore_ascii_case(header))
-            {
-                match slot {
-                    // The same value as last time (a browser sends the same Accept,
-                    // User-Agent, Host... on every request): reuse its str.
+            let value_object = match (value, slot) {
+                // The same value as last time (a browser sends the same Accept,
+                // User-Agent, Host... on every request): reuse its str.
+                (
+                    Cow::Borrowed(value),
                     Some(HeaderSlot {
                         last: Some((seen, object)),
                         ..
-                    }) if seen.as_slice() == value => object.bind(gil),
-                    Some(slot) if value.len() <= RECENT_VALUE_MAX => {
-                        let object = gil.latin1(value)?;
-                        remember(&mut slot.last, gil, value, &object);
-                        object
-                    }
-                    _ => gil.latin1(value)?,
+                    }),
+                ) if seen.as_slice() == *value => object.bind(gil),
+                (Cow::Borrowed(value), Some(slot)) if value.len() <= RECENT_VALUE_MAX => {
+                    let object = gil.latin1(value)?;
+                    remember(&mut slot.last, gil, value, &object);
+                    object
                 }
-            } else {
-                let later = later
-                    .iter()
-                    .filter(|(other, _)| other.eq_ignore_ascii_case(header))
-                    .map(|&(_, v)| v);
-                let separator: &[u8] = if name == b"HTTP_COOKIE" { b"; " } else { b"," };
-                let mut joined = value.to_vec();
-                for more in later {
-                    joined.extend_from_slice(separator);
-                    joined.extend_from_slice(more);
-                }
-                gil.latin1(&joined)?
+                (value, _) => gil.latin1(value)?,
             };
             environ.set_item(&key, &value_object)?;
         }
         Ok(())
     }
 }
+
+/// Headers sent more than once, as one: the later values joined to the first with `,`
+/// (`; ` for Cookie, RFC 6265 §5.4), in the order of their first appearance. Names are
+/// compared as HTTP does, without regard to case. Linear in the number of headers: a scan
+/// of the names kept so far while they are few, a hash map beyond (about 4 000 headers fit
+/// in IIS's 16 KiB).
+fn merge_duplicates<'a>(lines: &[(&'a [u8], &'a [u8])]) -> Vec<(&'a [u8], Cow<'a, [u8]>)> {
+    const SCAN: usize = 32;
+    let mut merged: Vec<(&'a [u8], Cow<'a, [u8]>)> = Vec::with_capacity(lines.len());
+    let mut index: HashMap<NoCase<'a>, usize, BuildFnv> = HashMap::with_hasher(BuildFnv);
+    for &(name, value) in lines {
+        let earlier = if lines.len() <= SCAN {
+            merged
+                .iter()
+                .position(|(kept, _)| kept.eq_ignore_ascii_case(name))
+        } else {
+            index.get(&NoCase(name)).copied()
+        };
+        match earlier {
+            Some(at) => {
+                let separator: &[u8] = if name.eq_ignore_ascii_case(b"cookie") {
+                    b"; "
+                } else {
+                    b","
+                };
+                let joined = merged[at].1.to_mut();
+                joined.extend_from_slice(separator);
+                joined.extend_from_slice(value);
+            }
+            None => {
+                if lines.len() > SCAN {
+                    index.insert(NoCase(name), merged.len());
+                }
+                merged.push((name, Cow::Borrowed(value)));
+            }
+        }
+    }
+    merged
+}
+
+/// A header name as a hash key that ignores ASCII case.
+struct NoCase<'a>(&'a [u8]);
+
+impl std::hash::Hash for NoCase<'_> {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        for byte in self.0 {
+            state.write_u8(byte.to_ascii_lowercase());
+        }
+    }
+}
+
+impl PartialEq for NoCase<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.eq_ignore_ascii_case(other.0)
+    }
+}
+
+impl Eq for NoCase<'_> {}
 
 /// `Name: value` pairs from ALL_RAW (`Name: value\r\n` lines; LF alone accepted).
 fn parse_raw_headers<'a>(raw: &'a [u8], headers: &mut HeaderList<'a>) {
@@ -434,30 +468,62 @@ impl<'a> HeaderList<'a> {
     }
 }
 
-/// ALL_HTTP (`HTTP_NAME:value` lines) rewritten as ALL_RAW lines (`NAME: value`), names
-/// turned back into header form (`X_Y` -> `X-Y`) so both sources go through [`cgi_name`].
-fn all_http_as_raw(all: &[u8]) -> Vec<u8> {
+/// The headers as ALL_RAW lines, for a server that has no ALL_RAW, from ALL_HTTP
+/// (`HTTP_NAME:value` lines). ALL_HTTP has already turned `-` into `_`, so `X_Auth` and
+/// `X-Auth` look the same there (CVE-2015-0219). A name without `_` is taken as it is; one
+/// with `_` only when the server confirms that the client sent it with dashes
+/// (`HEADER_X-Auth`, IIS 7+), with the value the server gives for that exact name; the
+/// others are dropped, as a header with `_` is dropped from ALL_RAW.
+fn raw_from_all_http(ecb: &Ecb) -> Vec<u8> {
+    let mut all = Vec::new();
+    let _ = ecb.server_variable(c"ALL_HTTP", &mut all);
     let mut raw = Vec::with_capacity(all.len());
-    for line in all.split(|&b| b == b'\n') {
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        let Some(colon) = line.iter().position(|&b| b == b':') else {
+    let mut asked: Vec<&[u8]> = Vec::new();
+    for (name, value) in all_http_lines(&all) {
+        if !name.contains(&b'_') {
+            raw.extend_from_slice(name);
+            raw.extend_from_slice(b": ");
+            raw.extend_from_slice(value);
+            raw.extend_from_slice(b"\r\n");
+            continue;
+        }
+        // `X-Auth` and `X_Auth` share a line name: ask once for the dashed one.
+        if asked.contains(&name) {
+            continue;
+        }
+        asked.push(name);
+        let dashed: Vec<u8> = name
+            .iter()
+            .map(|&b| if b == b'_' { b'-' } else { b })
+            .collect();
+        let Ok(variable) = std::ffi::CString::new([&b"HEADER_"[..], &dashed].concat()) else {
             continue;
         };
-        let Some(name) = line[..colon].strip_prefix(b"HTTP_") else {
-            continue;
-        };
-        raw.extend(name.iter().map(|&b| if b == b'_' { b'-' } else { b }));
+        let start = raw.len();
+        raw.extend_from_slice(&dashed);
         raw.extend_from_slice(b": ");
-        raw.extend_from_slice(&line[colon + 1..]);
-        raw.extend_from_slice(b"\r\n");
+        if matches!(ecb.server_variable(&variable, &mut raw), Ok(true)) {
+            raw.extend_from_slice(b"\r\n");
+        } else {
+            raw.truncate(start);
+        }
     }
     raw
+}
+
+/// The `(NAME, value)` pairs of ALL_HTTP, `HTTP_` taken off the names.
+fn all_http_lines(all: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
+    all.split(|&b| b == b'\n').filter_map(|line| {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let colon = line.iter().position(|&b| b == b':')?;
+        let name = line[..colon].strip_prefix(b"HTTP_")?;
+        Some((name, trim(&line[colon + 1..])))
+    })
 }
 
 /// `HTTP_<NAME>` for a header name, into `out`; false for names to drop: `_` in the raw
 /// name (CVE-2015-0219: `X_Auth` would pose as `X-Auth`), non-token characters, and
 /// Content-Type/Content-Length (they are CONTENT_TYPE/CONTENT_LENGTH).
-/// ALL_HTTP names already use `_` for `-`; they are accepted as they come.
 fn cgi_name(header: &[u8], out: &mut Vec<u8>) -> bool {
     out.clear();
     out.extend_from_slice(b"HTTP_");
@@ -628,6 +694,61 @@ mod tests {
         assert_eq!(
             split_path(b"/app", b"/app", b"/app", b"/app"),
             (b"/app".to_vec(), b"".to_vec())
+        );
+    }
+
+    #[test]
+    fn duplicates_merge_in_first_seen_order_whatever_their_case() {
+        let lines: Vec<(&[u8], &[u8])> = vec![
+            (b"Accept", b"a"),
+            (b"Cookie", b"x=1"),
+            (b"X-Dup", b"one"),
+            (b"cookie", b"y=2"),
+            (b"x-DUP", b"two"),
+            (b"Host", b"h"),
+        ];
+        let merged = merge_duplicates(&lines);
+        let merged: Vec<(&[u8], &[u8])> = merged.iter().map(|(n, v)| (*n, v.as_ref())).collect();
+        assert_eq!(
+            merged,
+            vec![
+                (&b"Accept"[..], &b"a"[..]),
+                (b"Cookie", b"x=1; y=2"),
+                (b"X-Dup", b"one,two"),
+                (b"Host", b"h"),
+            ]
+        );
+    }
+
+    #[test]
+    fn thousands_of_headers_merge_in_linear_time() {
+        // 4 000 distinct names, each twice: a quadratic merge would compare 32 million
+        // pairs; this one hashes 8 000 names.
+        let names: Vec<String> = (0..4000).map(|n| format!("X-H{n}")).collect();
+        let mut lines: Vec<(&[u8], &[u8])> = Vec::new();
+        for name in &names {
+            lines.push((name.as_bytes(), b"1"));
+        }
+        for name in &names {
+            lines.push((name.as_bytes(), b"2"));
+        }
+        let merged = merge_duplicates(&lines);
+        assert_eq!(merged.len(), 4000);
+        assert!(merged.iter().all(|(_, value)| value.as_ref() == b"1,2"));
+        assert_eq!(merged[3999].0, b"X-H3999");
+    }
+
+    #[test]
+    fn all_http_lines_lose_their_prefix() {
+        let all = b"HTTP_HOST:h\nHTTP_USER_AGENT:ua 1\r\nCONTENT_TYPE:x\nHTTP_X:\n";
+        let lines: Vec<(&[u8], &[u8])> = all_http_lines(all).collect();
+        assert_eq!(
+            lines,
+            vec![
+                (&b"HOST"[..], &b"h"[..]),
+                (b"USER_AGENT", b"ua 1"),
+                (b"X", b"")
+            ]
         );
     }
 

@@ -31,6 +31,8 @@ pub struct Request {
     pub fail_writes_after: Option<usize>,
     /// Make ReadClient report a closed connection (TRUE, 0 bytes) at once.
     pub disconnect_on_read: bool,
+    /// Server variables this server does not have (e.g. ALL_RAW).
+    pub missing: Vec<String>,
 }
 
 impl Request {
@@ -46,6 +48,7 @@ impl Request {
             vars: Vec::new(),
             fail_writes_after: None,
             disconnect_on_read: false,
+            missing: Vec::new(),
         }
     }
 
@@ -64,6 +67,12 @@ impl Request {
 
     pub fn header(mut self, name: &str, value: &str) -> Request {
         self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    /// A server without the variable `name`.
+    pub fn without(mut self, name: &str) -> Request {
+        self.missing.push(name.into());
         self
     }
 
@@ -185,7 +194,14 @@ unsafe extern "C" fn get_server_variable(
     let (connection, name, size) = unsafe { (conn(hconn), CStr::from_ptr(name), &mut *size) };
     let name = name.to_bytes();
     // Slices compare their lengths first: a linear scan is cheaper than a search here.
-    let Some((_, value)) = connection.vars.iter().find(|(n, _)| n.as_slice() == name) else {
+    // HEADER_<name> (IIS 7+): the header exactly as the client named it, in any case.
+    let matches = |known: &[u8]| {
+        known == name
+            || (name.starts_with(b"HEADER_")
+                && known.starts_with(b"HEADER_")
+                && known.eq_ignore_ascii_case(name))
+    };
+    let Some((_, value)) = connection.vars.iter().find(|(n, _)| matches(n)) else {
         set_error(ERROR_INVALID_INDEX);
         return 0;
     };
@@ -331,14 +347,34 @@ fn variables(request: &Request) -> Vec<(Vec<u8>, Vec<u8>)> {
     let (path, query) = request.url.split_once('?').unwrap_or((&request.url, ""));
     let decoded = String::from_utf8_lossy(&percent_decode(path.as_bytes())).into_owned();
     let mut raw = String::new();
-    let mut all_http = String::new();
     for (name, value) in &request.headers {
         raw.push_str(&format!("{name}: {value}\r\n"));
+    }
+    // As IIS: one ALL_HTTP line and one HEADER_<name> per header name (case-insensitive),
+    // a repeated header's values joined with ','.
+    let mut grouped: Vec<(String, String)> = Vec::new();
+    for (name, value) in &request.headers {
+        match grouped
+            .iter_mut()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        {
+            Some((_, joined)) => {
+                joined.push(',');
+                joined.push_str(value);
+            }
+            None => grouped.push((name.clone(), value.clone())),
+        }
+    }
+    let mut all_http = String::new();
+    for (name, value) in &grouped {
         all_http.push_str(&format!(
             "HTTP_{}:{value}\n",
             name.to_ascii_uppercase().replace('-', "_")
         ));
     }
+    let by_name = grouped
+        .iter()
+        .map(|(name, value)| (format!("HEADER_{name}"), value.clone()));
     let content_type = request
         .headers
         .iter()
@@ -365,6 +401,8 @@ fn variables(request: &Request) -> Vec<(Vec<u8>, Vec<u8>)> {
         ("ALL_HTTP".into(), all_http),
         ("CONTENT_TYPE".into(), content_type.unwrap_or_default()),
     ];
+    vars.extend(by_name);
+    vars.retain(|(name, _)| !request.missing.contains(name));
     // The request's own entries replace the defaults.
     for (name, value) in &request.vars {
         vars.retain(|(n, _)| n != name);
