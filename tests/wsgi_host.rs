@@ -272,6 +272,40 @@ fn flask_and_django_through_the_host() {
 }
 
 #[test]
+fn a_lower_case_head_is_not_head_anywhere() {
+    // Methods are case-sensitive (RFC 9110 §9.1): `head` is some other method, so its
+    // answer has a body. Before, the extension's own pages (here the start-up failure page)
+    // took `head` for HEAD and sent no body after announcing one.
+    let site = Site::new(
+        "head-case",
+        "[python]\npath = {apps}\n[wsgi]\napp = no_such_module:app\nlog = {log}\n",
+    );
+    let host = site.start(&[]);
+    let mut client = Client::connect(host.addr);
+    client.send(b"head / HTTP/1.1\r\nHost: x\r\n\r\n");
+    let r = client.response(false);
+    assert_eq!(r.status, 500, "{r:?}");
+    assert!(r.text().contains("The application failed to start"), "{r:?}");
+    client.send(b"HEAD / HTTP/1.1\r\nHost: x\r\n\r\n");
+    let r = client.response(true);
+    assert!(r.status == 500 && r.body.is_empty(), "{r:?}");
+    client.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(client.response(false).status, 500);
+    site.finish(host);
+    // And through the application: `head` reaches it as itself, and gets its body.
+    let site = testapp();
+    let host = site.start(&[]);
+    let mut client = Client::connect(host.addr);
+    client.send(b"head /raw/method HTTP/1.1\r\nHost: x\r\n\r\n");
+    let r = client.response(false);
+    assert_eq!((r.status, r.text().as_str()), (200, "head"));
+    client.send(b"HEAD /raw/method HTTP/1.1\r\nHost: x\r\n\r\n");
+    let r = client.response(true);
+    assert_eq!((r.status, r.header("content-length")), (200, Some("4")));
+    site.finish(host);
+}
+
+#[test]
 fn bad_configurations_give_the_documented_line_and_a_500_page() {
     for (name, ini, expected) in [
         (

@@ -256,6 +256,9 @@ def raw(environ, start_response):
     if path == "/tab-header":
         start_response("200 OK", [("X-Tab", "a\tb"), ("Content-Length", "2")])
         return [b"ok"]
+    if path == "/method":
+        # Unvalidated: wsgiref's validator warns about methods it does not know.
+        return text(start_response, environ["REQUEST_METHOD"])
     if path == "/writer-thread":
         # A thread of the app's own calls write() in a loop while the request's thread
         # streams a large body to a client that reads slowly.
