@@ -272,6 +272,27 @@ fn flask_and_django_through_the_host() {
 }
 
 #[test]
+fn request_data_in_log_lines_cannot_forge_or_split_lines() {
+    // PATH_INFO is percent-decoded, so a path can carry CR, LF and other control bytes.
+    // Every log line of ours that quotes the request escapes them (`\x0d\x0a`); before, the
+    // path below wrote a line of its own into the log.
+    let site = testapp();
+    let host = site.start(&[]);
+    let forged = "/raw/fail%0D%0A2000-01-01T00:00:00Z%20isapi_wsgi:%20forged%1b[31m%7f";
+    let r = common::get(host.addr, forged);
+    assert_eq!(r.status, 500);
+    let expected = "GET /raw/fail\\x0d\\x0a2000-01-01T00:00:00Z isapi_wsgi: forged\\x1b[31m\\x7f: the application failed:";
+    assert!(site.wait_for_log(expected), "{expected}\n{}", site.log());
+    let log = site.log();
+    assert!(
+        !log.lines().any(|line| line.starts_with("2000-01-01")),
+        "a forged line:\n{log}"
+    );
+    assert!(!log.contains('\u{1b}'), "an escape character reached the log");
+    site.finish(host);
+}
+
+#[test]
 fn a_lower_case_head_is_not_head_anywhere() {
     // Methods are case-sensitive (RFC 9110 §9.1): `head` is some other method, so its
     // answer has a body. Before, the extension's own pages (here the start-up failure page)

@@ -256,6 +256,8 @@ def raw(environ, start_response):
     if path == "/tab-header":
         start_response("200 OK", [("X-Tab", "a\tb"), ("Content-Length", "2")])
         return [b"ok"]
+    if path.startswith("/fail"):
+        raise RuntimeError("failing on purpose")
     if path == "/method":
         # Unvalidated: wsgiref's validator warns about methods it does not know.
         return text(start_response, environ["REQUEST_METHOD"])
