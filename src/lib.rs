@@ -18,8 +18,12 @@
 //! No panic may unwind into IIS: each export catches it, logs it, and answers with an
 //! error status.
 //!
-//! Reading order: [`isapi`] (the ISAPI side), [`python`] (the CPython side), [`wsgi`] (the
-//! bridge between them), [`handler`] (who runs a request), then this file.
+//! Reading order, top-down, as a request travels: this file (the exports), [`handler`] (who
+//! runs a request, on which thread), [`wsgi`] (the bridge: `Bridge::serve` and `run`, the
+//! request's life as one sequence of steps), then the two sides it joins: [`isapi`] (the
+//! ECB, IIS's side) and [`python`] (the C API, Python's side), and below both [`sys`] (the
+//! operating system). Beside them: [`config`] (the ini file), [`log`], and [`page`] (the
+//! pages the extension answers by itself).
 pub mod config;
 pub mod handler;
 pub mod isapi;
