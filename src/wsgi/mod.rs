@@ -10,7 +10,7 @@
 //!
 //! [`Bridge::serve`] is the whole of a request, top-down, like CPython's
 //! `wsgiref.handlers.BaseHandler.run`: take the GIL; lend the request's `wsgi.input` and
-//! `start_response` to Python; then [`run`](Bridge::run)'s four steps — build the environ,
+//! `start_response` to Python; then `Bridge::run`'s steps — build the environ,
 //! call the application, send each piece of the body it returns (the headers with the
 //! first non-empty one), call the iterable's `close()` whatever happened; release the GIL.
 //! Every failure goes to one place, `handle_error`: before the headers went out it becomes

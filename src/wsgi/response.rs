@@ -1,5 +1,5 @@
 //! The response side of PEP 3333: `start_response`, the `write()` callable, and sending
-//! the body. What the bytes on the wire look like is decided in [`framing`](super::framing);
+//! the body. What the bytes on the wire look like is decided in [`super::framing`];
 //! this module is the thin part that talks to Python and to the ECB.
 //!
 //! [`Response`] is what the application receives as `start_response` (a callable object
