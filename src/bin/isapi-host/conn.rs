@@ -341,7 +341,13 @@ fn run_request(host: &'static Host, mut conn: Conn, head: RequestHead) -> Next {
             exchange.label.split_once(' ').map_or("", |(_, l)| l)
         )
     });
-    let status = host.extension.http_extension_proc(exchange.ecb_ptr());
+    // SAFETY: `Exchange::register` built the whole ECB (strings and pre-read body owned
+    // by the exchange, ConnID its registry HCONN, the four callbacks, which find the
+    // `Host` already set); the registry keeps the exchange, and so the ECB at this
+    // address, until `finish` ends the request, which happens only after a non-PENDING
+    // return (`after_return`) or DONE_WITH_SESSION; no Rust reference to the ECB exists
+    // (the host reaches it only through `Exchange`'s raw-pointer accessors).
+    let status = unsafe { host.extension.http_extension_proc(exchange.ecb_ptr()) };
     host.trace(exchange.id, || {
         format!("HttpExtensionProc -> {}", status_name(status))
     });

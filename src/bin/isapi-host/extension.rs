@@ -2,7 +2,8 @@
 //! three entry points by name, call `GetExtensionVersion` once.
 //!
 //! The [`Extension`] is the only place the host holds the extension's function pointers;
-//! `HttpExtensionProc` and `TerminateExtension` are called through its safe methods.
+//! `TerminateExtension` is called through a safe method, `HttpExtensionProc` through an
+//! `unsafe` one whose caller vouches for the ECB.
 use isapi_wsgi::isapi::ffi::{EXTENSION_CONTROL_BLOCK, HSE_TERM_MUST_UNLOAD, HSE_VERSION_INFO};
 use isapi_wsgi::sys::{Library, Visibility};
 use std::path::Path;
@@ -77,10 +78,22 @@ impl Extension {
         self.library.path()
     }
 
-    /// Calls `HttpExtensionProc`. The ECB must stay valid until the request is over.
-    pub fn http_extension_proc(&self, ecb: *mut EXTENSION_CONTROL_BLOCK) -> u32 {
-        // SAFETY: ecb points to a fully initialised ECB owned by a live Exchange, which is
-        // kept alive until DONE_WITH_SESSION or the return of a non-PENDING status.
+    /// Calls `HttpExtensionProc(ecb)` and returns its HSE_STATUS_* value (or whatever else
+    /// the extension returned).
+    ///
+    /// # Safety
+    /// `ecb` must point to a fully initialised EXTENSION_CONTROL_BLOCK that stays valid,
+    /// at the same address, until the request ends: the return of a status other than
+    /// HSE_STATUS_PENDING, or else HSE_REQ_DONE_WITH_SESSION (which may come from any
+    /// thread, before or after the return). Until then its string pointers must point to
+    /// live NUL-terminated strings and `lpbData` to `cbAvailable` readable bytes, and its
+    /// four callbacks must be usable with its ConnID from any thread. The extension may
+    /// write the ECB (dwHttpStatusCode, lpszLogData) meanwhile, so no Rust reference to
+    /// it may be held across the call.
+    pub unsafe fn http_extension_proc(&self, ecb: *mut EXTENSION_CONTROL_BLOCK) -> u32 {
+        // SAFETY: the function pointer came from the `HttpExtensionProc` export, whose
+        // signature the ISAPI contract fixes, of `self.library`, which `self` keeps
+        // loaded; the caller vouches for `ecb` as the contract requires.
         unsafe { (self.http_extension_proc)(ecb) }
     }
 
