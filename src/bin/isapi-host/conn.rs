@@ -437,7 +437,7 @@ pub fn finish(host: &'static Host, exchange: &Arc<Exchange>, state: &mut State) 
         .unwrap_or(if state.response.raw {
             200
         } else {
-            exchange.status_for_log()
+            exchange.status_for_log(state)
         });
     host.access.log(
         exchange.info.remote,

@@ -4,6 +4,8 @@
 //! * An [`Exchange`] is one request in flight: the ECB (at a fixed address until the
 //!   request ends), the strings it points to, and the mutable [`State`] (connection, body,
 //!   response, completion flags) behind a mutex, since callbacks may come from any thread.
+//!   The ECB is the one part shared without that mutex, since the extension owns it while
+//!   the request runs; `EcbCell` says why sharing it is sound.
 //! * `HCONN` is not a pointer: it is a slot number plus a generation in the [`Registry`].
 //!   A call with the HCONN of a request that has ended finds a newer generation (or an
 //!   empty slot) and is reported as a contract violation instead of touching freed memory.
@@ -52,8 +54,11 @@ pub struct State {
     pub log_params: String,
     /// Close the connection after this response (HSE_IO_DISCONNECT_AFTER_SEND).
     pub close_after: bool,
-    /// The pre-read body bytes lpbData points to (freed when the request ends).
-    preread: Box<[u8]>,
+    /// The pre-read body bytes lpbData points to (freed when the request ends). A Vec,
+    /// not a Box: lpbData is taken before the buffer moves here, and moving a Box would
+    /// invalidate pointers derived from it (a Box asserts uniqueness, like `&mut`); moving a
+    /// Vec leaves its buffer and the pointers into it alone.
+    preread: Vec<u8>,
 }
 
 impl State {
@@ -70,7 +75,7 @@ impl State {
             async_outstanding: false,
             log_params: String::new(),
             close_after: false,
-            preread: Box::new([]),
+            preread: Vec::new(),
         }
     }
 }
@@ -87,18 +92,40 @@ pub struct Exchange {
     /// without the lock, so that checking every callback never waits on a blocked read).
     ended: AtomicBool,
     pub started: Instant,
-    ecb: Box<UnsafeCell<EXTENSION_CONTROL_BLOCK>>,
-    /// The strings the ECB points to.
-    _strings: Box<[u8]>,
+    ecb: Box<EcbCell>,
+    /// The strings the ECB points to, never written by the host after they are built (a
+    /// Vec for the reason given at `State::preread`).
+    _strings: Vec<u8>,
     state: Mutex<State>,
 }
 
-// SAFETY: the ECB is written by the host only before HttpExtensionProc is called; after
-// that only the extension writes it (dwHttpStatusCode, lpszLogData), and the host reads
-// those fields once, when the request ends. All other state is behind the mutex.
-unsafe impl Sync for Exchange {}
-// SAFETY: the raw pointers inside the ECB point into heap data owned by the Exchange.
-unsafe impl Send for Exchange {}
+/// The ECB the extension is handed, at a fixed address (boxed, inside the Exchange's
+/// `Arc`) until the Exchange is dropped. The only part of an [`Exchange`] that is not
+/// `Send` and `Sync` by itself (raw pointers, `UnsafeCell`); everything else is checked
+/// by the compiler. The host reaches it only through `Exchange::ecb_ptr`,
+/// `set_status_code`, `release_body` and `status_for_log`.
+struct EcbCell(UnsafeCell<EXTENSION_CONTROL_BLOCK>);
+
+// SAFETY: the ECB holds integers, the lpszLogData array, ConnID (an HCONN number, not a
+// pointer), function pointers to the host's own callbacks, and six data pointers: the five
+// strings point into the Exchange's `_strings`, lpbData into its `State::preread` (or is
+// NULL). Both are heap buffers owned by the same Exchange, not any thread's stack or
+// thread-local data, and dropping the ECB frees nothing through its pointers. So it may be
+// dropped or used on any thread.
+unsafe impl Send for EcbCell {}
+// SAFETY: shared, the cell hands out nothing but the raw pointer. The host dereferences
+// it in three places, each taking `&State`/`&mut State` to show that the request's
+// `state` mutex is held, so host accesses never race with one another:
+// `set_status_code` writes dwHttpStatusCode while the request runs, but only inside one of
+// the extension's own synchronous calls (on its thread, as if it had written the field
+// itself, as Apache's mod_isapi does); `release_body` (lpbData, cbAvailable) and
+// `status_for_log` (reading dwHttpStatusCode) run when the request has ended, after
+// HttpExtensionProc returned and after DONE_WITH_SESSION if it was PENDING, and both of
+// those pass through the same mutex, so the extension's earlier writes are visible. Until
+// the request ends the ECB is the extension's to read and write from any of its threads
+// (ISAPI); after that it may not touch it. The host writes the buffers the pointers point
+// into only before the ECB is handed out, and frees `preread` only after lpbData is NULL.
+unsafe impl Sync for EcbCell {}
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
@@ -118,11 +145,12 @@ impl Exchange {
         let label = format!("#{id} {label}");
         let mut text = Vec::with_capacity(256);
         let offsets = info.write_ecb_strings(&mut text);
-        let mut strings = text.into_boxed_slice();
+        let mut strings = text;
         let base = strings.as_mut_ptr();
-        // SAFETY: each offset is inside `strings` (write_ecb_strings wrote there).
+        // SAFETY: each offset is that of a string write_ecb_strings appended, NUL included,
+        // so it is inside the buffer `base` points to.
         let at = |i: usize| unsafe { base.add(offsets[i]) }.cast::<c_char>();
-        let mut preread = preread.into_boxed_slice();
+        let mut preread = preread;
         let available = (preread.len() - 1) as u32;
         let mut state = Some(state);
         let registered = host.registry.insert(|hconn| {
@@ -152,7 +180,7 @@ impl Exchange {
                 label,
                 ended: AtomicBool::new(false),
                 started,
-                ecb: Box::new(UnsafeCell::new(ecb)),
+                ecb: Box::new(EcbCell(UnsafeCell::new(ecb))),
                 _strings: strings,
                 state: Mutex::new(State {
                     preread: std::mem::take(&mut preread),
@@ -168,8 +196,9 @@ impl Exchange {
         registered
     }
 
+    /// The ECB, for the extension (HttpExtensionProc, completion callbacks).
     pub fn ecb_ptr(&self) -> *mut EXTENSION_CONTROL_BLOCK {
-        self.ecb.get()
+        self.ecb.0.get()
     }
 
     pub fn lock(&self) -> MutexGuard<'_, State> {
@@ -180,21 +209,34 @@ impl Exchange {
         host.checker.violation(&self.label, what);
     }
 
-    /// Frees the pre-read body when the request ends; lpbData becomes NULL.
+    /// Frees the pre-read body when the request has ended (`state` is this request's,
+    /// locked); lpbData becomes NULL first.
     pub fn release_body(&self, state: &mut State) {
-        state.preread = Box::new([]);
-        // SAFETY: see the Sync impl; after the request has ended the extension must not
-        // read the ECB, so this write races with nothing in a correct extension.
+        // SAFETY: the ECB is alive (self owns it); the lock is held and the request has
+        // ended, so neither the host nor a correct extension accesses it meanwhile (see
+        // `EcbCell`'s Sync impl).
         unsafe {
-            (*self.ecb.get()).lpbData = std::ptr::null_mut();
-            (*self.ecb.get()).cbAvailable = 0;
+            (*self.ecb_ptr()).lpbData = std::ptr::null_mut();
+            (*self.ecb_ptr()).cbAvailable = 0;
         }
+        state.preread = Vec::new();
     }
 
-    /// dwHttpStatusCode as the extension left it (used when it sent no headers).
-    pub fn status_for_log(&self) -> u16 {
-        // SAFETY: a plain read of a u32 field of the live ECB; see the Sync impl.
-        let code = unsafe { (*self.ecb.get()).dwHttpStatusCode };
+    /// Records the status sent in dwHttpStatusCode. Only for a call the extension is
+    /// making (on its thread), with this request's `state` locked.
+    fn set_status_code(&self, _locked: &mut State, code: u16) {
+        // SAFETY: the ECB is alive (self owns it); the lock serializes this with the
+        // host's other accesses, and the extension is inside its own call, so this is the
+        // write it asked for (see `EcbCell`'s Sync impl).
+        unsafe { (*self.ecb_ptr()).dwHttpStatusCode = u32::from(code) };
+    }
+
+    /// dwHttpStatusCode as the extension left it (used when it sent no headers), read
+    /// when the request has ended, with this request's `state` locked.
+    pub fn status_for_log(&self, _locked: &State) -> u16 {
+        // SAFETY: the ECB is alive (self owns it); the request has ended and the lock is
+        // held, so nothing writes it meanwhile (see `EcbCell`'s Sync impl).
+        let code = unsafe { (*self.ecb_ptr()).dwHttpStatusCode };
         u16::try_from(code).unwrap_or(0)
     }
 }
@@ -747,12 +789,15 @@ unsafe extern "C" fn server_support_function(
 }
 
 /// Sends the extension's status and headers (SEND_RESPONSE_HEADER and _EX, TRANSMIT_FILE).
+/// `in_call`: the extension is making this call now, on its thread (not an HSE_IO_ASYNC
+/// operation running on a worker), so dwHttpStatusCode may be set from the status.
 fn send_headers(
     host: &'static Host,
     ex: &Exchange,
     status: &[u8],
     block: &[u8],
     keep_conn: bool,
+    in_call: bool,
 ) -> Result<(), u32> {
     let mut state = ex.lock();
     if state.response.started() {
@@ -782,8 +827,10 @@ fn send_headers(
     state
         .response
         .set_headers(code, &status, headers, keep_conn);
-    // SAFETY: see the Sync impl; dwHttpStatusCode is the log status, as IIS sets it.
-    unsafe { (*ex.ecb_ptr()).dwHttpStatusCode = code as u32 };
+    if in_call {
+        // Asynchronously, the ECB is the extension's to use meanwhile: leave it alone.
+        ex.set_status_code(&mut state, code);
+    }
     if state.response.flush_each_write {
         let stopping = host.stopping();
         let State { conn, response, .. } = &mut *state;
@@ -848,7 +895,7 @@ unsafe fn support(
                 let (status, n, keep) = (show(status), block.len(), info.fKeepConn);
                 format!("({status}, {n} header bytes, fKeepConn {keep})")
             };
-            match send_headers(host, ex, status, block, info.fKeepConn != 0) {
+            match send_headers(host, ex, status, block, info.fKeepConn != 0, true) {
                 Ok(()) => ok(&detail),
                 Err(e) => fail(host, ex.id, || format!("{call}{}", detail()), e),
             }
@@ -860,7 +907,7 @@ unsafe fn support(
             // SAFETY: as above.
             let block = unsafe { c_str(data_type as *const c_char) }.unwrap_or(b"");
             let detail = || format!("({}, {} header bytes)", show(status), block.len());
-            match send_headers(host, ex, status, block, false) {
+            match send_headers(host, ex, status, block, false, true) {
                 Ok(()) => ok(&detail),
                 Err(e) => fail(host, ex.id, || format!("{call}{}", detail()), e),
             }
@@ -1080,7 +1127,7 @@ unsafe fn support(
                 b"\r\n\r\n",
             ]
             .concat();
-            if let Err(e) = send_headers(host, ex, b"302 Object Moved", &block, true) {
+            if let Err(e) = send_headers(host, ex, b"302 Object Moved", &block, true, true) {
                 return fail(host, ex.id, || call.to_string(), e);
             }
             let mut state = ex.lock();
@@ -1181,10 +1228,19 @@ unsafe fn support(
     }
 }
 
-/// An HSE_TF_INFO moved to a worker thread.
+/// A copy of an HSE_TF_INFO, moved to the worker that runs an HSE_IO_ASYNC TRANSMIT_FILE.
 struct TfInfo(HSE_TF_INFO);
-// SAFETY: the pointers inside (file handle, head, tail, context) stay valid until the
-// completion callback runs, per the contract; they are only read.
+// SAFETY: the raw pointers in it are the extension's, and nothing about them is tied to
+// the thread that called: pHead/pTail (HeadLength/TailLength bytes) and pszStatusCode are
+// only read, by `transmit`; hFile is only read from, with positioned reads (pread /
+// ReadFile at an explicit offset) that do not depend on the calling thread or move a
+// shared file position, and is never closed here; pContext is never dereferenced, only
+// handed back to the completion callback (pfnHseIO is a plain function pointer). For an
+// asynchronous TransmitFile, as for any overlapped I/O, the extension must keep the
+// buffers, the string and the handle valid and unchanged until its completion callback
+// runs, and `run_completion` is called only after `transmit` has returned. The copy
+// reaches the worker through the poller's queue (a mutex), so what the extension wrote
+// before the call is visible there.
 unsafe impl Send for TfInfo {}
 
 /// Sends head, file range and tail for HSE_REQ_TRANSMIT_FILE. Returns the bytes sent.
@@ -1228,7 +1284,8 @@ fn transmit(host: &'static Host, ex: &Exchange, tf: &HSE_TF_INFO) -> Result<u32,
         // SAFETY: pszStatusCode is a NUL-terminated string or NULL.
         let status = unsafe { c_str(tf.pszStatusCode) }.unwrap_or(b"200 OK");
         let block = head.split(|&b| b == 0).next().unwrap_or(b"");
-        send_headers(host, ex, status, block, true)?;
+        let in_call = tf.dwFlags & HSE_IO_ASYNC == 0;
+        send_headers(host, ex, status, block, true, in_call)?;
     }
     let mut state = ex.lock();
     let mut sent = 0u64;
