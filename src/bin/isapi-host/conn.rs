@@ -7,7 +7,7 @@
 //! extension runs. When a request ends, the connection either goes back to the worker
 //! that ran it (which goes on with the next pipelined request), or back to the pool.
 use crate::ecb::{Exchange, State};
-use crate::http::{self, BodyKind, ChunkedDecoder, HttpError, Parsed, RequestHead};
+use crate::http::{self, BodyKind, BodyOut, ChunkedDecoder, HttpError, Parsed, RequestHead};
 use crate::poller::{Watched, Work};
 use crate::response::Response;
 use crate::server::{Host, Parked};
@@ -141,7 +141,7 @@ pub enum BodyError {
 pub fn read_body(
     conn: &mut Conn,
     body: &mut BodyReader,
-    out: &mut [u8],
+    mut out: BodyOut<'_>,
 ) -> Result<usize, BodyError> {
     if out.is_empty() || body.finished() {
         return Ok(0);
@@ -159,14 +159,14 @@ pub fn read_body(
                 let n = (*remaining)
                     .min(out.len() as u64)
                     .min(conn.input.len() as u64) as usize;
-                out[..n].copy_from_slice(&conn.input[..n]);
+                out.put(0, &conn.input[..n]);
                 conn.input.drain(..n);
                 *remaining -= n as u64;
                 return Ok(n);
             }
             BodyReader::Chunked(decoder) => {
                 let (used, made) = decoder
-                    .decode(&conn.input, out)
+                    .decode(&conn.input, &mut out)
                     .map_err(BodyError::Malformed)?;
                 conn.input.drain(..used);
                 if made > 0 || decoder.is_done() {
@@ -284,7 +284,7 @@ fn run_request(host: &'static Host, mut conn: Conn, head: RequestHead) -> Next {
     let mut preread = vec![0u8; want + 1]; // +1: a NUL after the data, as IIS seems to
     let mut got = 0;
     while got < want {
-        match read_body(&mut conn, &mut body, &mut preread[got..want]) {
+        match read_body(&mut conn, &mut body, (&mut preread[got..want]).into()) {
             Ok(0) => break,
             Ok(n) => got += n,
             Err(BodyError::Malformed(e)) => {
@@ -423,7 +423,7 @@ pub fn finish(host: &'static Host, exchange: &Arc<Exchange>, state: &mut State) 
             let mut sink = [0u8; 8192];
             let mut drained = 0;
             while !state.body.finished() && drained < 64 * 1024 {
-                match read_body(c, &mut state.body, &mut sink) {
+                match read_body(c, &mut state.body, (&mut sink[..]).into()) {
                     Ok(n) if n > 0 => drained += n,
                     _ => break,
                 }

@@ -12,6 +12,7 @@
 //! * Every callback catches panics (none may cross the `extern` boundary), reports the
 //!   Win32 error code through [`crate::os::set_last_error`], and traces itself.
 use crate::conn::{self, BodyError, BodyReader, Conn};
+use crate::http::BodyOut;
 use crate::os::set_last_error;
 use crate::poller::Work;
 use crate::response::Response;
@@ -685,11 +686,13 @@ unsafe extern "C" fn read_client(hconn: HCONN, buffer: *mut c_void, size: *mut D
             Ok(capacity) => capacity,
             Err(failed) => return failed,
         };
-        let out: &mut [u8] = if capacity == 0 {
-            &mut []
+        let out = if capacity == 0 {
+            BodyOut::from(&mut [][..])
         } else {
-            // SAFETY: the caller promises `capacity` writable bytes at buffer.
-            unsafe { std::slice::from_raw_parts_mut(buffer.cast::<u8>(), capacity) }
+            // SAFETY: buffer is non-NULL (caller_size refuses NULL with a non-zero size) and
+            // ReadClient's caller provides `capacity` writable bytes there, initialised or
+            // not, which it leaves alone until the call returns.
+            unsafe { BodyOut::from_raw(buffer.cast::<u8>(), capacity) }
         };
         let call = || format!("ReadClient({capacity} bytes)");
         match read_into(&ex, out) {
@@ -709,7 +712,7 @@ unsafe extern "C" fn read_client(hconn: HCONN, buffer: *mut c_void, size: *mut D
 }
 
 /// Reads request body bytes for ReadClient / ASYNC_READ_CLIENT. Ok(0) at the end.
-fn read_into(ex: &Exchange, out: &mut [u8]) -> Result<usize, u32> {
+fn read_into(ex: &Exchange, out: BodyOut<'_>) -> Result<usize, u32> {
     let mut state = ex.lock();
     let State { conn, body, .. } = &mut *state;
     let Some(conn) = conn.as_mut().filter(|c| !c.closed) else {
@@ -1087,19 +1090,27 @@ unsafe fn support(
                     ERROR_INSUFFICIENT_BUFFER,
                 );
             }
-            // SAFETY: data_type points to an HSE_URL_MAPEX_INFO (contract).
-            let info = unsafe { &mut *(data_type as *mut HSE_URL_MAPEX_INFO) };
-            info.lpszPath = [0; 260];
-            for (d, s) in info.lpszPath.iter_mut().zip(&path) {
+            let mut physical = [0 as c_char; 260];
+            for (d, s) in physical.iter_mut().zip(&path) {
                 *d = *s as c_char;
             }
-            info.dwFlags = HSE_URL_FLAGS_READ | HSE_URL_FLAGS_SCRIPT | HSE_URL_FLAGS_EXECUTE;
-            info.cchMatchingPath = ex.info.site().physical_path.len() as u32;
-            info.cchMatchingURL = if ex.info.site().vdir == "/" {
+            let matching_url = if ex.info.site().vdir == "/" {
                 0
             } else {
                 ex.info.site().vdir.len() as u32
             };
+            let info = data_type.cast::<HSE_URL_MAPEX_INFO>();
+            // SAFETY: data_type is non-NULL (checked) and, by the contract, points to the
+            // caller's HSE_URL_MAPEX_INFO (an LPDWORD, so aligned for its DWORDs). It may be
+            // uninitialised, so it is only written, field by field through the raw pointer,
+            // and no reference to it is made; the reserved fields are left as they are.
+            unsafe {
+                (&raw mut (*info).lpszPath).write(physical);
+                (&raw mut (*info).dwFlags)
+                    .write(HSE_URL_FLAGS_READ | HSE_URL_FLAGS_SCRIPT | HSE_URL_FLAGS_EXECUTE);
+                (&raw mut (*info).cchMatchingPath).write(ex.info.site().physical_path.len() as u32);
+                (&raw mut (*info).cchMatchingURL).write(matching_url);
+            }
             if !size.is_null() {
                 // SAFETY: size is non-NULL.
                 unsafe { *size = path.len() as u32 + 1 };
@@ -1211,8 +1222,11 @@ unsafe fn support(
             let ex2 = ex.clone();
             let address = buffer as usize;
             host.poller.submit(Work::Task(Box::new(move || {
-                // SAFETY: the extension keeps the buffer valid until the completion runs.
-                let out = unsafe { std::slice::from_raw_parts_mut(address as *mut u8, capacity) };
+                // SAFETY: buffer was checked non-NULL; the extension's `capacity` (*lpdwSize)
+                // bytes there, initialised or not, stay valid and are left alone until its
+                // completion callback runs (the buffer belongs to the pending read, as with
+                // any overlapped I/O), which `run_completion` calls only after this read.
+                let out = unsafe { BodyOut::from_raw(address as *mut u8, capacity) };
                 let (bytes, error) = match read_into(&ex2, out) {
                     Ok(n) => (n as u32, 0),
                     Err(e) => (0, e),
