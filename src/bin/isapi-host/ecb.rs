@@ -450,15 +450,16 @@ fn exchange_for(
     }
 }
 
-/// The C string at `p` (NULL: None), bounded to 64 KiB.
+/// The C string at `p` (NULL: None), without its NUL.
 ///
 /// # Safety
-/// `p` must be NULL or point to a NUL-terminated string.
+/// `p` must be NULL or point to a NUL-terminated string that stays valid and unchanged
+/// for `'a` (in practice: the callback that received it).
 unsafe fn c_str<'a>(p: *const c_char) -> Option<&'a [u8]> {
     if p.is_null() {
         return None;
     }
-    // SAFETY: the caller promises a NUL-terminated string.
+    // SAFETY: p is non-NULL, and the caller vouches for the string and its lifetime.
     Some(unsafe { CStr::from_ptr(p) }.to_bytes())
 }
 
@@ -514,7 +515,9 @@ unsafe extern "C" fn get_server_variable(
             set_last_error(ERROR_INSUFFICIENT_BUFFER);
             return FALSE;
         }
-        // SAFETY: buffer holds at least capacity >= wire.len() bytes, per the contract.
+        // SAFETY: buffer is non-NULL (checked above) and the caller's *size = capacity >=
+        // wire.len() bytes are writable there (the contract); wire is the host's own Vec,
+        // so the two do not overlap; size is non-NULL (checked above).
         unsafe {
             std::ptr::copy_nonoverlapping(wire.as_ptr(), buffer.cast::<u8>(), wire.len());
             *size = wire.len() as u32;
@@ -554,7 +557,9 @@ unsafe extern "C" fn write_client(
         let data: &[u8] = if len == 0 {
             &[]
         } else {
-            // SAFETY: the caller promises `len` readable bytes at buffer.
+            // SAFETY: buffer is non-NULL (caller_size refuses NULL with a non-zero size) and
+            // WriteClient's caller provides `len` bytes of data there, left alone until the
+            // call returns (the data is copied before then, for HSE_IO_ASYNC too).
             unsafe { std::slice::from_raw_parts(buffer.cast::<u8>(), len) }
         };
         let is_async = flags & HSE_IO_ASYNC != 0;
@@ -669,8 +674,10 @@ fn run_completion(
         format!("I/O completion callback(cbIO {bytes}, dwError {error}) called")
     });
     let ecb = ex.ecb_ptr();
-    // SAFETY: the callback was registered by the extension for this request, whose ECB is
-    // alive (we hold an Arc); no host lock is held, so the callback may call back in.
+    // SAFETY: the extension gave this function as a PFN_HSE_IO_COMPLETION for this request
+    // (HSE_REQ_IO_COMPLETION, or pfnHseIO), with this context. The request had not ended
+    // when checked under the lock, and the ECB stays alive whatever happens now (`ex`
+    // holds the Exchange). No host lock is held, so the callback may call back in.
     unsafe { callback(ecb, context as *mut c_void, bytes, error) };
     host.trace(ex.id, || "I/O completion callback returned".to_string());
 }
@@ -785,8 +792,9 @@ unsafe extern "C" fn server_support_function(
         let Some(ex) = exchange_for(host, hconn, || call.to_string()) else {
             return FALSE;
         };
-        // SAFETY: each arm below relies on the documented meaning of the three arguments
-        // for its request code; NULL pointers are checked before use.
+        // SAFETY: these are the extension's own arguments, passed on unchanged, and by
+        // calling ServerSupportFunction it promises they mean what ISAPI defines for
+        // `request`, which is all `support` requires (it checks for NULL itself).
         unsafe { support(host, &ex, &call, request, buffer, size, data_type) }
     })
 }
@@ -948,7 +956,8 @@ unsafe fn support(
             state.io_completion = if buffer.is_null() {
                 None
             } else {
-                // SAFETY: buffer is a PFN_HSE_IO_COMPLETION (contract).
+                // SAFETY: buffer is non-NULL (this branch) and, by the contract, a
+                // PFN_HSE_IO_COMPLETION (data and function pointers have the same size).
                 let f = unsafe {
                     std::mem::transmute::<
                         *mut c_void,
@@ -1262,13 +1271,14 @@ fn transmit(host: &'static Host, ex: &Exchange, tf: &HSE_TF_INFO) -> Result<u32,
     let head: &[u8] = if tf.pHead.is_null() || tf.HeadLength == 0 {
         &[]
     } else {
-        // SAFETY: pHead points to HeadLength bytes (contract).
+        // SAFETY: pHead is non-NULL and points to HeadLength bytes the extension keeps valid
+        // and unchanged until the call returns, or for HSE_IO_ASYNC its completion (TfInfo).
         unsafe { std::slice::from_raw_parts(tf.pHead.cast::<u8>(), tf.HeadLength as usize) }
     };
     let tail: &[u8] = if tf.pTail.is_null() || tf.TailLength == 0 {
         &[]
     } else {
-        // SAFETY: pTail points to TailLength bytes (contract).
+        // SAFETY: as for pHead, with TailLength bytes.
         unsafe { std::slice::from_raw_parts(tf.pTail.cast::<u8>(), tf.TailLength as usize) }
     };
     // Check the file and the offset before anything is sent: an offset past the end fails
@@ -1295,7 +1305,7 @@ fn transmit(host: &'static Host, ex: &Exchange, tf: &HSE_TF_INFO) -> Result<u32,
         state.response.close_after();
     }
     if tf.dwFlags & HSE_IO_SEND_HEADERS != 0 {
-        // SAFETY: pszStatusCode is a NUL-terminated string or NULL.
+        // SAFETY: pszStatusCode is NULL or a NUL-terminated string, valid as long as pHead.
         let status = unsafe { c_str(tf.pszStatusCode) }.unwrap_or(b"200 OK");
         let block = head.split(|&b| b == 0).next().unwrap_or(b"");
         let in_call = tf.dwFlags & HSE_IO_ASYNC == 0;

@@ -40,8 +40,11 @@ impl Extension {
             .symbol("HttpExtensionProc")
             .ok_or_else(|| missing("HttpExtensionProc"))?;
         let terminate = library.symbol("TerminateExtension");
-        // SAFETY: these exports are declared by the ISAPI contract with exactly these
-        // signatures (headers/httpext.h); a library exporting these names promises them.
+        // SAFETY: each pointer is a non-NULL export of `library` (symbol() found it), and
+        // data and function pointers have the same size here. The ISAPI contract fixes
+        // these names' signatures (headers/httpext.h: WINAPI, which is the "system" ABI),
+        // so a library exporting them promises them. They stay valid for the life of the
+        // process: a `Library` is never unloaded.
         let (get_version, http_extension_proc, terminate_extension) = unsafe {
             (
                 std::mem::transmute::<*mut std::ffi::c_void, GetExtensionVersionFn>(get_version),
@@ -51,7 +54,8 @@ impl Extension {
             )
         };
         let mut info = HSE_VERSION_INFO::default();
-        // SAFETY: info is a valid, zeroed HSE_VERSION_INFO the extension may write.
+        // SAFETY: the export's signature is as above; info is a valid, zeroed
+        // HSE_VERSION_INFO that the extension may write during the call.
         let ok = unsafe { get_version(&mut info) };
         if ok == 0 {
             return Err(format!(
@@ -91,9 +95,8 @@ impl Extension {
     /// write the ECB (dwHttpStatusCode, lpszLogData) meanwhile, so no Rust reference to
     /// it may be held across the call.
     pub unsafe fn http_extension_proc(&self, ecb: *mut EXTENSION_CONTROL_BLOCK) -> u32 {
-        // SAFETY: the function pointer came from the `HttpExtensionProc` export, whose
-        // signature the ISAPI contract fixes, of `self.library`, which `self` keeps
-        // loaded; the caller vouches for `ecb` as the contract requires.
+        // SAFETY: the `HttpExtensionProc` export of `self.library` (never unloaded), with
+        // the signature ISAPI fixes; the caller vouches for `ecb` as the contract requires.
         unsafe { (self.http_extension_proc)(ecb) }
     }
 
@@ -101,7 +104,9 @@ impl Extension {
     /// Returns None if it does not.
     pub fn terminate(&self) -> Option<bool> {
         let terminate = self.terminate_extension?;
-        // SAFETY: the export has the documented signature; called once, at shutdown.
+        // SAFETY: the `TerminateExtension` export of `self.library` (never unloaded), with
+        // the signature ISAPI fixes; it takes a DWORD by value, so there is nothing else to
+        // vouch for. The host calls it once, at shutdown, as IIS does.
         Some(unsafe { terminate(HSE_TERM_MUST_UNLOAD) } != 0)
     }
 }
