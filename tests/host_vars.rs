@@ -523,3 +523,71 @@ fn ecb_version_and_all_http_without_content_headers() {
         .check(&m);
     stop_clean(host);
 }
+
+/// `--remote-addr ADDR`: requests look to the extension as if they came from ADDR. IIS
+/// derives REMOTE_ADDR and REMOTE_HOST (reverse lookups are off by default) from the
+/// client's address, so both carry ADDR, as do their UNICODE_ twins (checked against the
+/// narrow forms); the address is written as Windows writes one (IPv6 compressed, lower
+/// case). REMOTE_PORT stays the real client's port (checked by `Expected::check`), every
+/// other variable is unchanged, and the access log still names the real peer.
+#[test]
+fn remote_addr_option_shows_another_client_address() {
+    for (given, shown) in [
+        ("192.0.2.7", "192.0.2.7"),
+        ("2001:DB8:0:0::7", "2001:db8::7"),
+    ] {
+        let host = Host::start(
+            &test_extension(),
+            &[
+                "--strict",
+                "--physical-path",
+                "/srv/site",
+                "--remote-addr",
+                given,
+            ],
+        );
+        let port = host.addr.port();
+        let m = vars(&host, "/vars", &[]);
+        Expected::plain(port, "/vars", "/", "/srv/site")
+            .paths("/", "/srv/site", "/vars", "/vars", "/vars")
+            .set("REMOTE_ADDR", shown)
+            .set("REMOTE_HOST", shown)
+            .check(&m);
+        let client_port = &m["client.port"];
+        let stopped = host.stop();
+        stopped.assert_clean();
+        let logged = format!("access: 127.0.0.1:{client_port} \"#1 GET /vars\" 200 ");
+        assert!(stopped.stderr.contains(&logged), "{}", stopped.stderr);
+    }
+}
+
+/// Anything but a bare IPv4 or IPv6 address is refused before the extension is loaded:
+/// exit status 2 (bad options) and a message naming the option and the value.
+#[test]
+fn remote_addr_option_refuses_what_is_not_an_address() {
+    for bad in [
+        "localhost",
+        "192.0.2.7:80",
+        "[2001:db8::7]",
+        "192.0.2",
+        "fe80::1%eth0",
+        "",
+    ] {
+        let failed = Host::fail_to_start(&test_extension(), &["--remote-addr", bad], &[]);
+        assert_eq!(failed.status.code(), Some(2), "{bad:?}: {}", failed.stderr);
+        let message = format!(
+            "isapi-host: --remote-addr: '{bad}' is not an IPv4 or IPv6 address (like 192.0.2.7 or 2001:db8::7; no port, brackets or host name)\n"
+        );
+        assert_eq!(failed.stderr, message);
+    }
+    let help = std::process::Command::new(common::host_binary())
+        .arg("--help")
+        .output()
+        .unwrap();
+    assert!(help.status.success());
+    let help = String::from_utf8(help.stdout).unwrap();
+    assert!(
+        help.contains("  --remote-addr ADDR       requests look as if they came from ADDR"),
+        "{help}"
+    );
+}

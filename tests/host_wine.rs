@@ -68,6 +68,30 @@ fn windows_host_under_wine() {
         "TRANSMIT_FILE body differs ({} bytes)",
         r.body.len()
     );
+    // The same file through one handle the extension keeps open with FILE_FLAG_OVERLAPPED,
+    // by several requests at once: each read waits on its own event, never on the shared
+    // handle, so every response carries exactly its own range.
+    let clients: Vec<_> = (0..3)
+        .map(|k| {
+            let (addr, path, expected) = (host.addr, windows_path.clone(), expected.clone());
+            std::thread::spawn(move || {
+                for i in 0..3 {
+                    let offset = (k * 3 + i) * 1000;
+                    let target = format!("/transmit?path={path}&shared=1&offset={offset}");
+                    let r = get(addr, &target);
+                    assert_eq!(r.status, 200, "{target}: {}", r.text());
+                    assert!(
+                        r.body[..] == expected[offset..],
+                        "{target}: {} bytes differ",
+                        r.body.len()
+                    );
+                }
+            })
+        })
+        .collect();
+    for client in clients {
+        client.join().unwrap();
+    }
     std::fs::remove_file(&file).unwrap();
     // Ctrl-C (wine turns SIGINT into a console event): orderly shutdown.
     common::stop_clean(host);

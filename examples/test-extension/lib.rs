@@ -15,7 +15,7 @@
 //! | `async-read` | the body read with HSE_REQ_ASYNC_READ_CLIENT, echoed; PENDING |
 //! | `pending?ms=M` | returns PENDING; another thread answers after M ms and ends the session |
 //! | `pending-early` | DONE_WITH_SESSION from another thread *before* HttpExtensionProc returns PENDING |
-//! | `transmit?path=P&offset=N&sync=1&disconnect=1` | HSE_REQ_TRANSMIT_FILE of file P (async, or HSE_IO_SYNC with `sync=1`; with headers, head and tail; HSE_IO_DISCONNECT_AFTER_SEND with `disconnect=1`) |
+//! | `transmit?path=P&offset=N&sync=1&disconnect=1&shared=1` | HSE_REQ_TRANSMIT_FILE of file P (async, or HSE_IO_SYNC with `sync=1`; with headers, head and tail; HSE_IO_DISCONNECT_AFTER_SEND with `disconnect=1`; with `shared=1` through one handle per path kept open for the process, opened with FILE_FLAG_OVERLAPPED on Windows, as an extension caching file handles does) |
 //! | `gone` | polls HSE_REQ_IS_CONNECTED until the client has gone, reporting both answers on stderr |
 //! | `chunked` | Transfer-Encoding: chunked written by the extension |
 //! | `noframe` | no Content-Length: the host must close the connection |
@@ -44,6 +44,7 @@
 mod ffi;
 use ffi::*;
 use std::ffi::{CStr, CString, c_void};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 const TRUE: BOOL = 1;
@@ -937,7 +938,7 @@ fn async_read(req: Req) -> u32 {
 /// Context of a TRANSMIT_FILE: the open file and the strings IIS reads until completion.
 struct Transmit {
     req: Req,
-    _file: std::fs::File,
+    _file: Arc<std::fs::File>,
     _status: CString,
     _head: CString,
     _tail: Vec<u8>,
@@ -964,12 +965,39 @@ unsafe fn on_transmit_body(
     .unwrap();
 }
 
+/// The one handle per path that `transmit?shared=1` uses, opened the way the TRANSMIT_FILE
+/// documentation recommends (FILE_FLAG_SEQUENTIAL_SCAN | FILE_FLAG_OVERLAPPED on Windows)
+/// and never closed, so concurrent requests read through the same handle.
+fn shared_file(path: &str) -> std::io::Result<Arc<std::fs::File>> {
+    static FILES: Mutex<Vec<(String, Arc<std::fs::File>)>> = Mutex::new(Vec::new());
+    let mut files = FILES.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, f)) = files.iter().find(|(p, _)| p == path) {
+        return Ok(f.clone());
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(windows)]
+    {
+        use std::os::windows::fs::OpenOptionsExt;
+        options.custom_flags(0x0800_0000 | 0x4000_0000); // SEQUENTIAL_SCAN | OVERLAPPED
+    }
+    let file = Arc::new(options.open(path)?);
+    files.push((path.to_string(), file.clone()));
+    Ok(file)
+}
+
 fn transmit(req: Req) -> u32 {
     let path = req.param("path").unwrap_or_default();
     let offset = req.num("offset", 0) as u32;
     let sync = req.param("sync").is_some_and(|v| v == "1");
     let disconnect = req.param("disconnect").is_some_and(|v| v == "1");
-    let file = match std::fs::File::open(&path) {
+    let shared = req.param("shared").is_some_and(|v| v == "1");
+    let opened = if shared {
+        shared_file(&path)
+    } else {
+        std::fs::File::open(&path).map(Arc::new)
+    };
+    let file = match opened {
         Ok(f) => f,
         Err(e) => {
             req.respond(

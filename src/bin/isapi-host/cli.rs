@@ -3,7 +3,7 @@
 //! Defaults follow IIS 7+ where its behaviour is documented; where it is not, the option
 //! exists so the other behaviour can be tested too, and `docs/host.md` says why the default
 //! is what it is.
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -45,6 +45,9 @@ Site model (what the extension sees):
   --server-name NAME       SERVER_NAME [from the Host header]
   --https                  the request arrived over TLS terminated by IIS
   --user NAME              the request was authenticated (Windows auth) as NAME
+  --remote-addr ADDR       requests look as if they came from ADDR (an IPv4 or IPv6
+                           address): REMOTE_ADDR and REMOTE_HOST are ADDR, REMOTE_PORT
+                           stays the client's port [the client's address]
   --impersonation-token none|self
                            what HSE_REQ_GET_IMPERSONATION_TOKEN hands out: NULL, or (Windows
                            only) an impersonation token duplicated from the host's own, as
@@ -100,6 +103,8 @@ pub struct Options {
     pub server_name: Option<String>,
     pub https: bool,
     pub user: Option<String>,
+    /// `--remote-addr`: the client address the extension is shown instead of the real one.
+    pub remote_addr: Option<IpAddr>,
     /// `--impersonation-token self`: hand out a duplicate of the host's own token.
     pub impersonation_token_self: bool,
     pub server_software: String,
@@ -194,6 +199,7 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, String> 
         server_name: None,
         https: false,
         user: None,
+        remote_addr: None,
         impersonation_token_self: false,
         server_software: "Microsoft-IIS/10.0".into(),
         all_http_crlf: false,
@@ -310,6 +316,15 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, String> 
             "--server-name" => o.server_name = Some(value()?),
             "--https" => o.https = true,
             "--user" => o.user = Some(value()?),
+            "--remote-addr" => {
+                let v = value()?;
+                o.remote_addr = Some(v.parse().map_err(|_| {
+                    format!(
+                        "--remote-addr: '{v}' is not an IPv4 or IPv6 address (like 192.0.2.7 \
+                         or 2001:db8::7; no port, brackets or host name)"
+                    )
+                })?);
+            }
             "--impersonation-token" => {
                 o.impersonation_token_self = match value()?.as_str() {
                     "none" => false,
@@ -402,6 +417,29 @@ mod tests {
         assert!(run(&["--bogus"]).unwrap_err().contains("--bogus"));
         assert!(run(&["--listen"]).unwrap_err().contains("needs a value"));
         assert!(run(&["a", "b"]).unwrap_err().contains("more than one"));
+        for bad in [
+            "localhost",
+            "192.0.2.7:80",
+            "[::1]",
+            "fe80::1%eth0",
+            "1.2.3",
+            "",
+        ] {
+            let e = run(&["--remote-addr", bad]).unwrap_err();
+            assert!(
+                e.contains(&format!(
+                    "--remote-addr: '{bad}' is not an IPv4 or IPv6 address"
+                )),
+                "{e}"
+            );
+        }
+        assert_eq!(
+            run(&["--remote-addr", "2001:DB8:0::7"])
+                .unwrap()
+                .remote_addr,
+            Some("2001:db8::7".parse().unwrap())
+        );
+        assert_eq!(run(&[]).unwrap().remote_addr, None);
         assert!(
             run(&["--impersonation-token", "user"])
                 .unwrap_err()

@@ -7,7 +7,7 @@
 //! extension runs. When a request ends, the connection either goes back to the worker
 //! that ran it (which goes on with the next pipelined request), or back to the pool.
 use crate::ecb::{Exchange, State};
-use crate::http::{self, BodyKind, ChunkedDecoder, HttpError, Parsed, RequestHead};
+use crate::http::{self, BodyKind, BodyOut, ChunkedDecoder, HttpError, Parsed, RequestHead};
 use crate::poller::{Watched, Work};
 use crate::response::Response;
 use crate::server::{Host, Parked};
@@ -141,7 +141,7 @@ pub enum BodyError {
 pub fn read_body(
     conn: &mut Conn,
     body: &mut BodyReader,
-    out: &mut [u8],
+    mut out: BodyOut<'_>,
 ) -> Result<usize, BodyError> {
     if out.is_empty() || body.finished() {
         return Ok(0);
@@ -159,14 +159,14 @@ pub fn read_body(
                 let n = (*remaining)
                     .min(out.len() as u64)
                     .min(conn.input.len() as u64) as usize;
-                out[..n].copy_from_slice(&conn.input[..n]);
+                out.put(0, &conn.input[..n]);
                 conn.input.drain(..n);
                 *remaining -= n as u64;
                 return Ok(n);
             }
             BodyReader::Chunked(decoder) => {
                 let (used, made) = decoder
-                    .decode(&conn.input, out)
+                    .decode(&conn.input, &mut out)
                     .map_err(BodyError::Malformed)?;
                 conn.input.drain(..used);
                 if made > 0 || decoder.is_done() {
@@ -284,7 +284,7 @@ fn run_request(host: &'static Host, mut conn: Conn, head: RequestHead) -> Next {
     let mut preread = vec![0u8; want + 1]; // +1: a NUL after the data, as IIS seems to
     let mut got = 0;
     while got < want {
-        match read_body(&mut conn, &mut body, &mut preread[got..want]) {
+        match read_body(&mut conn, &mut body, (&mut preread[got..want]).into()) {
             Ok(0) => break,
             Ok(n) => got += n,
             Err(BodyError::Malformed(e)) => {
@@ -341,7 +341,13 @@ fn run_request(host: &'static Host, mut conn: Conn, head: RequestHead) -> Next {
             exchange.label.split_once(' ').map_or("", |(_, l)| l)
         )
     });
-    let status = host.extension.http_extension_proc(exchange.ecb_ptr());
+    // SAFETY: `Exchange::register` built the whole ECB (strings and pre-read body owned
+    // by the exchange, ConnID its registry HCONN, the four callbacks, which find the
+    // `Host` already set); the registry keeps the exchange, and so the ECB at this
+    // address, until `finish` ends the request, which happens only after a non-PENDING
+    // return (`after_return`) or DONE_WITH_SESSION; no Rust reference to the ECB exists
+    // (the host reaches it only through `Exchange`'s raw-pointer accessors).
+    let status = unsafe { host.extension.http_extension_proc(exchange.ecb_ptr()) };
     host.trace(exchange.id, || {
         format!("HttpExtensionProc -> {}", status_name(status))
     });
@@ -417,7 +423,7 @@ pub fn finish(host: &'static Host, exchange: &Arc<Exchange>, state: &mut State) 
             let mut sink = [0u8; 8192];
             let mut drained = 0;
             while !state.body.finished() && drained < 64 * 1024 {
-                match read_body(c, &mut state.body, &mut sink) {
+                match read_body(c, &mut state.body, (&mut sink[..]).into()) {
                     Ok(n) if n > 0 => drained += n,
                     _ => break,
                 }
@@ -431,7 +437,7 @@ pub fn finish(host: &'static Host, exchange: &Arc<Exchange>, state: &mut State) 
         .unwrap_or(if state.response.raw {
             200
         } else {
-            exchange.status_for_log()
+            exchange.status_for_log(state)
         });
     host.access.log(
         exchange.info.remote,

@@ -4,12 +4,15 @@
 //! * An [`Exchange`] is one request in flight: the ECB (at a fixed address until the
 //!   request ends), the strings it points to, and the mutable [`State`] (connection, body,
 //!   response, completion flags) behind a mutex, since callbacks may come from any thread.
+//!   The ECB is the one part shared without that mutex, since the extension owns it while
+//!   the request runs; `EcbCell` says why sharing it is sound.
 //! * `HCONN` is not a pointer: it is a slot number plus a generation in the [`Registry`].
 //!   A call with the HCONN of a request that has ended finds a newer generation (or an
 //!   empty slot) and is reported as a contract violation instead of touching freed memory.
 //! * Every callback catches panics (none may cross the `extern` boundary), reports the
 //!   Win32 error code through [`crate::os::set_last_error`], and traces itself.
 use crate::conn::{self, BodyError, BodyReader, Conn};
+use crate::http::BodyOut;
 use crate::os::set_last_error;
 use crate::poller::Work;
 use crate::response::Response;
@@ -52,8 +55,11 @@ pub struct State {
     pub log_params: String,
     /// Close the connection after this response (HSE_IO_DISCONNECT_AFTER_SEND).
     pub close_after: bool,
-    /// The pre-read body bytes lpbData points to (freed when the request ends).
-    preread: Box<[u8]>,
+    /// The pre-read body bytes lpbData points to (freed when the request ends). A Vec,
+    /// not a Box: lpbData is taken before the buffer moves here, and moving a Box would
+    /// invalidate pointers derived from it (a Box asserts uniqueness, like `&mut`); moving a
+    /// Vec leaves its buffer and the pointers into it alone.
+    preread: Vec<u8>,
 }
 
 impl State {
@@ -70,7 +76,7 @@ impl State {
             async_outstanding: false,
             log_params: String::new(),
             close_after: false,
-            preread: Box::new([]),
+            preread: Vec::new(),
         }
     }
 }
@@ -87,18 +93,40 @@ pub struct Exchange {
     /// without the lock, so that checking every callback never waits on a blocked read).
     ended: AtomicBool,
     pub started: Instant,
-    ecb: Box<UnsafeCell<EXTENSION_CONTROL_BLOCK>>,
-    /// The strings the ECB points to.
-    _strings: Box<[u8]>,
+    ecb: Box<EcbCell>,
+    /// The strings the ECB points to, never written by the host after they are built (a
+    /// Vec for the reason given at `State::preread`).
+    _strings: Vec<u8>,
     state: Mutex<State>,
 }
 
-// SAFETY: the ECB is written by the host only before HttpExtensionProc is called; after
-// that only the extension writes it (dwHttpStatusCode, lpszLogData), and the host reads
-// those fields once, when the request ends. All other state is behind the mutex.
-unsafe impl Sync for Exchange {}
-// SAFETY: the raw pointers inside the ECB point into heap data owned by the Exchange.
-unsafe impl Send for Exchange {}
+/// The ECB the extension is handed, at a fixed address (boxed, inside the Exchange's
+/// `Arc`) until the Exchange is dropped. The only part of an [`Exchange`] that is not
+/// `Send` and `Sync` by itself (raw pointers, `UnsafeCell`); everything else is checked
+/// by the compiler. The host reaches it only through `Exchange::ecb_ptr`,
+/// `set_status_code`, `release_body` and `status_for_log`.
+struct EcbCell(UnsafeCell<EXTENSION_CONTROL_BLOCK>);
+
+// SAFETY: the ECB holds integers, the lpszLogData array, ConnID (an HCONN number, not a
+// pointer), function pointers to the host's own callbacks, and six data pointers: the five
+// strings point into the Exchange's `_strings`, lpbData into its `State::preread` (or is
+// NULL). Both are heap buffers owned by the same Exchange, not any thread's stack or
+// thread-local data, and dropping the ECB frees nothing through its pointers. So it may be
+// dropped or used on any thread.
+unsafe impl Send for EcbCell {}
+// SAFETY: shared, the cell hands out nothing but the raw pointer. The host dereferences
+// it in three places, each taking `&State`/`&mut State` to show that the request's
+// `state` mutex is held, so host accesses never race with one another:
+// `set_status_code` writes dwHttpStatusCode while the request runs, but only inside one of
+// the extension's own synchronous calls (on its thread, as if it had written the field
+// itself, as Apache's mod_isapi does); `release_body` (lpbData, cbAvailable) and
+// `status_for_log` (reading dwHttpStatusCode) run when the request has ended, after
+// HttpExtensionProc returned and after DONE_WITH_SESSION if it was PENDING, and both of
+// those pass through the same mutex, so the extension's earlier writes are visible. Until
+// the request ends the ECB is the extension's to read and write from any of its threads
+// (ISAPI); after that it may not touch it. The host writes the buffers the pointers point
+// into only before the ECB is handed out, and frees `preread` only after lpbData is NULL.
+unsafe impl Sync for EcbCell {}
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
@@ -118,11 +146,12 @@ impl Exchange {
         let label = format!("#{id} {label}");
         let mut text = Vec::with_capacity(256);
         let offsets = info.write_ecb_strings(&mut text);
-        let mut strings = text.into_boxed_slice();
+        let mut strings = text;
         let base = strings.as_mut_ptr();
-        // SAFETY: each offset is inside `strings` (write_ecb_strings wrote there).
+        // SAFETY: each offset is that of a string write_ecb_strings appended, NUL included,
+        // so it is inside the buffer `base` points to.
         let at = |i: usize| unsafe { base.add(offsets[i]) }.cast::<c_char>();
-        let mut preread = preread.into_boxed_slice();
+        let mut preread = preread;
         let available = (preread.len() - 1) as u32;
         let mut state = Some(state);
         let registered = host.registry.insert(|hconn| {
@@ -152,7 +181,7 @@ impl Exchange {
                 label,
                 ended: AtomicBool::new(false),
                 started,
-                ecb: Box::new(UnsafeCell::new(ecb)),
+                ecb: Box::new(EcbCell(UnsafeCell::new(ecb))),
                 _strings: strings,
                 state: Mutex::new(State {
                     preread: std::mem::take(&mut preread),
@@ -168,8 +197,9 @@ impl Exchange {
         registered
     }
 
+    /// The ECB, for the extension (HttpExtensionProc, completion callbacks).
     pub fn ecb_ptr(&self) -> *mut EXTENSION_CONTROL_BLOCK {
-        self.ecb.get()
+        self.ecb.0.get()
     }
 
     pub fn lock(&self) -> MutexGuard<'_, State> {
@@ -180,21 +210,34 @@ impl Exchange {
         host.checker.violation(&self.label, what);
     }
 
-    /// Frees the pre-read body when the request ends; lpbData becomes NULL.
+    /// Frees the pre-read body when the request has ended (`state` is this request's,
+    /// locked); lpbData becomes NULL first.
     pub fn release_body(&self, state: &mut State) {
-        state.preread = Box::new([]);
-        // SAFETY: see the Sync impl; after the request has ended the extension must not
-        // read the ECB, so this write races with nothing in a correct extension.
+        // SAFETY: the ECB is alive (self owns it); the lock is held and the request has
+        // ended, so neither the host nor a correct extension accesses it meanwhile (see
+        // `EcbCell`'s Sync impl).
         unsafe {
-            (*self.ecb.get()).lpbData = std::ptr::null_mut();
-            (*self.ecb.get()).cbAvailable = 0;
+            (*self.ecb_ptr()).lpbData = std::ptr::null_mut();
+            (*self.ecb_ptr()).cbAvailable = 0;
         }
+        state.preread = Vec::new();
     }
 
-    /// dwHttpStatusCode as the extension left it (used when it sent no headers).
-    pub fn status_for_log(&self) -> u16 {
-        // SAFETY: a plain read of a u32 field of the live ECB; see the Sync impl.
-        let code = unsafe { (*self.ecb.get()).dwHttpStatusCode };
+    /// Records the status sent in dwHttpStatusCode. Only for a call the extension is
+    /// making (on its thread), with this request's `state` locked.
+    fn set_status_code(&self, _locked: &mut State, code: u16) {
+        // SAFETY: the ECB is alive (self owns it); the lock serializes this with the
+        // host's other accesses, and the extension is inside its own call, so this is the
+        // write it asked for (see `EcbCell`'s Sync impl).
+        unsafe { (*self.ecb_ptr()).dwHttpStatusCode = u32::from(code) };
+    }
+
+    /// dwHttpStatusCode as the extension left it (used when it sent no headers), read
+    /// when the request has ended, with this request's `state` locked.
+    pub fn status_for_log(&self, _locked: &State) -> u16 {
+        // SAFETY: the ECB is alive (self owns it); the request has ended and the lock is
+        // held, so nothing writes it meanwhile (see `EcbCell`'s Sync impl).
+        let code = unsafe { (*self.ecb_ptr()).dwHttpStatusCode };
         u16::try_from(code).unwrap_or(0)
     }
 }
@@ -407,15 +450,16 @@ fn exchange_for(
     }
 }
 
-/// The C string at `p` (NULL: None), bounded to 64 KiB.
+/// The C string at `p` (NULL: None), without its NUL.
 ///
 /// # Safety
-/// `p` must be NULL or point to a NUL-terminated string.
+/// `p` must be NULL or point to a NUL-terminated string that stays valid and unchanged
+/// for `'a` (in practice: the callback that received it).
 unsafe fn c_str<'a>(p: *const c_char) -> Option<&'a [u8]> {
     if p.is_null() {
         return None;
     }
-    // SAFETY: the caller promises a NUL-terminated string.
+    // SAFETY: p is non-NULL, and the caller vouches for the string and its lifetime.
     Some(unsafe { CStr::from_ptr(p) }.to_bytes())
 }
 
@@ -471,7 +515,9 @@ unsafe extern "C" fn get_server_variable(
             set_last_error(ERROR_INSUFFICIENT_BUFFER);
             return FALSE;
         }
-        // SAFETY: buffer holds at least capacity >= wire.len() bytes, per the contract.
+        // SAFETY: buffer is non-NULL (checked above) and the caller's *size = capacity >=
+        // wire.len() bytes are writable there (the contract); wire is the host's own Vec,
+        // so the two do not overlap; size is non-NULL (checked above).
         unsafe {
             std::ptr::copy_nonoverlapping(wire.as_ptr(), buffer.cast::<u8>(), wire.len());
             *size = wire.len() as u32;
@@ -511,7 +557,9 @@ unsafe extern "C" fn write_client(
         let data: &[u8] = if len == 0 {
             &[]
         } else {
-            // SAFETY: the caller promises `len` readable bytes at buffer.
+            // SAFETY: buffer is non-NULL (caller_size refuses NULL with a non-zero size) and
+            // WriteClient's caller provides `len` bytes of data there, left alone until the
+            // call returns (the data is copied before then, for HSE_IO_ASYNC too).
             unsafe { std::slice::from_raw_parts(buffer.cast::<u8>(), len) }
         };
         let is_async = flags & HSE_IO_ASYNC != 0;
@@ -626,8 +674,10 @@ fn run_completion(
         format!("I/O completion callback(cbIO {bytes}, dwError {error}) called")
     });
     let ecb = ex.ecb_ptr();
-    // SAFETY: the callback was registered by the extension for this request, whose ECB is
-    // alive (we hold an Arc); no host lock is held, so the callback may call back in.
+    // SAFETY: the extension gave this function as a PFN_HSE_IO_COMPLETION for this request
+    // (HSE_REQ_IO_COMPLETION, or pfnHseIO), with this context. The request had not ended
+    // when checked under the lock, and the ECB stays alive whatever happens now (`ex`
+    // holds the Exchange). No host lock is held, so the callback may call back in.
     unsafe { callback(ecb, context as *mut c_void, bytes, error) };
     host.trace(ex.id, || "I/O completion callback returned".to_string());
 }
@@ -643,11 +693,13 @@ unsafe extern "C" fn read_client(hconn: HCONN, buffer: *mut c_void, size: *mut D
             Ok(capacity) => capacity,
             Err(failed) => return failed,
         };
-        let out: &mut [u8] = if capacity == 0 {
-            &mut []
+        let out = if capacity == 0 {
+            BodyOut::from(&mut [][..])
         } else {
-            // SAFETY: the caller promises `capacity` writable bytes at buffer.
-            unsafe { std::slice::from_raw_parts_mut(buffer.cast::<u8>(), capacity) }
+            // SAFETY: buffer is non-NULL (caller_size refuses NULL with a non-zero size) and
+            // ReadClient's caller provides `capacity` writable bytes there, initialised or
+            // not, which it leaves alone until the call returns.
+            unsafe { BodyOut::from_raw(buffer.cast::<u8>(), capacity) }
         };
         let call = || format!("ReadClient({capacity} bytes)");
         match read_into(&ex, out) {
@@ -667,7 +719,7 @@ unsafe extern "C" fn read_client(hconn: HCONN, buffer: *mut c_void, size: *mut D
 }
 
 /// Reads request body bytes for ReadClient / ASYNC_READ_CLIENT. Ok(0) at the end.
-fn read_into(ex: &Exchange, out: &mut [u8]) -> Result<usize, u32> {
+fn read_into(ex: &Exchange, out: BodyOut<'_>) -> Result<usize, u32> {
     let mut state = ex.lock();
     let State { conn, body, .. } = &mut *state;
     let Some(conn) = conn.as_mut().filter(|c| !c.closed) else {
@@ -740,19 +792,23 @@ unsafe extern "C" fn server_support_function(
         let Some(ex) = exchange_for(host, hconn, || call.to_string()) else {
             return FALSE;
         };
-        // SAFETY: each arm below relies on the documented meaning of the three arguments
-        // for its request code; NULL pointers are checked before use.
+        // SAFETY: these are the extension's own arguments, passed on unchanged, and by
+        // calling ServerSupportFunction it promises they mean what ISAPI defines for
+        // `request`, which is all `support` requires (it checks for NULL itself).
         unsafe { support(host, &ex, &call, request, buffer, size, data_type) }
     })
 }
 
 /// Sends the extension's status and headers (SEND_RESPONSE_HEADER and _EX, TRANSMIT_FILE).
+/// `in_call`: the extension is making this call now, on its thread (not an HSE_IO_ASYNC
+/// operation running on a worker), so dwHttpStatusCode may be set from the status.
 fn send_headers(
     host: &'static Host,
     ex: &Exchange,
     status: &[u8],
     block: &[u8],
     keep_conn: bool,
+    in_call: bool,
 ) -> Result<(), u32> {
     let mut state = ex.lock();
     if state.response.started() {
@@ -782,8 +838,10 @@ fn send_headers(
     state
         .response
         .set_headers(code, &status, headers, keep_conn);
-    // SAFETY: see the Sync impl; dwHttpStatusCode is the log status, as IIS sets it.
-    unsafe { (*ex.ecb_ptr()).dwHttpStatusCode = code as u32 };
+    if in_call {
+        // Asynchronously, the ECB is the extension's to use meanwhile: leave it alone.
+        ex.set_status_code(&mut state, code);
+    }
     if state.response.flush_each_write {
         let stopping = host.stopping();
         let State { conn, response, .. } = &mut *state;
@@ -848,7 +906,7 @@ unsafe fn support(
                 let (status, n, keep) = (show(status), block.len(), info.fKeepConn);
                 format!("({status}, {n} header bytes, fKeepConn {keep})")
             };
-            match send_headers(host, ex, status, block, info.fKeepConn != 0) {
+            match send_headers(host, ex, status, block, info.fKeepConn != 0, true) {
                 Ok(()) => ok(&detail),
                 Err(e) => fail(host, ex.id, || format!("{call}{}", detail()), e),
             }
@@ -860,7 +918,7 @@ unsafe fn support(
             // SAFETY: as above.
             let block = unsafe { c_str(data_type as *const c_char) }.unwrap_or(b"");
             let detail = || format!("({}, {} header bytes)", show(status), block.len());
-            match send_headers(host, ex, status, block, false) {
+            match send_headers(host, ex, status, block, false, true) {
                 Ok(()) => ok(&detail),
                 Err(e) => fail(host, ex.id, || format!("{call}{}", detail()), e),
             }
@@ -898,7 +956,8 @@ unsafe fn support(
             state.io_completion = if buffer.is_null() {
                 None
             } else {
-                // SAFETY: buffer is a PFN_HSE_IO_COMPLETION (contract).
+                // SAFETY: buffer is non-NULL (this branch) and, by the contract, a
+                // PFN_HSE_IO_COMPLETION (data and function pointers have the same size).
                 let f = unsafe {
                     std::mem::transmute::<
                         *mut c_void,
@@ -1040,19 +1099,27 @@ unsafe fn support(
                     ERROR_INSUFFICIENT_BUFFER,
                 );
             }
-            // SAFETY: data_type points to an HSE_URL_MAPEX_INFO (contract).
-            let info = unsafe { &mut *(data_type as *mut HSE_URL_MAPEX_INFO) };
-            info.lpszPath = [0; 260];
-            for (d, s) in info.lpszPath.iter_mut().zip(&path) {
+            let mut physical = [0 as c_char; 260];
+            for (d, s) in physical.iter_mut().zip(&path) {
                 *d = *s as c_char;
             }
-            info.dwFlags = HSE_URL_FLAGS_READ | HSE_URL_FLAGS_SCRIPT | HSE_URL_FLAGS_EXECUTE;
-            info.cchMatchingPath = ex.info.site().physical_path.len() as u32;
-            info.cchMatchingURL = if ex.info.site().vdir == "/" {
+            let matching_url = if ex.info.site().vdir == "/" {
                 0
             } else {
                 ex.info.site().vdir.len() as u32
             };
+            let info = data_type.cast::<HSE_URL_MAPEX_INFO>();
+            // SAFETY: data_type is non-NULL (checked) and, by the contract, points to the
+            // caller's HSE_URL_MAPEX_INFO (an LPDWORD, so aligned for its DWORDs). It may be
+            // uninitialised, so it is only written, field by field through the raw pointer,
+            // and no reference to it is made; the reserved fields are left as they are.
+            unsafe {
+                (&raw mut (*info).lpszPath).write(physical);
+                (&raw mut (*info).dwFlags)
+                    .write(HSE_URL_FLAGS_READ | HSE_URL_FLAGS_SCRIPT | HSE_URL_FLAGS_EXECUTE);
+                (&raw mut (*info).cchMatchingPath).write(ex.info.site().physical_path.len() as u32);
+                (&raw mut (*info).cchMatchingURL).write(matching_url);
+            }
             if !size.is_null() {
                 // SAFETY: size is non-NULL.
                 unsafe { *size = path.len() as u32 + 1 };
@@ -1080,7 +1147,7 @@ unsafe fn support(
                 b"\r\n\r\n",
             ]
             .concat();
-            if let Err(e) = send_headers(host, ex, b"302 Object Moved", &block, true) {
+            if let Err(e) = send_headers(host, ex, b"302 Object Moved", &block, true, true) {
                 return fail(host, ex.id, || call.to_string(), e);
             }
             let mut state = ex.lock();
@@ -1164,8 +1231,11 @@ unsafe fn support(
             let ex2 = ex.clone();
             let address = buffer as usize;
             host.poller.submit(Work::Task(Box::new(move || {
-                // SAFETY: the extension keeps the buffer valid until the completion runs.
-                let out = unsafe { std::slice::from_raw_parts_mut(address as *mut u8, capacity) };
+                // SAFETY: buffer was checked non-NULL; the extension's `capacity` (*lpdwSize)
+                // bytes there, initialised or not, stay valid and are left alone until its
+                // completion callback runs (the buffer belongs to the pending read, as with
+                // any overlapped I/O), which `run_completion` calls only after this read.
+                let out = unsafe { BodyOut::from_raw(address as *mut u8, capacity) };
                 let (bytes, error) = match read_into(&ex2, out) {
                     Ok(n) => (n as u32, 0),
                     Err(e) => (0, e),
@@ -1181,10 +1251,19 @@ unsafe fn support(
     }
 }
 
-/// An HSE_TF_INFO moved to a worker thread.
+/// A copy of an HSE_TF_INFO, moved to the worker that runs an HSE_IO_ASYNC TRANSMIT_FILE.
 struct TfInfo(HSE_TF_INFO);
-// SAFETY: the pointers inside (file handle, head, tail, context) stay valid until the
-// completion callback runs, per the contract; they are only read.
+// SAFETY: the raw pointers in it are the extension's, and nothing about them is tied to
+// the thread that called: pHead/pTail (HeadLength/TailLength bytes) and pszStatusCode are
+// only read, by `transmit`; hFile is only read from, with positioned reads (pread /
+// ReadFile at an explicit offset) that do not depend on the calling thread or move a
+// shared file position, and is never closed here; pContext is never dereferenced, only
+// handed back to the completion callback (pfnHseIO is a plain function pointer). For an
+// asynchronous TransmitFile, as for any overlapped I/O, the extension must keep the
+// buffers, the string and the handle valid and unchanged until its completion callback
+// runs, and `run_completion` is called only after `transmit` has returned. The copy
+// reaches the worker through the poller's queue (a mutex), so what the extension wrote
+// before the call is visible there.
 unsafe impl Send for TfInfo {}
 
 /// Sends head, file range and tail for HSE_REQ_TRANSMIT_FILE. Returns the bytes sent.
@@ -1192,13 +1271,14 @@ fn transmit(host: &'static Host, ex: &Exchange, tf: &HSE_TF_INFO) -> Result<u32,
     let head: &[u8] = if tf.pHead.is_null() || tf.HeadLength == 0 {
         &[]
     } else {
-        // SAFETY: pHead points to HeadLength bytes (contract).
+        // SAFETY: pHead is non-NULL and points to HeadLength bytes the extension keeps valid
+        // and unchanged until the call returns, or for HSE_IO_ASYNC its completion (TfInfo).
         unsafe { std::slice::from_raw_parts(tf.pHead.cast::<u8>(), tf.HeadLength as usize) }
     };
     let tail: &[u8] = if tf.pTail.is_null() || tf.TailLength == 0 {
         &[]
     } else {
-        // SAFETY: pTail points to TailLength bytes (contract).
+        // SAFETY: as for pHead, with TailLength bytes.
         unsafe { std::slice::from_raw_parts(tf.pTail.cast::<u8>(), tf.TailLength as usize) }
     };
     // Check the file and the offset before anything is sent: an offset past the end fails
@@ -1225,10 +1305,11 @@ fn transmit(host: &'static Host, ex: &Exchange, tf: &HSE_TF_INFO) -> Result<u32,
         state.response.close_after();
     }
     if tf.dwFlags & HSE_IO_SEND_HEADERS != 0 {
-        // SAFETY: pszStatusCode is a NUL-terminated string or NULL.
+        // SAFETY: pszStatusCode is NULL or a NUL-terminated string, valid as long as pHead.
         let status = unsafe { c_str(tf.pszStatusCode) }.unwrap_or(b"200 OK");
         let block = head.split(|&b| b == 0).next().unwrap_or(b"");
-        send_headers(host, ex, status, block, true)?;
+        let in_call = tf.dwFlags & HSE_IO_ASYNC == 0;
+        send_headers(host, ex, status, block, true, in_call)?;
     }
     let mut state = ex.lock();
     let mut sent = 0u64;

@@ -2,7 +2,8 @@
 //! three entry points by name, call `GetExtensionVersion` once.
 //!
 //! The [`Extension`] is the only place the host holds the extension's function pointers;
-//! `HttpExtensionProc` and `TerminateExtension` are called through its safe methods.
+//! `TerminateExtension` is called through a safe method, `HttpExtensionProc` through an
+//! `unsafe` one whose caller vouches for the ECB.
 use isapi_wsgi::isapi::ffi::{EXTENSION_CONTROL_BLOCK, HSE_TERM_MUST_UNLOAD, HSE_VERSION_INFO};
 use isapi_wsgi::sys::{Library, Visibility};
 use std::path::Path;
@@ -39,8 +40,11 @@ impl Extension {
             .symbol("HttpExtensionProc")
             .ok_or_else(|| missing("HttpExtensionProc"))?;
         let terminate = library.symbol("TerminateExtension");
-        // SAFETY: these exports are declared by the ISAPI contract with exactly these
-        // signatures (headers/httpext.h); a library exporting these names promises them.
+        // SAFETY: each pointer is a non-NULL export of `library` (symbol() found it), and
+        // data and function pointers have the same size here. The ISAPI contract fixes
+        // these names' signatures (headers/httpext.h: WINAPI, which is the "system" ABI),
+        // so a library exporting them promises them. They stay valid for the life of the
+        // process: a `Library` is never unloaded.
         let (get_version, http_extension_proc, terminate_extension) = unsafe {
             (
                 std::mem::transmute::<*mut std::ffi::c_void, GetExtensionVersionFn>(get_version),
@@ -50,7 +54,8 @@ impl Extension {
             )
         };
         let mut info = HSE_VERSION_INFO::default();
-        // SAFETY: info is a valid, zeroed HSE_VERSION_INFO the extension may write.
+        // SAFETY: the export's signature is as above; info is a valid, zeroed
+        // HSE_VERSION_INFO that the extension may write during the call.
         let ok = unsafe { get_version(&mut info) };
         if ok == 0 {
             return Err(format!(
@@ -77,10 +82,21 @@ impl Extension {
         self.library.path()
     }
 
-    /// Calls `HttpExtensionProc`. The ECB must stay valid until the request is over.
-    pub fn http_extension_proc(&self, ecb: *mut EXTENSION_CONTROL_BLOCK) -> u32 {
-        // SAFETY: ecb points to a fully initialised ECB owned by a live Exchange, which is
-        // kept alive until DONE_WITH_SESSION or the return of a non-PENDING status.
+    /// Calls `HttpExtensionProc(ecb)` and returns its HSE_STATUS_* value (or whatever else
+    /// the extension returned).
+    ///
+    /// # Safety
+    /// `ecb` must point to a fully initialised EXTENSION_CONTROL_BLOCK that stays valid,
+    /// at the same address, until the request ends: the return of a status other than
+    /// HSE_STATUS_PENDING, or else HSE_REQ_DONE_WITH_SESSION (which may come from any
+    /// thread, before or after the return). Until then its string pointers must point to
+    /// live NUL-terminated strings and `lpbData` to `cbAvailable` readable bytes, and its
+    /// four callbacks must be usable with its ConnID from any thread. The extension may
+    /// write the ECB (dwHttpStatusCode, lpszLogData) meanwhile, so no Rust reference to
+    /// it may be held across the call.
+    pub unsafe fn http_extension_proc(&self, ecb: *mut EXTENSION_CONTROL_BLOCK) -> u32 {
+        // SAFETY: the `HttpExtensionProc` export of `self.library` (never unloaded), with
+        // the signature ISAPI fixes; the caller vouches for `ecb` as the contract requires.
         unsafe { (self.http_extension_proc)(ecb) }
     }
 
@@ -88,7 +104,9 @@ impl Extension {
     /// Returns None if it does not.
     pub fn terminate(&self) -> Option<bool> {
         let terminate = self.terminate_extension?;
-        // SAFETY: the export has the documented signature; called once, at shutdown.
+        // SAFETY: the `TerminateExtension` export of `self.library` (never unloaded), with
+        // the signature ISAPI fixes; it takes a DWORD by value, so there is nothing else to
+        // vouch for. The host calls it once, at shutdown, as IIS does.
         Some(unsafe { terminate(HSE_TERM_MUST_UNLOAD) } != 0)
     }
 }

@@ -8,6 +8,8 @@
 //! allow, whatever the input; a fuzz test in `tests/host_malformed.rs` and the unit tests
 //! below hold it to that.
 
+use std::mem::MaybeUninit;
+
 /// Size limits applied while parsing (command-line options `--max-request-line` and
 /// `--max-header-bytes`).
 #[derive(Clone, Copy, Debug)]
@@ -384,6 +386,47 @@ fn interpret(
     })
 }
 
+/// Where request body bytes go: a byte buffer that need not be initialised, such as the
+/// one an extension hands to ReadClient (C code mallocs it). A `&mut [u8]` may not point
+/// to uninitialised bytes, so this holds `MaybeUninit<u8>`s and only ever writes
+/// initialised bytes into them, never reads them.
+pub struct BodyOut<'a>(&'a mut [MaybeUninit<u8>]);
+
+impl<'a> BodyOut<'a> {
+    /// The `len` bytes at `ptr`, initialised or not.
+    ///
+    /// # Safety
+    /// `ptr` must be non-NULL and valid for writes of `len` bytes for `'a`, and nothing
+    /// else may access those bytes meanwhile.
+    pub unsafe fn from_raw(ptr: *mut u8, len: usize) -> BodyOut<'a> {
+        // SAFETY: the caller vouches for the pointer, the length and the exclusive access;
+        // a MaybeUninit<u8> may hold any byte or none, so the bytes need not be initialised.
+        BodyOut(unsafe { std::slice::from_raw_parts_mut(ptr.cast::<MaybeUninit<u8>>(), len) })
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Copies `bytes` in at offset `at` (which, plus their length, must fit).
+    pub fn put(&mut self, at: usize, bytes: &[u8]) {
+        self.0[at..at + bytes.len()].write_copy_of_slice(bytes);
+    }
+}
+
+impl<'a> From<&'a mut [u8]> for BodyOut<'a> {
+    fn from(buffer: &'a mut [u8]) -> BodyOut<'a> {
+        // SAFETY: the borrow gives exclusive access to buffer.len() writable bytes at a
+        // non-NULL pointer for 'a; BodyOut writes only initialised bytes, so the buffer is
+        // still a valid [u8] when the borrow ends.
+        unsafe { BodyOut::from_raw(buffer.as_mut_ptr(), buffer.len()) }
+    }
+}
+
 /// Decodes a `Transfer-Encoding: chunked` body incrementally: feed it whatever bytes have
 /// arrived, get the payload bytes out. Chunk extensions and trailers are read and dropped.
 #[derive(Debug, Clone)]
@@ -445,7 +488,11 @@ impl ChunkedDecoder {
 
     /// Decodes from `input` into `out`. Returns (bytes of input consumed, bytes of payload
     /// written). Stops when `out` is full, the input is used up, or the body ends.
-    pub fn decode(&mut self, input: &[u8], out: &mut [u8]) -> Result<(usize, usize), HttpError> {
+    pub fn decode(
+        &mut self,
+        input: &[u8],
+        out: &mut BodyOut<'_>,
+    ) -> Result<(usize, usize), HttpError> {
         let bad = |m| Err(HttpError::BadRequest(m));
         let (mut i, mut o) = (0, 0);
         while i < input.len() {
@@ -499,7 +546,7 @@ impl ChunkedDecoder {
                     let n = (input.len() - i)
                         .min(out.len() - o)
                         .min(remaining.min(usize::MAX as u64) as usize);
-                    out[o..o + n].copy_from_slice(&input[i..i + n]);
+                    out.put(o, &input[i..i + n]);
                     i += n;
                     o += n;
                     let left = remaining - n as u64;
@@ -737,7 +784,7 @@ mod tests {
         let mut pos = 0;
         // Feed one byte at a time to exercise every state boundary.
         while pos < input.len() && !d.is_done() {
-            let (used, made) = d.decode(&input[pos..pos + 1], &mut out)?;
+            let (used, made) = d.decode(&input[pos..pos + 1], &mut (&mut out[..]).into())?;
             all.extend_from_slice(&out[..made]);
             pos += used;
             if used == 0 {
@@ -764,7 +811,8 @@ mod tests {
         let mut d = ChunkedDecoder::default();
         let mut out = [0u8; 64];
         assert_eq!(
-            d.decode(b"2\r\nab\r\n0\r\n\r\nNEXT", &mut out).unwrap(),
+            d.decode(b"2\r\nab\r\n0\r\n\r\nNEXT", &mut (&mut out[..]).into())
+                .unwrap(),
             (12, 2)
         );
         assert!(d.is_done());
@@ -817,7 +865,7 @@ mod tests {
                 if head.body == BodyKind::Chunked {
                     let mut d = ChunkedDecoder::default();
                     let mut out = [0u8; 16];
-                    let _ = d.decode(&input[used..], &mut out);
+                    let _ = d.decode(&input[used..], &mut (&mut out[..]).into());
                 }
             }
         }

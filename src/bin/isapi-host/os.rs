@@ -160,6 +160,39 @@ unsafe extern "system" {
         read: *mut u32,
         wait: i32,
     ) -> i32;
+    fn CreateEventW(
+        attributes: *mut c_void,
+        manual_reset: i32,
+        initial_state: i32,
+        name: *const u16,
+    ) -> *mut c_void;
+    fn CloseHandle(handle: *mut c_void) -> i32;
+}
+
+/// An event handle, closed on drop.
+#[cfg(windows)]
+struct Event(*mut c_void);
+
+#[cfg(windows)]
+impl Event {
+    /// A manual-reset event, not signalled.
+    fn new() -> std::io::Result<Event> {
+        // SAFETY: no security attributes and no name: CreateEventW reads no memory of ours.
+        let handle = unsafe { CreateEventW(std::ptr::null_mut(), 1, 0, std::ptr::null()) };
+        if handle.is_null() {
+            Err(std::io::Error::last_os_error())
+        } else {
+            Ok(Event(handle))
+        }
+    }
+}
+
+#[cfg(windows)]
+impl Drop for Event {
+    fn drop(&mut self) {
+        // SAFETY: the handle is ours, open, and closed only here.
+        unsafe { CloseHandle(self.0) };
+    }
 }
 
 #[cfg(windows)]
@@ -230,16 +263,27 @@ pub fn read_file_at(handle: *mut c_void, offset: u64, buf: &mut [u8]) -> std::io
     }
     #[cfg(windows)]
     {
+        // The read waits on an event of its own. With no event, GetOverlappedResult would
+        // wait on the file handle, which every overlapped operation on it signals: with a
+        // handle the extension shares (two TRANSMIT_FILEs of one cached file) it could
+        // return while this read still writes into `buf` and `overlapped`. The event's low
+        // bit set keeps the completion off any I/O completion port the extension bound the
+        // handle to (which would otherwise get a packet naming our OVERLAPPED).
+        let event = Event::new()?;
         let mut overlapped = Overlapped {
             internal: 0,
             internal_high: 0,
             offset: offset as u32,
             offset_high: (offset >> 32) as u32,
-            event: std::ptr::null_mut(),
+            event: (event.0 as usize | 1) as *mut c_void,
         };
         let mut read = 0u32;
         let len = buf.len().min(u32::MAX as usize) as u32;
-        // SAFETY: buf is valid for len bytes; overlapped lives across the (synchronous) call.
+        // SAFETY: buf is valid for writes of len bytes and overlapped is a valid OVERLAPPED;
+        // both outlive the read: it either completes within the call (a synchronous
+        // handle, or an error) or returns ERROR_IO_PENDING, and then the wait below does
+        // not return before it has completed. The handle is the extension's (TRANSMIT_FILE);
+        // a bad one makes ReadFile fail.
         let ok = unsafe {
             ReadFile(
                 handle,
@@ -256,7 +300,9 @@ pub fn read_file_at(handle: *mut c_void, offset: u64, buf: &mut [u8]) -> std::io
         if e.raw_os_error() == Some(997) {
             // ERROR_IO_PENDING: the handle was opened with FILE_FLAG_OVERLAPPED (as the
             // documentation recommends); wait for this one read to finish.
-            // SAFETY: overlapped and buf stay alive until the wait returns.
+            // SAFETY: overlapped is the one the pending read uses; its event is signalled only
+            // by that read's completion, so the wait (bWait TRUE) returns only once the read
+            // no longer touches overlapped or buf, which both live until after it.
             if unsafe { GetOverlappedResult(handle, &mut overlapped, &mut read, 1) } != 0 {
                 return Ok(read as usize);
             }

@@ -9,7 +9,7 @@
 use crate::cli::{Options, ScriptMap};
 use crate::http::{HttpError, RequestHead, percent_decode};
 use std::borrow::Cow;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 /// The site and application configuration, fixed for the host's lifetime.
 #[derive(Debug, Clone)]
@@ -22,6 +22,8 @@ pub struct Site {
     pub physical_path: String,
     pub https: bool,
     pub user: Option<String>,
+    /// `--remote-addr`: the client address shown in REMOTE_ADDR / REMOTE_HOST.
+    pub remote_addr: Option<IpAddr>,
     pub server_name: Option<String>,
     pub server_software: String,
     pub all_http_eol: &'static str,
@@ -44,6 +46,7 @@ impl Site {
             },
             https: o.https,
             user: o.user.clone(),
+            remote_addr: o.remote_addr,
             server_name: o.server_name.clone(),
             server_software: o.server_software.clone(),
             all_http_eol: if o.all_http_crlf { "\r\n" } else { "\n" },
@@ -103,6 +106,8 @@ pub enum Unmapped {
 #[derive(Debug)]
 pub struct RequestInfo {
     pub head: RequestHead,
+    /// The client's real address: REMOTE_PORT and the access log use it, REMOTE_ADDR too
+    /// unless the site says otherwise (`--remote-addr`).
     pub remote: SocketAddr,
     pub local: SocketAddr,
     pub script_name: String,
@@ -270,6 +275,11 @@ impl RequestInfo {
         self.local.ip().to_string()
     }
 
+    /// The client's address as the extension sees it: `--remote-addr`, else the peer's.
+    fn client_ip(&self) -> IpAddr {
+        self.site.remote_addr.unwrap_or(self.remote.ip())
+    }
+
     fn joined_headers(&self, matches: impl Fn(&str) -> bool) -> Option<Vec<u8>> {
         let mut out: Option<Vec<u8>> = None;
         for (name, value) in &self.head.headers {
@@ -406,7 +416,9 @@ impl RequestInfo {
             "PATH_INFO" => s(&self.path_info),
             "PATH_TRANSLATED" | "REQUEST_FILENAME" => s(&self.path_translated),
             "QUERY_STRING" => s(self.head.query()),
-            "REMOTE_ADDR" | "REMOTE_HOST" => o(self.remote.ip().to_string()),
+            // IIS has reverse lookups off by default (enableReverseDns), so REMOTE_HOST is
+            // the address too. `--remote-addr` replaces the address, not the port.
+            "REMOTE_ADDR" | "REMOTE_HOST" => o(self.client_ip().to_string()),
             "REMOTE_PORT" => o(self.remote.port().to_string()),
             "SCRIPT_NAME" => s(&self.script_name),
             "SCRIPT_FILENAME" => o(site.translate(&self.script_name)),
@@ -533,6 +545,7 @@ mod tests {
             physical_path: "/srv/app".into(),
             https: false,
             user: None,
+            remote_addr: None,
             server_name: None,
             server_software: "Microsoft-IIS/10.0".into(),
             all_http_eol: "\n",
@@ -638,5 +651,27 @@ mod tests {
             Some((vec![b'1', 0, 0, 0], true))
         );
         assert_eq!(i.lookup_wire("INSTANCE_ID"), Some((vec![b'1', 0], false)));
+    }
+
+    #[test]
+    fn remote_addr_replaces_the_client_address_but_not_its_port() {
+        let i = info("/x", site("/", ScriptMap::Wildcard, false)).unwrap();
+        assert_eq!(text(&i, "REMOTE_ADDR"), "127.0.0.1");
+        assert_eq!(text(&i, "REMOTE_HOST"), "127.0.0.1");
+        for shown in ["192.0.2.7", "2001:db8::7"] {
+            let mut s = (*site("/", ScriptMap::Wildcard, false)).clone();
+            s.remote_addr = Some(shown.parse().unwrap());
+            let i = info("/x", Arc::new(s)).unwrap();
+            for name in [
+                "REMOTE_ADDR",
+                "REMOTE_HOST",
+                "UNICODE_REMOTE_ADDR",
+                "UNICODE_REMOTE_HOST",
+            ] {
+                assert_eq!(text(&i, name), shown, "{name}");
+            }
+            assert_eq!(text(&i, "REMOTE_PORT"), "5000");
+            assert_eq!(text(&i, "LOCAL_ADDR"), "127.0.0.1");
+        }
     }
 }
