@@ -161,6 +161,57 @@ fn the_built_in_demo_app_without_any_configuration() {
 }
 
 #[test]
+fn the_demo_answers_only_clients_on_this_machine() {
+    // With no application configured, the demo shows every request header and the
+    // Python version: only to loopback clients. A client elsewhere on the network
+    // (isapi-host --remote-addr, as IIS would report it) gets a 500 page that says nothing
+    // about the server, and the log says once how to configure an application. Before,
+    // anyone got the demo.
+    let library = common::bridge_library();
+    for (address, served) in [
+        ("192.0.2.7", false),
+        ("10.1.2.3", false),
+        ("2001:db8::7", false),
+        ("::ffff:192.0.2.7", false),
+        ("127.0.0.1", true),
+        ("127.8.9.10", true),
+        ("::1", true),
+        ("::ffff:127.0.0.1", true),
+    ] {
+        let host = Host::start(&library, &["--strict", "--remote-addr", address]);
+        for _ in 0..2 {
+            let r = get(host.addr, "/");
+            if served {
+                assert!(
+                    r.status == 200 && r.text().contains("<h1>Hello from isapi-wsgi</h1>"),
+                    "{address}: {r:?}"
+                );
+            } else {
+                let page = r.text();
+                assert!(
+                    r.status == 500 && page.contains("No application is configured"),
+                    "{address}: {r:?}"
+                );
+                assert!(
+                    !page.contains("Python") && !page.contains("HTTP_"),
+                    "{address}: {page}"
+                );
+            }
+        }
+        let stopped = host.stop();
+        stopped.assert_clean();
+        let refusals = stopped
+            .stderr
+            .matches("the built-in demo app only answers clients on this machine")
+            .count();
+        assert_eq!(refusals, usize::from(!served), "{address}: {}", stopped.stderr);
+        if !served {
+            assert!(stopped.stderr.contains("[wsgi] app = module:callable"));
+        }
+    }
+}
+
+#[test]
 fn the_hello_example_wrapped_in_the_validator() {
     let (site, host) = example("hello");
     let r = get(host.addr, "/");

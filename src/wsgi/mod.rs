@@ -171,7 +171,10 @@ impl Bridge {
         }
         DEMO_REFUSED.call_once(|| {
             log::line(
-                "no application is configured, and the built-in demo app only answers clients                  on this machine (127.0.0.0/8, ::1): other clients get a 500 page. Configure                  the application with [wsgi] app = module:callable in an isapi_wsgi.ini next to                  the library (or the file named by ISAPI_WSGI_CONFIG); see the README",
+                "no application is configured, and the built-in demo app only answers clients \
+                 on this machine (127.0.0.0/8, ::1): other clients get a 500 page. Configure \
+                 the application with [wsgi] app = module:callable in an isapi_wsgi.ini next to \
+                 the library (or the file named by ISAPI_WSGI_CONFIG); see the README",
             )
         });
         Some(Failure::Refused(Page::not_configured()))
