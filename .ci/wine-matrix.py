@@ -547,7 +547,8 @@ class Matrix:
         `--impersonation-token self` the host hands out a real token (a duplicate of its
         own, as IIS hands the authenticated user's). The worker thread must have it during
         the request and be back to no token after it, also after a request that failed; with
-        the default NULL token the worker never impersonates."""
+        the default NULL token the worker never impersonates; with a token SetThreadToken
+        refuses, the request is answered 500 without running the app."""
         directory = os.path.join(self.work, "impersonation")
         ini = self.write_ini(directory, home=os.path.join(PYTHONS, "3.13"))
         with open(ini, "a", encoding="utf-8") as f:
@@ -570,6 +571,17 @@ class Matrix:
         try:
             status, _, body = host.request("GET", "/token")
             assert (status, body) == (200, b"during the request: none\n"), (status, body, host.log())
+        finally:
+            self.clean_shutdown(host)
+        # A token SetThreadToken refuses: the app must not run as the worker process in the
+        # user's stead. The request gets a 500 page and the log says why.
+        host = Host(self.build, ini, extra_args=["--impersonation-token", "invalid"])
+        try:
+            for _ in range(2):
+                status, _, body = host.request("GET", "/token")
+                assert status == 500 and b"could not take the identity" in body, (status, body, host.log())
+            assert "could not take the request's identity (SetThreadToken error" in host.log(), host.log()
+            assert "the request is refused with a 500 page" in host.log(), host.log()
         finally:
             self.clean_shutdown(host)
 

@@ -288,7 +288,10 @@ fn request_data_in_log_lines_cannot_forge_or_split_lines() {
         !log.lines().any(|line| line.starts_with("2000-01-01")),
         "a forged line:\n{log}"
     );
-    assert!(!log.contains('\u{1b}'), "an escape character reached the log");
+    assert!(
+        !log.contains('\u{1b}'),
+        "an escape character reached the log"
+    );
     site.finish(host);
 }
 
@@ -306,7 +309,10 @@ fn a_lower_case_head_is_not_head_anywhere() {
     client.send(b"head / HTTP/1.1\r\nHost: x\r\n\r\n");
     let r = client.response(false);
     assert_eq!(r.status, 500, "{r:?}");
-    assert!(r.text().contains("The application failed to start"), "{r:?}");
+    assert!(
+        r.text().contains("The application failed to start"),
+        "{r:?}"
+    );
     client.send(b"HEAD / HTTP/1.1\r\nHost: x\r\n\r\n");
     let r = client.response(true);
     assert!(r.status == 500 && r.body.is_empty(), "{r:?}");

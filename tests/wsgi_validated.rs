@@ -204,7 +204,12 @@ fn the_demo_answers_only_clients_on_this_machine() {
             .stderr
             .matches("the built-in demo app only answers clients on this machine")
             .count();
-        assert_eq!(refusals, usize::from(!served), "{address}: {}", stopped.stderr);
+        assert_eq!(
+            refusals,
+            usize::from(!served),
+            "{address}: {}",
+            stopped.stderr
+        );
         if !served {
             assert!(stopped.stderr.contains("[wsgi] app = module:callable"));
         }

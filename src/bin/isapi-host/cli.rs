@@ -48,10 +48,11 @@ Site model (what the extension sees):
   --remote-addr ADDR       requests look as if they came from ADDR (an IPv4 or IPv6
                            address): REMOTE_ADDR and REMOTE_HOST are ADDR, REMOTE_PORT
                            stays the client's port [the client's address]
-  --impersonation-token none|self
+  --impersonation-token none|self|invalid
                            what HSE_REQ_GET_IMPERSONATION_TOKEN hands out: NULL, or (Windows
                            only) an impersonation token duplicated from the host's own, as
-                           IIS hands the authenticated user's [none]
+                           IIS hands the authenticated user's, or a handle that is no token
+                           (SetThreadToken then fails) [none]
   --server-software TEXT   SERVER_SOFTWARE [Microsoft-IIS/10.0]
   --all-http-eol lf|crlf   line end in ALL_HTTP [lf]
 
@@ -76,6 +77,17 @@ pub enum AccessLog {
     Stderr,
     Off,
     File(PathBuf),
+}
+
+/// What `HSE_REQ_GET_IMPERSONATION_TOKEN` hands out (`--impersonation-token`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TokenChoice {
+    /// NULL: the process's own identity.
+    None,
+    /// A duplicate of the host's own token (Windows).
+    Own,
+    /// A handle that is not a token, so that SetThreadToken fails (Windows).
+    Invalid,
 }
 
 /// Everything the command line sets.
@@ -105,8 +117,8 @@ pub struct Options {
     pub user: Option<String>,
     /// `--remote-addr`: the client address the extension is shown instead of the real one.
     pub remote_addr: Option<IpAddr>,
-    /// `--impersonation-token self`: hand out a duplicate of the host's own token.
-    pub impersonation_token_self: bool,
+    /// `--impersonation-token`: what HSE_REQ_GET_IMPERSONATION_TOKEN hands out.
+    pub impersonation_token: TokenChoice,
     pub server_software: String,
     pub all_http_crlf: bool,
     pub strict: bool,
@@ -200,7 +212,7 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, String> 
         https: false,
         user: None,
         remote_addr: None,
-        impersonation_token_self: false,
+        impersonation_token: TokenChoice::None,
         server_software: "Microsoft-IIS/10.0".into(),
         all_http_crlf: false,
         strict: false,
@@ -326,16 +338,19 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, String> 
                 })?);
             }
             "--impersonation-token" => {
-                o.impersonation_token_self = match value()?.as_str() {
-                    "none" => false,
-                    "self" if cfg!(windows) => true,
-                    "self" => {
-                        return Err("--impersonation-token self needs Windows (there is no \
-                                    token to duplicate here)"
-                            .into());
+                o.impersonation_token = match value()?.as_str() {
+                    "none" => TokenChoice::None,
+                    "self" if cfg!(windows) => TokenChoice::Own,
+                    "invalid" if cfg!(windows) => TokenChoice::Invalid,
+                    v @ ("self" | "invalid") => {
+                        return Err(format!(
+                            "--impersonation-token {v} needs Windows (there are no tokens here)"
+                        ));
                     }
                     v => {
-                        return Err(format!("--impersonation-token: '{v}' must be none or self"));
+                        return Err(format!(
+                            "--impersonation-token: '{v}' must be none, self or invalid"
+                        ));
                     }
                 }
             }
@@ -443,25 +458,32 @@ mod tests {
         assert!(
             run(&["--impersonation-token", "user"])
                 .unwrap_err()
-                .contains("must be none or self")
+                .contains("must be none, self or invalid")
         );
-        assert!(
-            !run(&["--impersonation-token", "none"])
+        assert_eq!(
+            run(&["--impersonation-token", "none"])
                 .unwrap()
-                .impersonation_token_self
+                .impersonation_token,
+            TokenChoice::None
         );
-        if cfg!(windows) {
-            assert!(
-                run(&["--impersonation-token", "self"])
-                    .unwrap()
-                    .impersonation_token_self
-            );
-        } else {
-            assert!(
-                run(&["--impersonation-token", "self"])
-                    .unwrap_err()
-                    .contains("needs Windows")
-            );
+        for (name, choice) in [
+            ("self", TokenChoice::Own),
+            ("invalid", TokenChoice::Invalid),
+        ] {
+            if cfg!(windows) {
+                assert_eq!(
+                    run(&["--impersonation-token", name])
+                        .unwrap()
+                        .impersonation_token,
+                    choice
+                );
+            } else {
+                assert!(
+                    run(&["--impersonation-token", name])
+                        .unwrap_err()
+                        .contains("needs Windows")
+                );
+            }
         }
     }
 }

@@ -397,6 +397,12 @@ impl ImpersonationToken {
         ImpersonationToken(0)
     }
 
+    /// A value no handle of this process has (handles are multiples of 4, handed out from
+    /// the bottom): SetThreadToken fails on it, as it would on a token that is gone.
+    pub fn invalid() -> ImpersonationToken {
+        ImpersonationToken(0x0BAD_0000)
+    }
+
     /// The HANDLE to hand out (NULL for none). The host keeps it open for its whole life.
     pub fn handle(&self) -> *mut c_void {
         self.0 as *mut c_void

@@ -3,7 +3,7 @@
 //! `TerminateExtension(HSE_TERM_MUST_UNLOAD)`, report).
 use crate::accesslog::AccessLog;
 use crate::checker::Checker;
-use crate::cli::Options;
+use crate::cli::{Options, TokenChoice};
 use crate::conn::{self, Conn};
 use crate::ecb::Registry;
 use crate::extension::Extension;
@@ -86,10 +86,10 @@ pub fn run(options: Options, extension: Extension) -> io::Result<i32> {
     })?;
     listener.set_nonblocking(true)?;
     let address = listener.local_addr()?;
-    let impersonation_token = if options.impersonation_token_self {
-        ImpersonationToken::own()?
-    } else {
-        ImpersonationToken::none()
+    let impersonation_token = match options.impersonation_token {
+        TokenChoice::None => ImpersonationToken::none(),
+        TokenChoice::Own => ImpersonationToken::own()?,
+        TokenChoice::Invalid => ImpersonationToken::invalid(),
     };
     let host = Host {
         site: Arc::new(Site::from_options(&options)),
