@@ -403,6 +403,38 @@ fn exc_info_after_headers_reraises() {
 }
 
 #[test]
+fn safe_wrappers_check_the_type_c_would_trust() {
+    setup();
+    let api = isapi_wsgi::python::runtime::api().expect("started");
+    isapi_wsgi::python::Gil::acquire(api, |gil| {
+        let pending = || {
+            // SAFETY: the GIL is held (the token); PyErr_Occurred only reads the indicator.
+            !unsafe { (api.PyErr_Occurred)() }.is_null()
+        };
+        // PyIter_Next would call a NULL tp_iternext.
+        let text = gil.str("not an iterator").unwrap();
+        let error = text.next().err().expect("refused");
+        assert_eq!(
+            error.summary(),
+            "TypeError: next() on an object that is not an iterator"
+        );
+        let letters = gil.str("ab").unwrap().iter().unwrap();
+        assert_eq!(letters.next().unwrap().unwrap().text(), "a");
+        // PyTuple_Size and PyTuple_GetItem on a list set SystemError; nothing is left set.
+        let list = gil.list().unwrap();
+        list.list_append(&text).unwrap();
+        assert_eq!(list.tuple_len(), 0);
+        assert!(list.tuple_item(0).is_none());
+        assert!(!pending());
+        let tuple = gil.tuple(&[&text]).unwrap();
+        assert_eq!(tuple.tuple_len(), 1);
+        assert_eq!(tuple.tuple_item(0).unwrap().text(), "not an iterator");
+        assert!(tuple.tuple_item(1).is_none());
+        assert!(!pending());
+    });
+}
+
+#[test]
 fn invalid_status_and_headers_are_rejected() {
     let log = setup();
     for (path, expected) in [

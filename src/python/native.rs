@@ -245,8 +245,10 @@ impl<T: Native> NativeType<T> {
             flags: ffi::Py_TPFLAGS_DEFAULT,
             slots: slots.as_mut_ptr(),
         }));
-        // SAFETY: a complete spec whose strings and arrays are leaked, hence 'static.
-        let type_object = gil.own(unsafe { (api.PyType_FromSpec)(spec) })?;
+        // SAFETY: a complete spec whose strings and arrays are leaked, hence 'static, as
+        // PyType_FromSpec requires (the type keeps pointers into them); it returns a new
+        // reference to the type or NULL with an exception set.
+        let type_object = unsafe { gil.own((api.PyType_FromSpec)(spec)) }?;
         Ok(NativeType {
             type_object: type_object.into_static(),
             _value: PhantomData,
@@ -282,8 +284,10 @@ impl<T: Native> NativeType<T> {
                 std::mem::transmute(alloc);
             alloc(type_object.cast(), 0)
         };
-        let object = gil.own(object)?;
-        // SAFETY: a fresh instance of our type, zero-initialised by tp_alloc.
+        // SAFETY: tp_alloc returns a new reference or NULL with an exception set (MemoryError).
+        let object = unsafe { gil.own(object) }?;
+        // SAFETY: a fresh instance of our type (basicsize covers the slot, see `slot`),
+        // zero-initialised by tp_alloc; nobody else has seen it yet.
         unsafe { *slot(object.as_ptr()) = value };
         Ok(object)
     }

@@ -17,7 +17,7 @@ use std::ffi::{CStr, CString, c_char};
 use std::marker::PhantomData;
 use std::ptr::{NonNull, null_mut};
 
-use super::api::{Api, Exception, PyObject};
+use super::api::{Api, Exception, PyObject, ffi};
 
 /// Proof that the current thread holds the GIL, for the lifetime `'py`.
 #[derive(Clone, Copy)]
@@ -232,7 +232,13 @@ impl<'py> Gil<'py> {
     }
 
     /// Takes ownership of a new reference returned by the C API; NULL means an exception.
-    pub fn own(self, pointer: *mut PyObject) -> PyResult<'py, PyRef<'py>> {
+    ///
+    /// # Safety
+    /// `pointer` must be NULL with an exception set (then the exception is taken; NULL
+    /// without one becomes a RuntimeError), or a new strong reference to a live object that
+    /// nobody else will release: the `PyRef` releases it when dropped. A borrowed reference
+    /// (PyTuple_GetItem, PyDict_GetItem, ...) goes through [`Gil::borrowed`] instead.
+    pub unsafe fn own(self, pointer: *mut PyObject) -> PyResult<'py, PyRef<'py>> {
         match NonNull::new(pointer) {
             Some(pointer) => Ok(PyRef { pointer, gil: self }),
             None => Err(PyErr::fetch(self)),
@@ -280,47 +286,61 @@ impl<'py> Gil<'py> {
 
     /// A `str` from UTF-8 text.
     pub fn str(self, text: &str) -> PyResult<'py, PyRef<'py>> {
-        // SAFETY: pointer and length describe `text`, valid UTF-8 for the call.
-        self.own(unsafe {
-            (self.api.PyUnicode_FromStringAndSize)(text.as_ptr().cast(), text.len() as _)
-        })
+        // SAFETY: pointer and length describe `text`, valid UTF-8 for the call;
+        // PyUnicode_FromStringAndSize returns a new reference or NULL with an exception set.
+        unsafe {
+            self.own((self.api.PyUnicode_FromStringAndSize)(
+                text.as_ptr().cast(),
+                text.len() as _,
+            ))
+        }
     }
 
     /// A `str` whose code points are the bytes (PEP 3333's "native string").
     pub fn latin1(self, bytes: &[u8]) -> PyResult<'py, PyRef<'py>> {
-        // SAFETY: pointer and length describe `bytes`; latin-1 decoding cannot fail.
-        self.own(unsafe {
-            (self.api.PyUnicode_DecodeLatin1)(bytes.as_ptr().cast(), bytes.len() as _, null_mut())
-        })
+        // SAFETY: pointer and length describe `bytes` (errors = NULL: strict); the result is a
+        // new reference, or NULL with an exception set (latin-1 decoding itself cannot fail,
+        // but allocating the str can).
+        unsafe {
+            self.own((self.api.PyUnicode_DecodeLatin1)(
+                bytes.as_ptr().cast(),
+                bytes.len() as _,
+                null_mut(),
+            ))
+        }
     }
 
     /// An interned `str`, for keys made once and kept.
     pub fn interned(self, text: &CStr) -> PyResult<'py, PyRef<'py>> {
-        // SAFETY: `text` is NUL-terminated.
-        let pointer = unsafe { (self.api.PyUnicode_InternFromString)(text.as_ptr()) };
-        self.own(pointer)
+        // SAFETY: `text` is NUL-terminated; PyUnicode_InternFromString returns a new reference
+        // or NULL with an exception set.
+        unsafe { self.own((self.api.PyUnicode_InternFromString)(text.as_ptr())) }
     }
 
     /// A `bytes` object.
     pub fn bytes(self, bytes: &[u8]) -> PyResult<'py, PyRef<'py>> {
-        // SAFETY: pointer and length describe `bytes`.
-        self.own(unsafe {
-            (self.api.PyBytes_FromStringAndSize)(bytes.as_ptr().cast(), bytes.len() as _)
-        })
+        // SAFETY: pointer and length describe `bytes`, which is copied; PyBytes_FromStringAndSize
+        // returns a new reference or NULL with an exception set.
+        unsafe {
+            self.own((self.api.PyBytes_FromStringAndSize)(
+                bytes.as_ptr().cast(),
+                bytes.len() as _,
+            ))
+        }
     }
 
     /// An `int`.
     pub fn int(self, value: i64) -> PyResult<'py, PyRef<'py>> {
-        // SAFETY: no preconditions besides the GIL.
-        let pointer = unsafe { (self.api.PyLong_FromSsize_t)(value as _) };
-        self.own(pointer)
+        // SAFETY: the GIL is held (the token); PyLong_FromSsize_t returns a new reference or
+        // NULL with an exception set.
+        unsafe { self.own((self.api.PyLong_FromSsize_t)(value as _)) }
     }
 
     /// A tuple of the given items.
     pub fn tuple(self, items: &[&PyRef<'py>]) -> PyResult<'py, PyRef<'py>> {
-        // SAFETY: no preconditions besides the GIL.
-        let pointer = unsafe { (self.api.PyTuple_New)(items.len() as _) };
-        let tuple = self.own(pointer)?;
+        // SAFETY: the GIL is held; PyTuple_New returns a new reference or NULL with an
+        // exception set.
+        let tuple = unsafe { self.own((self.api.PyTuple_New)(items.len() as _)) }?;
         for (index, item) in items.iter().enumerate() {
             let item = (*item).clone();
             // SAFETY: a fresh tuple of the right size; PyTuple_SetItem steals the reference
@@ -332,25 +352,25 @@ impl<'py> Gil<'py> {
 
     /// An empty list.
     pub fn list(self) -> PyResult<'py, PyRef<'py>> {
-        // SAFETY: no preconditions besides the GIL.
-        let pointer = unsafe { (self.api.PyList_New)(0) };
-        self.own(pointer)
+        // SAFETY: the GIL is held; PyList_New returns a new reference or NULL with an
+        // exception set.
+        unsafe { self.own((self.api.PyList_New)(0)) }
     }
 
     /// An empty dict.
     pub fn dict(self) -> PyResult<'py, PyRef<'py>> {
-        // SAFETY: no preconditions besides the GIL.
-        let pointer = unsafe { (self.api.PyDict_New)() };
-        self.own(pointer)
+        // SAFETY: the GIL is held; PyDict_New returns a new reference or NULL with an
+        // exception set.
+        unsafe { self.own((self.api.PyDict_New)()) }
     }
 
     /// Imports a module by its dotted name.
     pub fn import(self, name: &str) -> PyResult<'py, PyRef<'py>> {
         let name = CString::new(name)
             .map_err(|_| PyErr::new(self, Exception::ValueError, "NUL in module name"))?;
-        // SAFETY: `name` is NUL-terminated.
-        let pointer = unsafe { (self.api.PyImport_ImportModule)(name.as_ptr()) };
-        self.own(pointer)
+        // SAFETY: `name` is NUL-terminated; PyImport_ImportModule returns a new reference or
+        // NULL with an exception set.
+        unsafe { self.own((self.api.PyImport_ImportModule)(name.as_ptr())) }
     }
 
     /// Runs Python source as a new module named `name` and returns its namespace dict.
@@ -363,13 +383,27 @@ impl<'py> Gil<'py> {
             &self.str("__name__")?,
             &self.str(name.to_str().unwrap_or("module"))?,
         )?;
-        // SAFETY: both strings are NUL-terminated; 257 is Py_file_input.
-        let pointer = unsafe { (self.api.Py_CompileString)(source.as_ptr(), name.as_ptr(), 257) };
-        let code = self.own(pointer)?;
-        // SAFETY: `code` is a code object; globals doubles as locals, as for a module.
-        self.own(unsafe {
-            (self.api.PyEval_EvalCode)(code.as_ptr(), globals.as_ptr(), globals.as_ptr())
-        })?;
+        let start = ffi::Py_file_input as std::ffi::c_int;
+        // SAFETY: both strings are NUL-terminated; Py_CompileString returns a new reference to
+        // a code object, or NULL with an exception set.
+        let code = unsafe {
+            self.own((self.api.Py_CompileString)(
+                source.as_ptr(),
+                name.as_ptr(),
+                start,
+            ))
+        }?;
+        // SAFETY: PyEval_EvalCode does not check its first argument's type: `code` is the code
+        // object Py_CompileString just made. globals is a dict (doubling as locals, as for a
+        // module). It returns a new reference (the module's value, None) or NULL with an
+        // exception set.
+        unsafe {
+            self.own((self.api.PyEval_EvalCode)(
+                code.as_ptr(),
+                globals.as_ptr(),
+                globals.as_ptr(),
+            ))
+        }?;
         Ok(globals)
     }
 
@@ -531,22 +565,26 @@ impl<'py> PyRef<'py> {
                 PyErr::fetch(self.gil); // e.g. lone surrogates: let the latin-1 path report it
             }
         }
-        // SAFETY: `self` is a str.
-        let pointer = unsafe { (self.gil.api.PyUnicode_AsLatin1String)(self.as_ptr()) };
-        let encoded = self.gil.own(pointer)?;
+        // SAFETY: `self` is a live str (checked above); PyUnicode_AsLatin1String returns a new
+        // bytes object or NULL with an exception set (UnicodeEncodeError above U+00FF).
+        let encoded = unsafe {
+            self.gil
+                .own((self.gil.api.PyUnicode_AsLatin1String)(self.as_ptr()))
+        }?;
         Ok(f(encoded.as_bytes().unwrap_or_default()))
     }
 
     /// `str(self)` as Rust text (lossy for lone surrogates).
     pub fn text(&self) -> String {
         let api = self.gil.api;
-        // SAFETY: a live object and the GIL.
-        let Ok(text) = self.gil.own(unsafe { (api.PyObject_Str)(self.as_ptr()) }) else {
+        // SAFETY: a live object and the GIL; PyObject_Str returns a new reference (CPython
+        // checks that it is a str) or NULL with an exception set.
+        let Ok(text) = (unsafe { self.gil.own((api.PyObject_Str)(self.as_ptr())) }) else {
             return "<str() failed>".to_string();
         };
-        // SAFETY: `text` is a str.
-        let pointer = unsafe { (api.PyUnicode_AsUTF8String)(text.as_ptr()) };
-        match self.gil.own(pointer) {
+        // SAFETY: `text` is a live str; PyUnicode_AsUTF8String returns a new bytes object, or
+        // NULL with an exception set (lone surrogates).
+        match unsafe { self.gil.own((api.PyUnicode_AsUTF8String)(text.as_ptr())) } {
             Ok(utf8) => String::from_utf8_lossy(utf8.as_bytes().unwrap_or_default()).into_owned(),
             Err(_) => "<unprintable>".to_string(),
         }
@@ -555,16 +593,21 @@ impl<'py> PyRef<'py> {
     /// `self.<name>`.
     pub fn getattr(&self, name: &CStr) -> PyResult<'py, PyRef<'py>> {
         let get = self.gil.api.PyObject_GetAttrString;
-        // SAFETY: a live object and a NUL-terminated name.
-        let pointer = unsafe { get(self.as_ptr(), name.as_ptr()) };
-        self.gil.own(pointer)
+        // SAFETY: a live object and a NUL-terminated name; PyObject_GetAttrString returns a
+        // new reference or NULL with an exception set.
+        unsafe { self.gil.own(get(self.as_ptr(), name.as_ptr())) }
     }
 
     /// `self.<name>` with the name given as a `str` object (faster for interned names).
     pub fn getattr_object(&self, name: &PyRef<'py>) -> PyResult<'py, PyRef<'py>> {
-        // SAFETY: live objects.
-        let pointer = unsafe { (self.gil.api.PyObject_GetAttr)(self.as_ptr(), name.as_ptr()) };
-        self.gil.own(pointer)
+        // SAFETY: live objects (PyObject_GetAttr raises TypeError for a name that is not a
+        // str); it returns a new reference or NULL with an exception set.
+        unsafe {
+            self.gil.own((self.gil.api.PyObject_GetAttr)(
+                self.as_ptr(),
+                name.as_ptr(),
+            ))
+        }
     }
 
     /// `hasattr(self, name)`.
@@ -577,22 +620,25 @@ impl<'py> PyRef<'py> {
     pub fn call(&self, args: &[&PyRef<'py>]) -> PyResult<'py, PyRef<'py>> {
         let args = self.gil.tuple(args)?;
         let call = self.gil.api.PyObject_Call;
-        // SAFETY: live callable and argument tuple; kwargs may be NULL.
-        let pointer = unsafe { call(self.as_ptr(), args.as_ptr(), null_mut()) };
-        self.gil.own(pointer)
+        // SAFETY: a live object (PyObject_Call raises TypeError if it is not callable), `args`
+        // a tuple as PyObject_Call requires (made just above), kwargs NULL; the result is a
+        // new reference or NULL with an exception set.
+        unsafe { self.gil.own(call(self.as_ptr(), args.as_ptr(), null_mut())) }
     }
 
     /// `self(a, b)`, without building the argument tuple ourselves.
     pub fn call2(&self, a: &PyRef<'py>, b: &PyRef<'py>) -> PyResult<'py, PyRef<'py>> {
-        // SAFETY: live objects; the variadic argument list is NULL-terminated.
-        self.gil.own(unsafe {
-            (self.gil.api.PyObject_CallFunctionObjArgs)(
+        // SAFETY: live objects; the variadic argument list is NULL-terminated, as
+        // PyObject_CallFunctionObjArgs requires. It returns a new reference or NULL with an
+        // exception set.
+        unsafe {
+            self.gil.own((self.gil.api.PyObject_CallFunctionObjArgs)(
                 self.as_ptr(),
                 a.as_ptr(),
                 b.as_ptr(),
                 null_mut::<PyObject>(),
-            )
-        })
+            ))
+        }
     }
 
     /// `callable(self)` is true.
@@ -627,39 +673,61 @@ impl<'py> PyRef<'py> {
 
     /// `self[index]` for a sequence.
     pub fn get_index(&self, index: usize) -> PyResult<'py, PyRef<'py>> {
-        // SAFETY: a live object.
-        let pointer = unsafe { (self.gil.api.PySequence_GetItem)(self.as_ptr(), index as _) };
-        self.gil.own(pointer)
+        // SAFETY: a live object of any type (PySequence_GetItem raises TypeError for one that
+        // is not a sequence, IndexError out of range); a new reference or NULL with an
+        // exception set.
+        unsafe {
+            self.gil
+                .own((self.gil.api.PySequence_GetItem)(self.as_ptr(), index as _))
+        }
     }
 
-    /// The length of a tuple (never raises for a tuple).
+    /// The length of a tuple (or tuple subclass); 0 for anything else.
     pub fn tuple_len(&self) -> usize {
-        // SAFETY: callers only use this on tuples; -1 (not a tuple) maps to 0.
+        if self.kind() != Kind::Tuple {
+            // PyTuple_Size would raise SystemError and leave it set.
+            return 0;
+        }
+        // SAFETY: a live tuple (checked above), for which PyTuple_Size cannot fail.
         unsafe { (self.gil.api.PyTuple_Size)(self.as_ptr()) }.max(0) as usize
     }
 
-    /// Item `index` of a tuple, which must be in range.
+    /// Item `index` of a tuple (or tuple subclass); None out of range or for anything else.
     pub fn tuple_item(&self, index: usize) -> Option<PyRef<'py>> {
-        // SAFETY: callers only use this on tuples; the result is borrowed (NULL if out of range).
+        // SAFETY: a live object of any type: PyTuple_GetItem checks both the type (SystemError)
+        // and the range (IndexError) and then returns NULL with the exception set, which we
+        // clear. Otherwise the result is borrowed from the tuple.
         let item = unsafe { (self.gil.api.PyTuple_GetItem)(self.as_ptr(), index as _) };
         if item.is_null() {
             PyErr::fetch(self.gil);
             return None;
         }
-        // SAFETY: a live item owned by the tuple.
+        // SAFETY: the item is live: a tuple is immutable and `self` keeps it alive, and no
+        // Python code runs before `borrowed` takes our own reference.
         Some(unsafe { self.gil.borrowed(item) })
     }
 
     /// `iter(self)`.
     pub fn iter(&self) -> PyResult<'py, PyRef<'py>> {
-        // SAFETY: a live object.
-        let pointer = unsafe { (self.gil.api.PyObject_GetIter)(self.as_ptr()) };
-        self.gil.own(pointer)
+        // SAFETY: a live object of any type; PyObject_GetIter returns a new reference to an
+        // iterator (it raises TypeError if `iter()` would not give one) or NULL with an
+        // exception set.
+        unsafe { self.gil.own((self.gil.api.PyObject_GetIter)(self.as_ptr())) }
     }
 
-    /// `next(self)` for an iterator: `Ok(None)` at the end.
+    /// `next(self)` for an iterator (e.g. from [`iter`](PyRef::iter)): `Ok(None)` at the end;
+    /// TypeError for an object that is not an iterator.
     pub fn next(&self) -> PyResult<'py, Option<PyRef<'py>>> {
-        // SAFETY: `self` is an iterator (from `iter`).
+        // SAFETY: a live object of any type; PyIter_Check never fails.
+        if unsafe { (self.gil.api.PyIter_Check)(self.as_ptr()) } == 0 {
+            return Err(PyErr::new(
+                self.gil,
+                Exception::TypeError,
+                "next() on an object that is not an iterator",
+            ));
+        }
+        // SAFETY: PyIter_Next calls the type's tp_iternext without checking that there is one:
+        // `self` is an iterator (checked just above, so there is).
         let item = unsafe { (self.gil.api.PyIter_Next)(self.as_ptr()) };
         if item.is_null() {
             // SAFETY: no preconditions besides the GIL.
@@ -669,13 +737,15 @@ impl<'py> PyRef<'py> {
                 Err(PyErr::fetch(self.gil))
             }
         } else {
-            self.gil.own(item).map(Some)
+            // SAFETY: a non-NULL result of PyIter_Next is a new reference.
+            unsafe { self.gil.own(item) }.map(Some)
         }
     }
 
     /// `self[key] = value` for a dict.
     pub fn set_item(&self, key: &PyRef<'py>, value: &PyRef<'py>) -> PyResult<'py, ()> {
-        // SAFETY: `self` is a dict (callers only use this on dicts); live objects.
+        // SAFETY: live objects of any type: PyDict_SetItem raises SystemError when `self` is
+        // not a dict, TypeError for an unhashable key; it does not steal either reference.
         let code =
             unsafe { (self.gil.api.PyDict_SetItem)(self.as_ptr(), key.as_ptr(), value.as_ptr()) };
         self.gil.status(code)
@@ -683,29 +753,34 @@ impl<'py> PyRef<'py> {
 
     /// `del self[key]` for a dict.
     pub fn del_item(&self, key: &PyRef<'py>) -> PyResult<'py, ()> {
-        // SAFETY: `self` is a dict (callers only use this on dicts); live objects.
+        // SAFETY: live objects of any type: PyDict_DelItem raises SystemError when `self` is
+        // not a dict, KeyError for a missing key.
         let code = unsafe { (self.gil.api.PyDict_DelItem)(self.as_ptr(), key.as_ptr()) };
         self.gil.status(code)
     }
 
     /// `self.get(key)` for a dict (never raises).
     pub fn get_item(&self, key: &PyRef<'py>) -> Option<PyRef<'py>> {
-        // SAFETY: `self` is a dict; the result is borrowed.
+        // SAFETY: live objects of any type: PyDict_GetItem returns NULL (no exception) when
+        // `self` is not a dict, and clears any error from hashing or comparing the key; a
+        // non-NULL result is borrowed from the dict.
         let value = unsafe { (self.gil.api.PyDict_GetItem)(self.as_ptr(), key.as_ptr()) };
-        // SAFETY: a non-NULL result is a live object owned by the dict.
+        // SAFETY: a non-NULL result is live (the dict holds it), and no Python code runs
+        // before `borrowed` takes our own reference.
         (!value.is_null()).then(|| unsafe { self.gil.borrowed(value) })
     }
 
     /// A shallow copy of a dict.
     pub fn dict_copy(&self) -> PyResult<'py, PyRef<'py>> {
-        // SAFETY: `self` is a dict.
-        let pointer = unsafe { (self.gil.api.PyDict_Copy)(self.as_ptr()) };
-        self.gil.own(pointer)
+        // SAFETY: a live object of any type (PyDict_Copy raises SystemError for one that is
+        // not a dict); a new reference or NULL with an exception set.
+        unsafe { self.gil.own((self.gil.api.PyDict_Copy)(self.as_ptr())) }
     }
 
     /// `self.insert(index, item)` for a list.
     pub fn list_insert(&self, index: usize, item: &PyRef<'py>) -> PyResult<'py, ()> {
-        // SAFETY: `self` is a list; PyList_Insert does not steal.
+        // SAFETY: live objects of any type (PyList_Insert raises SystemError when `self` is
+        // not a list); it does not steal `item`.
         let code =
             unsafe { (self.gil.api.PyList_Insert)(self.as_ptr(), index as _, item.as_ptr()) };
         self.gil.status(code)
@@ -713,7 +788,8 @@ impl<'py> PyRef<'py> {
 
     /// `self.append(item)` for a list.
     pub fn list_append(&self, item: &PyRef<'py>) -> PyResult<'py, ()> {
-        // SAFETY: `self` is a list; PyList_Append does not steal.
+        // SAFETY: live objects of any type (PyList_Append raises SystemError when `self` is
+        // not a list); it does not steal `item`.
         let code = unsafe { (self.gil.api.PyList_Append)(self.as_ptr(), item.as_ptr()) };
         self.gil.status(code)
     }
@@ -765,7 +841,9 @@ impl<'py> PyErr<'py> {
     /// Takes the current exception (PyErr_Fetch). If none is set, a RuntimeError stands in.
     pub fn fetch(gil: Gil<'py>) -> PyErr<'py> {
         let (mut kind, mut value, mut traceback) = (null_mut(), null_mut(), null_mut());
-        // SAFETY: out-pointers to locals; we take ownership of the three references.
+        // SAFETY: out-pointers to locals. PyErr_Fetch hands us the three references (each may
+        // be NULL), PyErr_NormalizeException replaces them with new ones; `own` below makes
+        // each non-NULL one a PyRef, released once.
         unsafe {
             (gil.api.PyErr_Fetch)(&mut kind, &mut value, &mut traceback);
             (gil.api.PyErr_NormalizeException)(&mut kind, &mut value, &mut traceback);
