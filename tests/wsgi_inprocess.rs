@@ -403,6 +403,21 @@ fn exc_info_after_headers_reraises() {
 }
 
 #[test]
+fn exc_info_that_is_not_an_exception_is_refused() {
+    setup();
+    // Handed to PyErr_Restore as it was, such a triple would make CPython write a traceback
+    // into the int 5 as into an exception object.
+    let reply = send(&Request::get("/raw/exc-info-bogus"));
+    assert_eq!(reply.code(), 200);
+    let refused = "TypeError: exc_info must be (type, value, traceback) of an exception, \
+                   as sys.exc_info() returns;";
+    assert_eq!(
+        reply.text(),
+        format!("sent;{refused}{refused}TypeError: __traceback__ must be a traceback or None;")
+    );
+}
+
+#[test]
 fn safe_wrappers_check_the_type_c_would_trust() {
     setup();
     let api = isapi_wsgi::python::runtime::api().expect("started");

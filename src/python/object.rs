@@ -504,10 +504,18 @@ impl<'py> PyRef<'py> {
         matches!(self.kind(), Kind::List | Kind::Tuple) && self.type_flags() & HEAPTYPE == 0
     }
 
+    /// Whether the object is an exception instance (`PyExceptionInstance_Check`).
+    fn is_exception_instance(&self) -> bool {
+        const BASE_EXC_SUBCLASS: u64 = 1 << 30;
+        self.type_flags() & BASE_EXC_SUBCLASS != 0
+    }
+
     fn type_flags(&self) -> u64 {
-        // SAFETY: `ob_type` follows `ob_refcnt` in every object's header (the layout of
-        // PyObject is part of the stable ABI, as Py_TYPE reads it); a live object's type is
-        // live, so reading its flags needs no new reference.
+        // SAFETY: a live object's header is `ob_refcnt` (one word) then `ob_type`, as the
+        // stable ABI's Py_TYPE reads it; that holds for the builds we accept (not free-threaded
+        // 3.13t, whose header is larger, and not Py_TRACE_REFS, which puts two list pointers
+        // first; neither supports the stable ABI). A live object's type is live, so reading its
+        // flags needs no new reference.
         unsafe {
             let kind = *self
                 .as_ptr()
@@ -873,19 +881,39 @@ impl<'py> PyErr<'py> {
         PyErr::fetch(gil)
     }
 
-    /// An exception from an `exc_info` triple `(type, value, traceback)`.
+    /// The exception of an `exc_info` triple `(type, value, traceback)` as `sys.exc_info()`
+    /// returns it, to be raised again (`raise value.with_traceback(traceback)`).
+    ///
+    /// The triple comes from the application, and [`restore`](PyErr::restore) hands it to
+    /// PyErr_Restore, which trusts it: CPython later writes the traceback into the value as
+    /// into an exception object, whatever it is. So it is rebuilt from the part that can be
+    /// checked: the value must be an exception instance (else TypeError), the traceback is
+    /// set on it by PyException_SetTraceback (which refuses anything but a traceback or None),
+    /// and the type is the value's own. `exc_info[0]` is not used. (Not `value.__traceback__`
+    /// either: a subclass can shadow that attribute with anything.)
     pub fn from_exc_info(exc_info: &PyRef<'py>) -> PyResult<'py, PyErr<'py>> {
         let gil = exc_info.gil();
-        let (kind, value, traceback) = (
-            exc_info.get_index(0)?,
-            exc_info.get_index(1)?,
-            exc_info.get_index(2)?,
-        );
-        let some = |object: PyRef<'py>| (!object.is_none()).then_some(object);
+        let value = exc_info.get_index(1)?;
+        if !value.is_exception_instance() {
+            return Err(PyErr::new(
+                gil,
+                Exception::TypeError,
+                "exc_info must be (type, value, traceback) of an exception, as sys.exc_info() returns",
+            ));
+        }
+        let traceback = exc_info.get_index(2)?;
+        // SAFETY: `value` is an exception instance (checked above), as PyException_SetTraceback
+        // requires of its first argument; it checks the second itself (TypeError unless a
+        // traceback or None) and does not steal it.
+        let status =
+            unsafe { (gil.api.PyException_SetTraceback)(value.as_ptr(), traceback.as_ptr()) };
+        gil.status(status)?;
+        // SAFETY: PyObject_Type returns a new reference to the type of a live object.
+        let kind = unsafe { gil.own((gil.api.PyObject_Type)(value.as_ptr())) }?;
         Ok(PyErr {
-            kind: some(kind),
-            value: some(value),
-            traceback: some(traceback),
+            kind: Some(kind),
+            value: Some(value),
+            traceback: (!traceback.is_none()).then_some(traceback),
             gil,
         })
     }
@@ -894,7 +922,9 @@ impl<'py> PyErr<'py> {
     pub fn restore(self) {
         let take = |object: Option<PyRef<'py>>| object.map_or(null_mut(), PyRef::into_ptr);
         let (gil, kind, value, traceback) = (self.gil, self.kind, self.value, self.traceback);
-        // SAFETY: PyErr_Restore steals the three references (NULL allowed for absent ones).
+        // SAFETY: PyErr_Restore steals the three references (NULL allowed for absent ones) and
+        // does not check them: every PyErr holds what PyErr_Fetch returned (a type, its value
+        // and a traceback) or a triple from_exc_info checked.
         unsafe { (gil.api.PyErr_Restore)(take(kind), take(value), take(traceback)) }
     }
 
