@@ -564,7 +564,8 @@ fn threads_that_keep_a_python_thread_state() {
         .map(|n| {
             std::thread::spawn(move || {
                 // A worker keeps its thread state for its whole life, then gives it back.
-                let attached = isapi_wsgi::python::ThreadAttachment::new(api);
+                let attached = isapi_wsgi::python::ThreadAttachment::new(api)
+                    .expect("a new thread has no Python thread state");
                 for i in 0..20 {
                     let body = format!("worker {n} request {i}");
                     assert_eq!(
@@ -581,6 +582,61 @@ fn threads_that_keep_a_python_thread_state() {
     for worker in workers {
         worker.join().unwrap();
     }
+}
+
+#[test]
+fn a_thread_attachment_never_takes_the_gil_from_a_live_token() {
+    use isapi_wsgi::python::{Gil, ThreadAttachment};
+    setup();
+    let api = isapi_wsgi::python::runtime::api().expect("started");
+    std::thread::spawn(move || {
+        Gil::acquire(api, |gil| {
+            // Taking a thread state and giving up the GIL here would leave `gil` without it.
+            assert!(ThreadAttachment::new(api).is_none());
+            assert_eq!(gil.str("still held").unwrap().text(), "still held");
+            // Without the GIL, the thread still has the state Gil::acquire made for it.
+            gil.allow_threads(|| assert!(ThreadAttachment::new(api).is_none()));
+            assert_eq!(gil.str("held again").unwrap().text(), "held again");
+        });
+        // Outside (the per-request state is gone), an attachment is made; one per thread.
+        let attached = ThreadAttachment::new(api).expect("no Python thread state here");
+        assert!(ThreadAttachment::new(api).is_none());
+        assert_eq!(send(&Request::get("/hello")).text(), "Hello, World!");
+        // Dropped where the GIL is held with its state, it can neither restore nor release
+        // it: the state is kept until the thread ends, and the token keeps the GIL.
+        Gil::acquire(api, move |gil| {
+            drop(attached);
+            assert_eq!(gil.str("after the drop").unwrap().text(), "after the drop");
+        });
+        assert_eq!(send(&Request::get("/thread-local")).text(), "1");
+        assert_eq!(send(&Request::get("/thread-local")).text(), "2");
+        assert!(ThreadAttachment::new(api).is_none(), "the state is kept");
+        // A drop in allow_threads (no GIL held) is the ordinary one: the state goes.
+        Gil::acquire(api, |gil| {
+            let attached = gil.allow_threads(|| ThreadAttachment::new(api));
+            assert!(attached.is_none(), "the thread still has the kept state");
+        });
+    })
+    .join()
+    .unwrap();
+    std::thread::spawn(move || {
+        thread_local! {
+            static STASH: std::cell::RefCell<Option<ThreadAttachment>> =
+                const { std::cell::RefCell::new(None) };
+        }
+        let attached = ThreadAttachment::new(api).expect("no Python thread state here");
+        STASH.with(|stash| *stash.borrow_mut() = Some(attached));
+        assert_eq!(send(&Request::get("/thread-local")).text(), "1");
+        Gil::acquire(api, |gil| {
+            // In allow_threads the GIL is not held: the drop restores and releases as usual.
+            gil.allow_threads(|| drop(STASH.with(|stash| stash.borrow_mut().take())));
+            assert_eq!(gil.str("still held").unwrap().text(), "still held");
+        });
+        // The state went with the attachment (and Gil::acquire's release): a fresh one.
+        assert_eq!(send(&Request::get("/thread-local")).text(), "1");
+    })
+    .join()
+    .unwrap();
 }
 
 #[test]

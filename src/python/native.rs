@@ -24,7 +24,7 @@ use std::ptr::null_mut;
 use std::sync::OnceLock;
 
 use super::api::{Api, Exception, PyObject, ffi};
-use super::object::{Gil, PyErr, PyRef, PyResult, PyStatic};
+use super::object::{Gil, HeldScope, PyErr, PyRef, PyResult, PyStatic};
 
 /// The API table for trampolines, which C calls without any context of ours.
 static API: OnceLock<&'static Api> = OnceLock::new();
@@ -328,6 +328,7 @@ unsafe fn enter<T: Native>(
     };
     // SAFETY: Python holds the GIL while calling a slot.
     let gil = unsafe { Gil::assume(api) };
+    let _held = HeldScope::enter(); // the GIL is ours until we return to Python
     // SAFETY: `this` is an instance of our type.
     let value = unsafe { *slot(this) } as *const T;
     if value.is_null() {

@@ -29,6 +29,44 @@ pub struct Gil<'py> {
 /// The result of a Python operation.
 pub type PyResult<'py, T> = Result<T, PyErr<'py>>;
 
+thread_local! {
+    /// How many of our GIL scopes are live on this thread: [`Gil::acquire`] calls and Python's
+    /// calls into our types (native.rs), minus those inside [`Gil::allow_threads`]. Nonzero
+    /// means this thread holds the GIL under a [`Gil`] token, which [`ThreadAttachment`] must
+    /// not take away. (The start-up thread's `setup` is not counted: no attachment can exist on
+    /// it, as no `Api` is handed out before Python runs, and that thread has Python's first
+    /// thread state, so [`ThreadAttachment::new`] refuses there anyway.)
+    ///
+    /// A `const` Cell with no destructor, so it is readable even while the thread's other
+    /// thread-locals are being destroyed.
+    static HELD: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// Whether this thread holds the GIL in one of our scopes (see [`HELD`]).
+fn gil_held_here() -> bool {
+    HELD.with(|held| held.get() > 0)
+}
+
+/// Counts one GIL scope of ours on this thread while it lives (see [`HELD`]).
+pub(super) struct HeldScope(PhantomData<*mut ()>);
+
+impl HeldScope {
+    /// Call only while this thread holds the GIL, and drop before it gives the GIL up. A
+    /// count too high is never unsound (attachments are then refused, or kept until the
+    /// thread ends); too low, a ThreadAttachment dropped in the scope would wait for the GIL
+    /// its own thread holds. So every scope that makes a `Gil` token enters one.
+    pub(super) fn enter() -> HeldScope {
+        HELD.with(|held| held.set(held.get() + 1));
+        HeldScope(PhantomData)
+    }
+}
+
+impl Drop for HeldScope {
+    fn drop(&mut self) {
+        HELD.with(|held| held.set(held.get() - 1));
+    }
+}
+
 /// Keeps a Python thread state for the calling thread while it lives.
 ///
 /// Without it, each [`Gil::acquire`] on a thread Python does not know creates a thread state
@@ -45,26 +83,71 @@ pub struct ThreadAttachment {
 
 impl ThreadAttachment {
     /// Gives this thread a Python thread state, without holding the GIL afterwards.
-    pub fn new(api: &'static Api) -> ThreadAttachment {
-        // SAFETY: PyGILState_Ensure may be called from any thread once Python runs; the GIL
-        // it takes is given up at once by PyEval_SaveThread, keeping the thread state.
+    ///
+    /// None, and nothing done, if the thread already has a Python thread state. That covers
+    /// every thread that holds the GIL (inside [`Gil::acquire`], or in a method of one of
+    /// our types that Python called), where taking a state and giving up the GIL
+    /// (PyEval_SaveThread) would release the GIL under a live [`Gil`] token. It also covers
+    /// a thread that keeps one already ([`keep_thread_state`], an earlier attachment, the
+    /// thread that started Python, a Python thread): `Gil::acquire` there uses that state,
+    /// which costs no more than an attachment would.
+    ///
+    /// (CPython's `PyGILState_Check` would say whether the GIL is held, but it is not in the
+    /// stable ABI; this check needs only `PyGILState_GetThisThreadState`, plus our own count
+    /// of GIL scopes for a thread whose PyGILState slot CPython cleared.)
+    pub fn new(api: &'static Api) -> Option<ThreadAttachment> {
+        if gil_held_here() {
+            return None;
+        }
+        // SAFETY: no preconditions once Python runs (an `&'static Api` proves it does);
+        // reads this thread's PyGILState slot.
+        if !unsafe { (api.PyGILState_GetThisThreadState)() }.is_null() {
+            return None;
+        }
+        // SAFETY: Python runs (the `Api`), and this thread has no thread state, so it does
+        // not hold the GIL: PyGILState_Ensure makes a state and takes the GIL with it, and
+        // PyEval_SaveThread gives the GIL up at once, keeping the state for this thread.
         let (state, saved) = unsafe {
             let state = (api.PyGILState_Ensure)();
             (state, (api.PyEval_SaveThread)())
         };
-        ThreadAttachment { api, state, saved }
+        Some(ThreadAttachment { api, state, saved })
     }
 }
 
 impl Drop for ThreadAttachment {
     fn drop(&mut self) {
-        // SAFETY: on the thread that made it (not Send): take the GIL back with the saved
-        // thread state, then release the outermost PyGILState_Ensure, which deletes it.
+        if gil_held_here() {
+            // Dropped inside a GIL scope on this thread (moved into Gil::acquire's closure,
+            // say): the GIL is held with this very state, so it can neither be restored here
+            // (the thread would wait for itself) nor released (the live token would lose the
+            // GIL). Keep the state until the thread ends, as keep_thread_state does; the
+            // scope's own PyGILState_Release then leaves it registered, without the GIL.
+            keep_until_thread_exit(self.api, self.saved);
+            return;
+        }
+        // SAFETY: on the thread that made it (not Send), which does not hold the GIL (no scope
+        // of ours is live; only our scopes run Python on a thread with an attachment): take
+        // the GIL back with the saved thread state, then release the PyGILState_Ensure of
+        // `new`, which deletes the state if nothing else on this thread still uses it.
         unsafe {
             (self.api.PyEval_RestoreThread)(self.saved);
             (self.api.PyGILState_Release)(self.state);
         }
     }
+}
+
+/// Hands this thread's state to the [`Reaper`] for when the thread ends (KEPT), unless it
+/// keeps one already (then it is this same state). At thread exit, with KEPT gone, the
+/// state is left to the interpreter (not deleted: a small leak, as for a failed reaper).
+fn keep_until_thread_exit(api: &'static Api, state: *mut super::api::ffi::_ts) {
+    let _ = KEPT.try_with(|kept| {
+        let mut kept = kept.borrow_mut();
+        if kept.is_none() {
+            Reaper::start(api);
+            *kept = Some(KeptState(state as usize));
+        }
+    });
 }
 
 /// Gives the calling thread, which is not ours (an IIS thread), a Python thread state that
@@ -76,6 +159,9 @@ impl Drop for ThreadAttachment {
 /// deadlock (a thread holding the GIL may be waiting for the loader lock, e.g. in an
 /// import). So the exit hook only hands the thread state to the [`Reaper`], without Python.
 pub fn keep_thread_state(api: &'static Api) {
+    if gil_held_here() {
+        return; // it has a thread state, if CPython forgot it (see ThreadAttachment::new)
+    }
     // On a thread that is ending, the thread-local may already be gone: then do nothing.
     let _ = KEPT.try_with(|kept| {
         if kept.borrow().is_some() {
@@ -190,9 +276,10 @@ impl<'py> Gil<'py> {
             }
         }
         // SAFETY: PyGILState_Ensure may be called from any thread once Python is initialised,
-        // which holds for every `&'static Api` handed out by the runtime.
+        // which an `&'static Api` proves (runtime.rs hands one out only then; see api.rs).
         let state = unsafe { (api.PyGILState_Ensure)() };
         let _release = Release(api, state);
+        let _held = HeldScope::enter(); // dropped first, before the GIL is released
         // SAFETY: the GIL is held until `_release` drops, after `f` and everything it made.
         f(unsafe { Gil::assume(api) })
     }
@@ -217,17 +304,19 @@ impl<'py> Gil<'py> {
     /// Releases the GIL while `f` runs (a blocking read or write), then takes it back.
     /// `f` must be `Send`, so it cannot capture a [`PyRef`].
     pub fn allow_threads<R>(self, f: impl FnOnce() -> R + Send) -> R {
-        struct Restore(&'static Api, *mut super::api::ffi::_ts);
+        struct Restore(&'static Api, *mut super::api::ffi::_ts, usize);
         impl Drop for Restore {
             fn drop(&mut self) {
                 // SAFETY: pairs with PyEval_SaveThread below, on the same thread.
                 unsafe { (self.0.PyEval_RestoreThread)(self.1) }
+                HELD.with(|held| held.set(self.2));
             }
         }
         // SAFETY: this thread holds the GIL (the token proves it); it gets it back before
         // this function returns, also on unwind, via `Restore`.
         let saved = unsafe { (self.api.PyEval_SaveThread)() };
-        let _restore = Restore(self.api, saved);
+        // While `f` runs, this thread holds no GIL: our scopes on it do not count.
+        let _restore = Restore(self.api, saved, HELD.with(|held| held.replace(0)));
         f()
     }
 
