@@ -10,13 +10,20 @@
 //! `start_response` or `wsgi.input` after its request ended gets a `ValueError`, never a
 //! dangling pointer.
 //!
-//! The C side: each instance is a `PyObject` header followed by one pointer (NULL once the
-//! loan ended) and a count of the calls into it still running. A method may release the GIL
-//! (a blocking read or write), so another Python thread can be inside one when the loan
-//! ends: ending a loan waits (with the GIL released) until those calls have returned, so the
-//! lender's value, and the request behind it, outlive every use. Each method of each type gets its own monomorphised `extern "C"` trampoline,
-//! which checks the pointer, builds a [`Gil`] token, catches panics (a panic must never
-//! unwind into Python) and turns `Err` into a raised exception.
+//! The C side: each instance is a `PyObject` header followed by two words of ours, the
+//! value pointer (NULL once the loan ended) and a count of the calls into it still running
+//! ([`BASICSIZE`]). A method may release the GIL (a blocking read or write), so another
+//! Python thread can be inside one when the loan ends: ending a loan waits (with the GIL
+//! released) until those calls have returned, so the lender's value, and the request behind
+//! it, outlive every use. Each method of each type gets its own monomorphised `extern "C"`
+//! trampoline, which checks the pointer, builds a [`Gil`] token, catches panics (a panic must
+//! never unwind into Python) and turns `Err` into a raised exception.
+//!
+//! That layout is computed here, not read from Python.h (the limited API keeps PyObject
+//! opaque): it holds for CPython's default builds, where the header is `ob_refcnt` and
+//! `ob_type`. It does not hold for a free-threaded build (3.13t: a larger header) or a
+//! `Py_TRACE_REFS` build (two list pointers in front); neither supports the stable ABI, and
+//! the runtime must refuse them at start-up.
 use std::ffi::{CStr, c_int, c_void};
 use std::marker::PhantomData;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -148,12 +155,13 @@ struct EndLoan<'a, 'py>(&'a PyRef<'py>);
 impl Drop for EndLoan<'_, '_> {
     fn drop(&mut self) {
         let object = self.0.as_ptr();
-        // SAFETY: the object is an instance of a NativeType (layout: header, pointer, count)
-        // and the GIL is held (the PyRef proves it).
+        // SAFETY: the object is an instance of a NativeType (`lend` made it; see BASICSIZE)
+        // and the GIL is held (the PyRef proves it), which every access to the slot needs.
         unsafe { *slot(object) = null_mut() };
         // New calls now get a ValueError; wait for those already inside (they run on other
         // threads, which need the GIL to return). The count is only touched with the GIL.
-        // SAFETY: as above; read with the GIL held.
+        // SAFETY: as above; the count is only ever touched with the GIL held, which
+        // `allow_threads` lets the calls inside take back to count themselves out.
         while unsafe { *calls(object) } > 0 {
             self.0
                 .gil()
@@ -162,27 +170,39 @@ impl Drop for EndLoan<'_, '_> {
     }
 }
 
-/// The address of an instance's count of calls in progress, after the value pointer.
+/// The address of an instance's count of calls in progress, the word after the value pointer.
 ///
 /// # Safety
-/// `object` must be an instance of a type created by [`NativeType::new`].
+/// `object` must be a live instance of a type created by [`NativeType::new`]. The count may
+/// only be read or written with the GIL held.
 unsafe fn calls(object: *mut PyObject) -> *mut usize {
-    // SAFETY: instances are allocated with basicsize = header + pointer + count.
+    // SAFETY: the instance is BASICSIZE bytes (the caller guarantees it is one of ours), and
+    // the count's word, HEADER + one pointer in, lies inside them; pointer-aligned, as
+    // Python's allocator aligns objects to at least 8 bytes and HEADER is two words.
     unsafe { slot(object).add(1).cast::<usize>() }
 }
 
-/// The address of an instance's value pointer, just after the PyObject header (the
-/// header's layout, refcount + type pointer, is part of the stable ABI).
+/// The address of an instance's value pointer, just after the PyObject header.
 ///
 /// # Safety
-/// `object` must be an instance of a type created by [`NativeType::new`].
+/// `object` must be a live instance of a type created by [`NativeType::new`]. The slot may
+/// only be read or written with the GIL held.
 unsafe fn slot(object: *mut PyObject) -> *mut *const c_void {
-    // SAFETY: instances are allocated with basicsize = header + one pointer.
+    // SAFETY: the instance is BASICSIZE bytes (the caller guarantees it is one of ours), so
+    // the word at HEADER is inside it, and pointer-aligned (see `calls`).
     unsafe { object.cast::<u8>().add(HEADER).cast::<*const c_void>() }
 }
 
-/// sizeof(PyObject) in the stable ABI: ob_refcnt and ob_type.
+/// sizeof(PyObject) in CPython's default builds: `ob_refcnt` and `ob_type`, one word each
+/// (not in a free-threaded or Py_TRACE_REFS build: see the module documentation).
 const HEADER: usize = 2 * size_of::<usize>();
+
+/// `tp_basicsize` of our types: the header, the value pointer ([`slot`]) and the count of
+/// calls in progress ([`calls`]). No `tp_itemsize`, no `__dict__`, no weak references, and
+/// the types cannot be subclassed (no Py_TPFLAGS_BASETYPE), so every instance has exactly
+/// this layout; `__class__` assignment between two of them is refused too (CPython only
+/// allows it between types whose extra slots it knows, and ours are opaque to it).
+const BASICSIZE: usize = HEADER + size_of::<*const c_void>() + size_of::<usize>();
 
 impl<T: Native> NativeType<T> {
     /// Creates the Python type (once per process).
@@ -240,7 +260,7 @@ impl<T: Native> NativeType<T> {
         let slots: &'static mut [ffi::PyType_Slot] = Box::leak(slots.into_boxed_slice());
         let spec = Box::leak(Box::new(ffi::PyType_Spec {
             name: T::NAME.as_ptr(),
-            basicsize: (HEADER + size_of::<*const c_void>() + size_of::<usize>()) as c_int,
+            basicsize: BASICSIZE as c_int,
             itemsize: 0,
             flags: ffi::Py_TPFLAGS_DEFAULT,
             slots: slots.as_mut_ptr(),
@@ -329,7 +349,8 @@ unsafe fn enter<T: Native>(
     // SAFETY: Python holds the GIL while calling a slot.
     let gil = unsafe { Gil::assume(api) };
     let _held = HeldScope::enter(); // the GIL is ours until we return to Python
-    // SAFETY: `this` is an instance of our type.
+    // SAFETY: `this` is a live instance of our type (the caller's promise), and the GIL is
+    // held.
     let value = unsafe { *slot(this) } as *const T;
     if value.is_null() {
         let message = format!(
