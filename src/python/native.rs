@@ -1,7 +1,8 @@
 //! Python types whose behaviour is written in safe Rust: `wsgi.input`, `wsgi.errors`,
 //! `start_response`.
 //!
-//! A [`Native`] implementation says what the type is called, which methods it has, and
+//! A [`Native`] implementation says what the type is called, which methods it has (each a
+//! [`Method`]: the Python name and the Rust function that runs it, side by side), and
 //! whether it is callable or an iterator; [`NativeType::new`] turns it into a real Python
 //! type with `PyType_FromSpec` (once, at start-up). Instances do not own their Rust value:
 //! they *borrow* it. [`NativeType::lend`] makes an instance pointing at a value the caller
@@ -36,8 +37,22 @@ use super::object::{Gil, HeldScope, PyErr, PyRef, PyResult, PyStatic};
 /// The API table for trampolines, which C calls without any context of ours.
 static API: OnceLock<&'static Api> = OnceLock::new();
 
-/// Most methods a native type may have (one trampoline is generated per index).
+/// Most methods a native type may have (one trampoline is generated per position).
 const MAX_METHODS: usize = 6;
+
+/// The Rust side of a method: `instance.<name>(*args)` runs `body(value, gil, args,
+/// instance)`, where `value` is what the instance was lent.
+pub type MethodBody<T> =
+    for<'py> fn(&T, Gil<'py>, Args<'py>, &PyRef<'py>) -> PyResult<'py, PyRef<'py>>;
+
+/// One method of a [`Native`] type: its Python name and the function that runs it, in one
+/// value, so that no list or index can pair a name with another method's body.
+pub struct Method<T: ?Sized + 'static> {
+    /// The attribute name, e.g. `c"read"`.
+    pub name: &'static CStr,
+    /// What calling it does.
+    pub body: MethodBody<T>,
+}
 
 /// The positional arguments of a call.
 pub struct Args<'py> {
@@ -99,24 +114,12 @@ impl<'py> Args<'py> {
 pub trait Native: Sync + 'static {
     /// The type's qualified name, e.g. `c"isapi_wsgi.Input"`.
     const NAME: &'static CStr;
-    /// Method names, in the order `method` receives their index.
-    const METHODS: &'static [&'static CStr] = &[];
+    /// The type's methods (at most `MAX_METHODS`, 6).
+    const METHODS: &'static [Method<Self>] = &[];
     /// Whether instances are callable (`call`).
     const CALLABLE: bool = false;
     /// Whether instances are iterators (`__iter__` returns self, `next`).
     const ITERATOR: bool = false;
-
-    /// Runs method `index` of `METHODS`.
-    fn method<'py>(
-        &self,
-        gil: Gil<'py>,
-        index: usize,
-        args: Args<'py>,
-        this: &PyRef<'py>,
-    ) -> PyResult<'py, PyRef<'py>> {
-        let _ = (index, args, this);
-        Err(PyErr::new(gil, Exception::TypeError, "no such method"))
-    }
 
     /// `instance(*args, **kwargs)`.
     fn call<'py>(
@@ -211,12 +214,14 @@ impl<T: Native> NativeType<T> {
         let _ = API.set(api);
         assert!(T::METHODS.len() <= MAX_METHODS, "raise MAX_METHODS");
         // The method table, the slots and the spec must outlive the type: leak them (once).
+        // The trampoline at position I runs the body of T::METHODS[I], whose name it is
+        // registered under here: one entry gives both.
         let trampolines = method_trampolines::<T>();
         let mut methods: Vec<ffi::PyMethodDef> = T::METHODS
             .iter()
             .zip(trampolines)
-            .map(|(name, function)| ffi::PyMethodDef {
-                ml_name: name.as_ptr(),
+            .map(|(method, function)| ffi::PyMethodDef {
+                ml_name: method.name.as_ptr(),
                 // SAFETY: only the pointee type's name differs (bindgen's opaque `PyObject`
                 // alias versus `_object`); both are the same C `PyObject *`.
                 ml_meth: Some(unsafe {
@@ -396,15 +401,21 @@ unsafe fn enter<T: Native>(
     }
 }
 
+/// The C entry point of `T::METHODS[I]` (registered under that entry's name).
 unsafe extern "C" fn method<T: Native, const I: usize>(
     this: *mut PyObject,
     args: *mut PyObject,
 ) -> *mut PyObject {
-    // SAFETY: Python calls methods on instances of their own type, with the GIL.
+    // SAFETY: Python calls a method only on instances of the type whose method table holds
+    // it (method descriptors check `self`'s type), with the GIL held; `args` is the
+    // positional tuple of a METH_VARARGS call, live for the call.
     unsafe {
         enter::<T>(this, |gil, value, this| {
             let args = Args::new((!args.is_null()).then(|| gil.borrowed(args)), None);
-            value.method(gil, I, args, &this).map(Some)
+            let Some(method) = T::METHODS.get(I) else {
+                return Err(PyErr::new(gil, Exception::TypeError, "no such method"));
+            };
+            (method.body)(value, gil, args, &this).map(Some)
         })
     }
 }

@@ -517,7 +517,35 @@ fn validate_headers<'py>(
 
 impl Native for Response {
     const NAME: &'static std::ffi::CStr = c"isapi_wsgi.StartResponse";
-    const METHODS: &'static [&'static std::ffi::CStr] = &[c"write"];
+    const METHODS: &'static [crate::python::Method<Self>] = &[crate::python::Method {
+        name: c"write",
+        // write(data): the imperative API, sent at once.
+        body: |response, gil, args, _this| {
+            let data = args.get(0).ok_or_else(|| {
+                PyErr::new(
+                    gil,
+                    Exception::TypeError,
+                    "write() takes one bytes argument",
+                )
+            })?;
+            let Some(bytes) = data.as_bytes() else {
+                return Err(PyErr::new(
+                    gil,
+                    Exception::TypeError,
+                    "write() takes bytes, not str or other types",
+                ));
+            };
+            match response.send(gil, bytes, false) {
+                Ok(()) => Ok(gil.none()),
+                Err(SendError::Application(message)) => {
+                    Err(PyErr::new(gil, Exception::AssertionError, &message))
+                }
+                Err(SendError::Aborted(message)) => {
+                    Err(PyErr::new(gil, Exception::OSError, &message))
+                }
+            }
+        },
+    }];
     const CALLABLE: bool = true;
 
     /// start_response(...) returns the `write` callable.
@@ -538,36 +566,5 @@ impl Native for Response {
             }
         };
         this.getattr_object(&name)
-    }
-
-    /// write(data): the imperative API, sent at once.
-    fn method<'py>(
-        &self,
-        gil: Gil<'py>,
-        _index: usize,
-        args: Args<'py>,
-        _this: &PyRef<'py>,
-    ) -> PyResult<'py, PyRef<'py>> {
-        let data = args.get(0).ok_or_else(|| {
-            PyErr::new(
-                gil,
-                Exception::TypeError,
-                "write() takes one bytes argument",
-            )
-        })?;
-        let Some(bytes) = data.as_bytes() else {
-            return Err(PyErr::new(
-                gil,
-                Exception::TypeError,
-                "write() takes bytes, not str or other types",
-            ));
-        };
-        match self.send(gil, bytes, false) {
-            Ok(()) => Ok(gil.none()),
-            Err(SendError::Application(message)) => {
-                Err(PyErr::new(gil, Exception::AssertionError, &message))
-            }
-            Err(SendError::Aborted(message)) => Err(PyErr::new(gil, Exception::OSError, &message)),
-        }
     }
 }
