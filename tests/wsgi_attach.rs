@@ -4,6 +4,8 @@
 #[path = "support/synthetic.rs"]
 mod synthetic;
 
+use std::ffi::c_void;
+
 use isapi_wsgi::python::api::ffi;
 use isapi_wsgi::sys::{Library, Visibility};
 use synthetic::{Request, send};
@@ -25,9 +27,11 @@ fn attaches_to_a_running_interpreter() {
     let (is_initialized, initialize, save_thread) = unsafe {
         use std::mem::transmute;
         (
-            transmute::<_, ffi::pfn_Py_IsInitialized>(symbol("Py_IsInitialized")).unwrap(),
-            transmute::<_, ffi::pfn_Py_InitializeEx>(symbol("Py_InitializeEx")).unwrap(),
-            transmute::<_, ffi::pfn_PyEval_SaveThread>(symbol("PyEval_SaveThread")).unwrap(),
+            transmute::<*mut c_void, ffi::pfn_Py_IsInitialized>(symbol("Py_IsInitialized"))
+                .unwrap(),
+            transmute::<*mut c_void, ffi::pfn_Py_InitializeEx>(symbol("Py_InitializeEx")).unwrap(),
+            transmute::<*mut c_void, ffi::pfn_PyEval_SaveThread>(symbol("PyEval_SaveThread"))
+                .unwrap(),
         )
     };
     assert!(

@@ -58,7 +58,8 @@ macro_rules! python_table {
         ///
         /// Only `runtime.rs` makes one, and an `&'static Api` outside it means Python is
         /// initialised (see the module documentation).
-        #[allow(non_snake_case)]
+        // Not #[non_exhaustive]: that would still let any module of this crate build one.
+        #[allow(non_snake_case, clippy::manual_non_exhaustive)]
         pub struct Api {
             $(pub $name: <ffi::$pfn as Required>::Fn,)*
             $(pub $data: *mut c_void,)*

@@ -13,7 +13,7 @@
 //!
 //! The C side: each instance is a `PyObject` header followed by two words of ours, the
 //! value pointer (NULL once the loan ended) and a count of the calls into it still running
-//! ([`BASICSIZE`]). A method may release the GIL (a blocking read or write), so another
+//! (`BASICSIZE`). A method may release the GIL (a blocking read or write), so another
 //! Python thread can be inside one when the loan ends: ending a loan waits (with the GIL
 //! released) until those calls have returned, so the lender's value, and the request behind
 //! it, outlive every use. Each method of each type gets its own monomorphised `extern "C"`
@@ -152,7 +152,8 @@ pub struct NativeType<T: Native> {
     _value: PhantomData<fn(&T)>,
 }
 
-/// Clears an instance's value pointer when dropped (also on unwind).
+/// Clears an instance's value pointer when dropped (also on unwind). Only `lend` makes one,
+/// for the instance it just made (its Drop relies on that: see `slot`).
 struct EndLoan<'a, 'py>(&'a PyRef<'py>);
 
 impl Drop for EndLoan<'_, '_> {
@@ -288,17 +289,29 @@ impl<T: Native> NativeType<T> {
         value: &T,
         f: impl FnOnce(&PyRef<'py>) -> R,
     ) -> PyResult<'py, R> {
-        let object = self.instance(gil, value as *const T as *const c_void)?;
+        // SAFETY: `value` outlives the loan: `_end` clears the instance's pointer (and waits
+        // for the calls inside) before this function returns and the borrow of `value` ends.
+        let object = unsafe { self.instance(gil, value as *const T as *const c_void) }?;
         let _end = EndLoan(&object);
         Ok(f(&object))
     }
 
     /// A new instance that uses `value` for ever (e.g. the shared `wsgi.errors`).
     pub fn forever<'py>(&self, gil: Gil<'py>, value: &'static T) -> PyResult<'py, PyRef<'py>> {
-        self.instance(gil, value as *const T as *const c_void)
+        // SAFETY: a 'static value is valid for as long as any instance can live.
+        unsafe { self.instance(gil, value as *const T as *const c_void) }
     }
 
-    fn instance<'py>(&self, gil: Gil<'py>, value: *const c_void) -> PyResult<'py, PyRef<'py>> {
+    /// A new instance whose methods use the `T` at `value`.
+    ///
+    /// # Safety
+    /// `value` must point to a `T` that stays valid until the instance's pointer is cleared
+    /// (`EndLoan`), or for ever if it never is: the trampolines turn it into a `&T`.
+    unsafe fn instance<'py>(
+        &self,
+        gil: Gil<'py>,
+        value: *const c_void,
+    ) -> PyResult<'py, PyRef<'py>> {
         let api = gil.api();
         let type_object = self.type_object.as_ptr(gil);
         // SAFETY: `type_object` is a live heap type; Py_tp_alloc is always filled in (inherited

@@ -123,7 +123,9 @@ impl Drop for ThreadAttachment {
             // (the thread would wait for itself) nor released (the live token would lose the
             // GIL). Keep the state until the thread ends, as keep_thread_state does; the
             // scope's own PyGILState_Release then leaves it registered, without the GIL.
-            keep_until_thread_exit(self.api, self.saved);
+            // SAFETY: `saved` is this thread's own state (made by `new` on this thread: the
+            // attachment is not Send), and the PyGILState_Ensure of `new` is never released.
+            unsafe { keep_until_thread_exit(self.api, self.saved) };
             return;
         }
         // SAFETY: on the thread that made it (not Send), which does not hold the GIL (no scope
@@ -140,12 +142,17 @@ impl Drop for ThreadAttachment {
 /// Hands this thread's state to the [`Reaper`] for when the thread ends (KEPT), unless it
 /// keeps one already (then it is this same state). At thread exit, with KEPT gone, the
 /// state is left to the interpreter (not deleted: a small leak, as for a failed reaper).
-fn keep_until_thread_exit(api: &'static Api, state: *mut super::api::ffi::_ts) {
+///
+/// # Safety
+/// `state` must be the calling thread's own Python thread state, kept alive by a
+/// PyGILState_Ensure of ours that is never released, so that nobody else deletes it.
+unsafe fn keep_until_thread_exit(api: &'static Api, state: *mut super::api::ffi::_ts) {
     let _ = KEPT.try_with(|kept| {
         let mut kept = kept.borrow_mut();
         if kept.is_none() {
             Reaper::start(api);
-            *kept = Some(KeptState(state as usize));
+            // SAFETY: the caller's promise.
+            *kept = Some(unsafe { KeptState::new(state) });
         }
     });
 }
@@ -157,7 +164,7 @@ fn keep_until_thread_exit(api: &'static Api, state: *mut super::api::ffi::_ts) {
 /// We cannot drop it the way [`ThreadAttachment`] does: that needs the GIL, and the only
 /// hook at thread exit runs under Windows' loader lock, where waiting for the GIL can
 /// deadlock (a thread holding the GIL may be waiting for the loader lock, e.g. in an
-/// import). So the exit hook only hands the thread state to the [`Reaper`], without Python.
+/// import). So the exit hook only hands the thread state to our reaper thread, without Python.
 pub fn keep_thread_state(api: &'static Api) {
     if gil_held_here() {
         return; // it has a thread state, if CPython forgot it (see ThreadAttachment::new)
@@ -181,12 +188,24 @@ pub fn keep_thread_state(api: &'static Api) {
             (api.PyGILState_Ensure)();
             (api.PyEval_SaveThread)()
         };
-        *kept.borrow_mut() = Some(KeptState(saved as usize));
+        // SAFETY: `saved` is this thread's new state, and that PyGILState_Ensure is never
+        // released.
+        *kept.borrow_mut() = Some(unsafe { KeptState::new(saved) });
     });
 }
 
 /// A kept thread state (its address; a thread state has no owner we could name in Rust).
+/// Only ever stored in this thread's KEPT, so it is dropped when the thread ends.
 struct KeptState(usize);
+
+impl KeptState {
+    /// # Safety
+    /// `state` must be the calling thread's own thread state, which nothing but the reaper
+    /// will delete (a PyGILState_Ensure of ours holds it, never released).
+    unsafe fn new(state: *mut super::api::ffi::_ts) -> KeptState {
+        KeptState(state as usize)
+    }
+}
 
 thread_local! {
     static KEPT: std::cell::RefCell<Option<KeptState>> = const { std::cell::RefCell::new(None) };
@@ -195,7 +214,9 @@ thread_local! {
 impl Drop for KeptState {
     fn drop(&mut self) {
         // At thread exit (possibly under the loader lock): no Python here, only the list.
-        Reaper::adopt(self.0);
+        // SAFETY: a KeptState holds its thread's own state (see `new`) and is dropped with
+        // KEPT, as the thread ends: from now on the state is nobody's current one.
+        unsafe { Reaper::adopt(self.0) };
     }
 }
 
@@ -227,7 +248,12 @@ impl Reaper {
         });
     }
 
-    fn adopt(state: usize) {
+    /// Queues a thread state to be cleared and deleted (with the GIL, on the reaper).
+    ///
+    /// # Safety
+    /// `state` must be the address of a live thread state whose thread has ended or is
+    /// ending (so no thread uses it again), and nothing else may delete it.
+    unsafe fn adopt(state: usize) {
         let mut orphans = REAPER.orphans.lock().unwrap_or_else(|p| p.into_inner());
         orphans.push(state);
         REAPER.wake.notify_one();
