@@ -30,7 +30,7 @@
     X(PyObject_GetAttrString) X(PyObject_SetAttrString) X(PyObject_GetAttr) X(PyObject_HasAttrString) \
     X(PyObject_Call) X(PyObject_CallObject) X(PyObject_CallFunctionObjArgs) \
     X(PyObject_CallMethodObjArgs) X(PyObject_Str) X(PyObject_Repr) X(PyObject_IsTrue) \
-    X(PyObject_GetIter) X(PyIter_Next) X(PyObject_IsInstance) X(PyCallable_Check) \
+    X(PyObject_GetIter) X(PyIter_Check) X(PyIter_Next) X(PyObject_IsInstance) X(PyCallable_Check) \
     X(PyObject_GetItem) X(PyObject_Length) X(PyObject_Type) \
     /* modules and code */ \
     X(PyImport_ImportModule) X(PyImport_AddModule) X(PyModule_GetDict) \

@@ -431,6 +431,53 @@ fn exc_info_after_headers_reraises() {
 }
 
 #[test]
+fn exc_info_that_is_not_an_exception_is_refused() {
+    setup();
+    // Handed to PyErr_Restore as it was, such a triple would make CPython write a traceback
+    // into the int 5 as into an exception object.
+    let reply = send(&Request::get("/raw/exc-info-bogus"));
+    assert_eq!(reply.code(), 200);
+    let refused = "TypeError: exc_info must be (type, value, traceback) of an exception, \
+                   as sys.exc_info() returns;";
+    assert_eq!(
+        reply.text(),
+        format!("sent;{refused}{refused}TypeError: __traceback__ must be a traceback or None;")
+    );
+}
+
+#[test]
+fn safe_wrappers_check_the_type_c_would_trust() {
+    setup();
+    let api = isapi_wsgi::python::runtime::api().expect("started");
+    isapi_wsgi::python::Gil::acquire(api, |gil| {
+        let pending = || {
+            // SAFETY: the GIL is held (the token); PyErr_Occurred only reads the indicator.
+            !unsafe { (api.PyErr_Occurred)() }.is_null()
+        };
+        // PyIter_Next would call a NULL tp_iternext.
+        let text = gil.str("not an iterator").unwrap();
+        let error = text.next().err().expect("refused");
+        assert_eq!(
+            error.summary(),
+            "TypeError: next() on an object that is not an iterator"
+        );
+        let letters = gil.str("ab").unwrap().iter().unwrap();
+        assert_eq!(letters.next().unwrap().unwrap().text(), "a");
+        // PyTuple_Size and PyTuple_GetItem on a list set SystemError; nothing is left set.
+        let list = gil.list().unwrap();
+        list.list_append(&text).unwrap();
+        assert_eq!(list.tuple_len(), 0);
+        assert!(list.tuple_item(0).is_none());
+        assert!(!pending());
+        let tuple = gil.tuple(&[&text]).unwrap();
+        assert_eq!(tuple.tuple_len(), 1);
+        assert_eq!(tuple.tuple_item(0).unwrap().text(), "not an iterator");
+        assert!(tuple.tuple_item(1).is_none());
+        assert!(!pending());
+    });
+}
+
+#[test]
 fn invalid_status_and_headers_are_rejected() {
     let log = setup();
     for (path, expected) in [
@@ -551,7 +598,8 @@ fn threads_that_keep_a_python_thread_state() {
         .map(|n| {
             std::thread::spawn(move || {
                 // A worker keeps its thread state for its whole life, then gives it back.
-                let attached = isapi_wsgi::python::ThreadAttachment::new(api);
+                let attached = isapi_wsgi::python::ThreadAttachment::new(api)
+                    .expect("a new thread has no Python thread state");
                 for i in 0..20 {
                     let body = format!("worker {n} request {i}");
                     assert_eq!(
@@ -568,6 +616,61 @@ fn threads_that_keep_a_python_thread_state() {
     for worker in workers {
         worker.join().unwrap();
     }
+}
+
+#[test]
+fn a_thread_attachment_never_takes_the_gil_from_a_live_token() {
+    use isapi_wsgi::python::{Gil, ThreadAttachment};
+    setup();
+    let api = isapi_wsgi::python::runtime::api().expect("started");
+    std::thread::spawn(move || {
+        Gil::acquire(api, |gil| {
+            // Taking a thread state and giving up the GIL here would leave `gil` without it.
+            assert!(ThreadAttachment::new(api).is_none());
+            assert_eq!(gil.str("still held").unwrap().text(), "still held");
+            // Without the GIL, the thread still has the state Gil::acquire made for it.
+            gil.allow_threads(|| assert!(ThreadAttachment::new(api).is_none()));
+            assert_eq!(gil.str("held again").unwrap().text(), "held again");
+        });
+        // Outside (the per-request state is gone), an attachment is made; one per thread.
+        let attached = ThreadAttachment::new(api).expect("no Python thread state here");
+        assert!(ThreadAttachment::new(api).is_none());
+        assert_eq!(send(&Request::get("/hello")).text(), "Hello, World!");
+        // Dropped where the GIL is held with its state, it can neither restore nor release
+        // it: the state is kept until the thread ends, and the token keeps the GIL.
+        Gil::acquire(api, move |gil| {
+            drop(attached);
+            assert_eq!(gil.str("after the drop").unwrap().text(), "after the drop");
+        });
+        assert_eq!(send(&Request::get("/thread-local")).text(), "1");
+        assert_eq!(send(&Request::get("/thread-local")).text(), "2");
+        assert!(ThreadAttachment::new(api).is_none(), "the state is kept");
+        // A drop in allow_threads (no GIL held) is the ordinary one: the state goes.
+        Gil::acquire(api, |gil| {
+            let attached = gil.allow_threads(|| ThreadAttachment::new(api));
+            assert!(attached.is_none(), "the thread still has the kept state");
+        });
+    })
+    .join()
+    .unwrap();
+    std::thread::spawn(move || {
+        thread_local! {
+            static STASH: std::cell::RefCell<Option<ThreadAttachment>> =
+                const { std::cell::RefCell::new(None) };
+        }
+        let attached = ThreadAttachment::new(api).expect("no Python thread state here");
+        STASH.with(|stash| *stash.borrow_mut() = Some(attached));
+        assert_eq!(send(&Request::get("/thread-local")).text(), "1");
+        Gil::acquire(api, |gil| {
+            // In allow_threads the GIL is not held: the drop restores and releases as usual.
+            gil.allow_threads(|| drop(STASH.with(|stash| stash.borrow_mut().take())));
+            assert_eq!(gil.str("still held").unwrap().text(), "still held");
+        });
+        // The state went with the attachment (and Gil::acquire's release): a fresh one.
+        assert_eq!(send(&Request::get("/thread-local")).text(), "1");
+    })
+    .join()
+    .unwrap();
 }
 
 #[test]

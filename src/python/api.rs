@@ -2,11 +2,20 @@
 //!
 //! The extension never links against Python: which interpreter it uses is a matter of
 //! configuration, so the same built library serves CPython 3.8 to 3.13. At start-up
-//! [`Api::load`] looks up every function and data symbol named in `headers/python.h` in the
+//! `Api::load` looks up every function and data symbol named in `headers/python.h` in the
 //! loaded libpython (dlsym / GetProcAddress) and keeps them in [`Api`]: one typed,
 //! non-optional pointer per function, with the signature bindgen read from Python.h itself.
 //! A missing symbol is reported by name, so an interpreter that is too old is a clear error
 //! rather than a crash on the first request.
+//!
+//! **An `&'static Api` means Python is running.** Only `runtime.rs` loads the table
+//! (`Api::load` is private to `crate::python`, and an `Api` cannot be built field by field
+//! outside this module), and it hands the table out ([`runtime::api`](super::runtime::api),
+//! and through the [`Gil`](super::Gil) tokens it makes) only once `Py_InitializeEx` has
+//! succeeded or Python was found running. The safe functions that take one
+//! ([`Gil::acquire`](super::Gil::acquire), [`ThreadAttachment::new`](super::ThreadAttachment::new),
+//! [`keep_thread_state`](super::keep_thread_state)) rely on that: PyGILState_Ensure before
+//! Py_Initialize is undefined behaviour.
 //!
 //! This is the lowest Python layer: everything here is raw C API. Only `object.rs`, `native.rs`
 //! and `runtime.rs` call into it; they wrap each call in a safe function.
@@ -29,7 +38,7 @@ pub mod ffi {
 pub use ffi::_object as PyObject;
 
 /// The function type inside bindgen's `Option<unsafe extern "C" fn ...>`: the table stores
-/// plain function pointers, because [`Api::load`] refuses to build one with a hole in it.
+/// plain function pointers, because `Api::load` refuses to build one with a hole in it.
 pub trait Required {
     /// The non-optional function pointer type.
     type Fn: Copy;
@@ -46,17 +55,26 @@ macro_rules! python_table {
         /// Function fields carry their C name (`api.PyDict_SetItem`); data fields hold the
         /// address of the exported variable (`_Py_NoneStruct` *is* the None object, while
         /// `PyExc_TypeError` holds a pointer to the exception type: see the accessors).
-        #[allow(non_snake_case)]
+        ///
+        /// Only `runtime.rs` makes one, and an `&'static Api` outside it means Python is
+        /// initialised (see the module documentation).
+        // Not #[non_exhaustive]: that would still let any module of this crate build one.
+        #[allow(non_snake_case, clippy::manual_non_exhaustive)]
         pub struct Api {
             $(pub $name: <ffi::$pfn as Required>::Fn,)*
             $(pub $data: *mut c_void,)*
             /// Functions newer than the 3.8 stable ABI, used when the interpreter has them.
             pub newer: Newer,
+            /// Private, so that no code outside this module can build an `Api`.
+            _only_load: (),
         }
 
         impl Api {
             /// Resolves every symbol in `library`; the error names the first one missing.
-            pub fn load(library: &Library) -> Result<Api, String> {
+            ///
+            /// Private to `crate::python`: the table it returns is not yet proof that Python
+            /// runs, so only `runtime.rs`, which starts Python, may hold one.
+            pub(super) fn load(library: &Library) -> Result<Api, String> {
                 Ok(Api {
                     $($name: {
                         let address = find(library, stringify!($name))?;
@@ -68,6 +86,7 @@ macro_rules! python_table {
                     },)*
                     $($data: find(library, stringify!($data))?,)*
                     newer: Newer::load(library),
+                    _only_load: (),
                 })
             }
         }
@@ -113,8 +132,9 @@ impl Api {
             Exception::OSError => self.PyExc_OSError,
             Exception::AssertionError => self.PyExc_AssertionError,
         };
-        // SAFETY: each PyExc_* symbol is a `PyObject *` variable that CPython initialises
-        // before Py_Initialize returns and never changes afterwards.
+        // SAFETY: each PyExc_* address is that of an exported `PyObject *` variable in a
+        // library that is never unloaded, so reading it is sound; CPython initialises it
+        // (statically, or before Py_Initialize returns) and never changes it afterwards.
         unsafe { *variable.cast::<*mut PyObject>() }
     }
 }

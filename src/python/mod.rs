@@ -13,7 +13,7 @@ pub mod object;
 pub mod runtime;
 
 pub use api::{Api, Exception};
-pub use native::{Args, Native, NativeType};
+pub use native::{Args, Method, MethodBody, Native, NativeType};
 pub use object::{
     Gil, Kind, PyErr, PyRef, PyResult, PyStatic, ThreadAttachment, keep_thread_state,
 };

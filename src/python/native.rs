@@ -1,7 +1,8 @@
 //! Python types whose behaviour is written in safe Rust: `wsgi.input`, `wsgi.errors`,
 //! `start_response`.
 //!
-//! A [`Native`] implementation says what the type is called, which methods it has, and
+//! A [`Native`] implementation says what the type is called, which methods it has (each a
+//! [`Method`]: the Python name and the Rust function that runs it, side by side), and
 //! whether it is callable or an iterator; [`NativeType::new`] turns it into a real Python
 //! type with `PyType_FromSpec` (once, at start-up). Instances do not own their Rust value:
 //! they *borrow* it. [`NativeType::lend`] makes an instance pointing at a value the caller
@@ -10,13 +11,20 @@
 //! `start_response` or `wsgi.input` after its request ended gets a `ValueError`, never a
 //! dangling pointer.
 //!
-//! The C side: each instance is a `PyObject` header followed by one pointer (NULL once the
-//! loan ended) and a count of the calls into it still running. A method may release the GIL
-//! (a blocking read or write), so another Python thread can be inside one when the loan
-//! ends: ending a loan waits (with the GIL released) until those calls have returned, so the
-//! lender's value, and the request behind it, outlive every use. Each method of each type gets its own monomorphised `extern "C"` trampoline,
-//! which checks the pointer, builds a [`Gil`] token, catches panics (a panic must never
-//! unwind into Python) and turns `Err` into a raised exception.
+//! The C side: each instance is a `PyObject` header followed by two words of ours, the
+//! value pointer (NULL once the loan ended) and a count of the calls into it still running
+//! (`BASICSIZE`). A method may release the GIL (a blocking read or write), so another
+//! Python thread can be inside one when the loan ends: ending a loan waits (with the GIL
+//! released) until those calls have returned, so the lender's value, and the request behind
+//! it, outlive every use. Each method of each type gets its own monomorphised `extern "C"`
+//! trampoline, which checks the pointer, builds a [`Gil`] token, catches panics (a panic must
+//! never unwind into Python) and turns `Err` into a raised exception.
+//!
+//! That layout is computed here, not read from Python.h (the limited API keeps PyObject
+//! opaque): it holds for CPython's default builds, where the header is `ob_refcnt` and
+//! `ob_type`. It does not hold for a free-threaded build (3.13t: a larger header) or a
+//! `Py_TRACE_REFS` build (two list pointers in front); neither supports the stable ABI, and
+//! the runtime must refuse them at start-up.
 use std::ffi::{CStr, c_int, c_void};
 use std::marker::PhantomData;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -24,13 +32,27 @@ use std::ptr::null_mut;
 use std::sync::OnceLock;
 
 use super::api::{Api, Exception, PyObject, ffi};
-use super::object::{Gil, PyErr, PyRef, PyResult, PyStatic};
+use super::object::{Gil, HeldScope, PyErr, PyRef, PyResult, PyStatic};
 
 /// The API table for trampolines, which C calls without any context of ours.
 static API: OnceLock<&'static Api> = OnceLock::new();
 
-/// Most methods a native type may have (one trampoline is generated per index).
+/// Most methods a native type may have (one trampoline is generated per position).
 const MAX_METHODS: usize = 6;
+
+/// The Rust side of a method: `instance.<name>(*args)` runs `body(value, gil, args,
+/// instance)`, where `value` is what the instance was lent.
+pub type MethodBody<T> =
+    for<'py> fn(&T, Gil<'py>, Args<'py>, &PyRef<'py>) -> PyResult<'py, PyRef<'py>>;
+
+/// One method of a [`Native`] type: its Python name and the function that runs it, in one
+/// value, so that no list or index can pair a name with another method's body.
+pub struct Method<T: ?Sized + 'static> {
+    /// The attribute name, e.g. `c"read"`.
+    pub name: &'static CStr,
+    /// What calling it does.
+    pub body: MethodBody<T>,
+}
 
 /// The positional arguments of a call.
 pub struct Args<'py> {
@@ -92,24 +114,12 @@ impl<'py> Args<'py> {
 pub trait Native: Sync + 'static {
     /// The type's qualified name, e.g. `c"isapi_wsgi.Input"`.
     const NAME: &'static CStr;
-    /// Method names, in the order `method` receives their index.
-    const METHODS: &'static [&'static CStr] = &[];
+    /// The type's methods (at most `MAX_METHODS`, 6).
+    const METHODS: &'static [Method<Self>] = &[];
     /// Whether instances are callable (`call`).
     const CALLABLE: bool = false;
     /// Whether instances are iterators (`__iter__` returns self, `next`).
     const ITERATOR: bool = false;
-
-    /// Runs method `index` of `METHODS`.
-    fn method<'py>(
-        &self,
-        gil: Gil<'py>,
-        index: usize,
-        args: Args<'py>,
-        this: &PyRef<'py>,
-    ) -> PyResult<'py, PyRef<'py>> {
-        let _ = (index, args, this);
-        Err(PyErr::new(gil, Exception::TypeError, "no such method"))
-    }
 
     /// `instance(*args, **kwargs)`.
     fn call<'py>(
@@ -142,18 +152,20 @@ pub struct NativeType<T: Native> {
     _value: PhantomData<fn(&T)>,
 }
 
-/// Clears an instance's value pointer when dropped (also on unwind).
+/// Clears an instance's value pointer when dropped (also on unwind). Only `lend` makes one,
+/// for the instance it just made (its Drop relies on that: see `slot`).
 struct EndLoan<'a, 'py>(&'a PyRef<'py>);
 
 impl Drop for EndLoan<'_, '_> {
     fn drop(&mut self) {
         let object = self.0.as_ptr();
-        // SAFETY: the object is an instance of a NativeType (layout: header, pointer, count)
-        // and the GIL is held (the PyRef proves it).
+        // SAFETY: the object is an instance of a NativeType (`lend` made it; see BASICSIZE)
+        // and the GIL is held (the PyRef proves it), which every access to the slot needs.
         unsafe { *slot(object) = null_mut() };
         // New calls now get a ValueError; wait for those already inside (they run on other
         // threads, which need the GIL to return). The count is only touched with the GIL.
-        // SAFETY: as above; read with the GIL held.
+        // SAFETY: as above; the count is only ever touched with the GIL held, which
+        // `allow_threads` lets the calls inside take back to count themselves out.
         while unsafe { *calls(object) } > 0 {
             self.0
                 .gil()
@@ -162,27 +174,39 @@ impl Drop for EndLoan<'_, '_> {
     }
 }
 
-/// The address of an instance's count of calls in progress, after the value pointer.
+/// The address of an instance's count of calls in progress, the word after the value pointer.
 ///
 /// # Safety
-/// `object` must be an instance of a type created by [`NativeType::new`].
+/// `object` must be a live instance of a type created by [`NativeType::new`]. The count may
+/// only be read or written with the GIL held.
 unsafe fn calls(object: *mut PyObject) -> *mut usize {
-    // SAFETY: instances are allocated with basicsize = header + pointer + count.
+    // SAFETY: the instance is BASICSIZE bytes (the caller guarantees it is one of ours), and
+    // the count's word, HEADER + one pointer in, lies inside them; pointer-aligned, as
+    // Python's allocator aligns objects to at least 8 bytes and HEADER is two words.
     unsafe { slot(object).add(1).cast::<usize>() }
 }
 
-/// The address of an instance's value pointer, just after the PyObject header (the
-/// header's layout, refcount + type pointer, is part of the stable ABI).
+/// The address of an instance's value pointer, just after the PyObject header.
 ///
 /// # Safety
-/// `object` must be an instance of a type created by [`NativeType::new`].
+/// `object` must be a live instance of a type created by [`NativeType::new`]. The slot may
+/// only be read or written with the GIL held.
 unsafe fn slot(object: *mut PyObject) -> *mut *const c_void {
-    // SAFETY: instances are allocated with basicsize = header + one pointer.
+    // SAFETY: the instance is BASICSIZE bytes (the caller guarantees it is one of ours), so
+    // the word at HEADER is inside it, and pointer-aligned (see `calls`).
     unsafe { object.cast::<u8>().add(HEADER).cast::<*const c_void>() }
 }
 
-/// sizeof(PyObject) in the stable ABI: ob_refcnt and ob_type.
+/// sizeof(PyObject) in CPython's default builds: `ob_refcnt` and `ob_type`, one word each
+/// (not in a free-threaded or Py_TRACE_REFS build: see the module documentation).
 const HEADER: usize = 2 * size_of::<usize>();
+
+/// `tp_basicsize` of our types: the header, the value pointer ([`slot`]) and the count of
+/// calls in progress ([`calls`]). No `tp_itemsize`, no `__dict__`, no weak references, and
+/// the types cannot be subclassed (no Py_TPFLAGS_BASETYPE), so every instance has exactly
+/// this layout; `__class__` assignment between two of them is refused too (CPython only
+/// allows it between types whose extra slots it knows, and ours are opaque to it).
+const BASICSIZE: usize = HEADER + size_of::<*const c_void>() + size_of::<usize>();
 
 impl<T: Native> NativeType<T> {
     /// Creates the Python type (once per process).
@@ -191,12 +215,14 @@ impl<T: Native> NativeType<T> {
         let _ = API.set(api);
         assert!(T::METHODS.len() <= MAX_METHODS, "raise MAX_METHODS");
         // The method table, the slots and the spec must outlive the type: leak them (once).
+        // The trampoline at position I runs the body of T::METHODS[I], whose name it is
+        // registered under here: one entry gives both.
         let trampolines = method_trampolines::<T>();
         let mut methods: Vec<ffi::PyMethodDef> = T::METHODS
             .iter()
             .zip(trampolines)
-            .map(|(name, function)| ffi::PyMethodDef {
-                ml_name: name.as_ptr(),
+            .map(|(method, function)| ffi::PyMethodDef {
+                ml_name: method.name.as_ptr(),
                 // SAFETY: only the pointee type's name differs (bindgen's opaque `PyObject`
                 // alias versus `_object`); both are the same C `PyObject *`.
                 ml_meth: Some(unsafe {
@@ -240,13 +266,15 @@ impl<T: Native> NativeType<T> {
         let slots: &'static mut [ffi::PyType_Slot] = Box::leak(slots.into_boxed_slice());
         let spec = Box::leak(Box::new(ffi::PyType_Spec {
             name: T::NAME.as_ptr(),
-            basicsize: (HEADER + size_of::<*const c_void>() + size_of::<usize>()) as c_int,
+            basicsize: BASICSIZE as c_int,
             itemsize: 0,
             flags: ffi::Py_TPFLAGS_DEFAULT,
             slots: slots.as_mut_ptr(),
         }));
-        // SAFETY: a complete spec whose strings and arrays are leaked, hence 'static.
-        let type_object = gil.own(unsafe { (api.PyType_FromSpec)(spec) })?;
+        // SAFETY: a complete spec whose strings and arrays are leaked, hence 'static, as
+        // PyType_FromSpec requires (the type keeps pointers into them); it returns a new
+        // reference to the type or NULL with an exception set.
+        let type_object = unsafe { gil.own((api.PyType_FromSpec)(spec)) }?;
         Ok(NativeType {
             type_object: type_object.into_static(),
             _value: PhantomData,
@@ -261,17 +289,29 @@ impl<T: Native> NativeType<T> {
         value: &T,
         f: impl FnOnce(&PyRef<'py>) -> R,
     ) -> PyResult<'py, R> {
-        let object = self.instance(gil, value as *const T as *const c_void)?;
+        // SAFETY: `value` outlives the loan: `_end` clears the instance's pointer (and waits
+        // for the calls inside) before this function returns and the borrow of `value` ends.
+        let object = unsafe { self.instance(gil, value as *const T as *const c_void) }?;
         let _end = EndLoan(&object);
         Ok(f(&object))
     }
 
     /// A new instance that uses `value` for ever (e.g. the shared `wsgi.errors`).
     pub fn forever<'py>(&self, gil: Gil<'py>, value: &'static T) -> PyResult<'py, PyRef<'py>> {
-        self.instance(gil, value as *const T as *const c_void)
+        // SAFETY: a 'static value is valid for as long as any instance can live.
+        unsafe { self.instance(gil, value as *const T as *const c_void) }
     }
 
-    fn instance<'py>(&self, gil: Gil<'py>, value: *const c_void) -> PyResult<'py, PyRef<'py>> {
+    /// A new instance whose methods use the `T` at `value`.
+    ///
+    /// # Safety
+    /// `value` must point to a `T` that stays valid until the instance's pointer is cleared
+    /// (`EndLoan`), or for ever if it never is: the trampolines turn it into a `&T`.
+    unsafe fn instance<'py>(
+        &self,
+        gil: Gil<'py>,
+        value: *const c_void,
+    ) -> PyResult<'py, PyRef<'py>> {
         let api = gil.api();
         let type_object = self.type_object.as_ptr(gil);
         // SAFETY: `type_object` is a live heap type; Py_tp_alloc is always filled in (inherited
@@ -282,8 +322,10 @@ impl<T: Native> NativeType<T> {
                 std::mem::transmute(alloc);
             alloc(type_object.cast(), 0)
         };
-        let object = gil.own(object)?;
-        // SAFETY: a fresh instance of our type, zero-initialised by tp_alloc.
+        // SAFETY: tp_alloc returns a new reference or NULL with an exception set (MemoryError).
+        let object = unsafe { gil.own(object) }?;
+        // SAFETY: a fresh instance of our type (basicsize covers the slot, see `slot`),
+        // zero-initialised by tp_alloc; nobody else has seen it yet.
         unsafe { *slot(object.as_ptr()) = value };
         Ok(object)
     }
@@ -324,7 +366,9 @@ unsafe fn enter<T: Native>(
     };
     // SAFETY: Python holds the GIL while calling a slot.
     let gil = unsafe { Gil::assume(api) };
-    // SAFETY: `this` is an instance of our type.
+    let _held = HeldScope::enter(); // the GIL is ours until we return to Python
+    // SAFETY: `this` is a live instance of our type (the caller's promise), and the GIL is
+    // held.
     let value = unsafe { *slot(this) } as *const T;
     if value.is_null() {
         let message = format!(
@@ -370,15 +414,21 @@ unsafe fn enter<T: Native>(
     }
 }
 
+/// The C entry point of `T::METHODS[I]` (registered under that entry's name).
 unsafe extern "C" fn method<T: Native, const I: usize>(
     this: *mut PyObject,
     args: *mut PyObject,
 ) -> *mut PyObject {
-    // SAFETY: Python calls methods on instances of their own type, with the GIL.
+    // SAFETY: Python calls a method only on instances of the type whose method table holds
+    // it (method descriptors check `self`'s type), with the GIL held; `args` is the
+    // positional tuple of a METH_VARARGS call, live for the call.
     unsafe {
         enter::<T>(this, |gil, value, this| {
             let args = Args::new((!args.is_null()).then(|| gil.borrowed(args)), None);
-            value.method(gil, I, args, &this).map(Some)
+            let Some(method) = T::METHODS.get(I) else {
+                return Err(PyErr::new(gil, Exception::TypeError, "no such method"));
+            };
+            (method.body)(value, gil, args, &this).map(Some)
         })
     }
 }

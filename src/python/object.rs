@@ -17,7 +17,7 @@ use std::ffi::{CStr, CString, c_char};
 use std::marker::PhantomData;
 use std::ptr::{NonNull, null_mut};
 
-use super::api::{Api, Exception, PyObject};
+use super::api::{Api, Exception, PyObject, ffi};
 
 /// Proof that the current thread holds the GIL, for the lifetime `'py`.
 #[derive(Clone, Copy)]
@@ -28,6 +28,44 @@ pub struct Gil<'py> {
 
 /// The result of a Python operation.
 pub type PyResult<'py, T> = Result<T, PyErr<'py>>;
+
+thread_local! {
+    /// How many of our GIL scopes are live on this thread: [`Gil::acquire`] calls and Python's
+    /// calls into our types (native.rs), minus those inside [`Gil::allow_threads`]. Nonzero
+    /// means this thread holds the GIL under a [`Gil`] token, which [`ThreadAttachment`] must
+    /// not take away. (The start-up thread's `setup` is not counted: no attachment can exist on
+    /// it, as no `Api` is handed out before Python runs, and that thread has Python's first
+    /// thread state, so [`ThreadAttachment::new`] refuses there anyway.)
+    ///
+    /// A `const` Cell with no destructor, so it is readable even while the thread's other
+    /// thread-locals are being destroyed.
+    static HELD: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// Whether this thread holds the GIL in one of our scopes (see [`HELD`]).
+fn gil_held_here() -> bool {
+    HELD.with(|held| held.get() > 0)
+}
+
+/// Counts one GIL scope of ours on this thread while it lives (see [`HELD`]).
+pub(super) struct HeldScope(PhantomData<*mut ()>);
+
+impl HeldScope {
+    /// Call only while this thread holds the GIL, and drop before it gives the GIL up. A
+    /// count too high is never unsound (attachments are then refused, or kept until the
+    /// thread ends); too low, a ThreadAttachment dropped in the scope would wait for the GIL
+    /// its own thread holds. So every scope that makes a `Gil` token enters one.
+    pub(super) fn enter() -> HeldScope {
+        HELD.with(|held| held.set(held.get() + 1));
+        HeldScope(PhantomData)
+    }
+}
+
+impl Drop for HeldScope {
+    fn drop(&mut self) {
+        HELD.with(|held| held.set(held.get() - 1));
+    }
+}
 
 /// Keeps a Python thread state for the calling thread while it lives.
 ///
@@ -45,26 +83,78 @@ pub struct ThreadAttachment {
 
 impl ThreadAttachment {
     /// Gives this thread a Python thread state, without holding the GIL afterwards.
-    pub fn new(api: &'static Api) -> ThreadAttachment {
-        // SAFETY: PyGILState_Ensure may be called from any thread once Python runs; the GIL
-        // it takes is given up at once by PyEval_SaveThread, keeping the thread state.
+    ///
+    /// None, and nothing done, if the thread already has a Python thread state. That covers
+    /// every thread that holds the GIL (inside [`Gil::acquire`], or in a method of one of
+    /// our types that Python called), where taking a state and giving up the GIL
+    /// (PyEval_SaveThread) would release the GIL under a live [`Gil`] token. It also covers
+    /// a thread that keeps one already ([`keep_thread_state`], an earlier attachment, the
+    /// thread that started Python, a Python thread): `Gil::acquire` there uses that state,
+    /// which costs no more than an attachment would.
+    ///
+    /// (CPython's `PyGILState_Check` would say whether the GIL is held, but it is not in the
+    /// stable ABI; this check needs only `PyGILState_GetThisThreadState`, plus our own count
+    /// of GIL scopes for a thread whose PyGILState slot CPython cleared.)
+    pub fn new(api: &'static Api) -> Option<ThreadAttachment> {
+        if gil_held_here() {
+            return None;
+        }
+        // SAFETY: no preconditions once Python runs (an `&'static Api` proves it does);
+        // reads this thread's PyGILState slot.
+        if !unsafe { (api.PyGILState_GetThisThreadState)() }.is_null() {
+            return None;
+        }
+        // SAFETY: Python runs (the `Api`), and this thread has no thread state, so it does
+        // not hold the GIL: PyGILState_Ensure makes a state and takes the GIL with it, and
+        // PyEval_SaveThread gives the GIL up at once, keeping the state for this thread.
         let (state, saved) = unsafe {
             let state = (api.PyGILState_Ensure)();
             (state, (api.PyEval_SaveThread)())
         };
-        ThreadAttachment { api, state, saved }
+        Some(ThreadAttachment { api, state, saved })
     }
 }
 
 impl Drop for ThreadAttachment {
     fn drop(&mut self) {
-        // SAFETY: on the thread that made it (not Send): take the GIL back with the saved
-        // thread state, then release the outermost PyGILState_Ensure, which deletes it.
+        if gil_held_here() {
+            // Dropped inside a GIL scope on this thread (moved into Gil::acquire's closure,
+            // say): the GIL is held with this very state, so it can neither be restored here
+            // (the thread would wait for itself) nor released (the live token would lose the
+            // GIL). Keep the state until the thread ends, as keep_thread_state does; the
+            // scope's own PyGILState_Release then leaves it registered, without the GIL.
+            // SAFETY: `saved` is this thread's own state (made by `new` on this thread: the
+            // attachment is not Send), and the PyGILState_Ensure of `new` is never released.
+            unsafe { keep_until_thread_exit(self.api, self.saved) };
+            return;
+        }
+        // SAFETY: on the thread that made it (not Send), which does not hold the GIL (no scope
+        // of ours is live; only our scopes run Python on a thread with an attachment): take
+        // the GIL back with the saved thread state, then release the PyGILState_Ensure of
+        // `new`, which deletes the state if nothing else on this thread still uses it.
         unsafe {
             (self.api.PyEval_RestoreThread)(self.saved);
             (self.api.PyGILState_Release)(self.state);
         }
     }
+}
+
+/// Hands this thread's state to the [`Reaper`] for when the thread ends (KEPT), unless it
+/// keeps one already (then it is this same state). At thread exit, with KEPT gone, the
+/// state is left to the interpreter (not deleted: a small leak, as for a failed reaper).
+///
+/// # Safety
+/// `state` must be the calling thread's own Python thread state, kept alive by a
+/// PyGILState_Ensure of ours that is never released, so that nobody else deletes it.
+unsafe fn keep_until_thread_exit(api: &'static Api, state: *mut super::api::ffi::_ts) {
+    let _ = KEPT.try_with(|kept| {
+        let mut kept = kept.borrow_mut();
+        if kept.is_none() {
+            Reaper::start(api);
+            // SAFETY: the caller's promise.
+            *kept = Some(unsafe { KeptState::new(state) });
+        }
+    });
 }
 
 /// Gives the calling thread, which is not ours (an IIS thread), a Python thread state that
@@ -74,8 +164,11 @@ impl Drop for ThreadAttachment {
 /// We cannot drop it the way [`ThreadAttachment`] does: that needs the GIL, and the only
 /// hook at thread exit runs under Windows' loader lock, where waiting for the GIL can
 /// deadlock (a thread holding the GIL may be waiting for the loader lock, e.g. in an
-/// import). So the exit hook only hands the thread state to the [`Reaper`], without Python.
+/// import). So the exit hook only hands the thread state to our reaper thread, without Python.
 pub fn keep_thread_state(api: &'static Api) {
+    if gil_held_here() {
+        return; // it has a thread state, if CPython forgot it (see ThreadAttachment::new)
+    }
     // On a thread that is ending, the thread-local may already be gone: then do nothing.
     let _ = KEPT.try_with(|kept| {
         if kept.borrow().is_some() {
@@ -95,12 +188,24 @@ pub fn keep_thread_state(api: &'static Api) {
             (api.PyGILState_Ensure)();
             (api.PyEval_SaveThread)()
         };
-        *kept.borrow_mut() = Some(KeptState(saved as usize));
+        // SAFETY: `saved` is this thread's new state, and that PyGILState_Ensure is never
+        // released.
+        *kept.borrow_mut() = Some(unsafe { KeptState::new(saved) });
     });
 }
 
 /// A kept thread state (its address; a thread state has no owner we could name in Rust).
+/// Only ever stored in this thread's KEPT, so it is dropped when the thread ends.
 struct KeptState(usize);
+
+impl KeptState {
+    /// # Safety
+    /// `state` must be the calling thread's own thread state, which nothing but the reaper
+    /// will delete (a PyGILState_Ensure of ours holds it, never released).
+    unsafe fn new(state: *mut super::api::ffi::_ts) -> KeptState {
+        KeptState(state as usize)
+    }
+}
 
 thread_local! {
     static KEPT: std::cell::RefCell<Option<KeptState>> = const { std::cell::RefCell::new(None) };
@@ -109,7 +214,9 @@ thread_local! {
 impl Drop for KeptState {
     fn drop(&mut self) {
         // At thread exit (possibly under the loader lock): no Python here, only the list.
-        Reaper::adopt(self.0);
+        // SAFETY: a KeptState holds its thread's own state (see `new`) and is dropped with
+        // KEPT, as the thread ends: from now on the state is nobody's current one.
+        unsafe { Reaper::adopt(self.0) };
     }
 }
 
@@ -141,7 +248,12 @@ impl Reaper {
         });
     }
 
-    fn adopt(state: usize) {
+    /// Queues a thread state to be cleared and deleted (with the GIL, on the reaper).
+    ///
+    /// # Safety
+    /// `state` must be the address of a live thread state whose thread has ended or is
+    /// ending (so no thread uses it again), and nothing else may delete it.
+    unsafe fn adopt(state: usize) {
         let mut orphans = REAPER.orphans.lock().unwrap_or_else(|p| p.into_inner());
         orphans.push(state);
         REAPER.wake.notify_one();
@@ -190,9 +302,10 @@ impl<'py> Gil<'py> {
             }
         }
         // SAFETY: PyGILState_Ensure may be called from any thread once Python is initialised,
-        // which holds for every `&'static Api` handed out by the runtime.
+        // which an `&'static Api` proves (runtime.rs hands one out only then; see api.rs).
         let state = unsafe { (api.PyGILState_Ensure)() };
         let _release = Release(api, state);
+        let _held = HeldScope::enter(); // dropped first, before the GIL is released
         // SAFETY: the GIL is held until `_release` drops, after `f` and everything it made.
         f(unsafe { Gil::assume(api) })
     }
@@ -217,22 +330,30 @@ impl<'py> Gil<'py> {
     /// Releases the GIL while `f` runs (a blocking read or write), then takes it back.
     /// `f` must be `Send`, so it cannot capture a [`PyRef`].
     pub fn allow_threads<R>(self, f: impl FnOnce() -> R + Send) -> R {
-        struct Restore(&'static Api, *mut super::api::ffi::_ts);
+        struct Restore(&'static Api, *mut super::api::ffi::_ts, usize);
         impl Drop for Restore {
             fn drop(&mut self) {
                 // SAFETY: pairs with PyEval_SaveThread below, on the same thread.
                 unsafe { (self.0.PyEval_RestoreThread)(self.1) }
+                HELD.with(|held| held.set(self.2));
             }
         }
         // SAFETY: this thread holds the GIL (the token proves it); it gets it back before
         // this function returns, also on unwind, via `Restore`.
         let saved = unsafe { (self.api.PyEval_SaveThread)() };
-        let _restore = Restore(self.api, saved);
+        // While `f` runs, this thread holds no GIL: our scopes on it do not count.
+        let _restore = Restore(self.api, saved, HELD.with(|held| held.replace(0)));
         f()
     }
 
     /// Takes ownership of a new reference returned by the C API; NULL means an exception.
-    pub fn own(self, pointer: *mut PyObject) -> PyResult<'py, PyRef<'py>> {
+    ///
+    /// # Safety
+    /// `pointer` must be NULL with an exception set (then the exception is taken; NULL
+    /// without one becomes a RuntimeError), or a new strong reference to a live object that
+    /// nobody else will release: the `PyRef` releases it when dropped. A borrowed reference
+    /// (PyTuple_GetItem, PyDict_GetItem, ...) goes through [`Gil::borrowed`] instead.
+    pub unsafe fn own(self, pointer: *mut PyObject) -> PyResult<'py, PyRef<'py>> {
         match NonNull::new(pointer) {
             Some(pointer) => Ok(PyRef { pointer, gil: self }),
             None => Err(PyErr::fetch(self)),
@@ -280,47 +401,61 @@ impl<'py> Gil<'py> {
 
     /// A `str` from UTF-8 text.
     pub fn str(self, text: &str) -> PyResult<'py, PyRef<'py>> {
-        // SAFETY: pointer and length describe `text`, valid UTF-8 for the call.
-        self.own(unsafe {
-            (self.api.PyUnicode_FromStringAndSize)(text.as_ptr().cast(), text.len() as _)
-        })
+        // SAFETY: pointer and length describe `text`, valid UTF-8 for the call;
+        // PyUnicode_FromStringAndSize returns a new reference or NULL with an exception set.
+        unsafe {
+            self.own((self.api.PyUnicode_FromStringAndSize)(
+                text.as_ptr().cast(),
+                text.len() as _,
+            ))
+        }
     }
 
     /// A `str` whose code points are the bytes (PEP 3333's "native string").
     pub fn latin1(self, bytes: &[u8]) -> PyResult<'py, PyRef<'py>> {
-        // SAFETY: pointer and length describe `bytes`; latin-1 decoding cannot fail.
-        self.own(unsafe {
-            (self.api.PyUnicode_DecodeLatin1)(bytes.as_ptr().cast(), bytes.len() as _, null_mut())
-        })
+        // SAFETY: pointer and length describe `bytes` (errors = NULL: strict); the result is a
+        // new reference, or NULL with an exception set (latin-1 decoding itself cannot fail,
+        // but allocating the str can).
+        unsafe {
+            self.own((self.api.PyUnicode_DecodeLatin1)(
+                bytes.as_ptr().cast(),
+                bytes.len() as _,
+                null_mut(),
+            ))
+        }
     }
 
     /// An interned `str`, for keys made once and kept.
     pub fn interned(self, text: &CStr) -> PyResult<'py, PyRef<'py>> {
-        // SAFETY: `text` is NUL-terminated.
-        let pointer = unsafe { (self.api.PyUnicode_InternFromString)(text.as_ptr()) };
-        self.own(pointer)
+        // SAFETY: `text` is NUL-terminated; PyUnicode_InternFromString returns a new reference
+        // or NULL with an exception set.
+        unsafe { self.own((self.api.PyUnicode_InternFromString)(text.as_ptr())) }
     }
 
     /// A `bytes` object.
     pub fn bytes(self, bytes: &[u8]) -> PyResult<'py, PyRef<'py>> {
-        // SAFETY: pointer and length describe `bytes`.
-        self.own(unsafe {
-            (self.api.PyBytes_FromStringAndSize)(bytes.as_ptr().cast(), bytes.len() as _)
-        })
+        // SAFETY: pointer and length describe `bytes`, which is copied; PyBytes_FromStringAndSize
+        // returns a new reference or NULL with an exception set.
+        unsafe {
+            self.own((self.api.PyBytes_FromStringAndSize)(
+                bytes.as_ptr().cast(),
+                bytes.len() as _,
+            ))
+        }
     }
 
     /// An `int`.
     pub fn int(self, value: i64) -> PyResult<'py, PyRef<'py>> {
-        // SAFETY: no preconditions besides the GIL.
-        let pointer = unsafe { (self.api.PyLong_FromSsize_t)(value as _) };
-        self.own(pointer)
+        // SAFETY: the GIL is held (the token); PyLong_FromSsize_t returns a new reference or
+        // NULL with an exception set.
+        unsafe { self.own((self.api.PyLong_FromSsize_t)(value as _)) }
     }
 
     /// A tuple of the given items.
     pub fn tuple(self, items: &[&PyRef<'py>]) -> PyResult<'py, PyRef<'py>> {
-        // SAFETY: no preconditions besides the GIL.
-        let pointer = unsafe { (self.api.PyTuple_New)(items.len() as _) };
-        let tuple = self.own(pointer)?;
+        // SAFETY: the GIL is held; PyTuple_New returns a new reference or NULL with an
+        // exception set.
+        let tuple = unsafe { self.own((self.api.PyTuple_New)(items.len() as _)) }?;
         for (index, item) in items.iter().enumerate() {
             let item = (*item).clone();
             // SAFETY: a fresh tuple of the right size; PyTuple_SetItem steals the reference
@@ -332,25 +467,25 @@ impl<'py> Gil<'py> {
 
     /// An empty list.
     pub fn list(self) -> PyResult<'py, PyRef<'py>> {
-        // SAFETY: no preconditions besides the GIL.
-        let pointer = unsafe { (self.api.PyList_New)(0) };
-        self.own(pointer)
+        // SAFETY: the GIL is held; PyList_New returns a new reference or NULL with an
+        // exception set.
+        unsafe { self.own((self.api.PyList_New)(0)) }
     }
 
     /// An empty dict.
     pub fn dict(self) -> PyResult<'py, PyRef<'py>> {
-        // SAFETY: no preconditions besides the GIL.
-        let pointer = unsafe { (self.api.PyDict_New)() };
-        self.own(pointer)
+        // SAFETY: the GIL is held; PyDict_New returns a new reference or NULL with an
+        // exception set.
+        unsafe { self.own((self.api.PyDict_New)()) }
     }
 
     /// Imports a module by its dotted name.
     pub fn import(self, name: &str) -> PyResult<'py, PyRef<'py>> {
         let name = CString::new(name)
             .map_err(|_| PyErr::new(self, Exception::ValueError, "NUL in module name"))?;
-        // SAFETY: `name` is NUL-terminated.
-        let pointer = unsafe { (self.api.PyImport_ImportModule)(name.as_ptr()) };
-        self.own(pointer)
+        // SAFETY: `name` is NUL-terminated; PyImport_ImportModule returns a new reference or
+        // NULL with an exception set.
+        unsafe { self.own((self.api.PyImport_ImportModule)(name.as_ptr())) }
     }
 
     /// Runs Python source as a new module named `name` and returns its namespace dict.
@@ -363,13 +498,27 @@ impl<'py> Gil<'py> {
             &self.str("__name__")?,
             &self.str(name.to_str().unwrap_or("module"))?,
         )?;
-        // SAFETY: both strings are NUL-terminated; 257 is Py_file_input.
-        let pointer = unsafe { (self.api.Py_CompileString)(source.as_ptr(), name.as_ptr(), 257) };
-        let code = self.own(pointer)?;
-        // SAFETY: `code` is a code object; globals doubles as locals, as for a module.
-        self.own(unsafe {
-            (self.api.PyEval_EvalCode)(code.as_ptr(), globals.as_ptr(), globals.as_ptr())
-        })?;
+        let start = ffi::Py_file_input as std::ffi::c_int;
+        // SAFETY: both strings are NUL-terminated; Py_CompileString returns a new reference to
+        // a code object, or NULL with an exception set.
+        let code = unsafe {
+            self.own((self.api.Py_CompileString)(
+                source.as_ptr(),
+                name.as_ptr(),
+                start,
+            ))
+        }?;
+        // SAFETY: PyEval_EvalCode does not check its first argument's type: `code` is the code
+        // object Py_CompileString just made. globals is a dict (doubling as locals, as for a
+        // module). It returns a new reference (the module's value, None) or NULL with an
+        // exception set.
+        unsafe {
+            self.own((self.api.PyEval_EvalCode)(
+                code.as_ptr(),
+                globals.as_ptr(),
+                globals.as_ptr(),
+            ))
+        }?;
         Ok(globals)
     }
 
@@ -470,10 +619,18 @@ impl<'py> PyRef<'py> {
         matches!(self.kind(), Kind::List | Kind::Tuple) && self.type_flags() & HEAPTYPE == 0
     }
 
+    /// Whether the object is an exception instance (`PyExceptionInstance_Check`).
+    fn is_exception_instance(&self) -> bool {
+        const BASE_EXC_SUBCLASS: u64 = 1 << 30;
+        self.type_flags() & BASE_EXC_SUBCLASS != 0
+    }
+
     fn type_flags(&self) -> u64 {
-        // SAFETY: `ob_type` follows `ob_refcnt` in every object's header (the layout of
-        // PyObject is part of the stable ABI, as Py_TYPE reads it); a live object's type is
-        // live, so reading its flags needs no new reference.
+        // SAFETY: a live object's header is `ob_refcnt` (one word) then `ob_type`, as the
+        // stable ABI's Py_TYPE reads it; that holds for the builds we accept (not free-threaded
+        // 3.13t, whose header is larger, and not Py_TRACE_REFS, which puts two list pointers
+        // first; neither supports the stable ABI). A live object's type is live, so reading its
+        // flags needs no new reference.
         unsafe {
             let kind = *self
                 .as_ptr()
@@ -531,22 +688,26 @@ impl<'py> PyRef<'py> {
                 PyErr::fetch(self.gil); // e.g. lone surrogates: let the latin-1 path report it
             }
         }
-        // SAFETY: `self` is a str.
-        let pointer = unsafe { (self.gil.api.PyUnicode_AsLatin1String)(self.as_ptr()) };
-        let encoded = self.gil.own(pointer)?;
+        // SAFETY: `self` is a live str (checked above); PyUnicode_AsLatin1String returns a new
+        // bytes object or NULL with an exception set (UnicodeEncodeError above U+00FF).
+        let encoded = unsafe {
+            self.gil
+                .own((self.gil.api.PyUnicode_AsLatin1String)(self.as_ptr()))
+        }?;
         Ok(f(encoded.as_bytes().unwrap_or_default()))
     }
 
     /// `str(self)` as Rust text (lossy for lone surrogates).
     pub fn text(&self) -> String {
         let api = self.gil.api;
-        // SAFETY: a live object and the GIL.
-        let Ok(text) = self.gil.own(unsafe { (api.PyObject_Str)(self.as_ptr()) }) else {
+        // SAFETY: a live object and the GIL; PyObject_Str returns a new reference (CPython
+        // checks that it is a str) or NULL with an exception set.
+        let Ok(text) = (unsafe { self.gil.own((api.PyObject_Str)(self.as_ptr())) }) else {
             return "<str() failed>".to_string();
         };
-        // SAFETY: `text` is a str.
-        let pointer = unsafe { (api.PyUnicode_AsUTF8String)(text.as_ptr()) };
-        match self.gil.own(pointer) {
+        // SAFETY: `text` is a live str; PyUnicode_AsUTF8String returns a new bytes object, or
+        // NULL with an exception set (lone surrogates).
+        match unsafe { self.gil.own((api.PyUnicode_AsUTF8String)(text.as_ptr())) } {
             Ok(utf8) => String::from_utf8_lossy(utf8.as_bytes().unwrap_or_default()).into_owned(),
             Err(_) => "<unprintable>".to_string(),
         }
@@ -555,16 +716,21 @@ impl<'py> PyRef<'py> {
     /// `self.<name>`.
     pub fn getattr(&self, name: &CStr) -> PyResult<'py, PyRef<'py>> {
         let get = self.gil.api.PyObject_GetAttrString;
-        // SAFETY: a live object and a NUL-terminated name.
-        let pointer = unsafe { get(self.as_ptr(), name.as_ptr()) };
-        self.gil.own(pointer)
+        // SAFETY: a live object and a NUL-terminated name; PyObject_GetAttrString returns a
+        // new reference or NULL with an exception set.
+        unsafe { self.gil.own(get(self.as_ptr(), name.as_ptr())) }
     }
 
     /// `self.<name>` with the name given as a `str` object (faster for interned names).
     pub fn getattr_object(&self, name: &PyRef<'py>) -> PyResult<'py, PyRef<'py>> {
-        // SAFETY: live objects.
-        let pointer = unsafe { (self.gil.api.PyObject_GetAttr)(self.as_ptr(), name.as_ptr()) };
-        self.gil.own(pointer)
+        // SAFETY: live objects (PyObject_GetAttr raises TypeError for a name that is not a
+        // str); it returns a new reference or NULL with an exception set.
+        unsafe {
+            self.gil.own((self.gil.api.PyObject_GetAttr)(
+                self.as_ptr(),
+                name.as_ptr(),
+            ))
+        }
     }
 
     /// `hasattr(self, name)`.
@@ -577,22 +743,25 @@ impl<'py> PyRef<'py> {
     pub fn call(&self, args: &[&PyRef<'py>]) -> PyResult<'py, PyRef<'py>> {
         let args = self.gil.tuple(args)?;
         let call = self.gil.api.PyObject_Call;
-        // SAFETY: live callable and argument tuple; kwargs may be NULL.
-        let pointer = unsafe { call(self.as_ptr(), args.as_ptr(), null_mut()) };
-        self.gil.own(pointer)
+        // SAFETY: a live object (PyObject_Call raises TypeError if it is not callable), `args`
+        // a tuple as PyObject_Call requires (made just above), kwargs NULL; the result is a
+        // new reference or NULL with an exception set.
+        unsafe { self.gil.own(call(self.as_ptr(), args.as_ptr(), null_mut())) }
     }
 
     /// `self(a, b)`, without building the argument tuple ourselves.
     pub fn call2(&self, a: &PyRef<'py>, b: &PyRef<'py>) -> PyResult<'py, PyRef<'py>> {
-        // SAFETY: live objects; the variadic argument list is NULL-terminated.
-        self.gil.own(unsafe {
-            (self.gil.api.PyObject_CallFunctionObjArgs)(
+        // SAFETY: live objects; the variadic argument list is NULL-terminated, as
+        // PyObject_CallFunctionObjArgs requires. It returns a new reference or NULL with an
+        // exception set.
+        unsafe {
+            self.gil.own((self.gil.api.PyObject_CallFunctionObjArgs)(
                 self.as_ptr(),
                 a.as_ptr(),
                 b.as_ptr(),
                 null_mut::<PyObject>(),
-            )
-        })
+            ))
+        }
     }
 
     /// `callable(self)` is true.
@@ -627,39 +796,61 @@ impl<'py> PyRef<'py> {
 
     /// `self[index]` for a sequence.
     pub fn get_index(&self, index: usize) -> PyResult<'py, PyRef<'py>> {
-        // SAFETY: a live object.
-        let pointer = unsafe { (self.gil.api.PySequence_GetItem)(self.as_ptr(), index as _) };
-        self.gil.own(pointer)
+        // SAFETY: a live object of any type (PySequence_GetItem raises TypeError for one that
+        // is not a sequence, IndexError out of range); a new reference or NULL with an
+        // exception set.
+        unsafe {
+            self.gil
+                .own((self.gil.api.PySequence_GetItem)(self.as_ptr(), index as _))
+        }
     }
 
-    /// The length of a tuple (never raises for a tuple).
+    /// The length of a tuple (or tuple subclass); 0 for anything else.
     pub fn tuple_len(&self) -> usize {
-        // SAFETY: callers only use this on tuples; -1 (not a tuple) maps to 0.
+        if self.kind() != Kind::Tuple {
+            // PyTuple_Size would raise SystemError and leave it set.
+            return 0;
+        }
+        // SAFETY: a live tuple (checked above), for which PyTuple_Size cannot fail.
         unsafe { (self.gil.api.PyTuple_Size)(self.as_ptr()) }.max(0) as usize
     }
 
-    /// Item `index` of a tuple, which must be in range.
+    /// Item `index` of a tuple (or tuple subclass); None out of range or for anything else.
     pub fn tuple_item(&self, index: usize) -> Option<PyRef<'py>> {
-        // SAFETY: callers only use this on tuples; the result is borrowed (NULL if out of range).
+        // SAFETY: a live object of any type: PyTuple_GetItem checks both the type (SystemError)
+        // and the range (IndexError) and then returns NULL with the exception set, which we
+        // clear. Otherwise the result is borrowed from the tuple.
         let item = unsafe { (self.gil.api.PyTuple_GetItem)(self.as_ptr(), index as _) };
         if item.is_null() {
             PyErr::fetch(self.gil);
             return None;
         }
-        // SAFETY: a live item owned by the tuple.
+        // SAFETY: the item is live: a tuple is immutable and `self` keeps it alive, and no
+        // Python code runs before `borrowed` takes our own reference.
         Some(unsafe { self.gil.borrowed(item) })
     }
 
     /// `iter(self)`.
     pub fn iter(&self) -> PyResult<'py, PyRef<'py>> {
-        // SAFETY: a live object.
-        let pointer = unsafe { (self.gil.api.PyObject_GetIter)(self.as_ptr()) };
-        self.gil.own(pointer)
+        // SAFETY: a live object of any type; PyObject_GetIter returns a new reference to an
+        // iterator (it raises TypeError if `iter()` would not give one) or NULL with an
+        // exception set.
+        unsafe { self.gil.own((self.gil.api.PyObject_GetIter)(self.as_ptr())) }
     }
 
-    /// `next(self)` for an iterator: `Ok(None)` at the end.
+    /// `next(self)` for an iterator (e.g. from [`iter`](PyRef::iter)): `Ok(None)` at the end;
+    /// TypeError for an object that is not an iterator.
     pub fn next(&self) -> PyResult<'py, Option<PyRef<'py>>> {
-        // SAFETY: `self` is an iterator (from `iter`).
+        // SAFETY: a live object of any type; PyIter_Check never fails.
+        if unsafe { (self.gil.api.PyIter_Check)(self.as_ptr()) } == 0 {
+            return Err(PyErr::new(
+                self.gil,
+                Exception::TypeError,
+                "next() on an object that is not an iterator",
+            ));
+        }
+        // SAFETY: PyIter_Next calls the type's tp_iternext without checking that there is one:
+        // `self` is an iterator (checked just above, so there is).
         let item = unsafe { (self.gil.api.PyIter_Next)(self.as_ptr()) };
         if item.is_null() {
             // SAFETY: no preconditions besides the GIL.
@@ -669,13 +860,15 @@ impl<'py> PyRef<'py> {
                 Err(PyErr::fetch(self.gil))
             }
         } else {
-            self.gil.own(item).map(Some)
+            // SAFETY: a non-NULL result of PyIter_Next is a new reference.
+            unsafe { self.gil.own(item) }.map(Some)
         }
     }
 
     /// `self[key] = value` for a dict.
     pub fn set_item(&self, key: &PyRef<'py>, value: &PyRef<'py>) -> PyResult<'py, ()> {
-        // SAFETY: `self` is a dict (callers only use this on dicts); live objects.
+        // SAFETY: live objects of any type: PyDict_SetItem raises SystemError when `self` is
+        // not a dict, TypeError for an unhashable key; it does not steal either reference.
         let code =
             unsafe { (self.gil.api.PyDict_SetItem)(self.as_ptr(), key.as_ptr(), value.as_ptr()) };
         self.gil.status(code)
@@ -683,29 +876,34 @@ impl<'py> PyRef<'py> {
 
     /// `del self[key]` for a dict.
     pub fn del_item(&self, key: &PyRef<'py>) -> PyResult<'py, ()> {
-        // SAFETY: `self` is a dict (callers only use this on dicts); live objects.
+        // SAFETY: live objects of any type: PyDict_DelItem raises SystemError when `self` is
+        // not a dict, KeyError for a missing key.
         let code = unsafe { (self.gil.api.PyDict_DelItem)(self.as_ptr(), key.as_ptr()) };
         self.gil.status(code)
     }
 
     /// `self.get(key)` for a dict (never raises).
     pub fn get_item(&self, key: &PyRef<'py>) -> Option<PyRef<'py>> {
-        // SAFETY: `self` is a dict; the result is borrowed.
+        // SAFETY: live objects of any type: PyDict_GetItem returns NULL (no exception) when
+        // `self` is not a dict, and clears any error from hashing or comparing the key; a
+        // non-NULL result is borrowed from the dict.
         let value = unsafe { (self.gil.api.PyDict_GetItem)(self.as_ptr(), key.as_ptr()) };
-        // SAFETY: a non-NULL result is a live object owned by the dict.
+        // SAFETY: a non-NULL result is live (the dict holds it), and no Python code runs
+        // before `borrowed` takes our own reference.
         (!value.is_null()).then(|| unsafe { self.gil.borrowed(value) })
     }
 
     /// A shallow copy of a dict.
     pub fn dict_copy(&self) -> PyResult<'py, PyRef<'py>> {
-        // SAFETY: `self` is a dict.
-        let pointer = unsafe { (self.gil.api.PyDict_Copy)(self.as_ptr()) };
-        self.gil.own(pointer)
+        // SAFETY: a live object of any type (PyDict_Copy raises SystemError for one that is
+        // not a dict); a new reference or NULL with an exception set.
+        unsafe { self.gil.own((self.gil.api.PyDict_Copy)(self.as_ptr())) }
     }
 
     /// `self.insert(index, item)` for a list.
     pub fn list_insert(&self, index: usize, item: &PyRef<'py>) -> PyResult<'py, ()> {
-        // SAFETY: `self` is a list; PyList_Insert does not steal.
+        // SAFETY: live objects of any type (PyList_Insert raises SystemError when `self` is
+        // not a list); it does not steal `item`.
         let code =
             unsafe { (self.gil.api.PyList_Insert)(self.as_ptr(), index as _, item.as_ptr()) };
         self.gil.status(code)
@@ -713,7 +911,8 @@ impl<'py> PyRef<'py> {
 
     /// `self.append(item)` for a list.
     pub fn list_append(&self, item: &PyRef<'py>) -> PyResult<'py, ()> {
-        // SAFETY: `self` is a list; PyList_Append does not steal.
+        // SAFETY: live objects of any type (PyList_Append raises SystemError when `self` is
+        // not a list); it does not steal `item`.
         let code = unsafe { (self.gil.api.PyList_Append)(self.as_ptr(), item.as_ptr()) };
         self.gil.status(code)
     }
@@ -765,7 +964,9 @@ impl<'py> PyErr<'py> {
     /// Takes the current exception (PyErr_Fetch). If none is set, a RuntimeError stands in.
     pub fn fetch(gil: Gil<'py>) -> PyErr<'py> {
         let (mut kind, mut value, mut traceback) = (null_mut(), null_mut(), null_mut());
-        // SAFETY: out-pointers to locals; we take ownership of the three references.
+        // SAFETY: out-pointers to locals. PyErr_Fetch hands us the three references (each may
+        // be NULL), PyErr_NormalizeException replaces them with new ones; `own` below makes
+        // each non-NULL one a PyRef, released once.
         unsafe {
             (gil.api.PyErr_Fetch)(&mut kind, &mut value, &mut traceback);
             (gil.api.PyErr_NormalizeException)(&mut kind, &mut value, &mut traceback);
@@ -795,19 +996,39 @@ impl<'py> PyErr<'py> {
         PyErr::fetch(gil)
     }
 
-    /// An exception from an `exc_info` triple `(type, value, traceback)`.
+    /// The exception of an `exc_info` triple `(type, value, traceback)` as `sys.exc_info()`
+    /// returns it, to be raised again (`raise value.with_traceback(traceback)`).
+    ///
+    /// The triple comes from the application, and [`restore`](PyErr::restore) hands it to
+    /// PyErr_Restore, which trusts it: CPython later writes the traceback into the value as
+    /// into an exception object, whatever it is. So it is rebuilt from the part that can be
+    /// checked: the value must be an exception instance (else TypeError), the traceback is
+    /// set on it by PyException_SetTraceback (which refuses anything but a traceback or None),
+    /// and the type is the value's own. `exc_info[0]` is not used. (Not `value.__traceback__`
+    /// either: a subclass can shadow that attribute with anything.)
     pub fn from_exc_info(exc_info: &PyRef<'py>) -> PyResult<'py, PyErr<'py>> {
         let gil = exc_info.gil();
-        let (kind, value, traceback) = (
-            exc_info.get_index(0)?,
-            exc_info.get_index(1)?,
-            exc_info.get_index(2)?,
-        );
-        let some = |object: PyRef<'py>| (!object.is_none()).then_some(object);
+        let value = exc_info.get_index(1)?;
+        if !value.is_exception_instance() {
+            return Err(PyErr::new(
+                gil,
+                Exception::TypeError,
+                "exc_info must be (type, value, traceback) of an exception, as sys.exc_info() returns",
+            ));
+        }
+        let traceback = exc_info.get_index(2)?;
+        // SAFETY: `value` is an exception instance (checked above), as PyException_SetTraceback
+        // requires of its first argument; it checks the second itself (TypeError unless a
+        // traceback or None) and does not steal it.
+        let status =
+            unsafe { (gil.api.PyException_SetTraceback)(value.as_ptr(), traceback.as_ptr()) };
+        gil.status(status)?;
+        // SAFETY: PyObject_Type returns a new reference to the type of a live object.
+        let kind = unsafe { gil.own((gil.api.PyObject_Type)(value.as_ptr())) }?;
         Ok(PyErr {
-            kind: some(kind),
-            value: some(value),
-            traceback: some(traceback),
+            kind: Some(kind),
+            value: Some(value),
+            traceback: (!traceback.is_none()).then_some(traceback),
             gil,
         })
     }
@@ -816,7 +1037,9 @@ impl<'py> PyErr<'py> {
     pub fn restore(self) {
         let take = |object: Option<PyRef<'py>>| object.map_or(null_mut(), PyRef::into_ptr);
         let (gil, kind, value, traceback) = (self.gil, self.kind, self.value, self.traceback);
-        // SAFETY: PyErr_Restore steals the three references (NULL allowed for absent ones).
+        // SAFETY: PyErr_Restore steals the three references (NULL allowed for absent ones) and
+        // does not check them: every PyErr holds what PyErr_Fetch returned (a type, its value
+        // and a traceback) or a triple from_exc_info checked.
         unsafe { (gil.api.PyErr_Restore)(take(kind), take(value), take(traceback)) }
     }
 

@@ -23,8 +23,10 @@ use super::api::Api;
 use super::object::Gil;
 use crate::sys::{Library, Visibility};
 
-/// The one interpreter of this process.
+/// The one interpreter of this process (its table, loaded; maybe not yet initialised).
 static API: OnceLock<Api> = OnceLock::new();
+/// `API`, once Python is initialised: the only way out of this module (see [`api`]).
+static RUNNING: OnceLock<&'static Api> = OnceLock::new();
 
 /// Where Python lives: what the configuration says, with defaults filled in.
 #[derive(Clone, Debug, Default)]
@@ -43,6 +45,7 @@ pub fn start<R>(
     // SAFETY: no preconditions.
     if unsafe { (api.Py_IsInitialized)() } != 0 {
         // Someone (another extension, or an earlier start) already runs Python here.
+        let _ = RUNNING.set(api);
         return Ok(Gil::acquire(api, setup));
     }
     let home = home_for(location)?;
@@ -62,6 +65,7 @@ pub fn start<R>(
             home.display()
         ));
     }
+    let _ = RUNNING.set(api);
     // SAFETY: Py_InitializeEx returns with the GIL held by this thread.
     let result = setup(unsafe { Gil::assume(api) });
     // Release the GIL for good: requests take it with PyGILState_Ensure. The thread state
@@ -71,9 +75,11 @@ pub fn start<R>(
     Ok(result)
 }
 
-/// The loaded API, once [`start`] has succeeded.
+/// The API table, once [`start`] has initialised Python (or found it running); None before,
+/// and after a start that failed, even if the library was loaded. Holding the result is what
+/// lets [`Gil::acquire`] and the other safe functions that take it call into Python.
 pub fn api() -> Option<&'static Api> {
-    API.get()
+    RUNNING.get().copied()
 }
 
 fn load(location: &PythonLocation) -> Result<&'static Api, String> {

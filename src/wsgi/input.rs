@@ -12,7 +12,7 @@
 use std::sync::{Arc, Mutex};
 
 use crate::isapi::ecb::Ecb;
-use crate::python::{Args, Exception, Gil, Kind, Native, PyErr, PyRef, PyResult};
+use crate::python::{Args, Exception, Gil, Kind, Method, Native, PyErr, PyRef, PyResult};
 
 /// Bytes asked from ReadClient at a time.
 const BLOCK: usize = 64 * 1024;
@@ -207,50 +207,25 @@ fn size_argument<'py>(gil: Gil<'py>, args: &Args<'py>, what: &str) -> PyResult<'
 
 impl Native for Input {
     const NAME: &'static std::ffi::CStr = c"isapi_wsgi.Input";
-    const METHODS: &'static [&'static std::ffi::CStr] =
-        &[c"read", c"readline", c"readlines", c"close"];
+    const METHODS: &'static [Method<Self>] = &[
+        Method {
+            name: c"read",
+            body: Input::read_method,
+        },
+        Method {
+            name: c"readline",
+            body: Input::readline_method,
+        },
+        Method {
+            name: c"readlines",
+            body: Input::readlines_method,
+        },
+        Method {
+            name: c"close",
+            body: Input::close_method,
+        },
+    ];
     const ITERATOR: bool = true;
-
-    fn method<'py>(
-        &self,
-        gil: Gil<'py>,
-        index: usize,
-        args: Args<'py>,
-        _this: &PyRef<'py>,
-    ) -> PyResult<'py, PyRef<'py>> {
-        match index {
-            0 => {
-                let limit = size_argument(gil, &args, "read")?;
-                let mut body = self.lock(gil)?;
-                self.read(gil, &mut body, limit)
-            }
-            1 => {
-                let limit = size_argument(gil, &args, "readline")?;
-                let mut body = self.lock(gil)?;
-                self.readline(gil, &mut body, limit)
-            }
-            2 => {
-                let hint = size_argument(gil, &args, "readlines")?.filter(|&hint| hint > 0);
-                let mut body = self.lock(gil)?;
-                let lines = gil.list()?;
-                let mut total = 0;
-                loop {
-                    let line = self.readline(gil, &mut body, None)?;
-                    let length = line.as_bytes().map_or(0, <[u8]>::len);
-                    if length == 0 {
-                        break;
-                    }
-                    lines.list_append(&line)?;
-                    total += length;
-                    if hint.is_some_and(|hint| total >= hint) {
-                        break;
-                    }
-                }
-                Ok(lines)
-            }
-            _ => Ok(gil.none()),
-        }
-    }
 
     fn next<'py>(&self, gil: Gil<'py>) -> PyResult<'py, Option<PyRef<'py>>> {
         let mut body = self.lock(gil)?;
@@ -259,5 +234,68 @@ impl Native for Input {
             .as_bytes()
             .is_some_and(|bytes| !bytes.is_empty())
             .then_some(line))
+    }
+}
+
+/// The Python methods.
+impl Input {
+    /// `read(size=-1)`.
+    fn read_method<'py>(
+        &self,
+        gil: Gil<'py>,
+        args: Args<'py>,
+        _this: &PyRef<'py>,
+    ) -> PyResult<'py, PyRef<'py>> {
+        let limit = size_argument(gil, &args, "read")?;
+        let mut body = self.lock(gil)?;
+        self.read(gil, &mut body, limit)
+    }
+
+    /// `readline(size=-1)`.
+    fn readline_method<'py>(
+        &self,
+        gil: Gil<'py>,
+        args: Args<'py>,
+        _this: &PyRef<'py>,
+    ) -> PyResult<'py, PyRef<'py>> {
+        let limit = size_argument(gil, &args, "readline")?;
+        let mut body = self.lock(gil)?;
+        self.readline(gil, &mut body, limit)
+    }
+
+    /// `readlines(hint=-1)`.
+    fn readlines_method<'py>(
+        &self,
+        gil: Gil<'py>,
+        args: Args<'py>,
+        _this: &PyRef<'py>,
+    ) -> PyResult<'py, PyRef<'py>> {
+        let hint = size_argument(gil, &args, "readlines")?.filter(|&hint| hint > 0);
+        let mut body = self.lock(gil)?;
+        let lines = gil.list()?;
+        let mut total = 0;
+        loop {
+            let line = self.readline(gil, &mut body, None)?;
+            let length = line.as_bytes().map_or(0, <[u8]>::len);
+            if length == 0 {
+                break;
+            }
+            lines.list_append(&line)?;
+            total += length;
+            if hint.is_some_and(|hint| total >= hint) {
+                break;
+            }
+        }
+        Ok(lines)
+    }
+
+    /// `close()`: nothing to do (the server owns the connection).
+    fn close_method<'py>(
+        &self,
+        gil: Gil<'py>,
+        _args: Args<'py>,
+        _this: &PyRef<'py>,
+    ) -> PyResult<'py, PyRef<'py>> {
+        Ok(gil.none())
     }
 }

@@ -87,8 +87,9 @@ impl Bridge {
 
     /// For a long-lived thread of our own that will serve many requests: keeps a Python
     /// thread state for it until the returned value is dropped (on that thread), so that
-    /// each request only takes the GIL. See [`ThreadAttachment`](crate::python::ThreadAttachment).
-    pub fn attach_thread(&self) -> crate::python::ThreadAttachment {
+    /// each request only takes the GIL. See [`ThreadAttachment`](crate::python::ThreadAttachment)
+    /// (None if the thread has a Python thread state already).
+    pub fn attach_thread(&self) -> Option<crate::python::ThreadAttachment> {
         crate::python::ThreadAttachment::new(self.api)
     }
 

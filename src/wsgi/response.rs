@@ -515,7 +515,11 @@ fn validate_headers<'py>(gil: Gil<'py>, headers: &PyRef<'py>) -> PyResult<'py, H
 
 impl Native for Response {
     const NAME: &'static std::ffi::CStr = c"isapi_wsgi.StartResponse";
-    const METHODS: &'static [&'static std::ffi::CStr] = &[c"write"];
+    const METHODS: &'static [crate::python::Method<Self>] = &[crate::python::Method {
+        name: c"write",
+        // write(data): the imperative API, sent at once.
+        body: |response, gil, args, _this| response.write(gil, args),
+    }];
     const CALLABLE: bool = true;
 
     /// start_response(...) returns the `write` callable.
@@ -536,15 +540,5 @@ impl Native for Response {
             }
         };
         this.getattr_object(&name)
-    }
-
-    fn method<'py>(
-        &self,
-        gil: Gil<'py>,
-        _index: usize,
-        args: Args<'py>,
-        _this: &PyRef<'py>,
-    ) -> PyResult<'py, PyRef<'py>> {
-        self.write(gil, args)
     }
 }

@@ -303,6 +303,19 @@ def raw(environ, start_response):
             yield b"never"
 
         return body()
+    if path == "/exc-info-bogus":
+        # exc_info that is not an exception's: refused with TypeError, not handed to CPython.
+        start_response("200 OK", [("Content-Type", "text/plain")])
+
+        def body():
+            yield b"sent;"
+            for bogus in [(int, 5, None), (KeyError, "text", None), (None, KeyError("k"), 5)]:
+                try:
+                    start_response("500 Oops", [], bogus)
+                except TypeError as error:
+                    yield ("TypeError: %s;" % error).encode()
+
+        return body()
     if path == "/keep":
         global KEPT
         KEPT = (environ["wsgi.input"], start_response)
