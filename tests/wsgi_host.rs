@@ -777,6 +777,30 @@ fn an_app_thread_writing_while_the_request_streams_to_a_slow_client_deadlocks_no
 }
 
 #[test]
+fn a_second_reader_of_wsgi_input_is_refused_while_the_first_waits_for_the_client() {
+    // The first reader waits in ReadClient with the GIL released and holds no lock; the
+    // second gets a RuntimeError at once (it neither waits nor reads in between), and the
+    // first gets the whole body once the client sends the rest.
+    let site = testapp();
+    let host = site.start(&[]);
+    // More than the host reads ahead before calling the extension (48 KiB), so the first
+    // reader must wait in ReadClient for the rest.
+    let mut client = Client::connect(host.addr);
+    client.send(b"POST /raw/two-readers HTTP/1.1\r\nHost: x\r\nContent-Length: 200000\r\n\r\n");
+    client.send(&[b'a'; 100_000]);
+    std::thread::sleep(Duration::from_millis(800));
+    client.send(&[b'b'; 100_000]);
+    let r = client.response(false);
+    assert_eq!(
+        r.text(),
+        "RuntimeError: wsgi.input is being read by another thread; the first reader got 200000 bytes"
+    );
+    client.send(b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(client.response(false).text(), "Hello, World!");
+    site.finish(host);
+}
+
+#[test]
 fn a_body_shorter_than_its_content_length_is_sent_and_the_connection_closed() {
     // Shorter: what the app gave goes out under its own Content-Length, and the connection
     // closes so the client sees the truncation — whether the body was known at once (a

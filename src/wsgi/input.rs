@@ -8,7 +8,10 @@
 //! (a chunked request) it reads until the server reports the end. Past the end every read
 //! returns `b""`. A client that disconnects before sending the whole body raises `OSError`.
 //!
-//! The GIL is released while `ReadClient` blocks.
+//! The GIL is released while `ReadClient` blocks. No lock is held then: each call takes the
+//! body's state out of its slot and puts it back when it returns, so a second thread that
+//! reads meanwhile gets a `RuntimeError` instead of waiting (for a thread that, to finish,
+//! needs the GIL it holds).
 use std::sync::{Arc, Mutex};
 
 use crate::isapi::ecb::Ecb;
@@ -20,7 +23,8 @@ const BLOCK: usize = 64 * 1024;
 /// The request body stream.
 pub struct Input {
     ecb: Arc<Ecb>,
-    body: Mutex<Body>,
+    /// The body's state; None while a call has taken it.
+    body: Mutex<Option<Body>>,
 }
 
 struct Body {
@@ -54,7 +58,7 @@ impl Input {
         };
         Input {
             ecb,
-            body: Mutex::new(body),
+            body: Mutex::new(Some(body)),
         }
     }
 
@@ -174,14 +178,52 @@ impl Input {
         }
     }
 
-    fn lock<'py>(&self, gil: Gil<'py>) -> PyResult<'py, std::sync::MutexGuard<'_, Body>> {
-        self.body.try_lock().map_err(|_| {
-            PyErr::new(
+    /// Takes the body's state for one call (given back when the result drops).
+    fn lock<'py>(&self, gil: Gil<'py>) -> PyResult<'py, Taken<'_>> {
+        let body = self
+            .body
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .take();
+        match body {
+            Some(body) => Ok(Taken {
+                slot: &self.body,
+                body: Some(body),
+            }),
+            None => Err(PyErr::new(
                 gil,
                 Exception::RuntimeError,
                 "wsgi.input is being read by another thread",
-            )
-        })
+            )),
+        }
+    }
+}
+
+/// The body's state, out of its slot for the length of one call.
+struct Taken<'a> {
+    slot: &'a Mutex<Option<Body>>,
+    body: Option<Body>,
+}
+
+impl Drop for Taken<'_> {
+    fn drop(&mut self) {
+        *self
+            .slot
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner()) = self.body.take();
+    }
+}
+
+impl std::ops::Deref for Taken<'_> {
+    type Target = Body;
+    fn deref(&self) -> &Body {
+        self.body.as_ref().expect("taken until dropped")
+    }
+}
+
+impl std::ops::DerefMut for Taken<'_> {
+    fn deref_mut(&mut self) -> &mut Body {
+        self.body.as_mut().expect("taken until dropped")
     }
 }
 

@@ -258,6 +258,23 @@ def raw(environ, start_response):
         return [b"ok"]
     if path.startswith("/fail"):
         raise RuntimeError("failing on purpose")
+    if path == "/two-readers":
+        # A thread of the app's reads the body (and waits for the client); meanwhile the
+        # request's thread tries to read too.
+        import threading
+        stream = environ["wsgi.input"]
+        got = {}
+        length = int(environ["CONTENT_LENGTH"])
+        reader = threading.Thread(target=lambda: got.update(body=len(stream.read(length))))
+        reader.start()
+        time.sleep(0.3)
+        try:
+            stream.read(1)
+            second = "no error"
+        except RuntimeError as error:
+            second = "RuntimeError: %s" % error
+        reader.join()
+        return text(start_response, "%s; the first reader got %r bytes" % (second, got.get("body")))
     if path == "/method":
         # Unvalidated: wsgiref's validator warns about methods it does not know.
         return text(start_response, environ["REQUEST_METHOD"])
