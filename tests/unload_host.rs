@@ -10,8 +10,9 @@
 //! spawns a thread from our code. So once a request has been served (or the threadpool
 //! started), glibc happens to keep the unpinned library too, and only
 //! `python_calling_the_bridge_after_unload_does_not_crash`, where no request ever ran, crashes
-//! (SIGSEGV) without the pin. Windows' FreeLibrary knows no such rule: tests/unload_wine.rs
-//! runs the other two scenarios against the Windows build, where both crash without it.
+//! (SIGSEGV) without the pin. Windows' FreeLibrary knows no such rule:
+//! tests/wine_bridge_safety.rs runs the other two scenarios against the Windows build, where
+//! both crash without it.
 mod common;
 
 use std::path::Path;

@@ -1,16 +1,23 @@
-//! Code that outlives the library, on Windows: the Windows build of `isapi-host --unload`
-//! serving the Windows build of the bridge under wine, with an official Windows CPython.
-//! `FreeLibrary` unmaps an unpinned DLL at once (there is no glibc-like rule that keeps it
-//! while threads have thread-local destructors pending, see tests/unload_host.rs), so both
-//! tests crash the host (a page fault, "Unhandled page fault on execute access") without
-//! `sys::pin_own_module` in `GetExtensionVersion`, and pass with it.
+//! The bridge-safety checks on Windows: the Windows builds of `isapi-host` and the bridge
+//! under wine, with an official Windows CPython.
+//!
+//! * Code that outlives the library: `isapi-host --unload` frees the DLL after
+//!   `TerminateExtension`. `FreeLibrary` unmaps an unpinned DLL at once (there is no
+//!   glibc-like rule that keeps it while threads have thread-local destructors pending, see
+//!   tests/unload_host.rs), so both unload tests crash the host (wine: "Unhandled page fault
+//!   on execute access") without `sys::pin_own_module` in `GetExtensionVersion`, and pass
+//!   with it.
+//! * Interpreters we cannot drive: a free-threaded `python313t.dll` and a debug
+//!   `python311_d.dll` (stubs built with mingw-w64's gcc that export what such builds
+//!   export) are refused by name through `[python] home`, as tests/unsupported_python.rs
+//!   does on Linux.
 //!
 //! Ignored by default because it needs the Windows build, wine and the Windows CPythons:
 //!
 //! ```text
 //! bash .ci/setup        # wine, target/wineprefix (with the bcryptprimitives shim), target/windows-pythons
 //! cargo build --target x86_64-pc-windows-gnu --lib --bins
-//! cargo test --test unload_wine -- --ignored
+//! cargo test --test wine_bridge_safety -- --ignored
 //! ```
 //!
 //! `WINEPREFIX` and `ISAPI_WSGI_TEST_WINDOWS_PYTHONS` (the folder holding `3.12\python312.dll`)
@@ -75,10 +82,15 @@ fn python_home() -> PathBuf {
 /// A scratch directory with an ini for tests/apps/outlive_app.py (Windows paths); the log
 /// goes to the host's stderr, where the test reads it.
 fn ini(name: &str, wsgi: &str) -> (PathBuf, PathBuf) {
-    let dir = common::scratch_dir(&format!("unload-wine-{name}"));
+    let home = format!("home = {}", winpath(&python_home()));
+    ini_for(name, &home, wsgi)
+}
+
+/// As [`ini`], with `python` (`home = ...` or `library = ...`) naming the interpreter.
+fn ini_for(name: &str, python: &str, wsgi: &str) -> (PathBuf, PathBuf) {
+    let dir = common::scratch_dir(&format!("wine-safety-{name}"));
     let text = format!(
-        "[python]\nhome = {}\npath = {}\n[wsgi]\napp = outlive_app:application\n{wsgi}\n",
-        winpath(&python_home()),
+        "[python]\n{python}\npath = {}\n[wsgi]\napp = outlive_app:application\n{wsgi}\n",
         winpath(&common::apps_dir())
     );
     let ini = dir.join("site.ini");
@@ -170,4 +182,92 @@ fn windows_a_threadpool_request_running_past_shutdown_timeout_survives_unload() 
         stopped.stderr
     );
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A stub DLL at `path` (mingw-w64's gcc): `Py_GetVersion` returning `version`, and empty
+/// functions `exports`; nothing else.
+fn build_stub_dll(path: &Path, version: &str, exports: &[&str]) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let mut source = format!(
+        "__declspec(dllexport) const char *Py_GetVersion(void) {{ return \"{version}\"; }}\n"
+    );
+    for name in exports {
+        source.push_str(&format!(
+            "__declspec(dllexport) void {name}(void *op) {{ (void)op; }}\n"
+        ));
+    }
+    let c_file = path.with_extension("c");
+    std::fs::write(&c_file, source).unwrap();
+    let output = std::process::Command::new("x86_64-w64-mingw32-gcc")
+        .args(["-shared", "-o"])
+        .arg(path)
+        .arg(&c_file)
+        .output()
+        .expect("run x86_64-w64-mingw32-gcc (mingw-w64, see .ci/setup)");
+    assert!(
+        output.status.success(),
+        "x86_64-w64-mingw32-gcc failed:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[test]
+#[ignore = "needs the x86_64-pc-windows-gnu build, wine and the Windows CPythons"]
+fn windows_free_threaded_and_debug_dlls_are_refused_by_name() {
+    // The free-threaded DLL is found through `home`; the debug one is named by `library` in
+    // a home laid out like an installation (Lib\os.py), which the code before the check
+    // went on to load and start.
+    for (name, dll, version, exports, expected) in [
+        (
+            "free-threaded",
+            "python313t.dll",
+            "3.13.0 experimental free-threading build (tags/v3.13.0, Oct  7 2024) [MSC v.1941 64 bit (AMD64)]",
+            &["_Py_MergeZeroLocalRefcount", "_Py_DecRefShared"][..],
+            "is a free-threaded build of CPython (3.13t); isapi-wsgi needs a regular (GIL) \
+             build: use python313.dll from the same installation",
+        ),
+        (
+            "debug",
+            "python311_d.dll",
+            "3.11.9 (tags/v3.11.9, Apr  2 2024) [MSC v.1938 64 bit (AMD64)]",
+            &["_Py_NegativeRefcount"][..],
+            "is a debug build of CPython (3.11d); isapi-wsgi needs a regular release build: \
+             use python311.dll from the same installation",
+        ),
+    ] {
+        let home = common::scratch_dir(&format!("wine-safety-{name}-home"));
+        build_stub_dll(&home.join(dll), version, exports);
+        let python = if name == "debug" {
+            std::fs::create_dir_all(home.join("Lib")).unwrap();
+            std::fs::write(home.join("Lib").join("os.py"), "").unwrap();
+            format!("library = {}", winpath(&home.join(dll)))
+        } else {
+            format!("home = {}", winpath(&home))
+        };
+        let (dir, ini) = ini_for(name, &python, "");
+        let (host, _) = start(&ini, &["--strict"]);
+        for _ in 0..2 {
+            let r = get(host.addr, "/");
+            assert_eq!(r.status, 500, "{name}: {r:?}");
+            assert!(
+                r.text().contains("The application failed to start"),
+                "{name}"
+            );
+        }
+        let stopped = host.stop();
+        stopped.assert_clean();
+        let line = format!("{}\\{dll} {expected}", winpath(&home));
+        assert!(
+            stopped.stderr.contains(&line),
+            "{name}: {line:?} not logged:\n{}",
+            stopped.stderr
+        );
+        assert!(
+            !stopped.stderr.contains("does not export"),
+            "{}",
+            stopped.stderr
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+        let _ = std::fs::remove_dir_all(&home);
+    }
 }
