@@ -22,6 +22,7 @@
 //!
 //! `WINEPREFIX` and `ISAPI_WSGI_TEST_WINDOWS_PYTHONS` (the folder holding `3.12\python312.dll`)
 //! override the defaults under `target/`.
+#![cfg(unix)] // drives wine from Linux
 mod common;
 
 use std::path::{Path, PathBuf};
