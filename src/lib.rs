@@ -83,7 +83,25 @@ pub unsafe extern "system" fn GetExtensionVersion(info: *mut HSE_VERSION_INFO) -
             }
             info.lpszExtensionDesc[length] = 0;
         }
-        EXTENSION.get_or_init(start);
+        EXTENSION.get_or_init(|| {
+            // First of all, before any thread or Python object of ours exists: stay loaded
+            // until the process ends. Our code outlives TerminateExtension (the reaper
+            // thread, threadpool workers finishing a request, Python holding our types and
+            // the objects an app kept), and IIS may FreeLibrary us after it; see
+            // docs/bridge.md, "Code that outlives the library".
+            let pinned = sys::pin_own_module();
+            let extension = start();
+            // Logged now that start() has opened the configured log.
+            if let Err(error) = pinned {
+                let message = format!(
+                    "cannot pin the library in memory ({error}); if IIS unloads it while our \
+                     threads or Python objects are still in use, the process will crash"
+                );
+                log::line(&message);
+                sys::report_to_admin(&format!("isapi-wsgi: {message}"));
+            }
+            extension
+        });
     }));
     if started.is_err() {
         let _ = catch_unwind(|| {

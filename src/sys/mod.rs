@@ -2,7 +2,10 @@
 //!
 //! * [`Library`]: a shared library loaded at run time (dlopen / LoadLibraryExW) and the
 //!   addresses of its exports. The host loads ISAPI extensions with it; the bridge loads
-//!   CPython with it.
+//!   CPython with it. [`Library::unload`] and [`is_loaded`] are for the host's `--unload`.
+//! * [`own_module_path`]: where the library holding this code lives (the bridge finds its
+//!   ini next to it); [`pin_own_module`]: keep that library loaded until the process ends,
+//!   whatever the host does (`GetExtensionVersion` calls it first).
 //!
 //! Everything here is a thin, `unsafe`-containing layer; callers above it stay safe.
 #[cfg(unix)]

@@ -3,8 +3,9 @@ use std::ffi::{CStr, CString, c_void};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-/// A loaded shared library. It is never unloaded: an ISAPI extension and an embedded
-/// interpreter both live until the process ends, and unloading either is unsafe.
+/// A loaded shared library. Dropping it does not unload it: an ISAPI extension and an
+/// embedded interpreter both live until the process ends, and unloading either is unsafe.
+/// Only [`Library::unload`] unloads, for a host that wants to do what IIS may do.
 #[derive(Debug)]
 pub struct Library {
     handle: *mut c_void,
@@ -59,6 +60,47 @@ impl Library {
     pub fn path(&self) -> &Path {
         &self.path
     }
+
+    /// Unloads the library (`dlclose`), as IIS may `FreeLibrary` an extension after
+    /// `TerminateExtension`. The loader may keep it mapped all the same (another handle to
+    /// it, `RTLD_NODELETE`, a pinned module): [`is_loaded`] tells.
+    ///
+    /// # Safety
+    /// Nothing may use an address from this library afterwards, unless the library is still
+    /// loaded: no call through a function pointer looked up with [`Library::symbol`], and no
+    /// thread may be running its code. (A library that pinned itself, as ours does, stays
+    /// valid; that is what the host's `--unload` checks.)
+    pub unsafe fn unload(self) -> Result<(), String> {
+        // SAFETY: handle came from a successful dlopen and is closed once (self is consumed);
+        // the caller promises that nothing uses the library's code afterwards.
+        if unsafe { libc::dlclose(self.handle) } == 0 {
+            Ok(())
+        } else {
+            Err(format!(
+                "{}: dlclose: {}",
+                self.path.display(),
+                last_dl_error()
+            ))
+        }
+    }
+}
+
+/// Whether the library at `path` is loaded in this process now (a `dlopen` with
+/// `RTLD_NOLOAD`, whose reference is given back at once).
+pub fn is_loaded(path: &Path) -> bool {
+    let Ok(c_path) = CString::new(path.as_os_str().as_bytes()) else {
+        return false;
+    };
+    // SAFETY: c_path is NUL-terminated; RTLD_NOLOAD never loads anything: it returns a new
+    // reference to a library that is already loaded, or NULL.
+    let handle = unsafe { libc::dlopen(c_path.as_ptr(), libc::RTLD_NOW | libc::RTLD_NOLOAD) };
+    if handle.is_null() {
+        return false;
+    }
+    // SAFETY: gives back the reference the dlopen above took; the library stays loaded by
+    // whoever loaded it first.
+    unsafe { libc::dlclose(handle) };
+    true
 }
 
 fn last_dl_error() -> String {
@@ -89,6 +131,59 @@ pub fn own_module_path() -> Option<PathBuf> {
     let name = unsafe { CStr::from_ptr(info.dli_fname) };
     let path = PathBuf::from(std::ffi::OsStr::from_bytes(name.to_bytes()));
     Some(std::fs::canonicalize(&path).unwrap_or(path))
+}
+
+/// Makes the library that contains this code stay loaded until the process ends, even if
+/// its host unloads it: `dlopen(own path, RTLD_NOW | RTLD_NOLOAD | RTLD_NODELETE)`.
+///
+/// Why: our code keeps running after `TerminateExtension`, when IIS may `FreeLibrary` us
+/// (docs/bridge.md, "Code that outlives the library"): the thread-state reaper, threadpool
+/// workers still finishing a request, and Python itself, which holds our types (their
+/// slots point at our functions) and whatever objects an application kept (start_response,
+/// wsgi.input, wsgi.errors). Unmapped code under any of them crashes the process.
+/// `RTLD_NODELETE` on a library that is already loaded marks it as never to be unloaded;
+/// `RTLD_NOLOAD` makes sure this call loads nothing. The reference it takes is never given
+/// back. Code linked into the main program (the in-process tests) cannot be unloaded: Ok.
+pub fn pin_own_module() -> Result<(), String> {
+    let mut info: libc::Dl_info = empty_dl_info();
+    let address = pin_own_module as *const c_void;
+    // SAFETY: `address` is inside this module; dladdr fills `info` and returns 0 on failure.
+    let found = unsafe { libc::dladdr(address, &mut info) };
+    if found == 0 || info.dli_fname.is_null() {
+        return Err("dladdr cannot name the library that contains this code".into());
+    }
+    // SAFETY: dli_fname is a NUL-terminated path owned by the loader, valid while the module
+    // is loaded; it is used (not kept) before this function returns.
+    let name = unsafe { CStr::from_ptr(info.dli_fname) };
+    let path = PathBuf::from(std::ffi::OsStr::from_bytes(name.to_bytes()));
+    let same = |a: &Path, b: &Path| {
+        std::fs::canonicalize(a)
+            .ok()
+            .is_some_and(|a| Some(a) == std::fs::canonicalize(b).ok())
+    };
+    let main_program =
+        name.to_bytes().is_empty() || std::env::current_exe().is_ok_and(|exe| same(&exe, &path));
+    if main_program {
+        return Ok(());
+    }
+    // SAFETY: `name` is the loader's own NUL-terminated name of a library that is loaded
+    // (it contains this function); with RTLD_NOLOAD dlopen loads nothing and runs no
+    // initialiser, it only takes a reference and, with RTLD_NODELETE, marks it permanent.
+    let handle = unsafe {
+        libc::dlopen(
+            name.as_ptr(),
+            libc::RTLD_NOW | libc::RTLD_NOLOAD | libc::RTLD_NODELETE,
+        )
+    };
+    if handle.is_null() {
+        return Err(format!(
+            "dlopen({}, RTLD_NOLOAD | RTLD_NODELETE): {}",
+            path.display(),
+            last_dl_error()
+        ));
+    }
+    // The reference is deliberately never given back (no dlclose).
+    Ok(())
 }
 
 fn empty_dl_info() -> libc::Dl_info {

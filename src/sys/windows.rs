@@ -17,9 +17,11 @@ unsafe extern "system" {
     fn GetLastError() -> u32;
     fn GetModuleHandleExW(flags: u32, address: *const u16, module: *mut Hmodule) -> i32;
     fn GetModuleFileNameW(module: Hmodule, buffer: *mut u16, size: u32) -> u32;
+    fn FreeLibrary(module: Hmodule) -> i32;
 }
 
-/// A loaded DLL. It is never unloaded (see the Unix twin for why).
+/// A loaded DLL. Dropping it does not unload it (see the Unix twin for why); only
+/// [`Library::unload`] does.
 #[derive(Debug)]
 pub struct Library {
     handle: Hmodule,
@@ -72,10 +74,75 @@ impl Library {
     pub fn path(&self) -> &Path {
         &self.path
     }
+
+    /// Unloads the DLL (`FreeLibrary`), as IIS may after `TerminateExtension`. Windows
+    /// keeps it loaded all the same if it holds other references or pinned itself:
+    /// [`is_loaded`] tells.
+    ///
+    /// # Safety
+    /// Nothing may use an address from this DLL afterwards, unless it is still loaded: no
+    /// call through a function pointer looked up with [`Library::symbol`], and no thread may
+    /// be running its code.
+    pub unsafe fn unload(self) -> Result<(), String> {
+        // SAFETY: handle came from a successful LoadLibraryExW and is freed once (self is
+        // consumed); the caller promises that nothing uses the DLL's code afterwards.
+        if unsafe { FreeLibrary(self.handle) } != 0 {
+            Ok(())
+        } else {
+            // SAFETY: GetLastError has no preconditions.
+            let code = unsafe { GetLastError() };
+            Err(format!(
+                "{}: FreeLibrary failed with Windows error {code}",
+                self.path.display()
+            ))
+        }
+    }
+}
+
+/// Whether the DLL at `path` is loaded in this process now (GetModuleHandleExW by name,
+/// without taking a reference).
+pub fn is_loaded(path: &Path) -> bool {
+    let wide: Vec<u16> = path.as_os_str().encode_wide().chain(Some(0)).collect();
+    let mut module: Hmodule = std::ptr::null_mut();
+    // SAFETY: wide is a NUL-terminated UTF-16 module name; UNCHANGED_REFCOUNT means the
+    // call takes no reference that would have to be released.
+    unsafe {
+        GetModuleHandleExW(
+            GET_MODULE_HANDLE_EX_FLAG_UNCHANGED_REFCOUNT,
+            wide.as_ptr(),
+            &mut module,
+        ) != 0
+    }
 }
 
 const GET_MODULE_HANDLE_EX_FLAG_FROM_ADDRESS: u32 = 0x4;
 const GET_MODULE_HANDLE_EX_FLAG_UNCHANGED_REFCOUNT: u32 = 0x2;
+const GET_MODULE_HANDLE_EX_FLAG_PIN: u32 = 0x1;
+
+/// Makes the DLL that contains this code stay loaded until the process ends, even if IIS
+/// calls `FreeLibrary` on it: `GetModuleHandleExW(PIN | FROM_ADDRESS)`.
+///
+/// Why: our code keeps running after `TerminateExtension` (docs/bridge.md, "Code that
+/// outlives the library"): the thread-state reaper, threadpool workers still finishing a
+/// request, and Python, which holds our types (their slots point at our functions) and any
+/// objects an application kept (start_response, wsgi.input, wsgi.errors). IIS may unload an
+/// extension after TerminateExtension; the next call into unmapped code would crash
+/// `w3wp.exe`. A pinned module is never unloaded; it goes away with the process.
+pub fn pin_own_module() -> Result<(), String> {
+    let mut module: Hmodule = std::ptr::null_mut();
+    let flags = GET_MODULE_HANDLE_EX_FLAG_FROM_ADDRESS | GET_MODULE_HANDLE_EX_FLAG_PIN;
+    let address = pin_own_module as *const u16;
+    // SAFETY: with FROM_ADDRESS the second argument is an address inside a module (this
+    // function); PIN takes a reference that can never be released, which is the point.
+    if unsafe { GetModuleHandleExW(flags, address, &mut module) } == 0 {
+        // SAFETY: GetLastError has no preconditions.
+        let code = unsafe { GetLastError() };
+        return Err(format!(
+            "GetModuleHandleExW(GET_MODULE_HANDLE_EX_FLAG_PIN) failed with Windows error {code}"
+        ));
+    }
+    Ok(())
+}
 
 /// The path of the DLL (or executable) that contains this code: the extension finds its
 /// `<stem>.ini` next to itself. IIS loads extensions through `\\?\` paths; that prefix is

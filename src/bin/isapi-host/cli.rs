@@ -18,6 +18,11 @@ Server:
   --threads N              worker threads calling HttpExtensionProc [2 per CPU, at least 4]
   --idle-timeout SECS      close idle keep-alive connections after SECS [120]
   --shutdown-timeout SECS  on Ctrl-C/SIGTERM, wait at most SECS for open requests [10]
+  --unload                 at shutdown, after TerminateExtension, unload the library
+                           (FreeLibrary/dlclose) as IIS may, then stay alive for
+                           --unload-linger SECS before exiting, so that extension code
+                           still running crashes the host visibly
+  --unload-linger SECS     how long to stay alive after --unload [2]
   --max-request-line N     longest request line, else 414 [8192]
   --max-header-bytes N     largest header block, else 431 [16384]
   --response-buffer N      buffer up to N bytes of output per request unless the
@@ -63,6 +68,11 @@ Diagnostics:
   -h, --help               this text
 ";
 
+/// `--unload-linger`'s default: how long the host stays alive after unloading the library.
+/// Long enough for an extension's own threads and a Python thread calling into it every
+/// few milliseconds to hit unmapped code many times over; short enough for a test.
+pub const UNLOAD_LINGER: Duration = Duration::from_secs(2);
+
 /// How requests are mapped to the extension (IIS handler mapping `path` attribute).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ScriptMap {
@@ -98,6 +108,10 @@ pub struct Options {
     pub threads: usize,
     pub idle_timeout: Duration,
     pub shutdown_timeout: Duration,
+    /// `--unload`: unload the library after TerminateExtension.
+    pub unload: bool,
+    /// `--unload-linger`: how long the process stays alive after unloading.
+    pub unload_linger: Duration,
     pub max_request_line: usize,
     pub max_header_bytes: usize,
     pub response_buffer: usize,
@@ -194,6 +208,8 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, String> 
         threads: (2 * cpus).max(4),
         idle_timeout: Duration::from_secs(120),
         shutdown_timeout: Duration::from_secs(10),
+        unload: false,
+        unload_linger: UNLOAD_LINGER,
         max_request_line: 8192,
         max_header_bytes: 16384,
         response_buffer: 4 * 1024 * 1024,
@@ -250,6 +266,8 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, String> 
             }
             "--idle-timeout" => o.idle_timeout = seconds("--idle-timeout", &value()?)?,
             "--shutdown-timeout" => o.shutdown_timeout = seconds("--shutdown-timeout", &value()?)?,
+            "--unload" => o.unload = true,
+            "--unload-linger" => o.unload_linger = seconds("--unload-linger", &value()?)?,
             "--max-request-line" => {
                 o.max_request_line = size("--max-request-line", &value()?)?.max(16)
             }
@@ -418,6 +436,11 @@ mod tests {
         assert_eq!(o.script_map, ScriptMap::Extension(".wsgi".into()));
         assert_eq!(o.response_buffer, 65536);
         assert_eq!(o.extension, PathBuf::from("x.so"));
+        assert!(!o.unload);
+        assert_eq!(o.unload_linger, UNLOAD_LINGER);
+        let o = run(&["--unload", "--unload-linger=0.5"]).unwrap();
+        assert!(o.unload);
+        assert_eq!(o.unload_linger, Duration::from_millis(500));
     }
 
     #[test]

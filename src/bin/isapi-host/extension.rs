@@ -4,9 +4,17 @@
 //! The [`Extension`] is the only place the host holds the extension's function pointers;
 //! `TerminateExtension` is called through a safe method, `HttpExtensionProc` through an
 //! `unsafe` one whose caller vouches for the ECB.
-use isapi_wsgi::isapi::ffi::{EXTENSION_CONTROL_BLOCK, HSE_TERM_MUST_UNLOAD, HSE_VERSION_INFO};
-use isapi_wsgi::sys::{Library, Visibility};
-use std::path::Path;
+//!
+//! With `--unload`, [`Extension::unload`] frees the library after `TerminateExtension`, as
+//! IIS may. Afterwards the host calls nothing of it any more: `HttpExtensionProc` is
+//! refused, and the library is not freed while a host thread is inside it.
+use isapi_wsgi::isapi::ffi::{
+    EXTENSION_CONTROL_BLOCK, HSE_STATUS_ERROR, HSE_TERM_MUST_UNLOAD, HSE_VERSION_INFO,
+};
+use isapi_wsgi::sys::{self, Library, Visibility};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 type GetExtensionVersionFn = unsafe extern "system" fn(*mut HSE_VERSION_INFO) -> i32;
 type HttpExtensionProcFn = unsafe extern "system" fn(*mut EXTENSION_CONTROL_BLOCK) -> u32;
@@ -14,12 +22,27 @@ type TerminateExtensionFn = unsafe extern "system" fn(u32) -> i32;
 
 /// A loaded, initialised extension.
 pub struct Extension {
-    library: Library,
+    /// None once [`Extension::unload`] has freed it.
+    library: Mutex<Option<Library>>,
+    path: PathBuf,
     http_extension_proc: HttpExtensionProcFn,
     terminate_extension: Option<TerminateExtensionFn>,
     /// What GetExtensionVersion reported.
     pub version: u32,
     pub description: String,
+    /// Host threads inside `HttpExtensionProc` right now.
+    inside: AtomicUsize,
+    /// Set by [`Extension::unload`]: no more calls.
+    unloading: AtomicBool,
+}
+
+/// What [`Extension::unload`] did.
+pub enum Unloaded {
+    /// The library was freed and is no longer in the process.
+    Gone,
+    /// The library was freed, but the loader keeps it (the extension pinned itself, or
+    /// something else holds a reference).
+    StillLoaded,
 }
 
 impl Extension {
@@ -43,8 +66,8 @@ impl Extension {
         // SAFETY: each pointer is a non-NULL export of `library` (symbol() found it), and
         // data and function pointers have the same size here. The ISAPI contract fixes
         // these names' signatures (headers/httpext.h: WINAPI, which is the "system" ABI),
-        // so a library exporting them promises them. They stay valid for the life of the
-        // process: a `Library` is never unloaded.
+        // so a library exporting them promises them. They stay valid while the library is
+        // loaded: until `unload`, after which the host calls none of them.
         let (get_version, http_extension_proc, terminate_extension) = unsafe {
             (
                 std::mem::transmute::<*mut std::ffi::c_void, GetExtensionVersionFn>(get_version),
@@ -70,20 +93,24 @@ impl Extension {
             .map(|&c| c as u8)
             .collect();
         Ok(Extension {
-            library,
+            path: library.path().to_path_buf(),
+            library: Mutex::new(Some(library)),
             http_extension_proc,
             terminate_extension,
             version: info.dwExtensionVersion,
             description: String::from_utf8_lossy(&desc).into_owned(),
+            inside: AtomicUsize::new(0),
+            unloading: AtomicBool::new(false),
         })
     }
 
     pub fn path(&self) -> &Path {
-        self.library.path()
+        &self.path
     }
 
     /// Calls `HttpExtensionProc(ecb)` and returns its HSE_STATUS_* value (or whatever else
-    /// the extension returned).
+    /// the extension returned). Once the extension is being unloaded, answers
+    /// HSE_STATUS_ERROR without calling it.
     ///
     /// # Safety
     /// `ecb` must point to a fully initialised EXTENSION_CONTROL_BLOCK that stays valid,
@@ -95,18 +122,67 @@ impl Extension {
     /// write the ECB (dwHttpStatusCode, lpszLogData) meanwhile, so no Rust reference to
     /// it may be held across the call.
     pub unsafe fn http_extension_proc(&self, ecb: *mut EXTENSION_CONTROL_BLOCK) -> u32 {
-        // SAFETY: the `HttpExtensionProc` export of `self.library` (never unloaded), with
-        // the signature ISAPI fixes; the caller vouches for `ecb` as the contract requires.
-        unsafe { (self.http_extension_proc)(ecb) }
+        // Count ourselves in first, then look at the flag; unload() sets the flag first,
+        // then looks at the count (both SeqCst): one of the two sees the other.
+        self.inside.fetch_add(1, Ordering::SeqCst);
+        let status = if self.unloading.load(Ordering::SeqCst) {
+            eprintln!("isapi-host: HttpExtensionProc refused: the extension was unloaded");
+            HSE_STATUS_ERROR
+        } else {
+            // SAFETY: the `HttpExtensionProc` export of our library, with the signature
+            // ISAPI fixes; the library stays loaded while `inside` counts this call; the
+            // caller vouches for `ecb` as the contract requires.
+            unsafe { (self.http_extension_proc)(ecb) }
+        };
+        self.inside.fetch_sub(1, Ordering::SeqCst);
+        status
+    }
+
+    /// `--unload`: frees the library (`FreeLibrary` / `dlclose`) as IIS may after
+    /// `TerminateExtension`, and says whether the loader really let it go. No further call
+    /// reaches it. Refused while a host thread is inside `HttpExtensionProc` (a request that
+    /// outlived the shutdown wait): that would crash the host's own thread, which tests
+    /// nothing about the extension. Threads of the extension's own, and Python calling
+    /// into it, are what this exposes. (I/O completion callbacks are not counted: the host
+    /// runs none after its shutdown wait unless a request is still open.)
+    pub fn unload(&self) -> Result<Unloaded, String> {
+        self.unloading.store(true, Ordering::SeqCst);
+        let inside = self.inside.load(Ordering::SeqCst);
+        if inside > 0 {
+            return Err(format!(
+                "not unloading {}: {inside} host thread(s) still inside HttpExtensionProc",
+                self.path.display()
+            ));
+        }
+        let library = self
+            .library
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+            .ok_or_else(|| format!("{} was already unloaded", self.path.display()))?;
+        // SAFETY: no host thread is inside HttpExtensionProc and none can enter it (the
+        // flag is set); TerminateExtension has returned and is never called again (terminate
+        // checks the flag too). What the extension still runs on its own threads, or from
+        // Python, is its own affair: exposing that is what --unload is for.
+        unsafe { library.unload()? };
+        Ok(if sys::is_loaded(&self.path) {
+            Unloaded::StillLoaded
+        } else {
+            Unloaded::Gone
+        })
     }
 
     /// Calls `TerminateExtension(HSE_TERM_MUST_UNLOAD)` if the extension exports it.
     /// Returns None if it does not.
     pub fn terminate(&self) -> Option<bool> {
         let terminate = self.terminate_extension?;
-        // SAFETY: the `TerminateExtension` export of `self.library` (never unloaded), with
-        // the signature ISAPI fixes; it takes a DWORD by value, so there is nothing else to
-        // vouch for. The host calls it once, at shutdown, as IIS does.
+        if self.unloading.load(Ordering::SeqCst) {
+            return Some(false);
+        }
+        // SAFETY: the `TerminateExtension` export of our library (not unloaded: `unload`
+        // sets the flag checked above first), with the signature ISAPI fixes; it takes a
+        // DWORD by value, so there is nothing else to vouch for. The host calls it once, at
+        // shutdown, as IIS does.
         Some(unsafe { terminate(HSE_TERM_MUST_UNLOAD) } != 0)
     }
 }

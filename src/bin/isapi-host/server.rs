@@ -1,6 +1,7 @@
 //! The running host: its shared state ([`Host`]), the worker threads, accepting
 //! connections, and the orderly shutdown (stop accepting, wait for requests in flight,
-//! `TerminateExtension(HSE_TERM_MUST_UNLOAD)`, report).
+//! `TerminateExtension(HSE_TERM_MUST_UNLOAD)`, with `--unload` free the library and linger,
+//! report).
 use crate::accesslog::AccessLog;
 use crate::checker::Checker;
 use crate::cli::{Options, TokenChoice};
@@ -217,6 +218,9 @@ fn shutdown(host: &'static Host) -> i32 {
         ),
         None => eprintln!("isapi-host: the extension has no TerminateExtension export"),
     }
+    if host.options.unload {
+        unload(host);
+    }
     host.access.flush();
     let violations = host.checker.count();
     eprintln!("isapi-host: stopped; {violations} contract violation(s)");
@@ -226,4 +230,25 @@ fn shutdown(host: &'static Host) -> i32 {
     } else {
         0
     }
+}
+
+/// `--unload`: frees the library as IIS may after TerminateExtension, then keeps the process
+/// alive for `--unload-linger`, so that extension code still running on the extension's own
+/// threads, or called from Python, hits unmapped memory and crashes the host visibly (a
+/// signal, not exit status 0) instead of dying unnoticed with the process.
+fn unload(host: &'static Host) {
+    let path = host.extension.path().display();
+    match host.extension.unload() {
+        Ok(crate::extension::Unloaded::Gone) => {
+            eprintln!("isapi-host: --unload: unloaded the extension {path}; it is no longer loaded")
+        }
+        Ok(crate::extension::Unloaded::StillLoaded) => eprintln!(
+            "isapi-host: --unload: unloaded the extension {path}; it is still loaded (it pinned \
+             itself, or something else holds it)"
+        ),
+        Err(e) => eprintln!("isapi-host: --unload: {e}"),
+    }
+    let linger = host.options.unload_linger;
+    std::thread::sleep(linger);
+    eprintln!("isapi-host: --unload: still alive {linger:?} after unloading");
 }
