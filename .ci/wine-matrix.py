@@ -192,6 +192,7 @@ class Matrix:
     def pep514_lookup(self):
         keys = {("HKEY_CURRENT_USER", "3.11"): os.path.join(PYTHONS, "3.11"),
                 ("HKEY_LOCAL_MACHINE", "3.13"): os.path.join(PYTHONS, "3.13"),
+                ("HKEY_CURRENT_USER", "3.13"): os.path.join(PYTHONS, "3.13"),
                 ("HKEY_CURRENT_USER", "3.12"): os.path.join(PYTHONS, "3.12-ü"),
                 ("HKEY_CURRENT_USER", "3.13-32"): "C:\\nowhere32",
                 ("HKEY_CURRENT_USER", "3.13t"): "C:\\nowhere-free-threaded",
@@ -201,8 +202,11 @@ class Matrix:
             probe = os.path.join(self.build, "examples", "wine-probe.exe")
             rc, out = wine([probe, "--registry"])
             found = [line.split()[2:5] for line in out.splitlines() if line.startswith("probe: registered ")]
-            expected = [["HKEY_LOCAL_MACHINE", "3.13", "3.13"], ["HKEY_CURRENT_USER", "3.12", "3.12"],
-                        ["HKEY_CURRENT_USER", "3.11", "3.11"], ["HKEY_LOCAL_MACHINE", "3.10", "3.10"]]
+            # The machine's installs first (an app pool's identity can write its own
+            # HKEY_CURRENT_USER, not HKEY_LOCAL_MACHINE), each hive newest first.
+            expected = [["HKEY_LOCAL_MACHINE", "3.13", "3.13"], ["HKEY_LOCAL_MACHINE", "3.10", "3.10"],
+                        ["HKEY_CURRENT_USER", "3.13", "3.13"], ["HKEY_CURRENT_USER", "3.12", "3.12"],
+                        ["HKEY_CURRENT_USER", "3.11", "3.11"]]
             assert rc == 0 and found == expected, "registered_pythons() gave %s, expected %s:\n%s" % (found, expected, out)
             assert "3.12-ü" in out and "library exists: false" not in out, out
         finally:
@@ -434,16 +438,17 @@ class Matrix:
         assert "0 contract violation(s)" in log, "contract violations:\n%s" % log
 
     def pep514_host(self):
-        """No home in the ini: the extension takes the newest registered CPython."""
+        """No home in the ini: the extension takes the newest CPython registered for the
+        machine, before any registered only for the user (even a newer one)."""
         directory = os.path.join(self.work, "pep514")
-        ini = self.write_ini(directory, home=None, venv_version="3.11")
+        ini = self.write_ini(directory, home=None, venv_version="3.10")
         try:
             self.registry({("HKEY_CURRENT_USER", "3.11"): os.path.join(PYTHONS, "3.11"),
                            ("HKEY_LOCAL_MACHINE", "3.10"): os.path.join(PYTHONS, "3.10")})
             host = Host(self.build, ini)
             try:
                 status, _, body = host.request("GET", "/")
-                assert status == 200 and body.startswith(b"Hello from CPython 3.11."), (status, body[:1000])
+                assert status == 200 and body.startswith(b"Hello from CPython 3.10."), (status, body[:1000])
             finally:
                 code = host.stop()
             assert code == 0, host.log()
@@ -506,6 +511,14 @@ class Matrix:
         Windows build, every callback of the test extension, TRANSMIT_FILE on a HANDLE."""
         proc = subprocess.run(["cargo", "test", "--quiet", "--release", "--test", "host_wine", "--", "--ignored"],
                               cwd=ROOT, capture_output=True, text=True, timeout=900)
+        assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+
+    def bridge_safety_test(self):
+        """tests/wine_bridge_safety.rs (ignored in the Linux run): the Windows DLL pinned
+        against FreeLibrary (isapi-host.exe --unload with Python still calling into it) and
+        free-threaded or debug python DLLs refused by name."""
+        proc = subprocess.run(["cargo", "test", "--quiet", "--release", "--test", "wine_bridge_safety", "--",
+                               "--ignored"], cwd=ROOT, capture_output=True, text=True, timeout=900)
         assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
 
     def ini_next_to_long_path_dll(self):
@@ -620,6 +633,8 @@ class Matrix:
             self.check("host-test-extension", self.test_extension)
             if os.path.isfile(os.path.join(ROOT, "tests", "host_wine.rs")):
                 self.check("host-wine-test", self.host_wine_test)
+            if os.path.isfile(os.path.join(ROOT, "tests", "wine_bridge_safety.rs")):
+                self.check("bridge-safety-wine-test", self.bridge_safety_test)
         if self.have_host():
             for version in self.versions:
                 self.serve_version(version)

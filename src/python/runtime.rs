@@ -302,8 +302,9 @@ fn default_library() -> Result<PathBuf, String> {
     Ok(PathBuf::from(env!("ISAPI_WSGI_BUILD_PYTHON_LIBRARY")))
 }
 
-/// Windows: the newest CPython 3.8+ registered per PEP 514 (this user's, then the machine's,
-/// of this process's bitness) whose python3X.dll exists.
+/// Windows: a CPython 3.8+ registered per PEP 514, of this process's bitness, whose
+/// python3X.dll exists: the machine's newest, else this user's newest (see
+/// `sys::registered_pythons` for why the machine's come first).
 #[cfg(windows)]
 fn default_library() -> Result<PathBuf, String> {
     crate::sys::registered_pythons()

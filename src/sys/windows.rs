@@ -356,17 +356,23 @@ impl Drop for RegKey {
     }
 }
 
-/// The CPython installations registered per PEP 514 under company `PythonCore`, in
-/// `HKEY_CURRENT_USER` and `HKEY_LOCAL_MACHINE`, newest version first (for the same
-/// version, the per-user one first, as PEP 514 ranks them). Installations of another
+/// The CPython installations registered per PEP 514 under company `PythonCore`: first the
+/// machine's (`HKEY_LOCAL_MACHINE`), newest version first, then this user's
+/// (`HKEY_CURRENT_USER`), newest first. PEP 514 ranks a per-user install first; we do not:
+/// under IIS "this user" is the application pool's identity, which can write its own
+/// `HKEY_CURRENT_USER` but not the machine's keys, so the per-user order would let that
+/// identity (or anything running as it) redirect a machine-wide install to a Python of
+/// its choosing. A per-user install is still found when the machine has none; `[python]
+/// home` or `library` choose exactly. Installations of another
 /// bitness than this process, free-threaded builds (`3.13t`, which cannot load a
 /// limited-API extension), and tags without an existing `InstallPath` are left out.
 pub fn registered_pythons() -> Vec<RegisteredPython> {
     let mut found = Vec::new();
     for (root, hive) in [
-        (HKEY_CURRENT_USER, "HKEY_CURRENT_USER"),
         (HKEY_LOCAL_MACHINE, "HKEY_LOCAL_MACHINE"),
+        (HKEY_CURRENT_USER, "HKEY_CURRENT_USER"),
     ] {
+        let start = found.len();
         let Some(core) = RegKey::open(root, r"Software\Python\PythonCore") else {
             continue;
         };
@@ -375,9 +381,8 @@ pub fn registered_pythons() -> Vec<RegisteredPython> {
                 found.push(python);
             }
         }
+        found[start..].sort_by_key(|python| std::cmp::Reverse(python.version));
     }
-    // Stable sort: within one version, HKEY_CURRENT_USER (scanned first) stays first.
-    found.sort_by_key(|python| std::cmp::Reverse(python.version));
     found
 }
 
