@@ -5,8 +5,8 @@
 //! Each test states the whole expected table ([`Expected`]): every variable the extension
 //! prints must be listed with its exact value, and every `UNICODE_` twin must equal its
 //! narrow form unless the test gives it separately (non-ASCII paths), so a variable the
-//! host adds or changes cannot go unchecked. The values follow
-//! /work/shared/iis-isapi-facts.md §2 and docs/host.md (site model, fixed values).
+//! host adds or changes cannot go unchecked. The values follow Microsoft's "IIS Server
+//! Variables" reference and docs/host.md (site model, fixed values).
 mod common;
 
 use common::{Host, python, test_extension};

@@ -5,7 +5,9 @@
 //! parsed request and the connection's addresses, computes the paths IIS derives
 //! (SCRIPT_NAME, PATH_INFO, URL, PATH_TRANSLATED), and answers [`RequestInfo::lookup_wire`]
 //! for every variable name: the documented ones, `HTTP_<NAME>`, `HEADER_<Name>` and the
-//! `UNICODE_` forms (UTF-16). See `/work/shared/iis-isapi-facts.md` §2 and `docs/host.md`.
+//! `UNICODE_` forms (UTF-16). The names and formats are those of Microsoft's "IIS Server
+//! Variables" reference (and the ISAPI `GetServerVariable` page); where IIS's documentation
+//! is unclear, `docs/host.md` gives the choice made and why.
 use crate::cli::{Options, ScriptMap};
 use crate::http::{HttpError, RequestHead, percent_decode};
 use std::borrow::Cow;
