@@ -193,13 +193,14 @@ impl Framing {
         };
         if let Some(length) = announced {
             block.extend_from_slice(b"Content-Length: ");
-            block.extend_from_slice(length.to_string().as_bytes());
+            let _ = std::io::Write::write_fmt(&mut block, format_args!("{length}"));
             block.extend_from_slice(b"\r\n");
         }
         if framing == Framing::Chunked {
             block.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
         }
         block.extend_from_slice(b"\r\n");
+        block.reserve_exact(1); // room for the NUL the ECB's C string needs
         // HEAD: the length the body would have had is announced; no byte of it is sent.
         let wire = if request.head {
             Framing::NoBody
