@@ -593,10 +593,12 @@ class Matrix:
             for _ in range(2):
                 status, _, body = host.request("GET", "/token")
                 assert status == 500 and b"could not take the identity" in body, (status, body, host.log())
-            assert "could not take the request's identity (SetThreadToken error" in host.log(), host.log()
-            assert "the request is refused with a 500 page" in host.log(), host.log()
         finally:
             self.clean_shutdown(host)
+        with open(os.path.join(directory, "wsgi.log"), encoding="utf-8", errors="replace") as f:
+            log = f.read()
+        assert "could not take the request's identity (SetThreadToken error" in log, log[-3000:]
+        assert "the request is refused with a 500 page" in log, log[-3000:]
 
     # -- the run
 
