@@ -377,6 +377,19 @@ mod tests {
     }
 
     #[test]
+    fn version_is_3_x_from_3_8() {
+        let at = Path::new("/srv/site/isapi_wsgi.ini");
+        let config = Config::parse("[python]\nhome = /usr\nversion = 3.14\n", at).unwrap();
+        assert_eq!(config.python_version, Some(14));
+        let error = Config::parse("[python]\nversion = 3.7\n", at).unwrap_err();
+        assert_eq!(
+            error,
+            "line 2: [python] version: `3.7` is not a CPython version 3.8 or newer (write it as 3.X)"
+        );
+        assert!(Config::parse("[python]\nversion = 314\n", at).is_err());
+    }
+
+    #[test]
     #[cfg(unix)]
     fn files_looked_for_next_to_the_library() {
         let candidates = Config::candidates(Path::new("/srv/bin/libisapi_wsgi.so"));

@@ -2,6 +2,7 @@
 //! (its `pyvenv.cfg` says where that is) and adds the venv's site-packages, where the app is.
 //! A real venv of a pyenv CPython, served by the real host (`--strict`). Debian's layout
 //! (`home = /usr`) is tested in tests/sid_pythons.rs.
+#![cfg(unix)]
 mod common;
 
 use std::process::Command;

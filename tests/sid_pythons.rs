@@ -5,6 +5,7 @@
 //! `library =` alone, and no home at all (`python3` on PATH, found through its sysconfig).
 //! testapp runs wrapped in wsgiref.validate.validator with warnings as errors, and every
 //! run must end with zero contract violations and no validator complaint.
+#![cfg(unix)]
 mod common;
 #[path = "support/sid.rs"]
 mod sid;
