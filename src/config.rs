@@ -4,6 +4,7 @@
 //! [python]
 //! home = C:\Python312        ; Linux: the prefix holding lib/libpython3.X.so; Windows: the dir with python3X.dll
 //! library = /usr/lib/libpython3.12.so.1.0   ; optional, wins over home
+//! version = 3.12              ; optional: which CPython in home (or on PATH) when there are several
 //! path = src;lib              # prepended to sys.path (';'-separated), relative to this file
 //! venv = .venv                ; its site-packages is added with site.addsitedir
 //! [wsgi]
@@ -57,6 +58,8 @@ pub struct Config {
     pub file: Option<PathBuf>,
     pub python_home: Option<PathBuf>,
     pub python_library: Option<PathBuf>,
+    /// `[python] version = 3.X`: X.
+    pub python_version: Option<u32>,
     pub python_path: Vec<PathBuf>,
     pub venv: Option<PathBuf>,
     pub app: AppSpec,
@@ -72,7 +75,7 @@ const DEFAULT_THREADS: usize = 8;
 const QUEUE_PER_THREAD: usize = 4;
 const DEFAULT_SHUTDOWN_SECONDS: u64 = 30;
 
-const PYTHON_KEYS: &[&str] = &["home", "library", "path", "venv"];
+const PYTHON_KEYS: &[&str] = &["home", "library", "version", "path", "venv"];
 const WSGI_KEYS: &[&str] = &[
     "app",
     "handler",
@@ -89,6 +92,7 @@ impl Default for Config {
             file: None,
             python_home: None,
             python_library: None,
+            python_version: None,
             python_path: Vec::new(),
             venv: None,
             app: AppSpec::Demo,
@@ -192,6 +196,9 @@ impl Config {
             match (section, key) {
                 ("python", "home") => config.python_home = Some(resolve(base, value)),
                 ("python", "library") => config.python_library = Some(resolve(base, value)),
+                ("python", "version") => {
+                    config.python_version = Some(parse_version(value).map_err(at)?)
+                }
                 ("python", "path") => {
                     config.python_path = value
                         .split(';')
@@ -236,6 +243,14 @@ impl Config {
                     ));
                 }
             }
+        }
+        // A home that is a virtual environment is also the venv (its site-packages are the
+        // point of naming it); the runtime starts the venv's base CPython.
+        if config.venv.is_none() {
+            config.venv = config
+                .python_home
+                .clone()
+                .filter(|home| home.join("pyvenv.cfg").is_file());
         }
         if !queue_set {
             config.queue = config.threads * QUEUE_PER_THREAD;
@@ -297,6 +312,15 @@ fn parse_app(value: &str) -> Result<AppSpec, String> {
     })
 }
 
+/// `3.X` (3.8 or newer) as X.
+fn parse_version(value: &str) -> Result<u32, String> {
+    value
+        .strip_prefix("3.")
+        .and_then(|minor| minor.parse::<u32>().ok())
+        .filter(|minor| *minor >= 8)
+        .ok_or_else(|| format!("`{value}` is not a CPython version 3.8 or newer (write it as 3.X)"))
+}
+
 fn parse_bool(value: &str) -> Result<bool, String> {
     match value.to_ascii_lowercase().as_str() {
         "true" | "yes" | "on" | "1" => Ok(true),
@@ -350,6 +374,19 @@ mod tests {
         assert!(config.debug);
         assert_eq!(config.log, Some(PathBuf::from("/srv/site/logs/w.log")));
         assert_eq!((config.threads, config.queue), (3, 12));
+    }
+
+    #[test]
+    fn version_is_3_x_from_3_8() {
+        let at = Path::new("/srv/site/isapi_wsgi.ini");
+        let config = Config::parse("[python]\nhome = /usr\nversion = 3.14\n", at).unwrap();
+        assert_eq!(config.python_version, Some(14));
+        let error = Config::parse("[python]\nversion = 3.7\n", at).unwrap_err();
+        assert_eq!(
+            error,
+            "line 2: [python] version: `3.7` is not a CPython version 3.8 or newer (write it as 3.X)"
+        );
+        assert!(Config::parse("[python]\nversion = 314\n", at).is_err());
     }
 
     #[test]

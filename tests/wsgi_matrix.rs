@@ -2,7 +2,13 @@
 //! dlopen exactly as a host loads it) against every CPython 3.8+ that pyenv has, chosen only
 //! by the configuration file. Each interpreter runs in its own child process (one Python per
 //! process), which drives the library's own `HttpExtensionProc` with synthetic ECBs.
+//!
+//! CPython 3.14 and 3.15, which pyenv cannot install here, join as Debian packages them:
+//! the child runs in the Debian sid root of `.ci/sid-root` (tests/support/sid.rs) with
+//! `home = /usr` and `version = 3.X`, the distribution layout.
 mod common;
+#[path = "support/sid.rs"]
+mod sid;
 #[path = "support/synthetic.rs"]
 mod synthetic;
 
@@ -14,6 +20,8 @@ use isapi_wsgi::sys::{Library, Visibility};
 use synthetic::{Prepared, Request};
 
 const CHILD_ENV: &str = "ISAPI_WSGI_MATRIX_HOME";
+/// Set for a Debian child: `[python] version`.
+const CHILD_VERSION: &str = "ISAPI_WSGI_MATRIX_VERSION";
 
 /// The pyenv CPython installations from 3.8 up: (version, prefix).
 fn pythons() -> Vec<(String, PathBuf)> {
@@ -78,6 +86,34 @@ fn one_library_serves_every_pyenv_python() {
             failures.push(format!("CPython {version} failed:\n{text}"));
         }
     }
+    if let Some(root) = sid::root() {
+        for (minor, _) in sid::pythons(&root) {
+            let command = sid::command(&root, &std::env::current_exe().unwrap());
+            let output = Command::new(&command[0])
+                .args(&command[1..])
+                .args([
+                    "--ignored",
+                    "--exact",
+                    "matrix_child",
+                    "--nocapture",
+                    "--test-threads=1",
+                ])
+                .env(CHILD_ENV, "/usr")
+                .env(CHILD_VERSION, minor.to_string())
+                .output()
+                .unwrap();
+            let text = synthetic::child_text(&output);
+            if output.status.success()
+                && text.contains(&format!("matrix: served by Python 3.{minor}"))
+            {
+                println!("CPython 3.{minor} (Debian sid, home = /usr): ok");
+            } else {
+                failures.push(format!(
+                    "CPython 3.{minor} (Debian sid, home = /usr) failed:\n{text}"
+                ));
+            }
+        }
+    }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }
 
@@ -86,14 +122,18 @@ fn one_library_serves_every_pyenv_python() {
 #[ignore = "run by one_library_serves_every_pyenv_python, once per interpreter"]
 fn matrix_child() {
     let home = PathBuf::from(std::env::var_os(CHILD_ENV).expect("run by the matrix test"));
+    let debian = std::env::var(CHILD_VERSION).ok();
     let dir = synthetic::scratch_dir("matrix");
     let ini = dir.join("isapi_wsgi.ini");
     let log = dir.join("wsgi.log");
     std::fs::write(
         &ini,
         format!(
-            "[python]\nhome = {}\npath = {}\n[wsgi]\napp = testapp:application\nlog = {}\n",
+            "[python]\nhome = {}\n{}path = {}\n[wsgi]\napp = testapp:application\nlog = {}\n",
             home.display(),
+            debian
+                .as_ref()
+                .map_or_else(String::new, |minor| format!("version = 3.{minor}\n")),
             synthetic::apps_dir().display(),
             log.display()
         ),
@@ -134,8 +174,22 @@ fn matrix_child() {
     assert_eq!(stream.text(), "one,two,three");
     let error = Prepared::new(&Request::get("/error")).run(proc);
     assert_eq!(error.code(), 500);
-    let extensions = Prepared::new(&Request::get("/c-extensions")).run(proc);
-    assert_c_extensions(&extensions.text(), &home, &version.text());
+    if debian.is_some() {
+        // Debian links math and _json into libpython: /dynload imports two that it does not.
+        let extensions = Prepared::new(&Request::get("/dynload")).run(proc);
+        let dynload = home.join(format!("lib/python{}/lib-dynload", version.text()));
+        for module in ["_bz2", "_decimal"] {
+            let expected = format!(r#""{module}": "{}/{module}.cpython-"#, dynload.display());
+            assert!(
+                extensions.text().contains(&expected),
+                "{expected} not in {}",
+                extensions.text()
+            );
+        }
+    } else {
+        let extensions = Prepared::new(&Request::get("/c-extensions")).run(proc);
+        assert_c_extensions(&extensions.text(), &home, &version.text());
+    }
     let environ = Prepared::new(&Request::get("/environ")).run(proc);
     assert!(environ.text().contains("\"wsgi.url_scheme\": \"http\""));
     // Server threads keep their thread state between requests, and one that ends leaves

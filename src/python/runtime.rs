@@ -2,18 +2,26 @@
 //!
 //! [`start`] is called once, from `GetExtensionVersion`:
 //!
-//! 1. find the library: `[python] library`, else the versioned library in `[python] home`
-//!    (Linux: `lib/libpython3.X.so*`; Windows: `python3X.dll`, never the `python3.dll`
-//!    forwarder), else the interpreter the extension was built with (Linux) or the newest
-//!    CPython registered per PEP 514 (Windows);
+//! 1. find the library ([`locate`]): `[python] library`, else the versioned library in
+//!    `[python] home`, else the default (below). A home is looked through the way CPython
+//!    lays itself out (its sysconfig `LIBDIR`): on Linux `lib/<multiarch>/` (Debian, Ubuntu:
+//!    `/usr/lib/x86_64-linux-gnu/libpython3.X.so.1.0`), `lib64/` (Fedora, openSUSE) and
+//!    `lib/` (a source build, pyenv); on Windows the home itself (`python3X.dll`, never the
+//!    `python3.dll` forwarder). A home holding `pyvenv.cfg` is a virtual environment: its
+//!    base installation (the file's `home =`) is the one looked through. `[python] version`
+//!    picks one when a home holds several (Debian's `/usr` can hold 3.13 and 3.14), else
+//!    the newest wins. The default is the interpreter the extension was built with, else
+//!    `python3` on PATH as its sysconfig describes it (Linux), or the newest CPython
+//!    registered per PEP 514 (Windows); the log says which one was chosen;
 //! 2. load it (Linux: RTLD_GLOBAL, so C extension modules resolve against it), refuse a
 //!    build whose objects or ABI differ from the regular one ([`unsupported_build`]:
 //!    free-threaded, debug, `Py_TRACE_REFS` before 3.13), and resolve the [`Api`] table;
 //! 3. if Python already runs in this process, attach to it; otherwise check that the home
-//!    (derived from `[python] library` when that is set: the library wins) holds a standard
-//!    library (a wrong home makes `Py_InitializeEx` abort the process, so
-//!    we refuse it first), set it, and start Python with `Py_InitializeEx(0)` (the host
-//!    owns signals);
+//!    (derived from `[python] library` when that is set: the library wins, see
+//!    [`library_home`]) holds a standard library (`lib/python3.X/os.py` or
+//!    `lib64/python3.X/os.py`; Windows: `Lib\os.py` or `python3X.zip`): a wrong home makes
+//!    `Py_InitializeEx` abort the process, so we refuse it first; set it, and start Python
+//!    with `Py_InitializeEx(0)` (the host owns signals);
 //! 4. hand over to the caller with the GIL held, then release it for good.
 #[cfg(not(windows))]
 use std::ffi::CString;
@@ -34,6 +42,17 @@ static RUNNING: OnceLock<&'static Api> = OnceLock::new();
 pub struct PythonLocation {
     pub home: Option<PathBuf>,
     pub library: Option<PathBuf>,
+    /// `[python] version`: the minor version X of 3.X to look for in a home or on PATH.
+    pub version: Option<u32>,
+}
+
+/// What [`locate`] found: the library to load and the home that goes with it.
+#[derive(Clone, Debug, PartialEq)]
+struct Located {
+    library: PathBuf,
+    home: PathBuf,
+    /// How it was chosen, for the log, when the configuration did not name it.
+    chosen: Option<String>,
 }
 
 /// Starts (or attaches to) Python and runs `setup` with the GIL held; the GIL is released
@@ -42,15 +61,19 @@ pub fn start<R>(
     location: &PythonLocation,
     setup: impl for<'py> FnOnce(Gil<'py>) -> R,
 ) -> Result<R, String> {
-    let api = load(location)?;
+    let located = locate(location)?;
+    if let Some(chosen) = &located.chosen {
+        crate::log::line(chosen);
+    }
+    let api = load(&located.library)?;
     // SAFETY: no preconditions.
     if unsafe { (api.Py_IsInitialized)() } != 0 {
         // Someone (another extension, or an earlier start) already runs Python here.
         let _ = RUNNING.set(api);
         return Ok(Gil::acquire(api, setup));
     }
-    let home = home_for(location)?;
-    check_home(&home, &location_library(location)?)?;
+    let home = located.home;
+    check_home(&home, &located.library)?;
     // Linux: libpython cannot tell where its standard library is (it would search from the
     // host executable), so we name the home. Windows: python3X.dll finds its home from its
     // own location, and naming it would make 3.11+ ignore the embeddable package's `._pth`
@@ -83,13 +106,12 @@ pub fn api() -> Option<&'static Api> {
     RUNNING.get().copied()
 }
 
-fn load(location: &PythonLocation) -> Result<&'static Api, String> {
+fn load(path: &Path) -> Result<&'static Api, String> {
     if let Some(api) = API.get() {
         return Ok(api);
     }
-    let path = location_library(location)?;
     let library =
-        Library::open(&path, Visibility::Global).map_err(|e| format!("cannot load Python: {e}"))?;
+        Library::open(path, Visibility::Global).map_err(|e| format!("cannot load Python: {e}"))?;
     // Before anything else touches it: no object may be made by an interpreter whose
     // object header is not the one our types are laid out for.
     if let Some(refusal) = unsupported_build(&library) {
@@ -237,23 +259,85 @@ fn version_minor(version: &str) -> Option<u32> {
     digits.parse().ok()
 }
 
-/// The library to load.
-fn location_library(location: &PythonLocation) -> Result<PathBuf, String> {
+/// The library to load and its home, as the configuration says (see the module docs).
+fn locate(location: &PythonLocation) -> Result<Located, String> {
     if let Some(library) = &location.library {
         refuse_forwarder(library)?;
-        return if library.is_file() {
-            Ok(library.clone())
-        } else {
-            Err(format!(
+        if !library.is_file() {
+            return Err(format!(
                 "[python] library {} does not exist",
                 library.display()
-            ))
-        };
+            ));
+        }
+        return Ok(Located {
+            library: library.clone(),
+            home: library_home(library),
+            chosen: None,
+        });
     }
     match &location.home {
-        Some(home) => find_library(home),
-        None => default_library(),
+        Some(home) => {
+            let Some((base, library)) = venv_base(home)? else {
+                return Ok(Located {
+                    library: find_library(home, location.version)?,
+                    home: home.clone(),
+                    chosen: None,
+                });
+            };
+            Ok(Located {
+                chosen: Some(format!(
+                    "[python] home {} is a virtual environment: using its base CPython {} ({})",
+                    home.display(),
+                    base.display(),
+                    library.display()
+                )),
+                library,
+                home: base,
+            })
+        }
+        None => default_location(location.version),
     }
+}
+
+/// The base installation of a virtual environment `home` and the library in it of the
+/// venv's version (its `pyvenv.cfg` names the directory of the base interpreter: `bin/` on
+/// Linux, the installation itself on Windows); None if `home` is no virtual environment.
+fn venv_base(home: &Path) -> Result<Option<(PathBuf, PathBuf)>, String> {
+    let cfg = home.join("pyvenv.cfg");
+    let Ok(text) = std::fs::read_to_string(&cfg) else {
+        return Ok(None);
+    };
+    let value = |key: &str| {
+        text.lines().find_map(|line| {
+            let (k, v) = line.split_once('=')?;
+            (k.trim() == key).then(|| v.trim().to_string())
+        })
+    };
+    let Some(bin) = value("home") else {
+        return Err(format!("{} has no `home =` line", cfg.display()));
+    };
+    let minor = value("version")
+        .or_else(|| value("version_info"))
+        .as_deref()
+        .and_then(version_minor);
+    // CPython finds the base prefix from the interpreter's directory: the directory itself
+    // (Windows) or its parent (`<prefix>/bin`), whichever holds the library. No further up:
+    // `/` of a `/nowhere/bin` would find the system's Python.
+    let bin = PathBuf::from(bin);
+    let mut errors = Vec::new();
+    for candidate in bin.ancestors().take(2) {
+        match find_library(candidate, minor) {
+            Ok(library) => return Ok(Some((candidate.to_path_buf(), library))),
+            Err(error) => errors.push(error),
+        }
+    }
+    Err(format!(
+        "[python] home {} is a virtual environment whose base CPython ({} in {}) was not found: {}",
+        home.display(),
+        bin.display(),
+        cfg.display(),
+        errors.join("; ")
+    ))
 }
 
 /// `python3.dll` holds no code of its own: it forwards each stable-ABI name to
@@ -297,88 +381,244 @@ fn refuse_forwarder(library: &Path) -> Result<(), String> {
     ))
 }
 
+/// Linux, no `[python] home` or `library`: the CPython the extension was built with if it
+/// is still there (and of `version`, if that is set), else `python3` (`python3.X`) on PATH,
+/// whose sysconfig names its library (`LIBDIR`/`INSTSONAME`) and prefix (`base_prefix`).
 #[cfg(not(windows))]
-fn default_library() -> Result<PathBuf, String> {
-    Ok(PathBuf::from(env!("ISAPI_WSGI_BUILD_PYTHON_LIBRARY")))
+fn default_location(version: Option<u32>) -> Result<Located, String> {
+    let built = PathBuf::from(env!("ISAPI_WSGI_BUILD_PYTHON_LIBRARY"));
+    let built_minor = built
+        .file_name()
+        .and_then(|n| library_minor(&n.to_string_lossy()));
+    if built.is_file() && (version.is_none() || version == built_minor) {
+        return Ok(Located {
+            chosen: Some(format!(
+                "no [python] home or library: using the CPython isapi-wsgi was built with, {}",
+                built.display()
+            )),
+            library: built,
+            home: PathBuf::from(env!("ISAPI_WSGI_BUILD_PYTHON_HOME")),
+        });
+    }
+    let program = version.map_or_else(|| "python3".to_string(), |m| format!("python3.{m}"));
+    let not_built = if built.is_file() {
+        format!(
+            "the one isapi-wsgi was built with, {}, is not 3.{}",
+            built.display(),
+            version.unwrap_or(0)
+        )
+    } else {
+        format!(
+            "the one isapi-wsgi was built with, {}, is gone",
+            built.display()
+        )
+    };
+    let (library, home) = sysconfig_library(&program).map_err(|why| {
+        format!(
+            "no [python] home or library, and no default CPython: {not_built}, and {program} on PATH {why}; \
+             set [python] home (the prefix holding lib/libpython3.X.so) or library"
+        )
+    })?;
+    Ok(Located {
+        chosen: Some(format!(
+            "no [python] home or library: using {program} on PATH, {} (home {}); {not_built}",
+            library.display(),
+            home.display()
+        )),
+        library,
+        home,
+    })
+}
+
+/// The shared library and prefix of the interpreter `program` (on PATH), from its sysconfig.
+#[cfg(not(windows))]
+fn sysconfig_library(program: &str) -> Result<(PathBuf, PathBuf), String> {
+    let script = "import os, sys, sysconfig\n\
+        v = sysconfig.get_config_var\n\
+        print(sys.base_prefix)\n\
+        print(v('Py_ENABLE_SHARED') or 0)\n\
+        print(os.path.join(v('LIBDIR') or '', v('INSTSONAME') or ''))\n\
+        print(os.path.join(v('LIBDIR') or '', v('LDLIBRARY') or ''))";
+    let output = std::process::Command::new(program)
+        .args(["-I", "-c", script])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot be run ({e})"))?;
+    if !output.status.success() {
+        return Err(format!(
+            "failed ({}): {}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim()
+        ));
+    }
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    let lines: Vec<&str> = text.lines().collect();
+    let [prefix, shared, soname, ldlibrary, ..] = lines.as_slice() else {
+        return Err(format!("printed no sysconfig: {text:?}"));
+    };
+    if *shared != "1" {
+        return Err(format!(
+            "(prefix {prefix}) was built without a shared libpython (Py_ENABLE_SHARED = {shared})"
+        ));
+    }
+    [soname, ldlibrary]
+        .into_iter()
+        .map(PathBuf::from)
+        .find(|library| library.is_file())
+        .map(|library| (library, PathBuf::from(prefix)))
+        .ok_or_else(|| {
+            format!("(prefix {prefix}) names no library that exists ({soname}, {ldlibrary})")
+        })
 }
 
 /// Windows: a CPython 3.8+ registered per PEP 514, of this process's bitness, whose
 /// python3X.dll exists: the machine's newest, else this user's newest (see
 /// `sys::registered_pythons` for why the machine's come first).
 #[cfg(windows)]
-fn default_library() -> Result<PathBuf, String> {
-    crate::sys::registered_pythons()
+fn default_location(version: Option<u32>) -> Result<Located, String> {
+    let library = crate::sys::registered_pythons()
         .into_iter()
         .filter(|python| python.version >= (3, 8))
+        .filter(|python| version.is_none_or(|m| python.version == (3, m)))
         .map(|python| python.library())
         .find(|library| library.is_file())
         .ok_or_else(|| {
             "no Python configured and none registered (PEP 514): set [python] home to a CPython 3.8+ \
              installation (the directory holding python3X.dll)"
                 .to_string()
-        })
+        })?;
+    Ok(Located {
+        chosen: Some(format!(
+            "no [python] home or library: using the CPython registered per PEP 514, {}",
+            library.display()
+        )),
+        home: library_home(&library),
+        library,
+    })
 }
 
-/// The home to give Python: derived from the library's place when a library is configured
-/// (it wins over `home`, which may belong to another Python), else the configured home.
-fn home_for(location: &PythonLocation) -> Result<PathBuf, String> {
-    match (&location.library, &location.home) {
-        // Linux: <prefix>/lib/libpython3.X.so; Windows: <home>/python3X.dll.
-        (Some(library), _) if cfg!(windows) => {
-            Ok(library.parent().unwrap_or(Path::new(".")).to_path_buf())
-        }
-        (Some(library), _) => Ok(library
-            .parent()
-            .and_then(Path::parent)
-            .unwrap_or(Path::new("/"))
-            .to_path_buf()),
-        (None, Some(home)) => Ok(home.clone()),
-        (None, None) if cfg!(windows) => Ok(default_library()?
-            .parent()
-            .unwrap_or(Path::new("."))
-            .to_path_buf()),
-        (None, None) => Ok(PathBuf::from(env!("ISAPI_WSGI_BUILD_PYTHON_HOME"))),
+/// The Debian multiarch tuple of this build (CPython's `MULTIARCH`, from
+/// `$CC --print-multiarch`): Debian and Ubuntu put libpython in `<prefix>/lib/<tuple>/`.
+/// Only a library of our own architecture can be loaded, so only our own tuple matters.
+const MULTIARCH: Option<&str> = if cfg!(not(all(target_os = "linux", target_env = "gnu"))) {
+    None
+} else if cfg!(target_arch = "x86_64") {
+    Some("x86_64-linux-gnu")
+} else if cfg!(target_arch = "aarch64") {
+    Some("aarch64-linux-gnu")
+} else if cfg!(target_arch = "x86") {
+    Some("i386-linux-gnu")
+} else if cfg!(all(target_arch = "powerpc64", target_endian = "little")) {
+    Some("powerpc64le-linux-gnu")
+} else if cfg!(target_arch = "s390x") {
+    Some("s390x-linux-gnu")
+} else if cfg!(target_arch = "riscv64") {
+    Some("riscv64-linux-gnu")
+} else {
+    None
+};
+
+/// Where CPython installs its shared library under a prefix (its sysconfig `LIBDIR`), in
+/// the order they are searched: `lib/<multiarch>` (Debian, Ubuntu), `lib64` (Fedora,
+/// openSUSE: `--with-platlibdir=lib64`), `lib` (the default: a source build, pyenv).
+/// Windows: the home itself.
+fn library_dirs(home: &Path) -> Vec<PathBuf> {
+    if cfg!(windows) {
+        return vec![home.to_path_buf()];
     }
+    let mut dirs = Vec::new();
+    if let Some(tuple) = MULTIARCH {
+        dirs.push(home.join("lib").join(tuple));
+    }
+    dirs.push(home.join("lib64"));
+    dirs.push(home.join("lib"));
+    dirs
 }
 
-/// The versioned CPython library inside `home`, newest first.
-fn find_library(home: &Path) -> Result<PathBuf, String> {
-    let (directory, what) = if cfg!(windows) {
-        (home.to_path_buf(), "python3X.dll")
-    } else {
-        (home.join("lib"), "lib/libpython3.X.so")
+/// The home (prefix) of a library file: the inverse of [`library_dirs`]. Linux:
+/// `<home>/lib/libpython3.X.so`, `<home>/lib64/...`, `<home>/lib/<multiarch>/...`, and
+/// `<home>/lib/python3.X/config-3.X-<multiarch>/libpython3.X.so` (where Debian's -dev
+/// package links it); any other folder's parent. Windows: the DLL's folder.
+fn library_home(library: &Path) -> PathBuf {
+    let dir = library.parent().unwrap_or(Path::new("."));
+    if cfg!(windows) {
+        return dir.to_path_buf();
+    }
+    let name = |p: &Path| p.file_name().map(|n| n.to_string_lossy().into_owned());
+    let lib = match name(dir) {
+        Some(n) if n.starts_with("config-3.") => dir.parent().and_then(Path::parent),
+        Some(n)
+            if Some(n.as_str()) == MULTIARCH
+                && name(dir.parent().unwrap_or(dir)).as_deref() == Some("lib") =>
+        {
+            dir.parent()
+        }
+        _ => Some(dir),
     };
-    let entries = std::fs::read_dir(&directory).map_err(|e| {
-        format!(
+    lib.and_then(Path::parent)
+        .unwrap_or(Path::new("/"))
+        .to_path_buf()
+}
+
+/// The versioned CPython library inside `home` (3.`version` if given, else the newest).
+fn find_library(home: &Path, version: Option<u32>) -> Result<PathBuf, String> {
+    let dirs = library_dirs(home);
+    let what = match (cfg!(windows), version) {
+        (true, None) => "python3X.dll".to_string(),
+        (true, Some(m)) => format!("python3{m}.dll"),
+        (false, None) => "libpython3.X.so".to_string(),
+        (false, Some(m)) => format!("libpython3.{m}.so"),
+    };
+    // The home itself must be there: say so rather than list folders under nothing.
+    if let Err(e) = std::fs::read_dir(home) {
+        return Err(format!(
             "[python] home {}: cannot read {}: {e}",
             home.display(),
-            directory.display()
-        )
-    })?;
-    let mut found: Vec<(bool, u32, PathBuf)> = entries
-        .filter_map(Result::ok)
-        .filter_map(|entry| {
+            home.display()
+        ));
+    }
+    let mut found: Vec<(bool, u32, usize, PathBuf)> = Vec::new();
+    for (index, directory) in dirs.iter().enumerate() {
+        let Ok(entries) = std::fs::read_dir(directory) else {
+            continue;
+        };
+        found.extend(entries.filter_map(Result::ok).filter_map(|entry| {
             let name = entry.file_name().to_string_lossy().into_owned();
-            library_name(&name).map(|(minor, flags)| (!flags.is_empty(), minor, entry.path()))
-        })
-        .collect();
+            let (minor, flags) = library_name(&name)?;
+            (version.is_none_or(|v| v == minor) && entry.path().is_file())
+                .then(|| (!flags.is_empty(), minor, index, entry.path()))
+        }));
+    }
     // Regular builds before free-threaded or debug ones (which are only found to be refused
-    // by name), then the newest minor version; for one version prefer the shortest name
-    // (the .so itself).
+    // by name), then the newest minor version, then the folder searched first; for one
+    // version prefer the shortest name (the .so itself).
     found.sort_by(|a, b| {
         a.0.cmp(&b.0)
             .then(b.1.cmp(&a.1))
-            .then(a.2.as_os_str().len().cmp(&b.2.as_os_str().len()))
+            .then(a.2.cmp(&b.2))
+            .then(a.3.as_os_str().len().cmp(&b.3.as_os_str().len()))
     });
     found
         .into_iter()
         .next()
-        .map(|(_, _, path)| path)
+        .map(|(_, _, _, path)| path)
         .ok_or_else(|| {
-            format!(
-                "[python] home {} has no {what} (CPython 3.8 or newer)",
-                home.display()
-            )
+            let looked = dirs
+                .iter()
+                .map(|d| d.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ");
+            if cfg!(windows) {
+                format!(
+                    "[python] home {} has no {what} (CPython 3.8 or newer)",
+                    home.display()
+                )
+            } else {
+                format!(
+                    "[python] home {} has no {what} (CPython 3.8 or newer; looked in {looked})",
+                    home.display()
+                )
+            }
         })
 }
 
@@ -437,7 +677,11 @@ fn check_home(home: &Path, library: &Path) -> Result<(), String> {
         let minor = library_minor(&name)
             .map(|m| format!("python3.{m}"))
             .unwrap_or_else(|| "python3".into());
-        vec![home.join("lib").join(&minor).join("os.py")]
+        // sysconfig's stdlib is <prefix>/<platlibdir>/python3.X: lib, or lib64 (Fedora).
+        ["lib", "lib64"]
+            .iter()
+            .map(|lib| home.join(lib).join(&minor).join("os.py"))
+            .collect()
     };
     if landmarks.iter().any(|landmark| landmark.exists()) {
         Ok(())
@@ -559,6 +803,138 @@ mod tests {
         assert!(refuse_forwarder(&dir.join("python312.dll")).is_ok());
         assert!(refuse_forwarder(Path::new("/usr/lib/libpython3.12.so.1.0")).is_ok());
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A scratch prefix with these (empty) files: the search looks at names and places only.
+    #[cfg(not(windows))]
+    fn prefix(label: &str, files: &[&str]) -> std::path::PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("isapi-wsgi-layout-{label}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        for file in files {
+            let path = dir.join(file);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, b"").unwrap();
+        }
+        dir
+    }
+
+    #[test]
+    #[cfg(all(target_os = "linux", target_env = "gnu", target_arch = "x86_64"))]
+    fn every_common_linux_layout_is_found_from_its_home_and_from_its_library() {
+        use super::{check_home, find_library, library_home};
+        // Debian/Ubuntu: LIBDIR /usr/lib/<multiarch>, stdlib /usr/lib/python3.X; two versions.
+        let debian = prefix(
+            "debian",
+            &[
+                "lib/x86_64-linux-gnu/libpython3.14.so.1.0",
+                "lib/x86_64-linux-gnu/libpython3.15.so.1.0",
+                "lib/python3.14/config-3.14-x86_64-linux-gnu/libpython3.14.so",
+                "lib/python3.14/os.py",
+                "lib/python3.15/os.py",
+            ],
+        );
+        let newest = find_library(&debian, None).unwrap();
+        assert_eq!(
+            newest,
+            debian.join("lib/x86_64-linux-gnu/libpython3.15.so.1.0")
+        );
+        let older = find_library(&debian, Some(14)).unwrap();
+        assert_eq!(
+            older,
+            debian.join("lib/x86_64-linux-gnu/libpython3.14.so.1.0")
+        );
+        assert_eq!(library_home(&older), debian);
+        let dev = debian.join("lib/python3.14/config-3.14-x86_64-linux-gnu/libpython3.14.so");
+        assert_eq!(library_home(&dev), debian);
+        check_home(&debian, &older).unwrap();
+        // Fedora/openSUSE: LIBDIR and stdlib in lib64.
+        let fedora = prefix(
+            "fedora",
+            &[
+                "lib64/libpython3.13.so.1.0",
+                "lib64/python3.13/os.py",
+                "lib/python3.13/site-packages/x",
+            ],
+        );
+        let library = find_library(&fedora, None).unwrap();
+        assert_eq!(library, fedora.join("lib64/libpython3.13.so.1.0"));
+        assert_eq!(library_home(&library), fedora);
+        check_home(&fedora, &library).unwrap();
+        // A source build or pyenv: lib/.
+        let pyenv = prefix(
+            "pyenv",
+            &[
+                "lib/libpython3.12.so.1.0",
+                "lib/libpython3.12.so",
+                "lib/python3.12/os.py",
+            ],
+        );
+        assert_eq!(
+            find_library(&pyenv, None).unwrap(),
+            pyenv.join("lib/libpython3.12.so")
+        );
+        assert_eq!(library_home(&pyenv.join("lib/libpython3.12.so.1.0")), pyenv);
+        // What was looked for is named.
+        let error = find_library(&pyenv, Some(14)).unwrap_err();
+        assert!(
+            error.contains("has no libpython3.14.so (CPython 3.8 or newer; looked in ")
+                && error.contains(&format!("{}/lib/x86_64-linux-gnu, ", pyenv.display()))
+                && error.contains(&format!("{}/lib64, ", pyenv.display())),
+            "{error}"
+        );
+        let error = check_home(&fedora, &older).unwrap_err();
+        assert!(
+            error.contains(&format!(
+                "{}/lib/python3.14/os.py, {}/lib64/python3.14/os.py",
+                fedora.display(),
+                fedora.display()
+            )),
+            "{error}"
+        );
+        for dir in [debian, fedora, pyenv] {
+            std::fs::remove_dir_all(dir).unwrap();
+        }
+    }
+
+    #[test]
+    #[cfg(not(windows))]
+    fn a_home_that_is_a_venv_means_its_base_installation() {
+        use super::venv_base;
+        let base = prefix(
+            "venv-base",
+            &[
+                "lib/libpython3.11.so.1.0",
+                "lib/libpython3.12.so.1.0",
+                "bin/python3.11",
+            ],
+        );
+        let venv = prefix("venv", &["lib/python3.11/site-packages/x"]);
+        std::fs::write(
+            venv.join("pyvenv.cfg"),
+            format!(
+                "home = {}\ninclude-system-site-packages = false\nversion = 3.11.7\n",
+                base.join("bin").display()
+            ),
+        )
+        .unwrap();
+        assert_eq!(
+            venv_base(&venv).unwrap(),
+            Some((base.clone(), base.join("lib/libpython3.11.so.1.0")))
+        );
+        assert_eq!(venv_base(&base).unwrap(), None);
+        std::fs::write(
+            venv.join("pyvenv.cfg"),
+            "home = /nowhere/bin\nversion = 3.11.7\n",
+        )
+        .unwrap();
+        let error = venv_base(&venv).unwrap_err();
+        assert!(
+            error.contains("is a virtual environment whose base CPython (/nowhere/bin in "),
+            "{error}"
+        );
+        std::fs::remove_dir_all(base).unwrap();
+        std::fs::remove_dir_all(venv).unwrap();
     }
 
     #[test]

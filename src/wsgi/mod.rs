@@ -48,6 +48,7 @@ impl Bridge {
         let location = PythonLocation {
             home: config.python_home.clone(),
             library: config.python_library.clone(),
+            version: config.python_version,
         };
         let loaded = runtime::start(&location, |gil| {
             App::load(gil, config).map_err(|error| error.text())

@@ -95,6 +95,21 @@ def app(environ, start_response):
             "encoded": _json.encode_basestring_ascii("caf\u00e9"),
         }
         return text(start_response, json.dumps(answer))
+    if path == "/dynload":
+        # The same for builds (Debian's) that link math and _json into libpython: two modules
+        # that every build keeps in lib-dynload, each calling into a library of its own.
+        import _bz2
+        import _decimal
+
+        packer = _bz2.BZ2Compressor()
+        packed = packer.compress(b"isapi-wsgi") + packer.flush()
+        answer = {
+            "_bz2": _bz2.__file__,
+            "_decimal": _decimal.__file__,
+            "bz2": _bz2.BZ2Decompressor().decompress(packed).decode(),
+            "sqrt2": str(_decimal.Decimal(2).sqrt()),
+        }
+        return text(start_response, json.dumps(answer))
     if path == "/environ":
         shown = {k: v for k, v in environ.items() if isinstance(v, str)}
         shown["wsgi.version"] = list(environ["wsgi.version"])
