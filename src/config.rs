@@ -13,7 +13,7 @@
 //! debug = false               ; true: tracebacks in 500 pages
 //! log = logs/wsgi.log         ; default: stderr (isapi-host), <library stem>.log (IIS)
 //! threads = 8                 ; threadpool handler: worker threads
-//! queue = 32                  ; threadpool handler: requests waiting at most
+//! queue = 1000                ; threadpool handler: requests waiting at most
 //! shutdown_timeout = 30       ; threadpool handler: seconds to drain on shutdown
 //! ```
 //!
@@ -72,7 +72,10 @@ pub struct Config {
 }
 
 const DEFAULT_THREADS: usize = 8;
-const QUEUE_PER_THREAD: usize = 4;
+/// Requests that may wait for a worker: as deep as IIS's own application-pool queue
+/// (`queueLength`, 1 000 by default), so that ordinary load waits its turn as it would
+/// under IIS, instead of getting 503s that IIS would not have sent.
+const DEFAULT_QUEUE: usize = 1000;
 const DEFAULT_SHUTDOWN_SECONDS: u64 = 30;
 
 const PYTHON_KEYS: &[&str] = &["home", "library", "version", "path", "venv"];
@@ -100,7 +103,7 @@ impl Default for Config {
             debug: false,
             log: None,
             threads: DEFAULT_THREADS,
-            queue: DEFAULT_THREADS * QUEUE_PER_THREAD,
+            queue: DEFAULT_QUEUE,
             shutdown_timeout: Duration::from_secs(DEFAULT_SHUTDOWN_SECONDS),
         }
     }
@@ -150,7 +153,6 @@ impl Config {
             file: Some(path.to_path_buf()),
             ..Config::default()
         };
-        let mut queue_set = false;
         let mut section: Option<&str> = None;
         for (index, raw) in text.lines().enumerate() {
             let number = index + 1;
@@ -225,7 +227,6 @@ impl Config {
                 ("wsgi", "threads") => config.threads = parse_count(value, 1, 1024).map_err(at)?,
                 ("wsgi", "queue") => {
                     config.queue = parse_count(value, 0, 1_000_000).map_err(at)?;
-                    queue_set = true;
                 }
                 ("wsgi", "shutdown_timeout") => {
                     config.shutdown_timeout =
@@ -251,9 +252,6 @@ impl Config {
                 .python_home
                 .clone()
                 .filter(|home| home.join("pyvenv.cfg").is_file());
-        }
-        if !queue_set {
-            config.queue = config.threads * QUEUE_PER_THREAD;
         }
         Ok(config)
     }
@@ -373,7 +371,7 @@ mod tests {
         assert_eq!(config.handler, HandlerKind::Threadpool);
         assert!(config.debug);
         assert_eq!(config.log, Some(PathBuf::from("/srv/site/logs/w.log")));
-        assert_eq!((config.threads, config.queue), (3, 12));
+        assert_eq!((config.threads, config.queue), (3, 1000));
     }
 
     #[test]

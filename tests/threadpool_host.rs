@@ -101,6 +101,38 @@ fn burst(addr: SocketAddr, paths: &[String]) -> (Vec<Response>, Duration) {
 }
 
 #[test]
+fn sixty_four_keep_alive_clients_get_no_503_with_the_defaults() {
+    // The default queue is as deep as IIS's application-pool queue (1 000): 64 clients at
+    // once wait their turn instead of being refused, as they would under IIS. (Before,
+    // the default of 4 x threads = 32 answered some of them 503.)
+    let site = Site::new("defaults", "handler = threadpool");
+    let host = site.start(&[], &[]);
+    let addr = host.addr;
+    let clients: Vec<_> = (0..64)
+        .map(|_| {
+            std::thread::spawn(move || {
+                let mut client = common::Client::connect(addr);
+                (0..20)
+                    .map(|_| {
+                        client.send(b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\n");
+                        client.response(false).status
+                    })
+                    .collect::<Vec<u16>>()
+            })
+        })
+        .collect();
+    for client in clients {
+        let statuses = client.join().unwrap();
+        assert!(statuses.iter().all(|&s| s == 200), "{statuses:?}");
+    }
+    assert!(
+        site.log()
+            .contains("handler = threadpool: 8 worker thread(s), queue of 1000")
+    );
+    site.finish(host);
+}
+
+#[test]
 fn eight_workers_run_eight_slow_requests_at_once() {
     let site = Site::new("concurrent", "handler = threadpool\nthreads = 8\nqueue = 8");
     let host = site.start(&[], &[]);

@@ -231,9 +231,16 @@ fn park(host: &'static Host, conn: Conn) {
     host.poller.arm(Parked::Conn(conn), deadline);
 }
 
-/// Hands a connection whose request ended off a worker thread back to the pool.
+/// Takes back a connection whose request ended on a thread that is not a host worker
+/// (DONE_WITH_SESSION from the extension's own thread). With nothing buffered (the usual
+/// case) it only has to wait for its next request: it is parked right here, which costs
+/// no worker a wake-up. A pipelined request already read is handed to a host worker.
 pub fn resume_elsewhere(host: &'static Host, conn: Conn) {
-    host.poller.submit(Work::Ready(Parked::Resume(conn)));
+    if conn.input.is_empty() {
+        park(host, conn);
+    } else {
+        host.poller.submit(Work::Ready(Parked::Resume(conn)));
+    }
 }
 
 /// Runs one request: maps it, pre-reads the body, calls HttpExtensionProc.
