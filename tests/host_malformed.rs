@@ -1,12 +1,13 @@
 //! Bad input over real TCP: each malformed request gets the right status (400, 414, 431,
-//! 501, 505), and a bounded fuzz run of random and mutated requests never brings the host
-//! down: afterwards it still serves, and it stops cleanly.
+//! 501, 505), a malformed chunked body gets its 400 at once (RFC 9112 §7.1 read strictly,
+//! the request-smuggling cases), and a bounded fuzz run of random and mutated requests
+//! never brings the host down: afterwards it still serves, and it stops cleanly.
 mod common;
 
-use common::{Host, get, parse_response, raw, test_extension};
+use common::{Host, Response, get, parse_response, raw, test_extension};
 use std::io::Write;
-use std::net::{Shutdown, TcpStream};
-use std::time::Duration;
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
 
 fn status_of(host: &Host, request: &[u8]) -> u16 {
     let data = raw(host.addr, request);
@@ -70,6 +71,85 @@ fn malformed_requests_get_the_right_status() {
         .unwrap();
     drop(s);
     assert_eq!(get(host.addr, "/hello").text(), "Hello, world!");
+    let stopped = host.stop();
+    assert!(stopped.status.success(), "{}", stopped.stderr);
+}
+
+/// Sends `request` and keeps the connection open (no half-close, so a host waiting for
+/// more input would wait): returns the response, how long it took to come, and whether
+/// the host then closed the connection.
+fn answer_on_open_connection(addr: SocketAddr, request: &[u8]) -> (Response, Duration, bool) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let started = Instant::now();
+    s.write_all(request).unwrap();
+    let data = common::read_to_close(&mut s);
+    let took = started.elapsed();
+    let (response, used) = parse_response(&data, false).unwrap_or_else(|| {
+        panic!(
+            "no response within 5 s to {:?}: {:?}",
+            String::from_utf8_lossy(&request[..request.len().min(100)]),
+            String::from_utf8_lossy(&data)
+        )
+    });
+    // read_to_close returned before its 5 s timeout: the host closed the connection.
+    let closed = used == data.len() && took < Duration::from_secs(4);
+    (response, took, closed)
+}
+
+#[test]
+fn malformed_chunked_bodies_get_400_at_once() {
+    // The default idle timeout (120 s): a host that waits for more input shows as a hang.
+    let host = Host::start(&test_extension(), &["--strict"]);
+    let head = b"POST /echo HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n";
+    let long_ext = format!("1;{}\r\na\r\n0\r\n\r\n", "x".repeat(5000));
+    let many_ext = "1;extension-name=value\r\na\r\n".repeat(200) + "0\r\n\r\n";
+    let many_trailers = format!("0\r\n{}\r\n", "T: v\r\n".repeat(65));
+    let big_trailer = format!("0\r\nT: {}\r\n\r\n", "v".repeat(8200));
+    let bodies: Vec<(&str, &[u8])> = vec![
+        ("text after the size", b"5 xyz\r\nhello\r\n0\r\n\r\n"),
+        ("'=' without a value", b"20;invalid=\r\n"),
+        ("extension without a name", b"5;=v\r\nhello\r\n0\r\n\r\n"),
+        (
+            "unterminated quoted value",
+            b"5;a=\"v\r\nhello\r\n0\r\n\r\n",
+        ),
+        ("two values", b"5;a=b c\r\nhello\r\n0\r\n\r\n"),
+        ("bare LF after the size", b"5\nhello\r\n0\r\n\r\n"),
+        ("bare LF in an extension", b"5;a\nhello\r\n0\r\n\r\n"),
+        ("bare CR after the size", b"5\rhello\r\n0\r\n\r\n"),
+        ("bare LF after the data", b"5\r\nhello\n0\r\n\r\n"),
+        ("bare LF at the end", b"5\r\nhello\r\n0\r\n\n"),
+        ("bare LF in a trailer", b"0\r\nT: v\nX"),
+        ("folded trailer", b"0\r\n T: v\r\n\r\n"),
+        ("trailer without a colon", b"0\r\nTrailer\r\n\r\n"),
+        ("chunk size overflow", b"10000000000000001\r\n"),
+        ("data longer than its size", b"3\r\nhello\r\n0\r\n\r\n"),
+        ("extensions over 4 KiB", long_ext.as_bytes()),
+        ("extensions over 4 KiB, many chunks", many_ext.as_bytes()),
+        ("65 trailer lines", many_trailers.as_bytes()),
+        ("trailer over 8 KiB", big_trailer.as_bytes()),
+    ];
+    for (what, body) in bodies {
+        let request = [&head[..], body].concat();
+        let (response, took, closed) = answer_on_open_connection(host.addr, &request);
+        assert_eq!(response.status, 400, "{what}: {response:?}");
+        assert_eq!(response.header("connection"), Some("close"), "{what}");
+        assert!(closed, "{what}: the host must close the connection");
+        assert!(took < Duration::from_secs(3), "{what}: took {took:?}");
+    }
+    // A valid body with extensions (token and quoted values, whitespace) and trailers.
+    let valid = [
+        &head[..],
+        b"5 ; name ; q=\"a \\\" b\" ; t=tok\r\nhello\r\n6;x=1\r\n world\r\n0;last\r\nX-Trailer: 1\r\nX-Other:\r\n\r\n",
+    ]
+    .concat();
+    let (response, _, _) = answer_on_open_connection(host.addr, &valid);
+    assert_eq!(
+        (response.status, response.text()),
+        (200, "hello world".into())
+    );
+    assert_eq!(response.header("x-total-bytes"), Some("4294967295"));
     let stopped = host.stop();
     assert!(stopped.status.success(), "{}", stopped.stderr);
 }
