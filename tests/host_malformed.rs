@@ -1,6 +1,7 @@
 //! Bad input over real TCP: each malformed request gets the right status (400, 414, 431,
 //! 501, 505), a malformed chunked body gets its 400 at once (RFC 9112 §7.1 read strictly,
-//! the request-smuggling cases), and a bounded fuzz run of random and mutated requests
+//! the request-smuggling cases), the host's own answers carry `Date` and `Server` as
+//! http.sys's do, and a bounded fuzz run of random and mutated requests
 //! never brings the host down: afterwards it still serves, and it stops cleanly.
 mod common;
 
@@ -150,6 +151,109 @@ fn malformed_chunked_bodies_get_400_at_once() {
         (200, "hello world".into())
     );
     assert_eq!(response.header("x-total-bytes"), Some("4294967295"));
+    let stopped = host.stop();
+    assert!(stopped.status.success(), "{}", stopped.stderr);
+}
+
+/// Seconds since the Unix epoch of an IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`, RFC
+/// 9110 §5.6.7), or None if `date` is not one (weekday checked too).
+fn imf_fixdate(date: &str) -> Option<i64> {
+    let b = date.as_bytes();
+    let months = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let num = |r: std::ops::Range<usize>| -> Option<i64> {
+        let s = date.get(r)?;
+        s.bytes()
+            .all(|c| c.is_ascii_digit())
+            .then(|| s.parse().ok())?
+    };
+    if b.len() != 29 || &date[3..5] != ", " || &date[25..] != " GMT" {
+        return None;
+    }
+    let (day, year) = (num(5..7)?, num(12..16)?);
+    let month = months.iter().position(|m| date.get(8..11) == Some(m))? as i64 + 1;
+    let (h, m, s) = (num(17..19)?, num(20..22)?, num(23..25)?);
+    if [&date[7..8], &date[11..12], &date[16..17]] != [" "; 3] || &date[19..20] != ":" {
+        return None;
+    }
+    // Days from civil (Howard Hinnant's algorithm).
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * ((month + 9) % 12) + 2) / 5 + day - 1;
+    let days = era * 146097 + yoe * 365 + yoe / 4 - yoe / 100 + doy - 719468;
+    let weekdays = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+    (date[..3] == *weekdays[days.rem_euclid(7) as usize])
+        .then_some(days * 86400 + h * 3600 + m * 60 + s)
+}
+
+#[test]
+fn the_hosts_own_answers_carry_date_and_server() {
+    assert_eq!(
+        imf_fixdate("Sun, 06 Nov 1994 08:49:37 GMT"),
+        Some(784111777)
+    );
+    assert_eq!(imf_fixdate("Mon, 06 Nov 1994 08:49:37 GMT"), None);
+    let host = Host::start(
+        &test_extension(),
+        &[
+            "--vdir",
+            "/app",
+            "--server-software",
+            "Test-IIS/1.0",
+            "--max-request-line",
+            "1000",
+            "--max-header-bytes",
+            "2000",
+        ],
+    );
+    let long_target = format!("GET /{} HTTP/1.1\r\nHost: h\r\n\r\n", "a".repeat(2000));
+    let big_headers = format!(
+        "GET / HTTP/1.1\r\nHost: h\r\nX: {}\r\n\r\n",
+        "b".repeat(3000)
+    );
+    let http_api = "Microsoft-HTTPAPI/2.0";
+    let cases: Vec<(&[u8], u16, &str)> = vec![
+        (b"GARBAGE\r\n\r\n", 400, http_api),
+        (b"GET /app/%zz HTTP/1.1\r\nHost: h\r\n\r\n", 400, http_api),
+        (
+            b"POST /app/echo HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n5 x\r\n",
+            400,
+            http_api,
+        ),
+        (long_target.as_bytes(), 414, http_api),
+        (big_headers.as_bytes(), 431, http_api),
+        (
+            b"POST /app/echo HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: gzip\r\n\r\n",
+            501,
+            http_api,
+        ),
+        (b"GET / HTTP/2.0\r\nHost: h\r\n\r\n", 505, http_api),
+        // Not a URL of the application: IIS's own 404, with IIS's Server header.
+        (
+            b"GET /outside HTTP/1.1\r\nHost: h\r\n\r\n",
+            404,
+            "Test-IIS/1.0",
+        ),
+    ];
+    for (request, status, server) in cases {
+        let what = String::from_utf8_lossy(&request[..request.len().min(60)]).into_owned();
+        let (response, _, _) = answer_on_open_connection(host.addr, request);
+        assert_eq!(response.status, status, "{what}: {response:?}");
+        assert_eq!(response.header("server"), Some(server), "{what}");
+        assert_eq!(response.header("connection"), Some("close"), "{what}");
+        let date = response
+            .header("date")
+            .unwrap_or_else(|| panic!("{what}: no Date"));
+        let at = imf_fixdate(date)
+            .unwrap_or_else(|| panic!("{what}: Date {date:?} is not an IMF-fixdate"));
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
+        assert!((now - at).abs() <= 5, "{what}: Date {date:?} is not now");
+    }
     let stopped = host.stop();
     assert!(stopped.status.success(), "{}", stopped.stderr);
 }
