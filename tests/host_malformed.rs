@@ -1,7 +1,8 @@
 //! Bad input over real TCP: each malformed request gets the right status (400, 414, 431,
 //! 501, 505), a malformed chunked body gets its 400 at once (RFC 9112 §7.1 read strictly,
 //! the request-smuggling cases), the host's own answers carry `Date` and `Server` as
-//! http.sys's do, and a bounded fuzz run of random and mutated requests
+//! http.sys's do, the Host header must be a valid `host[:port]` (an absolute-form target's
+//! authority wins over it), and a bounded fuzz run of random and mutated requests
 //! never brings the host down: afterwards it still serves, and it stops cleanly.
 mod common;
 
@@ -254,6 +255,83 @@ fn the_hosts_own_answers_carry_date_and_server() {
             .as_secs() as i64;
         assert!((now - at).abs() <= 5, "{what}: Date {date:?} is not now");
     }
+    let stopped = host.stop();
+    assert!(stopped.status.success(), "{}", stopped.stderr);
+}
+
+#[test]
+fn the_host_header_must_be_an_authority() {
+    let host = Host::start(&test_extension(), &["--strict"]);
+    let ask = |target: &str, host_header: &str| {
+        let request =
+            format!("GET {target} HTTP/1.1\r\nHost: {host_header}\r\nConnection: close\r\n\r\n");
+        let data = raw(host.addr, request.as_bytes());
+        parse_response(&data, false)
+            .unwrap_or_else(|| panic!("no response to {request:?}"))
+            .0
+    };
+    for bad in [
+        "a b",
+        "a/b",
+        "user@h",
+        "[::1",
+        "[::1]x",
+        "[zz::1]",
+        "h:80x",
+        "h:1:2",
+        "%zz",
+        "\"h\"",
+        "h?",
+        "\u{e9}.example",
+    ] {
+        let r = ask("/hello", bad);
+        assert_eq!(r.status, 400, "Host: {bad:?}: {r:?}");
+        assert_eq!(
+            r.text(),
+            "400 Bad Request: Invalid Hostname\r\n",
+            "Host: {bad:?}"
+        );
+        assert_eq!(r.header("server"), Some("Microsoft-HTTPAPI/2.0"));
+    }
+    for (good, server_name) in [
+        ("www.example.com:8080", "www.example.com"),
+        ("127.0.0.1", "127.0.0.1"),
+        ("[::1]:81", "[::1]"),
+        ("%41b", "%41b"),
+        ("", "127.0.0.1"), // RFC 9112 §3.2 allows an empty Host; the local address then
+    ] {
+        let r = ask("/var?SERVER_NAME", good);
+        assert_eq!(
+            (r.status, r.text()),
+            (200, server_name.into()),
+            "Host: {good:?}"
+        );
+    }
+    // An absolute-form target's authority wins over Host (RFC 9112 §3.2.2) ...
+    let r = ask("http://target.example:81/var?SERVER_NAME", "host.example");
+    assert_eq!((r.status, r.text()), (200, "target.example".into()));
+    let r = ask("http://target.example/var?HTTP_URL", "host.example");
+    assert_eq!((r.status, r.text()), (200, "/var?HTTP_URL".into()));
+    // ... and is checked the same way, with no userinfo and a host that is not empty.
+    for bad in [
+        "http://u@h/hello",
+        "http:///hello",
+        "http://:80/hello",
+        "http://h:x/hello",
+    ] {
+        let r = ask(bad, "h");
+        assert_eq!(
+            (r.status, r.text()),
+            (400, "400 Bad Request: Invalid Hostname\r\n".into()),
+            "{bad}"
+        );
+    }
+    // Two Host headers are a 400 in HTTP/1.0 too.
+    let data = raw(
+        host.addr,
+        b"GET /hello HTTP/1.0\r\nHost: a\r\nHost: a\r\n\r\n",
+    );
+    assert_eq!(parse_response(&data, false).unwrap().0.status, 400);
     let stopped = host.stop();
     assert!(stopped.status.success(), "{}", stopped.stderr);
 }

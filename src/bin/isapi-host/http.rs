@@ -52,8 +52,12 @@ pub enum BodyKind {
 #[derive(Clone, Debug)]
 pub struct RequestHead {
     pub method: String,
-    /// The request target exactly as sent (origin form `/path?query`, or `*`).
+    /// The request target exactly as sent (origin form `/path?query`, or `*`); of an
+    /// absolute-form target (`http://host/path?query`) only the path and query.
     pub target: String,
+    /// The authority of an absolute-form target, which wins over the Host header (RFC 9112
+    /// §3.2.2); validated like Host.
+    pub authority: Option<String>,
     pub version: Version,
     /// Header names as sent, values with surrounding whitespace removed, in order.
     pub headers: Vec<(String, Vec<u8>)>,
@@ -71,6 +75,15 @@ impl RequestHead {
             .iter()
             .find(|(n, _)| n.eq_ignore_ascii_case(name))
             .map(|(_, v)| v.as_slice())
+    }
+
+    /// The host the request is for, `host[:port]` (valid by RFC 3986): an absolute-form
+    /// target's authority, else the Host header (possibly empty), else None (HTTP/1.0).
+    pub fn host(&self) -> Option<&[u8]> {
+        match &self.authority {
+            Some(a) => Some(a.as_bytes()),
+            None => self.header("host"),
+        }
     }
 
     /// The target's path part (before `?`).
@@ -169,7 +182,7 @@ pub fn parse_request(buf: &[u8], limits: &Limits) -> Result<Parsed, HttpError> {
     if line_stop - start > limits.request_line {
         return Err(HttpError::UriTooLong);
     }
-    let (method, target, version) = parse_request_line(&buf[start..line_stop])?;
+    let (method, target, authority, version) = parse_request_line(&buf[start..line_stop])?;
 
     let mut headers: Vec<(String, Vec<u8>)> = Vec::new();
     let header_start = pos;
@@ -213,7 +226,8 @@ pub fn parse_request(buf: &[u8], limits: &Limits) -> Result<Parsed, HttpError> {
         headers.push((String::from_utf8_lossy(name).into_owned(), value.to_vec()));
     }
 
-    let head = interpret(method, target, version, headers)?;
+    let mut head = interpret(method, target, version, headers)?;
+    head.authority = authority;
     Ok(Parsed::Complete(head, pos))
 }
 
@@ -227,7 +241,9 @@ fn trim_ows(mut v: &[u8]) -> &[u8] {
     v
 }
 
-fn parse_request_line(line: &[u8]) -> Result<(String, String, Version), HttpError> {
+/// The request line's method, target (of an absolute-form target its path and query),
+/// the absolute form's authority, and version.
+fn parse_request_line(line: &[u8]) -> Result<(String, String, Option<String>, Version), HttpError> {
     let mut parts = line.split(|&b| b == b' ');
     let (Some(method), Some(target), Some(version), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
@@ -255,15 +271,29 @@ fn parse_request_line(line: &[u8]) -> Result<(String, String, Version), HttpErro
     if target.is_empty() || target.iter().any(|&b| b <= 0x20 || b >= 0x7f) {
         return Err(HttpError::BadRequest("invalid request target"));
     }
+    let mut authority = None;
     let target = if target[0] == b'/' || target == b"*" {
         target.to_vec()
     } else if let Some(rest) = strip_prefix_ignore_case(target, b"http://")
         .or_else(|| strip_prefix_ignore_case(target, b"https://"))
     {
-        // Absolute form (sent to proxies): keep only the path and query.
-        match rest.iter().position(|&b| b == b'/' || b == b'?') {
-            Some(i) if rest[i] == b'/' => rest[i..].to_vec(),
-            Some(i) => [b"/".as_slice(), &rest[i..]].concat(),
+        // Absolute form (sent to proxies): the authority, then the path and query (no
+        // fragment: `#` is not allowed in a request target).
+        let end = rest
+            .iter()
+            .position(|&b| b == b'/' || b == b'?' || b == b'#')
+            .unwrap_or(rest.len());
+        let (host, path) = rest.split_at(end);
+        // An http(s) URI has a non-empty host (RFC 9110 §4.2.1) and no userinfo (§4.2.4:
+        // `@` is no authority byte here).
+        if matches!(host.first(), None | Some(b':')) || !is_valid_authority(host) {
+            return Err(HttpError::BadRequest(INVALID_HOSTNAME));
+        }
+        authority = Some(String::from_utf8_lossy(host).into_owned());
+        match path.first() {
+            Some(b'/') => path.to_vec(),
+            Some(b'?') => [b"/".as_slice(), path].concat(),
+            Some(_) => return Err(HttpError::BadRequest("invalid request target")),
             None => b"/".to_vec(),
         }
     } else {
@@ -273,8 +303,85 @@ fn parse_request_line(line: &[u8]) -> Result<(String, String, Version), HttpErro
     Ok((
         String::from_utf8_lossy(method).into_owned(),
         String::from_utf8_lossy(&target).into_owned(),
+        authority,
         version,
     ))
+}
+
+/// What http.sys says about a bad Host header (`400 Bad Request - Invalid Hostname`).
+const INVALID_HOSTNAME: &str = "Invalid Hostname";
+
+/// Whether `a` is `uri-host [ ":" port ]` (RFC 9112 §3.2, RFC 3986 §3.2.2-3.2.3): an
+/// IP-literal (`[` IPv6address or IPvFuture `]`), or a reg-name (unreserved, sub-delims,
+/// pct-encoded; IPv4 addresses are reg-names too), then an optional `:` and digits. An
+/// empty host is allowed, as RFC 9112 allows an empty Host; userinfo is not.
+pub fn is_valid_authority(a: &[u8]) -> bool {
+    let (host, port) = if a.first() == Some(&b'[') {
+        let Some(close) = a.iter().position(|&b| b == b']') else {
+            return false;
+        };
+        let literal = &a[1..close];
+        let ok = match literal.first() {
+            Some(b'v' | b'V') => is_ipv_future(literal),
+            _ => {
+                std::str::from_utf8(literal).is_ok_and(|s| s.parse::<std::net::Ipv6Addr>().is_ok())
+            }
+        };
+        if !ok {
+            return false;
+        }
+        match &a[close + 1..] {
+            [] => return true,
+            [b':', port @ ..] => (&[][..], port),
+            _ => return false,
+        }
+    } else {
+        match a.iter().position(|&b| b == b':') {
+            Some(i) => (&a[..i], &a[i + 1..]),
+            None => (a, &[][..]),
+        }
+    };
+    is_reg_name(host) && port.iter().all(u8::is_ascii_digit)
+}
+
+fn is_unreserved(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"-._~".contains(&b)
+}
+
+fn is_sub_delim(b: u8) -> bool {
+    b"!$&'()*+,;=".contains(&b)
+}
+
+/// reg-name = *( unreserved / pct-encoded / sub-delims )
+fn is_reg_name(s: &[u8]) -> bool {
+    let mut i = 0;
+    while i < s.len() {
+        if s[i] == b'%' {
+            if !(i + 2 < s.len() && s[i + 1].is_ascii_hexdigit() && s[i + 2].is_ascii_hexdigit()) {
+                return false;
+            }
+            i += 3;
+        } else if is_unreserved(s[i]) || is_sub_delim(s[i]) {
+            i += 1;
+        } else {
+            return false;
+        }
+    }
+    true
+}
+
+/// IPvFuture = "v" 1*HEXDIG "." 1*( unreserved / sub-delims / ":" )
+fn is_ipv_future(s: &[u8]) -> bool {
+    let Some(dot) = s.iter().position(|&b| b == b'.') else {
+        return false;
+    };
+    let (version, rest) = (&s[1..dot], &s[dot + 1..]);
+    !version.is_empty()
+        && version.iter().all(u8::is_ascii_hexdigit)
+        && !rest.is_empty()
+        && rest
+            .iter()
+            .all(|&b| is_unreserved(b) || is_sub_delim(b) || b == b':')
 }
 
 fn strip_prefix_ignore_case<'a>(s: &'a [u8], prefix: &[u8]) -> Option<&'a [u8]> {
@@ -343,6 +450,9 @@ fn interpret(
             }
         } else if name.eq_ignore_ascii_case("host") {
             host_count += 1;
+            if !is_valid_authority(value) {
+                return Err(HttpError::BadRequest(INVALID_HOSTNAME));
+            }
         }
     }
     if chunked && length.is_some() {
@@ -357,7 +467,7 @@ fn interpret(
             "Transfer-Encoding in an HTTP/1.0 request",
         ));
     }
-    if version == Version::Http11 && host_count != 1 {
+    if host_count > 1 || (version == Version::Http11 && host_count == 0) {
         return Err(HttpError::BadRequest(
             "an HTTP/1.1 request needs exactly one Host header",
         ));
@@ -379,6 +489,7 @@ fn interpret(
     Ok(RequestHead {
         method,
         target,
+        authority: None,
         version,
         headers,
         body,
@@ -886,6 +997,80 @@ mod tests {
         assert_eq!(h.target, "/p?q");
         let (h, _) = complete(b"\r\n\r\nGET / HTTP/1.1\nHost: h\n\n");
         assert_eq!(h.path(), "/");
+    }
+
+    #[test]
+    fn host_is_an_authority() {
+        for good in [
+            "h",
+            "",
+            "h:",
+            "h:8080",
+            "127.0.0.1:80",
+            "[::1]",
+            "[::1]:8080",
+            "[v1.x:y]",
+            "[::ffff:1.2.3.4]",
+            "xn--bcher-kva.example",
+            "%41b",
+            "a_b~c!$&'()*+,;=",
+        ] {
+            let req = format!("GET / HTTP/1.1\r\nHost: {good}\r\n\r\n");
+            let (h, _) = complete(req.as_bytes());
+            assert_eq!(h.host(), Some(good.as_bytes()));
+        }
+        for bad in [
+            "a b",
+            "a/b",
+            "u@h",
+            "[::1",
+            "[::1]x",
+            "[zz::1]",
+            "[::1%25eth0]",
+            "[1.2.3.4]",
+            "[v.x]",
+            "[v1.]",
+            "h:80x",
+            "h:8:0",
+            "%zz",
+            "%4",
+            "\"h\"",
+            "h#",
+            "h?",
+            "\u{e9}",
+        ] {
+            let req = format!("GET / HTTP/1.1\r\nHost: {bad}\r\n\r\n");
+            assert_eq!(
+                parse(req.as_bytes()).unwrap_err(),
+                HttpError::BadRequest(INVALID_HOSTNAME),
+                "{bad:?}"
+            );
+        }
+        // HTTP/1.0 needs no Host, but one it sends is checked, and two are one too many.
+        assert_eq!(complete(b"GET / HTTP/1.0\r\n\r\n").0.host(), None);
+        assert!(parse(b"GET / HTTP/1.0\r\nHost: a b\r\n\r\n").is_err());
+        assert!(parse(b"GET / HTTP/1.0\r\nHost: a\r\nHost: a\r\n\r\n").is_err());
+        // An absolute-form target's authority wins over Host, and is checked the same way.
+        let (h, _) = complete(b"GET http://Target.example:81?q HTTP/1.1\r\nHost: h\r\n\r\n");
+        assert_eq!(
+            (h.target.as_str(), h.host()),
+            ("/?q", Some(&b"Target.example:81"[..]))
+        );
+        let (h, _) = complete(b"GET https://[::1]/p HTTP/1.1\r\nHost: h\r\n\r\n");
+        assert_eq!((h.target.as_str(), h.host()), ("/p", Some(&b"[::1]"[..])));
+        for bad in [
+            &b"GET http://u@h/ HTTP/1.1\r\nHost: h\r\n\r\n"[..],
+            b"GET http:///p HTTP/1.1\r\nHost: h\r\n\r\n",
+            b"GET http://:80/p HTTP/1.1\r\nHost: h\r\n\r\n",
+            b"GET http://h:x/p HTTP/1.1\r\nHost: h\r\n\r\n",
+            b"GET http://h#f HTTP/1.1\r\nHost: h\r\n\r\n",
+        ] {
+            assert!(
+                matches!(parse(bad), Err(HttpError::BadRequest(_))),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
     }
 
     fn dechunk(input: &[u8], out_size: usize) -> Result<(Vec<u8>, bool), HttpError> {
