@@ -152,6 +152,14 @@ fn malformed_chunked_bodies_get_400_at_once() {
         (200, "hello world".into())
     );
     assert_eq!(response.header("x-total-bytes"), Some("4294967295"));
+    // Found by fuzz/'s differential target: an empty Transfer-Encoding line has no
+    // codings (RFC 9110 §5.6.1), so another line's chunked frames the body; one alone is
+    // still a 400.
+    let split_te = b"POST /echo HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: ,\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n";
+    let (response, _, _) = answer_on_open_connection(host.addr, split_te);
+    assert_eq!((response.status, response.text()), (200, "ok".into()));
+    let empty_te = b"POST /echo HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: , \r\n\r\n";
+    assert_eq!(answer_on_open_connection(host.addr, empty_te).0.status, 400);
     let stopped = host.stop();
     assert!(stopped.status.success(), "{}", stopped.stderr);
 }
