@@ -35,7 +35,10 @@ fuzz_target!(|data: &[u8]| {
         }
         for cut in [used - 1, used / 2] {
             assert!(
-                matches!(parse_request(&input[..cut], &limits), Ok(Parsed::Incomplete)),
+                matches!(
+                    parse_request(&input[..cut], &limits),
+                    Ok(Parsed::Incomplete)
+                ),
                 "a prefix of a complete head ({cut} of {used} bytes) is not Incomplete"
             );
         }

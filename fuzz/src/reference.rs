@@ -73,7 +73,10 @@ fn eq_ci(a: &[u8], b: &str) -> bool {
 
 /// Comma-separated list elements, trimmed, empty ones dropped (RFC 9110 §5.6.1).
 fn list(v: &[u8]) -> Vec<&[u8]> {
-    v.split(|&b| b == b',').map(trim).filter(|e| !e.is_empty()).collect()
+    v.split(|&b| b == b',')
+        .map(trim)
+        .filter(|e| !e.is_empty())
+        .collect()
 }
 
 // --- RFC 3986 §3.2.2-3.2.3 ---------------------------------------------------------------
@@ -83,7 +86,10 @@ fn unreserved(b: u8) -> bool {
 }
 
 fn sub_delim(b: u8) -> bool {
-    matches!(b, b'!' | b'$' | b'&' | b'\'' | b'(' | b')' | b'*' | b'+' | b',' | b';' | b'=')
+    matches!(
+        b,
+        b'!' | b'$' | b'&' | b'\'' | b'(' | b')' | b'*' | b'+' | b',' | b';' | b'='
+    )
 }
 
 fn reg_name(s: &[u8]) -> bool {
@@ -174,7 +180,9 @@ fn ipv_future(s: &[u8]) -> bool {
     !hex.is_empty()
         && hex.iter().all(u8::is_ascii_hexdigit)
         && !tail.is_empty()
-        && tail.iter().all(|&b| unreserved(b) || sub_delim(b) || b == b':')
+        && tail
+            .iter()
+            .all(|&b| unreserved(b) || sub_delim(b) || b == b':')
 }
 
 /// uri-host [ ":" port ]: returns the host part if valid.
@@ -265,7 +273,10 @@ fn request_target(t: &[u8]) -> Option<Target> {
 
 /// Reads one request head from the start of `input`.
 pub fn parse(input: &[u8], request_line: usize, header_bytes: usize) -> Outcome {
-    let skipped = input.iter().take_while(|&&b| b == b'\r' || b == b'\n').count();
+    let skipped = input
+        .iter()
+        .take_while(|&&b| b == b'\r' || b == b'\n')
+        .count();
     if skipped > 64 {
         return Outcome::Error(400);
     }
@@ -379,8 +390,7 @@ fn semantics(
     let chunked = !te.is_empty();
     if chunked {
         // Only `chunked`, once, last.
-        if codings.is_empty() || codings.iter().any(|c| !eq_ci(c, "chunked")) || codings.len() > 1
-        {
+        if codings.is_empty() || codings.iter().any(|c| !eq_ci(c, "chunked")) || codings.len() > 1 {
             return Outcome::Error(400);
         }
         if length.is_some() || !http11 {

@@ -1118,7 +1118,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!((body.as_slice(), done), (&b"abc"[..], true));
-        assert_eq!(dechunk(b"0000000000000000\r\n\r\n", 1).unwrap().1, true);
+        assert!(dechunk(b"0000000000000000\r\n\r\n", 1).unwrap().1);
         let mut d = ChunkedDecoder::default();
         let mut out = [0u8; 64];
         assert_eq!(
