@@ -9,7 +9,7 @@
 use crate::ecb::{Exchange, State};
 use crate::http::{self, BodyKind, BodyOut, ChunkedDecoder, HttpError, Parsed, RequestHead};
 use crate::poller::{Watched, Work};
-use crate::response::Response;
+use crate::response::{self, HTTP_API_SERVER, Response};
 use crate::server::{Host, Parked};
 use crate::vars::{RequestInfo, Unmapped};
 use isapi_wsgi::isapi::ffi::{HSE_STATUS_ERROR, HSE_STATUS_PENDING};
@@ -62,15 +62,18 @@ impl Conn {
         Ok(n)
     }
 
-    /// Answers with a host-generated error (`<code> <reason>: <message>` as plain text),
-    /// tells `sent` how many bytes went out (for the access log), and closes the connection.
-    fn refuse(mut self, code: u16, reason: &str, message: &str, sent: impl FnOnce(u64)) {
-        let body = format!("{code} {reason}: {message}\r\n");
-        let text = format!(
-            "HTTP/1.1 {code} {reason}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
-        );
-        sent(match self.stream.write_all(text.as_bytes()) {
+    /// Answers with a host-generated error ([`response::host_answer`], `server` its
+    /// `Server` header), tells `sent` how many bytes went out (for the access log), and
+    /// closes the connection.
+    fn refuse(
+        mut self,
+        (code, reason): (u16, &str),
+        message: &str,
+        server: &str,
+        sent: impl FnOnce(u64),
+    ) {
+        let text = response::host_answer(code, reason, message, server);
+        sent(match self.stream.write_all(&text) {
             Ok(()) => text.len() as u64,
             Err(_) => 0,
         });
@@ -203,9 +206,9 @@ pub fn serve(host: &'static Host, mut conn: Conn, read_first: bool) {
         }
         match http::parse_request(&conn.input, &host.limits) {
             Err(e) => {
-                let (code, reason) = e.status();
+                let code = e.status().0;
                 let remote = conn.remote;
-                return conn.refuse(code, reason, e.message(), |sent| {
+                return conn.refuse(e.status(), e.message(), HTTP_API_SERVER, |sent| {
                     host.access.log_error(remote, code, sent)
                 });
             }
@@ -251,19 +254,21 @@ fn run_request(host: &'static Host, mut conn: Conn, head: RequestHead) -> Next {
     let info = match RequestInfo::new(head, conn.remote, conn.local, host.site.clone()) {
         Ok(info) => info,
         Err(Unmapped::Http(e)) => {
-            let (code, reason) = e.status();
+            // URL canonicalisation fails in http.sys, before IIS sees the request.
+            let code = e.status().0;
             let remote = conn.remote;
-            conn.refuse(code, reason, e.message(), |sent| {
+            conn.refuse(e.status(), e.message(), HTTP_API_SERVER, |sent| {
                 host.access.log(remote, &label, code, sent, started, "")
             });
             return Next::Closed;
         }
         Err(Unmapped::NotFound) => {
+            // IIS's own 404, with IIS's Server header.
             let remote = conn.remote;
             conn.refuse(
-                404,
-                "Not Found",
+                (404, "Not Found"),
                 "no handler mapping for this URL",
+                &host.site.server_software,
                 |sent| host.access.log(remote, &label, 404, sent, started, ""),
             );
             return Next::Closed;
@@ -296,7 +301,7 @@ fn run_request(host: &'static Host, mut conn: Conn, head: RequestHead) -> Next {
             Ok(n) => got += n,
             Err(BodyError::Malformed(e)) => {
                 let remote = conn.remote;
-                conn.refuse(400, "Bad Request", e.message(), |sent| {
+                conn.refuse(e.status(), e.message(), HTTP_API_SERVER, |sent| {
                     host.access.log(remote, &label, 400, sent, started, "")
                 });
                 return Next::Closed;
@@ -473,9 +478,9 @@ pub fn finish(host: &'static Host, exchange: &Arc<Exchange>, state: &mut State) 
 /// Answers 503 when no request slot is free.
 pub fn refuse(conn: Conn) {
     conn.refuse(
-        503,
-        "Service Unavailable",
+        (503, "Service Unavailable"),
         "too many requests in flight",
+        HTTP_API_SERVER,
         |_| {},
     );
 }

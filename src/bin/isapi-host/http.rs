@@ -4,9 +4,11 @@
 //! This is the part of http.sys the host reproduces: it reads the request line and the
 //! header block, applies the size limits (414 for an oversized request line, 431 for an
 //! oversized header block, 400 for anything malformed), and decodes chunked request
-//! bodies ([`ChunkedDecoder`]). It never panics and never allocates more than the limits
-//! allow, whatever the input; a fuzz test in `tests/host_malformed.rs` and the unit tests
-//! below hold it to that.
+//! bodies ([`ChunkedDecoder`], strictly: loose chunk framing is how requests are smuggled
+//! past a proxy). It never panics and never allocates more than the limits
+//! allow, whatever the input; a fuzz test in `tests/host_malformed.rs`, the unit tests
+//! below and the cargo-fuzz targets in `fuzz/` (which compile this file on its own, so it
+//! must stay free of `crate::` paths) hold it to that.
 
 use std::mem::MaybeUninit;
 
@@ -51,8 +53,12 @@ pub enum BodyKind {
 #[derive(Clone, Debug)]
 pub struct RequestHead {
     pub method: String,
-    /// The request target exactly as sent (origin form `/path?query`, or `*`).
+    /// The request target exactly as sent (origin form `/path?query`, or `*`); of an
+    /// absolute-form target (`http://host/path?query`) only the path and query.
     pub target: String,
+    /// The authority of an absolute-form target, which wins over the Host header (RFC 9112
+    /// §3.2.2); validated like Host.
+    pub authority: Option<String>,
     pub version: Version,
     /// Header names as sent, values with surrounding whitespace removed, in order.
     pub headers: Vec<(String, Vec<u8>)>,
@@ -70,6 +76,15 @@ impl RequestHead {
             .iter()
             .find(|(n, _)| n.eq_ignore_ascii_case(name))
             .map(|(_, v)| v.as_slice())
+    }
+
+    /// The host the request is for, `host[:port]` (valid by RFC 3986): an absolute-form
+    /// target's authority, else the Host header (possibly empty), else None (HTTP/1.0).
+    pub fn host(&self) -> Option<&[u8]> {
+        match &self.authority {
+            Some(a) => Some(a.as_bytes()),
+            None => self.header("host"),
+        }
     }
 
     /// The target's path part (before `?`).
@@ -168,7 +183,7 @@ pub fn parse_request(buf: &[u8], limits: &Limits) -> Result<Parsed, HttpError> {
     if line_stop - start > limits.request_line {
         return Err(HttpError::UriTooLong);
     }
-    let (method, target, version) = parse_request_line(&buf[start..line_stop])?;
+    let (method, target, authority, version) = parse_request_line(&buf[start..line_stop])?;
 
     let mut headers: Vec<(String, Vec<u8>)> = Vec::new();
     let header_start = pos;
@@ -212,7 +227,8 @@ pub fn parse_request(buf: &[u8], limits: &Limits) -> Result<Parsed, HttpError> {
         headers.push((String::from_utf8_lossy(name).into_owned(), value.to_vec()));
     }
 
-    let head = interpret(method, target, version, headers)?;
+    let mut head = interpret(method, target, version, headers)?;
+    head.authority = authority;
     Ok(Parsed::Complete(head, pos))
 }
 
@@ -226,7 +242,9 @@ fn trim_ows(mut v: &[u8]) -> &[u8] {
     v
 }
 
-fn parse_request_line(line: &[u8]) -> Result<(String, String, Version), HttpError> {
+/// The request line's method, target (of an absolute-form target its path and query),
+/// the absolute form's authority, and version.
+fn parse_request_line(line: &[u8]) -> Result<(String, String, Option<String>, Version), HttpError> {
     let mut parts = line.split(|&b| b == b' ');
     let (Some(method), Some(target), Some(version), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
@@ -254,15 +272,29 @@ fn parse_request_line(line: &[u8]) -> Result<(String, String, Version), HttpErro
     if target.is_empty() || target.iter().any(|&b| b <= 0x20 || b >= 0x7f) {
         return Err(HttpError::BadRequest("invalid request target"));
     }
+    let mut authority = None;
     let target = if target[0] == b'/' || target == b"*" {
         target.to_vec()
     } else if let Some(rest) = strip_prefix_ignore_case(target, b"http://")
         .or_else(|| strip_prefix_ignore_case(target, b"https://"))
     {
-        // Absolute form (sent to proxies): keep only the path and query.
-        match rest.iter().position(|&b| b == b'/' || b == b'?') {
-            Some(i) if rest[i] == b'/' => rest[i..].to_vec(),
-            Some(i) => [b"/".as_slice(), &rest[i..]].concat(),
+        // Absolute form (sent to proxies): the authority, then the path and query (no
+        // fragment: `#` is not allowed in a request target).
+        let end = rest
+            .iter()
+            .position(|&b| b == b'/' || b == b'?' || b == b'#')
+            .unwrap_or(rest.len());
+        let (host, path) = rest.split_at(end);
+        // An http(s) URI has a non-empty host (RFC 9110 §4.2.1) and no userinfo (§4.2.4:
+        // `@` is no authority byte here).
+        if matches!(host.first(), None | Some(b':')) || !is_valid_authority(host) {
+            return Err(HttpError::BadRequest(INVALID_HOSTNAME));
+        }
+        authority = Some(String::from_utf8_lossy(host).into_owned());
+        match path.first() {
+            Some(b'/') => path.to_vec(),
+            Some(b'?') => [b"/".as_slice(), path].concat(),
+            Some(_) => return Err(HttpError::BadRequest("invalid request target")),
             None => b"/".to_vec(),
         }
     } else {
@@ -272,8 +304,85 @@ fn parse_request_line(line: &[u8]) -> Result<(String, String, Version), HttpErro
     Ok((
         String::from_utf8_lossy(method).into_owned(),
         String::from_utf8_lossy(&target).into_owned(),
+        authority,
         version,
     ))
+}
+
+/// What http.sys says about a bad Host header (`400 Bad Request - Invalid Hostname`).
+const INVALID_HOSTNAME: &str = "Invalid Hostname";
+
+/// Whether `a` is `uri-host [ ":" port ]` (RFC 9112 §3.2, RFC 3986 §3.2.2-3.2.3): an
+/// IP-literal (`[` IPv6address or IPvFuture `]`), or a reg-name (unreserved, sub-delims,
+/// pct-encoded; IPv4 addresses are reg-names too), then an optional `:` and digits. An
+/// empty host is allowed, as RFC 9112 allows an empty Host; userinfo is not.
+pub fn is_valid_authority(a: &[u8]) -> bool {
+    let (host, port) = if a.first() == Some(&b'[') {
+        let Some(close) = a.iter().position(|&b| b == b']') else {
+            return false;
+        };
+        let literal = &a[1..close];
+        let ok = match literal.first() {
+            Some(b'v' | b'V') => is_ipv_future(literal),
+            _ => {
+                std::str::from_utf8(literal).is_ok_and(|s| s.parse::<std::net::Ipv6Addr>().is_ok())
+            }
+        };
+        if !ok {
+            return false;
+        }
+        match &a[close + 1..] {
+            [] => return true,
+            [b':', port @ ..] => (&[][..], port),
+            _ => return false,
+        }
+    } else {
+        match a.iter().position(|&b| b == b':') {
+            Some(i) => (&a[..i], &a[i + 1..]),
+            None => (a, &[][..]),
+        }
+    };
+    is_reg_name(host) && port.iter().all(u8::is_ascii_digit)
+}
+
+fn is_unreserved(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"-._~".contains(&b)
+}
+
+fn is_sub_delim(b: u8) -> bool {
+    b"!$&'()*+,;=".contains(&b)
+}
+
+/// reg-name = *( unreserved / pct-encoded / sub-delims )
+fn is_reg_name(s: &[u8]) -> bool {
+    let mut i = 0;
+    while i < s.len() {
+        if s[i] == b'%' {
+            if !(i + 2 < s.len() && s[i + 1].is_ascii_hexdigit() && s[i + 2].is_ascii_hexdigit()) {
+                return false;
+            }
+            i += 3;
+        } else if is_unreserved(s[i]) || is_sub_delim(s[i]) {
+            i += 1;
+        } else {
+            return false;
+        }
+    }
+    true
+}
+
+/// IPvFuture = "v" 1*HEXDIG "." 1*( unreserved / sub-delims / ":" )
+fn is_ipv_future(s: &[u8]) -> bool {
+    let Some(dot) = s.iter().position(|&b| b == b'.') else {
+        return false;
+    };
+    let (version, rest) = (&s[1..dot], &s[dot + 1..]);
+    !version.is_empty()
+        && version.iter().all(u8::is_ascii_hexdigit)
+        && !rest.is_empty()
+        && rest
+            .iter()
+            .all(|&b| is_unreserved(b) || is_sub_delim(b) || b == b':')
 }
 
 fn strip_prefix_ignore_case<'a>(s: &'a [u8], prefix: &[u8]) -> Option<&'a [u8]> {
@@ -290,6 +399,7 @@ fn interpret(
 ) -> Result<RequestHead, HttpError> {
     let mut length: Option<u64> = None;
     let mut chunked = false;
+    let mut transfer_encoding = false;
     let mut close = false;
     let mut keep_alive_token = false;
     let mut expect_continue = false;
@@ -326,9 +436,7 @@ fn interpret(
                     ));
                 }
             }
-            if !chunked {
-                return Err(HttpError::BadRequest("empty Transfer-Encoding"));
-            }
+            transfer_encoding = true;
         } else if name.eq_ignore_ascii_case("connection") {
             for token in value.split(|&b| b == b',').map(trim_ows) {
                 close |= token.eq_ignore_ascii_case(b"close");
@@ -342,7 +450,16 @@ fn interpret(
             }
         } else if name.eq_ignore_ascii_case("host") {
             host_count += 1;
+            if !is_valid_authority(value) {
+                return Err(HttpError::BadRequest(INVALID_HOSTNAME));
+            }
         }
+    }
+    // Empty list elements do not count (RFC 9110 §5.6.1), across all the field lines: a
+    // Transfer-Encoding line with none is fine if another says chunked (found by the
+    // differential fuzz target, fuzz/).
+    if transfer_encoding && !chunked {
+        return Err(HttpError::BadRequest("empty Transfer-Encoding"));
     }
     if chunked && length.is_some() {
         // RFC 9112 §6.1 allows dropping Content-Length; refusing is the safe choice
@@ -356,7 +473,7 @@ fn interpret(
             "Transfer-Encoding in an HTTP/1.0 request",
         ));
     }
-    if version == Version::Http11 && host_count != 1 {
+    if host_count > 1 || (version == Version::Http11 && host_count == 0) {
         return Err(HttpError::BadRequest(
             "an HTTP/1.1 request needs exactly one Host header",
         ));
@@ -378,6 +495,7 @@ fn interpret(
     Ok(RequestHead {
         method,
         target,
+        authority: None,
         version,
         headers,
         body,
@@ -427,30 +545,82 @@ impl<'a> From<&'a mut [u8]> for BodyOut<'a> {
     }
 }
 
+/// The most chunk-extension bytes accepted in one request body, all chunks together
+/// (everything between a chunk size and its CRLF). Extensions carry nothing the host or
+/// an extension can use; the bound keeps a client from streaming them forever for free
+/// (Go CVE-2023-39326 was the same unbounded overhead).
+pub const MAX_CHUNK_EXT_BYTES: usize = 4096;
+
+/// The most trailer field lines accepted after the last chunk.
+pub const MAX_TRAILER_LINES: usize = 64;
+
+/// The most trailer bytes accepted (field lines with their CRLFs, the final CRLF excluded).
+pub const MAX_TRAILER_BYTES: usize = 8192;
+
+/// The most hex digits in a chunk size: 16 hold any u64, so a size can never wrap.
+const MAX_CHUNK_SIZE_DIGITS: u32 = 16;
+
 /// Decodes a `Transfer-Encoding: chunked` body incrementally: feed it whatever bytes have
-/// arrived, get the payload bytes out. Chunk extensions and trailers are read and dropped.
+/// arrived, get the payload bytes out. Chunk extensions and trailers are checked and
+/// dropped.
+///
+/// The framing is read strictly by RFC 9112 §7.1, since two parsers that disagree about
+/// where a chunked body ends let a client smuggle a second request past the first:
+///
+/// ```text
+/// chunk          = chunk-size [ chunk-ext ] CRLF chunk-data CRLF
+/// chunk-ext      = *( BWS ";" BWS chunk-ext-name [ BWS "=" BWS chunk-ext-val ] )
+/// chunk-ext-val  = token / quoted-string
+/// trailer-section = *( field-line CRLF ) CRLF
+/// ```
+///
+/// * after the size only whitespace then `;` (or the CRLF) may follow: `5 xyz` is a 400;
+/// * an extension is `name[=value]`, the value a token or a quoted-string: `a=` is a 400
+///   (h11 CVE-2025-43859 and Go CVE-2025-22871 accepted malformed extension and line
+///   endings that a front end read differently);
+/// * every line ends in CRLF: a bare LF or CR anywhere in the framing is a 400 (Kestrel
+///   CVE-2025-55315 accepted a bare LF inside an extension);
+/// * extensions are bounded per request ([`MAX_CHUNK_EXT_BYTES`]), the trailer by lines
+///   and bytes ([`MAX_TRAILER_LINES`], [`MAX_TRAILER_BYTES`]) (Go CVE-2023-39326);
+/// * a chunk size has at most 16 hex digits, so it never overflows.
+///
+/// Whitespace before the size line's CRLF (`5 \r\n`) is accepted, as h11 and Go accept it:
+/// it cannot change where the chunk ends.
 #[derive(Debug, Clone)]
 pub struct ChunkedDecoder {
     state: ChunkState,
-    /// Bytes of the current size or trailer line seen so far (bounded).
-    line_len: usize,
+    /// The size of the chunk whose size line is being read.
+    size: u64,
+    /// Hex digits of that size read so far.
+    digits: u32,
+    /// Chunk-extension bytes seen so far in this body (bounded).
+    ext_bytes: usize,
+    /// Trailer field lines and bytes seen so far (bounded).
+    trailer_lines: usize,
+    trailer_bytes: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum ChunkState {
-    /// Reading the hex size; `size` so far, `digits` seen.
-    Size {
-        size: u64,
-        digits: u32,
-    },
-    /// Skipping a chunk extension up to the end of the size line.
-    Extension {
-        size: u64,
-    },
+    /// Reading the hex digits of the size.
+    Size,
+    /// Whitespace after the size or after an extension value: `;` or CR must follow.
+    SizeWs,
+    /// After `;`: optional whitespace, then an extension name.
+    ExtPreName,
+    /// Inside an extension name.
+    ExtName,
+    /// Whitespace after an extension name: `=`, `;` or CR must follow.
+    ExtAfterName,
+    /// After `=`: optional whitespace, then a token or a quoted-string.
+    ExtPreValue,
+    /// Inside a token value.
+    ExtToken,
+    /// Inside a quoted-string value; `ExtQuotedPair` after a backslash.
+    ExtQuoted,
+    ExtQuotedPair,
     /// Saw CR at the end of the size line.
-    SizeLf {
-        size: u64,
-    },
+    SizeLf,
     /// Inside chunk data, `remaining` bytes to go.
     Data {
         remaining: u64,
@@ -458,27 +628,44 @@ enum ChunkState {
     /// After the data: expect CR then LF.
     DataCr,
     DataLf,
-    /// After the last (0) chunk: trailer lines until an empty line.
-    Trailer {
-        empty: bool,
-    },
-    TrailerLf {
-        empty: bool,
-    },
+    /// At the start of a trailer line: a field name, or CR for the end of the body.
+    TrailerStart,
+    /// Inside a trailer field name, then its value, then the CR seen at its end.
+    TrailerName,
+    TrailerValue,
+    TrailerLf,
+    /// Saw the CR of the final empty line.
+    EndLf,
     Done,
 }
 
 impl Default for ChunkedDecoder {
     fn default() -> Self {
         ChunkedDecoder {
-            state: ChunkState::Size { size: 0, digits: 0 },
-            line_len: 0,
+            state: ChunkState::Size,
+            size: 0,
+            digits: 0,
+            ext_bytes: 0,
+            trailer_lines: 0,
+            trailer_bytes: 0,
         }
     }
 }
 
-/// The longest chunk-size line or trailer line accepted.
-const MAX_CHUNK_LINE: usize = 4096;
+/// Bytes allowed in a quoted-string: qdtext, and what may follow a backslash (RFC 9110
+/// §5.6.4), with obs-text (0x80-0xFF) in both.
+fn is_qdtext(b: u8) -> bool {
+    b == b'\t'
+        || b == b' '
+        || b == 0x21
+        || (0x23..=0x5b).contains(&b)
+        || (0x5d..=0x7e).contains(&b)
+        || b >= 0x80
+}
+
+fn is_quoted_pair_byte(b: u8) -> bool {
+    b == b'\t' || (0x20..=0x7e).contains(&b) || b >= 0x80
+}
 
 impl ChunkedDecoder {
     /// True once the terminating chunk and trailer have been read.
@@ -493,53 +680,114 @@ impl ChunkedDecoder {
         input: &[u8],
         out: &mut BodyOut<'_>,
     ) -> Result<(usize, usize), HttpError> {
-        let bad = |m| Err(HttpError::BadRequest(m));
+        use ChunkState::*;
         let (mut i, mut o) = (0, 0);
         while i < input.len() {
             let b = input[i];
-            match self.state {
-                ChunkState::Size { size, digits } => {
+            let ws = b == b' ' || b == b'\t';
+            if matches!(
+                self.state,
+                SizeWs
+                    | ExtPreName
+                    | ExtName
+                    | ExtAfterName
+                    | ExtPreValue
+                    | ExtToken
+                    | ExtQuoted
+                    | ExtQuotedPair
+            ) || (self.state == Size && self.digits > 0 && !b.is_ascii_hexdigit())
+            {
+                // Everything between the size and its CR counts as extension bytes.
+                if b != b'\r' {
+                    self.ext_bytes += 1;
+                    if self.ext_bytes > MAX_CHUNK_EXT_BYTES {
+                        return Err(bad("chunk extensions too long"));
+                    }
+                }
+            }
+            if matches!(self.state, TrailerName | TrailerValue | TrailerLf)
+                || (self.state == TrailerStart && b != b'\r')
+            {
+                self.trailer_bytes += 1;
+                if self.trailer_bytes > MAX_TRAILER_BYTES {
+                    return Err(bad("trailer section too large"));
+                }
+            }
+            self.state = match self.state {
+                Size => {
                     if let Some(d) = (b as char).to_digit(16) {
-                        if digits >= 15 {
-                            return bad("chunk size too large");
+                        if self.digits >= MAX_CHUNK_SIZE_DIGITS {
+                            return Err(bad("chunk size too large"));
                         }
-                        self.state = ChunkState::Size {
-                            size: size * 16 + d as u64,
-                            digits: digits + 1,
-                        };
-                    } else if digits == 0 {
-                        return bad("invalid chunk size");
-                    } else if b == b';' || b == b' ' || b == b'\t' {
-                        self.state = ChunkState::Extension { size };
+                        self.digits += 1;
+                        // Cannot overflow with at most 16 digits; checked all the same.
+                        self.size = self
+                            .size
+                            .checked_mul(16)
+                            .and_then(|s| s.checked_add(d as u64))
+                            .ok_or(bad("chunk size too large"))?;
+                        Size
+                    } else if self.digits == 0 {
+                        return Err(bad("invalid chunk size"));
+                    } else if ws {
+                        SizeWs
+                    } else if b == b';' {
+                        ExtPreName
                     } else if b == b'\r' {
-                        self.state = ChunkState::SizeLf { size };
+                        SizeLf
                     } else if b == b'\n' {
-                        self.state = self.after_size(size);
+                        return Err(bad("bare LF after the chunk size"));
                     } else {
-                        return bad("invalid chunk size");
+                        return Err(bad("invalid character after the chunk size"));
                     }
-                    self.count_line()?;
-                    i += 1;
                 }
-                ChunkState::Extension { size } => {
-                    if b == b'\r' {
-                        self.state = ChunkState::SizeLf { size };
-                    } else if b == b'\n' {
-                        self.state = self.after_size(size);
-                    } else if b < 0x20 && b != b'\t' {
-                        return bad("control character in a chunk extension");
-                    }
-                    self.count_line()?;
-                    i += 1;
-                }
-                ChunkState::SizeLf { size } => {
+                SizeWs => match b {
+                    b' ' | b'\t' => SizeWs,
+                    b';' => ExtPreName,
+                    b'\r' => SizeLf,
+                    _ => return Err(bad("invalid chunk extension")),
+                },
+                ExtPreName if ws => ExtPreName,
+                ExtPreName | ExtName if is_token_byte(b) => ExtName,
+                ExtPreName => return Err(bad("chunk extension without a name")),
+                ExtName | ExtAfterName => match b {
+                    b' ' | b'\t' => ExtAfterName,
+                    b'=' => ExtPreValue,
+                    b';' => ExtPreName,
+                    b'\r' => SizeLf,
+                    _ => return Err(bad("invalid chunk extension name")),
+                },
+                ExtPreValue if ws => ExtPreValue,
+                ExtPreValue | ExtToken if is_token_byte(b) => ExtToken,
+                ExtPreValue if b == b'"' => ExtQuoted,
+                ExtPreValue => return Err(bad("chunk extension '=' without a value")),
+                ExtToken => match b {
+                    b' ' | b'\t' => SizeWs,
+                    b';' => ExtPreName,
+                    b'\r' => SizeLf,
+                    _ => return Err(bad("invalid chunk extension value")),
+                },
+                ExtQuoted => match b {
+                    b'"' => SizeWs,
+                    b'\\' => ExtQuotedPair,
+                    b if is_qdtext(b) => ExtQuoted,
+                    _ => return Err(bad("invalid quoted chunk extension value")),
+                },
+                ExtQuotedPair if is_quoted_pair_byte(b) => ExtQuoted,
+                ExtQuotedPair => return Err(bad("invalid quoted chunk extension value")),
+                SizeLf => {
                     if b != b'\n' {
-                        return bad("CR without LF after the chunk size");
+                        return Err(bad("CR without LF after the chunk size"));
                     }
-                    self.state = self.after_size(size);
-                    i += 1;
+                    let size = std::mem::take(&mut self.size);
+                    self.digits = 0;
+                    if size == 0 {
+                        TrailerStart
+                    } else {
+                        Data { remaining: size }
+                    }
                 }
-                ChunkState::Data { remaining } => {
+                Data { remaining } => {
                     if o == out.len() {
                         break;
                     }
@@ -551,78 +799,58 @@ impl ChunkedDecoder {
                     o += n;
                     let left = remaining - n as u64;
                     self.state = if left == 0 {
-                        ChunkState::DataCr
+                        DataCr
                     } else {
-                        ChunkState::Data { remaining: left }
+                        Data { remaining: left }
                     };
+                    continue;
                 }
-                ChunkState::DataCr => {
-                    self.state = match b {
-                        b'\r' => ChunkState::DataLf,
-                        b'\n' => ChunkState::Size { size: 0, digits: 0 },
-                        _ => return bad("chunk data longer than its size"),
-                    };
-                    i += 1;
-                }
-                ChunkState::DataLf => {
-                    if b != b'\n' {
-                        return bad("CR without LF after chunk data");
-                    }
-                    self.state = ChunkState::Size { size: 0, digits: 0 };
-                    i += 1;
-                }
-                ChunkState::Trailer { empty } => {
+                DataCr => match b {
+                    b'\r' => DataLf,
+                    b'\n' => return Err(bad("bare LF after chunk data")),
+                    _ => return Err(bad("chunk data longer than its size")),
+                },
+                DataLf if b == b'\n' => Size,
+                DataLf => return Err(bad("CR without LF after chunk data")),
+                TrailerStart => {
                     if b == b'\r' {
-                        self.state = ChunkState::TrailerLf { empty };
-                    } else if b == b'\n' {
-                        self.end_trailer_line(empty);
+                        EndLf
+                    } else if ws {
+                        return Err(bad("obsolete line folding in the trailer"));
+                    } else if !is_token_byte(b) {
+                        return Err(bad("invalid trailer field name"));
+                    } else if self.trailer_lines == MAX_TRAILER_LINES {
+                        return Err(bad("too many trailer fields"));
                     } else {
-                        if b < 0x20 && b != b'\t' {
-                            return bad("control character in a trailer");
-                        }
-                        self.state = ChunkState::Trailer { empty: false };
-                        self.count_line()?;
+                        self.trailer_lines += 1;
+                        TrailerName
                     }
-                    i += 1;
                 }
-                ChunkState::TrailerLf { empty } => {
-                    if b != b'\n' {
-                        return bad("CR without LF in the trailer");
+                TrailerName if is_token_byte(b) => TrailerName,
+                TrailerName if b == b':' => TrailerValue,
+                TrailerName => return Err(bad("invalid trailer field name")),
+                TrailerValue => match b {
+                    b'\r' => TrailerLf,
+                    b'\n' => return Err(bad("bare LF in the trailer")),
+                    b if (b < 0x20 && b != b'\t') || b == 0x7f => {
+                        return Err(bad("control character in a trailer"));
                     }
-                    self.end_trailer_line(empty);
-                    i += 1;
-                }
-                ChunkState::Done => break,
-            }
+                    _ => TrailerValue,
+                },
+                TrailerLf if b == b'\n' => TrailerStart,
+                TrailerLf => return Err(bad("CR without LF in the trailer")),
+                EndLf if b == b'\n' => Done,
+                EndLf => return Err(bad("CR without LF at the end of the chunked body")),
+                Done => break,
+            };
+            i += 1;
         }
         Ok((i, o))
     }
+}
 
-    fn after_size(&mut self, size: u64) -> ChunkState {
-        self.line_len = 0;
-        if size == 0 {
-            ChunkState::Trailer { empty: true }
-        } else {
-            ChunkState::Data { remaining: size }
-        }
-    }
-
-    fn end_trailer_line(&mut self, empty: bool) {
-        self.line_len = 0;
-        self.state = if empty {
-            ChunkState::Done
-        } else {
-            ChunkState::Trailer { empty: true }
-        };
-    }
-
-    fn count_line(&mut self) -> Result<(), HttpError> {
-        self.line_len += 1;
-        if self.line_len > MAX_CHUNK_LINE {
-            return Err(HttpError::BadRequest("chunk-size or trailer line too long"));
-        }
-        Ok(())
-    }
+fn bad(message: &'static str) -> HttpError {
+    HttpError::BadRequest(message)
 }
 
 /// Percent-decodes `s` to bytes. Invalid escapes are an error (http.sys answers 400).
@@ -777,6 +1005,80 @@ mod tests {
         assert_eq!(h.path(), "/");
     }
 
+    #[test]
+    fn host_is_an_authority() {
+        for good in [
+            "h",
+            "",
+            "h:",
+            "h:8080",
+            "127.0.0.1:80",
+            "[::1]",
+            "[::1]:8080",
+            "[v1.x:y]",
+            "[::ffff:1.2.3.4]",
+            "xn--bcher-kva.example",
+            "%41b",
+            "a_b~c!$&'()*+,;=",
+        ] {
+            let req = format!("GET / HTTP/1.1\r\nHost: {good}\r\n\r\n");
+            let (h, _) = complete(req.as_bytes());
+            assert_eq!(h.host(), Some(good.as_bytes()));
+        }
+        for bad in [
+            "a b",
+            "a/b",
+            "u@h",
+            "[::1",
+            "[::1]x",
+            "[zz::1]",
+            "[::1%25eth0]",
+            "[1.2.3.4]",
+            "[v.x]",
+            "[v1.]",
+            "h:80x",
+            "h:8:0",
+            "%zz",
+            "%4",
+            "\"h\"",
+            "h#",
+            "h?",
+            "\u{e9}",
+        ] {
+            let req = format!("GET / HTTP/1.1\r\nHost: {bad}\r\n\r\n");
+            assert_eq!(
+                parse(req.as_bytes()).unwrap_err(),
+                HttpError::BadRequest(INVALID_HOSTNAME),
+                "{bad:?}"
+            );
+        }
+        // HTTP/1.0 needs no Host, but one it sends is checked, and two are one too many.
+        assert_eq!(complete(b"GET / HTTP/1.0\r\n\r\n").0.host(), None);
+        assert!(parse(b"GET / HTTP/1.0\r\nHost: a b\r\n\r\n").is_err());
+        assert!(parse(b"GET / HTTP/1.0\r\nHost: a\r\nHost: a\r\n\r\n").is_err());
+        // An absolute-form target's authority wins over Host, and is checked the same way.
+        let (h, _) = complete(b"GET http://Target.example:81?q HTTP/1.1\r\nHost: h\r\n\r\n");
+        assert_eq!(
+            (h.target.as_str(), h.host()),
+            ("/?q", Some(&b"Target.example:81"[..]))
+        );
+        let (h, _) = complete(b"GET https://[::1]/p HTTP/1.1\r\nHost: h\r\n\r\n");
+        assert_eq!((h.target.as_str(), h.host()), ("/p", Some(&b"[::1]"[..])));
+        for bad in [
+            &b"GET http://u@h/ HTTP/1.1\r\nHost: h\r\n\r\n"[..],
+            b"GET http:///p HTTP/1.1\r\nHost: h\r\n\r\n",
+            b"GET http://:80/p HTTP/1.1\r\nHost: h\r\n\r\n",
+            b"GET http://h:x/p HTTP/1.1\r\nHost: h\r\n\r\n",
+            b"GET http://h#f HTTP/1.1\r\nHost: h\r\n\r\n",
+        ] {
+            assert!(
+                matches!(parse(bad), Err(HttpError::BadRequest(_))),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
+
     fn dechunk(input: &[u8], out_size: usize) -> Result<(Vec<u8>, bool), HttpError> {
         let mut d = ChunkedDecoder::default();
         let mut out = vec![0; out_size];
@@ -808,6 +1110,15 @@ mod tests {
         assert!(dechunk(b"zz\r\n", 4).is_err());
         assert!(dechunk(b"3\r\nabcd\r\n", 4).is_err());
         assert!(dechunk(b"ffffffffffffffffff\r\n", 4).is_err());
+        // Extensions (token and quoted values, whitespace around `;` and `=`) and
+        // trailers are read and dropped.
+        let (body, done) = dechunk(
+            b"3 ; a ; b = 1 ;c=\"x\\\"y\" \r\nabc\r\n0;last\r\nT-1: v\r\nT-2:\r\n\r\n",
+            2,
+        )
+        .unwrap();
+        assert_eq!((body.as_slice(), done), (&b"abc"[..], true));
+        assert!(dechunk(b"0000000000000000\r\n\r\n", 1).unwrap().1);
         let mut d = ChunkedDecoder::default();
         let mut out = [0u8; 64];
         assert_eq!(
@@ -816,6 +1127,62 @@ mod tests {
             (12, 2)
         );
         assert!(d.is_done());
+    }
+
+    #[test]
+    fn chunked_framing_is_strict() {
+        let long_ext = format!("1;{}\r\na\r\n0\r\n\r\n", "x".repeat(MAX_CHUNK_EXT_BYTES));
+        let many_ext = "1;abcdefghijklmnopqrstuvwxyz\r\na\r\n".repeat(200) + "0\r\n\r\n";
+        let many_trailers = format!("0\r\n{}\r\n", "T: v\r\n".repeat(MAX_TRAILER_LINES + 1));
+        let big_trailer = format!("0\r\nT: {}\r\n\r\n", "v".repeat(MAX_TRAILER_BYTES));
+        for bad in [
+            &b"5 xyz\r\nhello\r\n0\r\n\r\n"[..],
+            b"5xyz\r\nhello\r\n0\r\n\r\n",
+            b"20;invalid=\r\n",
+            b"5;=1\r\nhello\r\n0\r\n\r\n",
+            b"5;a=\"open\r\nhello\r\n0\r\n\r\n",
+            b"5;a=\"\x01\"\r\nhello\r\n0\r\n\r\n",
+            b"5;a=b c\r\nhello\r\n0\r\n\r\n",
+            b"5;a=\"b\"c\r\nhello\r\n0\r\n\r\n",
+            b"5;a\nhello\r\n0\r\n\r\n",
+            b"5\nhello\r\n0\r\n\r\n",
+            b"5\rhello\r\n0\r\n\r\n",
+            b"5\r\nhello\n0\r\n\r\n",
+            b"5\r\nhello\r\n0\n\r\n",
+            b"5\r\nhello\r\n0\r\n\n",
+            b"5\r\nhello\r\n0\r\nT: v\n\r\n",
+            b"5\r\nhello\r\n0\r\n T: v\r\n\r\n",
+            b"5\r\nhello\r\n0\r\nNoColon\r\n\r\n",
+            b"5\r\nhello\r\n0\r\nBad Name: v\r\n\r\n",
+            b"10000000000000000\r\n",
+            b" 5\r\nhello\r\n",
+            b";a\r\n",
+            long_ext.as_bytes(),
+            many_ext.as_bytes(),
+            many_trailers.as_bytes(),
+            big_trailer.as_bytes(),
+        ] {
+            assert!(
+                matches!(dechunk(bad, 7), Err(HttpError::BadRequest(_))),
+                "{:?} gave {:?}",
+                String::from_utf8_lossy(&bad[..bad.len().min(60)]),
+                dechunk(bad, 7)
+            );
+        }
+        // Right at the bounds is fine.
+        let ext = format!(
+            "1;{}\r\na\r\n0\r\n\r\n",
+            "x".repeat(MAX_CHUNK_EXT_BYTES - 1)
+        );
+        assert!(dechunk(ext.as_bytes(), 7).unwrap().1);
+        let trailers = format!("0\r\n{}\r\n", "T: v\r\n".repeat(MAX_TRAILER_LINES));
+        assert!(dechunk(trailers.as_bytes(), 7).unwrap().1);
+        let trailer = format!("0\r\nT: {}\r\n\r\n", "v".repeat(MAX_TRAILER_BYTES - 5));
+        assert!(dechunk(trailer.as_bytes(), 7).unwrap().1);
+        assert_eq!(
+            dechunk(b"ffffffffffffffff\r\n", 7).unwrap(),
+            (Vec::new(), false)
+        );
     }
 
     #[test]

@@ -12,8 +12,35 @@
 //!   `Connection` header is replaced by the host's decision.
 //! * HEAD responses and 1xx/204/304 carry no body: bytes written for them are counted and
 //!   dropped, as http.sys does.
+//! * The host's own answers (400, 404, 414, 431, 501, 503, 505: [`host_answer`]) carry
+//!   `Date` and `Server` too, `Server: Microsoft-HTTPAPI/2.0` for those http.sys itself
+//!   would send ([`HTTP_API_SERVER`]).
 use crate::http::Version;
 use std::io::{self, Write};
+
+/// The `Server` header of the responses http.sys writes itself (bad requests, a full
+/// queue), before IIS or an extension sees the request.
+pub const HTTP_API_SERVER: &str = "Microsoft-HTTPAPI/2.0";
+
+/// A whole response the host answers itself, the extension never called: `<code>
+/// <reason>` with `Server: server`, `Date`, a plain-text body `<code> <reason>:
+/// <message>` and `Connection: close` (the connection is closed after it).
+pub fn host_answer(code: u16, reason: &str, message: &str, server: &str) -> Vec<u8> {
+    let body = format!("{code} {reason}: {message}\r\n");
+    let mut out = Vec::with_capacity(200 + body.len());
+    out.extend_from_slice(
+        format!("HTTP/1.1 {code} {reason}\r\nServer: {server}\r\nDate: ").as_bytes(),
+    );
+    append_http_date(&mut out);
+    out.extend_from_slice(
+        format!(
+            "\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .as_bytes(),
+    );
+    out
+}
 
 /// How the body the extension writes is delimited on the wire.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -350,6 +377,31 @@ mod tests {
     fn dates() {
         assert_eq!(format_http_date(784111777), "Sun, 06 Nov 1994 08:49:37 GMT");
         assert_eq!(format_http_date(0), "Thu, 01 Jan 1970 00:00:00 GMT");
+    }
+
+    #[test]
+    fn host_answers() {
+        let a = String::from_utf8(host_answer(400, "Bad Request", "why", HTTP_API_SERVER)).unwrap();
+        let (head, body) = a.split_once("\r\n\r\n").unwrap();
+        let lines: Vec<&str> = head.split("\r\n").collect();
+        assert_eq!(
+            lines[..2],
+            ["HTTP/1.1 400 Bad Request", "Server: Microsoft-HTTPAPI/2.0"]
+        );
+        assert!(
+            lines[2].starts_with("Date: ") && lines[2].ends_with(" GMT"),
+            "{a}"
+        );
+        assert_eq!(lines[2].len(), "Date: ".len() + 29, "{a}");
+        assert_eq!(
+            lines[3..],
+            [
+                "Content-Type: text/plain; charset=utf-8",
+                "Content-Length: 22",
+                "Connection: close"
+            ]
+        );
+        assert_eq!(body, "400 Bad Request: why\r\n");
     }
 
     fn text(v: &[u8]) -> String {

@@ -254,13 +254,13 @@ impl RequestInfo {
         &self.site
     }
 
-    /// SERVER_NAME: the configured name, else the Host header without its port, else the
-    /// local address.
+    /// SERVER_NAME: the configured name, else the request's host (an absolute-form target's
+    /// authority, else the Host header) without its port, else the local address.
     pub fn server_name(&self) -> String {
         if let Some(n) = &self.site.server_name {
             return n.clone();
         }
-        if let Some(host) = self.head.header("host").filter(|h| !h.is_empty()) {
+        if let Some(host) = self.head.host().filter(|h| !h.is_empty() && h[0] != b':') {
             let host = bytes_to_string(host);
             let name = if host.starts_with('[') {
                 host.split_inclusive(']')
