@@ -17,6 +17,8 @@ cd "$(dirname "$0")"
 targets=(request_head chunked request_head_differential)
 cargo fuzz build -s none -O
 status=0
+passed=0
+failed=0
 for target in "${targets[@]}"; do
   mkdir -p "corpus/$target" artifacts
   log="artifacts/$target.log"
@@ -24,10 +26,13 @@ for target in "${targets[@]}"; do
       -max_total_time="$seconds" -dict=dict/http.dict -print_final_stats=1 >"$log" 2>&1; then
     done_line=$(grep -E '^#[0-9]+[[:space:]]+DONE' "$log" | tail -1 || true)
     echo "fuzz: $target: ${seconds}s, ok: ${done_line:-no DONE line}"
+    passed=$((passed + 1))
   else
     status=1
+    failed=$((failed + 1))
     echo "fuzz: $target: CRASHED (log: fuzz/$log)"
     tail -40 "$log"
   fi
 done
+echo "fuzz: $passed passed, $failed failed"
 exit "$status"
