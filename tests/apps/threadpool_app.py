@@ -1,6 +1,7 @@
 """The app for tests/threadpool_*.rs: slow requests, failures, kept objects, atexit."""
 import atexit
 import os
+import sys
 import threading
 import time
 
@@ -56,6 +57,9 @@ def application(environ, start_response):
     query = environ.get("QUERY_STRING", "")
     if path == "/hello":
         return text(start_response, "hello from %s" % os_thread_name())
+    if path == "/blocks":
+        # Memory blocks Python's allocator holds: grows with a leak of Python objects.
+        return text(start_response, "%d" % sys.getallocatedblocks())
     if path == "/sleep":
         seconds = float(query or "0.5")
         time.sleep(seconds)  # releases the GIL
