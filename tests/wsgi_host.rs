@@ -341,6 +341,11 @@ fn bad_configurations_give_the_documented_line_and_a_500_page() {
             "configuration error, the application is not started",
         ),
         (
+            "bad-max-body",
+            "[wsgi]\napp = testapp:application\nmax_body = 10 MB\n",
+            "line 3: [wsgi] max_body: `10 MB` is not a size in bytes",
+        ),
+        (
             "import-error",
             "[python]\npath = {apps}\n[wsgi]\napp = no_such_module:app\nlog = {log}\n",
             "ModuleNotFoundError: No module named 'no_such_module'",
@@ -1237,4 +1242,89 @@ fn ctrl_c_stops_the_host_cleanly_with_python_loaded() {
     let log = site.log();
     assert!(log.ends_with("isapi_wsgi: unloading\n"), "{log}");
     let _ = std::fs::remove_dir_all(&site.dir);
+}
+
+/// A testapp site with `[wsgi] max_body = 1K` and the given handler.
+fn testapp_with_max_body(handler: &str) -> Site {
+    Site::new(
+        &format!("max-body-{handler}"),
+        &format!(
+            "[python]\npath = {{apps}}\n[wsgi]\napp = testapp:application\nlog = {{log}}\nhandler = {handler}\nmax_body = 1K\n"
+        ),
+    )
+}
+
+#[test]
+fn a_content_length_over_max_body_is_a_413_before_the_app_runs_for_both_handlers() {
+    for handler in ["simple", "threadpool"] {
+        let site = testapp_with_max_body(handler);
+        // The host reads ahead 1000 bytes before calling the extension: all the client
+        // sends, so nothing is left unread in the socket when the host closes it.
+        let host = site.start(&["--read-ahead", "1000"]);
+        // At the limit: the app reads it all, and the connection stays open.
+        let mut client = Client::connect(host.addr);
+        client.send(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nContent-Length: 1024\r\n\r\n");
+        client.send(&[b'k'; 1024]);
+        let r = client.response(false);
+        assert_eq!((r.status, r.body.len()), (200, 1024), "{handler}");
+        // Over it: 1 MiB announced, 1000 bytes sent. /echo would wait for the rest: the
+        // 413 can only come from the bridge, before the app.
+        client.send(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nContent-Length: 1048576\r\n\r\n");
+        client.send(&[b'k'; 1000]);
+        let (data, closed) = read_until_closed(&mut client.stream, Duration::from_secs(5));
+        let response = text(&data);
+        assert!(
+            response.starts_with("HTTP/1.1 413 Content Too Large\r\n")
+                && response.contains("Connection: close")
+                && response.contains("(1048576 bytes) is larger than this server accepts (1024 bytes)"),
+            "{handler}: {response}"
+        );
+        assert!(closed, "{handler}: the connection must close after the 413");
+        assert!(
+            site.log().contains(
+                "POST /echo: refused with 413: the body's Content-Length (1048576) is over [wsgi] max_body (1024)"
+            ),
+            "{handler}: {}",
+            site.log()
+        );
+        assert_eq!(text(&curl(&[&host.url("/hello")]).1), "Hello, World!");
+        site.finish(host);
+    }
+}
+
+#[test]
+fn a_chunked_body_growing_past_max_body_raises_oserror_in_every_read_for_both_handlers() {
+    for handler in ["simple", "threadpool"] {
+        let site = testapp_with_max_body(handler);
+        let host = site.start(&["--read-ahead", "100"]);
+        let mut client = Client::connect(host.addr);
+        for how in ["read", "readline", "readlines"] {
+            // At the limit: all of it.
+            client.send(
+                format!("POST /raw/read-report/{how} HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n400\r\n").as_bytes(),
+            );
+            client.send(&[b'c'; 1024]);
+            client.send(b"\r\n0\r\n\r\n");
+            let r = client.response(false);
+            assert_eq!(r.text(), "read 1024 bytes", "{handler} {how}");
+            // One byte more: OSError, and again on the next read (never a short b"").
+            client.send(
+                format!("POST /raw/read-report/{how} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n").as_bytes(),
+            );
+            for _ in 0..5 {
+                client.send(b"cd\r\n");
+                client.send(&[b'c'; 205]);
+                client.send(b"\r\n");
+            }
+            client.send(b"0\r\n\r\n");
+            let r = client.response(false);
+            assert_eq!(
+                r.text(),
+                "OSError: the request body is larger than [wsgi] max_body (1024 bytes); the rest was not read; again: OSError",
+                "{handler} {how}"
+            );
+            client = Client::connect(host.addr);
+        }
+        site.finish(host);
+    }
 }
