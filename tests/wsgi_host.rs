@@ -1328,3 +1328,46 @@ fn a_chunked_body_growing_past_max_body_raises_oserror_in_every_read_for_both_ha
         site.finish(host);
     }
 }
+
+#[test]
+fn a_body_cut_short_by_the_client_raises_oserror_never_a_short_success() {
+    use std::net::Shutdown;
+    // isapi-host reports a cut-short body as IIS 4-6 documented: ReadClient TRUE with 0
+    // bytes, which for a chunked body is also what its real end looks like.
+    let chunked = &b"POST /raw/read-report HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n"[..];
+    let length = &b"POST /raw/read-report HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nhello"[..];
+    for handler in ["simple", "threadpool"] {
+        for (body, request, expected) in [
+            ("chunked", chunked, "OSError: the client disconnected before the end of the chunked body (5 bytes received); again: OSError"),
+            ("content-length", length, "OSError: the client disconnected before sending the whole body (5 of 100 bytes; 95 missing); again: OSError"),
+        ] {
+            for how in ["shutdown", "close"] {
+                let site = Site::new(
+                    &format!("cut-{handler}-{body}-{how}"),
+                    &format!(
+                        "[python]\npath = {{apps}}\n[wsgi]\napp = testapp:application\nlog = {{log}}\nhandler = {handler}\n"
+                    ),
+                );
+                // The host calls the extension once it has the first 5 bytes.
+                let host = site.start(&["--read-ahead", "5"]);
+                let mut stream = std::net::TcpStream::connect(host.addr).unwrap();
+                stream.write_all(request).unwrap();
+                if how == "shutdown" {
+                    stream.shutdown(Shutdown::Write).unwrap();
+                } else {
+                    drop(stream);
+                }
+                let deadline = Instant::now() + Duration::from_secs(10);
+                let report = loop {
+                    let report = common::get(host.addr, "/raw/last-report").text();
+                    if report != "nothing yet" || Instant::now() > deadline {
+                        break report;
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
+                };
+                assert_eq!(report, expected, "{handler}, {body}, {how}");
+                site.finish(host);
+            }
+        }
+    }
+}

@@ -6,7 +6,9 @@
 //! block read), so a large upload streams through. The stream never reads past the body's
 //! Content-Length (which would block on a keep-alive connection); when the length is unknown
 //! (a chunked request) it reads until the server reports the end. Past the end every read
-//! returns `b""`. A client that disconnects before sending the whole body raises `OSError`.
+//! returns `b""`. A client that disconnects before sending the whole body raises `OSError`:
+//! for a chunked body, whose end ReadClient reports as it reports a closed connection (TRUE
+//! with 0 bytes), the stream asks `HSE_REQ_IS_CONNECTED` before taking it as the end.
 //!
 //! `[wsgi] max_body` bounds what the stream takes: a Content-Length over it never gets
 //! here (the bridge answers 413 first), and a chunked body that grows past it raises
@@ -146,6 +148,14 @@ impl Input {
                     "the client disconnected before sending the whole body ({} of {} bytes; {remaining} missing)",
                     body.received,
                     body.total.unwrap_or(0)
+                ));
+            }
+            // A chunked body's end and a client gone mid-body look alike (TRUE, 0 bytes):
+            // only the connection tells them apart.
+            if body.remaining.is_none() && !self.ecb.is_connected() {
+                return Err(format!(
+                    "the client disconnected before the end of the chunked body ({} bytes received)",
+                    body.received
                 ));
             }
             return Ok(0);
