@@ -1371,3 +1371,18 @@ fn a_body_cut_short_by_the_client_raises_oserror_never_a_short_success() {
         }
     }
 }
+
+#[test]
+fn wsgi_input_terminated_is_true_for_a_chunked_body_only() {
+    let site = testapp();
+    let host = site.start(&[]);
+    let mut client = Client::connect(host.addr);
+    client.send(b"POST /raw/input-terminated HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n");
+    assert_eq!(client.response(false).text(), "True, 3 bytes");
+    // The next request on the same connection has a length: the key is absent again.
+    client.send(b"POST /raw/input-terminated HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nab");
+    assert_eq!(client.response(false).text(), "None, 2 bytes");
+    client.send(b"GET /raw/input-terminated HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(client.response(false).text(), "None, 0 bytes");
+    site.finish(host);
+}

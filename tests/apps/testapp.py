@@ -226,6 +226,10 @@ def raw(environ, start_response):
                 seen += "; again: %s" % type(again).__name__
         REPORT.append(seen)
         return text(start_response, seen)
+    if path == "/input-terminated":
+        # wsgi.input_terminated, and the body read to its end whatever CONTENT_LENGTH says.
+        body = environ["wsgi.input"].read()
+        return text(start_response, "%r, %d bytes" % (environ.get("wsgi.input_terminated"), len(body)))
     if path == "/last-report":
         return text(start_response, REPORT[-1] if REPORT else "nothing yet")
     if path == "/hop-by-hop":
