@@ -1276,7 +1276,8 @@ fn a_content_length_over_max_body_is_a_413_before_the_app_runs_for_both_handlers
         assert!(
             response.starts_with("HTTP/1.1 413 Content Too Large\r\n")
                 && response.contains("Connection: close")
-                && response.contains("(1048576 bytes) is larger than this server accepts (1024 bytes)"),
+                && response
+                    .contains("(1048576 bytes) is larger than this server accepts (1024 bytes)"),
             "{handler}: {response}"
         );
         assert!(closed, "{handler}: the connection must close after the 413");
@@ -1335,11 +1336,20 @@ fn a_body_cut_short_by_the_client_raises_oserror_never_a_short_success() {
     // isapi-host reports a cut-short body as IIS 4-6 documented: ReadClient TRUE with 0
     // bytes, which for a chunked body is also what its real end looks like.
     let chunked = &b"POST /raw/read-report HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n"[..];
-    let length = &b"POST /raw/read-report HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nhello"[..];
+    let length =
+        &b"POST /raw/read-report HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nhello"[..];
     for handler in ["simple", "threadpool"] {
         for (body, request, expected) in [
-            ("chunked", chunked, "OSError: the client disconnected before the end of the chunked body (5 bytes received); again: OSError"),
-            ("content-length", length, "OSError: the client disconnected before sending the whole body (5 of 100 bytes; 95 missing); again: OSError"),
+            (
+                "chunked",
+                chunked,
+                "OSError: the client disconnected before the end of the chunked body (5 bytes received); again: OSError",
+            ),
+            (
+                "content-length",
+                length,
+                "OSError: the client disconnected before sending the whole body (5 of 100 bytes; 95 missing); again: OSError",
+            ),
         ] {
             for how in ["shutdown", "close"] {
                 let site = Site::new(
@@ -1385,4 +1395,39 @@ fn wsgi_input_terminated_is_true_for_a_chunked_body_only() {
     client.send(b"GET /raw/input-terminated HTTP/1.1\r\nHost: x\r\n\r\n");
     assert_eq!(client.response(false).text(), "None, 0 bytes");
     site.finish(host);
+}
+
+#[test]
+fn with_continue_on_read_an_answer_given_without_reading_never_asks_for_the_body() {
+    for handler in ["simple", "threadpool"] {
+        let site = testapp_with_max_body(handler);
+        let host = site.start(&["--continue-on-read"]);
+        // The app reads: 100 Continue first, then the body is sent and echoed.
+        let mut client = Client::connect(host.addr);
+        client.send(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n");
+        let mut interim = [0u8; 25];
+        std::io::Read::read_exact(&mut client.stream, &mut interim).unwrap();
+        assert_eq!(&interim, b"HTTP/1.1 100 Continue\r\n\r\n", "{handler}");
+        client.send(b"hello");
+        let r = client.response(false);
+        assert_eq!(
+            (r.status, r.text()),
+            (200, "hello".to_string()),
+            "{handler}"
+        );
+        // Too large: the bridge's 413 is the first and only answer; no 100 Continue.
+        for (path, expected) in [("/echo", "HTTP/1.1 413 "), ("/hello", "HTTP/1.1 200 ")] {
+            let length = if path == "/echo" { 1 << 20 } else { 5 };
+            let request = format!(
+                "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nExpect: 100-continue\r\nContent-Length: {length}\r\n\r\n"
+            );
+            let data = until_the_server_closes(host.addr, request.as_bytes());
+            let response = text(&data);
+            assert!(
+                response.starts_with(expected) && !response.contains("100 Continue"),
+                "{handler} {path}: {response}"
+            );
+        }
+        site.finish(host);
+    }
 }
