@@ -444,7 +444,8 @@ mod tests {
     #[test]
     fn max_body_takes_k_m_g_suffixes_and_0_for_no_limit() {
         assert_eq!(parse("").unwrap().max_body, Some(100 << 20));
-        let max_body = |value: &str| parse(&format!("[wsgi]\nmax_body = {value}\n")).map(|c| c.max_body);
+        let max_body =
+            |value: &str| parse(&format!("[wsgi]\nmax_body = {value}\n")).map(|c| c.max_body);
         assert_eq!(max_body("1048576"), Ok(Some(1 << 20)));
         assert_eq!(max_body("512K"), Ok(Some(512 << 10)));
         assert_eq!(max_body("100m"), Ok(Some(100 << 20)));

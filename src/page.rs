@@ -122,13 +122,15 @@ impl Page {
             return HSE_STATUS_ERROR;
         };
         ecb.set_status_code(self.code());
-        let sent = ecb.send_headers(&status, &headers, !self.close).and_then(|()| {
-            if ecb.is_head() {
-                Ok(())
-            } else {
-                ecb.write(&body)
-            }
-        });
+        let sent = ecb
+            .send_headers(&status, &headers, !self.close)
+            .and_then(|()| {
+                if ecb.is_head() {
+                    Ok(())
+                } else {
+                    ecb.write(&body)
+                }
+            });
         match sent {
             Ok(()) if self.close => HSE_STATUS_SUCCESS,
             Ok(()) => HSE_STATUS_SUCCESS_AND_KEEP_CONN,
