@@ -15,6 +15,7 @@
 //! threads = 8                 ; threadpool handler: worker threads
 //! queue = 1000                ; threadpool handler: requests waiting at most
 //! shutdown_timeout = 30       ; threadpool handler: seconds to drain on shutdown
+//! max_body = 100M             ; the largest request body (K, M, G: 1024, 1024², 1024³); 0: no limit
 //! ```
 //!
 //! The file is `<library stem>.ini` next to the library (`isapi_wsgi.dll` reads
@@ -69,6 +70,8 @@ pub struct Config {
     pub threads: usize,
     pub queue: usize,
     pub shutdown_timeout: Duration,
+    /// `[wsgi] max_body`: the largest request body in bytes; None for no limit.
+    pub max_body: Option<u64>,
 }
 
 const DEFAULT_THREADS: usize = 8;
@@ -77,6 +80,9 @@ const DEFAULT_THREADS: usize = 8;
 /// under IIS, instead of getting 503s that IIS would not have sent.
 const DEFAULT_QUEUE: usize = 1000;
 const DEFAULT_SHUTDOWN_SECONDS: u64 = 30;
+/// 100 MiB: far more than a form or an API call sends, little enough that a `read()` of a
+/// whole body cannot take the server's memory.
+const DEFAULT_MAX_BODY: u64 = 100 * 1024 * 1024;
 
 const PYTHON_KEYS: &[&str] = &["home", "library", "version", "path", "venv"];
 const WSGI_KEYS: &[&str] = &[
@@ -87,6 +93,7 @@ const WSGI_KEYS: &[&str] = &[
     "threads",
     "queue",
     "shutdown_timeout",
+    "max_body",
 ];
 
 impl Default for Config {
@@ -105,6 +112,7 @@ impl Default for Config {
             threads: DEFAULT_THREADS,
             queue: DEFAULT_QUEUE,
             shutdown_timeout: Duration::from_secs(DEFAULT_SHUTDOWN_SECONDS),
+            max_body: Some(DEFAULT_MAX_BODY),
         }
     }
 }
@@ -232,6 +240,7 @@ impl Config {
                     config.shutdown_timeout =
                         Duration::from_secs(parse_count(value, 0, 3600).map_err(at)? as u64)
                 }
+                ("wsgi", "max_body") => config.max_body = parse_max_body(value).map_err(at)?,
                 (section, key) => {
                     let valid = if section == "python" {
                         PYTHON_KEYS
@@ -336,6 +345,34 @@ fn parse_count(value: &str, min: usize, max: usize) -> Result<usize, String> {
     }
 }
 
+/// A size in bytes, with an optional K, M or G suffix (1024, 1024², 1024³); `0` means no
+/// limit (None).
+fn parse_max_body(value: &str) -> Result<Option<u64>, String> {
+    let explain = || {
+        format!("`{value}` is not a size in bytes (e.g. 100M, 512K, 2G, 1048576; 0 for no limit)")
+    };
+    let (digits, unit) = match value.char_indices().last() {
+        Some((at, suffix)) if suffix.is_ascii_alphabetic() => {
+            let unit: u64 = match suffix.to_ascii_uppercase() {
+                'K' => 1 << 10,
+                'M' => 1 << 20,
+                'G' => 1 << 30,
+                _ => return Err(explain()),
+            };
+            (&value[..at], unit)
+        }
+        _ => (value, 1),
+    };
+    let number = digits
+        .trim()
+        .parse::<u64>()
+        .ok()
+        .filter(|_| digits.trim().chars().all(|c| c.is_ascii_digit()))
+        .ok_or_else(explain)?;
+    let bytes = number.checked_mul(unit).ok_or_else(explain)?;
+    Ok((bytes > 0).then_some(bytes))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -402,6 +439,25 @@ mod tests {
             Config::candidates(Path::new("/srv/mysite.so")),
             vec![PathBuf::from("/srv/mysite.ini")]
         );
+    }
+
+    #[test]
+    fn max_body_takes_k_m_g_suffixes_and_0_for_no_limit() {
+        assert_eq!(parse("").unwrap().max_body, Some(100 << 20));
+        let max_body =
+            |value: &str| parse(&format!("[wsgi]\nmax_body = {value}\n")).map(|c| c.max_body);
+        assert_eq!(max_body("1048576"), Ok(Some(1 << 20)));
+        assert_eq!(max_body("512K"), Ok(Some(512 << 10)));
+        assert_eq!(max_body("100m"), Ok(Some(100 << 20)));
+        assert_eq!(max_body("2G ; two"), Ok(Some(2 << 30)));
+        assert_eq!(max_body("0"), Ok(None));
+        for bad in ["", "10X", "-1", "1.5M", "M", "+5", "99999999999999999999G"] {
+            let error = max_body(bad).unwrap_err();
+            assert!(
+                error.starts_with("line 2: [wsgi] max_body: ") && error.contains("not a size"),
+                "{bad:?}: {error}"
+            );
+        }
     }
 
     #[test]

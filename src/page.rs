@@ -1,6 +1,7 @@
 //! The pages the extension answers by itself, never the application: 500 when the
 //! application failed (to start, or to answer), 503 when the server is busy or stopping,
-//! and the demo's refusal for clients that are not on this machine. One builder for all of
+//! 413 when a request's body is larger than `[wsgi] max_body`, and the demo's refusal for
+//! clients that are not on this machine. One builder for all of
 //! them, so they look alike and their text is always escaped.
 //!
 //! A [`Page`] is sent either without Python ([`Page::answer`], straight to the ECB, on the
@@ -9,7 +10,7 @@
 use std::ffi::CString;
 
 use crate::isapi::ecb::Ecb;
-use crate::isapi::ffi::{HSE_STATUS_ERROR, HSE_STATUS_SUCCESS_AND_KEEP_CONN};
+use crate::isapi::ffi::{HSE_STATUS_ERROR, HSE_STATUS_SUCCESS, HSE_STATUS_SUCCESS_AND_KEEP_CONN};
 
 /// How long a client refused with 503 is asked to wait (`Retry-After`, seconds).
 pub const RETRY_AFTER_SECONDS: u32 = 1;
@@ -24,6 +25,8 @@ pub struct Page {
     pub detail: Option<String>,
     /// Ask the client to retry after [`RETRY_AFTER_SECONDS`].
     pub retry: bool,
+    /// Close the connection after the page (the request's body was left unread).
+    pub close: bool,
 }
 
 impl Page {
@@ -34,6 +37,7 @@ impl Page {
             message: format!("{what} The details are in the server's log."),
             detail: detail.map(str::to_owned),
             retry: false,
+            close: false,
         }
     }
 
@@ -60,6 +64,22 @@ impl Page {
             message: format!("{reason}; please retry in a moment."),
             detail: None,
             retry: true,
+            close: false,
+        }
+    }
+
+    /// `413 Content Too Large`: the body's declared length is over `limit` bytes. The body
+    /// is never read, so the connection closes after the page: what the client sends
+    /// next would be taken as the next request.
+    pub fn too_large(length: u64, limit: u64) -> Page {
+        Page {
+            status: "413 Content Too Large",
+            message: format!(
+                "The request body ({length} bytes) is larger than this server accepts ({limit} bytes)."
+            ),
+            detail: None,
+            retry: false,
+            close: true,
         }
     }
 
@@ -102,14 +122,17 @@ impl Page {
             return HSE_STATUS_ERROR;
         };
         ecb.set_status_code(self.code());
-        let sent = ecb.send_headers(&status, &headers, true).and_then(|()| {
-            if ecb.is_head() {
-                Ok(())
-            } else {
-                ecb.write(&body)
-            }
-        });
+        let sent = ecb
+            .send_headers(&status, &headers, !self.close)
+            .and_then(|()| {
+                if ecb.is_head() {
+                    Ok(())
+                } else {
+                    ecb.write(&body)
+                }
+            });
         match sent {
+            Ok(()) if self.close => HSE_STATUS_SUCCESS,
             Ok(()) => HSE_STATUS_SUCCESS_AND_KEEP_CONN,
             Err(_) => HSE_STATUS_ERROR,
         }
@@ -143,6 +166,13 @@ mod tests {
             String::from_utf8(busy.html())
                 .unwrap()
                 .contains("<p>the server is busy; please retry")
+        );
+        let large = Page::too_large(2000, 1024);
+        assert_eq!((large.code(), large.close), (413, true));
+        assert!(
+            String::from_utf8(large.html())
+                .unwrap()
+                .contains("<h1>Content Too Large</h1><p>The request body (2000 bytes) is larger")
         );
     }
 }

@@ -29,7 +29,7 @@ const CASES: &[Case] = &[
         ini: Some("[wsgi]\napp = testapp:application\nthreads = 2\nworkers = 4\n"),
         log: &[
             "configuration error, the application is not started",
-            "line 4: unknown key `workers` in [wsgi]; valid keys: app, handler, debug, log, threads, queue, shutdown_timeout",
+            "line 4: unknown key `workers` in [wsgi]; valid keys: app, handler, debug, log, threads, queue, shutdown_timeout, max_body",
         ],
         status: 500,
         page: &[STARTUP_PAGE],

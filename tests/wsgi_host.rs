@@ -341,6 +341,11 @@ fn bad_configurations_give_the_documented_line_and_a_500_page() {
             "configuration error, the application is not started",
         ),
         (
+            "bad-max-body",
+            "[wsgi]\napp = testapp:application\nmax_body = 10 MB\n",
+            "line 3: [wsgi] max_body: `10 MB` is not a size in bytes",
+        ),
+        (
             "import-error",
             "[python]\npath = {apps}\n[wsgi]\napp = no_such_module:app\nlog = {log}\n",
             "ModuleNotFoundError: No module named 'no_such_module'",
@@ -1237,4 +1242,192 @@ fn ctrl_c_stops_the_host_cleanly_with_python_loaded() {
     let log = site.log();
     assert!(log.ends_with("isapi_wsgi: unloading\n"), "{log}");
     let _ = std::fs::remove_dir_all(&site.dir);
+}
+
+/// A testapp site with `[wsgi] max_body = 1K` and the given handler.
+fn testapp_with_max_body(handler: &str) -> Site {
+    Site::new(
+        &format!("max-body-{handler}"),
+        &format!(
+            "[python]\npath = {{apps}}\n[wsgi]\napp = testapp:application\nlog = {{log}}\nhandler = {handler}\nmax_body = 1K\n"
+        ),
+    )
+}
+
+#[test]
+fn a_content_length_over_max_body_is_a_413_before_the_app_runs_for_both_handlers() {
+    for handler in ["simple", "threadpool"] {
+        let site = testapp_with_max_body(handler);
+        // The host reads ahead 1000 bytes before calling the extension: all the client
+        // sends, so nothing is left unread in the socket when the host closes it.
+        let host = site.start(&["--read-ahead", "1000"]);
+        // At the limit: the app reads it all, and the connection stays open.
+        let mut client = Client::connect(host.addr);
+        client.send(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nContent-Length: 1024\r\n\r\n");
+        client.send(&[b'k'; 1024]);
+        let r = client.response(false);
+        assert_eq!((r.status, r.body.len()), (200, 1024), "{handler}");
+        // Over it: 1 MiB announced, 1000 bytes sent. /echo would wait for the rest: the
+        // 413 can only come from the bridge, before the app.
+        client.send(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nContent-Length: 1048576\r\n\r\n");
+        client.send(&[b'k'; 1000]);
+        let (data, closed) = read_until_closed(&mut client.stream, Duration::from_secs(5));
+        let response = text(&data);
+        assert!(
+            response.starts_with("HTTP/1.1 413 Content Too Large\r\n")
+                && response.contains("Connection: close")
+                && response
+                    .contains("(1048576 bytes) is larger than this server accepts (1024 bytes)"),
+            "{handler}: {response}"
+        );
+        assert!(closed, "{handler}: the connection must close after the 413");
+        assert!(
+            site.log().contains(
+                "POST /echo: refused with 413: the body's Content-Length (1048576) is over [wsgi] max_body (1024)"
+            ),
+            "{handler}: {}",
+            site.log()
+        );
+        assert_eq!(text(&curl(&[&host.url("/hello")]).1), "Hello, World!");
+        site.finish(host);
+    }
+}
+
+#[test]
+fn a_chunked_body_growing_past_max_body_raises_oserror_in_every_read_for_both_handlers() {
+    for handler in ["simple", "threadpool"] {
+        let site = testapp_with_max_body(handler);
+        let host = site.start(&["--read-ahead", "100"]);
+        let mut client = Client::connect(host.addr);
+        for how in ["read", "readline", "readlines"] {
+            // At the limit: all of it.
+            client.send(
+                format!("POST /raw/read-report/{how} HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n400\r\n").as_bytes(),
+            );
+            client.send(&[b'c'; 1024]);
+            client.send(b"\r\n0\r\n\r\n");
+            let r = client.response(false);
+            assert_eq!(r.text(), "read 1024 bytes", "{handler} {how}");
+            // One byte more: OSError, and again on the next read (never a short b"").
+            client.send(
+                format!("POST /raw/read-report/{how} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n").as_bytes(),
+            );
+            for _ in 0..5 {
+                client.send(b"cd\r\n");
+                client.send(&[b'c'; 205]);
+                client.send(b"\r\n");
+            }
+            client.send(b"0\r\n\r\n");
+            let r = client.response(false);
+            assert_eq!(
+                r.text(),
+                "OSError: the request body is larger than [wsgi] max_body (1024 bytes); the rest was not read; again: OSError",
+                "{handler} {how}"
+            );
+            client = Client::connect(host.addr);
+        }
+        site.finish(host);
+    }
+}
+
+#[test]
+fn a_body_cut_short_by_the_client_raises_oserror_never_a_short_success() {
+    use std::net::Shutdown;
+    // isapi-host reports a cut-short body as IIS 4-6 documented: ReadClient TRUE with 0
+    // bytes, which for a chunked body is also what its real end looks like.
+    let chunked = &b"POST /raw/read-report HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n"[..];
+    let length =
+        &b"POST /raw/read-report HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nhello"[..];
+    for handler in ["simple", "threadpool"] {
+        for (body, request, expected) in [
+            (
+                "chunked",
+                chunked,
+                "OSError: the client disconnected before the end of the chunked body (5 bytes received); again: OSError",
+            ),
+            (
+                "content-length",
+                length,
+                "OSError: the client disconnected before sending the whole body (5 of 100 bytes; 95 missing); again: OSError",
+            ),
+        ] {
+            for how in ["shutdown", "close"] {
+                let site = Site::new(
+                    &format!("cut-{handler}-{body}-{how}"),
+                    &format!(
+                        "[python]\npath = {{apps}}\n[wsgi]\napp = testapp:application\nlog = {{log}}\nhandler = {handler}\n"
+                    ),
+                );
+                // The host calls the extension once it has the first 5 bytes.
+                let host = site.start(&["--read-ahead", "5"]);
+                let mut stream = std::net::TcpStream::connect(host.addr).unwrap();
+                stream.write_all(request).unwrap();
+                if how == "shutdown" {
+                    stream.shutdown(Shutdown::Write).unwrap();
+                } else {
+                    drop(stream);
+                }
+                let deadline = Instant::now() + Duration::from_secs(10);
+                let report = loop {
+                    let report = common::get(host.addr, "/raw/last-report").text();
+                    if report != "nothing yet" || Instant::now() > deadline {
+                        break report;
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
+                };
+                assert_eq!(report, expected, "{handler}, {body}, {how}");
+                site.finish(host);
+            }
+        }
+    }
+}
+
+#[test]
+fn wsgi_input_terminated_is_true_for_a_chunked_body_only() {
+    let site = testapp();
+    let host = site.start(&[]);
+    let mut client = Client::connect(host.addr);
+    client.send(b"POST /raw/input-terminated HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n");
+    assert_eq!(client.response(false).text(), "True, 3 bytes");
+    // The next request on the same connection has a length: the key is absent again.
+    client.send(b"POST /raw/input-terminated HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nab");
+    assert_eq!(client.response(false).text(), "None, 2 bytes");
+    client.send(b"GET /raw/input-terminated HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(client.response(false).text(), "None, 0 bytes");
+    site.finish(host);
+}
+
+#[test]
+fn with_continue_on_read_an_answer_given_without_reading_never_asks_for_the_body() {
+    for handler in ["simple", "threadpool"] {
+        let site = testapp_with_max_body(handler);
+        let host = site.start(&["--continue-on-read"]);
+        // The app reads: 100 Continue first, then the body is sent and echoed.
+        let mut client = Client::connect(host.addr);
+        client.send(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n");
+        let mut interim = [0u8; 25];
+        std::io::Read::read_exact(&mut client.stream, &mut interim).unwrap();
+        assert_eq!(&interim, b"HTTP/1.1 100 Continue\r\n\r\n", "{handler}");
+        client.send(b"hello");
+        let r = client.response(false);
+        assert_eq!(
+            (r.status, r.text()),
+            (200, "hello".to_string()),
+            "{handler}"
+        );
+        // Too large: the bridge's 413 is the first and only answer; no 100 Continue.
+        for (path, expected) in [("/echo", "HTTP/1.1 413 "), ("/hello", "HTTP/1.1 200 ")] {
+            let length = if path == "/echo" { 1 << 20 } else { 5 };
+            let request = format!(
+                "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nExpect: 100-continue\r\nContent-Length: {length}\r\n\r\n"
+            );
+            let data = until_the_server_closes(host.addr, request.as_bytes());
+            let response = text(&data);
+            assert!(
+                response.starts_with(expected) && !response.contains("100 Continue"),
+                "{handler} {path}: {response}"
+            );
+        }
+        site.finish(host);
+    }
 }

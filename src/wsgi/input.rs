@@ -6,7 +6,15 @@
 //! block read), so a large upload streams through. The stream never reads past the body's
 //! Content-Length (which would block on a keep-alive connection); when the length is unknown
 //! (a chunked request) it reads until the server reports the end. Past the end every read
-//! returns `b""`. A client that disconnects before sending the whole body raises `OSError`.
+//! returns `b""`. A client that disconnects before sending the whole body raises `OSError`:
+//! for a chunked body, whose end ReadClient reports as it reports a closed connection (TRUE
+//! with 0 bytes), the stream asks `HSE_REQ_IS_CONNECTED` before taking it as the end.
+//!
+//! `[wsgi] max_body` bounds what the stream takes: a Content-Length over it never gets
+//! here (the bridge answers 413 first), and a chunked body that grows past it raises
+//! `OSError` as soon as more than `max_body` bytes arrived, so even `read()` without a size
+//! never holds more than `max_body` (+1) bytes. A failed body stays failed: every later
+//! read raises the same error again, never a short `b""` that would look like the end.
 //!
 //! The GIL is released while `ReadClient` blocks. No lock is held then: each call takes the
 //! body's state out of its slot and puts it back when it returns, so a second thread that
@@ -37,14 +45,18 @@ struct Body {
     remaining: Option<u64>,
     /// The body is over.
     ended: bool,
-    /// Bytes of the body received so far (for error messages).
+    /// Bytes of the body received so far.
     received: u64,
     total: Option<u64>,
+    /// `[wsgi] max_body`; None for no limit.
+    limit: Option<u64>,
+    /// Why the body failed: raised again by every later read.
+    failed: Option<String>,
 }
 
 impl Input {
-    /// The body of the request `ecb`.
-    pub fn new(ecb: Arc<Ecb>) -> Input {
+    /// The body of the request `ecb`, of at most `limit` bytes (None: no limit).
+    pub fn new(ecb: Arc<Ecb>, limit: Option<u64>) -> Input {
         let total = ecb.total_bytes();
         let preread = ecb.preread().len() as u64;
         let body = Body {
@@ -55,6 +67,8 @@ impl Input {
             ended: total == Some(0),
             received: 0,
             total,
+            limit,
+            failed: None,
         };
         Input {
             ecb,
@@ -62,9 +76,27 @@ impl Input {
         }
     }
 
-    /// Appends the next block of the body to the buffer; `Ok(0)` at the end. A failed read
-    /// or a body cut short raises OSError.
+    /// Appends the next block of the body to the buffer; `Ok(0)` at the end. A failed read,
+    /// a body cut short or one over `max_body` raises OSError (and again on every later
+    /// call).
     fn fill<'py>(&self, gil: Gil<'py>, body: &mut Body) -> PyResult<'py, usize> {
+        match self.receive(gil, body) {
+            Ok(got) => Ok(got),
+            Err(message) => {
+                // Nothing more is handed out: the rest of the buffer is dropped too.
+                body.buffer.truncate(body.position);
+                body.ended = true;
+                let message = body.failed.get_or_insert(message);
+                Err(PyErr::new(gil, Exception::OSError, message))
+            }
+        }
+    }
+
+    /// [`fill`](Input::fill)'s work: the next block into the buffer, or why not.
+    fn receive(&self, gil: Gil<'_>, body: &mut Body) -> Result<usize, String> {
+        if let Some(failed) = &body.failed {
+            return Err(failed.clone());
+        }
         if body.position > 0 && body.position == body.buffer.len() {
             body.buffer.clear();
             body.position = 0;
@@ -75,6 +107,7 @@ impl Input {
             if !preread.is_empty() {
                 body.buffer.extend_from_slice(preread);
                 body.received += preread.len() as u64;
+                body.check_limit()?;
                 return Ok(preread.len());
             }
         }
@@ -87,7 +120,10 @@ impl Input {
                 return Ok(0);
             }
             Some(remaining) => BLOCK.min(remaining as usize),
-            None => BLOCK,
+            // One byte past the limit is enough to know the body is over it.
+            None => body.limit.map_or(BLOCK, |limit| {
+                BLOCK.min((limit - body.received).saturating_add(1) as usize)
+            }),
         };
         let start = body.buffer.len();
         body.buffer.resize(start + want, 0);
@@ -98,13 +134,8 @@ impl Input {
             Ok(got) => got,
             Err(error) => {
                 body.buffer.truncate(start);
-                body.ended = true;
-                return Err(PyErr::new(
-                    gil,
-                    Exception::OSError,
-                    &format!(
-                        "reading the request body failed ({error}); the client may have disconnected"
-                    ),
+                return Err(format!(
+                    "reading the request body failed ({error}); the client may have disconnected"
                 ));
             }
         };
@@ -113,14 +144,18 @@ impl Input {
         if got == 0 {
             body.ended = true;
             if let Some(remaining) = body.remaining.filter(|&r| r > 0) {
-                return Err(PyErr::new(
-                    gil,
-                    Exception::OSError,
-                    &format!(
-                        "the client disconnected before sending the whole body ({} of {} bytes; {remaining} missing)",
-                        body.received,
-                        body.total.unwrap_or(0)
-                    ),
+                return Err(format!(
+                    "the client disconnected before sending the whole body ({} of {} bytes; {remaining} missing)",
+                    body.received,
+                    body.total.unwrap_or(0)
+                ));
+            }
+            // A chunked body's end and a client gone mid-body look alike (TRUE, 0 bytes):
+            // only the connection tells them apart.
+            if body.remaining.is_none() && !self.ecb.is_connected() {
+                return Err(format!(
+                    "the client disconnected before the end of the chunked body ({} bytes received)",
+                    body.received
                 ));
             }
             return Ok(0);
@@ -128,6 +163,7 @@ impl Input {
         if let Some(remaining) = &mut body.remaining {
             *remaining -= got as u64;
         }
+        body.check_limit()?;
         Ok(got)
     }
 
@@ -195,6 +231,18 @@ impl Input {
                 Exception::RuntimeError,
                 "wsgi.input is being read by another thread",
             )),
+        }
+    }
+}
+
+impl Body {
+    /// A body of unknown length (chunked) that grew past `max_body`.
+    fn check_limit(&self) -> Result<(), String> {
+        match self.limit {
+            Some(limit) if self.received > limit => Err(format!(
+                "the request body is larger than [wsgi] max_body ({limit} bytes); the rest was not read"
+            )),
+            _ => Ok(()),
         }
     }
 }

@@ -39,6 +39,8 @@ use response::{Flow, Outcome, Response, SendError};
 pub struct Bridge {
     api: &'static Api,
     app: App,
+    /// `[wsgi] max_body`: the largest request body accepted; None for no limit.
+    max_body: Option<u64>,
 }
 
 impl Bridge {
@@ -56,7 +58,11 @@ impl Bridge {
         let app =
             loaded.map_err(|traceback| format!("the application failed to load:\n{traceback}"))?;
         let api = runtime::api().expect("started");
-        Ok(Bridge { api, app })
+        Ok(Bridge {
+            api,
+            app,
+            max_body: config.max_body,
+        })
     }
 
     /// What was loaded, for the log.
@@ -107,7 +113,7 @@ impl Bridge {
                 head: ecb.is_head(),
                 http11: ecb.server_variable_is(c"SERVER_PROTOCOL", b"HTTP/1.1"),
             };
-            let input = Input::new(ecb.clone());
+            let input = Input::new(ecb.clone(), self.max_body);
             let response = Response::new(ecb.clone(), request);
             // Python gets its own objects for the two: recalled when `run` returns, whoever
             // still holds them.
@@ -164,10 +170,31 @@ impl Bridge {
         self.close(&result, &request);
     }
 
-    /// Requests the bridge answers without calling the application: the built-in demo
-    /// shows the server's insides (every header, the Python version), so it answers only
-    /// clients on this machine.
+    /// Requests the bridge answers itself, without calling the application: a body
+    /// declared larger than `max_body`, and the demo's clients that are not local.
     fn refuse(&self, ecb: &Ecb) -> Option<Failure<'static>> {
+        self.refuse_too_large(ecb)
+            .or_else(|| self.refuse_demo_client(ecb))
+            .map(Failure::Refused)
+    }
+
+    /// A Content-Length over `max_body`: `413 Content Too Large`, before the application
+    /// runs and without reading the body; the connection then closes (the unread body
+    /// would otherwise be taken for the next request). A chunked body has no length to
+    /// check here: `wsgi.input` stops it when it grows past the limit.
+    fn refuse_too_large(&self, ecb: &Ecb) -> Option<Page> {
+        let limit = self.max_body?;
+        let length = ecb.total_bytes().filter(|&length| length > limit)?;
+        log::line(&format!(
+            "{}: refused with 413: the body's Content-Length ({length}) is over [wsgi] max_body ({limit})",
+            describe_ecb(ecb)
+        ));
+        Some(Page::too_large(length, limit))
+    }
+
+    /// The built-in demo shows the server's insides (every header, the Python version), so
+    /// it answers only clients on this machine.
+    fn refuse_demo_client(&self, ecb: &Ecb) -> Option<Page> {
         if !self.app.demo || ecb.client_is_loopback() {
             return None;
         }
@@ -179,7 +206,7 @@ impl Bridge {
                  the library (or the file named by ISAPI_WSGI_CONFIG); see the README",
             )
         });
-        Some(Failure::Refused(Page::not_configured()))
+        Some(Page::not_configured())
     }
 
     /// Sends each piece of the body the application returned.

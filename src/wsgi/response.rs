@@ -48,6 +48,9 @@ struct State {
     body: Option<Body>,
     /// The connection may stay open after this response.
     keep_conn: bool,
+    /// The connection must close after this response, whatever its framing (a page sent
+    /// without reading the request's body).
+    close: bool,
     /// Writing failed (client gone) or the response was abandoned: stop and close.
     broken: bool,
     /// A thread is writing (without this lock, perhaps without the GIL); others wait.
@@ -225,7 +228,7 @@ impl Response {
             let whole_body = last.then_some(data.len() as u64);
             let plan = Framing::choose(self.request, code, headers, whole_body);
             state.code = Some(code);
-            state.keep_conn = plan.keep_conn;
+            state.keep_conn = plan.keep_conn && !state.close;
             state.flushing = plan.flush_each_write;
             state.body = Some(plan.body);
             flush = plan.flush_each_write;
@@ -301,6 +304,7 @@ impl Response {
                 }
             }
             state.started = Some((page.status.as_bytes().to_vec(), page.code(), headers));
+            state.close = page.close;
         }
         self.send(gil, &page.html(), true).map(|_| ())
     }

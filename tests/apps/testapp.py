@@ -21,6 +21,8 @@ LOCAL = __import__("threading").local()
 COUNTS = {}
 # How the /writer-thread's own thread ended.
 WRITER = {}
+# What /raw/read-report saw last, for /raw/last-report (its own client may be gone).
+REPORT = []
 
 
 class Closing:
@@ -203,6 +205,33 @@ def raw(environ, start_response):
     if path == "/read-all":
         body = environ["wsgi.input"].read()
         return text(start_response, body)
+    if path.startswith("/read-report"):
+        # Reads the whole body (read(), readline() or iteration, as the path says) and
+        # answers, and records for /raw/last-report, what it got: its length, or the
+        # exception; then whether a second read raises again.
+        stream = environ["wsgi.input"]
+        how = path[len("/read-report"):] or "/read"
+        read = {
+            "/read": stream.read,
+            "/readline": lambda: b"".join(iter(stream.readline, b"")),
+            "/readlines": lambda: b"".join(stream.readlines()),
+        }[how]
+        try:
+            seen = "read %d bytes" % len(read())
+        except Exception as error:
+            seen = "%s: %s" % (type(error).__name__, error)
+            try:
+                seen += "; again: %d bytes" % len(stream.read(10))
+            except Exception as again:
+                seen += "; again: %s" % type(again).__name__
+        REPORT.append(seen)
+        return text(start_response, seen)
+    if path == "/input-terminated":
+        # wsgi.input_terminated, and the body read to its end whatever CONTENT_LENGTH says.
+        body = environ["wsgi.input"].read()
+        return text(start_response, "%r, %d bytes" % (environ.get("wsgi.input_terminated"), len(body)))
+    if path == "/last-report":
+        return text(start_response, REPORT[-1] if REPORT else "nothing yet")
     if path == "/hop-by-hop":
         start_response("200 OK", [("Connection", "close")])
         return [b"never"]

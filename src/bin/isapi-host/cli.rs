@@ -41,6 +41,9 @@ Unconfirmed IIS behaviours (see docs/host.md):
                            ReadClient after the client went away: TRUE with 0 bytes, or
                            FALSE with ERROR_CONNECTION_ABORTED [eof]
   --all-http-omit-content  leave Content-Length/Content-Type out of ALL_HTTP
+  --continue-on-read       Expect: 100-continue: no read-ahead, and 100 Continue only at the
+                           extension's first ReadClient (http.sys sends it before the
+                           read-ahead)
 
 Site model (what the extension sees):
   --vdir PATH              the application's virtual directory [/]
@@ -121,6 +124,8 @@ pub struct Options {
     pub chunked_known_length: bool,
     pub read_error_on_disconnect: bool,
     pub all_http_omit_content: bool,
+    /// `--continue-on-read`: 100 Continue at the first ReadClient, with no read-ahead.
+    pub continue_on_read: bool,
     pub config: Option<PathBuf>,
     pub vdir: String,
     pub script_map: ScriptMap,
@@ -219,6 +224,7 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, String> 
         chunked_known_length: false,
         read_error_on_disconnect: false,
         all_http_omit_content: false,
+        continue_on_read: false,
         config: None,
         vdir: "/".into(),
         script_map: ScriptMap::Wildcard,
@@ -289,6 +295,7 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, String> 
                 o.ecb_version = (major as u32) << 16 | minor as u32;
             }
             "--chunked-known-length" => o.chunked_known_length = true,
+            "--continue-on-read" => o.continue_on_read = true,
             "--read-client-on-disconnect" => {
                 o.read_error_on_disconnect = match value()?.as_str() {
                     "eof" => false,

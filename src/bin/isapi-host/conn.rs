@@ -275,7 +275,13 @@ fn run_request(host: &'static Host, mut conn: Conn, head: RequestHead) -> Next {
         }
     };
     let mut body = BodyReader::new(info.head.body);
+    // The client waits for 100 Continue before it sends the body. http.sys sends it before
+    // the read-ahead; with --continue-on-read the host reads nothing ahead and leaves it to
+    // the extension's first ReadClient.
+    let continue_on_read =
+        info.head.expect_continue && conn.input.is_empty() && host.options.continue_on_read;
     if info.head.expect_continue
+        && !continue_on_read
         && conn.input.is_empty()
         && conn
             .stream
@@ -292,6 +298,7 @@ fn run_request(host: &'static Host, mut conn: Conn, head: RequestHead) -> Next {
         ),
         BodyKind::Chunked => (u32::MAX, host.options.read_ahead),
     };
+    let want = if continue_on_read { 0 } else { want };
     // The pre-read (IIS's UploadReadAheadSize): lpbData holds the first `want` bytes.
     let mut preread = vec![0u8; want + 1]; // +1: a NUL after the data, as IIS seems to
     let mut got = 0;
@@ -342,7 +349,8 @@ fn run_request(host: &'static Host, mut conn: Conn, head: RequestHead) -> Next {
         &host.site.server_software,
         host.options.buffered_content_length,
     );
-    let state = State::new(conn, body, response);
+    let mut state = State::new(conn, body, response);
+    state.continue_pending = continue_on_read;
     let Some(exchange) = Exchange::register(host, info, label, started, total, preread, state)
     else {
         return Next::Closed; // Exchange::register answered 503
@@ -428,6 +436,11 @@ pub fn finish(host: &'static Host, exchange: &Arc<Exchange>, state: &mut State) 
                 host,
                 &format!("the response ended {short} bytes short of its Content-Length; the connection is closed"),
             );
+            keep = false;
+        }
+        if state.continue_pending && !state.body.finished() {
+            // The client was never told to send its body: it may send it now, or never.
+            // Neither can be told from the next request, so the connection closes.
             keep = false;
         }
         if keep && !state.body.finished() {

@@ -55,6 +55,9 @@ pub struct State {
     pub log_params: String,
     /// Close the connection after this response (HSE_IO_DISCONNECT_AFTER_SEND).
     pub close_after: bool,
+    /// `--continue-on-read`: the client waits for `100 Continue`, which the first
+    /// ReadClient sends.
+    pub continue_pending: bool,
     /// The pre-read body bytes lpbData points to (freed when the request ends). A Vec,
     /// not a Box: lpbData is taken before the buffer moves here, and moving a Box would
     /// invalidate pointers derived from it (a Box asserts uniqueness, like `&mut`); moving a
@@ -76,6 +79,7 @@ impl State {
             async_outstanding: false,
             log_params: String::new(),
             close_after: false,
+            continue_pending: false,
             preread: Vec::new(),
         }
     }
@@ -721,10 +725,28 @@ unsafe extern "C" fn read_client(hconn: HCONN, buffer: *mut c_void, size: *mut D
 /// Reads request body bytes for ReadClient / ASYNC_READ_CLIENT. Ok(0) at the end.
 fn read_into(ex: &Exchange, out: BodyOut<'_>) -> Result<usize, u32> {
     let mut state = ex.lock();
-    let State { conn, body, .. } = &mut *state;
+    let State {
+        conn,
+        body,
+        response,
+        continue_pending,
+        ..
+    } = &mut *state;
     let Some(conn) = conn.as_mut().filter(|c| !c.closed) else {
         return Err(ERROR_CONNECTION_ABORTED);
     };
+    if std::mem::take(continue_pending) && !body.finished() && !response.started() {
+        // The extension wants the body: now the client may send it. (Never after the
+        // final response's headers: an interim response there would corrupt the reply.)
+        use std::io::Write;
+        if conn
+            .stream
+            .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
+            .is_err()
+        {
+            return Err(ERROR_CONNECTION_ABORTED);
+        }
+    }
     match conn::read_body(conn, body, out) {
         Ok(n) => Ok(n),
         // The client closed the connection: IIS 4-6 documented TRUE with 0 bytes; IIS 7+
