@@ -189,6 +189,44 @@ fn mounts_mappings_https_and_users() {
     site.finish(host);
 }
 
+#[test]
+fn remote_host_request_uri_and_path_translated_through_the_host() {
+    let site = testapp();
+    let host = site.start(&[
+        "--vdir",
+        "/app",
+        "--physical-path",
+        "/srv/app",
+        "--remote-addr",
+        "192.0.2.7",
+    ]);
+    let environ = text(
+        &curl(&[
+            "-H",
+            "X-Environ: 1",
+            &host.url("/app/environ/caf%C3%A9?q=%20x"),
+        ])
+        .1,
+    );
+    for expected in [
+        r#""REMOTE_ADDR": "192.0.2.7""#,
+        r#""REMOTE_HOST": "192.0.2.7""#,
+        r#""REQUEST_URI": "/app/environ/caf%C3%A9?q=%20x""#,
+        r#""RAW_URI": "/app/environ/caf%C3%A9?q=%20x""#,
+        // IIS maps its own (wildcard: the whole) PATH_INFO below the application's folder.
+        r#""PATH_TRANSLATED": "/srv/app/environ/caf\u00e9""#,
+    ] {
+        assert!(environ.contains(expected), "{expected} not in {environ}");
+    }
+    // The mount point itself: PATH_INFO is empty, so no PATH_TRANSLATED.
+    let environ = text(&curl(&["-H", "X-Environ: 1", &host.url("/app")]).1);
+    assert!(
+        environ.contains(r#""PATH_INFO": """#) && !environ.contains("PATH_TRANSLATED"),
+        "{environ}"
+    );
+    site.finish(host);
+}
+
 fn venv() -> PathBuf {
     std::env::var_os("ISAPI_WSGI_TEST_VENV")
         .map(PathBuf::from)

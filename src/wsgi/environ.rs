@@ -12,6 +12,9 @@
 //!   `/ROOT` (compared case-insensitively), or, for an extension mapping such as `*.wsgi`,
 //!   the path up to and including the mapped script. Both as latin-1-decoded bytes, as
 //!   PEP 3333 wants.
+//! * `REQUEST_URI` and `RAW_URI` (one `str`): the raw request target, `HTTP_URL`, query
+//!   included, never decoded. `PATH_TRANSLATED` IIS's, only when there is a `PATH_INFO`.
+//!   `REMOTE_HOST` IIS's (the address unless reverse lookups are on).
 //! * `HTTP_*` from the headers as the client sent them; a header whose name contains `_` is
 //!   dropped (it could pose as another header once `-` becomes `_`), duplicates are joined
 //!   with `,` (`; ` for Cookie), Content-Type and Content-Length only appear as
@@ -56,6 +59,10 @@ keys! {
     server_protocol = c"SERVER_PROTOCOL",
     remote_addr = c"REMOTE_ADDR",
     remote_port = c"REMOTE_PORT",
+    remote_host = c"REMOTE_HOST",
+    path_translated = c"PATH_TRANSLATED",
+    request_uri = c"REQUEST_URI",
+    raw_uri = c"RAW_URI",
     remote_user = c"REMOTE_USER",
     auth_type = c"AUTH_TYPE",
     https = c"HTTPS",
@@ -148,6 +155,7 @@ impl EnvironBuilder {
             &k.server_protocol,
             &k.remote_addr,
             &k.remote_port,
+            &k.remote_host,
             &k.url_scheme,
             &k.input,
         ] {
@@ -231,10 +239,29 @@ impl EnvironBuilder {
             None => set(&k.input_terminated, &gil.bool(true))?,
         }
 
-        // Paths.
-        let (path, cut) = self.paths(ecb, &mut scratch);
+        // The request target as the client sent it (REQUEST_URI, RAW_URI), then the paths.
+        name.clear();
+        let raw_url = matches!(ecb.server_variable(c"HTTP_URL", &mut name), Ok(true))
+            && name.starts_with(b"/");
+        if raw_url {
+            let target = gil.latin1(&name)?;
+            set(&k.request_uri, &target)?;
+            set(&k.raw_uri, &target)?;
+        }
+        let (path, cut) = self.paths(ecb, raw_url.then_some(name.as_slice()), &mut scratch);
         set_recent(0, &k.script_name, &path[..cut])?;
         set_text(&k.path_info, &path[cut..])?;
+        // PATH_TRANSLATED only with a PATH_INFO (RFC 3875 §4.1.6), as IIS mapped it.
+        if cut < path.len() {
+            scratch.clear();
+            if matches!(
+                ecb.server_variable(c"PATH_TRANSLATED", &mut scratch),
+                Ok(true)
+            ) && !scratch.is_empty()
+            {
+                set_text(&k.path_translated, &scratch)?;
+            }
+        }
 
         // Server and client: values that usually repeat from one request to the next.
         for (slot, key, name) in [
@@ -246,6 +273,16 @@ impl EnvironBuilder {
             scratch.clear();
             let _ = ecb.server_variable(name, &mut scratch);
             set_recent(slot, key, &scratch)?;
+        }
+        // REMOTE_HOST: IIS gives the address unless reverse lookups are on; a server without
+        // it gets the address (RFC 3875 §4.1.9). Usually the same bytes: the same str.
+        scratch.clear();
+        let _ = ecb.server_variable(c"REMOTE_HOST", &mut scratch);
+        match &recent[3] {
+            Some((address, value)) if scratch.is_empty() || scratch == *address => {
+                set(&k.remote_host, &value.bind(gil))?
+            }
+            _ => set_text(&k.remote_host, &scratch)?,
         }
         if request.http11 {
             set(&k.server_protocol, &k.http11.bind(gil))?;
@@ -288,16 +325,14 @@ impl EnvironBuilder {
         Ok(environ)
     }
 
-    /// SCRIPT_NAME and PATH_INFO, as bytes.
-    fn paths(&self, ecb: &Ecb, scratch: &mut Vec<u8>) -> (Vec<u8>, usize) {
-        scratch.clear();
-        let path = if matches!(ecb.server_variable(c"HTTP_URL", scratch), Ok(true))
-            && scratch.starts_with(b"/")
-        {
-            let raw = scratch.split(|&b| b == b'?').next().unwrap_or_default();
-            percent_decode(raw)
-        } else {
-            ecb.path_info().to_vec()
+    /// SCRIPT_NAME and PATH_INFO, as bytes, from the raw URL (`HTTP_URL`) if there is one.
+    fn paths(&self, ecb: &Ecb, raw_url: Option<&[u8]>, scratch: &mut Vec<u8>) -> (Vec<u8>, usize) {
+        let path = match raw_url {
+            Some(url) => {
+                let raw = url.split(|&b| b == b'?').next().unwrap_or_default();
+                percent_decode(raw)
+            }
+            None => ecb.path_info().to_vec(),
         };
         // APPL_MD_PATH and SCRIPT_NAME side by side in the scratch buffer.
         scratch.clear();

@@ -110,7 +110,7 @@ def app(environ, start_response):
             "sqrt2": str(_decimal.Decimal(2).sqrt()),
         }
         return text(start_response, json.dumps(answer))
-    if path == "/environ":
+    if path == "/environ" or environ.get("HTTP_X_ENVIRON") == "1":
         shown = {k: v for k, v in environ.items() if isinstance(v, str)}
         shown["wsgi.version"] = list(environ["wsgi.version"])
         for key in ("wsgi.multithread", "wsgi.multiprocess", "wsgi.run_once"):
