@@ -227,6 +227,36 @@ fn remote_host_request_uri_and_path_translated_through_the_host() {
     site.finish(host);
 }
 
+#[test]
+fn isapi_server_variable_reads_iis_variables_during_the_request_only() {
+    let site = testapp();
+    let host = site.start(&["--https"]);
+    let port = host.addr.port().to_string();
+    let (_, body, _) = curl(&[
+        "-H",
+        "X-Auth: token",
+        &host.url("/server-variables?LOCAL_ADDR,SERVER_PORT,INSTANCE_ID,HTTPS_KEYSIZE,HEADER_X-Auth,NO_SUCH_VARIABLE"),
+    ]);
+    let answer = text(&body);
+    let expected = format!(
+        r#"{{"LOCAL_ADDR": "127.0.0.1", "SERVER_PORT": "{port}", "INSTANCE_ID": "1", "HTTPS_KEYSIZE": "256", "HEADER_X-Auth": "token", "NO_SUCH_VARIABLE": null}}"#
+    );
+    assert_eq!(answer, expected);
+    // Names that are not str, or not tokens, or UNICODE_ ones; calls with the wrong arguments.
+    let (_, body, _) = curl(&[&host.url("/server-variable-errors")]);
+    assert_eq!(
+        text(&body),
+        "TypeError TypeError ValueError ValueError ValueError ValueError ValueError TypeError TypeError"
+    );
+    // Kept after its request: refused, like wsgi.input.
+    assert_eq!(text(&curl(&[&host.url("/raw/keep")]).1), "kept");
+    assert_eq!(
+        text(&curl(&[&host.url("/raw/use-kept-variable")]).1),
+        "ValueError: isapi_wsgi.ServerVariable is no longer usable: its request has finished"
+    );
+    site.finish(host);
+}
+
 fn venv() -> PathBuf {
     std::env::var_os("ISAPI_WSGI_TEST_VENV")
         .map(PathBuf::from)

@@ -22,12 +22,15 @@
 //! * `wsgi.url_scheme` is `https` when the server variable `HTTPS` is `on`.
 //! * `REMOTE_USER`/`AUTH_TYPE` only when IIS authenticated the request.
 //!
+//! * `isapi.server_variable`: a callable for any other server variable (server_variables.rs).
+//!
 //! The process environment is never copied in.
 use std::borrow::Cow;
 use std::collections::HashMap;
 
 use std::sync::Mutex;
 
+use super::Lent;
 use super::framing::Request;
 use crate::isapi::ecb::Ecb;
 use crate::python::{Gil, PyRef, PyResult, PyStatic};
@@ -69,6 +72,7 @@ keys! {
     url_scheme = c"wsgi.url_scheme",
     input = c"wsgi.input",
     input_terminated = c"wsgi.input_terminated",
+    server_variable = c"isapi.server_variable",
     http = c"http",
     https_value = c"https",
     on = c"on",
@@ -158,6 +162,7 @@ impl EnvironBuilder {
             &k.remote_host,
             &k.url_scheme,
             &k.input,
+            &k.server_variable,
         ] {
             template.set_item(&key.bind(gil), &k.empty.bind(gil))?;
         }
@@ -183,13 +188,14 @@ impl EnvironBuilder {
         })
     }
 
-    /// The environ for the request `ecb`, with `input` as `wsgi.input`.
+    /// The environ for the request `ecb`, with the request's lent objects (`wsgi.input`,
+    /// `isapi.server_variable`).
     pub fn build<'py>(
         &self,
         gil: Gil<'py>,
         ecb: &Ecb,
         request: Request,
-        input: &PyRef<'py>,
+        lent: &Lent<'_, 'py>,
     ) -> PyResult<'py, PyRef<'py>> {
         let k = &self.keys;
         let environ = self.template.bind(gil).dict_copy()?;
@@ -321,7 +327,8 @@ impl EnvironBuilder {
             SCRATCH.set((scratch, name));
         }
         headers?;
-        set(&k.input, input)?;
+        set(&k.input, lent.input)?;
+        set(&k.server_variable, lent.server_variable)?;
         Ok(environ)
     }
 
