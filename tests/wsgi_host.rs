@@ -257,6 +257,29 @@ fn isapi_server_variable_reads_iis_variables_during_the_request_only() {
     site.finish(host);
 }
 
+#[test]
+fn the_app_sees_the_canonical_path_iis_routed_and_authorised() {
+    // IIS (http.sys) decodes the path, treats `\` as `/` and removes dot segments before it
+    // routes, authorises and filters the request; the app must see that path, not the raw
+    // one (where `/app/public/../admin` would look like something under /public).
+    let site = testapp();
+    let host = site.start(&["--vdir", "/app"]);
+    for (target, script, path) in [
+        ("/app/unicode/x/../y", "/app", "/unicode/y"),
+        ("/app/unicode/./a/%2E%2E/b", "/app", "/unicode/b"),
+        ("/app/unicode/a%2F..%2Fc", "/app", "/unicode/c"),
+        ("/app/unicode/a%5C..%5Cd", "/app", "/unicode/d"),
+        ("/app/other/../unicode/e/", "/app", "/unicode/e/"),
+        ("/app/unicode/f/..", "/app", "/unicode/"),
+    ] {
+        let response = common::get(host.addr, target);
+        assert_eq!(response.status, 200, "{target}: {}", response.text());
+        let expected = format!(r#"{{"path": "{path}", "script": "{script}"}}"#);
+        assert_eq!(response.text(), expected, "{target}");
+    }
+    site.finish(host);
+}
+
 fn venv() -> PathBuf {
     std::env::var_os("ISAPI_WSGI_TEST_VENV")
         .map(PathBuf::from)

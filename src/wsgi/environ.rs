@@ -7,7 +7,8 @@
 //! * the request headers are read in one pass over `ALL_RAW`.
 //!
 //! What goes in, and from where (see docs/bridge.md for the reasoning):
-//! * `PATH_INFO` from the raw URL (`HTTP_URL`, cut at `?`, percent-decoded to bytes), and
+//! * `PATH_INFO` from the raw URL (`HTTP_URL`, cut at `?`, percent-decoded to bytes, then
+//!   made canonical as http.sys does: `\` as `/`, dot-segments removed), and
 //!   `SCRIPT_NAME` from where the application is mounted: the part of `APPL_MD_PATH` after
 //!   `/ROOT` (compared case-insensitively), or, for an extension mapping such as `*.wsgi`,
 //!   the path up to and including the mapped script. Both as latin-1-decoded bytes, as
@@ -337,7 +338,7 @@ impl EnvironBuilder {
         let path = match raw_url {
             Some(url) => {
                 let raw = url.split(|&b| b == b'?').next().unwrap_or_default();
-                percent_decode(raw)
+                canonical_path(percent_decode(raw))
             }
             None => ecb.path_info().to_vec(),
         };
@@ -655,6 +656,49 @@ pub fn percent_decode(raw: &[u8]) -> Vec<u8> {
     out
 }
 
+/// The path IIS routed, authorised and filtered, from the percent-decoded raw path: what
+/// http.sys does to the URL before IIS sees it. It decodes first (so `%2F` is `/`, `%2E%2E`
+/// is `..`), then turns `\` into `/` (`%5C` too, being decoded by then), then removes the
+/// dot-segments (RFC 3986 §5.2.4; `..` never climbs above the root). Empty segments stay.
+/// A path with nothing to change is returned as it is.
+pub fn canonical_path(mut path: Vec<u8>) -> Vec<u8> {
+    for byte in path.iter_mut().filter(|byte| **byte == b'\\') {
+        *byte = b'/';
+    }
+    let dotted = path
+        .split(|&b| b == b'/')
+        .any(|segment| segment == b"." || segment == b"..");
+    if !dotted || !path.starts_with(b"/") {
+        return path;
+    }
+    let segments: Vec<&[u8]> = path[1..].split(|&b| b == b'/').collect();
+    let last = segments.len() - 1;
+    let mut kept: Vec<&[u8]> = Vec::with_capacity(segments.len());
+    for (index, &segment) in segments.iter().enumerate() {
+        match segment {
+            b"." | b".." => {
+                if segment == b".." {
+                    kept.pop();
+                }
+                // `/a/b/.` and `/a/b/..` end in a directory: keep the trailing slash.
+                if index == last {
+                    kept.push(b"");
+                }
+            }
+            other => kept.push(other),
+        }
+    }
+    let mut canonical = Vec::with_capacity(path.len());
+    for segment in kept {
+        canonical.push(b'/');
+        canonical.extend_from_slice(segment);
+    }
+    if canonical.is_empty() {
+        canonical.push(b'/');
+    }
+    canonical
+}
+
 fn hex(byte: u8) -> Option<u8> {
     (byte as char).to_digit(16).map(|digit| digit as u8)
 }
@@ -836,6 +880,42 @@ mod tests {
         assert_eq!(parsed.len(), 40);
         assert_eq!(parsed[39], (&b"X-39"[..], &b"39"[..]));
         assert_eq!(parsed[0], (&b"X-0"[..], &b"0"[..]));
+    }
+
+    fn canonical(path: &str) -> String {
+        String::from_utf8(canonical_path(path.as_bytes().to_vec())).unwrap()
+    }
+
+    #[test]
+    fn canonical_paths_lose_their_dot_segments_as_iis_routed_them() {
+        // RFC 3986 §5.2.4's examples, and the ones that matter behind IIS's authorisation.
+        assert_eq!(canonical("/a/b/c/./../../g"), "/a/g");
+        assert_eq!(canonical("/app/admin/../public"), "/app/public");
+        assert_eq!(canonical("/app/./x"), "/app/x");
+        assert_eq!(canonical("/a/b/."), "/a/b/");
+        assert_eq!(canonical("/a/b/.."), "/a/");
+        assert_eq!(canonical("/a/.."), "/");
+        assert_eq!(canonical("/.."), "/");
+        assert_eq!(canonical("/../../etc"), "/etc");
+        assert_eq!(canonical("/a//../b"), "/a/b");
+        // Backslashes are slashes (http.sys); decoded %2F and %5C are too.
+        assert_eq!(canonical("/app\\admin\\..\\public"), "/app/public");
+        assert_eq!(
+            String::from_utf8(canonical_path(percent_decode(b"/app/x%2F..%5C..%2Fadmin"))).unwrap(),
+            "/admin"
+        );
+        assert_eq!(
+            String::from_utf8(canonical_path(percent_decode(b"/app/%2E%2E/admin"))).unwrap(),
+            "/admin"
+        );
+        // Nothing to change: the same bytes; dots inside names are names.
+        assert_eq!(canonical("/a/b/"), "/a/b/");
+        assert_eq!(canonical("/a//b"), "/a//b");
+        assert_eq!(
+            canonical("/.well-known/x..y/.../z."),
+            "/.well-known/x..y/.../z."
+        );
+        assert_eq!(canonical(""), "");
     }
 
     #[test]
