@@ -15,6 +15,7 @@
 //! threads = 8                 ; threadpool handler: worker threads
 //! queue = 1000                ; threadpool handler: requests waiting at most
 //! shutdown_timeout = 30       ; threadpool handler: seconds to drain on shutdown
+//! trusted_proxies = 10.0.0.0/8, ::1   ; believe X-Forwarded-* from these only (default: none)
 //! ```
 //!
 //! The file is `<library stem>.ini` next to the library (`isapi_wsgi.dll` reads
@@ -69,6 +70,8 @@ pub struct Config {
     pub threads: usize,
     pub queue: usize,
     pub shutdown_timeout: Duration,
+    /// `[wsgi] trusted_proxies`: whose X-Forwarded-* headers are believed (none by default).
+    pub trusted_proxies: Vec<crate::wsgi::proxy::Cidr>,
 }
 
 const DEFAULT_THREADS: usize = 8;
@@ -87,6 +90,7 @@ const WSGI_KEYS: &[&str] = &[
     "threads",
     "queue",
     "shutdown_timeout",
+    "trusted_proxies",
 ];
 
 impl Default for Config {
@@ -105,6 +109,7 @@ impl Default for Config {
             threads: DEFAULT_THREADS,
             queue: DEFAULT_QUEUE,
             shutdown_timeout: Duration::from_secs(DEFAULT_SHUTDOWN_SECONDS),
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -231,6 +236,10 @@ impl Config {
                 ("wsgi", "shutdown_timeout") => {
                     config.shutdown_timeout =
                         Duration::from_secs(parse_count(value, 0, 3600).map_err(at)? as u64)
+                }
+                ("wsgi", "trusted_proxies") => {
+                    config.trusted_proxies =
+                        crate::wsgi::proxy::parse_networks(value).map_err(at)?
                 }
                 (section, key) => {
                     let valid = if section == "python" {
@@ -402,6 +411,15 @@ mod tests {
             Config::candidates(Path::new("/srv/mysite.so")),
             vec![PathBuf::from("/srv/mysite.ini")]
         );
+    }
+
+    #[test]
+    fn trusted_proxies_are_off_unless_listed() {
+        assert!(parse("[wsgi]\n").unwrap().trusted_proxies.is_empty());
+        let config = parse("[wsgi]\ntrusted_proxies = 10.0.0.0/8, ::1\n").unwrap();
+        assert_eq!(config.trusted_proxies.len(), 2);
+        let error = parse("[wsgi]\ntrusted_proxies = 10.0.0.0/40\n").unwrap_err();
+        assert!(error.contains("prefix length"), "{error}");
     }
 
     #[test]

@@ -280,6 +280,64 @@ fn the_app_sees_the_canonical_path_iis_routed_and_authorised() {
     site.finish(host);
 }
 
+#[test]
+fn x_forwarded_headers_are_believed_from_trusted_proxies_only() {
+    let site = Site::new(
+        "proxies",
+        "[python]\npath = {apps}\n[wsgi]\napp = testapp:application\nlog = {log}\ntrusted_proxies = 10.0.0.0/8, ::1\n",
+    );
+    let headers = [
+        "-H",
+        "X-Forwarded-For: 127.0.0.1, 203.0.113.9, 10.0.0.7",
+        "-H",
+        "X-Forwarded-Proto: https",
+        "-H",
+        "X-Forwarded-Host: www.example.org",
+        "-H",
+        "Host: internal:8080",
+    ];
+    // From a proxy in 10.0.0.0/8: the client is the rightmost untrusted address (the
+    // 127.0.0.1 left of it is the client's own claim), the scheme and host the proxy's.
+    let host = site.start(&["--remote-addr", "10.0.0.5"]);
+    let mut args = headers.to_vec();
+    let url = host.url("/environ");
+    args.push(&url);
+    let environ = text(&curl(&args).1);
+    for expected in [
+        r#""REMOTE_ADDR": "203.0.113.9""#,
+        r#""REMOTE_HOST": "203.0.113.9""#,
+        r#""isapi.original_remote_addr": "10.0.0.5""#,
+        r#""wsgi.url_scheme": "https""#,
+        r#""HTTPS": "on""#,
+        r#""isapi.original_url_scheme": "http""#,
+        r#""HTTP_HOST": "www.example.org""#,
+        r#""isapi.original_http_host": "internal:8080""#,
+    ] {
+        assert!(environ.contains(expected), "{expected} not in {environ}");
+    }
+    site.finish(host);
+    // From anyone else: the headers are just headers.
+    let site = Site::new(
+        "proxies-untrusted",
+        "[python]\npath = {apps}\n[wsgi]\napp = testapp:application\nlog = {log}\ntrusted_proxies = 10.0.0.0/8\n",
+    );
+    let host = site.start(&["--remote-addr", "192.0.2.1"]);
+    let mut args = headers.to_vec();
+    let url = host.url("/environ");
+    args.push(&url);
+    let environ = text(&curl(&args).1);
+    for expected in [
+        r#""REMOTE_ADDR": "192.0.2.1""#,
+        r#""wsgi.url_scheme": "http""#,
+        r#""HTTP_HOST": "internal:8080""#,
+        r#""HTTP_X_FORWARDED_FOR": "127.0.0.1, 203.0.113.9, 10.0.0.7""#,
+    ] {
+        assert!(environ.contains(expected), "{expected} not in {environ}");
+    }
+    assert!(!environ.contains("isapi.original"), "{environ}");
+    site.finish(host);
+}
+
 fn venv() -> PathBuf {
     std::env::var_os("ISAPI_WSGI_TEST_VENV")
         .map(PathBuf::from)

@@ -170,7 +170,7 @@ impl App {
 
         Ok(App {
             callable: callable.into_static(),
-            environ: EnvironBuilder::new(gil, template)?,
+            environ: EnvironBuilder::new(gil, template, config.trusted_proxies.clone())?,
             input_type: NativeType::new(gil)?,
             response_type: NativeType::new(gil)?,
             server_variables_type: NativeType::new(gil)?,

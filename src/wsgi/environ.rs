@@ -33,6 +33,7 @@ use std::sync::Mutex;
 
 use super::Lent;
 use super::framing::Request;
+use super::proxy::{self, Cidr};
 use crate::isapi::ecb::Ecb;
 use crate::python::{Gil, PyRef, PyResult, PyStatic};
 
@@ -74,6 +75,13 @@ keys! {
     input = c"wsgi.input",
     input_terminated = c"wsgi.input_terminated",
     server_variable = c"isapi.server_variable",
+    http_host = c"HTTP_HOST",
+    forwarded_for = c"HTTP_X_FORWARDED_FOR",
+    forwarded_proto = c"HTTP_X_FORWARDED_PROTO",
+    forwarded_host = c"HTTP_X_FORWARDED_HOST",
+    original_remote_addr = c"isapi.original_remote_addr",
+    original_url_scheme = c"isapi.original_url_scheme",
+    original_http_host = c"isapi.original_http_host",
     http = c"http",
     https_value = c"https",
     on = c"on",
@@ -92,6 +100,8 @@ pub struct EnvironBuilder {
     /// server's name and port, a proxy's address): the last one seen per slot is kept as a
     /// `str` and reused while the bytes match, which saves making a string per request.
     recent: Mutex<[Recent; 5]>,
+    /// `[wsgi] trusted_proxies`.
+    trusted_proxies: Vec<Cidr>,
 }
 
 /// A value seen last time (as bytes) and its `str`.
@@ -145,7 +155,12 @@ impl std::hash::Hasher for Fnv {
 
 impl EnvironBuilder {
     /// `template` holds the constant entries (see app.rs).
-    pub fn new<'py>(gil: Gil<'py>, template: PyRef<'py>) -> PyResult<'py, EnvironBuilder> {
+    /// `trusted_proxies`: whose X-Forwarded-* headers to believe (see proxy.rs).
+    pub fn new<'py>(
+        gil: Gil<'py>,
+        template: PyRef<'py>,
+        trusted_proxies: Vec<Cidr>,
+    ) -> PyResult<'py, EnvironBuilder> {
         let keys = Keys::new(gil)?;
         // Placeholders for the keys every request sets: the per-request copy of the template
         // then already has room for them (replacing a value is cheaper than growing the dict).
@@ -186,6 +201,7 @@ impl EnvironBuilder {
             template: template.into_static(),
             header_keys: Mutex::new(HashMap::with_hasher(BuildFnv)),
             recent: Mutex::new([None, None, None, None, None]),
+            trusted_proxies,
         })
     }
 
@@ -328,6 +344,7 @@ impl EnvironBuilder {
             SCRATCH.set((scratch, name));
         }
         headers?;
+        self.forwarding(gil, &environ)?;
         set(&k.input, lent.input)?;
         set(&k.server_variable, lent.server_variable)?;
         Ok(environ)
@@ -350,6 +367,55 @@ impl EnvironBuilder {
         let (md_path, script) = scratch.split_at(md_path_end);
         let cut = split_point(&path, mount_point(md_path), script, ecb.path_info());
         (path, cut)
+    }
+
+    /// X-Forwarded-For/-Proto/-Host applied, when the request came from a trusted proxy
+    /// (proxy.rs); the values they replace are kept as `isapi.original_*`.
+    fn forwarding<'py>(&self, gil: Gil<'py>, environ: &PyRef<'py>) -> PyResult<'py, ()> {
+        if self.trusted_proxies.is_empty() {
+            return Ok(());
+        }
+        let k = &self.keys;
+        let get = |key: &PyStatic| environ.get_item(&key.bind(gil));
+        let bytes = |key: &PyStatic| get(key).and_then(|value| value.latin1_bytes().ok());
+        let set = |key: &PyStatic, value: &PyRef<'py>| environ.set_item(&key.bind(gil), value);
+        let remote = bytes(&k.remote_addr).unwrap_or_default();
+        let forwarded = proxy::forwarded(
+            &self.trusted_proxies,
+            &remote,
+            bytes(&k.forwarded_for).as_deref(),
+            bytes(&k.forwarded_proto).as_deref(),
+            bytes(&k.forwarded_host).as_deref(),
+        );
+        if let Some(address) = forwarded.remote_addr {
+            if let Some(original) = get(&k.remote_addr) {
+                set(&k.original_remote_addr, &original)?;
+            }
+            let address = gil.str(&address)?;
+            set(&k.remote_addr, &address)?;
+            set(&k.remote_host, &address)?;
+        }
+        if let Some(scheme) = forwarded.scheme {
+            if let Some(original) = get(&k.url_scheme) {
+                set(&k.original_url_scheme, &original)?;
+            }
+            if scheme == "https" {
+                set(&k.url_scheme, &k.https_value.bind(gil))?;
+                set(&k.https, &k.on.bind(gil))?;
+            } else {
+                set(&k.url_scheme, &k.http.bind(gil))?;
+                if get(&k.https).is_some() {
+                    environ.del_item(&k.https.bind(gil))?;
+                }
+            }
+        }
+        if let Some(host) = forwarded.host {
+            if let Some(original) = get(&k.http_host) {
+                set(&k.original_http_host, &original)?;
+            }
+            set(&k.http_host, &gil.latin1(&host)?)?;
+        }
+        Ok(())
     }
 
     /// HTTP_* entries from the headers as the client sent them (ALL_RAW).

@@ -5,6 +5,7 @@
 //! * [`environ`]: the request as a WSGI environ dict.
 //! * [`input`]: `wsgi.input`, the body stream.
 //! * [`server_variables`]: `isapi.server_variable`, IIS's other server variables on demand.
+//! * [`proxy`]: `[wsgi] trusted_proxies`, which `X-Forwarded-*` headers to believe.
 //! * [`errors`]: `wsgi.errors`, into the log.
 //! * [`response`]: `start_response` and `write()`, the Python-facing half of the response.
 //! * [`framing`]: what goes on the wire (header checks, Content-Length, chunks), plain Rust.
@@ -22,6 +23,7 @@ pub mod environ;
 pub mod errors;
 pub mod framing;
 pub mod input;
+pub mod proxy;
 pub mod response;
 pub mod server_variables;
 
