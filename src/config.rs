@@ -16,6 +16,7 @@
 //! queue = 1000                ; threadpool handler: requests waiting at most
 //! shutdown_timeout = 30       ; threadpool handler: seconds to drain on shutdown
 //! max_body = 100M             ; the largest request body (K, M, G: 1024, 1024², 1024³); 0: no limit
+//! trusted_proxies = 10.0.0.0/8, ::1   ; believe X-Forwarded-* from these only (default: none)
 //! ```
 //!
 //! The file is `<library stem>.ini` next to the library (`isapi_wsgi.dll` reads
@@ -72,6 +73,8 @@ pub struct Config {
     pub shutdown_timeout: Duration,
     /// `[wsgi] max_body`: the largest request body in bytes; None for no limit.
     pub max_body: Option<u64>,
+    /// `[wsgi] trusted_proxies`: whose X-Forwarded-* headers are believed (none by default).
+    pub trusted_proxies: Vec<crate::wsgi::proxy::Cidr>,
 }
 
 const DEFAULT_THREADS: usize = 8;
@@ -94,6 +97,7 @@ const WSGI_KEYS: &[&str] = &[
     "queue",
     "shutdown_timeout",
     "max_body",
+    "trusted_proxies",
 ];
 
 impl Default for Config {
@@ -113,6 +117,7 @@ impl Default for Config {
             queue: DEFAULT_QUEUE,
             shutdown_timeout: Duration::from_secs(DEFAULT_SHUTDOWN_SECONDS),
             max_body: Some(DEFAULT_MAX_BODY),
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -241,6 +246,10 @@ impl Config {
                         Duration::from_secs(parse_count(value, 0, 3600).map_err(at)? as u64)
                 }
                 ("wsgi", "max_body") => config.max_body = parse_max_body(value).map_err(at)?,
+                ("wsgi", "trusted_proxies") => {
+                    config.trusted_proxies =
+                        crate::wsgi::proxy::parse_networks(value).map_err(at)?
+                }
                 (section, key) => {
                     let valid = if section == "python" {
                         PYTHON_KEYS
@@ -458,6 +467,15 @@ mod tests {
                 "{bad:?}: {error}"
             );
         }
+    }
+
+    #[test]
+    fn trusted_proxies_are_off_unless_listed() {
+        assert!(parse("[wsgi]\n").unwrap().trusted_proxies.is_empty());
+        let config = parse("[wsgi]\ntrusted_proxies = 10.0.0.0/8, ::1\n").unwrap();
+        assert_eq!(config.trusted_proxies.len(), 2);
+        let error = parse("[wsgi]\ntrusted_proxies = 10.0.0.0/40\n").unwrap_err();
+        assert!(error.contains("prefix length"), "{error}");
     }
 
     #[test]

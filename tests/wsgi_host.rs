@@ -189,6 +189,155 @@ fn mounts_mappings_https_and_users() {
     site.finish(host);
 }
 
+#[test]
+fn remote_host_request_uri_and_path_translated_through_the_host() {
+    let site = testapp();
+    let host = site.start(&[
+        "--vdir",
+        "/app",
+        "--physical-path",
+        "/srv/app",
+        "--remote-addr",
+        "192.0.2.7",
+    ]);
+    let environ = text(
+        &curl(&[
+            "-H",
+            "X-Environ: 1",
+            &host.url("/app/environ/caf%C3%A9?q=%20x"),
+        ])
+        .1,
+    );
+    for expected in [
+        r#""REMOTE_ADDR": "192.0.2.7""#,
+        r#""REMOTE_HOST": "192.0.2.7""#,
+        r#""REQUEST_URI": "/app/environ/caf%C3%A9?q=%20x""#,
+        r#""RAW_URI": "/app/environ/caf%C3%A9?q=%20x""#,
+        // IIS maps its own (wildcard: the whole) PATH_INFO below the application's folder.
+        r#""PATH_TRANSLATED": "/srv/app/environ/caf\u00e9""#,
+    ] {
+        assert!(environ.contains(expected), "{expected} not in {environ}");
+    }
+    // The mount point itself: PATH_INFO is empty, so no PATH_TRANSLATED.
+    let environ = text(&curl(&["-H", "X-Environ: 1", &host.url("/app")]).1);
+    assert!(
+        environ.contains(r#""PATH_INFO": """#) && !environ.contains("PATH_TRANSLATED"),
+        "{environ}"
+    );
+    site.finish(host);
+}
+
+#[test]
+fn isapi_server_variable_reads_iis_variables_during_the_request_only() {
+    let site = testapp();
+    let host = site.start(&["--https"]);
+    let port = host.addr.port().to_string();
+    let (_, body, _) = curl(&[
+        "-H",
+        "X-Auth: token",
+        &host.url("/server-variables?LOCAL_ADDR,SERVER_PORT,INSTANCE_ID,HTTPS_KEYSIZE,HEADER_X-Auth,NO_SUCH_VARIABLE"),
+    ]);
+    let answer = text(&body);
+    let expected = format!(
+        r#"{{"LOCAL_ADDR": "127.0.0.1", "SERVER_PORT": "{port}", "INSTANCE_ID": "1", "HTTPS_KEYSIZE": "256", "HEADER_X-Auth": "token", "NO_SUCH_VARIABLE": null}}"#
+    );
+    assert_eq!(answer, expected);
+    // Names that are not str, or not tokens, or UNICODE_ ones; calls with the wrong arguments.
+    let (_, body, _) = curl(&[&host.url("/server-variable-errors")]);
+    assert_eq!(
+        text(&body),
+        "TypeError TypeError ValueError ValueError ValueError ValueError ValueError TypeError TypeError"
+    );
+    // Kept after its request: refused, like wsgi.input.
+    assert_eq!(text(&curl(&[&host.url("/raw/keep")]).1), "kept");
+    assert_eq!(
+        text(&curl(&[&host.url("/raw/use-kept-variable")]).1),
+        "ValueError: isapi_wsgi.ServerVariable is no longer usable: its request has finished"
+    );
+    site.finish(host);
+}
+
+#[test]
+fn the_app_sees_the_canonical_path_iis_routed_and_authorised() {
+    // IIS (http.sys) decodes the path, treats `\` as `/` and removes dot segments before it
+    // routes, authorises and filters the request; the app must see that path, not the raw
+    // one (where `/app/public/../admin` would look like something under /public).
+    let site = testapp();
+    let host = site.start(&["--vdir", "/app"]);
+    for (target, script, path) in [
+        ("/app/unicode/x/../y", "/app", "/unicode/y"),
+        ("/app/unicode/./a/%2E%2E/b", "/app", "/unicode/b"),
+        ("/app/unicode/a%2F..%2Fc", "/app", "/unicode/c"),
+        ("/app/unicode/a%5C..%5Cd", "/app", "/unicode/d"),
+        ("/app/other/../unicode/e/", "/app", "/unicode/e/"),
+        ("/app/unicode/f/..", "/app", "/unicode/"),
+    ] {
+        let response = common::get(host.addr, target);
+        assert_eq!(response.status, 200, "{target}: {}", response.text());
+        let expected = format!(r#"{{"path": "{path}", "script": "{script}"}}"#);
+        assert_eq!(response.text(), expected, "{target}");
+    }
+    site.finish(host);
+}
+
+#[test]
+fn x_forwarded_headers_are_believed_from_trusted_proxies_only() {
+    let site = Site::new(
+        "proxies",
+        "[python]\npath = {apps}\n[wsgi]\napp = testapp:application\nlog = {log}\ntrusted_proxies = 10.0.0.0/8, ::1\n",
+    );
+    let headers = [
+        "-H",
+        "X-Forwarded-For: 127.0.0.1, 203.0.113.9, 10.0.0.7",
+        "-H",
+        "X-Forwarded-Proto: https",
+        "-H",
+        "X-Forwarded-Host: www.example.org",
+        "-H",
+        "Host: internal:8080",
+    ];
+    // From a proxy in 10.0.0.0/8: the client is the rightmost untrusted address (the
+    // 127.0.0.1 left of it is the client's own claim), the scheme and host the proxy's.
+    let host = site.start(&["--remote-addr", "10.0.0.5"]);
+    let mut args = headers.to_vec();
+    let url = host.url("/environ");
+    args.push(&url);
+    let environ = text(&curl(&args).1);
+    for expected in [
+        r#""REMOTE_ADDR": "203.0.113.9""#,
+        r#""REMOTE_HOST": "203.0.113.9""#,
+        r#""isapi.original_remote_addr": "10.0.0.5""#,
+        r#""wsgi.url_scheme": "https""#,
+        r#""HTTPS": "on""#,
+        r#""isapi.original_url_scheme": "http""#,
+        r#""HTTP_HOST": "www.example.org""#,
+        r#""isapi.original_http_host": "internal:8080""#,
+    ] {
+        assert!(environ.contains(expected), "{expected} not in {environ}");
+    }
+    site.finish(host);
+    // From anyone else: the headers are just headers.
+    let site = Site::new(
+        "proxies-untrusted",
+        "[python]\npath = {apps}\n[wsgi]\napp = testapp:application\nlog = {log}\ntrusted_proxies = 10.0.0.0/8\n",
+    );
+    let host = site.start(&["--remote-addr", "192.0.2.1"]);
+    let mut args = headers.to_vec();
+    let url = host.url("/environ");
+    args.push(&url);
+    let environ = text(&curl(&args).1);
+    for expected in [
+        r#""REMOTE_ADDR": "192.0.2.1""#,
+        r#""wsgi.url_scheme": "http""#,
+        r#""HTTP_HOST": "internal:8080""#,
+        r#""HTTP_X_FORWARDED_FOR": "127.0.0.1, 203.0.113.9, 10.0.0.7""#,
+    ] {
+        assert!(environ.contains(expected), "{expected} not in {environ}");
+    }
+    assert!(!environ.contains("isapi.original"), "{environ}");
+    site.finish(host);
+}
+
 fn venv() -> PathBuf {
     std::env::var_os("ISAPI_WSGI_TEST_VENV")
         .map(PathBuf::from)

@@ -173,6 +173,37 @@ fn environ_has_every_required_key_from_the_request() {
 }
 
 #[test]
+fn environ_has_the_cgi_variables_iis_provides() {
+    setup();
+    // REMOTE_HOST as IIS gives it (a name when reverse lookups are on), the raw request
+    // target undecoded, IIS's PATH_TRANSLATED.
+    let request = Request::get("/environ?a=%41")
+        .var("REMOTE_HOST", "client.example")
+        .var("PATH_TRANSLATED", "C:\\inetpub\\wwwroot\\environ");
+    let environ = json(&send(&request).text());
+    assert_eq!(environ["REMOTE_HOST"], "client.example", "{environ:?}");
+    assert_eq!(environ["REQUEST_URI"], "/environ?a=%41");
+    assert_eq!(environ["RAW_URI"], "/environ?a=%41");
+    assert_eq!(environ["PATH_TRANSLATED"], "C:\\inetpub\\wwwroot\\environ");
+    assert!(!environ.contains_key("REMOTE_IDENT"));
+    // A server without REMOTE_HOST: the address stands in (RFC 3875 §4.1.9); the target
+    // keeps its escapes.
+    let request = Request::get("/caf%C3%A9?x").header("X-Environ", "1");
+    let environ = json(&send(&request).text());
+    assert_eq!(environ["REMOTE_HOST"], "127.0.0.1", "{environ:?}");
+    assert_eq!(environ["REQUEST_URI"], "/caf%C3%A9?x");
+    // No PATH_INFO (the request is for the mount point itself): no PATH_TRANSLATED.
+    let request = Request::get("/app")
+        .header("X-Environ", "1")
+        .var("APPL_MD_PATH", "/LM/W3SVC/1/ROOT/app")
+        .var("PATH_TRANSLATED", "C:\\inetpub\\app");
+    let environ = json(&send(&request).text());
+    assert_eq!(environ["SCRIPT_NAME"], "/app", "{environ:?}");
+    assert_eq!(environ["PATH_INFO"], "");
+    assert!(!environ.contains_key("PATH_TRANSLATED"), "{environ:?}");
+}
+
+#[test]
 fn without_all_raw_a_header_with_an_underscore_still_cannot_pose_as_another() {
     // A server without ALL_RAW: the headers come from ALL_HTTP, where `X_Auth` and `X-Auth`
     // both read HTTP_X_AUTH. Only what the server confirms the client sent with dashes

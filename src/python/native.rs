@@ -1,5 +1,5 @@
 //! Python types whose behaviour is written in safe Rust: `wsgi.input`, `wsgi.errors`,
-//! `start_response`.
+//! `start_response`, `isapi.server_variable`.
 //!
 //! A [`Native`] implementation says what the type is called, which methods it has (each a
 //! [`Method`]: the Python name and the Rust function that runs it, side by side), and

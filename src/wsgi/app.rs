@@ -13,6 +13,7 @@ use super::environ::EnvironBuilder;
 use super::errors::Errors;
 use super::input::Input;
 use super::response::Response;
+use super::server_variables::ServerVariables;
 use crate::config::{AppSpec, Config};
 use crate::python::{Gil, NativeType, PyRef, PyResult, PyStatic};
 
@@ -101,6 +102,7 @@ pub struct App {
     pub(super) environ: EnvironBuilder,
     pub(super) input_type: NativeType<Input>,
     pub(super) response_type: NativeType<Response>,
+    pub(super) server_variables_type: NativeType<ServerVariables>,
     /// Tracebacks in 500 pages.
     pub debug: bool,
     /// No application is configured: the built-in demo app serves (loopback clients only).
@@ -168,9 +170,10 @@ impl App {
 
         Ok(App {
             callable: callable.into_static(),
-            environ: EnvironBuilder::new(gil, template)?,
+            environ: EnvironBuilder::new(gil, template, config.trusted_proxies.clone())?,
             input_type: NativeType::new(gil)?,
             response_type: NativeType::new(gil)?,
+            server_variables_type: NativeType::new(gil)?,
             debug: config.debug,
             demo: matches!(config.app, AppSpec::Demo),
             python_version: gil.version(),

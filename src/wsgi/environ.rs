@@ -7,11 +7,15 @@
 //! * the request headers are read in one pass over `ALL_RAW`.
 //!
 //! What goes in, and from where (see docs/bridge.md for the reasoning):
-//! * `PATH_INFO` from the raw URL (`HTTP_URL`, cut at `?`, percent-decoded to bytes), and
+//! * `PATH_INFO` from the raw URL (`HTTP_URL`, cut at `?`, percent-decoded to bytes, then
+//!   made canonical as http.sys does: `\` as `/`, dot-segments removed), and
 //!   `SCRIPT_NAME` from where the application is mounted: the part of `APPL_MD_PATH` after
 //!   `/ROOT` (compared case-insensitively), or, for an extension mapping such as `*.wsgi`,
 //!   the path up to and including the mapped script. Both as latin-1-decoded bytes, as
 //!   PEP 3333 wants.
+//! * `REQUEST_URI` and `RAW_URI` (one `str`): the raw request target, `HTTP_URL`, query
+//!   included, never decoded. `PATH_TRANSLATED` IIS's, only when there is a `PATH_INFO`.
+//!   `REMOTE_HOST` IIS's (the address unless reverse lookups are on).
 //! * `HTTP_*` from the headers as the client sent them; a header whose name contains `_` is
 //!   dropped (it could pose as another header once `-` becomes `_`), duplicates are joined
 //!   with `,` (`; ` for Cookie), Content-Type and Content-Length only appear as
@@ -19,13 +23,17 @@
 //! * `wsgi.url_scheme` is `https` when the server variable `HTTPS` is `on`.
 //! * `REMOTE_USER`/`AUTH_TYPE` only when IIS authenticated the request.
 //!
+//! * `isapi.server_variable`: a callable for any other server variable (server_variables.rs).
+//!
 //! The process environment is never copied in.
 use std::borrow::Cow;
 use std::collections::HashMap;
 
 use std::sync::Mutex;
 
+use super::Lent;
 use super::framing::Request;
+use super::proxy::{self, Cidr};
 use crate::isapi::ecb::Ecb;
 use crate::python::{Gil, PyRef, PyResult, PyStatic};
 
@@ -56,12 +64,24 @@ keys! {
     server_protocol = c"SERVER_PROTOCOL",
     remote_addr = c"REMOTE_ADDR",
     remote_port = c"REMOTE_PORT",
+    remote_host = c"REMOTE_HOST",
+    path_translated = c"PATH_TRANSLATED",
+    request_uri = c"REQUEST_URI",
+    raw_uri = c"RAW_URI",
     remote_user = c"REMOTE_USER",
     auth_type = c"AUTH_TYPE",
     https = c"HTTPS",
     url_scheme = c"wsgi.url_scheme",
     input = c"wsgi.input",
     input_terminated = c"wsgi.input_terminated",
+    server_variable = c"isapi.server_variable",
+    http_host = c"HTTP_HOST",
+    forwarded_for = c"HTTP_X_FORWARDED_FOR",
+    forwarded_proto = c"HTTP_X_FORWARDED_PROTO",
+    forwarded_host = c"HTTP_X_FORWARDED_HOST",
+    original_remote_addr = c"isapi.original_remote_addr",
+    original_url_scheme = c"isapi.original_url_scheme",
+    original_http_host = c"isapi.original_http_host",
     http = c"http",
     https_value = c"https",
     on = c"on",
@@ -80,6 +100,8 @@ pub struct EnvironBuilder {
     /// server's name and port, a proxy's address): the last one seen per slot is kept as a
     /// `str` and reused while the bytes match, which saves making a string per request.
     recent: Mutex<[Recent; 5]>,
+    /// `[wsgi] trusted_proxies`.
+    trusted_proxies: Vec<Cidr>,
 }
 
 /// A value seen last time (as bytes) and its `str`.
@@ -133,7 +155,12 @@ impl std::hash::Hasher for Fnv {
 
 impl EnvironBuilder {
     /// `template` holds the constant entries (see app.rs).
-    pub fn new<'py>(gil: Gil<'py>, template: PyRef<'py>) -> PyResult<'py, EnvironBuilder> {
+    /// `trusted_proxies`: whose X-Forwarded-* headers to believe (see proxy.rs).
+    pub fn new<'py>(
+        gil: Gil<'py>,
+        template: PyRef<'py>,
+        trusted_proxies: Vec<Cidr>,
+    ) -> PyResult<'py, EnvironBuilder> {
         let keys = Keys::new(gil)?;
         // Placeholders for the keys every request sets: the per-request copy of the template
         // then already has room for them (replacing a value is cheaper than growing the dict).
@@ -148,8 +175,10 @@ impl EnvironBuilder {
             &k.server_protocol,
             &k.remote_addr,
             &k.remote_port,
+            &k.remote_host,
             &k.url_scheme,
             &k.input,
+            &k.server_variable,
         ] {
             template.set_item(&key.bind(gil), &k.empty.bind(gil))?;
         }
@@ -172,16 +201,18 @@ impl EnvironBuilder {
             template: template.into_static(),
             header_keys: Mutex::new(HashMap::with_hasher(BuildFnv)),
             recent: Mutex::new([None, None, None, None, None]),
+            trusted_proxies,
         })
     }
 
-    /// The environ for the request `ecb`, with `input` as `wsgi.input`.
+    /// The environ for the request `ecb`, with the request's lent objects (`wsgi.input`,
+    /// `isapi.server_variable`).
     pub fn build<'py>(
         &self,
         gil: Gil<'py>,
         ecb: &Ecb,
         request: Request,
-        input: &PyRef<'py>,
+        lent: &Lent<'_, 'py>,
     ) -> PyResult<'py, PyRef<'py>> {
         let k = &self.keys;
         let environ = self.template.bind(gil).dict_copy()?;
@@ -231,10 +262,29 @@ impl EnvironBuilder {
             None => set(&k.input_terminated, &gil.bool(true))?,
         }
 
-        // Paths.
-        let (path, cut) = self.paths(ecb, &mut scratch);
+        // The request target as the client sent it (REQUEST_URI, RAW_URI), then the paths.
+        name.clear();
+        let raw_url = matches!(ecb.server_variable(c"HTTP_URL", &mut name), Ok(true))
+            && name.starts_with(b"/");
+        if raw_url {
+            let target = gil.latin1(&name)?;
+            set(&k.request_uri, &target)?;
+            set(&k.raw_uri, &target)?;
+        }
+        let (path, cut) = self.paths(ecb, raw_url.then_some(name.as_slice()), &mut scratch);
         set_recent(0, &k.script_name, &path[..cut])?;
         set_text(&k.path_info, &path[cut..])?;
+        // PATH_TRANSLATED only with a PATH_INFO (RFC 3875 §4.1.6), as IIS mapped it.
+        if cut < path.len() {
+            scratch.clear();
+            if matches!(
+                ecb.server_variable(c"PATH_TRANSLATED", &mut scratch),
+                Ok(true)
+            ) && !scratch.is_empty()
+            {
+                set_text(&k.path_translated, &scratch)?;
+            }
+        }
 
         // Server and client: values that usually repeat from one request to the next.
         for (slot, key, name) in [
@@ -246,6 +296,16 @@ impl EnvironBuilder {
             scratch.clear();
             let _ = ecb.server_variable(name, &mut scratch);
             set_recent(slot, key, &scratch)?;
+        }
+        // REMOTE_HOST: IIS gives the address unless reverse lookups are on; a server without
+        // it gets the address (RFC 3875 §4.1.9). Usually the same bytes: the same str.
+        scratch.clear();
+        let _ = ecb.server_variable(c"REMOTE_HOST", &mut scratch);
+        match &recent[3] {
+            Some((address, value)) if scratch.is_empty() || scratch == *address => {
+                set(&k.remote_host, &value.bind(gil))?
+            }
+            _ => set_text(&k.remote_host, &scratch)?,
         }
         if request.http11 {
             set(&k.server_protocol, &k.http11.bind(gil))?;
@@ -284,20 +344,20 @@ impl EnvironBuilder {
             SCRATCH.set((scratch, name));
         }
         headers?;
-        set(&k.input, input)?;
+        self.forwarding(gil, &environ)?;
+        set(&k.input, lent.input)?;
+        set(&k.server_variable, lent.server_variable)?;
         Ok(environ)
     }
 
-    /// SCRIPT_NAME and PATH_INFO, as bytes.
-    fn paths(&self, ecb: &Ecb, scratch: &mut Vec<u8>) -> (Vec<u8>, usize) {
-        scratch.clear();
-        let path = if matches!(ecb.server_variable(c"HTTP_URL", scratch), Ok(true))
-            && scratch.starts_with(b"/")
-        {
-            let raw = scratch.split(|&b| b == b'?').next().unwrap_or_default();
-            percent_decode(raw)
-        } else {
-            ecb.path_info().to_vec()
+    /// SCRIPT_NAME and PATH_INFO, as bytes, from the raw URL (`HTTP_URL`) if there is one.
+    fn paths(&self, ecb: &Ecb, raw_url: Option<&[u8]>, scratch: &mut Vec<u8>) -> (Vec<u8>, usize) {
+        let path = match raw_url {
+            Some(url) => {
+                let raw = url.split(|&b| b == b'?').next().unwrap_or_default();
+                canonical_path(percent_decode(raw))
+            }
+            None => ecb.path_info().to_vec(),
         };
         // APPL_MD_PATH and SCRIPT_NAME side by side in the scratch buffer.
         scratch.clear();
@@ -307,6 +367,55 @@ impl EnvironBuilder {
         let (md_path, script) = scratch.split_at(md_path_end);
         let cut = split_point(&path, mount_point(md_path), script, ecb.path_info());
         (path, cut)
+    }
+
+    /// X-Forwarded-For/-Proto/-Host applied, when the request came from a trusted proxy
+    /// (proxy.rs); the values they replace are kept as `isapi.original_*`.
+    fn forwarding<'py>(&self, gil: Gil<'py>, environ: &PyRef<'py>) -> PyResult<'py, ()> {
+        if self.trusted_proxies.is_empty() {
+            return Ok(());
+        }
+        let k = &self.keys;
+        let get = |key: &PyStatic| environ.get_item(&key.bind(gil));
+        let bytes = |key: &PyStatic| get(key).and_then(|value| value.latin1_bytes().ok());
+        let set = |key: &PyStatic, value: &PyRef<'py>| environ.set_item(&key.bind(gil), value);
+        let remote = bytes(&k.remote_addr).unwrap_or_default();
+        let forwarded = proxy::forwarded(
+            &self.trusted_proxies,
+            &remote,
+            bytes(&k.forwarded_for).as_deref(),
+            bytes(&k.forwarded_proto).as_deref(),
+            bytes(&k.forwarded_host).as_deref(),
+        );
+        if let Some(address) = forwarded.remote_addr {
+            if let Some(original) = get(&k.remote_addr) {
+                set(&k.original_remote_addr, &original)?;
+            }
+            let address = gil.str(&address)?;
+            set(&k.remote_addr, &address)?;
+            set(&k.remote_host, &address)?;
+        }
+        if let Some(scheme) = forwarded.scheme {
+            if let Some(original) = get(&k.url_scheme) {
+                set(&k.original_url_scheme, &original)?;
+            }
+            if scheme == "https" {
+                set(&k.url_scheme, &k.https_value.bind(gil))?;
+                set(&k.https, &k.on.bind(gil))?;
+            } else {
+                set(&k.url_scheme, &k.http.bind(gil))?;
+                if get(&k.https).is_some() {
+                    environ.del_item(&k.https.bind(gil))?;
+                }
+            }
+        }
+        if let Some(host) = forwarded.host {
+            if let Some(original) = get(&k.http_host) {
+                set(&k.original_http_host, &original)?;
+            }
+            set(&k.http_host, &gil.latin1(&host)?)?;
+        }
+        Ok(())
     }
 
     /// HTTP_* entries from the headers as the client sent them (ALL_RAW).
@@ -613,6 +722,49 @@ pub fn percent_decode(raw: &[u8]) -> Vec<u8> {
     out
 }
 
+/// The path IIS routed, authorised and filtered, from the percent-decoded raw path: what
+/// http.sys does to the URL before IIS sees it. It decodes first (so `%2F` is `/`, `%2E%2E`
+/// is `..`), then turns `\` into `/` (`%5C` too, being decoded by then), then removes the
+/// dot-segments (RFC 3986 §5.2.4; `..` never climbs above the root). Empty segments stay.
+/// A path with nothing to change is returned as it is.
+pub fn canonical_path(mut path: Vec<u8>) -> Vec<u8> {
+    for byte in path.iter_mut().filter(|byte| **byte == b'\\') {
+        *byte = b'/';
+    }
+    let dotted = path
+        .split(|&b| b == b'/')
+        .any(|segment| segment == b"." || segment == b"..");
+    if !dotted || !path.starts_with(b"/") {
+        return path;
+    }
+    let segments: Vec<&[u8]> = path[1..].split(|&b| b == b'/').collect();
+    let last = segments.len() - 1;
+    let mut kept: Vec<&[u8]> = Vec::with_capacity(segments.len());
+    for (index, &segment) in segments.iter().enumerate() {
+        match segment {
+            b"." | b".." => {
+                if segment == b".." {
+                    kept.pop();
+                }
+                // `/a/b/.` and `/a/b/..` end in a directory: keep the trailing slash.
+                if index == last {
+                    kept.push(b"");
+                }
+            }
+            other => kept.push(other),
+        }
+    }
+    let mut canonical = Vec::with_capacity(path.len());
+    for segment in kept {
+        canonical.push(b'/');
+        canonical.extend_from_slice(segment);
+    }
+    if canonical.is_empty() {
+        canonical.push(b'/');
+    }
+    canonical
+}
+
 fn hex(byte: u8) -> Option<u8> {
     (byte as char).to_digit(16).map(|digit| digit as u8)
 }
@@ -794,6 +946,42 @@ mod tests {
         assert_eq!(parsed.len(), 40);
         assert_eq!(parsed[39], (&b"X-39"[..], &b"39"[..]));
         assert_eq!(parsed[0], (&b"X-0"[..], &b"0"[..]));
+    }
+
+    fn canonical(path: &str) -> String {
+        String::from_utf8(canonical_path(path.as_bytes().to_vec())).unwrap()
+    }
+
+    #[test]
+    fn canonical_paths_lose_their_dot_segments_as_iis_routed_them() {
+        // RFC 3986 §5.2.4's examples, and the ones that matter behind IIS's authorisation.
+        assert_eq!(canonical("/a/b/c/./../../g"), "/a/g");
+        assert_eq!(canonical("/app/admin/../public"), "/app/public");
+        assert_eq!(canonical("/app/./x"), "/app/x");
+        assert_eq!(canonical("/a/b/."), "/a/b/");
+        assert_eq!(canonical("/a/b/.."), "/a/");
+        assert_eq!(canonical("/a/.."), "/");
+        assert_eq!(canonical("/.."), "/");
+        assert_eq!(canonical("/../../etc"), "/etc");
+        assert_eq!(canonical("/a//../b"), "/a/b");
+        // Backslashes are slashes (http.sys); decoded %2F and %5C are too.
+        assert_eq!(canonical("/app\\admin\\..\\public"), "/app/public");
+        assert_eq!(
+            String::from_utf8(canonical_path(percent_decode(b"/app/x%2F..%5C..%2Fadmin"))).unwrap(),
+            "/admin"
+        );
+        assert_eq!(
+            String::from_utf8(canonical_path(percent_decode(b"/app/%2E%2E/admin"))).unwrap(),
+            "/admin"
+        );
+        // Nothing to change: the same bytes; dots inside names are names.
+        assert_eq!(canonical("/a/b/"), "/a/b/");
+        assert_eq!(canonical("/a//b"), "/a//b");
+        assert_eq!(
+            canonical("/.well-known/x..y/.../z."),
+            "/.well-known/x..y/.../z."
+        );
+        assert_eq!(canonical(""), "");
     }
 
     #[test]

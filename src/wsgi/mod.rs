@@ -4,13 +4,15 @@
 //! * [`app`]: loading the application; what all requests share.
 //! * [`environ`]: the request as a WSGI environ dict.
 //! * [`input`]: `wsgi.input`, the body stream.
+//! * [`server_variables`]: `isapi.server_variable`, IIS's other server variables on demand.
+//! * [`proxy`]: `[wsgi] trusted_proxies`, which `X-Forwarded-*` headers to believe.
 //! * [`errors`]: `wsgi.errors`, into the log.
 //! * [`response`]: `start_response` and `write()`, the Python-facing half of the response.
 //! * [`framing`]: what goes on the wire (header checks, Content-Length, chunks), plain Rust.
 //!
 //! [`Bridge::serve`] is the whole of a request, top-down, like CPython's
-//! `wsgiref.handlers.BaseHandler.run`: take the GIL; lend the request's `wsgi.input` and
-//! `start_response` to Python; then `Bridge::run`'s steps — build the environ,
+//! `wsgiref.handlers.BaseHandler.run`: take the GIL; lend the request's `wsgi.input`,
+//! `start_response` and `isapi.server_variable` to Python; then `Bridge::run`'s steps — build the environ,
 //! call the application, send each piece of the body it returns (the headers with the
 //! first non-empty one), call the iterable's `close()` whatever happened; release the GIL.
 //! Every failure goes to one place, `handle_error`: before the headers went out it becomes
@@ -21,7 +23,9 @@ pub mod environ;
 pub mod errors;
 pub mod framing;
 pub mod input;
+pub mod proxy;
 pub mod response;
+pub mod server_variables;
 
 use std::sync::Arc;
 
@@ -34,6 +38,7 @@ use crate::python::{Api, Gil, Kind, PyErr, PyRef};
 use app::App;
 use input::Input;
 use response::{Flow, Outcome, Response, SendError};
+use server_variables::ServerVariables;
 
 /// A running interpreter with the application loaded.
 pub struct Bridge {
@@ -115,18 +120,28 @@ impl Bridge {
             };
             let input = Input::new(ecb.clone(), self.max_body);
             let response = Response::new(ecb.clone(), request);
-            // Python gets its own objects for the two: recalled when `run` returns, whoever
+            let variables = ServerVariables::new(ecb.clone());
+            // Python gets its own objects for the three: recalled when `run` returns, whoever
             // still holds them.
             let lent = self.app.input_type.lend(gil, &input, |input_object| {
                 self.app
                     .response_type
                     .lend(gil, &response, |start_response| {
-                        self.run(gil, ecb, &response, input_object, start_response)
+                        self.app
+                            .server_variables_type
+                            .lend(gil, &variables, |server_variable| {
+                                let lent = Lent {
+                                    input: input_object,
+                                    start_response,
+                                    server_variable,
+                                };
+                                self.run(gil, ecb, &response, &lent)
+                            })
                     })
             });
-            if let Err(error) = lent.and_then(|inner| inner) {
+            if let Err(error) = lent.and_then(|inner| inner).and_then(|inner| inner) {
                 log::line(&format!(
-                    "lending wsgi.input or start_response failed: {}",
+                    "lending wsgi.input, start_response or isapi.server_variable failed: {}",
                     error.text()
                 ));
                 response.abort();
@@ -138,18 +153,11 @@ impl Bridge {
     /// The request's life, in the order of `wsgiref.handlers.BaseHandler.run`: set up the
     /// environ, call the application, send what it returns, close it; any failure on the
     /// way is handled in one place.
-    fn run<'py>(
-        &self,
-        gil: Gil<'py>,
-        ecb: &Ecb,
-        response: &Response,
-        input: &PyRef<'py>,
-        start_response: &PyRef<'py>,
-    ) {
+    fn run<'py>(&self, gil: Gil<'py>, ecb: &Ecb, response: &Response, lent: &Lent<'_, 'py>) {
         if let Some(refusal) = self.refuse(ecb) {
             return self.handle_error(gil, response, &describe_ecb(ecb), refusal);
         }
-        let environ = match self.app.environ.build(gil, ecb, response.request(), input) {
+        let environ = match self.app.environ.build(gil, ecb, response.request(), lent) {
             Ok(environ) => environ,
             Err(error) => {
                 let failure =
@@ -158,7 +166,12 @@ impl Bridge {
             }
         };
         let request = || describe_request(&environ);
-        let result = match self.app.callable.bind(gil).call2(&environ, start_response) {
+        let result = match self
+            .app
+            .callable
+            .bind(gil)
+            .call2(&environ, lent.start_response)
+        {
             Ok(result) => result,
             Err(error) => {
                 return self.handle_error(gil, response, &request(), Failure::Python(error));
@@ -300,6 +313,16 @@ impl Bridge {
         }
         Page::application_failure(self.app.debug.then_some(detail.as_str()))
     }
+}
+
+/// The request's objects lent to Python (see [`Bridge::serve`]).
+pub struct Lent<'a, 'py> {
+    /// `wsgi.input`.
+    pub input: &'a PyRef<'py>,
+    /// The application's second argument.
+    pub start_response: &'a PyRef<'py>,
+    /// `isapi.server_variable`.
+    pub server_variable: &'a PyRef<'py>,
 }
 
 /// The demo's refusal is logged once.

@@ -112,7 +112,7 @@ def app(environ, start_response):
             "sqrt2": str(_decimal.Decimal(2).sqrt()),
         }
         return text(start_response, json.dumps(answer))
-    if path == "/environ":
+    if path == "/environ" or environ.get("HTTP_X_ENVIRON") == "1":
         shown = {k: v for k, v in environ.items() if isinstance(v, str)}
         shown["wsgi.version"] = list(environ["wsgi.version"])
         for key in ("wsgi.multithread", "wsgi.multiprocess", "wsgi.run_once"):
@@ -181,6 +181,21 @@ def app(environ, start_response):
         return text(start_response, str(COUNTS.get(environ["QUERY_STRING"], 0)))
     if path == "/closed":
         return text(start_response, json.dumps(CLOSED))
+    if path == "/server-variables":
+        # The query names the variables to read: their values (None: no such variable).
+        read = environ["isapi.server_variable"]
+        names = environ["QUERY_STRING"].split(",")
+        return text(start_response, json.dumps({name: read(name) for name in names}))
+    if path == "/server-variable-errors":
+        read = environ["isapi.server_variable"]
+        answers = []
+        for args in [(5,), (b"LOCAL_ADDR",), ("",), ("LOCAL ADDR",), ("caf\u00e9",),
+                     ("UNICODE_URL",), ("A\0B",), (), ("LOCAL_ADDR", "x")]:
+            try:
+                answers.append("no error: %r" % read(*args))
+            except (TypeError, ValueError) as error:
+                answers.append(type(error).__name__)
+        return text(start_response, " ".join(answers))
     if path.startswith("/unicode"):
         return text(start_response, json.dumps({"path": path, "script": environ["SCRIPT_NAME"]}))
     if path == "/big":
@@ -379,11 +394,17 @@ def raw(environ, start_response):
         return body()
     if path == "/keep":
         global KEPT
-        KEPT = (environ["wsgi.input"], start_response)
+        KEPT = (environ["wsgi.input"], start_response, environ["isapi.server_variable"])
         return text(start_response, "kept")
     if path == "/use-kept":
         try:
             KEPT[0].read()
+        except ValueError as error:
+            return text(start_response, "ValueError: %s" % error)
+        return text(start_response, "no error")
+    if path == "/use-kept-variable":
+        try:
+            KEPT[2]("LOCAL_ADDR")
         except ValueError as error:
             return text(start_response, "ValueError: %s" % error)
         return text(start_response, "no error")

@@ -205,7 +205,9 @@ impl RequestInfo {
         if decoded.contains(&0) {
             return Err(Unmapped::Http(HttpError::BadRequest("NUL in the URL path")));
         }
-        let path = normalise(&bytes_to_string(&decoded)).map_err(Unmapped::Http)?;
+        // http.sys treats `\` (and a decoded `%5C`) as `/` before it removes dot segments.
+        let slashed = bytes_to_string(&decoded).replace('\\', "/");
+        let path = normalise(&slashed).map_err(Unmapped::Http)?;
         let below = site.below_vdir(&path).ok_or(Unmapped::NotFound)?;
         let (script_name, path_info, url) = match &site.script_map {
             ScriptMap::Wildcard => (path.clone(), path.clone(), path.clone()),
