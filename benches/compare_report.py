@@ -104,7 +104,7 @@ w("|---|---|")
 w("| date | %s |" % machine["date"])
 w("| machine | %s, %s RAM; %s |" % (machine["cpu"], machine["memory"], machine["os"]))
 w("| load average (1, 5, 15 min) | %s |" % machine["load"])
-w("| command | `%s` |" % machine["command"])
+w("| command | `%s` |" % machine["command"].replace("|", "\\|"))
 w("| each wrk run | `wrk -t2 -c64 -d%ss --latency URL` (req/s, latency at 64 connections), then "
   "`wrk -t1 -c1 -d%ss --latency URL` (latency at 1 connection), after a 1 s warm-up; "
   "%d interleaved rounds, medians |" % (machine["duration"], machine["duration"], rounds))
@@ -114,7 +114,7 @@ w("")
 w("| | |")
 w("|---|---|")
 for k, v in versions.items():
-    w("| %s | %s |" % (k, v))
+    w("| %s | %s |" % (k, v.replace("|", "\\|")))
 w("")
 
 for app, title in APPS:
