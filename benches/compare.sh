@@ -31,6 +31,8 @@
 #   workers; shared pages are counted once per process), and stop it (its whole process group).
 #   A wrk run with any non-2xx response or socket error is refused (`rps` of
 #   benches/common.sh): that round has no figure for that server, and the table says so.
+#   The two 0.5 s pauses around the measured runs (nothing of ours runs then) sample how busy
+#   the machine is with other work; the report gives it per round.
 #   The rounds are interleaved: round 1 runs every server once, round 2 every server again
 #   (starting one further down the list), ... ROUNDS times; the table gives medians over the
 #   rounds, so a burst of load from elsewhere hits one round of one server, not one server.
@@ -315,6 +317,16 @@ lat_us() {
     printf "%.1f\n", v * f }' "$1"
 }
 
+# cpu_sample: "busy idle" jiffies of all cores so far; busy_since SAMPLE: % of all cores busy
+# since that sample.
+cpu_sample() { awk '/^cpu / { t = 0; for (i = 2; i <= 9; i++) t += $i; print t, $5 + $6 }' /proc/stat; }
+busy_since() {
+  local t0 i0 t1 i1
+  read -r t0 i0 <<< "$1"
+  read -r t1 i1 <<< "$(cpu_sample)"
+  awk -v dt=$((t1 - t0)) -v di=$((i1 - i0)) 'BEGIN { printf "%.0f\n", dt > 0 ? 100 * (dt - di) / dt : 0 }'
+}
+
 # --- the rounds ------------------------------------------------------------------------------
 # The raw figures and the report's other inputs stay in target/bench-compare after the run
 # (re-render with: target/bench-venv/bin/python benches/compare_report.py and the files there,
@@ -322,7 +334,7 @@ lat_us() {
 data="$root/target/bench-compare"
 rm -rf "$data"; mkdir -p "$data"
 raw="$data/raw.tsv"
-printf 'round\tapp\tlabel\tkind\trps64\tp50_64\tp99_64\trps1\tp50_1\tp99_1\trss\thwm\tprocs\tnote\n' > "$raw"
+printf 'round\tapp\tlabel\tkind\trps64\tp50_64\tp99_64\trps1\tp50_1\tp99_1\trss\thwm\tprocs\tother_cpu\tnote\n' > "$raw"
 notes="$data/notes.txt"; : > "$notes"
 host_msgs="$data/host-messages.tsv"; : > "$host_msgs"
 # The lines our host and extension print on every clean start and stop.
@@ -359,9 +371,13 @@ for round in $(seq 1 "$rounds"); do
       url="http://127.0.0.1:$port/$(app_path "$app")"
       # A pause after each run: when wrk stops, it closes its connections with requests in
       # flight, which the server still works off (a threadpool queue still holds them).
-      wrk -t2 -c64 -d1s "$url" > /dev/null 2>&1 || true; sleep 0.5
-      wrk -t2 -c64 -d"${duration}s" --latency "$url" > "$tmp/w64.txt" 2>&1 || true; sleep 0.5
+      # The pauses also tell how busy the machine is with other work (nothing of ours runs).
+      wrk -t2 -c64 -d1s "$url" > /dev/null 2>&1 || true
+      c0="$(cpu_sample)"; sleep 0.5; other1="$(busy_since "$c0")"
+      wrk -t2 -c64 -d"${duration}s" --latency "$url" > "$tmp/w64.txt" 2>&1 || true
+      c0="$(cpu_sample)"; sleep 0.5; other2="$(busy_since "$c0")"
       wrk -t1 -c1 -d"${duration}s" --latency "$url" > "$tmp/w1.txt" 2>&1 || true
+      other=$(( (other1 + other2) / 2 ))
       read -r rss hwm procs <<< "$(memory "$pid")"
       note=""
       if rps64="$(rps < "$tmp/w64.txt" 2>"$tmp/refused.txt")"; then
@@ -385,9 +401,9 @@ for round in $(seq 1 "$rounds"); do
         sed -E 's/^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:]+Z //' "$logf" | grep -Ev "$host_routine" |
           awk -v a="$app" -v l="$label" '{ print a "\t" l "\t" $0 }' >> "$host_msgs" || true
       fi
-      printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$round" "$app" "$label" "$kind" \
-        "$rps64" "$p50_64" "$p99_64" "$rps1" "$p50_1" "$p99_1" "$rss" "$hwm" "$procs" "$note" >> "$raw"
-      log "round $round/$rounds $app: $label: ${rps64:-refused} req/s (64), ${rps1:-refused} req/s (1), RSS $((rss / 1024)) MiB"
+      printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$round" "$app" "$label" "$kind" \
+        "$rps64" "$p50_64" "$p99_64" "$rps1" "$p50_1" "$p99_1" "$rss" "$hwm" "$procs" "$other" "$note" >> "$raw"
+      log "round $round/$rounds $app: $label: ${rps64:-refused} req/s (64), ${rps1:-refused} req/s (1), RSS $((rss / 1024)) MiB; other work: $other% CPU"
     done
   done
 done
@@ -401,7 +417,7 @@ left="$(ps -eo pgid=,pid=,args= | awk -v gs=" ${ever[*]} " 'index(gs, " " $1 " "
 # --- the report ---------------------------------------------------------------------------
 ver() { "$py" -c 'import importlib.metadata as m, sys; print(m.version(sys.argv[1]))' "$1" 2>/dev/null || echo "not installed"; }
 {
-  echo "isapi-wsgi	$(git -C "$root" rev-parse --short HEAD)$(git -C "$root" diff --quiet HEAD -- src Cargo.toml Cargo.lock || echo ' (with uncommitted changes)') ($(grep -m1 '^version' Cargo.toml | cut -d'"' -f2)), $(rustc -V)"
+  echo "isapi-wsgi	src at $(git -C "$root" log -1 --format=%h -- src Cargo.toml Cargo.lock build.rs)$(git -C "$root" diff --quiet HEAD -- src Cargo.toml Cargo.lock build.rs || echo ' (with uncommitted changes)') ($(grep -m1 '^version' Cargo.toml | cut -d'"' -f2)), $(rustc -V)"
   echo "Python	$("$py" -c 'import sys, platform; print(platform.python_implementation(), sys.version.split()[0])')"
   echo "granian	$(ver granian)"
   echo "bjoern	$bjoern_how"

@@ -78,6 +78,7 @@ for app, _ in APPS:
     for s in servers:
         mine = [r for r in rows if r["app"] == app and r["label"] == s["label"]]
         s["rounds"] = [num(r["rps64"]) for r in sorted(mine, key=lambda r: int(r["round"]))]
+        s["other"] = [num(r["other_cpu"]) for r in sorted(mine, key=lambda r: int(r["round"]))]
         s["refused"] = sum(1 for r in mine if r["note"].strip())
         for key in ("rps64", "p50_64", "p99_64", "rps1", "p50_1", "p99_1", "rss", "hwm", "procs"):
             s[key] = med([num(r[key]) for r in mine])
@@ -146,11 +147,16 @@ w("![median req/s at 64 connections, per server and app](results.png)")
 w("")
 w("### Every round (req/s at 64 connections)")
 w("")
+w("In brackets: how busy the machine was with other work (%% of all %s cores) in the pauses just" % machine["cpu"].split()[0])
+w("before the measured runs, when nothing of this benchmark ran. Rounds with much other work are")
+w("the ones the medians are there to discount.")
+w("")
 w("| app | server | " + " | ".join("round %d" % (i + 1) for i in range(rounds)) + " |")
 w("|---|---|" + "---:|" * rounds)
 for app, _ in APPS:
     for s in summary[app][0]:
-        w("| %s | %s | %s |" % (app, s["label"], " | ".join(rate(v) for v in s["rounds"])))
+        w("| %s | %s | %s |" % (app, s["label"], " | ".join(
+            "%s (%s%%)" % (rate(v), "?" if o is None else "%.0f" % o) for v, o in zip(s["rounds"], s["other"]))))
 w("")
 w("### Notes from the run")
 w("")
