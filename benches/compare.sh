@@ -324,7 +324,7 @@ busy_since() {
   local t0 i0 t1 i1
   read -r t0 i0 <<< "$1"
   read -r t1 i1 <<< "$(cpu_sample)"
-  awk -v dt=$((t1 - t0)) -v di=$((i1 - i0)) 'BEGIN { printf "%.0f\n", dt > 0 ? 100 * (dt - di) / dt : 0 }'
+  awk -v dt=$((t1 - t0)) -v di=$((i1 - i0)) 'BEGIN { printf "%.0f\n", (dt > 0) ? 100 * (dt - di) / dt : 0 }'
 }
 
 # --- the rounds ------------------------------------------------------------------------------
