@@ -16,7 +16,7 @@
 #               worker with 4 threads), all from PyPI in target/bench-venv;
 #     ceilings  nginx answering a fixed 13-byte body (`return 200 "Hello, World!"`, no
 #               Python), and isapi-host with the Rust test extension's /hello (no Python: the
-#               host's own ceiling). hello app only.
+#               host's own ceiling; default threads and --threads 1). hello app only.
 #   Every server listens on 127.0.0.1 only, without an access log (our host's is on by
 #   default: --access-log off here, as the peers have theirs off by default).
 #
@@ -89,6 +89,7 @@ servers=(
   "gunicorn 1 gthread worker, 4 threads|gunicorn|hello flask|--workers 1 --worker-class gthread --threads 4"
   "nginx, fixed body (ceiling)|nginx|hello|"
   "isapi-host + Rust test extension (ceiling)|rustext|hello|"
+  "isapi-host + Rust test extension, --threads 1 (ceiling)|rustext|hello|--threads 1"
 )
 
 tmp="$(mktemp -d)"
@@ -353,6 +354,8 @@ n=${#selected[@]}
 [ "$n" -gt 0 ] || { log "no server matches ONLY='$only'"; exit 1; }
 load_before="$(cut -d' ' -f1-3 /proc/loadavg)"
 started_at="$(date -u '+%Y-%m-%d %H:%M UTC')"
+awk '$1 >= 1.0 { exit 1 }' /proc/loadavg ||
+  log "warning: the machine is not quiet (load average $load_before): expect noisy figures"
 log "$n servers x up to 2 apps x $rounds rounds, $duration s per wrk run (load average now: $load_before)"
 
 for round in $(seq 1 "$rounds"); do
