@@ -31,8 +31,11 @@
 #   workers; shared pages are counted once per process), and stop it (its whole process group).
 #   A wrk run with any non-2xx response or socket error is refused (`rps` of
 #   benches/common.sh): that round has no figure for that server, and the table says so.
-#   The two 0.5 s pauses around the measured runs (nothing of ours runs then) sample how busy
-#   the machine is with other work; the report gives it per round.
+#   A 0.5 s pause follows the warm-up and the 64-connection run: wrk stops with requests in
+#   flight, and the server gets to finish them before the next run's clients arrive (a
+#   threadpool queue still holds them; without the pause a queue sized for 64 connections
+#   answered some new ones 503). Nothing of ours runs in the pauses, so they also sample how
+#   busy the machine is with other work; the report gives that per round.
 #   The rounds are interleaved: round 1 runs every server once, round 2 every server again
 #   (starting one further down the list), ... ROUNDS times; the table gives medians over the
 #   rounds, so a burst of load from elsewhere hits one round of one server, not one server.
