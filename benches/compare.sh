@@ -82,6 +82,7 @@ servers=(
   "isapi-host (default: simple handler, 4 host threads)|ours|hello flask||"
   "isapi-host simple, --threads 1|ours|hello flask|--threads 1|handler = simple"
   "isapi-host simple, --threads 2|ours|hello flask|--threads 2|handler = simple"
+  "isapi-host threadpool (its defaults: 8 threads, queue 1000)|ours|hello flask||handler = threadpool"
   "isapi-host threadpool threads=1 queue=64|ours|hello flask||handler = threadpool, threads = 1, queue = 64"
   "isapi-host threadpool threads=1 queue=64, --threads 1|ours|hello flask|--threads 1|handler = threadpool, threads = 1, queue = 64"
   "granian (default: 512 blocking threads)|granian|hello flask|"
