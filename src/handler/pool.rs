@@ -253,11 +253,11 @@ fn worker_loop<J, F: Fn(J)>(shared: &Shared<J>, run: &F) {
     let mut watching: Option<(u64, Instant)> = None;
     loop {
         let active = state.active.is_some_and(|token| token == my_token);
-        if let Some((seen, since)) = &mut watching {
-            if *seen != state.progress {
-                *seen = state.progress;
-                *since = Instant::now();
-            }
+        if let Some((seen, since)) = &mut watching
+            && *seen != state.progress
+        {
+            *seen = state.progress;
+            *since = Instant::now();
         }
         let stalled = watching.is_some_and(|(_, since)| since.elapsed() >= STALL);
         let take =

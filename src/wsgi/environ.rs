@@ -496,7 +496,7 @@ impl EnvironBuilder {
 /// comparing the few dozen names a request usually has: at most 496 comparisons), so the
 /// usual request allocates nothing here. Linear in the number of headers: beyond a few
 /// dozen, a hash map finds the earlier ones (about 4 000 headers fit in IIS's 16 KiB).
-fn merge_duplicates<'a>(lines: &[(&'a [u8], &'a [u8])]) -> Option<Vec<(&'a [u8], Cow<'a, [u8]>)>> {
+fn merge_duplicates<'a>(lines: &[(&'a [u8], &'a [u8])]) -> Option<Vec<Merged<'a>>> {
     const SCAN: usize = 32;
     let repeats = |index: usize| {
         let name = lines[index].0;
@@ -507,7 +507,7 @@ fn merge_duplicates<'a>(lines: &[(&'a [u8], &'a [u8])]) -> Option<Vec<(&'a [u8],
     if lines.len() <= SCAN && !(0..lines.len()).any(repeats) {
         return None;
     }
-    let mut merged: Vec<(&'a [u8], Cow<'a, [u8]>)> = Vec::with_capacity(lines.len());
+    let mut merged: Vec<Merged<'a>> = Vec::with_capacity(lines.len());
     let mut index: HashMap<NoCase<'a>, usize, BuildFnv> = HashMap::with_hasher(BuildFnv);
     for &(name, value) in lines {
         let earlier = if lines.len() <= SCAN {
@@ -539,6 +539,9 @@ fn merge_duplicates<'a>(lines: &[(&'a [u8], &'a [u8])]) -> Option<Vec<(&'a [u8],
     Some(merged)
 }
 
+/// A header and its value, later values of the same name joined to it.
+type Merged<'a> = (&'a [u8], Cow<'a, [u8]>);
+
 /// A header name as a hash key that ignores ASCII case.
 struct NoCase<'a>(&'a [u8]);
 
@@ -563,9 +566,9 @@ fn parse_raw_headers<'a>(raw: &'a [u8], headers: &mut HeaderList<'a>) {
     for line in raw.split(|&b| b == b'\n') {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         if let Some(colon) = line.iter().position(|&b| b == b':') {
-            let name = trim(&line[..colon]);
+            let name = line[..colon].trim_ascii();
             if !name.is_empty() {
-                headers.push((name, trim(&line[colon + 1..])));
+                headers.push((name, line[colon + 1..].trim_ascii()));
             }
         }
     }
@@ -651,7 +654,7 @@ fn all_http_lines(all: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         let colon = line.iter().position(|&b| b == b':')?;
         let name = line[..colon].strip_prefix(b"HTTP_")?;
-        Some((name, trim(&line[colon + 1..])))
+        Some((name, line[colon + 1..].trim_ascii()))
     })
 }
 
@@ -689,18 +692,6 @@ const CGI_BYTE: [u8; 256] = {
     }
     table
 };
-
-fn trim(bytes: &[u8]) -> &[u8] {
-    let start = bytes
-        .iter()
-        .position(|b| !b.is_ascii_whitespace())
-        .unwrap_or(bytes.len());
-    let end = bytes
-        .iter()
-        .rposition(|b| !b.is_ascii_whitespace())
-        .map_or(start, |end| end + 1);
-    &bytes[start..end]
-}
 
 /// `%XX` sequences to bytes; anything malformed stays as it is.
 pub fn percent_decode(raw: &[u8]) -> Vec<u8> {

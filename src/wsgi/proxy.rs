@@ -112,7 +112,7 @@ pub fn forwarded(
     let remote_addr = forwarded_for.and_then(|header| {
         let entries: Option<Vec<IpAddr>> = header
             .split(|&b| b == b',')
-            .map(|entry| parse_address(trim(entry)))
+            .map(|entry| parse_address(entry.trim_ascii()))
             .collect();
         let entries = entries?;
         let client = entries
@@ -149,19 +149,11 @@ fn parse_address(bytes: &[u8]) -> Option<IpAddr> {
 }
 
 fn last_value(header: &[u8]) -> &[u8] {
-    trim(header.rsplit(|&b| b == b',').next().unwrap_or_default())
-}
-
-fn trim(bytes: &[u8]) -> &[u8] {
-    let start = bytes
-        .iter()
-        .position(|b| !b.is_ascii_whitespace())
-        .unwrap_or(bytes.len());
-    let end = bytes
-        .iter()
-        .rposition(|b| !b.is_ascii_whitespace())
-        .map_or(start, |end| end + 1);
-    &bytes[start..end]
+    header
+        .rsplit(|&b| b == b',')
+        .next()
+        .unwrap_or_default()
+        .trim_ascii()
 }
 
 #[cfg(test)]
