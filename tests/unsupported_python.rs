@@ -24,18 +24,7 @@ use common::{Site, curl};
 fn assert_refused(name: &str, ini: &str, expected: &str) -> String {
     let site = Site::new(name, ini);
     let host = site.start(&[]);
-    for _ in 0..2 {
-        let (ok, body, _) = curl(&["-i", &host.url("/")]);
-        let response = String::from_utf8_lossy(&body).into_owned();
-        assert!(
-            ok && response.starts_with("HTTP/1.1 500"),
-            "{name}: {response}"
-        );
-        assert!(
-            response.contains("The application failed to start"),
-            "{name}: {response}"
-        );
-    }
+    common::assert_startup_failure_pages(&host, name);
     let stopped = host.stop();
     stopped.assert_clean();
     let log = site.log();

@@ -507,18 +507,7 @@ fn bad_configurations_give_the_documented_line_and_a_500_page() {
     ] {
         let site = Site::new(name, ini);
         let host = site.start(&[]);
-        for _ in 0..2 {
-            let (ok, body, _) = curl(&["-i", &host.url("/")]);
-            let response = text(&body);
-            assert!(
-                ok && response.starts_with("HTTP/1.1 500"),
-                "{name}: {response}"
-            );
-            assert!(
-                response.contains("The application failed to start"),
-                "{name}: {response}"
-            );
-        }
+        common::assert_startup_failure_pages(&host, name);
         let stopped = host.stop();
         assert!(
             stopped.status.success() && stopped.stderr.contains("0 contract violation(s)"),

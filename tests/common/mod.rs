@@ -632,6 +632,23 @@ pub fn get(addr: SocketAddr, path: &str) -> Response {
         .0
 }
 
+/// Asks `host` for `/` twice with curl: each answer must be the extension's 500 page for
+/// an application that failed to start (`label` names the case in a failure).
+pub fn assert_startup_failure_pages(host: &Host, label: &str) {
+    for _ in 0..2 {
+        let (ok, body, _) = curl(&["-i", &host.url("/")]);
+        let response = String::from_utf8_lossy(&body).into_owned();
+        assert!(
+            ok && response.starts_with("HTTP/1.1 500"),
+            "{label}: {response}"
+        );
+        assert!(
+            response.contains("The application failed to start"),
+            "{label}: {response}"
+        );
+    }
+}
+
 /// Runs curl with ARGS; returns (exit success, stdout bytes, stderr text).
 pub fn curl(args: &[&str]) -> (bool, Vec<u8>, String) {
     let out = Command::new("curl")
