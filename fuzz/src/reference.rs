@@ -9,7 +9,8 @@
 //! * up to 64 CR/LF bytes before the request line are skipped, more are an error;
 //! * a line ends in LF, with one CR before it dropped (RFC 9112 §2.2 lets a recipient
 //!   accept a bare LF in the head); a CR anywhere else in a line is an error;
-//! * limits: the request line (without its end) at most `request_line` bytes, else 414
+//! * limits: the request line (without its end) at most `request_line` bytes, else 414 (a
+//!   line still arriving is measured without a last CR, which may begin its CRLF)
 //!   (even before its end arrives); the header block (every header line with its line
 //!   end, and the empty line) at most `header_bytes` bytes, else 431; at most 1000 header
 //!   lines;
@@ -282,7 +283,10 @@ pub fn parse(input: &[u8], request_line: usize, header_bytes: usize) -> Outcome 
     }
     let (all, _) = lines(&input[skipped..]);
     let Some(&(first, first_len)) = all.first() else {
-        return if input.len() - skipped > request_line {
+        // A last CR may yet be the start of the line's CRLF.
+        let pending = &input[skipped..];
+        let so_far = pending.len() - usize::from(pending.ends_with(b"\r"));
+        return if so_far > request_line {
             Outcome::Error(414)
         } else {
             Outcome::Incomplete

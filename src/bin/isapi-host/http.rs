@@ -175,7 +175,12 @@ pub fn parse_request(buf: &[u8], limits: &Limits) -> Result<Parsed, HttpError> {
         }
     }
     let Some((line_stop, mut pos)) = line_end(buf, start) else {
-        if buf.len() - start > limits.request_line {
+        // A CR received last may be the start of the line's CRLF: it is not part of the
+        // line, whose length the limit is about (else a head that arrives in pieces could
+        // be refused where the same head in one piece is not).
+        let line = &buf[start..];
+        let received = line.len() - usize::from(line.ends_with(b"\r"));
+        if received > limits.request_line {
             return Err(HttpError::UriTooLong);
         }
         return Ok(Parsed::Incomplete);
@@ -880,6 +885,48 @@ pub fn percent_decode(s: &str) -> Result<Vec<u8>, HttpError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_request_line_at_its_limit_is_not_refused_while_its_crlf_arrives() {
+        // Found by fuzz/ (request_head): the line is exactly at the limit, and the piece
+        // that has arrived ends with the CR of its CRLF.
+        let limits = Limits {
+            request_line: 22,
+            header_bytes: 58,
+        };
+        let whole = b"\n\rT2 /eHTTP/1.1 HTTP/1.1\r\nHost: xxx&_n-ku__x~1\r\n\r\nxx\r";
+        assert!(matches!(
+            parse_request(whole, &limits),
+            Ok(Parsed::Complete(_, 50))
+        ));
+        for cut in [24, 25] {
+            assert!(
+                matches!(
+                    parse_request(&whole[..cut], &limits),
+                    Ok(Parsed::Incomplete)
+                ),
+                "{cut} bytes"
+            );
+        }
+        // Nothing but empty lines so far, the last one cut after its CR: still waiting.
+        for cut in 1..=10 {
+            let blank = &b"\n\n\r\r\r\n\n\r\r\r"[..cut];
+            assert!(
+                matches!(parse_request(blank, &limits), Ok(Parsed::Incomplete)),
+                "{blank:?}"
+            );
+        }
+        // One byte more than the limit is still refused, with or without its CR.
+        let long = b"GET /abcdefghijklmnop HTTP/1.1\r";
+        let limits = Limits {
+            request_line: 20,
+            header_bytes: 58,
+        };
+        assert!(matches!(
+            parse_request(long, &limits),
+            Err(HttpError::UriTooLong)
+        ));
+    }
 
     const LIMITS: Limits = Limits {
         request_line: 100,
