@@ -1,7 +1,7 @@
 //! The contract checker: every rule of the ISAPI contract the host can observe, and the
 //! count of violations `--strict` turns into a non-zero exit status.
 //!
-//! The rules themselves are checked where the calls arrive (`ecb.rs`, `conn.rs`); this
+//! The rules themselves are checked where the calls arrive (`callbacks.rs`, `exchange.rs`); this
 //! module reports them in one format and validates the status line and header block an
 //! extension sends (CRLF lines, `Name: value`, no bare CR or LF, a blank line at the end).
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -3,22 +3,29 @@
 //!
 //! How a request flows, module by module:
 //!
-//! 1. [`server`] accepts connections; worker threads take ready ones from the [`poller`].
-//! 2. [`conn`] reads and parses the request ([`http`]), maps it onto the site ([`vars`]),
-//!    pre-reads the body, and builds the ECB ([`ecb`]).
-//! 3. The [`extension`] runs `HttpExtensionProc`, calling back through the ECB: server
-//!    variables ([`vars`]), body reads, writes and headers ([`response`]).
+//! 1. [`server`] accepts connections; worker threads take ready ones from the [`poller`]
+//!    and read request heads off them ([`conn`], parsed by [`http`]).
+//! 2. [`exchange`] maps each request onto the site ([`vars`]), pre-reads the body, builds
+//!    the ECB, and calls the [`extension`]'s `HttpExtensionProc`.
+//! 3. The extension calls back through the ECB ([`callbacks`]): server variables
+//!    ([`vars`]), body reads, writes and headers ([`response`]), ServerSupportFunction.
 //! 4. The request ends on return, or on `HSE_REQ_DONE_WITH_SESSION` after
-//!    `HSE_STATUS_PENDING`; [`checker`] reports every broken rule, [`accesslog`] logs it.
+//!    `HSE_STATUS_PENDING` ([`exchange`]); [`checker`] reports every broken rule,
+//!    [`accesslog`] logs it.
+//!
+//! The edges run one way: `server -> exchange -> {conn, response, vars}`,
+//! `callbacks -> exchange`; all of them share the [`host`] state.
 //!
 //! The host depends on `isapi_wsgi::isapi` (the contract) and `isapi_wsgi::sys` (loading
 //! libraries) only, never on the Python bridge: it loads any ISAPI extension.
 mod accesslog;
+mod callbacks;
 mod checker;
 mod cli;
 mod conn;
-mod ecb;
+mod exchange;
 mod extension;
+mod host;
 mod http;
 mod os;
 mod poller;

@@ -1,80 +1,32 @@
-//! The running host: its shared state ([`Host`]), the worker threads, accepting
-//! connections, and the orderly shutdown (stop accepting, wait for requests in flight,
-//! `TerminateExtension(HSE_TERM_MUST_UNLOAD)`, with `--unload` free the library and linger,
-//! report).
+//! The running host: starting it ([`run`]), the worker threads and what they take from
+//! the readiness loop, accepting connections, reading each request head off a connection
+//! (pipelined ones in order) and handing it to the [`exchange`], and the orderly shutdown
+//! (stop accepting, wait for requests in flight, `TerminateExtension(HSE_TERM_MUST_UNLOAD)`,
+//! with `--unload` free the library and linger, report).
 use crate::accesslog::AccessLog;
+use crate::callbacks;
 use crate::checker::Checker;
 use crate::cli::{Options, TokenChoice};
-use crate::conn::{self, Conn};
-use crate::ecb::Registry;
+use crate::conn::Conn;
+use crate::exchange::{self, Callbacks, Next};
 use crate::extension::Extension;
-use crate::http::Limits;
+use crate::host::{self, Host, Parked};
+use crate::http::{self, Limits, Parsed};
 use crate::os::{self, ImpersonationToken};
-use crate::poller::{Poller, Watched, Work};
+use crate::poller::{Poller, Work};
+use crate::response::HTTP_API_SERVER;
 use crate::vars::Site;
 use std::io;
 use std::net::TcpListener;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
-
-/// What the poller holds: the listening socket or an idle connection.
-pub enum Parked {
-    Listener(TcpListener),
-    /// An idle connection, waiting for its next request.
-    Conn(Conn),
-    /// A connection handed back after a PENDING request ended, possibly with pipelined
-    /// input already buffered (never armed; only submitted as ready work).
-    Resume(Conn),
-}
-
-impl Watched for Parked {
-    fn socket(&self) -> os::RawSocket {
-        match self {
-            Parked::Listener(l) => os::raw_socket(l),
-            Parked::Conn(c) | Parked::Resume(c) => c.socket(),
-        }
-    }
-}
-
-/// Everything the worker threads and the ISAPI callbacks share.
-pub struct Host {
-    pub options: Options,
-    pub site: Arc<Site>,
-    pub limits: Limits,
-    pub extension: Extension,
-    pub poller: Poller<Parked>,
-    pub registry: Registry,
-    pub checker: Checker,
-    pub access: AccessLog,
-    /// What HSE_REQ_GET_IMPERSONATION_TOKEN hands out (`--impersonation-token`).
-    pub impersonation_token: ImpersonationToken,
-    stopping: AtomicBool,
-}
-
-static HOST: OnceLock<Host> = OnceLock::new();
-
-/// The host, for the ISAPI callbacks (which get nothing but an HCONN).
-pub fn host() -> &'static Host {
-    HOST.get()
-        .expect("callbacks are only reachable after the host has started")
-}
 
 /// How many requests may be in flight at once (registry slots).
 const MAX_REQUESTS: u32 = 4096;
 
-impl Host {
-    pub fn stopping(&self) -> bool {
-        self.stopping.load(Ordering::SeqCst)
-    }
-
-    /// `--trace`: one line per ISAPI call and result.
-    pub fn trace(&self, id: u64, line: impl FnOnce() -> String) {
-        if self.options.trace {
-            eprintln!("trace: #{id} {}", line());
-        }
-    }
-}
+/// The ECB callbacks every request's ECB carries.
+const CALLBACKS: Callbacks = callbacks::TABLE;
 
 /// Binds, starts the workers, serves until Ctrl-C / SIGTERM, shuts down. Returns the
 /// process exit status.
@@ -102,15 +54,14 @@ pub fn run(options: Options, extension: Extension) -> io::Result<i32> {
         options,
         extension,
         poller: Poller::new()?,
-        registry: Registry::new(MAX_REQUESTS),
         checker: Checker::default(),
         impersonation_token,
         stopping: AtomicBool::new(false),
     };
-    if HOST.set(host).is_err() {
+    exchange::open_registry(MAX_REQUESTS);
+    let Ok(host) = host::install(host) else {
         return Err(io::Error::other("the host was started twice"));
-    }
-    let host = self::host();
+    };
     os::install_stop_handler();
     host.poller.arm(Parked::Listener(listener), None);
     for i in 0..host.options.threads {
@@ -141,10 +92,43 @@ fn worker(host: &'static Host) {
     loop {
         match host.poller.wait() {
             Work::Ready(Parked::Listener(listener)) => accept(host, listener),
-            Work::Ready(Parked::Conn(c)) => conn::serve(host, c, true),
-            Work::Ready(Parked::Resume(c)) => conn::serve(host, c, false),
+            Work::Ready(Parked::Conn(c)) => serve(host, c, true),
+            Work::Ready(Parked::Resume(c)) => serve(host, c, false),
             Work::Expired(_) => {} // dropped: the socket closes
             Work::Task(task) => task(),
+        }
+    }
+}
+
+/// Serves requests on `conn` until it has to wait for input. `read_first`: the socket is
+/// readable (rather than the connection being resumed with input already buffered).
+fn serve(host: &'static Host, mut conn: Conn, read_first: bool) {
+    if read_first {
+        match conn.fill() {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+    }
+    loop {
+        if conn.input.is_empty() {
+            return host.park(conn);
+        }
+        match http::parse_request(&conn.input, &host.limits) {
+            Err(e) => {
+                let code = e.status().0;
+                let remote = conn.remote;
+                return conn.refuse(e.status(), e.message(), HTTP_API_SERVER, |sent| {
+                    host.access.log_error(remote, code, sent)
+                });
+            }
+            Ok(Parsed::Incomplete) => return host.park(conn),
+            Ok(Parsed::Complete(head, used)) => {
+                conn.input.drain(..used);
+                match exchange::run(host, &CALLBACKS, conn, head) {
+                    Next::Continue(c) => conn = c,
+                    Next::Pending | Next::Closed => return,
+                }
+            }
         }
     }
 }
@@ -193,24 +177,14 @@ fn shutdown(host: &'static Host) -> i32 {
         "isapi-host: stopping: no new connections; waiting up to {:?} for requests in flight",
         host.options.shutdown_timeout
     );
-    host.stopping.store(true, Ordering::SeqCst);
+    host.stopping
+        .store(true, std::sync::atomic::Ordering::SeqCst);
     host.poller.expire_all();
     let deadline = Instant::now() + host.options.shutdown_timeout;
-    while host.registry.active() > 0 && Instant::now() < deadline {
+    while exchange::registry().active() > 0 && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
     }
-    for exchange in host.registry.live() {
-        let state = exchange.lock();
-        let what = if state.returned == Some(isapi_wsgi::isapi::ffi::HSE_STATUS_PENDING) {
-            "HttpExtensionProc returned HSE_STATUS_PENDING but HSE_REQ_DONE_WITH_SESSION never came"
-        } else if state.returned.is_none() {
-            "HttpExtensionProc had not returned when the shutdown wait ended"
-        } else {
-            "the request had not ended when the shutdown wait ended"
-        };
-        drop(state);
-        exchange.violation(host, what);
-    }
+    exchange::report_unfinished(host);
     match host.extension.terminate() {
         Some(result) => eprintln!(
             "isapi-host: TerminateExtension(HSE_TERM_MUST_UNLOAD) returned {}",

@@ -1,0 +1,691 @@
+//! One request's life, from its parsed head to its end: the [`Exchange`] (the ECB at a
+//! fixed address, the strings it points to, and the mutable [`State`] behind a mutex,
+//! since callbacks may come from any thread), the [`Registry`] that turns an HCONN back
+//! into its exchange, calling `HttpExtensionProc`, and the two ways a request ends: a
+//! return other than PENDING, or `HSE_REQ_DONE_WITH_SESSION` after PENDING
+//! ([`done_with_session`]), whichever thread it comes from.
+//!
+//! A request goes through these states:
+//!
+//! 1. *started* ([`run`]): mapped onto the site, body pre-read, ECB built, registered;
+//! 2. *in the extension*: `HttpExtensionProc` runs; callbacks find the exchange by HCONN;
+//! 3. *returned* ([`State::returned`]): with PENDING the connection now belongs to the
+//!    exchange until DONE_WITH_SESSION; with anything else the request ends at once;
+//! 4. *ended* ([`finish`]): the response is completed, the unread body drained, the access
+//!    log written, the slot released, and the connection handed back (to the worker that
+//!    ran the request, or to the pool) or closed.
+//!
+//! * `HCONN` is not a pointer: it is a slot number plus a generation in the [`Registry`].
+//!   A call with the HCONN of a request that has ended finds a newer generation (or an
+//!   empty slot) and is reported as a contract violation instead of touching freed memory.
+//! * The ECB is the one part shared without the mutex, since the extension owns it while
+//!   the request runs; `EcbCell` says why sharing it is sound.
+use crate::conn::{self, BodyError, BodyReader, Conn};
+use crate::host::Host;
+use crate::http::{BodyKind, RequestHead};
+use crate::response::{HTTP_API_SERVER, Response};
+use crate::vars::{RequestInfo, Unmapped};
+use isapi_wsgi::isapi::ffi::*;
+use std::cell::UnsafeCell;
+use std::collections::VecDeque;
+use std::ffi::{c_char, c_void};
+use std::io::Write;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::time::Instant;
+
+/// The four functions every ECB carries (the `callbacks` module's), handed in by the
+/// server so that this module does not depend on the callbacks that depend on it.
+pub struct Callbacks {
+    pub get_server_variable: PFN_GETSERVERVARIABLE,
+    pub write_client: PFN_WRITECLIENT,
+    pub read_client: PFN_READCLIENT,
+    pub server_support_function: PFN_SERVERSUPPORTFUNCTION,
+}
+
+/// An HSE_REQ_IO_COMPLETION callback and its context.
+pub type Completion = (
+    unsafe extern "C" fn(*mut EXTENSION_CONTROL_BLOCK, *mut c_void, u32, u32),
+    usize,
+);
+
+static REGISTRY: OnceLock<Registry> = OnceLock::new();
+
+/// Creates the registry with `slots` request slots (once, before serving).
+pub fn open_registry(slots: u32) {
+    let _ = REGISTRY.set(Registry::new(slots));
+}
+
+/// The requests in flight, by HCONN.
+pub fn registry() -> &'static Registry {
+    REGISTRY
+        .get()
+        .expect("the registry is opened before the first request")
+}
+
+/// The mutable part of a request, shared by the callbacks.
+pub struct State {
+    /// The client connection; None once handed back or closed.
+    pub conn: Option<Conn>,
+    pub body: BodyReader,
+    pub response: Response,
+    /// What HttpExtensionProc returned, once it has.
+    pub returned: Option<u32>,
+    pub done_with_session: bool,
+    /// The DWORD status passed with DONE_WITH_SESSION, if any.
+    pub dws_status: Option<u32>,
+    /// The request has ended (response finished, slot released).
+    pub finished: bool,
+    /// HSE_REQ_IO_COMPLETION: the callback and its context.
+    pub io_completion: Option<Completion>,
+    /// An HSE_IO_ASYNC operation has not completed yet.
+    pub async_outstanding: bool,
+    /// HSE_APPEND_LOG_PARAMETER text, for the access log.
+    pub log_params: String,
+    /// Close the connection after this response (HSE_IO_DISCONNECT_AFTER_SEND).
+    pub close_after: bool,
+    /// `--continue-on-read`: the client waits for `100 Continue`, which the first
+    /// ReadClient sends.
+    pub continue_pending: bool,
+    /// The pre-read body bytes lpbData points to (freed when the request ends). A Vec,
+    /// not a Box: lpbData is taken before the buffer moves here, and moving a Box would
+    /// invalidate pointers derived from it (a Box asserts uniqueness, like `&mut`); moving a
+    /// Vec leaves its buffer and the pointers into it alone.
+    preread: Vec<u8>,
+}
+
+impl State {
+    pub fn new(conn: Conn, body: BodyReader, response: Response) -> State {
+        State {
+            conn: Some(conn),
+            body,
+            response,
+            returned: None,
+            done_with_session: false,
+            dws_status: None,
+            finished: false,
+            io_completion: None,
+            async_outstanding: false,
+            log_params: String::new(),
+            close_after: false,
+            continue_pending: false,
+            preread: Vec::new(),
+        }
+    }
+}
+
+/// One request in flight.
+pub struct Exchange {
+    /// Sequence number, for logs and traces.
+    pub id: u64,
+    pub hconn: usize,
+    pub info: RequestInfo,
+    /// "GET /path?query", for logs.
+    pub label: String,
+    /// DONE_WITH_SESSION has been called (mirrors `State::done_with_session`, readable
+    /// without the lock, so that checking every callback never waits on a blocked read).
+    pub ended: AtomicBool,
+    pub started: Instant,
+    ecb: Box<EcbCell>,
+    /// The strings the ECB points to, never written by the host after they are built (a
+    /// Vec for the reason given at `State::preread`).
+    _strings: Vec<u8>,
+    state: Mutex<State>,
+}
+
+/// The ECB the extension is handed, at a fixed address (boxed, inside the Exchange's
+/// `Arc`) until the Exchange is dropped. The only part of an [`Exchange`] that is not
+/// `Send` and `Sync` by itself (raw pointers, `UnsafeCell`); everything else is checked
+/// by the compiler. The host reaches it only through `Exchange::ecb_ptr`,
+/// `set_status_code`, `release_body` and `status_for_log`.
+struct EcbCell(UnsafeCell<EXTENSION_CONTROL_BLOCK>);
+
+// SAFETY: the ECB holds integers, the lpszLogData array, ConnID (an HCONN number, not a
+// pointer), function pointers to the host's own callbacks, and six data pointers: the five
+// strings point into the Exchange's `_strings`, lpbData into its `State::preread` (or is
+// NULL). Both are heap buffers owned by the same Exchange, not any thread's stack or
+// thread-local data, and dropping the ECB frees nothing through its pointers. So it may be
+// dropped or used on any thread.
+unsafe impl Send for EcbCell {}
+// SAFETY: shared, the cell hands out nothing but the raw pointer. The host dereferences
+// it in three places, each taking `&State`/`&mut State` to show that the request's
+// `state` mutex is held, so host accesses never race with one another:
+// `set_status_code` writes dwHttpStatusCode while the request runs, but only inside one of
+// the extension's own synchronous calls (on its thread, as if it had written the field
+// itself, as Apache's mod_isapi does); `release_body` (lpbData, cbAvailable) and
+// `status_for_log` (reading dwHttpStatusCode) run when the request has ended, after
+// HttpExtensionProc returned and after DONE_WITH_SESSION if it was PENDING, and both of
+// those pass through the same mutex, so the extension's earlier writes are visible. Until
+// the request ends the ECB is the extension's to read and write from any of its threads
+// (ISAPI); after that it may not touch it. The host writes the buffers the pointers point
+// into only before the ECB is handed out, and frees `preread` only after lpbData is NULL.
+unsafe impl Sync for EcbCell {}
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+impl Exchange {
+    /// Builds the ECB for `info` and registers the request. If no slot is free, answers
+    /// 503 and returns None.
+    #[allow(clippy::too_many_arguments)]
+    fn register(
+        host: &'static Host,
+        callbacks: &Callbacks,
+        info: RequestInfo,
+        label: String,
+        started: Instant,
+        total_bytes: u32,
+        preread: Vec<u8>,
+        state: State,
+    ) -> Option<Arc<Exchange>> {
+        let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+        let label = format!("#{id} {label}");
+        let mut text = Vec::with_capacity(256);
+        let offsets = info.write_ecb_strings(&mut text);
+        let mut strings = text;
+        let base = strings.as_mut_ptr();
+        // SAFETY: each offset is that of a string write_ecb_strings appended, NUL included,
+        // so it is inside the buffer `base` points to.
+        let at = |i: usize| unsafe { base.add(offsets[i]) }.cast::<c_char>();
+        let mut preread = preread;
+        let available = (preread.len() - 1) as u32;
+        let mut state = Some(state);
+        let registered = registry().insert(|hconn| {
+            let ecb = EXTENSION_CONTROL_BLOCK {
+                cbSize: std::mem::size_of::<EXTENSION_CONTROL_BLOCK>() as u32,
+                dwVersion: host.options.ecb_version,
+                ConnID: hconn as *mut c_void,
+                dwHttpStatusCode: 200,
+                lpszLogData: [0; 80],
+                lpszMethod: at(0),
+                lpszQueryString: at(1),
+                lpszPathInfo: at(2),
+                lpszPathTranslated: at(3),
+                cbTotalBytes: total_bytes,
+                cbAvailable: available,
+                lpbData: preread.as_mut_ptr(),
+                lpszContentType: at(4),
+                GetServerVariable: callbacks.get_server_variable,
+                WriteClient: callbacks.write_client,
+                ReadClient: callbacks.read_client,
+                ServerSupportFunction: callbacks.server_support_function,
+            };
+            Arc::new(Exchange {
+                id,
+                hconn,
+                info,
+                label,
+                ended: AtomicBool::new(false),
+                started,
+                ecb: Box::new(EcbCell(UnsafeCell::new(ecb))),
+                _strings: strings,
+                state: Mutex::new(State {
+                    preread: std::mem::take(&mut preread),
+                    ..state.take().expect("insert calls this once")
+                }),
+            })
+        });
+        if registered.is_none()
+            && let Some(conn) = state.and_then(|mut s| s.conn.take())
+        {
+            refuse_busy(conn);
+        }
+        registered
+    }
+
+    /// The ECB, for the extension (HttpExtensionProc, completion callbacks).
+    pub fn ecb_ptr(&self) -> *mut EXTENSION_CONTROL_BLOCK {
+        self.ecb.0.get()
+    }
+
+    pub fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn violation(&self, host: &Host, what: &str) {
+        host.checker.violation(&self.label, what);
+    }
+
+    /// Frees the pre-read body when the request has ended (`state` is this request's,
+    /// locked); lpbData becomes NULL first.
+    pub fn release_body(&self, state: &mut State) {
+        // SAFETY: the ECB is alive (self owns it); the lock is held and the request has
+        // ended, so neither the host nor a correct extension accesses it meanwhile (see
+        // `EcbCell`'s Sync impl).
+        unsafe {
+            (*self.ecb_ptr()).lpbData = std::ptr::null_mut();
+            (*self.ecb_ptr()).cbAvailable = 0;
+        }
+        state.preread = Vec::new();
+    }
+
+    /// Records the status sent in dwHttpStatusCode. Only for a call the extension is
+    /// making (on its thread), with this request's `state` locked.
+    pub fn set_status_code(&self, _locked: &mut State, code: u16) {
+        // SAFETY: the ECB is alive (self owns it); the lock serializes this with the
+        // host's other accesses, and the extension is inside its own call, so this is the
+        // write it asked for (see `EcbCell`'s Sync impl).
+        unsafe { (*self.ecb_ptr()).dwHttpStatusCode = u32::from(code) };
+    }
+
+    /// dwHttpStatusCode as the extension left it (used when it sent no headers), read
+    /// when the request has ended, with this request's `state` locked.
+    pub fn status_for_log(&self, _locked: &State) -> u16 {
+        // SAFETY: the ECB is alive (self owns it); the request has ended and the lock is
+        // held, so nothing writes it meanwhile (see `EcbCell`'s Sync impl).
+        let code = unsafe { (*self.ecb_ptr()).dwHttpStatusCode };
+        u16::try_from(code).unwrap_or(0)
+    }
+}
+
+/// What happens to the connection after a request.
+pub enum Next {
+    /// Go on with the next request on this connection.
+    Continue(Conn),
+    /// The extension returned PENDING: the Exchange owns the connection now.
+    Pending,
+    /// The connection is closed.
+    Closed,
+}
+
+/// Runs one request: maps it, pre-reads the body, calls HttpExtensionProc.
+pub fn run(host: &'static Host, callbacks: &Callbacks, mut conn: Conn, head: RequestHead) -> Next {
+    let started = Instant::now();
+    let version = head.version;
+    let label = format!("{} {}", head.method, head.target);
+    let info = match RequestInfo::new(head, conn.remote, conn.local, host.site.clone()) {
+        Ok(info) => info,
+        Err(Unmapped::Http(e)) => {
+            // URL canonicalisation fails in http.sys, before IIS sees the request.
+            let code = e.status().0;
+            let remote = conn.remote;
+            conn.refuse(e.status(), e.message(), HTTP_API_SERVER, |sent| {
+                host.access.log(remote, &label, code, sent, started, "")
+            });
+            return Next::Closed;
+        }
+        Err(Unmapped::NotFound) => {
+            // IIS's own 404, with IIS's Server header.
+            let remote = conn.remote;
+            conn.refuse(
+                (404, "Not Found"),
+                "no handler mapping for this URL",
+                &host.site.server_software,
+                |sent| host.access.log(remote, &label, 404, sent, started, ""),
+            );
+            return Next::Closed;
+        }
+    };
+    let mut body = BodyReader::new(info.head.body);
+    // The client waits for 100 Continue before it sends the body. http.sys sends it before
+    // the read-ahead; with --continue-on-read the host reads nothing ahead and leaves it to
+    // the extension's first ReadClient.
+    let continue_on_read =
+        info.head.expect_continue && conn.input.is_empty() && host.options.continue_on_read;
+    if info.head.expect_continue
+        && !continue_on_read
+        && conn.input.is_empty()
+        && conn
+            .stream
+            .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
+            .is_err()
+    {
+        return Next::Closed;
+    }
+    let (total, want) = match info.head.body {
+        BodyKind::None => (0u32, 0usize),
+        BodyKind::Length(n) => (
+            n.min(u32::MAX as u64) as u32,
+            n.min(host.options.read_ahead as u64) as usize,
+        ),
+        BodyKind::Chunked => (u32::MAX, host.options.read_ahead),
+    };
+    let want = if continue_on_read { 0 } else { want };
+    // The pre-read (IIS's UploadReadAheadSize): lpbData holds the first `want` bytes.
+    let mut preread = vec![0u8; want + 1]; // +1: a NUL after the data, as IIS seems to
+    let mut got = 0;
+    while got < want {
+        match conn::read_body(&mut conn, &mut body, (&mut preread[got..want]).into()) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(BodyError::Malformed(e)) => {
+                let remote = conn.remote;
+                conn.refuse(e.status(), e.message(), HTTP_API_SERVER, |sent| {
+                    host.access.log(remote, &label, 400, sent, started, "")
+                });
+                return Next::Closed;
+            }
+            Err(_) => {
+                host.access.log(
+                    conn.remote,
+                    &label,
+                    400,
+                    0,
+                    started,
+                    "client closed during the body",
+                );
+                return Next::Closed;
+            }
+        }
+    }
+    preread.truncate(got + 1);
+    preread[got] = 0;
+    let mut info = info;
+    let total = if host.options.chunked_known_length
+        && info.head.body == BodyKind::Chunked
+        && body.finished()
+    {
+        // The whole chunked body arrived within the read-ahead: present its real length.
+        info.synthetic_length = Some(got as u32);
+        got as u32
+    } else {
+        total
+    };
+
+    let keep_alive = info.head.keep_alive && !host.stopping();
+    let response = Response::new(
+        version,
+        keep_alive,
+        info.is_head(),
+        host.options.response_buffer,
+        &host.site.server_software,
+        host.options.buffered_content_length,
+    );
+    let mut state = State::new(conn, body, response);
+    state.continue_pending = continue_on_read;
+    let Some(exchange) =
+        Exchange::register(host, callbacks, info, label, started, total, preread, state)
+    else {
+        return Next::Closed; // Exchange::register answered 503
+    };
+    host.trace(exchange.id, || {
+        format!(
+            "HttpExtensionProc({}) called",
+            exchange.label.split_once(' ').map_or("", |(_, l)| l)
+        )
+    });
+    // SAFETY: `Exchange::register` built the whole ECB (strings and pre-read body owned
+    // by the exchange, ConnID its registry HCONN, the four callbacks, which find the
+    // `Host` already set); the registry keeps the exchange, and so the ECB at this
+    // address, until `finish` ends the request, which happens only after a non-PENDING
+    // return (`after_return`) or DONE_WITH_SESSION; no Rust reference to the ECB exists
+    // (the host reaches it only through `Exchange`'s raw-pointer accessors).
+    let status = unsafe { host.extension.http_extension_proc(exchange.ecb_ptr()) };
+    host.trace(exchange.id, || {
+        format!("HttpExtensionProc -> {}", status_name(status))
+    });
+    after_return(host, &exchange, status)
+}
+
+pub fn status_name(status: u32) -> String {
+    match status {
+        1 => "HSE_STATUS_SUCCESS".into(),
+        2 => "HSE_STATUS_SUCCESS_AND_KEEP_CONN".into(),
+        3 => "HSE_STATUS_PENDING".into(),
+        4 => "HSE_STATUS_ERROR".into(),
+        n => format!("{n} (not an HSE_STATUS_* value)"),
+    }
+}
+
+/// HttpExtensionProc has returned `status`: end the request now, or leave it to
+/// DONE_WITH_SESSION.
+fn after_return(host: &'static Host, exchange: &Arc<Exchange>, status: u32) -> Next {
+    let mut state = exchange.lock();
+    state.returned = Some(status);
+    if !(1..=4).contains(&status) {
+        exchange.violation(
+            host,
+            &format!("HttpExtensionProc returned {status}, which is not an HSE_STATUS_* value"),
+        );
+    }
+    if status == HSE_STATUS_PENDING {
+        if !state.done_with_session {
+            return Next::Pending;
+        }
+    } else if state.done_with_session {
+        exchange.violation(
+            host,
+            "HSE_REQ_DONE_WITH_SESSION was called but HttpExtensionProc did not return HSE_STATUS_PENDING",
+        );
+    }
+    match finish(host, exchange, &mut state) {
+        Some(conn) => Next::Continue(conn),
+        None => Next::Closed,
+    }
+}
+
+/// Ends a request: final response bytes, framing checks, body drain, access log, registry
+/// release. Returns the connection if it can serve another request.
+pub fn finish(host: &'static Host, exchange: &Arc<Exchange>, state: &mut State) -> Option<Conn> {
+    if state.finished {
+        return None;
+    }
+    state.finished = true;
+    registry().remove(exchange.hconn);
+    exchange.release_body(state);
+    let error =
+        state.returned == Some(HSE_STATUS_ERROR) || state.dws_status == Some(HSE_STATUS_ERROR);
+    let stopping = host.stopping();
+    let mut conn = state.conn.take();
+    let mut keep = false;
+    if let Some(c) = conn.as_mut().filter(|c| !c.closed) {
+        let written =
+            state
+                .response
+                .finish(&mut c.stream, error && !state.response.started(), stopping);
+        keep = written.is_ok() && state.response.keep && !error && !state.close_after;
+        if let Some(short) = state.response.short_by() {
+            exchange.violation(
+                host,
+                &format!("the response ended {short} bytes short of its Content-Length; the connection is closed"),
+            );
+            keep = false;
+        }
+        if state.continue_pending && !state.body.finished() {
+            // The client was never told to send its body: it may send it now, or never.
+            // Neither can be told from the next request, so the connection closes.
+            keep = false;
+        }
+        if keep && !state.body.finished() {
+            // Unread request body: drain a little so the connection stays usable.
+            keep = conn::drain_body(c, &mut state.body, 64 * 1024);
+        }
+    }
+    let code = state
+        .response
+        .status_code()
+        .unwrap_or(if state.response.raw {
+            200
+        } else {
+            exchange.status_for_log(state)
+        });
+    host.access.log(
+        exchange.info.remote,
+        &exchange.label,
+        code,
+        state.response.bytes_sent,
+        exchange.started,
+        &state.log_params,
+    );
+    host.trace(exchange.id, || {
+        format!(
+            "request ended: status {code}, {} bytes sent, connection {}",
+            state.response.bytes_sent,
+            if keep { "kept alive" } else { "closed" }
+        )
+    });
+    let conn = conn?;
+    if keep && !stopping {
+        Some(conn)
+    } else {
+        conn.close_gracefully();
+        None
+    }
+}
+
+/// Answers 503 when no request slot is free.
+fn refuse_busy(conn: Conn) {
+    conn.refuse(
+        (503, "Service Unavailable"),
+        "too many requests in flight",
+        HTTP_API_SERVER,
+        |_| {},
+    );
+}
+
+/// HSE_REQ_DONE_WITH_SESSION (with its optional DWORD status): the extension is done with
+/// a PENDING request. If HttpExtensionProc has returned, this thread ends the request now
+/// (`trace` is called first, so the call's trace line comes before the end's); otherwise
+/// the return will. Err if it was already called.
+pub fn done_with_session(
+    host: &'static Host,
+    ex: &Arc<Exchange>,
+    status: Option<u32>,
+    trace: impl FnOnce(),
+) -> Result<(), ()> {
+    let mut state = ex.lock();
+    if state.done_with_session {
+        drop(state);
+        ex.violation(host, "HSE_REQ_DONE_WITH_SESSION called twice");
+        return Err(());
+    }
+    state.done_with_session = true;
+    ex.ended.store(true, Ordering::SeqCst);
+    state.dws_status = status;
+    if state.async_outstanding {
+        ex.violation(
+            host,
+            "HSE_REQ_DONE_WITH_SESSION while an asynchronous operation is outstanding",
+        );
+    }
+    trace();
+    if state.returned == Some(HSE_STATUS_PENDING) {
+        // HttpExtensionProc has returned: this thread ends the request.
+        if let Some(conn) = finish(host, ex, &mut state) {
+            drop(state);
+            host.resume_elsewhere(conn);
+        }
+    }
+    Ok(())
+}
+
+/// At shutdown: reports every request still in flight as a violation.
+pub fn report_unfinished(host: &'static Host) {
+    for exchange in registry().live() {
+        let state = exchange.lock();
+        let what = if state.returned == Some(HSE_STATUS_PENDING) {
+            "HttpExtensionProc returned HSE_STATUS_PENDING but HSE_REQ_DONE_WITH_SESSION never came"
+        } else if state.returned.is_none() {
+            "HttpExtensionProc had not returned when the shutdown wait ended"
+        } else {
+            "the request had not ended when the shutdown wait ended"
+        };
+        drop(state);
+        exchange.violation(host, what);
+    }
+}
+
+/// Requests in flight, addressed by HCONN = (generation << 32) | (slot + 1).
+pub struct Registry {
+    slots: Box<[Mutex<Slot>]>,
+    /// Free slots, oldest first (FIFO, so an ended request's slot is reused late).
+    free: Mutex<VecDeque<u32>>,
+    active: AtomicUsize,
+}
+
+#[derive(Default)]
+struct Slot {
+    generation: u32,
+    live: Option<Arc<Exchange>>,
+    /// The request of the previous generation, kept until the slot is reused: a late call
+    /// with its HCONN is then reported with its name, and a misbehaving extension that
+    /// still reads its ECB after DONE_WITH_SESSION reads stale data, not freed memory.
+    previous: Option<Arc<Exchange>>,
+}
+
+/// What a lookup found for an HCONN that is not live.
+pub enum Stale {
+    /// The request has ended.
+    Ended(String),
+    /// Not an HCONN this host ever gave out (or a very old one).
+    Unknown,
+}
+
+impl Registry {
+    pub fn new(capacity: u32) -> Registry {
+        Registry {
+            slots: (0..capacity).map(|_| Mutex::new(Slot::default())).collect(),
+            free: Mutex::new((0..capacity).collect()),
+            active: AtomicUsize::new(0),
+        }
+    }
+
+    fn slot(&self, i: usize) -> MutexGuard<'_, Slot> {
+        self.slots[i].lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn insert(&self, make: impl FnOnce(usize) -> Arc<Exchange>) -> Option<Arc<Exchange>> {
+        let index = self
+            .free
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .pop_front()?;
+        let mut slot = self.slot(index as usize);
+        let hconn = ((slot.generation as u64) << 32 | (index as u64 + 1)) as usize;
+        let exchange = make(hconn);
+        slot.live = Some(exchange.clone());
+        self.active.fetch_add(1, Ordering::SeqCst);
+        Some(exchange)
+    }
+
+    fn decode(&self, hconn: usize) -> Option<(usize, u32)> {
+        let h = hconn as u64;
+        let index = (h & 0xffff_ffff) as usize;
+        (index >= 1 && index <= self.slots.len()).then_some((index - 1, (h >> 32) as u32))
+    }
+
+    pub fn get(&self, hconn: usize) -> Result<Arc<Exchange>, Stale> {
+        let (index, generation) = self.decode(hconn).ok_or(Stale::Unknown)?;
+        let slot = self.slot(index);
+        match &slot.live {
+            Some(e) if slot.generation == generation => Ok(e.clone()),
+            _ if slot.generation == generation.wrapping_add(1) => Err(Stale::Ended(
+                slot.previous
+                    .as_ref()
+                    .map(|e| e.label.clone())
+                    .unwrap_or_default(),
+            )),
+            _ => Err(Stale::Unknown),
+        }
+    }
+
+    pub fn remove(&self, hconn: usize) {
+        let Some((index, generation)) = self.decode(hconn) else {
+            return;
+        };
+        let mut slot = self.slot(index);
+        if slot.generation != generation || slot.live.is_none() {
+            return;
+        }
+        slot.previous = slot.live.take();
+        slot.generation = slot.generation.wrapping_add(1);
+        drop(slot);
+        self.free
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push_back(index as u32);
+        self.active.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    /// How many requests are in flight.
+    pub fn active(&self) -> usize {
+        self.active.load(Ordering::SeqCst)
+    }
+
+    /// The requests in flight (for the shutdown report).
+    pub fn live(&self) -> Vec<Arc<Exchange>> {
+        self.slots
+            .iter()
+            .filter_map(|s| s.lock().unwrap_or_else(|e| e.into_inner()).live.clone())
+            .collect()
+    }
+}
