@@ -50,6 +50,11 @@ Site model (what the extension sees):
   --script-map MAP         '*' (wildcard) or '.ext' (file-extension mapping) [*]
   --allow-path-info        PATH_INFO without the script part (IIS allowPathInfo=true)
   --physical-path DIR      the application's physical directory [current directory]
+  --static PATH            URLs at and below PATH (inside the vdir, e.g. /app/static) are
+                           answered by the host as IIS's StaticFile handler answers them,
+                           from the files below --physical-path, and never reach the
+                           extension: a web.config <location> that maps StaticFile there
+                           (repeatable)
   --server-name NAME       SERVER_NAME [from the Host header]
   --https                  the request arrived over TLS terminated by IIS
   --user NAME              the request was authenticated (Windows auth) as NAME
@@ -131,6 +136,8 @@ pub struct Options {
     pub script_map: ScriptMap,
     pub allow_path_info: bool,
     pub physical_path: PathBuf,
+    /// `--static`: URL paths inside the vdir served by the StaticFile emulation.
+    pub static_locations: Vec<String>,
     pub server_name: Option<String>,
     pub https: bool,
     pub user: Option<String>,
@@ -230,6 +237,7 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, String> 
         script_map: ScriptMap::Wildcard,
         allow_path_info: false,
         physical_path: std::env::current_dir().unwrap_or_else(|_| PathBuf::from(".")),
+        static_locations: Vec::new(),
         server_name: None,
         https: false,
         user: None,
@@ -309,22 +317,8 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, String> 
             }
             "--all-http-omit-content" => o.all_http_omit_content = true,
             "--config" => o.config = Some(PathBuf::from(value()?)),
-            "--vdir" => {
-                let v = value()?;
-                if !v.starts_with('/')
-                    || v.contains(['?', '#', '\\'])
-                    || v.split('/').any(|s| s == ".." || s == ".")
-                {
-                    return Err(format!(
-                        "--vdir: '{v}' must be a URL path starting with '/', like /app"
-                    ));
-                }
-                o.vdir = if v.len() > 1 {
-                    v.trim_end_matches('/').to_string()
-                } else {
-                    v
-                };
-            }
+            "--vdir" => o.vdir = url_path("--vdir", value()?)?,
+            "--static" => o.static_locations.push(url_path("--static", value()?)?),
             "--script-map" => {
                 let v = value()?;
                 o.script_map = match v.as_str() {
@@ -411,7 +405,39 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, String> 
     if let Some(e) = extension {
         o.extension = e;
     }
+    if let Some(outside) = o.static_locations.iter().find(|s| !inside(s, &o.vdir)) {
+        return Err(format!(
+            "--static: '{outside}' is not inside the vdir '{}'",
+            o.vdir
+        ));
+    }
     Ok(Command::Run(Box::new(o)))
+}
+
+/// A `--vdir` or `--static` value: an absolute URL path without dot-segments, query,
+/// fragment or backslash; trailing slashes removed.
+fn url_path(flag: &str, v: String) -> Result<String, String> {
+    if !v.starts_with('/')
+        || v.contains(['?', '#', '\\'])
+        || v.split('/').any(|s| s == ".." || s == ".")
+    {
+        return Err(format!(
+            "{flag}: '{v}' must be a URL path starting with '/', like /app"
+        ));
+    }
+    Ok(if v.len() > 1 {
+        v.trim_end_matches('/').to_string()
+    } else {
+        v
+    })
+}
+
+/// Whether URL path `path` is strictly below `vdir` (whole segments, letter case ignored).
+fn inside(path: &str, vdir: &str) -> bool {
+    let prefix = vdir.trim_end_matches('/');
+    path.len() > prefix.len() + 1
+        && path.as_bytes()[prefix.len()] == b'/'
+        && path[..prefix.len()].eq_ignore_ascii_case(prefix)
 }
 
 #[cfg(test)]
@@ -454,6 +480,26 @@ mod tests {
     fn bad_values_are_named() {
         assert!(run(&["--threads", "0"]).unwrap_err().contains("--threads"));
         assert!(run(&["--vdir", "app"]).unwrap_err().contains("--vdir"));
+        assert!(run(&["--static", "s"]).unwrap_err().contains("--static"));
+        assert!(
+            run(&["--static", "/other/static", "--vdir", "/app"])
+                .unwrap_err()
+                .contains("--static: '/other/static' is not inside the vdir '/app'")
+        );
+        assert!(run(&["--vdir", "/app", "--static", "/app"]).is_err());
+        assert!(run(&["--vdir", "/app", "--static", "/appx/s"]).is_err());
+        assert_eq!(
+            run(&["--vdir", "/Deep/Nested", "--static", "/deep/nested/static/"])
+                .unwrap()
+                .static_locations,
+            ["/deep/nested/static"]
+        );
+        assert_eq!(
+            run(&["--static", "/static", "--static", "/media"])
+                .unwrap()
+                .static_locations,
+            ["/static", "/media"]
+        );
         assert!(
             run(&["--script-map", "wsgi"])
                 .unwrap_err()

@@ -7,7 +7,9 @@
 //!
 //! A request goes through these states:
 //!
-//! 1. *started* ([`run`]): mapped onto the site, body pre-read, ECB built, registered;
+//! 1. *started* ([`run`]): mapped onto the site, body pre-read, ECB built, registered (a
+//!    URL in a `--static` location is answered by the StaticFile emulation instead, and
+//!    goes no further);
 //! 2. *in the extension*: `HttpExtensionProc` runs; callbacks find the exchange by HCONN;
 //! 3. *returned* ([`State::returned`]): with PENDING the connection now belongs to the
 //!    exchange until DONE_WITH_SESSION; with anything else the request ends at once;
@@ -24,6 +26,7 @@ use crate::conn::{self, BodyError, BodyReader, Conn};
 use crate::host::Host;
 use crate::http::{BodyKind, RequestHead};
 use crate::response::{HTTP_API_SERVER, Response};
+use crate::staticfile::StaticRequest;
 use crate::vars::{RequestInfo, Unmapped};
 use isapi_wsgi::isapi::ffi::*;
 use std::cell::UnsafeCell;
@@ -287,6 +290,36 @@ pub enum Next {
     Closed,
 }
 
+/// Answers a request for a `--static` location as IIS's StaticFile handler does, without
+/// the extension. The connection stays open only for a keep-alive request without a body.
+fn serve_static(
+    host: &'static Host,
+    mut conn: Conn,
+    head: &RequestHead,
+    request: &StaticRequest,
+    label: &str,
+    started: Instant,
+) -> Next {
+    let answer = request.answer(&head.method);
+    let code = answer.status();
+    let keep = head.keep_alive && head.body == BodyKind::None && !host.stopping();
+    let written = answer.write_to(
+        &mut conn.stream,
+        &host.site.server_software,
+        head.method == "HEAD",
+        keep,
+    );
+    let sent = written.as_ref().map_or(0, |n| *n);
+    host.access
+        .log(conn.remote, label, code, sent, started, "StaticFile");
+    if keep && written.is_ok() {
+        Next::Continue(conn)
+    } else {
+        conn.close_gracefully();
+        Next::Closed
+    }
+}
+
 /// Runs one request: maps it, pre-reads the body, calls HttpExtensionProc.
 pub fn run(host: &'static Host, callbacks: &Callbacks, mut conn: Conn, head: RequestHead) -> Next {
     let started = Instant::now();
@@ -313,6 +346,9 @@ pub fn run(host: &'static Host, callbacks: &Callbacks, mut conn: Conn, head: Req
                 |sent| host.access.log(remote, &label, 404, sent, started, ""),
             );
             return Next::Closed;
+        }
+        Err(Unmapped::Static(head, request)) => {
+            return serve_static(host, conn, &head, &request, &label, started);
         }
     };
     let mut body = BodyReader::new(info.head.body);

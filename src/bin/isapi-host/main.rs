@@ -6,15 +6,17 @@
 //! 1. [`server`] accepts connections; worker threads take ready ones from the [`poller`]
 //!    and read request heads off them ([`conn`], parsed by [`http`]).
 //! 2. [`exchange`] maps each request onto the site ([`vars`]), pre-reads the body, builds
-//!    the ECB, and calls the [`extension`]'s `HttpExtensionProc`.
+//!    the ECB, and calls the [`extension`]'s `HttpExtensionProc`; a URL in a `--static`
+//!    location is answered by [`staticfile`] instead, as IIS's StaticFile handler would.
 //! 3. The extension calls back through the ECB ([`callbacks`]): server variables
 //!    ([`vars`]), body reads, writes and headers ([`response`]), ServerSupportFunction.
 //! 4. The request ends on return, or on `HSE_REQ_DONE_WITH_SESSION` after
 //!    `HSE_STATUS_PENDING` ([`exchange`]); [`checker`] reports every broken rule,
 //!    [`accesslog`] logs it.
 //!
-//! The edges run one way: `server -> exchange -> {conn, response, vars}`,
-//! `callbacks -> exchange`; all of them share the [`host`] state.
+//! The edges run one way: `server -> exchange -> {conn, response, vars, staticfile}`,
+//! `callbacks -> exchange`, `vars -> staticfile -> response`; all of them share the
+//! [`host`] state.
 //!
 //! The host depends on `isapi_wsgi::isapi` (the contract) and `isapi_wsgi::sys` (loading
 //! libraries) only, never on the Python bridge: it loads any ISAPI extension.
@@ -31,6 +33,7 @@ mod os;
 mod poller;
 mod response;
 mod server;
+mod staticfile;
 mod vars;
 
 use std::process::ExitCode;

@@ -10,8 +10,10 @@
 //! is unclear, `docs/host.md` gives the choice made and why.
 use crate::cli::{Options, ScriptMap};
 use crate::http::{HttpError, RequestHead, percent_decode};
+use crate::staticfile::StaticRequest;
 use std::borrow::Cow;
 use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
 
 /// The site and application configuration, fixed for the host's lifetime.
 #[derive(Debug, Clone)]
@@ -31,6 +33,8 @@ pub struct Site {
     pub all_http_eol: &'static str,
     /// Leave Content-Length and Content-Type out of ALL_HTTP.
     pub all_http_omit_content: bool,
+    /// `--static`: URL paths below the vdir that IIS's StaticFile handler answers.
+    pub static_locations: Vec<String>,
 }
 
 impl Site {
@@ -53,6 +57,7 @@ impl Site {
             server_software: o.server_software.clone(),
             all_http_eol: if o.all_http_crlf { "\r\n" } else { "\n" },
             all_http_omit_content: o.all_http_omit_content,
+            static_locations: o.static_locations.clone(),
         }
     }
 
@@ -80,6 +85,20 @@ impl Site {
         (rest.is_empty() || rest.starts_with('/')).then_some(rest)
     }
 
+    /// The `--static` location `path` is in (whole segments, letter case ignored), as the
+    /// request the StaticFile handler answers.
+    fn static_request(&self, path: &str) -> Option<StaticRequest> {
+        self.static_locations.iter().find_map(|location| {
+            let head = path.get(..location.len())?;
+            let below = &path[location.len()..];
+            (head.eq_ignore_ascii_case(location) && (below.is_empty() || below.starts_with('/')))
+                .then(|| StaticRequest {
+                    directory: PathBuf::from(self.translate(location)),
+                    below: below.to_string(),
+                })
+        })
+    }
+
     /// Maps a URL path below the vdir to a physical path, with the OS's separator.
     fn translate(&self, url_path: &str) -> String {
         let below = self.below_vdir(url_path).unwrap_or(url_path);
@@ -102,6 +121,8 @@ pub enum Unmapped {
     Http(HttpError),
     /// The URL is outside the vdir or does not match the script map: 404.
     NotFound,
+    /// The URL is in a `--static` location: the StaticFile handler answers it.
+    Static(Box<RequestHead>, StaticRequest),
 }
 
 /// One request as the extension sees it.
@@ -209,6 +230,9 @@ impl RequestInfo {
         let slashed = bytes_to_string(&decoded).replace('\\', "/");
         let path = normalise(&slashed).map_err(Unmapped::Http)?;
         let below = site.below_vdir(&path).ok_or(Unmapped::NotFound)?;
+        if let Some(request) = site.static_request(&path) {
+            return Err(Unmapped::Static(Box::new(head), request));
+        }
         let (script_name, path_info, url) = match &site.script_map {
             ScriptMap::Wildcard => (path.clone(), path.clone(), path.clone()),
             ScriptMap::Extension(ext) => {
@@ -554,6 +578,7 @@ mod tests {
             server_software: "Microsoft-IIS/10.0".into(),
             all_http_eol: "\n",
             all_http_omit_content: false,
+            static_locations: Vec::new(),
         })
     }
 
@@ -629,6 +654,43 @@ mod tests {
                 .url,
             "/a/c"
         );
+    }
+
+    #[test]
+    fn static_locations_take_their_urls() {
+        let mut with_static = (*site("/app", ScriptMap::Extension(".wsgi".into()), false)).clone();
+        with_static.static_locations = vec!["/app/static".into()];
+        let with_static = Arc::new(with_static);
+        for (target, below) in [
+            ("/app/static/css/site.css", "/css/site.css"),
+            ("/APP/Static/a.js", "/a.js"),
+            ("/app/static", ""),
+            ("/app/x/../static/%2E%2E/static/b.png", "/b.png"),
+        ] {
+            match info(target, with_static.clone()) {
+                Err(Unmapped::Static(head, request)) => {
+                    assert_eq!(request.below, below, "{target}");
+                    assert_eq!(
+                        request.directory,
+                        PathBuf::from(format!("/srv/app{}static", std::path::MAIN_SEPARATOR))
+                    );
+                    assert_eq!(head.target, target);
+                }
+                other => panic!("{target}: {other:?}"),
+            }
+        }
+        // Dot-segments and encoded slashes are resolved first: these leave the location.
+        for target in [
+            "/app/staticx/a.css",
+            "/app/static/../run.wsgi/a.css",
+            "/app/static%2F..%2Frun.wsgi",
+            "/app/static%5C..%5Crun.wsgi",
+        ] {
+            assert!(
+                !matches!(info(target, with_static.clone()), Err(Unmapped::Static(..))),
+                "{target}"
+            );
+        }
     }
 
     #[test]
