@@ -71,6 +71,24 @@ pub fn scratch_dir(label: &str) -> PathBuf {
     dir
 }
 
+/// The test venv with the frameworks and applications the tests serve (Flask, Django,
+/// Trac, Mercurial), made by `.ci/setup`: `$ISAPI_WSGI_TEST_VENV`, else target/test-venv.
+pub fn test_venv() -> PathBuf {
+    let venv = std::env::var_os("ISAPI_WSGI_TEST_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("target")
+                .join("test-venv")
+        });
+    assert!(
+        venv.join("bin").join("python").exists(),
+        "no test venv at {}: run `bash .ci/setup`",
+        venv.display()
+    );
+    venv
+}
+
 /// The isapi_wsgi library built next to the host (the host's default EXTENSION).
 ///
 /// `cargo test` builds the library into `target/<profile>/deps/` but, unlike `cargo build`,
