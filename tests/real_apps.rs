@@ -66,30 +66,43 @@ impl Example {
         (out.status.success(), text)
     }
 
-    /// The example's isapi_wsgi.ini with the test venv, `handler` and a log file.
-    fn ini(&self, handler: &str) -> PathBuf {
+    /// The example's isapi_wsgi.ini with the test venv, `handler` and a log file. The
+    /// simple handler serves the application wrapped in wsgiref.validate.validator, with
+    /// its warnings as errors (tests/apps/validated.py; the applications' own warnings,
+    /// such as Mercurial's ResourceWarning for a file it leaves open, stay warnings); the
+    /// threadpool handler serves it as the example's file says. Returns the file and the environment for the host.
+    fn ini(&self, handler: &str) -> (PathBuf, Vec<(&'static str, String)>) {
         let text = std::fs::read_to_string(self.dir.join("isapi_wsgi.ini")).unwrap();
+        let last_section = text.trim_end().rsplit('[').next().unwrap();
         assert!(
-            text.contains("venv = .venv\n")
-                && text
-                    .trim_end()
-                    .rsplit('[')
-                    .next()
-                    .unwrap()
-                    .starts_with("wsgi]"),
-            "the example's ini ends with its [wsgi] section and uses .venv:\n{text}"
+            text.contains("\npath = .\n")
+                && text.contains("\nvenv = .venv\n")
+                && last_section.starts_with("wsgi]"),
+            "the example's ini uses . and .venv, and ends with its [wsgi] section:\n{text}"
         );
+        let app = text
+            .lines()
+            .find_map(|line| line.strip_prefix("app = "))
+            .expect("app =")
+            .to_string();
+        let mut text = text.replace("venv = .venv", &format!("venv = {}", self.venv.display()));
+        let mut env = Vec::new();
+        if handler == "simple" {
+            let apps = common::apps_dir();
+            text = text
+                .replace("\npath = .\n", &format!("\npath = .;{}\n", apps.display()))
+                .replace(&format!("app = {app}"), "app = validated:application");
+            env.push(("VALIDATED_APP", app));
+            env.push(("VALIDATED_ERRORS", "wsgi".into()));
+        }
         let ini = self.dir.join(format!("test-{handler}.ini"));
-        let text = text.replace("venv = .venv", &format!("venv = {}", self.venv.display()));
+        let log = self.log(handler);
         std::fs::write(
             &ini,
-            format!(
-                "{text}handler = {handler}\nlog = {}\n",
-                self.log(handler).display()
-            ),
+            format!("{text}handler = {handler}\nlog = {}\n", log.display()),
         )
         .unwrap();
-        ini
+        (ini, env)
     }
 
     fn log(&self, handler: &str) -> PathBuf {
@@ -98,7 +111,7 @@ impl Example {
 
     /// `isapi-host --strict --config <ini for handler> --physical-path <dir> ARGS...`.
     fn start(&self, handler: &str, args: &[&str]) -> Host {
-        let ini = self.ini(handler);
+        let (ini, env) = self.ini(handler);
         let mut all = vec![
             "--strict",
             "--config",
@@ -107,19 +120,26 @@ impl Example {
             self.dir.to_str().unwrap(),
         ];
         all.extend_from_slice(args);
-        Host::launch(&Launch::native(), &common::bridge_library(), &all, &[])
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        Host::launch(&Launch::native(), &common::bridge_library(), &all, &env)
     }
 
-    /// Stops the host: a clean exit with no contract violation, and no Python traceback in
-    /// the application's log. Returns the host's output.
+    /// Stops the host: a clean exit with no contract violation, and no Python traceback
+    /// (a validator's complaint included) in the application's log or on the host's stderr.
+    /// Returns the host's output.
     fn finish(&self, host: Host, handler: &str) -> String {
         let stopped = host.stop();
         stopped.assert_clean();
         let log = std::fs::read_to_string(self.log(handler)).unwrap_or_default();
-        assert!(
-            !log.contains("Traceback"),
-            "{handler}: a traceback was logged:\n{log}"
-        );
+        for text in [&log, &stopped.stderr] {
+            assert!(
+                !text.contains("Traceback") && !text.contains("WSGIWarning"),
+                "{handler}: a traceback was logged:\n{text}"
+            );
+        }
+        if handler == "simple" {
+            assert!(log.contains("serving validated:application"), "{log}");
+        }
         stopped.stderr
     }
 }

@@ -13,11 +13,11 @@ base_url; it logs in whoever IIS authenticated (REMOTE_USER) at /login.
 """
 import os
 
+from trac.web.main import dispatch_request
+
 ENV = os.path.join(os.path.dirname(os.path.abspath(__file__)), "env")
 
 
 def application(environ, start_response):
     environ.setdefault("trac.env_path", ENV)
-    from trac.web.main import dispatch_request
-
     return dispatch_request(environ, start_response)
