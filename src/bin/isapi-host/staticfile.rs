@@ -120,7 +120,7 @@ impl StaticRequest {
         }
         let file = File::open(&path).ok()?;
         let metadata = file.metadata().ok()?;
-        metadata.is_file().then(|| (file, metadata.len()))
+        metadata.is_file().then_some((file, metadata.len()))
     }
 }
 
