@@ -14,7 +14,9 @@
 //! IIS: 404.8); 405 for any other method. It never serves a file outside the location's
 //! directory: the URL path is already canonical (decoded, `\` as `/`, no dot-segments: see
 //! `vars.rs`), a segment with `:` (an NTFS stream, a drive) is refused, and the file's
-//! resolved path (symbolic links followed) must lie in the resolved directory. No
+//! resolved path (symbolic links followed) must lie in the resolved directory, its names
+//! there as the file system resolved them passing request filtering too (Windows finds
+//! `web.config` as `web.config.` or by its 8.3 name). No
 //! conditional requests, ranges or caching headers: IIS has them, nothing here needs them.
 use crate::response::append_http_date;
 use std::fs::File;
@@ -74,12 +76,11 @@ pub enum Answer {
 impl StaticRequest {
     /// IIS's answer to `method` for this URL.
     pub fn answer(&self, method: &str) -> Answer {
+        const HIDDEN: Answer =
+            Answer::Refused((404, "Not Found"), "request filtering hides this URL");
         let segments: Vec<&str> = self.below.split('/').filter(|s| !s.is_empty()).collect();
-        if segments
-            .iter()
-            .any(|s| s.contains(':') || HIDDEN_SEGMENTS.iter().any(|h| s.eq_ignore_ascii_case(h)))
-        {
-            return Answer::Refused((404, "Not Found"), "request filtering hides this URL");
+        if segments.iter().any(|s| s.contains(':') || hidden(s)) {
+            return HIDDEN;
         }
         if method != "GET" && method != "HEAD" {
             return Answer::Refused(
@@ -87,18 +88,16 @@ impl StaticRequest {
                 "the StaticFile handler serves GET and HEAD only",
             );
         }
-        let Some((file, length)) = self.open(&segments) else {
+        let Some((file, length, names)) = self.open(&segments) else {
             return Answer::Refused((404, "Not Found"), "no such file");
         };
-        let extension = segments
-            .last()
-            .and_then(|name| name.rsplit_once('.'))
-            .map(|(_, ext)| ext);
-        match MIME_TYPES
-            .iter()
-            .find(|(e, _)| extension.is_some_and(|x| x.eq_ignore_ascii_case(e)))
-        {
-            Some((_, content_type)) => Answer::File {
+        // The names on disk count, not the URL's: Windows also finds web.config as
+        // `web.config.` or by its short 8.3 name.
+        if names.iter().any(|name| hidden(name)) {
+            return HIDDEN;
+        }
+        match names.last().and_then(|name| mime_type(name)) {
+            Some(content_type) => Answer::File {
                 file,
                 length,
                 content_type,
@@ -107,21 +106,40 @@ impl StaticRequest {
         }
     }
 
-    /// The regular file the segments name, if it resolves to a place inside the directory.
-    fn open(&self, segments: &[&str]) -> Option<(File, u64)> {
+    /// The regular file the segments name, its length and its names below the directory
+    /// (as the file system resolved them, symbolic links followed), if it lies inside the
+    /// directory.
+    fn open(&self, segments: &[&str]) -> Option<(File, u64, Vec<String>)> {
         let directory = self.directory.canonicalize().ok()?;
         let path = segments
             .iter()
             .fold(self.directory.clone(), |p, s| p.join(s))
             .canonicalize()
             .ok()?;
-        if !path.starts_with(&directory) {
-            return None;
-        }
+        let names = path
+            .strip_prefix(&directory)
+            .ok()?
+            .iter()
+            .map(|name| name.to_string_lossy().into_owned())
+            .collect();
         let file = File::open(&path).ok()?;
         let metadata = file.metadata().ok()?;
-        metadata.is_file().then_some((file, metadata.len()))
+        metadata.is_file().then_some((file, metadata.len(), names))
     }
+}
+
+/// Whether request filtering hides a path segment named `name`.
+fn hidden(name: &str) -> bool {
+    HIDDEN_SEGMENTS.iter().any(|h| name.eq_ignore_ascii_case(h))
+}
+
+/// The MIME type of a file named `name`, by its extension.
+fn mime_type(name: &str) -> Option<&'static str> {
+    let (_, extension) = name.rsplit_once('.')?;
+    MIME_TYPES
+        .iter()
+        .find(|(e, _)| extension.eq_ignore_ascii_case(e))
+        .map(|(_, content_type)| *content_type)
 }
 
 impl Answer {
@@ -196,7 +214,16 @@ mod tests {
         std::fs::write(root.join("static/web.config"), "<configuration/>").unwrap();
         std::fs::write(root.join("secret.py"), "KEY = 1").unwrap();
         #[cfg(unix)]
-        std::os::unix::fs::symlink(root.join("secret.py"), root.join("static/link.css")).unwrap();
+        {
+            use std::os::unix::fs::symlink;
+            symlink(root.join("secret.py"), root.join("static/link.css")).unwrap();
+            // Another name for web.config, as Windows has (`web.config.`, an 8.3 name).
+            symlink(
+                root.join("static/web.config"),
+                root.join("static/alias.css"),
+            )
+            .unwrap();
+        }
         root
     }
 
@@ -238,11 +265,16 @@ mod tests {
             ("/../secret.py", "no such file"),
             #[cfg(unix)]
             ("/link.css", "no such file"),
+            #[cfg(unix)]
+            ("/alias.css", "request filtering"),
         ] {
             let (code, text) = answer(&root, "GET", below);
             assert_eq!(code, 404, "{below}: {text}");
             assert!(text.contains(why), "{below}: {text}");
-            assert!(!text.contains("KEY"), "{below}: {text}");
+            assert!(
+                !text.contains("KEY") && !text.contains("<configuration"),
+                "{below}: {text}"
+            );
         }
         let _ = std::fs::remove_dir_all(root);
     }
