@@ -23,7 +23,7 @@
     X(Py_IsInitialized) X(Py_InitializeEx) X(Py_SetPythonHome) X(Py_SetProgramName) \
     X(Py_DecodeLocale) X(PyEval_SaveThread) X(PyEval_RestoreThread) \
     X(PyGILState_Ensure) X(PyGILState_Release) X(PyGILState_GetThisThreadState) \
-    X(PyThreadState_Clear) X(PyThreadState_Delete) \
+    X(PyThreadState_Clear) X(PyThreadState_Delete) X(PyThread_get_thread_ident) \
     /* reference counts (the macros are not in the stable ABI) */ \
     X(Py_IncRef) X(Py_DecRef) \
     /* generic objects */ \

@@ -17,6 +17,10 @@
 //! shutdown_timeout = 30       ; threadpool handler: seconds to drain on shutdown
 //! max_body = 100M             ; the largest request body (K, M, G: 1024, 1024², 1024³); 0: no limit
 //! trusted_proxies = 10.0.0.0/8, ::1   ; believe X-Forwarded-* from these only (default: none)
+//! request_timeout = 60        ; log a request running longer, with its Python stack (0: off)
+//! unhealthy_after = 4         ; that many such requests at once: ask IIS to recycle (0: off)
+//! gil_stall = 30              ; the GIL held that long without a release: recycle (0: off)
+//! reload_on = restart.txt, src/*.py   ; a change to one of these files: recycle (default: none)
 //! ```
 //!
 //! The file is `<library stem>.ini` next to the library (`isapi_wsgi.dll` reads
@@ -75,6 +79,20 @@ pub struct Config {
     pub max_body: Option<u64>,
     /// `[wsgi] trusted_proxies`: whose X-Forwarded-* headers are believed (none by default).
     pub trusted_proxies: Vec<crate::wsgi::proxy::Cidr>,
+    /// `[wsgi] request_timeout`: a request running longer is logged with its stack (None: off).
+    pub request_timeout: Option<Duration>,
+    /// `[wsgi] unhealthy_after`: this many requests over `request_timeout` at once make the
+    /// extension report itself unhealthy (None: off).
+    pub unhealthy_after: Option<usize>,
+    /// `[wsgi] gil_stall`: the GIL not released for this long makes the extension report
+    /// itself unhealthy (None: off).
+    pub gil_stall: Option<Duration>,
+    /// `[wsgi] reload_on`: file patterns (absolute; `*` and `?` in the last component) whose
+    /// change makes the extension report itself unhealthy, so IIS recycles it.
+    pub reload_on: Vec<PathBuf>,
+    /// Environment variables set in `os.environ` before the application is imported (from a
+    /// wfastcgi web.config's other appSettings; no ini key sets them).
+    pub environment: Vec<(String, String)>,
 }
 
 const DEFAULT_THREADS: usize = 8;
@@ -98,6 +116,10 @@ const WSGI_KEYS: &[&str] = &[
     "shutdown_timeout",
     "max_body",
     "trusted_proxies",
+    "request_timeout",
+    "unhealthy_after",
+    "gil_stall",
+    "reload_on",
 ];
 
 impl Default for Config {
@@ -118,6 +140,11 @@ impl Default for Config {
             shutdown_timeout: Duration::from_secs(DEFAULT_SHUTDOWN_SECONDS),
             max_body: Some(DEFAULT_MAX_BODY),
             trusted_proxies: Vec::new(),
+            request_timeout: None,
+            unhealthy_after: None,
+            gil_stall: None,
+            reload_on: Vec::new(),
+            environment: Vec::new(),
         }
     }
 }
@@ -250,6 +277,19 @@ impl Config {
                     config.trusted_proxies =
                         crate::wsgi::proxy::parse_networks(value).map_err(at)?
                 }
+                ("wsgi", "request_timeout") => {
+                    config.request_timeout = parse_seconds_or_off(value, 86_400).map_err(at)?
+                }
+                ("wsgi", "unhealthy_after") => {
+                    config.unhealthy_after =
+                        Some(parse_count(value, 0, 100_000).map_err(at)?).filter(|&n| n > 0)
+                }
+                ("wsgi", "gil_stall") => {
+                    config.gil_stall = parse_seconds_or_off(value, 3600).map_err(at)?
+                }
+                ("wsgi", "reload_on") => {
+                    config.reload_on = parse_patterns(base, value).map_err(at)?
+                }
                 (section, key) => {
                     let valid = if section == "python" {
                         PYTHON_KEYS
@@ -262,6 +302,13 @@ impl Config {
                     ));
                 }
             }
+        }
+        if config.unhealthy_after.is_some() && config.request_timeout.is_none() {
+            return Err(
+                "[wsgi] unhealthy_after counts requests running longer than request_timeout: \
+                 set request_timeout too"
+                    .into(),
+            );
         }
         // A home that is a virtual environment is also the venv (its site-packages are the
         // point of naming it); the runtime starts the venv's base CPython.
@@ -297,7 +344,7 @@ fn resolve(base: &Path, value: &str) -> PathBuf {
     }
 }
 
-fn parse_app(value: &str) -> Result<AppSpec, String> {
+pub(crate) fn parse_app(value: &str) -> Result<AppSpec, String> {
     let explain = || {
         format!(
             "`{value}` is not `module:attribute` (e.g. mysite.wsgi:application or app:create_app())"
@@ -352,6 +399,41 @@ fn parse_count(value: &str, min: usize, max: usize) -> Result<usize, String> {
             "`{value}` is not a whole number from {min} to {max}"
         )),
     }
+}
+
+/// Whole seconds from 0 to `max`; 0 means off (None).
+fn parse_seconds_or_off(value: &str, max: usize) -> Result<Option<Duration>, String> {
+    let seconds = parse_count(value, 0, max).map_err(|e| format!("{e} (seconds; 0: off)"))?;
+    Ok((seconds > 0).then(|| Duration::from_secs(seconds as u64)))
+}
+
+/// `reload_on`: comma-separated file patterns, relative to the ini's directory. `*` (any
+/// run of characters) and `?` (one character) may appear in the file name only, so that a
+/// check stays one directory listing per pattern.
+fn parse_patterns(base: &Path, value: &str) -> Result<Vec<PathBuf>, String> {
+    let mut patterns = Vec::new();
+    for pattern in value.split(',').map(str::trim) {
+        if pattern.is_empty() {
+            return Err(format!(
+                "`{value}` has an empty entry; list file patterns separated by commas (e.g. restart.txt, *.py)"
+            ));
+        }
+        let path = resolve(base, pattern);
+        let wild = |text: &str| text.contains(['*', '?']);
+        if path
+            .parent()
+            .is_some_and(|dir| wild(&dir.to_string_lossy()))
+        {
+            return Err(format!(
+                "`{pattern}`: `*` and `?` may only appear in the file name, not in its directories"
+            ));
+        }
+        if path.file_name().is_none() {
+            return Err(format!("`{pattern}` names no file"));
+        }
+        patterns.push(path);
+    }
+    Ok(patterns)
 }
 
 /// A size in bytes, with an optional K, M or G suffix (1024, 1024², 1024³); `0` means no
@@ -476,6 +558,47 @@ mod tests {
         assert_eq!(config.trusted_proxies.len(), 2);
         let error = parse("[wsgi]\ntrusted_proxies = 10.0.0.0/40\n").unwrap_err();
         assert!(error.contains("prefix length"), "{error}");
+    }
+
+    #[test]
+    fn watchdog_keys_are_off_by_default_and_validated() {
+        let config = parse("[wsgi]\n").unwrap();
+        assert_eq!(
+            (
+                config.request_timeout,
+                config.unhealthy_after,
+                config.gil_stall
+            ),
+            (None, None, None)
+        );
+        assert!(config.reload_on.is_empty());
+        let config = parse(
+            "[wsgi]\nrequest_timeout = 60\nunhealthy_after = 4\ngil_stall = 30\nreload_on = restart.txt, src/*.py\n",
+        )
+        .unwrap();
+        assert_eq!(config.request_timeout, Some(Duration::from_secs(60)));
+        assert_eq!(config.unhealthy_after, Some(4));
+        assert_eq!(config.gil_stall, Some(Duration::from_secs(30)));
+        assert_eq!(
+            config.reload_on,
+            vec![
+                PathBuf::from("/srv/site/restart.txt"),
+                PathBuf::from("/srv/site/src/*.py")
+            ]
+        );
+        let config = parse("[wsgi]\nrequest_timeout = 0\ngil_stall = 0\n").unwrap();
+        assert_eq!((config.request_timeout, config.gil_stall), (None, None));
+        let error = parse("[wsgi]\nunhealthy_after = 3\n").unwrap_err();
+        assert!(error.contains("set request_timeout too"), "{error}");
+        let error = parse("[wsgi]\nrequest_timeout = 1.5\n").unwrap_err();
+        assert!(
+            error.contains("request_timeout") && error.contains("seconds"),
+            "{error}"
+        );
+        let error = parse("[wsgi]\nreload_on = */restart.txt\n").unwrap_err();
+        assert!(error.contains("only appear in the file name"), "{error}");
+        let error = parse("[wsgi]\nreload_on = a.txt,,b.txt\n").unwrap_err();
+        assert!(error.contains("empty entry"), "{error}");
     }
 
     #[test]

@@ -22,8 +22,10 @@
 //! runs a request, on which thread), [`wsgi`] (the bridge: `Bridge::serve` and `run`, the
 //! request's life as one sequence of steps), then the two sides it joins: [`isapi`] (the
 //! ECB, IIS's side) and [`python`] (the C API, Python's side), and below both [`sys`] (the
-//! operating system). Beside them: [`config`] (the ini file), [`log`], and [`page`] (the
-//! pages the extension answers by itself).
+//! operating system). Beside them: [`config`] (the ini file), [`log`], [`page`] (the
+//! pages the extension answers by itself), and [`watchdog`] (slow requests, a stuck GIL,
+//! reload files: when to ask IIS for a recycle).
+pub mod check;
 pub mod config;
 pub mod handler;
 pub mod isapi;
@@ -31,7 +33,10 @@ pub mod log;
 pub mod page;
 pub mod python;
 pub mod sys;
+pub mod watchdog;
+pub mod wfastcgi;
 pub mod wsgi;
+pub mod xml;
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::PathBuf;
@@ -54,6 +59,8 @@ struct Extension {
     bridge: Result<Arc<Bridge>, String>,
     /// Who runs requests (None when the application is not running).
     handler: Option<Handler>,
+    /// Watches requests, the GIL and the reload files (None when off).
+    watchdog: Option<watchdog::Watchdog>,
     /// Show start-up details in the 500 page (`debug = true`).
     debug: bool,
 }
@@ -110,7 +117,10 @@ pub unsafe extern "system" fn GetExtensionVersion(info: *mut HSE_VERSION_INFO) -
             sys::report_to_admin(&format!("isapi-wsgi: {message}"));
         });
     }
-    1
+    // Under IIS always TRUE (the 500 page explains a failed start); in the check mode the
+    // host learns the outcome from it.
+    let running = matches!(EXTENSION.get(), Some(Extension { bridge: Ok(_), .. }));
+    i32::from(running || !check::requested())
 }
 
 /// ISAPI export: called for every request.
@@ -148,9 +158,13 @@ pub extern "system" fn TerminateExtension(_flags: u32) -> i32 {
         if let Some(Extension {
             bridge: Ok(bridge),
             handler: Some(handler),
+            watchdog,
             ..
         }) = EXTENSION.get()
         {
+            if let Some(watchdog) = watchdog {
+                watchdog.stop();
+            }
             handler.terminate(bridge);
         }
     });
@@ -179,9 +193,23 @@ fn dispatch(ecb: Ecb) -> u32 {
 
 /// Reads the configuration, opens the log, starts Python and loads the application.
 fn start() -> Extension {
+    let checking = check::requested();
+    if checking {
+        log::tee_to_stderr();
+    }
     let library = sys::own_module_path();
-    let file = Config::locate(library.as_deref());
+    // No ini: a wfastcgi web.config with a WSGI_HANDLER will do (see `wfastcgi`).
+    let file = Config::locate(library.as_deref()).or_else(|| {
+        wfastcgi::candidates(library.as_deref()?)
+            .into_iter()
+            .find(|candidate| wfastcgi::applies(candidate))
+    });
+    let mut notes = Vec::new();
     let loaded = match &file {
+        Some(path) if wfastcgi::is_web_config(path) => wfastcgi::load(path).map(|(config, n)| {
+            notes = n;
+            config
+        }),
         Some(path) => Config::load(path),
         None => Ok(Config::default()),
     };
@@ -203,11 +231,17 @@ fn start() -> Extension {
             return Extension {
                 bridge: Err(format!("configuration error: {error}")),
                 handler: None,
+                watchdog: None,
                 debug: false,
             };
         }
     };
     match &file {
+        Some(path) if !notes.is_empty() => log::line(&format!(
+            "configuration {} (wfastcgi's appSettings, as no isapi_wsgi.ini exists): {}",
+            path.display(),
+            notes.join("; ")
+        )),
         Some(path) => log::line(&format!("configuration {}", path.display())),
         None => log::line(&format!(
             "no configuration file ({} or ${}): serving the built-in demo app",
@@ -225,6 +259,9 @@ fn start() -> Extension {
         )),
     }
     let bridge = Bridge::start(&config).map(Arc::new);
+    if checking {
+        return checked(&config, bridge);
+    }
     let handler = match &bridge {
         Ok(bridge) => {
             log::line(&bridge.describe());
@@ -239,9 +276,37 @@ fn start() -> Extension {
             None
         }
     };
+    let watchdog = match (&bridge, &handler) {
+        (Ok(bridge), Some(_)) => watchdog::Watchdog::start(&config, bridge),
+        _ => None,
+    };
     Extension {
         bridge,
         handler,
+        watchdog,
+        debug: config.debug,
+    }
+}
+
+/// The check mode's end of start-up: the report, and no threads.
+fn checked(config: &Config, bridge: Result<Arc<Bridge>, String>) -> Extension {
+    let handler = match &bridge {
+        Ok(bridge) => {
+            log::line(&check::report(config, bridge));
+            Some(Handler::Simple(bridge.clone()))
+        }
+        Err(error) => {
+            log::line(&format!(
+                "the application failed to start; every request gets a 500 page:\n{error}"
+            ));
+            log::line("check: FAILED: the application did not start (the reason is above)");
+            None
+        }
+    };
+    Extension {
+        bridge,
+        handler,
+        watchdog: None,
         debug: config.debug,
     }
 }

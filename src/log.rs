@@ -19,6 +19,14 @@ enum Sink {
 
 static SINK: Mutex<Sink> = Mutex::new(Sink::Stderr);
 
+/// Our own lines also go to stderr when they go to a file (the check mode, `crate::check`).
+static TEE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Sends our own lines to stderr too, whatever the log is (`isapi-host --check`).
+pub fn tee_to_stderr() {
+    TEE.store(true, std::sync::atomic::Ordering::SeqCst);
+}
+
 /// Sends the log to `path` (appending), or to stderr for None.
 pub fn configure(path: Option<&Path>) -> Result<(), String> {
     let sink = match path {
@@ -42,6 +50,15 @@ pub fn configure(path: Option<&Path>) -> Result<(), String> {
 /// Writes one message of ours (it may span several lines).
 pub fn line(message: &str) {
     let text = format!("{} isapi_wsgi: {}\n", timestamp(), message.trim_end());
+    let tee = TEE.load(std::sync::atomic::Ordering::SeqCst);
+    if tee
+        && !matches!(
+            *SINK.lock().unwrap_or_else(|p| p.into_inner()),
+            Sink::Stderr
+        )
+    {
+        let _ = std::io::stderr().write_all(text.as_bytes());
+    }
     raw(text.as_bytes());
 }
 

@@ -418,7 +418,7 @@ fn other_server_support_functions() {
         "APPEND_LOG_PARAMETER text belongs in the access log:\n{stderr}"
     );
     assert!(
-        stderr.contains("reports itself unhealthy: just testing"),
+        stderr.contains("reported itself as unhealthy for the following reason: 'just testing'."),
         "{stderr}"
     );
 }

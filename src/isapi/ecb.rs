@@ -18,8 +18,8 @@ use std::ptr::{NonNull, null_mut};
 use super::ffi::{
     ERROR_INSUFFICIENT_BUFFER, ERROR_INVALID_INDEX, ERROR_NO_DATA, EXTENSION_CONTROL_BLOCK,
     HSE_IO_SYNC, HSE_REQ_CLOSE_CONNECTION, HSE_REQ_DONE_WITH_SESSION,
-    HSE_REQ_GET_IMPERSONATION_TOKEN, HSE_REQ_IS_CONNECTED, HSE_REQ_SEND_RESPONSE_HEADER_EX,
-    HSE_REQ_SET_FLUSH_FLAG, HSE_SEND_HEADER_EX_INFO,
+    HSE_REQ_GET_IMPERSONATION_TOKEN, HSE_REQ_IS_CONNECTED, HSE_REQ_REPORT_UNHEALTHY,
+    HSE_REQ_SEND_RESPONSE_HEADER_EX, HSE_REQ_SET_FLUSH_FLAG, HSE_SEND_HEADER_EX_INFO,
 };
 
 /// A Win32 error code reported by a failing callback (GetLastError, or errno off Windows).
@@ -332,6 +332,23 @@ impl Ecb {
             Ok(()) => token,
             Err(_) => null_mut(),
         }
+    }
+
+    /// Tells IIS that the extension is unhealthy (HSE_REQ_REPORT_UNHEALTHY), with a reason
+    /// that IIS writes to the Application event log (event 2262). IIS then recycles the
+    /// worker process at its next health ping, if pinging is enabled for the pool. The
+    /// reason travels as a NUL-terminated string in the buffer pointer itself (as in
+    /// Microsoft's own samples; the IIS 6 reference page's example passes its address,
+    /// which contradicts its own parameter description). A NUL inside `reason` ends it there.
+    pub fn report_unhealthy(&self, reason: &str) -> bool {
+        let mut text: Vec<u8> = reason.bytes().take_while(|&b| b != 0).collect();
+        text.push(0);
+        self.support(
+            HSE_REQ_REPORT_UNHEALTHY,
+            text.as_mut_ptr().cast(),
+            null_mut(),
+        )
+        .is_ok()
     }
 
     /// Finishes a request for which `HttpExtensionProc` returned `HSE_STATUS_PENDING`

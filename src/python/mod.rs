@@ -15,5 +15,5 @@ pub mod runtime;
 pub use api::{Api, Exception};
 pub use native::{Args, Method, MethodBody, Native, NativeType};
 pub use object::{
-    Gil, Kind, PyErr, PyRef, PyResult, PyStatic, ThreadAttachment, keep_thread_state,
+    Gil, Kind, PyErr, PyRef, PyResult, PyStatic, ThreadAttachment, keep_thread_state, thread_ident,
 };

@@ -157,6 +157,14 @@ unsafe fn keep_until_thread_exit(api: &'static Api, state: *mut super::api::ffi:
     });
 }
 
+/// The calling thread's identifier as Python knows it (`threading.get_ident()`, the keys of
+/// `sys._current_frames()`), read without the GIL.
+pub fn thread_ident(api: &'static Api) -> u64 {
+    // SAFETY: PyThread_get_thread_ident has no preconditions: it needs neither the GIL nor a
+    // thread state (it is the platform's thread id), and Python is loaded (the Api proves it).
+    u64::from(unsafe { (api.PyThread_get_thread_ident)() })
+}
+
 /// Gives the calling thread, which is not ours (an IIS thread), a Python thread state that
 /// it keeps until it ends, so that each request on it only takes the GIL (and the app's
 /// `threading.local` data lives as long as the thread, as under any threaded server).

@@ -36,6 +36,8 @@ use crate::sys::{Library, Visibility};
 static API: OnceLock<Api> = OnceLock::new();
 /// `API`, once Python is initialised: the only way out of this module (see [`api`]).
 static RUNNING: OnceLock<&'static Api> = OnceLock::new();
+/// The file the API table was loaded from.
+static LIBRARY: OnceLock<PathBuf> = OnceLock::new();
 
 /// Where Python lives: what the configuration says, with defaults filled in.
 #[derive(Clone, Debug, Default)]
@@ -106,6 +108,11 @@ pub fn api() -> Option<&'static Api> {
     RUNNING.get().copied()
 }
 
+/// The libpython / python3X.dll that was loaded (None before [`start`] found one).
+pub fn library_path() -> Option<&'static Path> {
+    LIBRARY.get().map(PathBuf::as_path)
+}
+
 fn load(path: &Path) -> Result<&'static Api, String> {
     if let Some(api) = API.get() {
         return Ok(api);
@@ -118,6 +125,7 @@ fn load(path: &Path) -> Result<&'static Api, String> {
         return Err(refusal);
     }
     let api = Api::load(&library)?;
+    let _ = LIBRARY.set(path.to_path_buf());
     // The library is never unloaded: keep it alive for ever along with the table.
     std::mem::forget(library);
     Ok(API.get_or_init(|| api))

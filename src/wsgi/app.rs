@@ -22,6 +22,9 @@ use crate::python::{Gil, NativeType, PyRef, PyResult, PyStatic};
 const SUPPORT: &CStr = cr#"
 import os, sys
 
+def set_environment(pairs):
+    os.environ.update(pairs)
+
 def prepend_paths(paths):
     for path in reversed(paths):
         if not os.path.isdir(path):
@@ -89,6 +92,13 @@ def demo_app(environ, start_response):
                               ("Content-Length", str(len(body)))])
     return [body]
 
+def thread_stacks(idents):
+    """The Python stack of each thread (None for a thread running no Python code)."""
+    import traceback
+    frames = sys._current_frames()
+    return ["".join(traceback.format_stack(frames[ident])).rstrip("\n") if ident in frames else None
+            for ident in idents]
+
 if not hasattr(sys, "argv"):
     sys.argv = [""]
 "#;
@@ -111,6 +121,8 @@ pub struct App {
     pub python_version: String,
     /// What was loaded, for the log (`mysite.wsgi:application`, or the demo).
     pub description: String,
+    /// `thread_stacks(idents)` from the support code, for the watchdog.
+    pub(super) thread_stacks: PyStatic,
 }
 
 impl App {
@@ -122,6 +134,13 @@ impl App {
                 .get_item(&gil.str(name)?)
                 .ok_or_else(|| missing(gil, name))
         };
+        if !config.environment.is_empty() {
+            let pairs = gil.list()?;
+            for (key, value) in &config.environment {
+                pairs.list_append(&gil.tuple(&[&gil.str(key)?, &gil.str(value)?])?)?;
+            }
+            helper("set_environment")?.call(&[&pairs])?;
+        }
         if !config.python_path.is_empty() {
             let list = gil.list()?;
             for path in &config.python_path {
@@ -178,6 +197,7 @@ impl App {
             demo: matches!(config.app, AppSpec::Demo),
             python_version: gil.version(),
             description,
+            thread_stacks: helper("thread_stacks")?.into_static(),
         })
     }
 }

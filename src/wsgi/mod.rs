@@ -9,6 +9,7 @@
 //! * [`errors`]: `wsgi.errors`, into the log.
 //! * [`response`]: `start_response` and `write()`, the Python-facing half of the response.
 //! * [`framing`]: what goes on the wire (header checks, Content-Length, chunks), plain Rust.
+//! * [`in_flight`]: the requests running now, for the watchdog (when it is on).
 //!
 //! [`Bridge::serve`] is the whole of a request, top-down, like CPython's
 //! `wsgiref.handlers.BaseHandler.run`: take the GIL; lend the request's `wsgi.input`,
@@ -22,6 +23,7 @@ pub mod app;
 pub mod environ;
 pub mod errors;
 pub mod framing;
+pub mod in_flight;
 pub mod input;
 pub mod proxy;
 pub mod response;
@@ -36,6 +38,7 @@ use crate::page::Page;
 use crate::python::runtime::{self, PythonLocation};
 use crate::python::{Api, Gil, Kind, PyErr, PyRef};
 use app::App;
+use in_flight::InFlight;
 use input::Input;
 use response::{Flow, Outcome, Response, SendError};
 use server_variables::ServerVariables;
@@ -46,6 +49,8 @@ pub struct Bridge {
     app: App,
     /// `[wsgi] max_body`: the largest request body accepted; None for no limit.
     max_body: Option<u64>,
+    /// The requests running now, kept when the watchdog is on.
+    in_flight: Option<Arc<InFlight>>,
 }
 
 impl Bridge {
@@ -63,10 +68,14 @@ impl Bridge {
         let app =
             loaded.map_err(|traceback| format!("the application failed to load:\n{traceback}"))?;
         let api = runtime::api().expect("started");
+        let watched = config.request_timeout.is_some()
+            || config.gil_stall.is_some()
+            || !config.reload_on.is_empty();
         Ok(Bridge {
             api,
             app,
             max_body: config.max_body,
+            in_flight: watched.then(Default::default),
         })
     }
 
@@ -111,8 +120,67 @@ impl Bridge {
         crate::python::keep_thread_state(self.api)
     }
 
+    /// `str(sys.<name>)` for each name, and the entries of `sys.path` (for `--check`).
+    pub fn sys_values(&self, names: &[&std::ffi::CStr]) -> (Vec<String>, Vec<String>) {
+        Gil::acquire(self.api, |gil| {
+            let text = |name: &std::ffi::CStr| gil.sys(name).map(|v| v.text()).unwrap_or_default();
+            let values = names.iter().map(|name| text(name)).collect();
+            let path = gil
+                .sys(c"path")
+                .and_then(|path| {
+                    let count = path.len().ok()?;
+                    (0..count)
+                        .map(|i| path.get_index(i).ok().map(|entry| entry.text()))
+                        .collect()
+                })
+                .unwrap_or_default();
+            (values, path)
+        })
+    }
+
+    /// The requests running now (None when the watchdog is off).
+    pub fn in_flight(&self) -> Option<&Arc<InFlight>> {
+        self.in_flight.as_ref()
+    }
+
+    /// Takes the GIL and returns the Python stack of each of `threads` (Python's thread
+    /// ids), None for a thread running no Python code. With no threads it only takes the
+    /// GIL once: the watchdog's heartbeat.
+    pub fn python_stacks(&self, threads: &[u64]) -> Vec<Option<String>> {
+        if threads.is_empty() {
+            return Gil::acquire(self.api, |_| Vec::new());
+        }
+        Gil::acquire(self.api, |gil| {
+            let stacks = (|| {
+                let idents = gil.list()?;
+                for &thread in threads {
+                    idents.list_append(&gil.int(thread as i64)?)?;
+                }
+                let stacks = self.app.thread_stacks.bind(gil).call(&[&idents])?;
+                (0..threads.len())
+                    .map(|index| {
+                        let stack = stacks.get_index(index)?;
+                        Ok((!stack.is_none()).then(|| stack.text()))
+                    })
+                    .collect::<Result<Vec<_>, PyErr<'_>>>()
+            })();
+            stacks.unwrap_or_else(|error| {
+                log::line(&format!(
+                    "watchdog: reading the threads' stacks failed: {}",
+                    error.text()
+                ));
+                vec![None; threads.len()]
+            })
+        })
+    }
+
     /// Answers one request: the request's whole life, on the calling thread.
     pub fn serve(&self, ecb: &Arc<Ecb>) -> Outcome {
+        // Counted in before it waits for the GIL, out after it gave the GIL back.
+        let _running = self
+            .in_flight
+            .as_ref()
+            .map(|in_flight| in_flight.enter(ecb, crate::python::thread_ident(self.api)));
         Gil::acquire(self.api, |gil| {
             let request = framing::Request {
                 head: ecb.is_head(),

@@ -348,6 +348,31 @@ impl Host {
         self.output()
     }
 
+    /// Waits up to `timeout` for the host to exit by itself (`--exit-on-unhealthy`); kills
+    /// it and panics with its output if it does not.
+    pub fn wait_exit(mut self, timeout: Duration) -> Stopped {
+        let mut child = self.child.take().expect("running");
+        let deadline = Instant::now() + timeout;
+        let status = loop {
+            if let Some(status) = child.try_wait().expect("wait") {
+                break status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "isapi-host did not exit by itself within {timeout:?}:\n{}",
+                    self.wait_output()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        Stopped {
+            status,
+            stderr: self.wait_output(),
+        }
+    }
+
     /// Sends SIGTERM (or the launch's stop signal), waits up to 30 s for the exit, returns
     /// the exit status and the whole output.
     pub fn stop(mut self) -> Stopped {

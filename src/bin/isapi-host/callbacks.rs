@@ -877,8 +877,10 @@ unsafe fn append_log_parameter(s: &Support) -> BOOL {
     s.ok(|| format!("({})", show(text)))
 }
 
-/// HSE_REQ_REPORT_UNHEALTHY: lpvBuffer is the reason (a string or NULL). IIS would
-/// recycle the worker process; the host prints it.
+/// HSE_REQ_REPORT_UNHEALTHY: lpvBuffer is the reason (a string or NULL). IIS writes it
+/// to the Application event log (W3SVC-WP event 2262, W3_EVENT_UNHEALTHY_ISAPI) and
+/// recycles the worker process at its next health ping; the host prints it the same way,
+/// and with `--exit-on-unhealthy` stops as the old worker process of a recycle does.
 ///
 /// # Safety
 /// See [`Handler`].
@@ -886,10 +888,17 @@ unsafe fn report_unhealthy(s: &Support) -> BOOL {
     // SAFETY: buffer is a NUL-terminated reason or NULL (contract).
     let reason = unsafe { c_str(s.buffer as *const c_char) }.unwrap_or(b"");
     eprintln!(
-        "isapi-host: {}: the extension reports itself unhealthy: {} (IIS would recycle the worker process)",
+        "isapi-host: {}: event 2262: ISAPI '{}' reported itself as unhealthy for the following reason: '{}'.",
         s.ex.label,
+        s.host.extension.path().display(),
         String::from_utf8_lossy(reason)
     );
+    if s.host.options.exit_on_unhealthy && !s.host.stopping() {
+        eprintln!(
+            "isapi-host: --exit-on-unhealthy: recycling: stopping as IIS stops the old worker process"
+        );
+        crate::os::request_stop();
+    }
     s.ok(|| format!("({})", show(reason)))
 }
 

@@ -32,6 +32,11 @@ Server:
                            add Content-Length to a fully buffered response that has no
                            framing, instead of closing the connection (unconfirmed IIS)
   --config FILE            set ISAPI_WSGI_CONFIG=FILE for the extension before loading it
+  --exit-on-unhealthy      when the extension calls HSE_REQ_REPORT_UNHEALTHY, stop as an IIS
+                           recycle would: no new connections, drain, TerminateExtension
+  --check                  load the extension with ISAPI_WSGI_CHECK=1 set, so that it checks
+                           its configuration and application and prints what it found;
+                           exit 0 if GetExtensionVersion returned TRUE, else 1 (no server)
 
 Unconfirmed IIS behaviours (see docs/host.md):
   --ecb-version X.Y        ECB dwVersion [8.0]
@@ -148,6 +153,10 @@ pub struct Options {
     pub server_software: String,
     pub all_http_crlf: bool,
     pub strict: bool,
+    /// `--exit-on-unhealthy`: HSE_REQ_REPORT_UNHEALTHY stops the host like a recycle.
+    pub exit_on_unhealthy: bool,
+    /// `--check`: only load the extension in its check mode and report.
+    pub check: bool,
     pub trace: bool,
     pub access_log: AccessLog,
 }
@@ -246,6 +255,8 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, String> 
         server_software: "Microsoft-IIS/10.0".into(),
         all_http_crlf: false,
         strict: false,
+        exit_on_unhealthy: false,
+        check: false,
         trace: false,
         access_log: AccessLog::Stderr,
     };
@@ -382,6 +393,8 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, String> 
                 }
             }
             "--strict" => o.strict = true,
+            "--exit-on-unhealthy" => o.exit_on_unhealthy = true,
+            "--check" => o.check = true,
             "--trace" => o.trace = true,
             "--access-log" => {
                 o.access_log = match value()?.as_str() {

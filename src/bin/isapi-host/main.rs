@@ -59,6 +59,9 @@ fn main() -> ExitCode {
         // SAFETY: no other thread exists yet, so nothing reads the environment concurrently.
         unsafe { std::env::set_var("ISAPI_WSGI_CONFIG", absolute) };
     }
+    if options.check {
+        return check(&options.extension);
+    }
     let extension = match extension::Extension::load(&options.extension) {
         Ok(e) => e,
         Err(message) => {
@@ -70,6 +73,28 @@ fn main() -> ExitCode {
         Ok(status) => ExitCode::from(status as u8),
         Err(e) => {
             eprintln!("isapi-host: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// `--check`: loads the extension in its check mode (`ISAPI_WSGI_CHECK=1`, read by the
+/// extension in GetExtensionVersion; an ISAPI extension has no other way in), lets it report,
+/// calls TerminateExtension, and exits 0 if GetExtensionVersion returned TRUE, else 1.
+fn check(path: &std::path::Path) -> ExitCode {
+    // SAFETY: no other thread exists yet, so nothing reads the environment concurrently.
+    unsafe { std::env::set_var("ISAPI_WSGI_CHECK", "1") };
+    match extension::Extension::load(path) {
+        Ok(extension) => {
+            extension.terminate();
+            eprintln!(
+                "isapi-host: --check: {} started; GetExtensionVersion returned TRUE",
+                extension.path().display()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(message) => {
+            eprintln!("isapi-host: --check: {message}");
             ExitCode::from(1)
         }
     }

@@ -113,6 +113,11 @@ pub fn stop_requested() -> bool {
     STOP.load(Ordering::SeqCst)
 }
 
+/// Asks the main thread to stop the host, as Ctrl-C would (`--exit-on-unhealthy`).
+pub fn request_stop() {
+    STOP.store(true, Ordering::SeqCst);
+}
+
 #[cfg(unix)]
 extern "C" fn on_signal(_signal: libc::c_int) {
     // Only an atomic store: async-signal-safe.
