@@ -476,6 +476,63 @@ class Matrix:
         assert "TerminateExtension(HSE_TERM_MUST_UNLOAD) returned TRUE" in log, "no TerminateExtension:\n%s" % log
         assert "0 contract violation(s)" in log, "contract violations:\n%s" % log
 
+    def check_mode(self, version):
+        """isapi-host.exe --check: the DLL's check mode (ISAPI_WSGI_CHECK=1, read in
+        GetExtensionVersion) reports the Python it loaded and exits 0; a missing module
+        is printed with its traceback and exits 1."""
+        directory = os.path.join(self.work, "check" + version)
+        ini = self.write_ini(directory, home=os.path.join(PYTHONS, version), venv_version=version)
+        dll = winpath(os.path.join(self.build, "isapi_wsgi.dll"))
+        exe = os.path.join(self.build, "isapi-host.exe")
+        code, out = wine([exe, "--check", "--config", winpath(ini), dll])
+        assert code == 0, "exit %s:\n%s" % (code, out[-4000:])
+        for expected in ("check: Python %s." % version, dll_name(version), "check: sys.path:",
+                         "check: app serving windows_matrix:application", "check: handler threadpool",
+                         "check: OK", "GetExtensionVersion returned TRUE"):
+            assert expected in out, "missing %r:\n%s" % (expected, out[-4000:])
+        bad = os.path.join(directory, "bad.ini")
+        with open(ini, encoding="utf-8") as f:
+            text = f.read().replace("app = windows_matrix:application", "app = no_such_module:app")
+        with open(bad, "w", encoding="utf-8") as f:
+            f.write(text)
+        code, out = wine([exe, "--check", "--config", winpath(bad), dll])
+        assert code == 1, "exit %s:\n%s" % (code, out[-4000:])
+        for expected in ("ModuleNotFoundError: No module named 'no_such_module'", "check: FAILED",
+                         "GetExtensionVersion returned FALSE"):
+            assert expected in out, "missing %r:\n%s" % (expected, out[-4000:])
+
+    def watchdog(self, version):
+        """The watchdog on Windows: the slow-request line with the Python stack of the
+        request's thread (GetCurrentThreadId as Python's thread id), then a C call holding
+        the GIL (ctypes.PyDLL kernel32 Sleep) reported unhealthy, and --exit-on-unhealthy
+        stopping the host as a recycle does."""
+        directory = os.path.join(self.work, "watchdog" + version)
+        os.makedirs(directory, exist_ok=True)
+        ini = os.path.join(directory, "isapi_wsgi.ini")
+        with open(ini, "w", encoding="utf-8") as f:
+            f.write("[python]\nhome = %s\npath = %s\n[wsgi]\napp = watchdog_app:app\nhandler = threadpool\n"
+                    "log = wsgi.log\nrequest_timeout = 1\ngil_stall = 2\n"
+                    % (winpath(os.path.join(PYTHONS, version)), winpath(APPS)))
+        host = Host(self.build, ini, extra_args=["--exit-on-unhealthy"])
+        try:
+            status, _, body = host.request("GET", "/sleep/3")
+            assert (status, body) == (200, b"done: /sleep/3"), (status, body)
+            with open(os.path.join(directory, "wsgi.log"), encoding="utf-8", errors="replace") as f:
+                log = f.read()
+            assert "GET /sleep/3: still running after" in log and "in snooze" in log, log[-3000:]
+            status, _, body = host.request("GET", "/hold-gil/6")
+            assert (status, body) == (200, b"done: /hold-gil/6"), (status, body)
+            code = host.proc.wait(60)
+            host.reader.join(5)
+        finally:
+            host.kill()
+        out = host.log()
+        assert code == 0, "exit %s:\n%s" % (code, out)
+        for expected in ("reported itself as unhealthy for the following reason: 'the GIL has not been released for",
+                         "--exit-on-unhealthy: recycling", "TerminateExtension(HSE_TERM_MUST_UNLOAD) returned TRUE",
+                         "0 contract violation(s)"):
+            assert expected in out, "missing %r:\n%s" % (expected, out)
+
     def pep514_host(self):
         """No home in the ini: the extension takes the newest CPython registered for the
         machine, before any registered only for the user (even a newer one)."""
@@ -680,6 +737,8 @@ class Matrix:
         if self.have_host():
             for version in self.versions:
                 self.serve_version(version)
+                self.check("check-mode-%s" % version, self.check_mode, version)
+            self.check("watchdog-%s" % self.versions[-1], self.watchdog, self.versions[-1])
             self.check("host-pep514-discovery", self.pep514_host)
             self.check("host-non-ascii-paths", self.non_ascii_host)
             self.check("host-startup-error-reported", self.startup_error_reported)

@@ -129,6 +129,8 @@ fn extension_messages() -> Vec<(String, String)> {
         "src/wsgi/mod.rs",
         "src/wsgi/response.rs",
         "src/wsgi/framing.rs",
+        "src/wsgi/in_flight.rs",
+        "src/watchdog/mod.rs",
     ] {
         let text =
             std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(file)).unwrap();
