@@ -159,6 +159,8 @@ unsafe fn keep_until_thread_exit(api: &'static Api, state: *mut super::api::ffi:
 
 /// The calling thread's identifier as Python knows it (`threading.get_ident()`, the keys of
 /// `sys._current_frames()`), read without the GIL.
+// `unsigned long`: 64 bits on Linux, 32 on Windows, hence the conversion.
+#[allow(clippy::useless_conversion)]
 pub fn thread_ident(api: &'static Api) -> u64 {
     // SAFETY: PyThread_get_thread_ident has no preconditions: it needs neither the GIL nor a
     // thread state (it is the platform's thread id), and Python is loaded (the Api proves it).
