@@ -22,9 +22,10 @@
 //! runs a request, on which thread), [`wsgi`] (the bridge: `Bridge::serve` and `run`, the
 //! request's life as one sequence of steps), then the two sides it joins: [`isapi`] (the
 //! ECB, IIS's side) and [`python`] (the C API, Python's side), and below both [`sys`] (the
-//! operating system). Beside them: [`config`] (the ini file), [`log`], [`page`] (the
-//! pages the extension answers by itself), and [`watchdog`] (slow requests, a stuck GIL,
-//! reload files: when to ask IIS for a recycle).
+//! operating system). Beside them: [`config`] (the ini file), [`wfastcgi`] (a wfastcgi
+//! web.config instead, read with [`xml`]), [`log`], [`page`] (the pages the extension
+//! answers by itself), [`watchdog`] (slow requests, a stuck GIL, reload files: when to ask
+//! IIS for a recycle), and [`check`] (the check mode behind `isapi-host --check`).
 pub mod check;
 pub mod config;
 pub mod handler;
