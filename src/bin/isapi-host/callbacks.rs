@@ -296,9 +296,9 @@ fn write_body(host: &'static Host, ex: &Exchange, state: &mut State, data: &[u8]
     };
     if !response.started() {
         ex.violation(host, "WriteClient before any response header (sent raw, as IIS 6 did; the connection will close)");
-        return response.write_raw(&mut conn.stream, data, stopping).is_ok();
+        return response.write_raw(&mut conn.out(), data, stopping).is_ok();
     }
-    match response.write_body(&mut conn.stream, data, stopping) {
+    match response.write_body(&mut conn.out(), data, stopping) {
         Ok(0) => true,
         Ok(dropped) => {
             ex.violation(
@@ -410,7 +410,7 @@ fn read_into(ex: &Exchange, out: BodyOut<'_>) -> Result<usize, u32> {
         // final response's headers: an interim response there would corrupt the reply.)
         use std::io::Write;
         if conn
-            .stream
+            .out()
             .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
             .is_err()
         {
@@ -485,17 +485,12 @@ fn send_headers(
         let State { conn, response, .. } = &mut *state;
         if let Some(conn) = conn.as_mut().filter(|c| !c.closed) {
             response
-                .flush(&mut conn.stream, stopping)
+                .flush(&mut conn.out(), stopping)
                 .map_err(|_| ERROR_CONNECTION_ABORTED)?;
         }
     }
     Ok(())
 }
-
-/// The body of ServerSupportFunction.
-///
-/// # Safety
-/// The arguments must follow the contract for `request` (checked for NULL here).
 
 // ---- ServerSupportFunction -------------------------------------------------------------
 //
@@ -856,7 +851,7 @@ unsafe fn set_flush_flag(s: &Support) -> BOOL {
         let stopping = s.host.stopping();
         let State { conn, response, .. } = &mut *state;
         if let Some(conn) = conn.as_mut().filter(|c| !c.closed) {
-            let _ = response.flush(&mut conn.stream, stopping);
+            let _ = response.flush(&mut conn.out(), stopping);
         }
     }
     drop(state);

@@ -17,6 +17,17 @@ Server:
   --listen ADDR            address to listen on [127.0.0.1:8080]
   --threads N              worker threads calling HttpExtensionProc [2 per CPU, at least 4]
   --idle-timeout SECS      close idle keep-alive connections after SECS [120]
+  --header-timeout SECS    a request head must arrive whole within SECS of its first
+                           byte, else 408 (http.sys HeaderWait) [20]; 0 = no limit
+  --min-receive-rate N     a request body must arrive at N bytes/s at least, after a
+                           first --header-timeout SECS, else 408 / close [240]; 0 = off
+  --min-send-rate N        the client must take the response at N bytes/s at least,
+                           after a first --header-timeout SECS, else close (http.sys
+                           MinSendRate) [240]; 0 = off
+  --max-connections N      open client connections at most; one more is answered 503
+                           and closed at once [10000]
+  --max-requests N         requests in flight at most (HCONN slots); one more is
+                           answered 503 [4096]
   --shutdown-timeout SECS  on Ctrl-C/SIGTERM, wait at most SECS for open requests [10]
   --unload                 at shutdown, after TerminateExtension, unload the library
                            (FreeLibrary/dlclose) as IIS may, then stay alive for
@@ -120,6 +131,14 @@ pub struct Options {
     pub listen: SocketAddr,
     pub threads: usize,
     pub idle_timeout: Duration,
+    /// `--header-timeout`: the whole request head within this of its first byte.
+    pub header_timeout: Duration,
+    /// `--min-receive-rate`, bytes per second (0: off).
+    pub min_receive_rate: u64,
+    /// `--min-send-rate`, bytes per second (0: off).
+    pub min_send_rate: u64,
+    pub max_connections: usize,
+    pub max_requests: u32,
     pub shutdown_timeout: Duration,
     /// `--unload`: unload the library after TerminateExtension.
     pub unload: bool,
@@ -213,6 +232,14 @@ fn size(name: &str, v: &str) -> Result<usize, String> {
         .ok_or_else(|| format!("{name}: '{v}' is not a size (a number, optionally with K or M)"))
 }
 
+/// A whole number, at least `min`.
+fn count(name: &str, v: &str, min: u64) -> Result<u64, String> {
+    v.parse::<u64>()
+        .ok()
+        .filter(|n| *n >= min && *n < 1 << 40)
+        .ok_or_else(|| format!("{name}: '{v}' is not a whole number of at least {min}"))
+}
+
 fn seconds(name: &str, v: &str) -> Result<Duration, String> {
     v.parse::<f64>()
         .ok()
@@ -228,6 +255,11 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, String> 
         listen: "127.0.0.1:8080".parse().expect("valid default"),
         threads: (2 * cpus).max(4),
         idle_timeout: Duration::from_secs(120),
+        header_timeout: Duration::from_secs(20),
+        min_receive_rate: 240,
+        min_send_rate: 240,
+        max_connections: 10000,
+        max_requests: 4096,
         shutdown_timeout: Duration::from_secs(10),
         unload: false,
         unload_linger: UNLOAD_LINGER,
@@ -290,6 +322,15 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, String> 
                     .ok_or_else(|| format!("--threads: '{v}' is not a number from 1 to 1024"))?;
             }
             "--idle-timeout" => o.idle_timeout = seconds("--idle-timeout", &value()?)?,
+            "--header-timeout" => o.header_timeout = seconds("--header-timeout", &value()?)?,
+            "--min-receive-rate" => o.min_receive_rate = count("--min-receive-rate", &value()?, 0)?,
+            "--min-send-rate" => o.min_send_rate = count("--min-send-rate", &value()?, 0)?,
+            "--max-connections" => {
+                o.max_connections = count("--max-connections", &value()?, 1)? as usize
+            }
+            "--max-requests" => {
+                o.max_requests = count("--max-requests", &value()?, 1)?.min(1 << 20) as u32
+            }
             "--shutdown-timeout" => o.shutdown_timeout = seconds("--shutdown-timeout", &value()?)?,
             "--unload" => o.unload = true,
             "--unload-linger" => o.unload_linger = seconds("--unload-linger", &value()?)?,
@@ -487,6 +528,21 @@ mod tests {
         let o = run(&["--unload", "--unload-linger=0.5"]).unwrap();
         assert!(o.unload);
         assert_eq!(o.unload_linger, Duration::from_millis(500));
+        let o = run(&[]).unwrap();
+        assert_eq!(o.header_timeout, Duration::from_secs(20));
+        assert_eq!((o.min_receive_rate, o.min_send_rate), (240, 240));
+        assert_eq!((o.max_connections, o.max_requests), (10000, 4096));
+        let o = run(&[
+            "--header-timeout=1.5",
+            "--min-receive-rate=0",
+            "--min-send-rate=1000",
+            "--max-connections=7",
+            "--max-requests=3",
+        ])
+        .unwrap();
+        assert_eq!(o.header_timeout, Duration::from_millis(1500));
+        assert_eq!((o.min_receive_rate, o.min_send_rate), (0, 1000));
+        assert_eq!((o.max_connections, o.max_requests), (7, 3));
     }
 
     #[test]
@@ -519,6 +575,15 @@ mod tests {
                 .contains("--script-map")
         );
         assert!(run(&["--bogus"]).unwrap_err().contains("--bogus"));
+        for (flag, bad) in [
+            ("--max-connections", "0"),
+            ("--max-requests", "-1"),
+            ("--min-send-rate", "fast"),
+            ("--header-timeout", "soon"),
+        ] {
+            let e = run(&[flag, bad]).unwrap_err();
+            assert!(e.starts_with(&format!("{flag}: '{bad}'")), "{e}");
+        }
         assert!(run(&["--listen"]).unwrap_err().contains("needs a value"));
         assert!(run(&["a", "b"]).unwrap_err().contains("more than one"));
         for bad in [

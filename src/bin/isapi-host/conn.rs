@@ -1,16 +1,80 @@
 //! The transport of one client connection: the socket, the bytes received but not yet
-//! used, reading request bodies (by Content-Length or de-chunked), the host's own error
-//! answers, and closing without losing the response just written.
+//! used, reading request bodies (by Content-Length or de-chunked), the minimum rates a
+//! client must keep to ([`Pace`]), the host's own error answers, and the steps of closing
+//! without losing the response just written.
 //!
 //! A connection is owned by exactly one party at a time: the poller while it is idle, a
 //! worker thread while it reads a request, and the request's exchange while the
 //! extension runs. This module knows nothing of requests or of who owns it.
 use crate::http::{BodyKind, BodyOut, ChunkedDecoder, HttpError};
-use crate::poller::Watched;
 use crate::response;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
-use std::time::Duration;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+/// How slow a client may be, from the options (`--idle-timeout`, `--header-timeout`,
+/// `--min-receive-rate`, `--min-send-rate`).
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// The longest any one blocking read or write waits (None: forever).
+    pub idle: Option<Duration>,
+    /// The allowance a body or a response gets before its rate counts.
+    pub allowance: Duration,
+    pub receive_rate: u64,
+    pub send_rate: u64,
+}
+
+/// A transfer that must keep to a minimum rate: `bytes` may take at most `allowance +
+/// bytes / rate` from `since` (as Apache's mod_reqtimeout `body=20,MinRate=240` reads,
+/// and http.sys's MinSendRate for responses). A rate of 0 never runs out.
+#[derive(Clone, Copy, Debug)]
+pub struct Pace {
+    since: Instant,
+    bytes: u64,
+    allowance: Duration,
+    rate: u64,
+}
+
+impl Pace {
+    pub fn new(allowance: Duration, rate: u64) -> Pace {
+        Pace {
+            since: Instant::now(),
+            bytes: 0,
+            allowance,
+            rate,
+        }
+    }
+
+    pub fn add(&mut self, n: usize) {
+        self.bytes += n as u64;
+    }
+
+    /// When the transfer must have made more progress, if there is such a time.
+    pub fn deadline(&self) -> Option<Instant> {
+        (self.rate > 0).then(|| {
+            self.since
+                + self.allowance
+                + Duration::from_secs_f64(self.bytes as f64 / self.rate as f64)
+        })
+    }
+
+    /// How long the next blocking read or write may wait: the time left, capped by
+    /// `idle`; Err(TimedOut) once the deadline has passed.
+    fn wait(&self, idle: Option<Duration>) -> io::Result<Option<Duration>> {
+        let Some(deadline) = self.deadline() else {
+            return Ok(idle);
+        };
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "below the minimum rate",
+            ));
+        }
+        Ok(Some(idle.map_or(left, |i| i.min(left))))
+    }
+}
 
 /// A client connection and the bytes received but not yet used.
 pub struct Conn {
@@ -21,39 +85,111 @@ pub struct Conn {
     pub local: SocketAddr,
     /// The socket was shut down by the extension (HSE_REQ_CLOSE_CONNECTION).
     pub closed: bool,
+    /// When the first byte of the request head now in `input` arrived (`--header-timeout`).
+    pub head_since: Option<Instant>,
+    /// The pace of the request body being received, if one is.
+    pub receiving: Option<Pace>,
+    pub limits: Limits,
 }
 
-impl Watched for Conn {
-    fn socket(&self) -> crate::os::RawSocket {
-        crate::os::raw_socket(&self.stream)
+/// How many client connections are open (`--max-connections`).
+static OPEN: AtomicUsize = AtomicUsize::new(0);
+
+/// The number of open client connections.
+pub fn open_connections() -> usize {
+    OPEN.load(Ordering::SeqCst)
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        OPEN.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
 impl Conn {
-    pub fn new(stream: TcpStream, idle: Duration) -> io::Result<Conn> {
+    /// The socket, for the readiness loop.
+    pub fn socket(&self) -> crate::os::RawSocket {
+        crate::os::raw_socket(&self.stream)
+    }
+
+    pub fn new(stream: TcpStream, limits: Limits) -> io::Result<Conn> {
         stream.set_nodelay(true)?;
-        // Blocking reads and writes (ReadClient, WriteClient, the pre-read) give up after
-        // the idle timeout, so a stalled client cannot hold a thread forever.
-        let idle = if idle.is_zero() { None } else { Some(idle) };
-        stream.set_read_timeout(idle)?;
-        stream.set_write_timeout(idle)?;
+        // Blocking reads and writes (ReadClient, WriteClient) give up after the idle
+        // timeout, so a stalled client cannot hold a thread forever.
+        stream.set_read_timeout(limits.idle)?;
+        stream.set_write_timeout(limits.idle)?;
         let remote = stream.peer_addr()?;
         let local = stream.local_addr()?;
+        OPEN.fetch_add(1, Ordering::SeqCst);
         Ok(Conn {
             stream,
             input: Vec::with_capacity(4096),
             remote,
             local,
             closed: false,
+            head_since: None,
+            receiving: None,
+            limits,
         })
     }
 
     /// One read from the socket, appended to `input`. Ok(0) means the client closed.
+    /// Called when the socket is readable, or (ReadClient) blocking up to the idle
+    /// timeout and the body's pace.
     pub fn fill(&mut self) -> io::Result<usize> {
         let mut chunk = [0u8; 16384];
         let n = self.stream.read(&mut chunk)?;
         self.input.extend_from_slice(&chunk[..n]);
+        if let Some(pace) = &mut self.receiving {
+            pace.add(n);
+        }
         Ok(n)
+    }
+
+    /// Reads what has already arrived, without waiting: None if nothing has.
+    pub fn fill_now(&mut self) -> io::Result<Option<usize>> {
+        self.stream.set_nonblocking(true)?;
+        let result = self.fill();
+        self.stream.set_nonblocking(false)?;
+        match result {
+            Ok(n) => Ok(Some(n)),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// How long the readiness loop waits for this connection's next bytes of a body: as
+    /// the body's pace allows, and at most the idle timeout.
+    pub fn wait_deadline(&self) -> Option<Instant> {
+        let idle = self.limits.idle.map(|i| Instant::now() + i);
+        let paced = self.receiving.and_then(|p| p.deadline());
+        match (idle, paced) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Starts counting a request body's pace (`--min-receive-rate`).
+    pub fn start_body(&mut self) {
+        self.receiving = Some(Pace::new(self.limits.allowance, self.limits.receive_rate));
+    }
+
+    /// A blocking [`fill`](Conn::fill) that waits no longer than the body's pace allows.
+    fn fill_paced(&mut self) -> io::Result<usize> {
+        if let Some(pace) = self.receiving.filter(|p| p.rate > 0) {
+            self.stream.set_read_timeout(pace.wait(self.limits.idle)?)?;
+        }
+        self.fill()
+    }
+
+    /// The socket to write the response to, keeping to `--min-send-rate`.
+    pub fn out(&mut self) -> Paced<'_> {
+        Paced {
+            stream: &mut self.stream,
+            pace: Pace::new(self.limits.allowance, self.limits.send_rate),
+            idle: self.limits.idle,
+            shortened: false,
+        }
     }
 
     /// The client has not closed its end, as far as the socket knows (peeks without
@@ -78,42 +214,68 @@ impl Conn {
         self.closed = true;
     }
 
-    /// Answers with a host-generated error ([`response::host_answer`], `server` its
-    /// `Server` header), tells `sent` how many bytes went out (for the access log), and
+    /// Writes a host-generated error answer ([`response::host_answer`], `server` its
+    /// `Server` header). Returns the bytes that went out, for the access log; the caller
     /// closes the connection.
-    pub fn refuse(
-        mut self,
-        (code, reason): (u16, &str),
-        message: &str,
-        server: &str,
-        sent: impl FnOnce(u64),
-    ) {
+    pub fn answer(&mut self, (code, reason): (u16, &str), message: &str, server: &str) -> u64 {
         let text = response::host_answer(code, reason, message, server);
-        sent(match self.stream.write_all(&text) {
+        match self.out().write_all(&text) {
             Ok(()) => text.len() as u64,
             Err(_) => 0,
-        });
-        self.close_gracefully();
+        }
     }
 
-    /// Closes without losing the response just written: shut down our side, then read
-    /// and discard briefly until the client closes too (a plain close with unread input
-    /// would reset the connection and could destroy the response in flight).
-    pub fn close_gracefully(mut self) {
-        if self.closed {
-            return;
+    /// The first step of closing without losing the response just written: shut down
+    /// our side. The caller then reads and discards what the client still sends, for a
+    /// bounded time and number of bytes, until it closes too ([`Conn::discard`]): a
+    /// plain close with unread input would reset the connection and could destroy the
+    /// response in flight. False if there is nothing to wait for.
+    pub fn begin_close(&mut self) -> bool {
+        !self.closed && self.stream.shutdown(Shutdown::Write).is_ok()
+    }
+
+    /// One read of a closing connection, discarded (the socket is readable). Some(n)
+    /// while the client is still sending; None when it has closed or failed.
+    pub fn discard(&mut self) -> Option<usize> {
+        let mut sink = [0u8; 16384];
+        match self.stream.read(&mut sink) {
+            Ok(0) | Err(_) => None,
+            Ok(n) => Some(n),
         }
-        let _ = self.stream.shutdown(Shutdown::Write);
-        let _ = self
-            .stream
-            .set_read_timeout(Some(Duration::from_millis(200)));
-        let mut sink = [0u8; 4096];
-        let mut total = 0;
-        while total < 256 * 1024 {
-            match self.stream.read(&mut sink) {
-                Ok(0) | Err(_) => break,
-                Ok(n) => total += n,
-            }
+    }
+}
+
+/// The socket, written at no less than a minimum rate: each blocking write waits no
+/// longer than the rest of the allowance, and fails with TimedOut after it.
+pub struct Paced<'a> {
+    stream: &'a mut TcpStream,
+    pace: Pace,
+    idle: Option<Duration>,
+    /// The write timeout was set below the idle timeout (restored on drop).
+    shortened: bool,
+}
+
+impl Write for Paced<'_> {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        let wait = self.pace.wait(self.idle)?;
+        if wait != self.idle {
+            self.stream.set_write_timeout(wait)?;
+            self.shortened = true;
+        }
+        let n = self.stream.write(data)?;
+        self.pace.add(n);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.stream.flush()
+    }
+}
+
+impl Drop for Paced<'_> {
+    fn drop(&mut self) {
+        if self.shortened {
+            let _ = self.stream.set_write_timeout(self.idle);
         }
     }
 }
@@ -155,8 +317,37 @@ pub enum BodyError {
     Malformed(HttpError),
 }
 
+/// Moves body bytes already received into `out`, without touching the socket. Ok(0)
+/// when nothing buffered is body data yet (or at the end: see `body.finished()`).
+pub fn take_body(
+    conn: &mut Conn,
+    body: &mut BodyReader,
+    out: &mut BodyOut<'_>,
+) -> Result<usize, BodyError> {
+    match body {
+        BodyReader::Length(remaining) => {
+            let n = (*remaining)
+                .min(out.len() as u64)
+                .min(conn.input.len() as u64) as usize;
+            out.put(0, &conn.input[..n]);
+            conn.input.drain(..n);
+            *remaining -= n as u64;
+            Ok(n)
+        }
+        BodyReader::Chunked(decoder) => {
+            let (used, made) = decoder
+                .decode(&conn.input, out)
+                .map_err(BodyError::Malformed)?;
+            conn.input.drain(..used);
+            Ok(made)
+        }
+        BodyReader::Done => Ok(0),
+    }
+}
+
 /// Reads body bytes into `out`: buffered input first, then the socket (blocking, up to the
-/// idle timeout). Ok(0) only at the end of the body (or if `out` is empty).
+/// idle timeout and no longer than the body's pace allows). Ok(0) only at the end of the
+/// body (or if `out` is empty).
 pub fn read_body(
     conn: &mut Conn,
     body: &mut BodyReader,
@@ -167,46 +358,34 @@ pub fn read_body(
     }
     loop {
         if conn.input.is_empty() {
-            match conn.fill() {
+            match conn.fill_paced() {
                 Ok(0) => return Err(BodyError::Truncated),
                 Ok(_) => {}
                 Err(e) => return Err(BodyError::Io(e)),
             }
         }
-        match body {
-            BodyReader::Length(remaining) => {
-                let n = (*remaining)
-                    .min(out.len() as u64)
-                    .min(conn.input.len() as u64) as usize;
-                out.put(0, &conn.input[..n]);
-                conn.input.drain(..n);
-                *remaining -= n as u64;
-                return Ok(n);
-            }
-            BodyReader::Chunked(decoder) => {
-                let (used, made) = decoder
-                    .decode(&conn.input, &mut out)
-                    .map_err(BodyError::Malformed)?;
-                conn.input.drain(..used);
-                if made > 0 || decoder.is_done() {
-                    return Ok(made);
-                }
-            }
-            BodyReader::Done => return Ok(0),
+        let n = take_body(conn, body, &mut out)?;
+        if n > 0 || body.finished() {
+            return Ok(n);
         }
     }
 }
 
-/// Reads and discards what is left of an unread request body, up to `limit` bytes, so
-/// that the connection can serve its next request. True if the body was read to its end.
-pub fn drain_body(conn: &mut Conn, body: &mut BodyReader, limit: usize) -> bool {
+/// Moves what is buffered of an unread request body out of the way, without touching
+/// the socket; `limit` is decreased by the bytes dropped. True once the body has ended.
+pub fn skip_body(
+    conn: &mut Conn,
+    body: &mut BodyReader,
+    limit: &mut usize,
+) -> Result<bool, BodyError> {
     let mut sink = [0u8; 8192];
-    let mut drained = 0;
-    while !body.finished() && drained < limit {
-        match read_body(conn, body, (&mut sink[..]).into()) {
-            Ok(n) if n > 0 => drained += n,
-            _ => break,
+    while !body.finished() && *limit > 0 && !conn.input.is_empty() {
+        let room = sink.len().min(*limit);
+        let n = take_body(conn, body, &mut (&mut sink[..room]).into())?;
+        *limit -= n;
+        if n == 0 && !body.finished() && conn.input.is_empty() {
+            break;
         }
     }
-    body.finished()
+    Ok(body.finished())
 }

@@ -23,8 +23,9 @@
 //! * The ECB is the one part shared without the mutex, since the extension owns it while
 //!   the request runs; `EcbCell` says why sharing it is sound.
 use crate::conn::{self, BodyError, BodyReader, Conn};
-use crate::host::Host;
+use crate::host::{Host, Waiting};
 use crate::http::{BodyKind, RequestHead};
+use crate::os;
 use crate::response::{HTTP_API_SERVER, Response};
 use crate::staticfile::StaticRequest;
 use crate::vars::{RequestInfo, Unmapped};
@@ -181,7 +182,7 @@ impl Exchange {
         state: State,
     ) -> Option<Arc<Exchange>> {
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
-        let label = format!("#{id} {label}");
+        let mut label = Some(label);
         let mut text = Vec::with_capacity(256);
         let offsets = info.write_ecb_strings(&mut text);
         let mut strings = text;
@@ -216,7 +217,7 @@ impl Exchange {
                 id,
                 hconn,
                 info,
-                label,
+                label: format!("#{id} {}", label.take().unwrap_or_default()),
                 ended: AtomicBool::new(false),
                 started,
                 ecb: Box::new(EcbCell(UnsafeCell::new(ecb))),
@@ -230,7 +231,7 @@ impl Exchange {
         if registered.is_none()
             && let Some(conn) = state.and_then(|mut s| s.conn.take())
         {
-            refuse_busy(conn);
+            refuse_busy(host, conn, &label.unwrap_or_default(), started);
         }
         registered
     }
@@ -281,13 +282,15 @@ impl Exchange {
 }
 
 /// What happens to the connection after a request.
+// A Conn is moved once per request; boxing it would cost an allocation per request.
+#[allow(clippy::large_enum_variant)]
 pub enum Next {
-    /// Go on with the next request on this connection.
+    /// Go on with the next request on this connection, on this thread.
     Continue(Conn),
-    /// The extension returned PENDING: the Exchange owns the connection now.
-    Pending,
-    /// The connection is closed.
-    Closed,
+    /// The connection is someone else's now: the exchange's (the extension returned
+    /// PENDING), the readiness loop's (waiting for the pre-read, a drain, a close), or
+    /// it is closed.
+    Elsewhere,
 }
 
 /// Answers a request for a `--static` location as IIS's StaticFile handler does, without
@@ -304,7 +307,7 @@ fn serve_static(
     let code = answer.status();
     let keep = head.keep_alive && head.body == BodyKind::None && !host.stopping();
     let written = answer.write_to(
-        &mut conn.stream,
+        &mut conn.out(),
         &host.site.server_software,
         head.method == "HEAD",
         keep,
@@ -315,43 +318,65 @@ fn serve_static(
     if keep && written.is_ok() {
         Next::Continue(conn)
     } else {
-        conn.close_gracefully();
-        Next::Closed
+        host.close(conn);
+        Next::Elsewhere
     }
 }
 
-/// Runs one request: maps it, pre-reads the body, calls HttpExtensionProc.
-pub fn run(host: &'static Host, callbacks: &Callbacks, mut conn: Conn, head: RequestHead) -> Next {
+/// A request whose head has arrived, on its way to HttpExtensionProc.
+struct Arriving {
+    callbacks: &'static Callbacks,
+    info: RequestInfo,
+    /// "GET /path?query", for logs.
+    label: String,
+    started: Instant,
+    body: BodyReader,
+    /// The pre-read buffer: `want` bytes and a NUL; `got` of them read so far.
+    preread: Vec<u8>,
+    got: usize,
+    want: usize,
+    /// cbTotalBytes.
+    total: u32,
+    /// `--continue-on-read`: the first ReadClient sends 100 Continue.
+    continue_on_read: bool,
+}
+
+/// Starts one request: maps it onto the site, sends 100 Continue if the client waits for
+/// it, and pre-reads the body ([`preread`]), which may wait in the readiness loop.
+pub fn run(
+    host: &'static Host,
+    callbacks: &'static Callbacks,
+    mut conn: Conn,
+    head: RequestHead,
+) -> Next {
     let started = Instant::now();
-    let version = head.version;
     let label = format!("{} {}", head.method, head.target);
     let info = match RequestInfo::new(head, conn.remote, conn.local, host.site.clone()) {
         Ok(info) => info,
         Err(Unmapped::Http(e)) => {
             // URL canonicalisation fails in http.sys, before IIS sees the request.
-            let code = e.status().0;
             let remote = conn.remote;
-            conn.refuse(e.status(), e.message(), HTTP_API_SERVER, |sent| {
-                host.access.log(remote, &label, code, sent, started, "")
-            });
-            return Next::Closed;
+            let sent = host.refuse(conn, e.status(), e.message(), HTTP_API_SERVER);
+            host.access
+                .log(remote, &label, e.status().0, sent, started, "");
+            return Next::Elsewhere;
         }
         Err(Unmapped::NotFound) => {
             // IIS's own 404, with IIS's Server header.
             let remote = conn.remote;
-            conn.refuse(
-                (404, "Not Found"),
-                "no handler mapping for this URL",
-                &host.site.server_software,
-                |sent| host.access.log(remote, &label, 404, sent, started, ""),
-            );
-            return Next::Closed;
+            let (status, why) = ((404, "Not Found"), "no handler mapping for this URL");
+            let sent = host.refuse(conn, status, why, &host.site.server_software);
+            host.access.log(remote, &label, 404, sent, started, "");
+            return Next::Elsewhere;
         }
         Err(Unmapped::Static(head, request)) => {
             return serve_static(host, conn, &head, &request, &label, started);
         }
     };
-    let mut body = BodyReader::new(info.head.body);
+    let body = BodyReader::new(info.head.body);
+    if !body.finished() {
+        conn.start_body();
+    }
     // The client waits for 100 Continue before it sends the body. http.sys sends it before
     // the read-ahead; with --continue-on-read the host reads nothing ahead and leaves it to
     // the extension's first ReadClient.
@@ -361,11 +386,11 @@ pub fn run(host: &'static Host, callbacks: &Callbacks, mut conn: Conn, head: Req
         && !continue_on_read
         && conn.input.is_empty()
         && conn
-            .stream
+            .out()
             .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
             .is_err()
     {
-        return Next::Closed;
+        return Next::Elsewhere;
     }
     let (total, want) = match info.head.body {
         BodyKind::None => (0u32, 0usize),
@@ -376,36 +401,114 @@ pub fn run(host: &'static Host, callbacks: &Callbacks, mut conn: Conn, head: Req
         BodyKind::Chunked => (u32::MAX, host.options.read_ahead),
     };
     let want = if continue_on_read { 0 } else { want };
-    // The pre-read (IIS's UploadReadAheadSize): lpbData holds the first `want` bytes.
-    let mut preread = vec![0u8; want + 1]; // +1: a NUL after the data, as IIS seems to
-    let mut got = 0;
-    while got < want {
-        match conn::read_body(&mut conn, &mut body, (&mut preread[got..want]).into()) {
+    let request = Box::new(Arriving {
+        callbacks,
+        info,
+        label,
+        started,
+        body,
+        preread: vec![0u8; want + 1], // +1: a NUL after the data, as IIS seems to
+        got: 0,
+        want,
+        total,
+        continue_on_read,
+    });
+    preread(host, conn, request)
+}
+
+/// The pre-read (IIS's UploadReadAheadSize): lpbData holds the first `want` bytes of the
+/// body. Takes what has arrived; if more is due, parks the request in the readiness loop
+/// ([`Prereading`]) instead of waiting on this thread; else calls the extension.
+fn preread(host: &'static Host, mut conn: Conn, mut request: Box<Arriving>) -> Next {
+    let r = &mut *request;
+    while r.got < r.want {
+        let out = (&mut r.preread[r.got..r.want]).into();
+        match conn::take_body(&mut conn, &mut r.body, &mut { out }) {
             Ok(0) => break,
-            Ok(n) => got += n,
+            Ok(n) => r.got += n,
             Err(BodyError::Malformed(e)) => {
                 let remote = conn.remote;
-                conn.refuse(e.status(), e.message(), HTTP_API_SERVER, |sent| {
-                    host.access.log(remote, &label, 400, sent, started, "")
-                });
-                return Next::Closed;
+                let sent = host.refuse(conn, e.status(), e.message(), HTTP_API_SERVER);
+                host.access.log(remote, &r.label, 400, sent, r.started, "");
+                return Next::Elsewhere;
             }
-            Err(_) => {
-                host.access.log(
-                    conn.remote,
-                    &label,
-                    400,
-                    0,
-                    started,
-                    "client closed during the body",
-                );
-                return Next::Closed;
-            }
+            Err(_) => unreachable!("take_body fails only on malformed framing"),
         }
     }
+    if r.got < r.want && !r.body.finished() {
+        let deadline = conn.wait_deadline();
+        host.poller
+            .arm(Box::new(Prereading { conn, request }), deadline);
+        return Next::Elsewhere;
+    }
+    call(host, conn, request)
+}
+
+/// A request waiting in the readiness loop for its pre-read body bytes.
+struct Prereading {
+    conn: Conn,
+    request: Box<Arriving>,
+}
+
+impl Waiting for Prereading {
+    fn socket(&self) -> os::RawSocket {
+        self.conn.socket()
+    }
+
+    fn ready(self: Box<Self>, host: &'static Host) {
+        let Prereading { mut conn, request } = *self;
+        match conn.fill() {
+            Ok(n) if n > 0 => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                let deadline = conn.wait_deadline();
+                return host
+                    .poller
+                    .arm(Box::new(Prereading { conn, request }), deadline);
+            }
+            _ => {
+                let why = "client closed during the body";
+                let r = &request;
+                return host
+                    .access
+                    .log(conn.remote, &r.label, 400, 0, r.started, why);
+            }
+        }
+        if let Next::Continue(conn) = preread(host, conn, request) {
+            host.resume_here(conn);
+        }
+    }
+
+    /// Too slow (`--min-receive-rate`, or the idle timeout): 408.
+    fn expired(self: Box<Self>, host: &'static Host) {
+        let Prereading { conn, request } = *self;
+        if host.stopping() {
+            return;
+        }
+        let remote = conn.remote;
+        let why = "the request body did not arrive in time";
+        let sent = host.refuse(conn, (408, "Request Timeout"), why, HTTP_API_SERVER);
+        let r = &request;
+        host.access
+            .log(remote, &r.label, 408, sent, r.started, "body too slow");
+    }
+}
+
+/// The pre-read is done: builds and registers the exchange and calls HttpExtensionProc.
+fn call(host: &'static Host, conn: Conn, request: Box<Arriving>) -> Next {
+    let Arriving {
+        callbacks,
+        mut info,
+        label,
+        started,
+        body,
+        mut preread,
+        got,
+        total,
+        continue_on_read,
+        ..
+    } = *request;
     preread.truncate(got + 1);
     preread[got] = 0;
-    let mut info = info;
     let total = if host.options.chunked_known_length
         && info.head.body == BodyKind::Chunked
         && body.finished()
@@ -416,10 +519,9 @@ pub fn run(host: &'static Host, callbacks: &Callbacks, mut conn: Conn, head: Req
     } else {
         total
     };
-
     let keep_alive = info.head.keep_alive && !host.stopping();
     let response = Response::new(
-        version,
+        info.head.version,
         keep_alive,
         info.is_head(),
         host.options.response_buffer,
@@ -431,7 +533,7 @@ pub fn run(host: &'static Host, callbacks: &Callbacks, mut conn: Conn, head: Req
     let Some(exchange) =
         Exchange::register(host, callbacks, info, label, started, total, preread, state)
     else {
-        return Next::Closed; // Exchange::register answered 503
+        return Next::Elsewhere; // Exchange::register answered 503
     };
     host.trace(exchange.id, || {
         format!(
@@ -475,7 +577,7 @@ fn after_return(host: &'static Host, exchange: &Arc<Exchange>, status: u32) -> N
     }
     if status == HSE_STATUS_PENDING {
         if !state.done_with_session {
-            return Next::Pending;
+            return Next::Elsewhere;
         }
     } else if state.done_with_session {
         exchange.violation(
@@ -485,12 +587,13 @@ fn after_return(host: &'static Host, exchange: &Arc<Exchange>, status: u32) -> N
     }
     match finish(host, exchange, &mut state) {
         Some(conn) => Next::Continue(conn),
-        None => Next::Closed,
+        None => Next::Elsewhere,
     }
 }
 
 /// Ends a request: final response bytes, framing checks, body drain, access log, registry
-/// release. Returns the connection if it can serve another request.
+/// release. Returns the connection if it can serve another request now (None: closed, or
+/// draining the rest of an unread body in the readiness loop).
 pub fn finish(host: &'static Host, exchange: &Arc<Exchange>, state: &mut State) -> Option<Conn> {
     if state.finished {
         return None;
@@ -503,11 +606,12 @@ pub fn finish(host: &'static Host, exchange: &Arc<Exchange>, state: &mut State) 
     let stopping = host.stopping();
     let mut conn = state.conn.take();
     let mut keep = false;
+    let mut draining = None;
     if let Some(c) = conn.as_mut().filter(|c| !c.closed) {
         let written =
             state
                 .response
-                .finish(&mut c.stream, error && !state.response.started(), stopping);
+                .finish(&mut c.out(), error && !state.response.started(), stopping);
         keep = written.is_ok() && state.response.keep && !error && !state.close_after;
         if let Some(short) = state.response.short_by() {
             exchange.violation(
@@ -523,8 +627,15 @@ pub fn finish(host: &'static Host, exchange: &Arc<Exchange>, state: &mut State) 
         }
         if keep && !state.body.finished() {
             // Unread request body: drain a little so the connection stays usable.
-            keep = conn::drain_body(c, &mut state.body, 64 * 1024);
+            let mut body = std::mem::replace(&mut state.body, BodyReader::Done);
+            let mut left = DRAIN_BYTES;
+            match drain(c, &mut body, &mut left) {
+                Drained::Done => {}
+                Drained::More => draining = Some((body, left)),
+                Drained::Failed => keep = false,
+            }
         }
+        c.receiving = None;
     }
     let code = state
         .response
@@ -550,22 +661,90 @@ pub fn finish(host: &'static Host, exchange: &Arc<Exchange>, state: &mut State) 
         )
     });
     let conn = conn?;
-    if keep && !stopping {
-        Some(conn)
-    } else {
-        conn.close_gracefully();
+    if !keep || stopping {
+        host.close(conn);
         None
+    } else if let Some((body, left)) = draining {
+        let deadline = conn.wait_deadline();
+        host.poller
+            .arm(Box::new(Draining { conn, body, left }), deadline);
+        None
+    } else {
+        Some(conn)
     }
 }
 
-/// Answers 503 when no request slot is free.
-fn refuse_busy(conn: Conn) {
-    conn.refuse(
-        (503, "Service Unavailable"),
-        "too many requests in flight",
-        HTTP_API_SERVER,
-        |_| {},
-    );
+/// How much of an unread request body the host reads and drops after the response to
+/// keep the connection (more: it is closed).
+const DRAIN_BYTES: usize = 64 * 1024;
+
+/// Where draining an unread body stands.
+enum Drained {
+    /// The body has ended: the connection can serve its next request.
+    Done,
+    /// More is due and nothing more has arrived: wait in the readiness loop.
+    More,
+    /// Over the limit, malformed, or the client is gone: close.
+    Failed,
+}
+
+/// Drops what has arrived of an unread body, reading the socket only as far as it has
+/// data already.
+fn drain(conn: &mut Conn, body: &mut BodyReader, left: &mut usize) -> Drained {
+    loop {
+        match conn::skip_body(conn, body, left) {
+            Ok(true) => return Drained::Done,
+            Ok(false) if *left == 0 => return Drained::Failed,
+            Ok(false) => {}
+            Err(_) => return Drained::Failed,
+        }
+        match conn.fill_now() {
+            Ok(Some(n)) if n > 0 => {}
+            Ok(None) => return Drained::More,
+            _ => return Drained::Failed,
+        }
+    }
+}
+
+/// A connection draining the rest of an unread request body in the readiness loop.
+struct Draining {
+    conn: Conn,
+    body: BodyReader,
+    left: usize,
+}
+
+impl Waiting for Draining {
+    fn socket(&self) -> os::RawSocket {
+        self.conn.socket()
+    }
+
+    fn ready(mut self: Box<Self>, host: &'static Host) {
+        let Draining { conn, body, left } = &mut *self;
+        match drain(conn, body, left) {
+            Drained::Done => {
+                let Draining { mut conn, .. } = *self;
+                conn.receiving = None;
+                host.resume_here(conn)
+            }
+            Drained::More => {
+                let deadline = self.conn.wait_deadline();
+                host.poller.arm(self, deadline)
+            }
+            Drained::Failed => host.close(self.conn),
+        }
+    }
+
+    fn expired(self: Box<Self>, host: &'static Host) {
+        host.close(self.conn);
+    }
+}
+
+/// Answers 503 when no request slot is free (`--max-requests`), and logs it.
+fn refuse_busy(host: &Host, conn: Conn, label: &str, started: Instant) {
+    let remote = conn.remote;
+    let why = "too many requests in flight";
+    let sent = host.refuse(conn, (503, "Service Unavailable"), why, HTTP_API_SERVER);
+    host.access.log(remote, label, 503, sent, started, "");
 }
 
 /// HSE_REQ_DONE_WITH_SESSION (with its optional DWORD status): the extension is done with

@@ -14,26 +14,61 @@ use crate::http::Limits;
 use crate::os::{self, ImpersonationToken};
 use crate::poller::{Poller, Watched, Work};
 use crate::vars::Site;
-use std::net::TcpListener;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-/// What the poller holds: the listening socket or an idle connection.
-pub enum Parked {
-    Listener(TcpListener),
-    /// An idle connection, waiting for its next request.
-    Conn(Conn),
-    /// A connection handed back after a PENDING request ended, possibly with pipelined
-    /// input already buffered (never armed; only submitted as ready work).
-    Resume(Conn),
+/// Something parked in the readiness loop: the listening socket, or a connection waiting
+/// for input (between requests, in a request head, in the body pre-read, draining an
+/// unread body, closing). Whoever parks it says what happens next; no worker waits for
+/// a client meanwhile.
+pub trait Waiting: Send {
+    fn socket(&self) -> os::RawSocket;
+    /// Its socket is readable (or it was submitted as ready work).
+    fn ready(self: Box<Self>, host: &'static Host);
+    /// Its deadline has passed, or the host is stopping. Dropping it closes the socket.
+    fn expired(self: Box<Self>, _host: &'static Host) {}
 }
+
+/// What the poller holds.
+pub type Parked = Box<dyn Waiting>;
 
 impl Watched for Parked {
     fn socket(&self) -> os::RawSocket {
-        match self {
-            Parked::Listener(l) => os::raw_socket(l),
-            Parked::Conn(c) | Parked::Resume(c) => c.socket(),
+        (**self).socket()
+    }
+}
+
+/// A connection waiting for its next request head, made by the server (which reads and
+/// parses heads). `read_first`: read the socket before parsing (false for a connection
+/// handed back with input already buffered).
+pub type NextRequest = fn(Conn, bool) -> Parked;
+
+/// How long, and for how many bytes, a closing connection is read and discarded while the
+/// client takes in the last response (lingering close).
+pub const LINGER_TIME: Duration = Duration::from_secs(2);
+pub const LINGER_BYTES: usize = 256 * 1024;
+
+/// A connection being closed: our side is shut down; what the client still sends is
+/// discarded until it closes, [`LINGER_BYTES`] have come, or [`LINGER_TIME`] has passed.
+struct Lingering {
+    conn: Conn,
+    left: usize,
+    until: Instant,
+}
+
+impl Waiting for Lingering {
+    fn socket(&self) -> os::RawSocket {
+        self.conn.socket()
+    }
+
+    fn ready(mut self: Box<Self>, host: &'static Host) {
+        if let Some(n) = self.conn.discard()
+            && n < self.left
+        {
+            self.left -= n;
+            let until = self.until;
+            host.poller.arm(self, Some(until));
         }
     }
 }
@@ -50,6 +85,8 @@ pub struct Host {
     /// What HSE_REQ_GET_IMPERSONATION_TOKEN hands out (`--impersonation-token`).
     pub impersonation_token: ImpersonationToken,
     pub stopping: AtomicBool,
+    /// The server's reader of request heads.
+    pub next_request: NextRequest,
 }
 
 static HOST: OnceLock<Host> = OnceLock::new();
@@ -71,6 +108,21 @@ impl Host {
         self.stopping.load(Ordering::SeqCst)
     }
 
+    /// How slow a client may be, for each new connection.
+    pub fn conn_limits(&self) -> crate::conn::Limits {
+        let o = &self.options;
+        crate::conn::Limits {
+            idle: (!o.idle_timeout.is_zero()).then_some(o.idle_timeout),
+            allowance: if o.header_timeout.is_zero() {
+                Duration::from_secs(20)
+            } else {
+                o.header_timeout
+            },
+            receive_rate: o.min_receive_rate,
+            send_rate: o.min_send_rate,
+        }
+    }
+
     /// `--trace`: one line per ISAPI call and result.
     pub fn trace(&self, id: u64, line: impl FnOnce() -> String) {
         if self.options.trace {
@@ -78,14 +130,22 @@ impl Host {
         }
     }
 
-    /// Returns an idle connection to the poller (or closes it when the host is stopping).
-    pub fn park(&self, conn: Conn) {
+    /// Parks a connection until its next request (or the rest of its head) arrives:
+    /// until the idle timeout between requests, until `--header-timeout` after the first
+    /// byte of a head. When the host is stopping, closes it instead.
+    pub fn park(&self, mut conn: Conn) {
         if self.stopping() {
-            return;
+            return self.close(conn);
         }
-        let deadline = (!self.options.idle_timeout.is_zero())
-            .then(|| Instant::now() + self.options.idle_timeout);
-        self.poller.arm(Parked::Conn(conn), deadline);
+        let deadline = if conn.input.is_empty() {
+            conn.head_since = None;
+            (!self.options.idle_timeout.is_zero())
+                .then(|| Instant::now() + self.options.idle_timeout)
+        } else {
+            let since = *conn.head_since.get_or_insert_with(Instant::now);
+            (!self.options.header_timeout.is_zero()).then(|| since + self.options.header_timeout)
+        };
+        self.poller.arm((self.next_request)(conn, true), deadline);
     }
 
     /// Takes back a connection whose request ended on a thread that is not a host worker
@@ -97,7 +157,54 @@ impl Host {
         if conn.input.is_empty() {
             self.park(conn);
         } else {
-            self.poller.submit(Work::Ready(Parked::Resume(conn)));
+            self.poller
+                .submit(Work::Ready((self.next_request)(conn, false)));
         }
+    }
+
+    /// Goes on with the next request of a connection on this thread (its request ended
+    /// here, after a pre-read or a drain that waited in the readiness loop).
+    pub fn resume_here(&'static self, conn: Conn) {
+        (self.next_request)(conn, false).ready(self);
+    }
+
+    /// Closes a connection without losing the response just written: our side is shut
+    /// down at once, and the socket is then read and discarded in the readiness loop,
+    /// bounded in time and bytes ([`LINGER_TIME`], [`LINGER_BYTES`]), until the client
+    /// closes too.
+    pub fn close(&self, mut conn: Conn) {
+        if !conn.begin_close() {
+            return;
+        }
+        if self.stopping() {
+            // The readiness loop is closing down: linger here, briefly.
+            let until = Instant::now() + Duration::from_millis(200);
+            let _ = conn
+                .stream
+                .set_read_timeout(Some(Duration::from_millis(200)));
+            let mut left = LINGER_BYTES;
+            while Instant::now() < until
+                && let Some(n) = conn.discard()
+                && n < left
+            {
+                left -= n;
+            }
+        } else {
+            let until = Instant::now() + LINGER_TIME;
+            let lingering = Lingering {
+                conn,
+                left: LINGER_BYTES,
+                until,
+            };
+            self.poller.arm(Box::new(lingering), Some(until));
+        }
+    }
+
+    /// Answers with a host-generated error and closes the connection. Returns the bytes
+    /// sent, for the access log.
+    pub fn refuse(&self, mut conn: Conn, status: (u16, &str), message: &str, server: &str) -> u64 {
+        let sent = conn.answer(status, message, server);
+        self.close(conn);
+        sent
     }
 }

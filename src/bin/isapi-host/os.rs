@@ -10,10 +10,42 @@
 //!   back on both).
 //! * [`read_file_at`]: read from the file handle an extension passes to
 //!   HSE_REQ_TRANSMIT_FILE (a `HANDLE` on Windows, a file descriptor cast to a pointer on Unix).
+//! * [`raise_open_file_limit`]: the soft limit on open files up to the hard one (Unix), so
+//!   that `--max-connections`, not the descriptor limit, decides who is refused.
 //! * [`ImpersonationToken`]: the token HSE_REQ_GET_IMPERSONATION_TOKEN hands out (NULL, or
 //!   on Windows a duplicate of the host's own token).
 use std::ffi::c_void;
 use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Raises the soft limit on open file descriptors to the hard limit (Unix; Windows has no
+/// such limit on sockets). Returns the limit now in force, if there is one.
+#[cfg(unix)]
+pub fn raise_open_file_limit() -> Option<u64> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes one rlimit into the struct it is given, which lives here.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return None;
+    }
+    if limit.rlim_cur < limit.rlim_max {
+        let raised = libc::rlimit {
+            rlim_cur: limit.rlim_max,
+            ..limit
+        };
+        // SAFETY: setrlimit only reads the struct; raising the soft limit up to the hard
+        // one is always allowed.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+            limit = raised;
+        }
+    }
+    Some(limit.rlim_cur as u64)
+}
+#[cfg(windows)]
+pub fn raise_open_file_limit() -> Option<u64> {
+    None
+}
 
 /// The raw socket a [`PollFd`] watches.
 #[cfg(unix)]

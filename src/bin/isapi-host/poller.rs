@@ -6,8 +6,8 @@
 //! share one interface (`arm`, `submit`, `expire_all`, `wait`):
 //!
 //! * Linux: one-shot epoll. Every waiting worker sits in `epoll_wait` on the same epoll
-//!   set; each gets one ready socket. Arming is one `epoll_ctl`; idle deadlines are swept
-//!   by whichever worker wakes from its timeout.
+//!   set; each gets one ready socket. Arming is one `epoll_ctl`; deadlines are swept
+//!   by whichever worker wakes from its timeout, and what expired is queued as work.
 //! * Elsewhere (Windows, other Unixes), "leader/follower" over `poll(2)` / `WSAPoll`:
 //!
 //! * idle connections (and the listening socket) are *armed*: parked in the poller with a
@@ -39,9 +39,7 @@ pub trait Watched {
 pub enum Work<T> {
     /// An armed item became readable (or was resubmitted as ready).
     Ready(T),
-    /// An armed item reached its deadline (or the host is shutting down): close it.
-    /// (The epoll version closes expired items itself.)
-    #[cfg_attr(target_os = "linux", allow(dead_code))]
+    /// An armed item reached its deadline (or the host is shutting down).
     Expired(T),
     /// A closure to run on a worker thread (I/O completion callbacks).
     Task(Box<dyn FnOnce() + Send>),
@@ -329,7 +327,8 @@ mod one_shot_epoll {
             let _ = self.wake.send(&[1]);
         }
 
-        /// Closes armed items whose deadline has passed (all of them when shutting down).
+        /// Hands armed items whose deadline has passed (all of them when shutting down)
+        /// to the workers as [`Work::Expired`], after they left the epoll set.
         fn sweep(&self) {
             let now = Instant::now();
             let all = self.expire_all.load(Ordering::SeqCst);
@@ -347,7 +346,10 @@ mod one_shot_epoll {
                 }
                 out
             };
-            drop(expired); // closes them, after they left the epoll set
+            if !expired.is_empty() {
+                lock(&self.queue).extend(expired.into_iter().map(Work::Expired));
+                let _ = self.wake.send(&[1]);
+            }
         }
 
         /// Blocks until there is work for the calling thread.

@@ -7,10 +7,10 @@ use crate::accesslog::AccessLog;
 use crate::callbacks;
 use crate::checker::Checker;
 use crate::cli::{Options, TokenChoice};
-use crate::conn::Conn;
+use crate::conn::{self, Conn};
 use crate::exchange::{self, Callbacks, Next};
 use crate::extension::Extension;
-use crate::host::{self, Host, Parked};
+use crate::host::{self, Host, Parked, Waiting};
 use crate::http::{self, Limits, Parsed};
 use crate::os::{self, ImpersonationToken};
 use crate::poller::{Poller, Work};
@@ -22,15 +22,65 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
-/// How many requests may be in flight at once (registry slots).
-const MAX_REQUESTS: u32 = 4096;
-
 /// The ECB callbacks every request's ECB carries.
-const CALLBACKS: Callbacks = callbacks::TABLE;
+static CALLBACKS: Callbacks = callbacks::TABLE;
+
+/// The listening socket, parked until a connection arrives.
+struct Listening(TcpListener);
+
+impl Waiting for Listening {
+    fn socket(&self) -> os::RawSocket {
+        os::raw_socket(&self.0)
+    }
+
+    fn ready(self: Box<Self>, host: &'static Host) {
+        accept(host, self.0);
+    }
+}
+
+/// A connection waiting for a request head (or the rest of one).
+struct Idle {
+    conn: Conn,
+    /// Read the socket before parsing (false: resumed with input already buffered).
+    read_first: bool,
+}
+
+impl Waiting for Idle {
+    fn socket(&self) -> os::RawSocket {
+        self.conn.socket()
+    }
+
+    fn ready(self: Box<Self>, host: &'static Host) {
+        serve(host, self.conn, self.read_first);
+    }
+
+    /// Between requests: closed. Within a request head (`--header-timeout`): 408.
+    fn expired(self: Box<Self>, host: &'static Host) {
+        let conn = self.conn;
+        if conn.input.is_empty() || host.stopping() {
+            return;
+        }
+        let remote = conn.remote;
+        let sent = host.refuse(
+            conn,
+            (408, "Request Timeout"),
+            "the request head did not arrive in time",
+            HTTP_API_SERVER,
+        );
+        let label = "(request head too slow)";
+        host.access
+            .log(remote, label, 408, sent, Instant::now(), "");
+    }
+}
+
+fn next_request(conn: Conn, read_first: bool) -> Parked {
+    Box::new(Idle { conn, read_first })
+}
 
 /// Binds, starts the workers, serves until Ctrl-C / SIGTERM, shuts down. Returns the
 /// process exit status.
 pub fn run(options: Options, extension: Extension) -> io::Result<i32> {
+    os::raise_open_file_limit();
     let listener = TcpListener::bind(options.listen).map_err(|e| {
         io::Error::new(
             e.kind(),
@@ -57,13 +107,14 @@ pub fn run(options: Options, extension: Extension) -> io::Result<i32> {
         checker: Checker::default(),
         impersonation_token,
         stopping: AtomicBool::new(false),
+        next_request,
     };
-    exchange::open_registry(MAX_REQUESTS);
+    exchange::open_registry(host.options.max_requests);
     let Ok(host) = host::install(host) else {
         return Err(io::Error::other("the host was started twice"));
     };
     os::install_stop_handler();
-    host.poller.arm(Parked::Listener(listener), None);
+    host.poller.arm(Box::new(Listening(listener)), None);
     for i in 0..host.options.threads {
         std::thread::Builder::new()
             .name(format!("worker-{i}"))
@@ -91,10 +142,8 @@ pub fn run(options: Options, extension: Extension) -> io::Result<i32> {
 fn worker(host: &'static Host) {
     loop {
         match host.poller.wait() {
-            Work::Ready(Parked::Listener(listener)) => accept(host, listener),
-            Work::Ready(Parked::Conn(c)) => serve(host, c, true),
-            Work::Ready(Parked::Resume(c)) => serve(host, c, false),
-            Work::Expired(_) => {} // dropped: the socket closes
+            Work::Ready(item) => item.ready(host),
+            Work::Expired(item) => item.expired(host),
             Work::Task(task) => task(),
         }
     }
@@ -105,7 +154,9 @@ fn worker(host: &'static Host) {
 fn serve(host: &'static Host, mut conn: Conn, read_first: bool) {
     if read_first {
         match conn.fill() {
-            Ok(0) | Err(_) => return,
+            Ok(0) => return,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return host.park(conn),
+            Err(_) => return,
             Ok(_) => {}
         }
     }
@@ -115,18 +166,17 @@ fn serve(host: &'static Host, mut conn: Conn, read_first: bool) {
         }
         match http::parse_request(&conn.input, &host.limits) {
             Err(e) => {
-                let code = e.status().0;
                 let remote = conn.remote;
-                return conn.refuse(e.status(), e.message(), HTTP_API_SERVER, |sent| {
-                    host.access.log_error(remote, code, sent)
-                });
+                let sent = host.refuse(conn, e.status(), e.message(), HTTP_API_SERVER);
+                return host.access.log_error(remote, e.status().0, sent);
             }
             Ok(Parsed::Incomplete) => return host.park(conn),
             Ok(Parsed::Complete(head, used)) => {
                 conn.input.drain(..used);
+                conn.head_since = None;
                 match exchange::run(host, &CALLBACKS, conn, head) {
                     Next::Continue(c) => conn = c,
-                    Next::Pending | Next::Closed => return,
+                    Next::Elsewhere => return,
                 }
             }
         }
@@ -141,12 +191,10 @@ fn accept(host: &'static Host, listener: TcpListener) {
                 if stream.set_nonblocking(false).is_err() {
                     continue;
                 }
-                match Conn::new(stream, host.options.idle_timeout) {
-                    Ok(c) => {
-                        let deadline = (!host.options.idle_timeout.is_zero())
-                            .then(|| Instant::now() + host.options.idle_timeout);
-                        host.poller.arm(Parked::Conn(c), deadline);
-                    }
+                let over = conn::open_connections() >= host.options.max_connections;
+                match Conn::new(stream, host.conn_limits()) {
+                    Ok(c) if over => refuse_connection(host, c),
+                    Ok(c) => host.park(c),
                     Err(_) => continue,
                 }
             }
@@ -166,8 +214,22 @@ fn accept(host: &'static Host, listener: TcpListener) {
         }
     }
     if !host.stopping() {
-        host.poller.arm(Parked::Listener(listener), None);
+        host.poller.arm(Box::new(Listening(listener)), None);
     }
+}
+
+/// `--max-connections` reached: 503 at once, logged, closed.
+fn refuse_connection(host: &'static Host, conn: Conn) {
+    let remote = conn.remote;
+    let sent = host.refuse(
+        conn,
+        (503, "Service Unavailable"),
+        "too many connections",
+        HTTP_API_SERVER,
+    );
+    let label = "(too many connections)";
+    host.access
+        .log(remote, label, 503, sent, Instant::now(), "");
 }
 
 /// Stops accepting, waits (bounded) for requests in flight, calls TerminateExtension,
