@@ -161,3 +161,108 @@ fn slowloris_and_slow_post_get_408() {
         "{stderr}"
     );
 }
+
+/// Opens `count` idle connections (raising its own open-file limit), measures the host's
+/// CPU time while they sit for `sit` seconds, then times a GET on a fresh connection and
+/// reports whether each idle connection is still open. Prints one JSON object.
+const IDLE_CONNECTIONS: &str = r#"
+import json, resource, socket, sys, time
+host, port, pid, count, sit = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4]), float(sys.argv[5])
+soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+def cpu():
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / float(__import__("os").sysconf("SC_CLK_TCK"))
+idle = []
+for i in range(count):
+    s = socket.create_connection((host, port), timeout=30)
+    idle.append(s)
+time.sleep(1)
+before = cpu()
+time.sleep(sit)
+idle_cpu = cpu() - before
+started = time.time()
+c = socket.create_connection((host, port), timeout=60)
+c.sendall(b"GET /hello HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+answer = b""
+while True:
+    chunk = c.recv(65536)
+    if not chunk:
+        break
+    answer += chunk
+took = time.time() - started
+open_now = 0
+for s in idle:
+    s.setblocking(False)
+    try:
+        if s.recv(1):  # b"": the host closed it
+            open_now += 1
+    except BlockingIOError:  # nothing to read: still open
+        open_now += 1
+    except OSError:
+        pass
+print(json.dumps({"idle_cpu": idle_cpu, "took": took, "answer": answer.decode("latin-1"), "open": open_now}))
+"#;
+
+fn field<'a>(json: &'a str, name: &str) -> &'a str {
+    let at = json.find(&format!("\"{name}\": ")).expect(name) + name.len() + 4;
+    let rest = &json[at..];
+    let end = rest.find([',', '}']).unwrap();
+    &rest[..end]
+}
+
+/// 5 000 idle connections: a new GET is still answered, and while they sit the host uses
+/// next to no CPU time (no busy loop).
+#[test]
+fn five_thousand_idle_connections() {
+    let site = site("idle", "simple");
+    let host = site.start(&["--access-log", "off"]);
+    let port = host.addr.port().to_string();
+    let pid = host.pid().to_string();
+    let out = common::python(IDLE_CONNECTIONS, &["127.0.0.1", &port, &pid, "5000", "5"]);
+    assert!(out.contains("Hello, World!"), "{out}");
+    let took: f64 = field(&out, "took").parse().unwrap();
+    let idle_cpu: f64 = field(&out, "idle_cpu").parse().unwrap();
+    let open: usize = field(&out, "open").parse().unwrap();
+    assert_eq!(open, 5000, "{out}");
+    assert!(
+        took < 15.0,
+        "a GET took {took} s beside 5000 idle connections"
+    );
+    // A busy loop would use the whole 5 s; sweeping deadlines ten times a second costs
+    // milliseconds.
+    assert!(
+        idle_cpu < 1.0,
+        "the host used {idle_cpu} s of CPU in 5 s idle: {out}"
+    );
+    eprintln!("5000 idle connections: GET in {took:.3} s, host CPU {idle_cpu:.2} s in 5 s");
+    site.finish(host);
+}
+
+/// `--max-connections`: the connection past the limit gets 503 at once (and an access-log
+/// line); once one closes, a new one is served again.
+#[test]
+fn connections_past_the_limit_get_503() {
+    let site = site("maxconn", "simple");
+    let host = site.start(&["--max-connections", "20"]);
+    let held: Vec<TcpStream> = (0..20)
+        .map(|_| TcpStream::connect(host.addr).unwrap())
+        .collect();
+    std::thread::sleep(Duration::from_millis(500)); // all of them accepted
+    let refused = common::raw(host.addr, b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\n");
+    let refused = String::from_utf8_lossy(&refused).into_owned();
+    assert!(
+        refused.starts_with("HTTP/1.1 503 Service Unavailable"),
+        "{refused}"
+    );
+    assert!(refused.contains("too many connections"), "{refused}");
+    drop(held);
+    std::thread::sleep(Duration::from_millis(500)); // the host saw them close
+    let response = common::get(host.addr, "/hello");
+    assert_eq!(response.status, 200);
+    let stderr = site.finish(host);
+    assert!(
+        stderr.contains("\"(too many connections)\" 503"),
+        "{stderr}"
+    );
+}
