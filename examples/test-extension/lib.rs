@@ -30,6 +30,7 @@
 //! | `env?NAME` | the extension process's environment variable NAME |
 //! | `sleep?ms=M` | a slow synchronous request (shutdown and concurrency tests) |
 //! | `violation/KIND` | one contract violation each (see `violation`) |
+//! | `crash?how=segv\|panic` | returns PENDING after an asynchronous write whose completion callback crashes (a NULL write) or panics (Rust aborts: a panic cannot leave an `extern` function) |
 //!
 //! `GetExtensionVersion` fails when `TEST_EXTENSION_FAIL=1`; `TerminateExtension` prints
 //! a line to stderr so tests can see it was called.
@@ -295,6 +296,7 @@ const ROUTES: &[&str] = &[
     "pending",
     "pending-early",
     "transmit",
+    "crash",
     "chunked",
     "noframe",
     "flush",
@@ -422,6 +424,7 @@ fn route(req: Req) -> u32 {
             HSE_STATUS_PENDING
         }
         "transmit" => transmit(req),
+        "crash" => crash(req),
         "chunked" => {
             req.headers(
                 "200 OK",
@@ -863,6 +866,33 @@ fn async_write(req: Req) -> u32 {
     // SAFETY: state is live until the last completion reclaims it.
     let block = unsafe { (*state).block.clone() };
     req.write_flags(&block, HSE_IO_ASYNC);
+    HSE_STATUS_PENDING
+}
+
+/// A completion callback that crashes on purpose, without the catch_unwind the others have.
+unsafe extern "C" fn on_crash(
+    _ecb: *mut EXTENSION_CONTROL_BLOCK,
+    context: *mut c_void,
+    _bytes: u32,
+    _error: u32,
+) {
+    if context as usize == 1 {
+        panic!("test extension: panic inside an I/O completion callback");
+    }
+    // SAFETY: none: this is the crash the route asks for, a write through NULL.
+    unsafe { std::ptr::null_mut::<u32>().write_volatile(1) };
+}
+
+/// `crash?how=segv|panic`: the completion callback of an asynchronous write crashes.
+fn crash(req: Req) -> u32 {
+    let how = usize::from(req.param("how").is_some_and(|h| h == "panic"));
+    req.headers(
+        "200 OK",
+        "Content-Type: text/plain\r\nContent-Length: 5\r\n\r\n",
+        true,
+    );
+    req.set_completion(Some(on_crash), how).unwrap();
+    req.write_flags(b"crash", HSE_IO_ASYNC);
     HSE_STATUS_PENDING
 }
 

@@ -482,7 +482,7 @@ impl Waiting for Prereading {
     fn expired(self: Box<Self>, host: &'static Host) {
         let Prereading { conn, request } = *self;
         if host.stopping() {
-            return;
+            return host.cut_while_arriving();
         }
         let remote = conn.remote;
         let why = "the request body did not arrive in time";
@@ -612,7 +612,11 @@ pub fn finish(host: &'static Host, exchange: &Arc<Exchange>, state: &mut State) 
             state
                 .response
                 .finish(&mut c.out(), error && !state.response.started(), stopping);
-        keep = written.is_ok() && state.response.keep && !error && !state.close_after;
+        keep = written.is_ok()
+            && !state.response.failed
+            && state.response.keep
+            && !error
+            && !state.close_after;
         if let Some(short) = state.response.short_by() {
             exchange.violation(
                 host,
@@ -889,6 +893,11 @@ impl Registry {
             .unwrap_or_else(|e| e.into_inner())
             .push_back(index as u32);
         self.active.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    /// The count of requests in flight itself (for the crash report).
+    pub fn active_counter(&self) -> &AtomicUsize {
+        &self.active
     }
 
     /// How many requests are in flight.

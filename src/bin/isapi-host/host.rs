@@ -87,6 +87,8 @@ pub struct Host {
     pub stopping: AtomicBool,
     /// The server's reader of request heads.
     pub next_request: NextRequest,
+    /// Requests cut off by the shutdown while still arriving (a partial head, a pre-read).
+    pub cut_arriving: std::sync::atomic::AtomicUsize,
 }
 
 static HOST: OnceLock<Host> = OnceLock::new();
@@ -106,6 +108,12 @@ pub fn host() -> &'static Host {
 impl Host {
     pub fn stopping(&self) -> bool {
         self.stopping.load(Ordering::SeqCst)
+    }
+
+    /// A request still arriving is closed because the host is stopping (counted for the
+    /// shutdown report).
+    pub fn cut_while_arriving(&self) {
+        self.cut_arriving.fetch_add(1, Ordering::SeqCst);
     }
 
     /// How slow a client may be, for each new connection.

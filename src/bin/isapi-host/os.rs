@@ -10,6 +10,7 @@
 //!   back on both).
 //! * [`read_file_at`]: read from the file handle an extension passes to
 //!   HSE_REQ_TRANSMIT_FILE (a `HANDLE` on Windows, a file descriptor cast to a pointer on Unix).
+//! * [`install_crash_report`]: one line on stderr when extension code crashes the process.
 //! * [`raise_open_file_limit`]: the soft limit on open files up to the hard one (Unix), so
 //!   that `--max-connections`, not the descriptor limit, decides who is refused.
 //! * [`ImpersonationToken`]: the token HSE_REQ_GET_IMPERSONATION_TOKEN hands out (NULL, or
@@ -136,6 +137,101 @@ pub fn poll(fds: &mut [PollFd], timeout_ms: i32) -> std::io::Result<usize> {
         return Err(e);
     }
     Ok(n as usize)
+}
+
+/// The count of requests in flight, for the crash report (set once at start-up).
+static IN_FLIGHT: std::sync::OnceLock<&'static std::sync::atomic::AtomicUsize> =
+    std::sync::OnceLock::new();
+
+/// Appends `bytes` to `buf` at `*len`, as far as it fits (no allocation: signal handler).
+#[cfg(unix)]
+fn put(buf: &mut [u8], len: &mut usize, bytes: &[u8]) {
+    for &b in bytes {
+        if *len < buf.len() {
+            buf[*len] = b;
+            *len += 1;
+        }
+    }
+}
+
+/// Appends `n` in decimal (no allocation: signal handler).
+#[cfg(unix)]
+fn put_number(buf: &mut [u8], len: &mut usize, mut n: usize) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    put(buf, len, &digits[i..]);
+}
+
+#[cfg(unix)]
+extern "C" fn on_fatal_signal(signal: libc::c_int) {
+    // Only async-signal-safe work: a stack buffer, an atomic load, one write(2). Then the
+    // handler returns; SA_RESETHAND has restored the default action, so the fault (or
+    // abort's re-raise) ends the process with this signal, as it would have without us.
+    let name: &[u8] = match signal {
+        libc::SIGSEGV => b"SIGSEGV",
+        libc::SIGBUS => b"SIGBUS",
+        libc::SIGILL => b"SIGILL",
+        libc::SIGFPE => b"SIGFPE",
+        libc::SIGABRT => b"SIGABRT",
+        _ => b"?",
+    };
+    let (mut buf, mut len) = ([0u8; 256], 0);
+    put(&mut buf, &mut len, b"isapi-host: fatal signal ");
+    put_number(&mut buf, &mut len, signal as usize);
+    put(&mut buf, &mut len, b" (");
+    put(&mut buf, &mut len, name);
+    put(
+        &mut buf,
+        &mut len,
+        b"): the extension crashed, or a call it made did; ",
+    );
+    let in_flight = IN_FLIGHT.get().map_or(0, |n| n.load(Ordering::SeqCst));
+    put_number(&mut buf, &mut len, in_flight);
+    put(&mut buf, &mut len, b" request(s) in flight are cut off\n");
+    // SAFETY: write(2) on stderr from a buffer of `len` initialised bytes.
+    unsafe { libc::write(2, buf.as_ptr().cast(), len) };
+}
+
+/// Reports a crash (SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT: extension code that faults, a
+/// Rust panic inside an `extern` function, which aborts) with one line on stderr saying
+/// how many requests it cuts off (`in_flight`), then lets the signal end the process: no
+/// process survives a wild write, IIS's worker process included (WAS starts a new one).
+#[cfg(unix)]
+pub fn install_crash_report(in_flight: &'static std::sync::atomic::AtomicUsize) {
+    let _ = IN_FLIGHT.set(in_flight);
+    for signal in [
+        libc::SIGSEGV,
+        libc::SIGBUS,
+        libc::SIGILL,
+        libc::SIGFPE,
+        libc::SIGABRT,
+    ] {
+        // SAFETY: a zeroed sigaction is a valid starting point; the handler does only
+        // async-signal-safe work. SA_ONSTACK runs it on the alternate stack std sets up
+        // for each thread (so a stack overflow is reported too); SA_RESETHAND restores the
+        // default action first.
+        unsafe {
+            let mut action: libc::sigaction = std::mem::zeroed();
+            action.sa_sigaction = on_fatal_signal as extern "C" fn(libc::c_int) as usize;
+            action.sa_flags = libc::SA_RESETHAND | libc::SA_ONSTACK;
+            libc::sigemptyset(&mut action.sa_mask);
+            libc::sigaction(signal, &action, std::ptr::null_mut());
+        }
+    }
+}
+
+/// Windows: wine and Windows report an unhandled exception themselves.
+#[cfg(windows)]
+pub fn install_crash_report(in_flight: &'static std::sync::atomic::AtomicUsize) {
+    let _ = IN_FLIGHT.set(in_flight);
 }
 
 /// Set by the stop handler; read by the main thread.

@@ -78,6 +78,9 @@ pub struct Response {
     pub body_written: u64,
     /// Bytes put on the wire (status line, headers, body).
     pub bytes_sent: u64,
+    /// A write to the client failed (it went away, or was too slow): nothing more goes
+    /// out, and the connection closes.
+    pub failed: bool,
     /// The extension wrote body bytes before sending any headers (IIS 6 "raw" mode).
     pub raw: bool,
     /// Keep the connection open after this response (decided when headers are committed).
@@ -112,6 +115,7 @@ impl Response {
             limit,
             body_written: 0,
             bytes_sent: 0,
+            failed: false,
             raw: false,
             keep: false,
             closing: false,
@@ -274,6 +278,9 @@ impl Response {
             let result = w.write_all(&self.out);
             self.bytes_sent += self.out.len() as u64;
             self.out.clear();
+            if result.is_err() {
+                self.failed = true;
+            }
             result?;
         }
         Ok(())
@@ -309,10 +316,14 @@ impl Response {
         self.flush(w, stopping)
     }
 
-    /// Whether a declared Content-Length was not reached (the response is cut short).
+    /// Whether the extension stopped short of its declared Content-Length (the response
+    /// is cut short). Not when a write failed first: then the client went away, and the
+    /// extension could not have sent the rest.
     pub fn short_by(&self) -> Option<u64> {
         match self.framing {
-            Framing::Length { declared } if !self.raw && self.body_written < declared => {
+            Framing::Length { declared }
+                if !self.raw && !self.failed && self.body_written < declared =>
+            {
                 Some(declared - self.body_written)
             }
             _ => None,

@@ -57,8 +57,11 @@ impl Waiting for Idle {
     /// Between requests: closed. Within a request head (`--header-timeout`): 408.
     fn expired(self: Box<Self>, host: &'static Host) {
         let conn = self.conn;
-        if conn.input.is_empty() || host.stopping() {
+        if conn.input.is_empty() {
             return;
+        }
+        if host.stopping() {
+            return host.cut_while_arriving();
         }
         let remote = conn.remote;
         let sent = host.refuse(
@@ -108,12 +111,14 @@ pub fn run(options: Options, extension: Extension) -> io::Result<i32> {
         impersonation_token,
         stopping: AtomicBool::new(false),
         next_request,
+        cut_arriving: Default::default(),
     };
     exchange::open_registry(host.options.max_requests);
     let Ok(host) = host::install(host) else {
         return Err(io::Error::other("the host was started twice"));
     };
     os::install_stop_handler();
+    os::install_crash_report(exchange::registry().active_counter());
     host.poller.arm(Box::new(Listening(listener)), None);
     for i in 0..host.options.threads {
         std::thread::Builder::new()
@@ -243,10 +248,19 @@ fn shutdown(host: &'static Host) -> i32 {
         .store(true, std::sync::atomic::Ordering::SeqCst);
     host.poller.expire_all();
     let deadline = Instant::now() + host.options.shutdown_timeout;
+    // At least one sweep of the readiness loop, so that every parked connection is closed.
+    std::thread::sleep(Duration::from_millis(150));
     while exchange::registry().active() > 0 && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
     }
+    let in_extension = exchange::registry().active();
     exchange::report_unfinished(host);
+    eprintln!(
+        "isapi-host: stopping: {} request(s) cut off: {in_extension} still in the extension when \
+         the wait ended, {} still arriving (a partial head or body)",
+        in_extension + host.cut_arriving.load(std::sync::atomic::Ordering::SeqCst),
+        host.cut_arriving.load(std::sync::atomic::Ordering::SeqCst),
+    );
     match host.extension.terminate() {
         Some(result) => eprintln!(
             "isapi-host: TerminateExtension(HSE_TERM_MUST_UNLOAD) returned {}",

@@ -1,0 +1,234 @@
+//! Fault injection against the real host and the Rust test extension
+//! (examples/test-extension): a client that resets its connection at each phase of a
+//! request, an extension that crashes or panics inside an I/O completion callback, and
+//! SIGTERM while requests are in flight.
+mod common;
+
+use std::os::unix::process::ExitStatusExt;
+
+use common::{Host, get, test_extension};
+
+/// Sends each request, reads `read` bytes of the answer (0: none), then resets the
+/// connection (SO_LINGER 0: RST instead of FIN). One line per phase: its name and what
+/// was read.
+const RESETS: &str = r#"
+import socket, struct, sys, time
+host, port, phases = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
+for phase in phases:
+    name, read, request = phase.split("|", 2)
+    request = request.encode().decode("unicode_escape").encode("latin-1")
+    s = socket.create_connection((host, port), timeout=30)
+    s.sendall(request)
+    got = b""
+    while len(got) < int(read):
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        got += chunk
+    time.sleep(0.3)  # let the host get into the phase
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    s.close()
+    print(name, len(got), flush=True)
+"#;
+
+/// A client resets its connection in the request head, in the pre-read, while the
+/// extension is in ReadClient, in WriteClient, in a chain of asynchronous writes and in
+/// HSE_REQ_TRANSMIT_FILE: each request ends (an access-log line), the host serves the
+/// next request, and no contract violation is reported (the extension did nothing wrong).
+#[test]
+fn client_resets_at_every_phase() {
+    let dir = common::scratch_dir("faults-resets");
+    let file = dir.join("big.bin");
+    std::fs::write(&file, vec![b'f'; 32 << 20]).unwrap();
+    let host = Host::start(&test_extension(), &["--strict"]);
+    let port = host.addr.port().to_string();
+    let head = "GET /hello HTTP/1.1\\r\\nHost: x\\r\\nX-Partial: abc";
+    let preread = format!(
+        "POST /echo HTTP/1.1\\r\\nHost: x\\r\\nContent-Length: 100000\\r\\n\\r\\n{}",
+        "x".repeat(1000)
+    );
+    let read_client = format!(
+        "POST /echo HTTP/1.1\\r\\nHost: x\\r\\nContent-Length: 1000000\\r\\n\\r\\n{}",
+        "x".repeat(60000)
+    );
+    let write_client = "GET /big?size=200000000 HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n";
+    let async_write = "GET /async?n=5000&size=65536 HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n";
+    let transmit = format!(
+        "GET /transmit?path={} HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n",
+        file.display()
+    );
+    let transmit_sync = format!(
+        "GET /transmit?sync=1&path={} HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n",
+        file.display()
+    );
+    let phases = [
+        format!("head|0|{head}"),
+        format!("preread|0|{preread}"),
+        format!("readclient|0|{read_client}"),
+        format!("writeclient|100000|{write_client}"),
+        format!("async|100000|{async_write}"),
+        format!("transmit|100000|{transmit}"),
+        format!("transmit-sync|100000|{transmit_sync}"),
+    ];
+    let mut args = vec!["127.0.0.1", port.as_str()];
+    args.extend(phases.iter().map(String::as_str));
+    let out = common::python(RESETS, &args);
+    assert_eq!(out.lines().count(), phases.len(), "{out}");
+    // The host is still serving, and every request ended.
+    let response = get(host.addr, "/hello");
+    assert_eq!(response.status, 200);
+    assert!(host.wait_for_output("\"#"), "{}", host.output());
+    let stderr = common::stop_clean(host);
+    for request in [
+        "\"POST /echo\" 400",
+        "POST /echo\" ",
+        "GET /big?size=200000000\" 200",
+        "GET /async?n=5000&size=65536\" 200",
+        "GET /transmit?path=",
+        "GET /transmit?sync=1&path=",
+    ] {
+        assert!(stderr.contains(request), "{request} not logged:\n{stderr}");
+    }
+    assert!(stderr.contains("client closed during the body"), "{stderr}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Extension code that faults inside an I/O completion callback, or panics there (Rust
+/// aborts: a panic cannot unwind out of an `extern` function), takes the process down, as
+/// it would take down IIS's worker process. The host says so in one line, with the
+/// requests it cuts off, and the process ends with the signal.
+#[test]
+fn a_crash_in_a_completion_callback_is_reported() {
+    for (how, signal, name) in [
+        ("segv", libc::SIGSEGV, "SIGSEGV"),
+        ("panic", libc::SIGABRT, "SIGABRT"),
+    ] {
+        let host = Host::start(&test_extension(), &["--strict"]);
+        let _ = common::raw(
+            host.addr,
+            format!("GET /crash?how={how} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes(),
+        );
+        let stopped = host.stop();
+        assert_eq!(stopped.status.signal(), Some(signal), "{}", stopped.stderr);
+        assert!(
+            stopped.stderr.contains(&format!(
+                "isapi-host: fatal signal {signal} ({name}): the extension crashed, or a call it \
+                 made did; 1 request(s) in flight are cut off"
+            )),
+            "{}",
+            stopped.stderr
+        );
+    }
+}
+
+/// Keep-alive clients asking for `/sleep?ms=50` in a loop, two clients in a request that
+/// outlasts the shutdown wait, and two sending half a request head. Each request's
+/// outcome is printed once: answered, closed (the host closed the connection first), or
+/// lost (no answer and no close within 60 s: the failure this test looks for).
+const LOAD: &str = r#"
+import socket, sys, threading, time
+host, port = sys.argv[1], int(sys.argv[2])
+outcomes, lock = [], threading.Lock()
+def note(what):
+    with lock:
+        outcomes.append(what)
+def ask(s, path):
+    s.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    data = b""
+    while b"\r\n\r\n" not in data or not data.endswith(b"slept"):
+        try:
+            chunk = s.recv(65536)
+        except socket.timeout:
+            return "lost"
+        except OSError:
+            return "closed"
+        if not chunk:
+            return "closed"
+        data += chunk
+    return "answered"
+def client(path, repeat):
+    try:
+        s = socket.create_connection((host, port), timeout=60)
+    except OSError:
+        return note("refused")
+    for _ in range(repeat):
+        outcome = ask(s, path)
+        note(outcome)
+        if outcome != "answered":
+            return
+def partial():
+    s = socket.create_connection((host, port), timeout=60)
+    s.sendall(b"GET /hello HTTP/1.1\r\nHost: x\r\n")
+    try:
+        note("closed" if s.recv(100) == b"" else "answered")
+    except socket.timeout:
+        note("lost")
+    except OSError:
+        note("closed")
+threads = [threading.Thread(target=client, args=("/sleep?ms=50", 1000)) for _ in range(16)]
+threads += [threading.Thread(target=client, args=("/sleep?ms=30000", 1)) for _ in range(2)]
+threads += [threading.Thread(target=partial) for _ in range(2)]
+for t in threads:
+    t.start()
+print("started", flush=True)
+for t in threads:
+    t.join()
+for what in ("answered", "closed", "lost", "refused"):
+    print(what, outcomes.count(what))
+"#;
+
+/// SIGTERM under load: every request the host accepted is answered or its connection
+/// closed, none is left hanging, and the host's log says how many it cut off (the two
+/// requests still in the extension after `--shutdown-timeout`, the two half heads).
+#[test]
+fn sigterm_under_load_cuts_nothing_silently() {
+    use std::io::BufRead;
+    let host = Host::start(
+        &test_extension(),
+        &[
+            "--threads",
+            "8",
+            "--shutdown-timeout",
+            "1",
+            "--access-log",
+            "off",
+        ],
+    );
+    let mut load = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(LOAD)
+        .args(["127.0.0.1", &host.addr.port().to_string()])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = std::io::BufReader::new(load.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "started");
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let stopped = host.stop();
+    let mut report = String::new();
+    std::io::Read::read_to_string(&mut out, &mut report).unwrap();
+    assert!(load.wait().unwrap().success(), "{report}");
+    let count = |what: &str| -> usize {
+        let line = report.lines().find(|l| l.starts_with(what)).unwrap();
+        line.split(' ').nth(1).unwrap().parse().unwrap()
+    };
+    assert_eq!(count("lost"), 0, "{report}\n{}", stopped.stderr);
+    assert!(count("answered") > 16, "{report}");
+    assert!(count("closed") >= 4, "{report}");
+    assert!(
+        stopped.stderr.contains(
+            "isapi-host: stopping: 4 request(s) cut off: 2 still in the extension when the wait \
+             ended, 2 still arriving (a partial head or body)"
+        ),
+        "{}",
+        stopped.stderr
+    );
+    // The two cut off in the extension are also contract violations (never ended).
+    assert!(
+        stopped.stderr.contains("stopped; 2 contract violation(s)"),
+        "{}",
+        stopped.stderr
+    );
+}
