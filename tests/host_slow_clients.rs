@@ -266,3 +266,31 @@ fn connections_past_the_limit_get_503() {
         "{stderr}"
     );
 }
+
+/// `--min-send-rate`: a client that stops reading a large response is cut off once the
+/// response falls behind the rate (here 10 MB/s after 1 s), and the request ends with its
+/// access-log line; before that, the worker writing it is the only one it holds.
+#[test]
+fn a_client_that_stops_reading_is_cut_off() {
+    let host = common::Host::start(
+        &common::test_extension(),
+        &["--strict", "--header-timeout", "1", "--min-send-rate", "10000000"],
+    );
+    let mut s = TcpStream::connect(host.addr).unwrap();
+    s.write_all(b"GET /big?size=500000000 HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    // Read nothing: the socket buffers fill up and the host's writes block.
+    assert!(
+        host.wait_for_output("\"#1 GET /big?size=500000000\" 200"),
+        "the request did not end:\n{}",
+        host.output()
+    );
+    // The host closed the connection: what is buffered can be read, then the end.
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut got = Vec::new();
+    let _ = s.read_to_end(&mut got);
+    assert!(got.len() < 500_000_000, "{} bytes", got.len());
+    let response = common::get(host.addr, "/hello");
+    assert_eq!(response.status, 200);
+    common::stop_clean(host);
+}

@@ -115,9 +115,15 @@ impl Conn {
     pub fn new(stream: TcpStream, limits: Limits) -> io::Result<Conn> {
         stream.set_nodelay(true)?;
         // Blocking reads and writes (ReadClient, WriteClient) give up after the idle
-        // timeout, so a stalled client cannot hold a thread forever.
+        // timeout, so a stalled client cannot hold a thread forever; writes look at their
+        // pace (`--min-send-rate`) at least once per allowance ([`Paced`]).
         stream.set_read_timeout(limits.idle)?;
-        stream.set_write_timeout(limits.idle)?;
+        let write_wait = match limits.idle {
+            Some(idle) if limits.send_rate > 0 => Some(idle.min(limits.allowance)),
+            None if limits.send_rate > 0 => Some(limits.allowance),
+            idle => idle,
+        };
+        stream.set_write_timeout(write_wait)?;
         let remote = stream.peer_addr()?;
         let local = stream.local_addr()?;
         OPEN.fetch_add(1, Ordering::SeqCst);
@@ -188,7 +194,7 @@ impl Conn {
             stream: &mut self.stream,
             pace: Pace::new(self.limits.allowance, self.limits.send_rate),
             idle: self.limits.idle,
-            shortened: false,
+            progress: Instant::now(),
         }
     }
 
@@ -245,38 +251,44 @@ impl Conn {
     }
 }
 
-/// The socket, written at no less than a minimum rate: each blocking write waits no
-/// longer than the rest of the allowance, and fails with TimedOut after it.
+/// The socket, written at no less than a minimum rate. The socket's own write timeout
+/// is the shorter of the idle timeout and the rate's allowance (set once, in
+/// [`Conn::new`]); when a write times out, it is tried again as long as the transfer is
+/// still within its pace and the client took bytes within the idle timeout, and fails
+/// otherwise. So the common case, a write that does not block, costs no extra system call.
 pub struct Paced<'a> {
     stream: &'a mut TcpStream,
     pace: Pace,
     idle: Option<Duration>,
-    /// The write timeout was set below the idle timeout (restored on drop).
-    shortened: bool,
+    progress: Instant,
 }
 
 impl Write for Paced<'_> {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        let wait = self.pace.wait(self.idle)?;
-        if wait != self.idle {
-            self.stream.set_write_timeout(wait)?;
-            self.shortened = true;
+        loop {
+            match self.stream.write(data) {
+                Ok(n) => {
+                    self.pace.add(n);
+                    self.progress = Instant::now();
+                    return Ok(n);
+                }
+                Err(e)
+                    if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) =>
+                {
+                    let now = Instant::now();
+                    let slow = self.pace.deadline().is_none_or(|d| now >= d);
+                    let idle = self.idle.is_some_and(|i| now - self.progress >= i);
+                    if slow || idle {
+                        return Err(e);
+                    }
+                }
+                Err(e) => return Err(e),
+            }
         }
-        let n = self.stream.write(data)?;
-        self.pace.add(n);
-        Ok(n)
     }
 
     fn flush(&mut self) -> io::Result<()> {
         self.stream.flush()
-    }
-}
-
-impl Drop for Paced<'_> {
-    fn drop(&mut self) {
-        if self.shortened {
-            let _ = self.stream.set_write_timeout(self.idle);
-        }
     }
 }
 
