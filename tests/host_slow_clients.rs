@@ -274,7 +274,13 @@ fn connections_past_the_limit_get_503() {
 fn a_client_that_stops_reading_is_cut_off() {
     let host = common::Host::start(
         &common::test_extension(),
-        &["--strict", "--header-timeout", "1", "--min-send-rate", "10000000"],
+        &[
+            "--strict",
+            "--header-timeout",
+            "1",
+            "--min-send-rate",
+            "10000000",
+        ],
     );
     let mut s = TcpStream::connect(host.addr).unwrap();
     s.write_all(b"GET /big?size=500000000 HTTP/1.1\r\nHost: x\r\n\r\n")

@@ -416,6 +416,7 @@ fn read_into(ex: &Exchange, out: BodyOut<'_>) -> Result<usize, u32> {
         {
             return Err(ERROR_CONNECTION_ABORTED);
         }
+        conn.start_body(); // the body's pace starts now that the client may send it
     }
     match crate::conn::read_body(conn, body, out) {
         Ok(n) => Ok(n),

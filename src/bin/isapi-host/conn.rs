@@ -273,7 +273,10 @@ impl Write for Paced<'_> {
                     return Ok(n);
                 }
                 Err(e)
-                    if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) =>
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) =>
                 {
                     let now = Instant::now();
                     let slow = self.pace.deadline().is_none_or(|d| now >= d);
