@@ -639,7 +639,9 @@ pub fn finish(host: &'static Host, exchange: &Arc<Exchange>, state: &mut State) 
                 Drained::Failed => keep = false,
             }
         }
-        c.receiving = None;
+        if draining.is_none() {
+            c.receiving = None; // a drain keeps to the body's pace
+        }
     }
     let code = state
         .response
