@@ -10,7 +10,8 @@ use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::Path;
 use std::sync::Mutex;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 enum Sink {
     Stderr,
@@ -93,6 +94,50 @@ pub fn flush() {
         Sink::Stderr => std::io::stderr().flush(),
         Sink::File(file) => file.flush(),
     };
+}
+
+/// An event that can come in floods (a full queue, clients leaving mid-response): counted
+/// always, written at most once per `interval`, each line saying how many happened since
+/// the one before, so that a flood does not also flood the log.
+pub struct RateLimit {
+    interval: Duration,
+    total: AtomicU64,
+    /// When the last line was written, and how many events it did not report yet.
+    logged: Mutex<Option<(Instant, u64)>>,
+}
+
+impl RateLimit {
+    pub const fn new(interval: Duration) -> RateLimit {
+        RateLimit {
+            interval,
+            total: AtomicU64::new(0),
+            logged: Mutex::new(None),
+        }
+    }
+
+    /// Counts one event. When a line is due, returns (events since the last line, this
+    /// one included; events in all) for the caller to write it.
+    pub fn count(&self) -> Option<(u64, u64)> {
+        let total = self.total.fetch_add(1, Ordering::Relaxed) + 1;
+        let mut logged = self.logged.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        match &mut *logged {
+            Some((at, unreported)) if now.duration_since(*at) < self.interval => {
+                *unreported += 1;
+                None
+            }
+            state => {
+                let since = state.map(|(_, n)| n).unwrap_or(0) + 1;
+                *state = Some((now, 0));
+                Some((since, total))
+            }
+        }
+    }
+
+    /// Events counted since start-up.
+    pub fn total(&self) -> u64 {
+        self.total.load(Ordering::Relaxed)
+    }
 }
 
 /// `YYYY-MM-DDTHH:MM:SSZ` for now, in UTC.

@@ -614,12 +614,12 @@ fn uploads_cut_short_in_both_ways_iis_may_report_them() {
         let mut answer = Vec::new();
         let _ = stream.read_to_end(&mut answer);
         drop(stream);
-        // The application saw an OSError; the host keeps serving.
+        // The application saw an OSError (ClientDisconnected); the host keeps serving.
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while !site.log().contains("OSError") {
+        while !site.log().contains("isapi_wsgi.ClientDisconnected: ") {
             assert!(
                 std::time::Instant::now() < deadline,
-                "{mode}: no OSError logged:\n{}",
+                "{mode}: no ClientDisconnected logged:\n{}",
                 site.log()
             );
             std::thread::sleep(std::time::Duration::from_millis(20));
@@ -912,7 +912,8 @@ fn an_app_thread_writing_while_the_request_streams_to_a_slow_client_deadlocks_no
         assert!(started.elapsed() < Duration::from_secs(5), "{handler}");
         let ended = common::get(host.addr, "/raw/writer-ended").text();
         assert!(
-            ended.starts_with("OSError after ") || ended.starts_with("ValueError after "),
+            ended.starts_with("ClientDisconnected after ")
+                || ended.starts_with("ValueError after "),
             "{handler}: the app's writer: {ended}"
         );
         site.finish(host);
@@ -1446,7 +1447,8 @@ fn a_chunked_body_growing_past_max_body_raises_oserror_in_every_read_for_both_ha
             client.send(b"\r\n0\r\n\r\n");
             let r = client.response(false);
             assert_eq!(r.text(), "read 1024 bytes", "{handler} {how}");
-            // One byte more: OSError, and again on the next read (never a short b"").
+            // One byte more: BodyTooLarge (an OSError), and again on the next read (never a
+            // short b"").
             client.send(
                 format!("POST /raw/read-report/{how} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n").as_bytes(),
             );
@@ -1459,7 +1461,7 @@ fn a_chunked_body_growing_past_max_body_raises_oserror_in_every_read_for_both_ha
             let r = client.response(false);
             assert_eq!(
                 r.text(),
-                "OSError: the request body is larger than [wsgi] max_body (1024 bytes); the rest was not read; again: OSError",
+                "isapi_wsgi.BodyTooLarge (an OSError): the request body is larger than [wsgi] max_body (1024 bytes); the rest was not read; again: isapi_wsgi.BodyTooLarge (an OSError)",
                 "{handler} {how}"
             );
             client = Client::connect(host.addr);
@@ -1481,12 +1483,12 @@ fn a_body_cut_short_by_the_client_raises_oserror_never_a_short_success() {
             (
                 "chunked",
                 chunked,
-                "OSError: the client disconnected before the end of the chunked body (5 bytes received); again: OSError",
+                "isapi_wsgi.ClientDisconnected (an OSError): the client disconnected before the end of the chunked body (5 bytes received); again: isapi_wsgi.ClientDisconnected (an OSError)",
             ),
             (
                 "content-length",
                 length,
-                "OSError: the client disconnected before sending the whole body (5 of 100 bytes; 95 missing); again: OSError",
+                "isapi_wsgi.ClientDisconnected (an OSError): the client disconnected before sending the whole body (5 of 100 bytes; 95 missing); again: isapi_wsgi.ClientDisconnected (an OSError)",
             ),
         ] {
             for how in ["shutdown", "close"] {

@@ -18,9 +18,8 @@
 //!   request still running in Python at the timeout keeps its ECB: only its worker may end
 //!   it (ending it from here while the worker may still write to it would break the ISAPI
 //!   contract), so it is logged and left to finish on its own — if the process lives on.
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use super::pool::{Rejected, ThreadPool};
 use super::{answer_busy, status_for};
@@ -106,7 +105,7 @@ impl Threadpool {
                 drained.still_running
             ));
         }
-        let total = self.refused.total.load(Ordering::Relaxed);
+        let total = self.refused.0.total();
         if total > 0 {
             log::line(&format!(
                 "{total} request(s) were refused with 503 because the queue was full"
@@ -185,30 +184,20 @@ impl Drop for Session {
 
 /// Requests refused because the queue was full: counted, and logged at most once a second
 /// so that an overload does not also flood the log.
-#[derive(Default)]
-struct Refusals {
-    total: AtomicU64,
-    /// When the last line was written, and how many refusals it did not report yet.
-    logged: Mutex<Option<(Instant, u64)>>,
+struct Refusals(log::RateLimit);
+
+impl Default for Refusals {
+    fn default() -> Refusals {
+        Refusals(log::RateLimit::new(Duration::from_secs(1)))
+    }
 }
 
 impl Refusals {
     fn count(&self) {
-        let total = self.total.fetch_add(1, Ordering::Relaxed) + 1;
-        let mut logged = self.logged.lock().unwrap_or_else(|p| p.into_inner());
-        let now = Instant::now();
-        match &mut *logged {
-            Some((at, unreported)) if now.duration_since(*at) < Duration::from_secs(1) => {
-                *unreported += 1;
-            }
-            state => {
-                let since = state.map(|(_, n)| n).unwrap_or(0) + 1;
-                *state = Some((now, 0));
-                drop(logged);
-                log::line(&format!(
-                    "queue full: answered 503 with Retry-After ({since} since the last report, {total} in all)"
-                ));
-            }
+        if let Some((since, total)) = self.0.count() {
+            log::line(&format!(
+                "queue full: answered 503 with Retry-After ({since} since the last report, {total} in all)"
+            ));
         }
     }
 }

@@ -19,7 +19,8 @@ use super::ffi::{
     ERROR_INSUFFICIENT_BUFFER, ERROR_INVALID_INDEX, ERROR_NO_DATA, EXTENSION_CONTROL_BLOCK,
     HSE_IO_SYNC, HSE_REQ_CLOSE_CONNECTION, HSE_REQ_DONE_WITH_SESSION,
     HSE_REQ_GET_IMPERSONATION_TOKEN, HSE_REQ_IS_CONNECTED, HSE_REQ_REPORT_UNHEALTHY,
-    HSE_REQ_SEND_RESPONSE_HEADER_EX, HSE_REQ_SET_FLUSH_FLAG, HSE_SEND_HEADER_EX_INFO,
+    HSE_REQ_SEND_RESPONSE_HEADER_EX, HSE_REQ_SET_FLUSH_FLAG, HSE_REQ_TRANSMIT_FILE,
+    HSE_SEND_HEADER_EX_INFO, HSE_TF_INFO,
 };
 
 /// A Win32 error code reported by a failing callback (GetLastError, or errno off Windows).
@@ -280,6 +281,49 @@ impl Ecb {
         )
     }
 
+    /// Sends `length` bytes of an open file from `offset`, with `head` before and `tail`
+    /// after them (HSE_REQ_TRANSMIT_FILE, synchronous; the headers must be sent already).
+    /// `file` is a Win32 `HANDLE` on Windows, a file descriptor elsewhere; the server only
+    /// reads from it and does not close it. An offset or a length past 4 GiB (HSE_TF_INFO's
+    /// fields are 32-bit) and a `length` of 0 (which would mean "to the end") are refused
+    /// with ERROR_INVALID_PARAMETER before anything is sent, as a server that does not
+    /// offer this call refuses it.
+    pub fn transmit_file(
+        &self,
+        file: usize,
+        offset: u64,
+        length: u64,
+        head: &[u8],
+        tail: &[u8],
+    ) -> Result<(), IoError> {
+        let (Ok(offset), Ok(length)) = (u32::try_from(offset), u32::try_from(length)) else {
+            return Err(IoError(super::ffi::ERROR_INVALID_PARAMETER));
+        };
+        if length == 0 {
+            return Err(IoError(super::ffi::ERROR_INVALID_PARAMETER));
+        }
+        let mut info = HSE_TF_INFO {
+            pfnHseIO: None,
+            pContext: null_mut(),
+            hFile: file as *mut c_void,
+            pszStatusCode: std::ptr::null(),
+            BytesToWrite: length,
+            Offset: offset,
+            pHead: optional(head),
+            HeadLength: head.len() as u32,
+            pTail: optional(tail),
+            TailLength: tail.len() as u32,
+            dwFlags: HSE_IO_SYNC,
+        };
+        // The server reads `head` and `tail` (HeadLength / TailLength bytes) and the file
+        // only during this synchronous call; the slices outlive it.
+        self.support(
+            HSE_REQ_TRANSMIT_FILE,
+            (&mut info as *mut HSE_TF_INFO).cast(),
+            null_mut(),
+        )
+    }
+
     /// Records the HTTP status for the server's log (dwHttpStatusCode).
     pub fn set_status_code(&self, code: u16) {
         // SAFETY: the extension owns this field of a live ECB; only the request's thread
@@ -374,6 +418,15 @@ impl Ecb {
         } else {
             Ok(())
         }
+    }
+}
+
+/// A buffer for the server to read, NULL when empty.
+fn optional(bytes: &[u8]) -> *mut c_void {
+    if bytes.is_empty() {
+        null_mut()
+    } else {
+        bytes.as_ptr() as *mut c_void
     }
 }
 

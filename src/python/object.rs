@@ -774,6 +774,28 @@ impl<'py> PyRef<'py> {
         }
     }
 
+    /// The value of an `int` (OverflowError beyond `Py_ssize_t`, TypeError for other types).
+    pub fn to_i64(&self) -> PyResult<'py, i64> {
+        // SAFETY: a live object; PyLong_AsSsize_t returns -1 with an exception set on failure
+        // (and -1 without one for the value -1).
+        let value = unsafe { (self.gil.api.PyLong_AsSsize_t)(self.as_ptr()) };
+        // SAFETY: no preconditions besides the GIL.
+        if value == -1 && !unsafe { (self.gil.api.PyErr_Occurred)() }.is_null() {
+            return Err(PyErr::fetch(self.gil));
+        }
+        Ok(value)
+    }
+
+    /// `isinstance(self, class)`.
+    pub fn is_instance(&self, class: &PyRef<'py>) -> PyResult<'py, bool> {
+        // SAFETY: live objects; PyObject_IsInstance returns 1, 0, or -1 with an exception
+        // set (a `class` that is not a class or a tuple of them raises TypeError).
+        match unsafe { (self.gil.api.PyObject_IsInstance)(self.as_ptr(), class.as_ptr()) } {
+            -1 => Err(PyErr::fetch(self.gil)),
+            value => Ok(value != 0),
+        }
+    }
+
     /// `callable(self)` is true.
     pub fn is_callable(&self) -> bool {
         // SAFETY: a live object; never raises.
@@ -1039,6 +1061,27 @@ impl<'py> PyErr<'py> {
             kind: Some(kind),
             value: Some(value),
             traceback: (!traceback.is_none()).then_some(traceback),
+            gil,
+        })
+    }
+
+    /// An exception instance (e.g. of a class defined in Python), to be raised as it is;
+    /// TypeError if `value` is not an exception.
+    pub fn from_value(value: PyRef<'py>) -> PyResult<'py, PyErr<'py>> {
+        let gil = value.gil();
+        if !value.is_exception_instance() {
+            return Err(PyErr::new(
+                gil,
+                Exception::TypeError,
+                "not an exception instance",
+            ));
+        }
+        // SAFETY: PyObject_Type returns a new reference to the type of a live object.
+        let kind = unsafe { gil.own((gil.api.PyObject_Type)(value.as_ptr())) }?;
+        Ok(PyErr {
+            kind: Some(kind),
+            value: Some(value),
+            traceback: None,
             gil,
         })
     }

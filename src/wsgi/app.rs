@@ -18,7 +18,8 @@ use crate::config::{AppSpec, Config};
 use crate::python::{Gil, NativeType, PyRef, PyResult, PyStatic};
 
 /// Python helpers that are clearer in Python than through the C API: path set-up, the
-/// application import, `wsgi.file_wrapper` and the demo application.
+/// application import, the `isapi_wsgi` module (`wsgi.file_wrapper`'s class and the
+/// exceptions of [`super::exceptions`]) and the demo application.
 const SUPPORT: &CStr = cr#"
 import os, sys
 
@@ -60,8 +61,20 @@ def load_app(module, attribute, call):
                         % (module, attribute, type(target).__name__))
     return target
 
+class ClientDisconnected(OSError):
+    """The client went away: wsgi.input could not read the rest of the request body,
+    or the response could not be written."""
+
+class BodyTooLarge(OSError):
+    """A chunked request body grew past [wsgi] max_body."""
+
 class FileWrapper:
-    """wsgi.file_wrapper: iterates over a file-like object in blocks."""
+    """wsgi.file_wrapper(filelike, blksize=8192).
+
+    Returned by the application, a regular file (one with a fileno()) is sent by the server
+    itself (HSE_REQ_TRANSMIT_FILE) from its current position: Content-Length bytes if the
+    application set one, else the rest of the file (and that Content-Length is added).
+    Anything else is read in blksize blocks. close() closes the file-like object."""
     def __init__(self, filelike, blksize=8192):
         self.filelike = filelike
         self.blksize = blksize
@@ -74,6 +87,41 @@ class FileWrapper:
         if data:
             return data
         raise StopIteration
+    def _transmittable(self):
+        """(handle, offset, length) of the rest of a regular file, for the server to send
+        itself (a Win32 HANDLE on Windows, the descriptor elsewhere); None for anything
+        else."""
+        import io, stat
+        filelike = self.filelike
+        if isinstance(filelike, io.TextIOBase):
+            return None
+        try:
+            descriptor = filelike.fileno()
+            offset = filelike.tell()
+            info = os.fstat(descriptor)
+        except (AttributeError, OSError, ValueError, TypeError):
+            return None
+        if not (isinstance(descriptor, int) and isinstance(offset, int)) or offset < 0:
+            return None
+        if not stat.S_ISREG(info.st_mode):
+            return None
+        if os.name == "nt":
+            import msvcrt
+            handle = msvcrt.get_osfhandle(descriptor)
+        else:
+            handle = descriptor
+        return handle, offset, max(info.st_size - offset, 0)
+
+def make_module():
+    """`import isapi_wsgi`: the exceptions and the file wrapper, for applications."""
+    import types
+    module = types.ModuleType("isapi_wsgi", "What the isapi-wsgi extension gives applications.")
+    for item in (ClientDisconnected, BodyTooLarge, FileWrapper):
+        item.__module__ = "isapi_wsgi"
+        setattr(module, item.__name__, item)
+    sys.modules["isapi_wsgi"] = module
+
+make_module()
 
 def demo_app(environ, start_response):
     """The page served when no application is configured: hello, and the environ."""
@@ -113,6 +161,8 @@ pub struct App {
     pub(super) input_type: NativeType<Input>,
     pub(super) response_type: NativeType<Response>,
     pub(super) server_variables_type: NativeType<ServerVariables>,
+    /// `wsgi.file_wrapper`'s class.
+    pub(super) file_wrapper: PyStatic,
     /// Tracebacks in 500 pages.
     pub debug: bool,
     /// No application is configured: the built-in demo app serves (loopback clients only).
@@ -180,7 +230,9 @@ impl App {
         set("wsgi.multithread", &gil.bool(true))?;
         set("wsgi.multiprocess", &gil.bool(true))?;
         set("wsgi.run_once", &gil.bool(false))?;
-        set("wsgi.file_wrapper", &helper("FileWrapper")?)?;
+        let file_wrapper = helper("FileWrapper")?;
+        set("wsgi.file_wrapper", &file_wrapper)?;
+        super::exceptions::register(helper("ClientDisconnected")?, helper("BodyTooLarge")?);
         set("GATEWAY_INTERFACE", &gil.str("CGI/1.1")?)?;
         set(
             "SERVER_SOFTWARE",
@@ -193,6 +245,7 @@ impl App {
             input_type: NativeType::new(gil)?,
             response_type: NativeType::new(gil)?,
             server_variables_type: NativeType::new(gil)?,
+            file_wrapper: file_wrapper.into_static(),
             debug: config.debug,
             demo: matches!(config.app, AppSpec::Demo),
             python_version: gil.version(),

@@ -238,6 +238,19 @@ pub struct Body {
     overrun: bool,
 }
 
+/// A piece of the body that the server sends from a file: [`Body::range`].
+#[derive(Debug, PartialEq, Eq)]
+pub struct Range {
+    /// File bytes to send (0: none, e.g. for HEAD).
+    pub send: u64,
+    /// Body bytes the piece stands for (HEAD counts what it would have sent).
+    counted: u64,
+    /// Sent before the file's bytes: a chunk's size line.
+    pub head: Vec<u8>,
+    /// Sent after them: a chunk's CRLF.
+    pub tail: &'static [u8],
+}
+
 /// A body that broke its declared Content-Length.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Mismatch {
@@ -298,6 +311,40 @@ impl Body {
         }
     }
 
+    /// How `length` bytes that the server sends from a file (wsgi.file_wrapper) go out as
+    /// the next piece: how many of them (never more than a declared Content-Length leaves
+    /// room for: the application asked for exactly that many, so the rest is not an
+    /// overrun) and the framing around them. Nothing is counted until [`commit`](Body::commit).
+    pub fn range(&self, length: u64) -> Range {
+        let (send, counted) = match self.framing {
+            Framing::NoBody => (0, length),
+            Framing::Length(declared) => {
+                let send = length.min(declared.saturating_sub(self.sent));
+                (send, send)
+            }
+            Framing::Chunked | Framing::UntilClose => (length, length),
+        };
+        let chunked = self.framing == Framing::Chunked && send > 0;
+        Range {
+            send,
+            counted,
+            head: if chunked {
+                format!("{send:x}\r\n").into_bytes()
+            } else {
+                Vec::new()
+            },
+            tail: if chunked { b"\r\n" } else { b"" },
+        }
+    }
+
+    /// Counts a range sent by the server.
+    pub fn commit(&mut self, range: &Range) {
+        self.sent += range.counted;
+        if let Framing::Length(declared) = self.framing {
+            self.complete = self.sent >= declared;
+        }
+    }
+
     /// The bytes that end the body (the chunked terminator), and a mismatch if it fell
     /// short of its declared length.
     pub fn finish(&mut self) -> (&'static [u8], Option<Mismatch>) {
@@ -350,6 +397,47 @@ mod tests {
 
     fn text(plan: &Plan) -> &str {
         std::str::from_utf8(&plan.headers).unwrap()
+    }
+
+    #[test]
+    fn a_file_range_is_cut_to_the_declared_length_and_chunked_when_streamed() {
+        // Content-Length declared: exactly that many bytes of a longer file, no overrun.
+        let mut plan = Framing::choose(GET11, 200, block(&[("Content-Length", "10")]), Some(100));
+        let range = plan.body.range(100);
+        assert_eq!(
+            (range.send, &range.head[..], range.tail),
+            (10, &b""[..], &b""[..])
+        );
+        plan.body.commit(&range);
+        assert!(plan.body.complete() && !plan.body.overrun());
+        assert_eq!(plan.body.finish(), (&b""[..], None));
+        // A shorter file: all of it, and the body is short.
+        let mut plan = Framing::choose(GET11, 200, block(&[("Content-Length", "10")]), Some(4));
+        let range = plan.body.range(4);
+        plan.body.commit(&range);
+        assert_eq!(
+            plan.body.finish().1,
+            Some(Mismatch::Shorter {
+                sent: 4,
+                declared: 10
+            })
+        );
+        // After write() started a chunked body: one chunk around the file.
+        let mut plan = Framing::choose(GET11, 200, HeaderBlock::default(), None);
+        let _ = plan.body.frame(b"abc");
+        let range = plan.body.range(300);
+        assert_eq!(
+            (range.send, &range.head[..], range.tail),
+            (300, &b"12c\r\n"[..], &b"\r\n"[..])
+        );
+        // HEAD: nothing of the file goes out.
+        let head = Request {
+            head: true,
+            http11: true,
+        };
+        let plan = Framing::choose(head, 200, HeaderBlock::default(), Some(50));
+        assert!(text(&plan).contains("Content-Length: 50"));
+        assert_eq!(plan.body.range(50).send, 0);
     }
 
     #[test]

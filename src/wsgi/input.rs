@@ -6,13 +6,13 @@
 //! block read), so a large upload streams through. The stream never reads past the body's
 //! Content-Length (which would block on a keep-alive connection); when the length is unknown
 //! (a chunked request) it reads until the server reports the end. Past the end every read
-//! returns `b""`. A client that disconnects before sending the whole body raises `OSError`:
-//! for a chunked body, whose end ReadClient reports as it reports a closed connection (TRUE
+//! returns `b""`. A client that disconnects before sending the whole body raises
+//! `isapi_wsgi.ClientDisconnected` (an `OSError`, see [`super::exceptions`]): for a chunked body, whose end ReadClient reports as it reports a closed connection (TRUE
 //! with 0 bytes), the stream asks `HSE_REQ_IS_CONNECTED` before taking it as the end.
 //!
 //! `[wsgi] max_body` bounds what the stream takes: a Content-Length over it never gets
 //! here (the bridge answers 413 first), and a chunked body that grows past it raises
-//! `OSError` as soon as more than `max_body` bytes arrived, so even `read()` without a size
+//! `isapi_wsgi.BodyTooLarge` (an `OSError`) as soon as more than `max_body` bytes arrived, so even `read()` without a size
 //! never holds more than `max_body` (+1) bytes. A failed body stays failed: every later
 //! read raises the same error again, never a short `b""` that would look like the end.
 //!
@@ -22,6 +22,7 @@
 //! needs the GIL it holds).
 use std::sync::{Arc, Mutex};
 
+use super::exceptions::ClientError;
 use crate::isapi::ecb::Ecb;
 use crate::python::{Args, Exception, Gil, Kind, Method, Native, PyErr, PyRef, PyResult};
 
@@ -51,7 +52,7 @@ struct Body {
     /// `[wsgi] max_body`; None for no limit.
     limit: Option<u64>,
     /// Why the body failed: raised again by every later read.
-    failed: Option<String>,
+    failed: Option<Failed>,
 }
 
 impl Input {
@@ -76,24 +77,24 @@ impl Input {
         }
     }
 
-    /// Appends the next block of the body to the buffer; `Ok(0)` at the end. A failed read,
-    /// a body cut short or one over `max_body` raises OSError (and again on every later
-    /// call).
+    /// Appends the next block of the body to the buffer; `Ok(0)` at the end. A failed read
+    /// or a body cut short raises `ClientDisconnected`, one over `max_body` `BodyTooLarge`
+    /// (and again on every later call).
     fn fill<'py>(&self, gil: Gil<'py>, body: &mut Body) -> PyResult<'py, usize> {
         match self.receive(gil, body) {
             Ok(got) => Ok(got),
-            Err(message) => {
+            Err(failed) => {
                 // Nothing more is handed out: the rest of the buffer is dropped too.
                 body.buffer.truncate(body.position);
                 body.ended = true;
-                let message = body.failed.get_or_insert(message);
-                Err(PyErr::new(gil, Exception::OSError, message))
+                let (kind, message) = body.failed.get_or_insert(failed);
+                Err(kind.exception(gil, message))
             }
         }
     }
 
     /// [`fill`](Input::fill)'s work: the next block into the buffer, or why not.
-    fn receive(&self, gil: Gil<'_>, body: &mut Body) -> Result<usize, String> {
+    fn receive(&self, gil: Gil<'_>, body: &mut Body) -> Result<usize, Failed> {
         if let Some(failed) = &body.failed {
             return Err(failed.clone());
         }
@@ -134,9 +135,9 @@ impl Input {
             Ok(got) => got,
             Err(error) => {
                 body.buffer.truncate(start);
-                return Err(format!(
+                return Err(disconnected(format!(
                     "reading the request body failed ({error}); the client may have disconnected"
-                ));
+                )));
             }
         };
         body.buffer.truncate(start + got);
@@ -144,19 +145,19 @@ impl Input {
         if got == 0 {
             body.ended = true;
             if let Some(remaining) = body.remaining.filter(|&r| r > 0) {
-                return Err(format!(
+                return Err(disconnected(format!(
                     "the client disconnected before sending the whole body ({} of {} bytes; {remaining} missing)",
                     body.received,
                     body.total.unwrap_or(0)
-                ));
+                )));
             }
             // A chunked body's end and a client gone mid-body look alike (TRUE, 0 bytes):
             // only the connection tells them apart.
             if body.remaining.is_none() && !self.ecb.is_connected() {
-                return Err(format!(
+                return Err(disconnected(format!(
                     "the client disconnected before the end of the chunked body ({} bytes received)",
                     body.received
-                ));
+                )));
             }
             return Ok(0);
         }
@@ -237,14 +238,24 @@ impl Input {
 
 impl Body {
     /// A body of unknown length (chunked) that grew past `max_body`.
-    fn check_limit(&self) -> Result<(), String> {
+    fn check_limit(&self) -> Result<(), Failed> {
         match self.limit {
-            Some(limit) if self.received > limit => Err(format!(
-                "the request body is larger than [wsgi] max_body ({limit} bytes); the rest was not read"
+            Some(limit) if self.received > limit => Err((
+                ClientError::TooLarge,
+                format!(
+                    "the request body is larger than [wsgi] max_body ({limit} bytes); the rest was not read"
+                ),
             )),
             _ => Ok(()),
         }
     }
+}
+
+/// Why the body failed: the exception's class and its message.
+type Failed = (ClientError, String);
+
+fn disconnected(message: String) -> Failed {
+    (ClientError::Disconnected, message)
 }
 
 /// The body's state, out of its slot for the length of one call.

@@ -7,7 +7,10 @@
 //! * [`server_variables`]: `isapi.server_variable`, IIS's other server variables on demand.
 //! * [`proxy`]: `[wsgi] trusted_proxies`, which `X-Forwarded-*` headers to believe.
 //! * [`errors`]: `wsgi.errors`, into the log.
+//! * [`exceptions`]: `isapi_wsgi.ClientDisconnected` and `BodyTooLarge`, the `OSError`s
+//!   raised when the client side fails.
 //! * [`response`]: `start_response` and `write()`, the Python-facing half of the response.
+//! * [`file_wrapper`]: `wsgi.file_wrapper`, a regular file sent by the server itself.
 //! * [`framing`]: what goes on the wire (header checks, Content-Length, chunks), plain Rust.
 //! * [`in_flight`]: the requests running now, for the watchdog (when it is on).
 //!
@@ -22,6 +25,8 @@
 pub mod app;
 pub mod environ;
 pub mod errors;
+pub mod exceptions;
+pub mod file_wrapper;
 pub mod framing;
 pub mod in_flight;
 pub mod input;
@@ -303,6 +308,9 @@ impl Bridge {
                 item_type(item)
             ))
         };
+        if self.send_file(gil, result, response)? {
+            return Ok(());
+        }
         // A one-item list or tuple: the whole body is known, so it gets a Content-Length.
         if matches!(result.kind(), Kind::List | Kind::Tuple) && result.len()? == 1 {
             let item = result.get_index(0)?;
@@ -323,6 +331,26 @@ impl Bridge {
         }
         response.send(gil, b"", true)?;
         Ok(())
+    }
+
+    /// `wsgi.file_wrapper` around a regular file: the server sends it (file_wrapper.rs).
+    /// False when the body is something else, or the server would not send the file: then
+    /// it is iterated like any body.
+    fn send_file<'py>(
+        &self,
+        gil: Gil<'py>,
+        result: &PyRef<'py>,
+        response: &Response,
+    ) -> Result<bool, Failure<'py>> {
+        let class = self.app.file_wrapper.bind(gil);
+        let Some(file) = file_wrapper::transmittable(result, &class)? else {
+            return Ok(false);
+        };
+        if !response.transmit(gil, &file)? {
+            return Ok(false);
+        }
+        response.send(gil, b"", true)?;
+        Ok(true)
     }
 
     /// Calls the iterable's `close()`, whatever happened (PEP 3333).
@@ -346,7 +374,13 @@ impl Bridge {
     fn handle_error(&self, gil: Gil<'_>, response: &Response, request: &str, failure: Failure<'_>) {
         let page = match failure {
             Failure::Aborted(message) => {
-                log::line(&format!("{request}: response aborted: {message}"));
+                // A client that leaves mid-response is routine (a closed tab, a benchmark's
+                // last requests): one line now and then, with the count.
+                if let Some((since, total)) = ABORTED.count() {
+                    log::line(&format!(
+                        "{request}: response aborted: {message} ({since} since the last report, {total} in all; at most one line a minute)"
+                    ));
+                }
                 return;
             }
             Failure::Refused(page) => page,
@@ -393,6 +427,9 @@ pub struct Lent<'a, 'py> {
     pub server_variable: &'a PyRef<'py>,
 }
 
+/// Responses aborted because the client left: logged at most once a minute.
+static ABORTED: log::RateLimit = log::RateLimit::new(std::time::Duration::from_secs(60));
+
 /// The demo's refusal is logged once.
 static DEMO_REFUSED: std::sync::Once = std::sync::Once::new();
 
@@ -415,6 +452,7 @@ impl From<SendError> for Failure<'_> {
         match error {
             SendError::Application(message) => Failure::Protocol(message),
             SendError::Aborted(message) => Failure::Aborted(message),
+            SendError::Complete => Failure::Aborted(response::COMPLETE.into()),
         }
     }
 }

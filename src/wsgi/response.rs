@@ -18,13 +18,19 @@ use std::borrow::Cow;
 use std::ffi::CString;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 
+use super::exceptions::ClientError;
+use super::file_wrapper::FileRange;
 use super::framing::{
     self, Body, Framing, HeaderBlock, HeaderError, Mismatch, Request, StatusError,
 };
 use crate::isapi::ecb::{Ecb, IoError};
+use crate::isapi::ffi::ERROR_INVALID_PARAMETER;
 use crate::log;
 use crate::page::Page;
 use crate::python::{Args, Exception, Gil, Kind, Native, PyErr, PyRef, PyResult, PyStatic};
+
+/// Why a write after the end fails.
+pub const COMPLETE: &str = "the response is complete: nothing more can be written";
 
 /// Writes up to this size are assumed to land in IIS's response buffer without blocking.
 const BUFFERED_WRITE: usize = 256 * 1024;
@@ -69,6 +75,8 @@ pub enum SendError {
     Application(String),
     /// The client went away or the response was abandoned; the connection is closed.
     Aborted(String),
+    /// The end of the body was sent already: nothing more may follow.
+    Complete,
 }
 
 /// Whether the application should go on producing the body.
@@ -203,41 +211,12 @@ impl Response {
         data: &'d [u8],
         last: bool,
     ) -> Result<Option<Write<'d>>, SendError> {
-        if state.broken {
-            return Err(SendError::Aborted(
-                "the response was already aborted".into(),
-            ));
+        check_open(state)?;
+        if state.body.is_none() && state.started.is_some() && data.is_empty() && !last {
+            return Ok(None);
         }
-        if state.finished {
-            return Err(SendError::Aborted(
-                "the response is complete: nothing more can be written".into(),
-            ));
-        }
-        let mut head = None;
-        let mut flush = false;
-        if state.body.is_none() {
-            let Some((status, code, headers)) = state.started.take() else {
-                return Err(SendError::Application(
-                    "the application returned a body without calling start_response()".into(),
-                ));
-            };
-            if data.is_empty() && !last {
-                state.started = Some((status, code, headers));
-                return Ok(None);
-            }
-            let whole_body = last.then_some(data.len() as u64);
-            let plan = Framing::choose(self.request, code, headers, whole_body);
-            state.code = Some(code);
-            state.keep_conn = plan.keep_conn && !state.close;
-            state.flushing = plan.flush_each_write;
-            state.body = Some(plan.body);
-            flush = plan.flush_each_write;
-            // Validation let no NUL through, so these cannot fail.
-            head = Some((
-                CString::new(status).unwrap_or_default(),
-                CString::new(plan.headers).unwrap_or_default(),
-            ));
-        }
+        let head = self.open_body(state, last.then_some(data.len() as u64))?;
+        let flush = head.is_some() && state.flushing;
         let body = state.body.as_mut().expect("the headers went out");
         let (bytes, mut mismatch) = body.frame(data);
         let ending = if last {
@@ -248,9 +227,6 @@ impl Response {
         } else {
             b""
         };
-        if let Some(code) = state.code.filter(|_| head.is_some()) {
-            self.ecb.set_status_code(code);
-        }
         Ok(Some(Write {
             head,
             body: bytes,
@@ -259,6 +235,99 @@ impl Response {
             flush,
             mismatch,
         }))
+    }
+
+    /// Chooses the framing when the headers are about to go out (`whole_body`: the body's
+    /// length, if all of it is known now) and returns the status line and header block to
+    /// send; None when they went out already.
+    fn open_body(
+        &self,
+        state: &mut State,
+        whole_body: Option<u64>,
+    ) -> Result<Option<(CString, CString)>, SendError> {
+        if state.body.is_some() {
+            return Ok(None);
+        }
+        let Some((status, code, headers)) = state.started.take() else {
+            return Err(SendError::Application(
+                "the application returned a body without calling start_response()".into(),
+            ));
+        };
+        let plan = Framing::choose(self.request, code, headers, whole_body);
+        state.code = Some(code);
+        state.keep_conn = plan.keep_conn && !state.close;
+        state.flushing = plan.flush_each_write;
+        state.body = Some(plan.body);
+        self.ecb.set_status_code(code);
+        // Validation let no NUL through, so these cannot fail.
+        Ok(Some((
+            CString::new(status).unwrap_or_default(),
+            CString::new(plan.headers).unwrap_or_default(),
+        )))
+    }
+
+    /// Sends `file` as the (rest of the) body through the server (HSE_REQ_TRANSMIT_FILE),
+    /// the headers first if they have not gone out: with the application's Content-Length,
+    /// else with the file's. Returns false when the server refused the call before sending
+    /// any of it (it may not offer it, or the range is past 4 GiB): the caller then sends
+    /// the file piece by piece. The end of the body is left to the caller's last `send`.
+    pub fn transmit(&self, gil: Gil<'_>, file: &FileRange) -> Result<bool, SendError> {
+        let mut state = self.take_turn(gil);
+        let head =
+            match check_open(&state).and_then(|()| self.open_body(&mut state, Some(file.length))) {
+                Ok(head) => head,
+                Err(error) => {
+                    self.end_turn(state);
+                    return Err(error);
+                }
+            };
+        let range = state
+            .body
+            .as_ref()
+            .expect("the headers went out")
+            .range(file.length);
+        // IIS may keep a file it was given in its response buffer until the request ends,
+        // and the application's close() follows at once: so IIS is told to send now.
+        let flush = head.is_some() || !state.flushing;
+        state.flushing = true;
+        let keep_conn = state.keep_conn;
+        drop(state);
+        let ecb = &self.ecb;
+        let sent = gil.allow_threads(|| {
+            if flush {
+                ecb.set_flush(true);
+            }
+            if let Some((status, headers)) = &head {
+                ecb.send_headers(status, headers, keep_conn)?;
+            }
+            if range.send == 0 {
+                return Ok(true);
+            }
+            match ecb.transmit_file(
+                file.handle,
+                file.offset,
+                range.send,
+                &range.head,
+                range.tail,
+            ) {
+                Ok(()) => Ok(true),
+                Err(IoError(ERROR_INVALID_PARAMETER)) => Ok(false),
+                Err(error) => Err(error),
+            }
+        });
+        let mut state = self.lock();
+        let outcome = match sent {
+            Ok(transmitted) => {
+                if transmitted {
+                    let body = state.body.as_mut().expect("the headers went out");
+                    body.commit(&range);
+                }
+                Ok(transmitted)
+            }
+            Err(error) => self.conclude(&mut state, Err(error), None).map(|()| false),
+        };
+        self.end_turn(state);
+        outcome
     }
 
     /// Records how the write went.
@@ -398,9 +467,25 @@ impl Response {
             Err(SendError::Application(message)) => {
                 Err(PyErr::new(gil, Exception::AssertionError, &message))
             }
-            Err(SendError::Aborted(message)) => Err(PyErr::new(gil, Exception::OSError, &message)),
+            Err(SendError::Aborted(message)) => {
+                Err(ClientError::Disconnected.exception(gil, &message))
+            }
+            Err(SendError::Complete) => Err(PyErr::new(gil, Exception::OSError, COMPLETE)),
         }
     }
+}
+
+/// A response that may still be written: not abandoned, its end not sent.
+fn check_open(state: &State) -> Result<(), SendError> {
+    if state.broken {
+        return Err(SendError::Aborted(
+            "the response was already aborted".into(),
+        ));
+    }
+    if state.finished {
+        return Err(SendError::Complete);
+    }
+    Ok(())
 }
 
 impl Write<'_> {

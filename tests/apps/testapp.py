@@ -23,6 +23,56 @@ COUNTS = {}
 WRITER = {}
 # What /raw/read-report saw last, for /raw/last-report (its own client may be gone).
 REPORT = []
+# What the files /raw/file served saw: reads and close() (for /raw/file-report).
+FILES = []
+# The gates /raw/events waits on between events, by the query's key (/raw/release opens one).
+GATES = {}
+
+
+def error_name(error):
+    """The exception's class, as an application importing isapi_wsgi sees it."""
+    import isapi_wsgi
+
+    name = type(error).__name__
+    if isinstance(error, (isapi_wsgi.ClientDisconnected, isapi_wsgi.BodyTooLarge)):
+        name = "isapi_wsgi." + name
+    if isinstance(error, OSError) and type(error) is not OSError:
+        name += " (an OSError)"
+    return name
+
+
+class WatchedFile(io.FileIO):
+    """A real file that records its reads and its close() in FILES."""
+
+    def __init__(self, path):
+        super().__init__(path, "rb")
+        self.record = {"reads": 0, "closed": False}
+        FILES.append(self.record)
+
+    def read(self, size=-1):
+        self.record["reads"] += 1
+        return super().read(size)
+
+    def close(self):
+        self.record["closed"] = True
+        super().close()
+
+
+class WatchedBytes(io.BytesIO):
+    """Not a file (no fileno): wsgi.file_wrapper must iterate it."""
+
+    def __init__(self, data):
+        super().__init__(data)
+        self.record = {"reads": 0, "closed": False}
+        FILES.append(self.record)
+
+    def read(self, size=-1):
+        self.record["reads"] += 1
+        return super().read(size)
+
+    def close(self):
+        self.record["closed"] = True
+        super().close()
 
 
 class Closing:
@@ -234,17 +284,66 @@ def raw(environ, start_response):
         try:
             seen = "read %d bytes" % len(read())
         except Exception as error:
-            seen = "%s: %s" % (type(error).__name__, error)
+            seen = "%s: %s" % (error_name(error), error)
             try:
                 seen += "; again: %d bytes" % len(stream.read(10))
             except Exception as again:
-                seen += "; again: %s" % type(again).__name__
+                seen += "; again: %s" % error_name(again)
         REPORT.append(seen)
         return text(start_response, seen)
     if path == "/input-terminated":
         # wsgi.input_terminated, and the body read to its end whatever CONTENT_LENGTH says.
         body = environ["wsgi.input"].read()
         return text(start_response, "%r, %d bytes" % (environ.get("wsgi.input_terminated"), len(body)))
+    if path == "/file":
+        # wsgi.file_wrapper around a real file: ?path=P&offset=N&length=L&write=1&bytes=1
+        # (seek to N first; declare Content-Length L; write() a prefix first; a BytesIO of
+        # the file's content instead of the file).
+        from urllib.parse import parse_qs
+
+        query = {k: v[0] for k, v in parse_qs(environ["QUERY_STRING"]).items()}
+        if "bytes" in query:
+            with open(query["path"], "rb") as source:
+                filelike = WatchedBytes(source.read())
+        else:
+            filelike = WatchedFile(query["path"])
+        filelike.seek(int(query.get("offset", 0)))
+        headers = [("Content-Type", "application/octet-stream")]
+        if "length" in query:
+            headers.append(("Content-Length", query["length"]))
+        write = start_response("200 OK", headers)
+        if "write" in query:
+            write(b"prefix;")
+        return environ["wsgi.file_wrapper"](filelike, 65536)
+    if path == "/file-report":
+        return text(start_response, json.dumps(FILES[-1] if FILES else None))
+    if path == "/events":
+        # Server-sent events: one, then wait until /raw/release?KEY, then the next.
+        import threading
+
+        key = environ["QUERY_STRING"]
+        gate = GATES[key] = threading.Event()
+        start_response("200 OK", [("Content-Type", "text/event-stream"), ("Cache-Control", "no-cache")])
+
+        def events():
+            for n in range(1, 4):
+                yield ("id: %d\ndata: event %d\n\n" % (n, n)).encode()
+                if n < 3 and not gate.wait(60):
+                    yield b"data: never released\n\n"
+                    return
+                gate.clear()
+
+        return Closing(events(), "events-" + key)
+    if path == "/release":
+        GATES[environ["QUERY_STRING"]].set()
+        return text(start_response, "released")
+    if path == "/forever":
+        # 64 KiB pieces until the client leaves.
+        start_response("200 OK", [("Content-Type", "application/octet-stream")])
+        piece = b"f" * 65536
+        return Closing(itertools.repeat(piece), "forever")
+    if path == "/closed-count":
+        return text(start_response, str(CLOSED.count(environ["QUERY_STRING"])))
     if path == "/last-report":
         return text(start_response, REPORT[-1] if REPORT else "nothing yet")
     if path == "/hop-by-hop":
