@@ -61,6 +61,7 @@ library="$root/target/release/libisapi_wsgi.so"
 file="$tmp/download.bin"
 log "writing a $size_mib MiB file"
 head -c "$((size_mib * 1048576))" /dev/urandom > "$file"
+chmod a+rx "$tmp" && chmod a+r "$file"   # nginx's workers may run as another user
 bytes="$(stat -c %s "$file")"
 export BODIES_FILE="$file"
 

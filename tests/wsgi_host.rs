@@ -912,9 +912,13 @@ fn an_app_thread_writing_while_the_request_streams_to_a_slow_client_deadlocks_no
         assert!(started.elapsed() < Duration::from_secs(5), "{handler}");
         let ended = common::get(host.addr, "/raw/writer-ended").text();
         assert!(
-            ["OSError after ", "ClientDisconnected after ", "ValueError after "]
-                .iter()
-                .any(|start| ended.starts_with(start)),
+            [
+                "OSError after ",
+                "ClientDisconnected after ",
+                "ValueError after "
+            ]
+            .iter()
+            .any(|start| ended.starts_with(start)),
             "{handler}: the app's writer: {ended}"
         );
         site.finish(host);

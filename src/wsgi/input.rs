@@ -98,8 +98,10 @@ impl Input {
         if let Some(failed) = &body.failed {
             return Err(failed.clone());
         }
-        if body.position > 0 && body.position == body.buffer.len() {
-            body.buffer.clear();
+        // What was handed out goes: without this a read(n) that takes less than a block
+        // each time would keep every byte of the body in the buffer.
+        if body.position > 0 {
+            body.buffer.drain(..body.position);
             body.position = 0;
         }
         if !body.preread_taken {

@@ -342,6 +342,16 @@ def raw(environ, start_response):
         start_response("200 OK", [("Content-Type", "application/octet-stream")])
         piece = b"f" * 65536
         return Closing(itertools.repeat(piece), "forever")
+    if path == "/drain":
+        # Reads the body in pieces of the query's size (not a multiple of what arrives)
+        # and answers how many bytes came.
+        stream, size, total = environ["wsgi.input"], int(environ["QUERY_STRING"]), 0
+        while True:
+            piece = stream.read(size)
+            if not piece:
+                break
+            total += len(piece)
+        return text(start_response, str(total))
     if path == "/closed-count":
         return text(start_response, str(CLOSED.count(environ["QUERY_STRING"])))
     if path == "/last-report":

@@ -1206,6 +1206,13 @@ fn transmit(host: &'static Host, ex: &Exchange, tf: &HSE_TF_INFO) -> Result<u32,
         sent += n as u64;
         offset += n as u64;
         left = left.saturating_sub(n as u64);
+        #[cfg(target_os = "linux")]
+        {
+            let streamed = send_file(host, &mut state, tf.hFile, offset, left)?;
+            sent += streamed;
+            offset += streamed;
+            left -= streamed;
+        }
         if left == 0 {
             break;
         }
@@ -1220,4 +1227,41 @@ fn transmit(host: &'static Host, ex: &Exchange, tf: &HSE_TF_INFO) -> Result<u32,
         sent += tail.len() as u64;
     }
     Ok(sent.min(u32::MAX as u64) as u32)
+}
+
+/// The part of a TRANSMIT_FILE range that may go straight from the file to the socket
+/// (sendfile, as TransmitFile does: no copy through the host), up to `left` bytes or the end
+/// of the file. Returns the bytes sent; whatever is left (none may bypass the response
+/// buffer, or past a declared Content-Length) the caller copies through `write_body`.
+#[cfg(target_os = "linux")]
+fn send_file(
+    host: &'static Host,
+    state: &mut State,
+    file: *mut c_void,
+    mut offset: u64,
+    left: u64,
+) -> Result<u64, u32> {
+    let stopping = host.stopping();
+    let State { conn, response, .. } = state;
+    let Some(conn) = conn.as_mut().filter(|c| !c.closed) else {
+        return Err(ERROR_CONNECTION_ABORTED);
+    };
+    let room = response
+        .file_room(&mut conn.stream, stopping)
+        .map_err(|_| ERROR_CONNECTION_ABORTED)?;
+    let mut want = left.min(room);
+    let mut sent = 0;
+    while want > 0 {
+        let count = want.min(1 << 30) as usize;
+        let n = crate::os::send_file(&conn.stream, file, offset, count)
+            .map_err(|_| ERROR_CONNECTION_ABORTED)? as u64;
+        if n == 0 {
+            break; // the end of the file
+        }
+        response.sent_from_file(n);
+        sent += n;
+        offset += n;
+        want -= n;
+    }
+    Ok(sent)
 }

@@ -260,6 +260,32 @@ impl Response {
         Ok(dropped)
     }
 
+    /// How many body bytes from a file (TRANSMIT_FILE) may now go straight to the socket,
+    /// past this buffer: none unless the headers are out, every write is flushed anyway
+    /// (HSE_REQ_SET_FLUSH_FLAG) and the framing passes them through; at most what a declared
+    /// Content-Length leaves room for (the rest goes through [`write_body`](Response::write_body),
+    /// which drops and reports it). What is buffered is flushed first.
+    pub fn file_room(&mut self, w: &mut impl Write, stopping: bool) -> io::Result<u64> {
+        if !self.started() || !self.flush_each_write || self.raw {
+            return Ok(0);
+        }
+        let room = match self.framing {
+            Framing::NoBody => 0,
+            Framing::Length { declared } => declared.saturating_sub(self.body_written),
+            Framing::Chunked | Framing::UntilClose => u64::MAX,
+        };
+        if room > 0 {
+            self.flush(w, stopping)?;
+        }
+        Ok(room)
+    }
+
+    /// Counts `n` body bytes sent straight from a file (after [`file_room`](Response::file_room)).
+    pub fn sent_from_file(&mut self, n: u64) {
+        self.body_written += n;
+        self.bytes_sent += n;
+    }
+
     /// Raw output before any headers (IIS 6 passed it through unchanged). The connection
     /// is closed afterwards since the host cannot know the framing.
     pub fn write_raw(&mut self, w: &mut impl Write, data: &[u8], stopping: bool) -> io::Result<()> {
