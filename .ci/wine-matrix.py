@@ -318,7 +318,7 @@ class Matrix:
         directory = os.path.join(self.work, "py" + version)
         checks = [("hello", self.hello, version), ("environ", self.environ), ("sys-path", self.sys_path, version),
                   ("post-bodies", self.post_bodies), ("stream", self.stream), ("flask", self.flask),
-                  ("concurrency", self.concurrency),
+                  ("concurrency", self.concurrency), ("file-wrapper", self.file_wrapper),
                   ("log-shared-read", self.log_shared_read, os.path.join(directory, "wsgi.log"), version)]
         names = ["host-%s:%s" % (version, c[0]) for c in checks] + ["host-%s:%s" % (version, n) for n in ("start", "clean-shutdown", "demo")]
         if not any(self.wanted(name) for name in names):
@@ -468,6 +468,19 @@ class Matrix:
         rc, out = wine([python, "-c", code, winpath(log)], timeout=60)
         assert rc == 0 and "read" in out and "True" in out, "reading %s while the host runs: %s %s\n%s" % (
             log, rc, out[-1500:], host.log())
+
+    def file_wrapper(self, host):
+        """wsgi.file_wrapper around a real file: sent by the server (TRANSMIT_FILE with the
+        HANDLE from the Windows CPython's msvcrt.get_osfhandle), never read by Python, from
+        the file's position, with the app's Content-Length or the file's; closed."""
+        content = bytes(range(256)) * 1000
+        for query, expected in (("", content), ("?offset=1000", content[1000:]),
+                                ("?offset=7&length=5000", content[7:5007])):
+            status, headers, body = host.request("GET", "/file-wrapper" + query)
+            assert status == 200 and body == expected, (query, status, len(body), body[:200], host.log())
+            assert headers.get("Content-Length") == str(len(expected)), (query, headers)
+            status, _, report = host.request("GET", "/file-report")
+            assert json.loads(report) == {"closed": True, "reads": 0}, (query, report, host.log())
 
     def clean_shutdown(self, host):
         code = host.stop()

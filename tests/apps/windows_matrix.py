@@ -19,9 +19,17 @@ a server that, like ours, ends the stream at the end of the body, but the valida
                  OpenThreadToken); also starts a watcher that, 0.3 s after the response,
                  looks at that same thread's token again
     /token-after what the watcher saw: the worker must have reverted to no token
+    /file-wrapper  wsgi.file_wrapper around a real file (256 000 known bytes, in the temp
+                 folder), from ?offset=N, with Content-Length ?length=L if given: the
+                 server sends it (TRANSMIT_FILE with the HANDLE msvcrt.get_osfhandle gives)
+    /file-report what that file saw: how often read() was called (0 when the server sent
+                 it), and whether close() was
 """
 import hashlib
+import io
+import os
 import sys
+import tempfile
 import threading
 import time
 from wsgiref.validate import validator
@@ -187,6 +195,49 @@ def token_after(environ, start_response):
     return [body]
 
 
+FILE_CONTENT = bytes(range(256)) * 1000
+FILE_REPORT = {}
+
+
+class WatchedFile(io.FileIO):
+    """A real file that records its reads and its close()."""
+
+    def read(self, size=-1):
+        FILE_REPORT["reads"] = FILE_REPORT.get("reads", 0) + 1
+        return super().read(size)
+
+    def close(self):
+        FILE_REPORT["closed"] = True
+        super().close()
+
+
+def file_wrapper(environ, start_response):
+    from urllib.parse import parse_qs
+
+    query = {k: v[0] for k, v in parse_qs(environ.get("QUERY_STRING", "")).items()}
+    path = os.path.join(tempfile.gettempdir(), "isapi-wsgi-file-wrapper.bin")
+    if not os.path.exists(path) or os.path.getsize(path) != len(FILE_CONTENT):
+        with open(path, "wb") as out:
+            out.write(FILE_CONTENT)
+    FILE_REPORT.clear()
+    FILE_REPORT.update(reads=0, closed=False)
+    filelike = WatchedFile(path, "rb")
+    filelike.seek(int(query.get("offset", 0)))
+    headers = [("Content-Type", "application/octet-stream")]
+    if "length" in query:
+        headers.append(("Content-Length", query["length"]))
+    start_response("200 OK", headers)
+    return environ["wsgi.file_wrapper"](filelike, 8192)
+
+
+def file_report(environ, start_response):
+    import json
+
+    body = json.dumps(FILE_REPORT, sort_keys=True).encode()
+    start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+    return [body]
+
+
 def not_found(environ, start_response):
     body = b"not found\n"
     start_response("404 Not Found", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
@@ -202,4 +253,9 @@ def application(environ, start_response):
     path = environ.get("PATH_INFO", "") or "/"
     if path == "/flask" or path.startswith("/flask/"):
         return flask_app(environ, start_response)
+    # Unvalidated: the validator wraps the iterable, which would hide the file wrapper.
+    if path == "/file-wrapper":
+        return file_wrapper(environ, start_response)
+    if path == "/file-report":
+        return file_report(environ, start_response)
     return ROUTES.get(path, validator(not_found))(environ, start_response)
