@@ -120,9 +120,8 @@ fn file_wrapper_sends_a_real_file_with_transmit_file_and_iterates_anything_else(
             "offset 123, 299877 bytes, flags 0x1",
         ] {
             assert!(
-                output.contains(&format!(
-                    "ServerSupportFunction(HSE_REQ_TRANSMIT_FILE)(hFile "
-                )) && output.contains(range),
+                output.contains("ServerSupportFunction(HSE_REQ_TRANSMIT_FILE)(hFile ")
+                    && output.contains(range),
                 "{handler}: no TRANSMIT_FILE of {range}"
             );
         }

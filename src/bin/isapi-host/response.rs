@@ -265,6 +265,7 @@ impl Response {
     /// (HSE_REQ_SET_FLUSH_FLAG) and the framing passes them through; at most what a declared
     /// Content-Length leaves room for (the rest goes through [`write_body`](Response::write_body),
     /// which drops and reports it). What is buffered is flushed first.
+    #[cfg(target_os = "linux")]
     pub fn file_room(&mut self, w: &mut impl Write, stopping: bool) -> io::Result<u64> {
         if !self.started() || !self.flush_each_write || self.raw {
             return Ok(0);
@@ -281,6 +282,7 @@ impl Response {
     }
 
     /// Counts `n` body bytes sent straight from a file (after [`file_room`](Response::file_room)).
+    #[cfg(target_os = "linux")]
     pub fn sent_from_file(&mut self, n: u64) {
         self.body_written += n;
         self.bytes_sent += n;
