@@ -1246,15 +1246,21 @@ fn send_file(
     let Some(conn) = conn.as_mut().filter(|c| !c.closed) else {
         return Err(ERROR_CONNECTION_ABORTED);
     };
+    let mut out = conn.out();
     let room = response
-        .file_room(&mut conn.stream, stopping)
+        .file_room(&mut out, stopping)
         .map_err(|_| ERROR_CONNECTION_ABORTED)?;
     let mut want = left.min(room);
     let mut sent = 0;
     while want > 0 {
         let count = want.min(1 << 30) as usize;
-        let n = crate::os::send_file(&conn.stream, file, offset, count)
-            .map_err(|_| ERROR_CONNECTION_ABORTED)? as u64;
+        let n = match out.send_file(file, offset, count) {
+            Ok(n) => n as u64,
+            Err(_) => {
+                response.failed = true; // the client went away (or was too slow)
+                return Err(ERROR_CONNECTION_ABORTED);
+            }
+        };
         if n == 0 {
             break; // the end of the file
         }

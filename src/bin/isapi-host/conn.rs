@@ -263,10 +263,26 @@ pub struct Paced<'a> {
     progress: Instant,
 }
 
-impl Write for Paced<'_> {
-    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+impl Paced<'_> {
+    /// Sends up to `count` bytes of the file behind `handle` from `offset` straight to the
+    /// socket (TRANSMIT_FILE; [`crate::os::send_file`]), at the same pace as any write.
+    #[cfg(target_os = "linux")]
+    pub fn send_file(
+        &mut self,
+        handle: *mut std::ffi::c_void,
+        offset: u64,
+        count: usize,
+    ) -> io::Result<usize> {
+        self.paced(|stream| crate::os::send_file(stream, handle, offset, count))
+    }
+
+    /// One transfer to the socket, tried again after a timeout while the pace allows.
+    fn paced(
+        &mut self,
+        mut transfer: impl FnMut(&mut TcpStream) -> io::Result<usize>,
+    ) -> io::Result<usize> {
         loop {
-            match self.stream.write(data) {
+            match transfer(self.stream) {
                 Ok(n) => {
                     self.pace.add(n);
                     self.progress = Instant::now();
@@ -288,6 +304,12 @@ impl Write for Paced<'_> {
                 Err(e) => return Err(e),
             }
         }
+    }
+}
+
+impl Write for Paced<'_> {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        self.paced(|stream| stream.write(data))
     }
 
     fn flush(&mut self) -> io::Result<()> {
