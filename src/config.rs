@@ -21,7 +21,17 @@
 //! unhealthy_after = 4         ; that many such requests at once: ask IIS to recycle (0: off)
 //! gil_stall = 30              ; the GIL held that long without a release: recycle (0: off)
 //! reload_on = restart.txt, src/*.py   ; a change to one of these files: recycle (default: none)
+//! [mount /blog]               ; another application, answering /blog and /blog/...
+//! app = blog.wsgi:application
+//! handler = threadpool        ; optional: default [wsgi] handler
+//! debug = true                ; optional: default [wsgi] debug
 //! ```
+//!
+//! Mount paths are canonical paths, written decoded (`/café`, not `/caf%C3%A9`): they start
+//! with `/`, have no trailing `/`, no empty, `.` or `..` segments, no `\`, `%`, `?`, `#`,
+//! spaces or control characters; two mounts may not name the same path (compared, like
+//! IIS's URLs, without regard to ASCII case). With mounts and no `[wsgi] app`, requests
+//! under no mount get 404 (the built-in demo serves only a file with neither).
 //!
 //! The file is `<library stem>.ini` next to the library (`isapi_wsgi.dll` reads
 //! `isapi_wsgi.ini`), unless the environment variable `ISAPI_WSGI_CONFIG` names another
@@ -55,6 +65,18 @@ pub enum AppSpec {
         attribute: String,
         call: bool,
     },
+}
+
+/// `[mount /path]`: an application of its own under `path`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Mount {
+    /// The mount path as written (`/blog`, `/api/v1`): whole segments, no trailing `/`.
+    pub path: String,
+    pub app: AppSpec,
+    /// `handler =`, else `[wsgi] handler`.
+    pub handler: HandlerKind,
+    /// `debug =`, else `[wsgi] debug`.
+    pub debug: bool,
 }
 
 /// The validated configuration.
@@ -93,6 +115,8 @@ pub struct Config {
     /// Environment variables set in `os.environ` before the application is imported (from a
     /// wfastcgi web.config's other appSettings; no ini key sets them).
     pub environment: Vec<(String, String)>,
+    /// `[mount /path]` sections, in the order of the file.
+    pub mounts: Vec<Mount>,
 }
 
 const DEFAULT_THREADS: usize = 8;
@@ -106,6 +130,7 @@ const DEFAULT_SHUTDOWN_SECONDS: u64 = 30;
 const DEFAULT_MAX_BODY: u64 = 100 * 1024 * 1024;
 
 const PYTHON_KEYS: &[&str] = &["home", "library", "version", "path", "venv"];
+const MOUNT_KEYS: &[&str] = &["app", "handler", "debug"];
 const WSGI_KEYS: &[&str] = &[
     "app",
     "handler",
@@ -145,6 +170,7 @@ impl Default for Config {
             gil_stall: None,
             reload_on: Vec::new(),
             environment: Vec::new(),
+            mounts: Vec::new(),
         }
     }
 }
@@ -193,7 +219,8 @@ impl Config {
             file: Some(path.to_path_buf()),
             ..Config::default()
         };
-        let mut section: Option<&str> = None;
+        let mut drafts: Vec<MountDraft> = Vec::new();
+        let mut section: Option<Section> = None;
         for (index, raw) in text.lines().enumerate() {
             let number = index + 1;
             let trimmed = raw.trim();
@@ -201,22 +228,7 @@ impl Config {
                 continue;
             }
             if let Some(name) = trimmed.strip_prefix('[') {
-                let name = strip_comment(name, "#;").trim();
-                let name = name
-                    .strip_suffix(']')
-                    .ok_or_else(|| {
-                        format!("line {number}: a section header must look like [name]")
-                    })?
-                    .trim();
-                section = match name {
-                    "python" => Some("python"),
-                    "wsgi" => Some("wsgi"),
-                    other => {
-                        return Err(format!(
-                            "line {number}: unknown section [{other}]; valid sections: [python], [wsgi]"
-                        ));
-                    }
-                };
+                section = Some(Section::parse(name, number, &mut drafts)?);
                 continue;
             }
             let (key, value) = trimmed.split_once('=').ok_or_else(|| {
@@ -228,20 +240,36 @@ impl Config {
                     "line {number}: `{key}` is outside any section; start with [python] or [wsgi]"
                 ));
             };
-            let comments = if section == "python" && key == "path" {
+            let comments = if section == Section::Python && key == "path" {
                 "#"
             } else {
                 "#;"
             };
             let value = strip_comment(value, comments).trim();
-            let at = |message: String| format!("line {number}: [{section}] {key}: {message}");
+            let name = section.name(&drafts);
+            let at = |message: String| format!("line {number}: [{name}] {key}: {message}");
+            let unknown = |valid: &[&str]| {
+                format!(
+                    "line {number}: unknown key `{key}` in [{name}]; valid keys: {}",
+                    valid.join(", ")
+                )
+            };
             match (section, key) {
-                ("python", "home") => config.python_home = Some(resolve(base, value)),
-                ("python", "library") => config.python_library = Some(resolve(base, value)),
-                ("python", "version") => {
+                (Section::Mount(index), _) => {
+                    let draft = &mut drafts[index];
+                    match key {
+                        "app" => draft.app = Some(parse_app(value).map_err(at)?),
+                        "handler" => draft.handler = Some(parse_handler(value).map_err(at)?),
+                        "debug" => draft.debug = Some(parse_bool(value).map_err(at)?),
+                        _ => return Err(unknown(MOUNT_KEYS)),
+                    }
+                }
+                (Section::Python, "home") => config.python_home = Some(resolve(base, value)),
+                (Section::Python, "library") => config.python_library = Some(resolve(base, value)),
+                (Section::Python, "version") => {
                     config.python_version = Some(parse_version(value).map_err(at)?)
                 }
-                ("python", "path") => {
+                (Section::Python, "path") => {
                     config.python_path = value
                         .split(';')
                         .map(str::trim)
@@ -249,58 +277,45 @@ impl Config {
                         .map(|p| resolve(base, p))
                         .collect()
                 }
-                ("python", "venv") => config.venv = Some(resolve(base, value)),
-                ("wsgi", "app") => config.app = parse_app(value).map_err(at)?,
-                ("wsgi", "handler") => {
-                    config.handler = match value {
-                        "simple" => HandlerKind::Simple,
-                        "threadpool" => HandlerKind::Threadpool,
-                        other => {
-                            return Err(at(format!(
-                                "`{other}` is not a handler; valid: simple, threadpool"
-                            )));
-                        }
-                    }
+                (Section::Python, "venv") => config.venv = Some(resolve(base, value)),
+                (Section::Python, _) => return Err(unknown(PYTHON_KEYS)),
+                (Section::Wsgi, "app") => config.app = parse_app(value).map_err(at)?,
+                (Section::Wsgi, "handler") => config.handler = parse_handler(value).map_err(at)?,
+                (Section::Wsgi, "debug") => config.debug = parse_bool(value).map_err(at)?,
+                (Section::Wsgi, "log") => {
+                    config.log = (!value.is_empty()).then(|| resolve(base, value))
                 }
-                ("wsgi", "debug") => config.debug = parse_bool(value).map_err(at)?,
-                ("wsgi", "log") => config.log = (!value.is_empty()).then(|| resolve(base, value)),
-                ("wsgi", "threads") => config.threads = parse_count(value, 1, 1024).map_err(at)?,
-                ("wsgi", "queue") => {
+                (Section::Wsgi, "threads") => {
+                    config.threads = parse_count(value, 1, 1024).map_err(at)?
+                }
+                (Section::Wsgi, "queue") => {
                     config.queue = parse_count(value, 0, 1_000_000).map_err(at)?;
                 }
-                ("wsgi", "shutdown_timeout") => {
+                (Section::Wsgi, "shutdown_timeout") => {
                     config.shutdown_timeout =
                         Duration::from_secs(parse_count(value, 0, 3600).map_err(at)? as u64)
                 }
-                ("wsgi", "max_body") => config.max_body = parse_max_body(value).map_err(at)?,
-                ("wsgi", "trusted_proxies") => {
+                (Section::Wsgi, "max_body") => {
+                    config.max_body = parse_max_body(value).map_err(at)?
+                }
+                (Section::Wsgi, "trusted_proxies") => {
                     config.trusted_proxies =
                         crate::wsgi::proxy::parse_networks(value).map_err(at)?
                 }
-                ("wsgi", "request_timeout") => {
+                (Section::Wsgi, "request_timeout") => {
                     config.request_timeout = parse_seconds_or_off(value, 86_400).map_err(at)?
                 }
-                ("wsgi", "unhealthy_after") => {
+                (Section::Wsgi, "unhealthy_after") => {
                     config.unhealthy_after =
                         Some(parse_count(value, 0, 100_000).map_err(at)?).filter(|&n| n > 0)
                 }
-                ("wsgi", "gil_stall") => {
+                (Section::Wsgi, "gil_stall") => {
                     config.gil_stall = parse_seconds_or_off(value, 3600).map_err(at)?
                 }
-                ("wsgi", "reload_on") => {
+                (Section::Wsgi, "reload_on") => {
                     config.reload_on = parse_patterns(base, value).map_err(at)?
                 }
-                (section, key) => {
-                    let valid = if section == "python" {
-                        PYTHON_KEYS
-                    } else {
-                        WSGI_KEYS
-                    };
-                    return Err(format!(
-                        "line {number}: unknown key `{key}` in [{section}]; valid keys: {}",
-                        valid.join(", ")
-                    ));
-                }
+                (Section::Wsgi, _) => return Err(unknown(WSGI_KEYS)),
             }
         }
         if config.unhealthy_after.is_some() && config.request_timeout.is_none() {
@@ -310,6 +325,12 @@ impl Config {
                     .into(),
             );
         }
+        // The mounts take [wsgi]'s handler and debug unless they say otherwise (wherever
+        // [wsgi] is in the file).
+        config.mounts = drafts
+            .into_iter()
+            .map(|draft| draft.finish(&config))
+            .collect::<Result<_, _>>()?;
         // A home that is a virtual environment is also the venv (its site-packages are the
         // point of naming it); the runtime starts the venv's base CPython.
         if config.venv.is_none() {
@@ -319,6 +340,145 @@ impl Config {
                 .filter(|home| home.join("pyvenv.cfg").is_file());
         }
         Ok(config)
+    }
+
+    /// What answers requests under no mount: `[wsgi] app`; without it, the built-in demo
+    /// if there are no mounts either, else nothing (those requests get 404).
+    pub fn root_app(&self) -> Option<&AppSpec> {
+        match &self.app {
+            AppSpec::Demo if !self.mounts.is_empty() => None,
+            app => Some(app),
+        }
+    }
+}
+
+/// The section a line belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Section {
+    Python,
+    Wsgi,
+    /// `[mount /path]`: an index into the mounts read so far.
+    Mount(usize),
+}
+
+impl Section {
+    /// The section header after its `[`, on line `number`; a mount is added to `drafts`.
+    fn parse(header: &str, number: usize, drafts: &mut Vec<MountDraft>) -> Result<Section, String> {
+        let name = strip_comment(header, "#;").trim();
+        let name = name
+            .strip_suffix(']')
+            .ok_or_else(|| format!("line {number}: a section header must look like [name]"))?
+            .trim();
+        let mount = name
+            .strip_prefix("mount")
+            .filter(|rest| rest.is_empty() || rest.starts_with(char::is_whitespace));
+        match (name, mount) {
+            ("python", _) => Ok(Section::Python),
+            ("wsgi", _) => Ok(Section::Wsgi),
+            (_, Some(path)) => {
+                let path = path.trim();
+                mount_path_problem(path).map_or(Ok(()), |problem| {
+                    Err(format!("line {number}: [mount {path}]: {problem}"))
+                })?;
+                if let Some(earlier) = drafts.iter().find(|d| d.path.eq_ignore_ascii_case(path)) {
+                    return Err(format!(
+                        "line {number}: [mount {path}] repeats [mount {}] of line {}",
+                        earlier.path, earlier.line
+                    ));
+                }
+                drafts.push(MountDraft {
+                    path: path.to_string(),
+                    line: number,
+                    app: None,
+                    handler: None,
+                    debug: None,
+                });
+                Ok(Section::Mount(drafts.len() - 1))
+            }
+            (other, None) => Err(format!(
+                "line {number}: unknown section [{other}]; valid sections: [python], [wsgi], [mount /path]"
+            )),
+        }
+    }
+
+    /// The section's name for messages: `python`, `wsgi`, `mount /blog`.
+    fn name(self, drafts: &[MountDraft]) -> String {
+        match self {
+            Section::Python => "python".into(),
+            Section::Wsgi => "wsgi".into(),
+            Section::Mount(index) => format!("mount {}", drafts[index].path),
+        }
+    }
+}
+
+/// A `[mount]` section as read so far.
+struct MountDraft {
+    path: String,
+    line: usize,
+    app: Option<AppSpec>,
+    handler: Option<HandlerKind>,
+    debug: Option<bool>,
+}
+
+impl MountDraft {
+    fn finish(self, config: &Config) -> Result<Mount, String> {
+        let app = self.app.ok_or_else(|| {
+            format!(
+                "line {}: [mount {}] has no `app = module:callable`",
+                self.line, self.path
+            )
+        })?;
+        Ok(Mount {
+            path: self.path,
+            app,
+            handler: self.handler.unwrap_or(config.handler),
+            debug: self.debug.unwrap_or(config.debug),
+        })
+    }
+}
+
+/// Why `path` cannot be a mount path, or None if it can. Mounts match the canonical path
+/// (decoded, `\` as `/`, no dot-segments), so a path that no canonical path can start
+/// with is refused rather than never matched.
+fn mount_path_problem(path: &str) -> Option<&'static str> {
+    if path.is_empty() {
+        return Some("a mount needs a path, e.g. [mount /blog]");
+    }
+    if !path.starts_with('/') {
+        return Some("a mount path starts with `/`, e.g. [mount /blog]");
+    }
+    if path == "/" {
+        return Some("`/` would take every request: that is [wsgi] app");
+    }
+    if path.ends_with('/') {
+        return Some(
+            "write the mount path without a trailing `/` (it answers both /blog and /blog/...)",
+        );
+    }
+    if path.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return Some("a mount path has no spaces or control characters");
+    }
+    if path.contains(['\\', '%', '?', '#']) {
+        return Some(
+            "write the mount path decoded, with `/` between segments: no `\\`, `%`, `?` or `#`",
+        );
+    }
+    if path[1..]
+        .split('/')
+        .any(|segment| matches!(segment, "" | "." | ".."))
+    {
+        return Some("a mount path has no empty, `.` or `..` segments");
+    }
+    None
+}
+
+fn parse_handler(value: &str) -> Result<HandlerKind, String> {
+    match value {
+        "simple" => Ok(HandlerKind::Simple),
+        "threadpool" => Ok(HandlerKind::Threadpool),
+        other => Err(format!(
+            "`{other}` is not a handler; valid: simple, threadpool"
+        )),
     }
 }
 
@@ -599,6 +759,90 @@ mod tests {
         assert!(error.contains("only appear in the file name"), "{error}");
         let error = parse("[wsgi]\nreload_on = a.txt,,b.txt\n").unwrap_err();
         assert!(error.contains("empty entry"), "{error}");
+    }
+
+    #[test]
+    fn mounts_take_wsgi_defaults_unless_they_say_otherwise() {
+        let config = parse(
+            "[mount /blog]\napp = blog:app\n[wsgi]\nhandler = threadpool\ndebug = true\n\
+             [mount /api/v1] ; the API\napp = api:make()\nhandler = simple\ndebug = no\n[mount /café]\napp = c:app\n",
+        )
+        .unwrap();
+        let summary: Vec<(&str, HandlerKind, bool)> = config
+            .mounts
+            .iter()
+            .map(|m| (m.path.as_str(), m.handler, m.debug))
+            .collect();
+        assert_eq!(
+            summary,
+            vec![
+                ("/blog", HandlerKind::Threadpool, true),
+                ("/api/v1", HandlerKind::Simple, false),
+                ("/café", HandlerKind::Threadpool, true),
+            ]
+        );
+        assert_eq!(
+            config.mounts[1].app,
+            AppSpec::Named {
+                module: "api".into(),
+                attribute: "make".into(),
+                call: true
+            }
+        );
+        // Mounts and no [wsgi] app: nothing answers the rest (404), not the demo.
+        assert_eq!(config.root_app(), None);
+        assert_eq!(parse("").unwrap().root_app(), Some(&AppSpec::Demo));
+        let both = parse("[wsgi]\napp = a:b\n[mount /x]\napp = c:d\n").unwrap();
+        assert!(matches!(both.root_app(), Some(AppSpec::Named { module, .. }) if module == "a"));
+    }
+
+    #[test]
+    fn bad_mounts_are_configuration_errors() {
+        let error = |text: &str| parse(text).unwrap_err();
+        for (path, expected) in [
+            ("blog", "starts with `/`"),
+            ("/", "that is [wsgi] app"),
+            ("/blog/", "trailing `/`"),
+            ("/a//b", "no empty, `.` or `..` segments"),
+            ("/a/../b", "no empty, `.` or `..` segments"),
+            ("/a/.", "no empty, `.` or `..` segments"),
+            ("/caf%C3%A9", "decoded"),
+            ("/a\\b", "decoded"),
+            ("/a?b", "decoded"),
+            ("/a b", "no spaces"),
+            ("", "needs a path"),
+        ] {
+            let message = error(&format!("[mount {path}]\napp = a:b\n"));
+            assert!(
+                message.starts_with("line 1: [mount ") && message.contains(expected),
+                "{path:?}: {message}"
+            );
+        }
+        let message = error("[mount /blog]\napp = a:b\n[mount /Blog]\napp = c:d\n");
+        assert_eq!(
+            message,
+            "line 3: [mount /Blog] repeats [mount /blog] of line 1"
+        );
+        let message = error("[mount /blog]\napp = a:b\nthreads = 4\n");
+        assert_eq!(
+            message,
+            "line 3: unknown key `threads` in [mount /blog]; valid keys: app, handler, debug"
+        );
+        let message = error("[mount /blog]\nhandler = simple\n");
+        assert_eq!(
+            message,
+            "line 1: [mount /blog] has no `app = module:callable`"
+        );
+        let message = error("[mount /blog]\napp = a:b\nhandler = fast\n");
+        assert!(
+            message.starts_with("line 3: [mount /blog] handler: `fast` is not a handler"),
+            "{message}"
+        );
+        let message = error("[mountain]\n");
+        assert!(
+            message.contains("unknown section [mountain]") && message.contains("[mount /path]"),
+            "{message}"
+        );
     }
 
     #[test]

@@ -53,6 +53,7 @@ use isapi::ffi::{
 };
 use page::Page;
 use wsgi::Bridge;
+use wsgi::mounts::Route;
 
 /// What `GetExtensionVersion` set up.
 struct Extension {
@@ -120,7 +121,7 @@ pub unsafe extern "system" fn GetExtensionVersion(info: *mut HSE_VERSION_INFO) -
     }
     // Under IIS always TRUE (the 500 page explains a failed start); in the check mode the
     // host learns the outcome from it.
-    let running = matches!(EXTENSION.get(), Some(Extension { bridge: Ok(_), .. }));
+    let running = matches!(EXTENSION.get(), Some(Extension { bridge: Ok(bridge), .. }) if bridge.all_started());
     i32::from(running || !check::requested())
 }
 
@@ -157,7 +158,6 @@ pub extern "system" fn TerminateExtension(_flags: u32) -> i32 {
     }
     let ended = catch_unwind(|| {
         if let Some(Extension {
-            bridge: Ok(bridge),
             handler: Some(handler),
             watchdog,
             ..
@@ -166,7 +166,7 @@ pub extern "system" fn TerminateExtension(_flags: u32) -> i32 {
             if let Some(watchdog) = watchdog {
                 watchdog.stop();
             }
-            handler.terminate(bridge);
+            handler.terminate();
         }
     });
     if ended.is_err() {
@@ -179,16 +179,23 @@ pub extern "system" fn TerminateExtension(_flags: u32) -> i32 {
     1
 }
 
+/// Routes the request to its application (mounts.rs) and hands it to that application's
+/// handler; answers by itself what no application can.
 fn dispatch(ecb: Ecb) -> u32 {
     let Some(extension) = EXTENSION.get() else {
         return Page::startup_failure(None).answer(&ecb);
     };
-    match (&extension.handler, &extension.bridge) {
-        (Some(handler), _) => handler.handle(ecb),
-        (None, Ok(_)) => Page::startup_failure(None).answer(&ecb),
-        (None, Err(detail)) => {
-            Page::startup_failure(extension.debug.then_some(detail.as_str())).answer(&ecb)
-        }
+    let (Some(handler), Ok(bridge)) = (&extension.handler, &extension.bridge) else {
+        let detail = match &extension.bridge {
+            Err(detail) if extension.debug => Some(detail.as_str()),
+            _ => None,
+        };
+        return Page::startup_failure(detail).answer(&ecb);
+    };
+    match bridge.route(&ecb) {
+        Route::To(routed) => handler.handle(ecb, routed),
+        Route::Failed { detail } => Page::startup_failure(detail).answer(&ecb),
+        Route::NotFound => Page::not_found().answer(&ecb),
     }
 }
 
@@ -265,7 +272,7 @@ fn start() -> Extension {
     }
     let handler = match &bridge {
         Ok(bridge) => {
-            log::line(&bridge.describe());
+            log_applications(bridge);
             Some(Handler::start(&config, bridge.clone()))
         }
         Err(error) => {
@@ -292,9 +299,14 @@ fn start() -> Extension {
 /// The check mode's end of start-up: the report, and no threads.
 fn checked(config: &Config, bridge: Result<Arc<Bridge>, String>) -> Extension {
     let handler = match &bridge {
+        Ok(bridge) if !bridge.all_started() => {
+            log_applications(bridge);
+            log::line("check: FAILED: the application did not start (the reason is above)");
+            None
+        }
         Ok(bridge) => {
             log::line(&check::report(config, bridge));
-            Some(Handler::Simple(bridge.clone()))
+            Some(Handler::without_threads(bridge.clone()))
         }
         Err(error) => {
             log::line(&format!(
@@ -309,6 +321,42 @@ fn checked(config: &Config, bridge: Result<Arc<Bridge>, String>) -> Extension {
         handler,
         watchdog: None,
         debug: config.debug,
+    }
+}
+
+/// One line per application: what it serves, or why it failed to start (also to the
+/// Event Log); and what requests under no mount get when there is no `[wsgi] app`.
+fn log_applications(bridge: &Bridge) {
+    let served = bridge.site().served();
+    let mounted = served.iter().any(|s| s.mount.is_some());
+    for served in served {
+        let message = match (&served.app, &served.mount) {
+            (Ok(app), None) => format!(
+                "serving {} with Python {}",
+                app.description,
+                bridge.python_version()
+            ),
+            (Ok(app), Some(mount)) => format!("mount {mount}: serving {}", app.description),
+            (Err(error), None) if !mounted => {
+                format!("the application failed to start; every request gets a 500 page:\n{error}")
+            }
+            (Err(error), None) => format!(
+                "the application failed to start; requests under no mount get a 500 page:\n{error}"
+            ),
+            (Err(error), Some(mount)) => format!(
+                "mount {mount}: the application failed to start; its requests get a 500 page:\n{error}"
+            ),
+        };
+        log::line(&message);
+        if served.app.is_err() {
+            sys::report_to_admin(&format!("isapi-wsgi: {message}"));
+        }
+    }
+    if mounted && !served.iter().any(|s| s.mount.is_none()) {
+        log::line(&format!(
+            "no [wsgi] app: requests under no mount get 404 (Python {})",
+            bridge.python_version()
+        ));
     }
 }
 

@@ -1,6 +1,7 @@
 //! The pages the extension answers by itself, never the application: 500 when the
 //! application failed (to start, or to answer), 503 when the server is busy or stopping,
-//! 413 when a request's body is larger than `[wsgi] max_body`, and the demo's refusal for
+//! 413 when a request's body is larger than `[wsgi] max_body`, 404 for a request under no
+//! mount when there is no `[wsgi] app`, and the demo's refusal for
 //! clients that are not on this machine. One builder for all of
 //! them, so they look alike and their text is always escaped.
 //!
@@ -55,6 +56,17 @@ impl Page {
     /// application configured, a server must not show its insides to the network.
     pub fn not_configured() -> Page {
         Page::internal_error("No application is configured on this server.", None)
+    }
+
+    /// `404 Not Found`: the request is under no mount, and there is no `[wsgi] app`.
+    pub fn not_found() -> Page {
+        Page {
+            status: "404 Not Found",
+            message: "No application is served at this address.".to_string(),
+            detail: None,
+            retry: false,
+            close: false,
+        }
     }
 
     /// `503 Service Unavailable` with `Retry-After`.

@@ -6,7 +6,9 @@
 //! * [`threadpool`]: queued to our own workers ([`pool`]); `HttpExtensionProc` returns
 //!   `HSE_STATUS_PENDING` and a worker ends the request with `HSE_REQ_DONE_WITH_SESSION`.
 //!
-//! Both take the request as an owned [`Ecb`] and use the same
+//! Each application (`[wsgi] app` or a `[mount]`'s) names its handler, so the handler is
+//! chosen per request, after the mount ([`Routed`]). Both take the request as an owned
+//! [`Ecb`] and use the same
 //! [`Bridge::serve`](crate::wsgi::Bridge::serve) (which works from any thread), turning its
 //! [`Outcome`] into the status IIS expects.
 pub mod pool;
@@ -20,51 +22,41 @@ use crate::isapi::ecb::Ecb;
 use crate::log;
 use crate::page::Page;
 use crate::wsgi::Bridge;
+use crate::wsgi::mounts::Routed;
 use threadpool::Threadpool;
 
-/// The configured handler, with the application it runs.
-pub enum Handler {
-    Simple(Arc<Bridge>),
-    Threadpool(Threadpool),
+/// The handlers, with the applications they run: every request runs on the simple
+/// handler unless its application says `handler = threadpool` (`[wsgi]` or its `[mount]`);
+/// the threadpool's workers are started only if one does, and are shared by all that do.
+pub struct Handler {
+    bridge: Arc<Bridge>,
+    pool: Option<Threadpool>,
 }
 
 impl Handler {
-    /// Sets up the handler the configuration names. If the worker threads cannot be
+    /// Sets up the handlers the applications name. If the worker threads cannot be
     /// created, the simple handler serves instead (and the log says so).
     pub fn start(config: &Config, bridge: Arc<Bridge>) -> Handler {
-        if config.handler == HandlerKind::Simple {
-            return Handler::Simple(bridge);
-        }
-        match Threadpool::start(
-            bridge.clone(),
-            config.threads,
-            config.queue,
-            config.shutdown_timeout,
-        ) {
-            Ok(pool) => {
-                log::line(&format!(
-                    "handler = threadpool: {} worker thread(s), queue of {}, shutdown_timeout {} s",
-                    config.threads,
-                    config.queue,
-                    config.shutdown_timeout.as_secs_f64()
-                ));
-                Handler::Threadpool(pool)
-            }
-            Err(error) => {
-                log::line(&format!(
-                    "handler = threadpool: cannot start the worker threads ({error}); \
-                     requests run on the simple handler"
-                ));
-                Handler::Simple(bridge)
-            }
-        }
+        let pool = if bridge.uses(HandlerKind::Threadpool) {
+            start_threadpool(config, &bridge)
+        } else {
+            None
+        };
+        Handler { bridge, pool }
     }
 
-    /// Answers (or queues) one request; returns the HSE_STATUS_* for HttpExtensionProc.
-    pub fn handle(&self, ecb: Ecb) -> u32 {
-        match self {
-            Handler::Simple(bridge) => simple::handle(bridge, ecb),
-            Handler::Threadpool(pool) => pool.handle(ecb),
+    /// Only the simple handler, whatever the applications say (the check mode starts no
+    /// threads).
+    pub fn without_threads(bridge: Arc<Bridge>) -> Handler {
+        Handler { bridge, pool: None }
+    }
+
+    /// Answers (or queues) one request, routed to its application; returns the
+    /// HSE_STATUS_* for HttpExtensionProc.
+    pub fn handle(&self, ecb: Ecb, routed: Routed) -> u32 {
+        match (&self.pool, routed.handler) {
+            (Some(pool), HandlerKind::Threadpool) => pool.handle(ecb, routed),
+            _ => simple::handle(&self.bridge, ecb, &routed),
         }
     }
 
@@ -74,17 +66,14 @@ impl Handler {
     /// If requests are still running, one of them may hold the GIL (a long C call) and the
     /// atexit handlers would wait for it without end; then they run on a thread of their
     /// own and TerminateExtension waits for them at most [`ATEXIT_WAIT_WHILE_RUNNING`].
-    pub fn terminate(&self, bridge: &Arc<Bridge>) {
-        let still_running = match self {
-            Handler::Threadpool(pool) => pool.terminate(),
-            Handler::Simple(_) => 0,
-        };
+    pub fn terminate(&self) {
+        let still_running = self.pool.as_ref().map_or(0, Threadpool::terminate);
         if still_running == 0 {
-            bridge.run_atexit();
+            self.bridge.run_atexit();
             return;
         }
         let (done_tx, done_rx) = std::sync::mpsc::channel();
-        let for_atexit = bridge.clone();
+        let for_atexit = self.bridge.clone();
         let started = std::thread::Builder::new()
             .name("wsgi-atexit".into())
             .spawn(move || {
@@ -98,6 +87,33 @@ impl Handler {
                  still running (one may hold the GIL); not waiting for them",
                 ATEXIT_WAIT_WHILE_RUNNING.as_secs_f64()
             ));
+        }
+    }
+}
+
+/// The threadpool's workers, or None (and a log line) if they cannot be created.
+fn start_threadpool(config: &Config, bridge: &Arc<Bridge>) -> Option<Threadpool> {
+    match Threadpool::start(
+        bridge.clone(),
+        config.threads,
+        config.queue,
+        config.shutdown_timeout,
+    ) {
+        Ok(pool) => {
+            log::line(&format!(
+                "handler = threadpool: {} worker thread(s), queue of {}, shutdown_timeout {} s",
+                config.threads,
+                config.queue,
+                config.shutdown_timeout.as_secs_f64()
+            ));
+            Some(pool)
+        }
+        Err(error) => {
+            log::line(&format!(
+                "handler = threadpool: cannot start the worker threads ({error}); \
+                 requests run on the simple handler"
+            ));
+            None
         }
     }
 }

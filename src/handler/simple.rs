@@ -7,11 +7,12 @@ use std::sync::Arc;
 use super::status_for;
 use crate::isapi::ecb::Ecb;
 use crate::wsgi::Bridge;
+use crate::wsgi::mounts::Routed;
 
 /// Answers the request on this thread and returns the HSE_STATUS_* for HttpExtensionProc.
-pub fn handle(bridge: &Bridge, ecb: Ecb) -> u32 {
+pub fn handle(bridge: &Bridge, ecb: Ecb, routed: &Routed) -> u32 {
     // IIS's threads are pooled and serve many requests: each keeps its Python thread state.
     bridge.keep_thread_state();
     let ecb = Arc::new(ecb);
-    status_for(bridge.serve(&ecb))
+    status_for(bridge.serve(&ecb, routed))
 }

@@ -29,10 +29,12 @@ use crate::log;
 use crate::page::Page;
 use crate::sys;
 use crate::wsgi::Bridge;
+use crate::wsgi::mounts::Routed;
 
 /// The threadpool handler's state: the workers, and the count of refused requests.
 pub struct Threadpool {
-    pool: ThreadPool<Ecb>,
+    /// The queued requests, each with where it goes.
+    pool: ThreadPool<(Ecb, Routed)>,
     shutdown_timeout: Duration,
     refused: Refusals,
 }
@@ -54,7 +56,7 @@ impl Threadpool {
             queue,
             "wsgi-worker",
             move || for_setup.attach_thread(),
-            move |ecb| run(&bridge, ecb),
+            move |(ecb, routed)| run(&bridge, ecb, &routed),
         )?;
         Ok(Threadpool {
             pool,
@@ -65,14 +67,14 @@ impl Threadpool {
 
     /// On the IIS thread: queues the request and returns `HSE_STATUS_PENDING`, or, if the
     /// queue is full or closed, answers 503 at once and returns the final status.
-    pub fn handle(&self, ecb: Ecb) -> u32 {
-        match self.pool.submit(ecb) {
+    pub fn handle(&self, ecb: Ecb, routed: Routed) -> u32 {
+        match self.pool.submit((ecb, routed)) {
             Ok(()) => HSE_STATUS_PENDING,
-            Err(Rejected::Full(ecb)) => {
+            Err(Rejected::Full((ecb, _))) => {
                 self.refused.count();
                 answer_busy(&ecb, "the server is busy")
             }
-            Err(Rejected::Closed(ecb)) => answer_busy(&ecb, "the server is shutting down"),
+            Err(Rejected::Closed((ecb, _))) => answer_busy(&ecb, "the server is shutting down"),
         }
     }
 
@@ -87,7 +89,7 @@ impl Threadpool {
         ));
         let drained = self.pool.shutdown(self.shutdown_timeout);
         let never_started = drained.never_started.len();
-        for ecb in drained.never_started {
+        for (ecb, _) in drained.never_started {
             // These were accepted with PENDING: each is owed an answer and its
             // DONE_WITH_SESSION, from whichever thread.
             let status = answer_busy(&ecb, "the server is shutting down");
@@ -116,7 +118,7 @@ impl Threadpool {
 }
 
 /// On a worker: answers one request and ends it.
-fn run(bridge: &Bridge, ecb: Ecb) {
+fn run(bridge: &Bridge, ecb: Ecb, routed: &Routed) {
     let session = Session(Some(Arc::new(ecb)));
     let outcome = {
         let ecb = session.ecb();
@@ -124,7 +126,7 @@ fn run(bridge: &Bridge, ecb: Ecb) {
         // block, before the request ends and the token becomes invalid.
         let impersonation = sys::impersonate(ecb.impersonation_token());
         match impersonation.applied() {
-            Ok(()) => status_for(bridge.serve(ecb)),
+            Ok(()) => status_for(bridge.serve(ecb, routed)),
             Err(code) => {
                 // Never run the application as the worker process instead of the user IIS
                 // authorised: that identity may reach what the user may not.

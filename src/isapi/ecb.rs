@@ -17,7 +17,7 @@ use std::ptr::{NonNull, null_mut};
 
 use super::ffi::{
     ERROR_INSUFFICIENT_BUFFER, ERROR_INVALID_INDEX, ERROR_NO_DATA, EXTENSION_CONTROL_BLOCK,
-    HSE_IO_SYNC, HSE_REQ_CLOSE_CONNECTION, HSE_REQ_DONE_WITH_SESSION,
+    HSE_APPEND_LOG_PARAMETER, HSE_IO_SYNC, HSE_REQ_CLOSE_CONNECTION, HSE_REQ_DONE_WITH_SESSION,
     HSE_REQ_GET_IMPERSONATION_TOKEN, HSE_REQ_IS_CONNECTED, HSE_REQ_REPORT_UNHEALTHY,
     HSE_REQ_SEND_RESPONSE_HEADER_EX, HSE_REQ_SET_FLUSH_FLAG, HSE_REQ_TRANSMIT_FILE,
     HSE_SEND_HEADER_EX_INFO, HSE_TF_INFO,
@@ -355,6 +355,17 @@ impl Ecb {
             Ok(()) => connected != 0,
             Err(_) => true,
         }
+    }
+
+    /// Appends `text` to the request's entry in IIS's log (HSE_APPEND_LOG_PARAMETER: the
+    /// W3C log's `cs-uri-query` field). Best effort: a server that refuses it changes nothing.
+    pub fn append_log_parameter(&self, text: &CStr) {
+        let mut size = text.count_bytes() as u32;
+        let _ = self.support(
+            HSE_APPEND_LOG_PARAMETER,
+            text.as_ptr() as *mut c_void,
+            &mut size,
+        );
     }
 
     /// Closes the client connection now (after a response whose framing went wrong).

@@ -232,3 +232,16 @@ pub fn impersonate(_token: *mut c_void) -> Impersonation {
 pub fn duplicate_own_token() -> Result<*mut c_void, u32> {
     Err(50) // ERROR_NOT_SUPPORTED
 }
+
+/// Whether requests carry Windows access tokens (never, off Windows).
+pub const HAS_TOKENS: bool = false;
+
+/// Windows only: there are no tokens on Unix.
+pub fn token_user_sid(_token: *mut c_void) -> Result<String, u32> {
+    Err(50) // ERROR_NOT_SUPPORTED
+}
+
+/// Windows only: there are no tokens on Unix.
+pub fn token_groups(_token: *mut c_void) -> Result<Vec<String>, u32> {
+    Err(50) // ERROR_NOT_SUPPORTED
+}

@@ -559,3 +559,220 @@ pub fn duplicate_own_token() -> Result<*mut c_void, u32> {
         }
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// The identity in a request's token: its user's SID and its groups' names (wsgi/identity.rs).
+
+/// Whether requests carry Windows access tokens (HSE_REQ_GET_IMPERSONATION_TOKEN).
+pub const HAS_TOKENS: bool = true;
+
+const TOKEN_USER_CLASS: u32 = 1;
+const TOKEN_GROUPS_CLASS: u32 = 2;
+const SE_GROUP_ENABLED: u32 = 0x0000_0004;
+const SE_GROUP_USE_FOR_DENY_ONLY: u32 = 0x0000_0010;
+const SE_GROUP_LOGON_ID: u32 = 0xC000_0000;
+
+/// `SID_AND_ATTRIBUTES`: a pointer to a SID (inside the same buffer) and its flags.
+#[repr(C)]
+struct SidAndAttributes {
+    sid: *mut c_void,
+    attributes: u32,
+}
+
+/// `TOKEN_GROUPS`: a count, then that many `SID_AND_ATTRIBUTES` (declared with one).
+#[repr(C)]
+struct TokenGroups {
+    count: u32,
+    groups: [SidAndAttributes; 1],
+}
+
+#[link(name = "advapi32")]
+unsafe extern "system" {
+    fn GetTokenInformation(
+        token: Handle,
+        class: u32,
+        information: *mut c_void,
+        length: u32,
+        returned: *mut u32,
+    ) -> i32;
+    fn ConvertSidToStringSidW(sid: *mut c_void, text: *mut *mut u16) -> i32;
+    fn LookupAccountSidW(
+        system: *const u16,
+        sid: *mut c_void,
+        name: *mut u16,
+        name_length: *mut u32,
+        domain: *mut u16,
+        domain_length: *mut u32,
+        sid_use: *mut u32,
+    ) -> i32;
+}
+
+#[link(name = "kernel32")]
+unsafe extern "system" {
+    fn LocalFree(memory: *mut c_void) -> *mut c_void;
+}
+
+/// `GetTokenInformation(class)` into a buffer of its own, 8-byte aligned (the structures
+/// hold pointers). Returns the buffer and the bytes written.
+fn token_information(token: Handle, class: u32) -> Result<(Vec<u64>, usize), u32> {
+    let mut needed = 0u32;
+    // SAFETY: a size query (NULL buffer, length 0) writes only `needed`. The kernel checks
+    // the handle: a token without TOKEN_QUERY or a handle that is no token fails cleanly.
+    unsafe { GetTokenInformation(token, class, std::ptr::null_mut(), 0, &mut needed) };
+    if needed == 0 {
+        // SAFETY: GetLastError has no preconditions.
+        return Err(unsafe { GetLastError() });
+    }
+    let mut buffer = vec![0u64; (needed as usize).div_ceil(8)];
+    let length = needed;
+    // SAFETY: `buffer` has room for `length` bytes, aligned for the structures written.
+    let ok = unsafe {
+        GetTokenInformation(
+            token,
+            class,
+            buffer.as_mut_ptr().cast(),
+            length,
+            &mut needed,
+        )
+    };
+    if ok == 0 {
+        // SAFETY: GetLastError has no preconditions.
+        return Err(unsafe { GetLastError() });
+    }
+    Ok((buffer, (needed as usize).min(length as usize)))
+}
+
+/// The SID of the token's user as a string (`S-1-5-21-…`): TokenUser, ConvertSidToStringSidW.
+// A HANDLE is an opaque kernel reference that the kernel validates, as in `impersonate`.
+#[allow(clippy::not_unsafe_ptr_arg_deref)]
+pub fn token_user_sid(token: *mut c_void) -> Result<String, u32> {
+    let (buffer, length) = token_information(token, TOKEN_USER_CLASS)?;
+    if length < size_of::<SidAndAttributes>() {
+        return Err(ERROR_INSUFFICIENT_BUFFER);
+    }
+    // SAFETY: a successful TokenUser query wrote a TOKEN_USER (one SID_AND_ATTRIBUTES) at
+    // the start of the aligned buffer, at least that long (checked); its SID points into
+    // the same buffer, which lives until this function returns.
+    unsafe {
+        let user = &*buffer.as_ptr().cast::<SidAndAttributes>();
+        sid_string(user.sid)
+    }
+}
+
+/// The names of the token's groups that count for access (enabled, not deny-only, not the
+/// logon session): `DOMAIN\Name` from LookupAccountSidW, or the SID string when the SID
+/// has no name.
+#[allow(clippy::not_unsafe_ptr_arg_deref)]
+pub fn token_groups(token: *mut c_void) -> Result<Vec<String>, u32> {
+    let (buffer, length) = token_information(token, TOKEN_GROUPS_CLASS)?;
+    let base = buffer.as_ptr().cast::<TokenGroups>();
+    let offset = std::mem::offset_of!(TokenGroups, groups);
+    if length < offset {
+        return Err(ERROR_INSUFFICIENT_BUFFER);
+    }
+    // SAFETY: a successful TokenGroups query wrote a TOKEN_GROUPS at the start of the
+    // aligned buffer, at least `offset` bytes long (checked).
+    let count = unsafe { (*base).count } as usize;
+    let room = (length - offset) / size_of::<SidAndAttributes>();
+    if count > room {
+        return Err(ERROR_INSUFFICIENT_BUFFER);
+    }
+    // SAFETY: the `count` entries follow the count inside the buffer (checked against its
+    // length above); their SIDs point into the same buffer, alive until we return.
+    let groups = unsafe {
+        let first = std::ptr::addr_of!((*base).groups).cast::<SidAndAttributes>();
+        std::slice::from_raw_parts(first, count)
+    };
+    let mut names = Vec::with_capacity(count);
+    for group in groups {
+        let counts = group.attributes & SE_GROUP_ENABLED != 0
+            && group.attributes & SE_GROUP_USE_FOR_DENY_ONLY == 0
+            && group.attributes & SE_GROUP_LOGON_ID != SE_GROUP_LOGON_ID;
+        if !counts {
+            continue;
+        }
+        // SAFETY: each SID points into `buffer`, which outlives these calls.
+        let name = unsafe { account_name(group.sid) }.map_or_else(
+            // SAFETY: as above.
+            || unsafe { sid_string(group.sid) },
+            Ok,
+        )?;
+        names.push(name);
+    }
+    Ok(names)
+}
+
+const ERROR_INSUFFICIENT_BUFFER: u32 = 122;
+
+/// A SID as text (`S-1-5-32-544`).
+///
+/// # Safety
+/// `sid` must point to a valid SID for the duration of the call.
+unsafe fn sid_string(sid: *mut c_void) -> Result<String, u32> {
+    let mut text: *mut u16 = std::ptr::null_mut();
+    // SAFETY: the caller passes a valid SID; `text` receives a LocalAlloc'd string.
+    if unsafe { ConvertSidToStringSidW(sid, &mut text) } == 0 || text.is_null() {
+        // SAFETY: GetLastError has no preconditions.
+        return Err(unsafe { GetLastError() });
+    }
+    // SAFETY: ConvertSidToStringSidW wrote a NUL-terminated UTF-16 string at `text`; it is
+    // copied, then freed once with LocalFree as its documentation says.
+    unsafe {
+        let length = (0..).take_while(|&i| *text.add(i) != 0).count();
+        let string = String::from_utf16_lossy(std::slice::from_raw_parts(text, length));
+        LocalFree(text.cast());
+        Ok(string)
+    }
+}
+
+/// The account name of a SID, `DOMAIN\Name` (or `Name` for one without a domain, such as
+/// `Everyone`); None when the SID has no name (a logon SID, a deleted account).
+///
+/// # Safety
+/// `sid` must point to a valid SID for the duration of the call.
+unsafe fn account_name(sid: *mut c_void) -> Option<String> {
+    let (mut name_length, mut domain_length, mut sid_use) = (0u32, 0u32, 0u32);
+    // SAFETY: a size query: NULL buffers with lengths 0 make it report the lengths needed
+    // (in characters, with the NUL); the caller passes a valid SID.
+    unsafe {
+        LookupAccountSidW(
+            std::ptr::null(),
+            sid,
+            std::ptr::null_mut(),
+            &mut name_length,
+            std::ptr::null_mut(),
+            &mut domain_length,
+            &mut sid_use,
+        )
+    };
+    if name_length == 0 {
+        return None;
+    }
+    let mut name = vec![0u16; name_length as usize];
+    let mut domain = vec![0u16; domain_length.max(1) as usize];
+    domain_length = domain.len() as u32;
+    // SAFETY: each buffer holds the number of characters its length says; the caller
+    // passes a valid SID.
+    let ok = unsafe {
+        LookupAccountSidW(
+            std::ptr::null(),
+            sid,
+            name.as_mut_ptr(),
+            &mut name_length,
+            domain.as_mut_ptr(),
+            &mut domain_length,
+            &mut sid_use,
+        )
+    };
+    if ok == 0 {
+        return None;
+    }
+    // On success the lengths are the characters written, without the NUL.
+    let name = String::from_utf16_lossy(&name[..(name_length as usize).min(name.len())]);
+    let domain = String::from_utf16_lossy(&domain[..(domain_length as usize).min(domain.len())]);
+    Some(if domain.is_empty() {
+        name
+    } else {
+        format!("{domain}\\{name}")
+    })
+}

@@ -1,16 +1,18 @@
-//! Loading the application, and what every request shares: the callable, the environ
-//! builder, our Python types.
+//! Loading the applications, and what every request shares: the environ builder, our
+//! Python types.
 //!
-//! [`App::load`] runs once at start-up with the GIL held: it puts the configured
+//! [`Shared::load`] runs once at start-up with the GIL held: it puts the configured
 //! directories on `sys.path` and the virtual environment's site-packages through
-//! `site.addsitedir` (so `.pth` files work), imports `module:attribute` (calling it once for
-//! `module:factory()`), or takes the built-in demo app, and prepares the environ template.
-//! Any Python error comes back with its traceback, for the log.
+//! `site.addsitedir` (so `.pth` files work), and prepares the environ template. Then
+//! [`Shared::load_app`] imports each application (`[wsgi] app` and every mount's, see
+//! mounts.rs): `module:attribute`, calling it once for `module:factory()`, or the built-in
+//! demo app. Any Python error comes back with its traceback, for the log.
 use std::ffi::CStr;
 use std::path::Path;
 
 use super::environ::EnvironBuilder;
 use super::errors::Errors;
+use super::identity::Identity;
 use super::input::Input;
 use super::response::Response;
 use super::server_variables::ServerVariables;
@@ -154,36 +156,37 @@ if not hasattr(sys, "argv"):
 /// The `wsgi.errors` stream shared by every request.
 static ERRORS: Errors = Errors;
 
-/// A loaded application and everything requests share.
-pub struct App {
-    pub(super) callable: PyStatic,
+/// What every request of every application shares: the environ builder and our types.
+pub struct Shared {
     pub(super) environ: EnvironBuilder,
     pub(super) input_type: NativeType<Input>,
     pub(super) response_type: NativeType<Response>,
     pub(super) server_variables_type: NativeType<ServerVariables>,
     /// `wsgi.file_wrapper`'s class.
     pub(super) file_wrapper: PyStatic,
-    /// Tracebacks in 500 pages.
-    pub debug: bool,
-    /// No application is configured: the built-in demo app serves (loopback clients only).
-    pub demo: bool,
+    pub(super) groups_type: NativeType<Identity>,
     /// `sys.version` of the interpreter.
     pub python_version: String,
-    /// What was loaded, for the log (`mysite.wsgi:application`, or the demo).
-    pub description: String,
+    /// The support module (its `load_app`, `demo_app`).
+    support: PyStatic,
     /// `thread_stacks(idents)` from the support code, for the watchdog.
     pub(super) thread_stacks: PyStatic,
 }
 
-impl App {
-    /// Sets up paths and imports the configured application.
-    pub fn load<'py>(gil: Gil<'py>, config: &Config) -> PyResult<'py, App> {
+/// A loaded application.
+pub struct App {
+    pub(super) callable: PyStatic,
+    /// The built-in demo app (it answers loopback clients only).
+    pub demo: bool,
+    /// What was loaded, for the log (`mysite.wsgi:application`, or the demo).
+    pub description: String,
+}
+
+impl Shared {
+    /// Sets up the paths and the virtual environment, and prepares what requests share.
+    pub fn load<'py>(gil: Gil<'py>, config: &Config) -> PyResult<'py, Shared> {
         let support = gil.run_module(c"isapi_wsgi_support", SUPPORT)?;
-        let helper = |name: &str| -> PyResult<'py, PyRef<'py>> {
-            support
-                .get_item(&gil.str(name)?)
-                .ok_or_else(|| missing(gil, name))
-        };
+        let helper = |name: &str| helper(&support, name);
         if !config.environment.is_empty() {
             let pairs = gil.list()?;
             for (key, value) in &config.environment {
@@ -201,24 +204,6 @@ impl App {
         if let Some(venv) = &config.venv {
             helper("add_venv")?.call(&[&path_str(gil, venv)?])?;
         }
-        let (callable, description) = match &config.app {
-            AppSpec::Demo => (helper("demo_app")?, "the built-in demo app".to_string()),
-            AppSpec::Named {
-                module,
-                attribute,
-                call,
-            } => {
-                let app = helper("load_app")?.call(&[
-                    &gil.str(module)?,
-                    &gil.str(attribute)?,
-                    &gil.bool(*call),
-                ])?;
-                (
-                    app,
-                    format!("{module}:{attribute}{}", if *call { "()" } else { "" }),
-                )
-            }
-        };
 
         let errors_type = NativeType::<Errors>::new(gil)?;
         let template = gil.dict()?;
@@ -239,20 +224,58 @@ impl App {
             &gil.str(concat!("isapi-wsgi/", env!("CARGO_PKG_VERSION")))?,
         )?;
 
-        Ok(App {
-            callable: callable.into_static(),
+        Ok(Shared {
             environ: EnvironBuilder::new(gil, template, config.trusted_proxies.clone())?,
             input_type: NativeType::new(gil)?,
             response_type: NativeType::new(gil)?,
             server_variables_type: NativeType::new(gil)?,
             file_wrapper: file_wrapper.into_static(),
-            debug: config.debug,
-            demo: matches!(config.app, AppSpec::Demo),
+            groups_type: NativeType::new(gil)?,
             python_version: gil.version(),
-            description,
             thread_stacks: helper("thread_stacks")?.into_static(),
+            support: support.into_static(),
         })
     }
+
+    /// Imports `spec` (`module:attribute`, calling it once for `module:factory()`), or
+    /// takes the built-in demo app.
+    pub fn load_app<'py>(&self, gil: Gil<'py>, spec: &AppSpec) -> PyResult<'py, App> {
+        let support = self.support.bind(gil);
+        let (callable, description) = match spec {
+            AppSpec::Demo => (
+                helper(&support, "demo_app")?,
+                "the built-in demo app".to_string(),
+            ),
+            AppSpec::Named {
+                module,
+                attribute,
+                call,
+            } => {
+                let app = helper(&support, "load_app")?.call(&[
+                    &gil.str(module)?,
+                    &gil.str(attribute)?,
+                    &gil.bool(*call),
+                ])?;
+                (
+                    app,
+                    format!("{module}:{attribute}{}", if *call { "()" } else { "" }),
+                )
+            }
+        };
+        Ok(App {
+            callable: callable.into_static(),
+            demo: matches!(spec, AppSpec::Demo),
+            description,
+        })
+    }
+}
+
+/// The support module's `name`.
+fn helper<'py>(support: &PyRef<'py>, name: &str) -> PyResult<'py, PyRef<'py>> {
+    let gil = support.gil();
+    support
+        .get_item(&gil.str(name)?)
+        .ok_or_else(|| missing(gil, name))
 }
 
 fn missing<'py>(gil: Gil<'py>, name: &str) -> crate::python::PyErr<'py> {

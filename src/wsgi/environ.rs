@@ -7,7 +7,8 @@
 //! * the request headers are read in one pass over `ALL_RAW`.
 //!
 //! What goes in, and from where (see docs/bridge.md for the reasoning):
-//! * `PATH_INFO` from the raw URL (`HTTP_URL`, cut at `?`, percent-decoded to bytes, then
+//! * The paths come from a [`Target`], read before the mount is chosen (mounts.rs):
+//!   `PATH_INFO` from the raw URL (`HTTP_URL`, cut at `?`, percent-decoded to bytes, then
 //!   made canonical as http.sys does: `\` as `/`, dot-segments removed), and
 //!   `SCRIPT_NAME` from where the application is mounted: the part of `APPL_MD_PATH` after
 //!   `/ROOT` (compared case-insensitively), or, for an extension mapping such as `*.wsgi`,
@@ -21,9 +22,11 @@
 //!   with `,` (`; ` for Cookie), Content-Type and Content-Length only appear as
 //!   `CONTENT_TYPE`/`CONTENT_LENGTH`.
 //! * `wsgi.url_scheme` is `https` when the server variable `HTTPS` is `on`.
-//! * `REMOTE_USER`/`AUTH_TYPE` only when IIS authenticated the request.
+//! * `REMOTE_USER`/`AUTH_TYPE`, and `isapi.logon_user` (`LOGON_USER`), only when IIS
+//!   authenticated the request.
 //!
 //! * `isapi.server_variable`: a callable for any other server variable (server_variables.rs).
+//! * `isapi.user_sid`, `isapi.groups`: the request's Windows token (identity.rs).
 //!
 //! The process environment is never copied in.
 use std::borrow::Cow;
@@ -75,6 +78,9 @@ keys! {
     input = c"wsgi.input",
     input_terminated = c"wsgi.input_terminated",
     server_variable = c"isapi.server_variable",
+    logon_user = c"isapi.logon_user",
+    user_sid = c"isapi.user_sid",
+    groups = c"isapi.groups",
     http_host = c"HTTP_HOST",
     forwarded_for = c"HTTP_X_FORWARDED_FOR",
     forwarded_proto = c"HTTP_X_FORWARDED_PROTO",
@@ -205,13 +211,14 @@ impl EnvironBuilder {
         })
     }
 
-    /// The environ for the request `ecb`, with the request's lent objects (`wsgi.input`,
-    /// `isapi.server_variable`).
+    /// The environ for the request `ecb` whose paths are `target`, with the request's lent
+    /// objects (`wsgi.input`, `isapi.server_variable`, `isapi.groups`).
     pub fn build<'py>(
         &self,
         gil: Gil<'py>,
         ecb: &Ecb,
         request: Request,
+        target: &Target,
         lent: &Lent<'_, 'py>,
     ) -> PyResult<'py, PyRef<'py>> {
         let k = &self.keys;
@@ -263,15 +270,12 @@ impl EnvironBuilder {
         }
 
         // The request target as the client sent it (REQUEST_URI, RAW_URI), then the paths.
-        name.clear();
-        let raw_url = matches!(ecb.server_variable(c"HTTP_URL", &mut name), Ok(true))
-            && name.starts_with(b"/");
-        if raw_url {
-            let target = gil.latin1(&name)?;
-            set(&k.request_uri, &target)?;
-            set(&k.raw_uri, &target)?;
+        if let Some(raw) = &target.raw {
+            let raw = gil.latin1(raw)?;
+            set(&k.request_uri, &raw)?;
+            set(&k.raw_uri, &raw)?;
         }
-        let (path, cut) = self.paths(ecb, raw_url.then_some(name.as_slice()), &mut scratch);
+        let (path, cut) = (&target.path, target.script_end);
         set_recent(0, &k.script_name, &path[..cut])?;
         set_text(&k.path_info, &path[cut..])?;
         // PATH_TRANSLATED only with a PATH_INFO (RFC 3875 §4.1.6), as IIS mapped it.
@@ -327,6 +331,13 @@ impl EnvironBuilder {
             {
                 set_text(&k.remote_user, &scratch)?;
             }
+            // The Windows account the request runs as, after IIS's mapping (identity.rs).
+            scratch.clear();
+            if matches!(ecb.server_variable(c"LOGON_USER", &mut scratch), Ok(true))
+                && !scratch.is_empty()
+            {
+                set_text(&k.logon_user, &scratch)?;
+            }
         }
         scratch.clear();
         let https = matches!(ecb.server_variable(c"HTTPS", &mut scratch), Ok(true))
@@ -347,26 +358,13 @@ impl EnvironBuilder {
         self.forwarding(gil, &environ)?;
         set(&k.input, lent.input)?;
         set(&k.server_variable, lent.server_variable)?;
+        if let Some(sid) = lent.user_sid {
+            set(&k.user_sid, &gil.str(sid)?)?;
+        }
+        if let Some(groups) = lent.groups {
+            set(&k.groups, groups)?;
+        }
         Ok(environ)
-    }
-
-    /// SCRIPT_NAME and PATH_INFO, as bytes, from the raw URL (`HTTP_URL`) if there is one.
-    fn paths(&self, ecb: &Ecb, raw_url: Option<&[u8]>, scratch: &mut Vec<u8>) -> (Vec<u8>, usize) {
-        let path = match raw_url {
-            Some(url) => {
-                let raw = url.split(|&b| b == b'?').next().unwrap_or_default();
-                canonical_path(percent_decode(raw))
-            }
-            None => ecb.path_info().to_vec(),
-        };
-        // APPL_MD_PATH and SCRIPT_NAME side by side in the scratch buffer.
-        scratch.clear();
-        let _ = ecb.server_variable(c"APPL_MD_PATH", scratch);
-        let md_path_end = scratch.len();
-        let _ = ecb.server_variable(c"SCRIPT_NAME", scratch);
-        let (md_path, script) = scratch.split_at(md_path_end);
-        let cut = split_point(&path, mount_point(md_path), script, ecb.path_info());
-        (path, cut)
     }
 
     /// X-Forwarded-For/-Proto/-Host applied, when the request came from a trusted proxy
@@ -487,6 +485,55 @@ impl EnvironBuilder {
             environ.set_item(&key, &value_object)?;
         }
         Ok(())
+    }
+}
+
+/// Where the request goes, as the environ shows it: the raw request target, and the
+/// canonical path with the point where SCRIPT_NAME ends and PATH_INFO begins. Read once per
+/// request, on the thread IIS called us on, so that the mount is chosen before the handler.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Target {
+    /// `HTTP_URL`, query included, never decoded (REQUEST_URI, RAW_URI); None if the
+    /// server has none that starts with `/`.
+    pub raw: Option<Vec<u8>>,
+    /// The canonical path: SCRIPT_NAME followed by PATH_INFO, as bytes.
+    pub path: Vec<u8>,
+    /// Where SCRIPT_NAME ends in `path`.
+    pub script_end: usize,
+}
+
+impl Target {
+    /// SCRIPT_NAME and PATH_INFO from the raw URL (`HTTP_URL`) if there is one, else from
+    /// the ECB's PATH_INFO; the split from APPL_MD_PATH and IIS's SCRIPT_NAME.
+    pub fn read(ecb: &Ecb) -> Target {
+        let mut raw = Vec::new();
+        let raw = (matches!(ecb.server_variable(c"HTTP_URL", &mut raw), Ok(true))
+            && raw.starts_with(b"/"))
+        .then_some(raw);
+        let path = match &raw {
+            Some(url) => {
+                let path = url.split(|&b| b == b'?').next().unwrap_or_default();
+                canonical_path(percent_decode(path))
+            }
+            None => ecb.path_info().to_vec(),
+        };
+        // APPL_MD_PATH and SCRIPT_NAME side by side in one buffer.
+        let mut variables = Vec::with_capacity(256);
+        let _ = ecb.server_variable(c"APPL_MD_PATH", &mut variables);
+        let md_path_end = variables.len();
+        let _ = ecb.server_variable(c"SCRIPT_NAME", &mut variables);
+        let (md_path, script) = variables.split_at(md_path_end);
+        let script_end = split_point(&path, mount_point(md_path), script, ecb.path_info());
+        Target {
+            raw,
+            path,
+            script_end,
+        }
+    }
+
+    /// PATH_INFO: the path after SCRIPT_NAME.
+    pub fn path_info(&self) -> &[u8] {
+        &self.path[self.script_end..]
     }
 }
 
@@ -779,6 +826,14 @@ fn trim_trailing_slash(path: &[u8]) -> &[u8] {
     path.strip_suffix(b"/").unwrap_or(path)
 }
 
+/// Whether `path` is `prefix` or below it (`/app` takes `/app` and `/app/x`, not
+/// `/apple`), without regard to ASCII case, as IIS compares URLs.
+pub fn is_under(path: &[u8], prefix: &[u8]) -> bool {
+    path.len() >= prefix.len()
+        && path[..prefix.len()].eq_ignore_ascii_case(prefix)
+        && (path.len() == prefix.len() || path[prefix.len()] == b'/')
+}
+
 /// Where the decoded request path splits into SCRIPT_NAME and PATH_INFO.
 ///
 /// * Extension mapping (`*.wsgi`): IIS's SCRIPT_NAME is the mapped script and differs from
@@ -788,11 +843,7 @@ fn trim_trailing_slash(path: &[u8]) -> &[u8] {
 ///
 /// Prefixes compare case-insensitively (IIS URLs are); the bytes kept are the client's.
 pub fn split_point(path: &[u8], mount: &[u8], iis_script: &[u8], iis_path_info: &[u8]) -> usize {
-    let prefix_of = |prefix: &[u8]| {
-        path.len() >= prefix.len()
-            && path[..prefix.len()].eq_ignore_ascii_case(prefix)
-            && (path.len() == prefix.len() || path[prefix.len()] == b'/')
-    };
+    let prefix_of = |prefix: &[u8]| is_under(path, prefix);
     let extension_mapped =
         !iis_script.is_empty() && iis_script != iis_path_info && iis_script.len() > mount.len();
     if extension_mapped && prefix_of(iis_script) {

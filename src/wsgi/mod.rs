@@ -1,10 +1,12 @@
 //! The bridge: turns one ISAPI request into one WSGI call. The only place that knows both
 //! sides.
 //!
-//! * [`app`]: loading the application; what all requests share.
+//! * [`app`]: loading the applications; what all requests share.
+//! * [`mounts`]: `[mount /path]`: several applications, and which one answers a request.
 //! * [`environ`]: the request as a WSGI environ dict.
 //! * [`input`]: `wsgi.input`, the body stream.
 //! * [`server_variables`]: `isapi.server_variable`, IIS's other server variables on demand.
+//! * [`identity`]: `isapi.user_sid` and `isapi.groups`, from the request's Windows token.
 //! * [`proxy`]: `[wsgi] trusted_proxies`, which `X-Forwarded-*` headers to believe.
 //! * [`errors`]: `wsgi.errors`, into the log.
 //! * [`exceptions`]: `isapi_wsgi.ClientDisconnected` and `BodyTooLarge`, the `OSError`s
@@ -14,9 +16,11 @@
 //! * [`framing`]: what goes on the wire (header checks, Content-Length, chunks), plain Rust.
 //! * [`in_flight`]: the requests running now, for the watchdog (when it is on).
 //!
-//! [`Bridge::serve`] is the whole of a request, top-down, like CPython's
+//! Before a handler takes a request, [`Bridge::route`] says which application answers it
+//! (mounts.rs). [`Bridge::serve`] is then the whole of a request, top-down, like CPython's
 //! `wsgiref.handlers.BaseHandler.run`: take the GIL; lend the request's `wsgi.input`,
-//! `start_response` and `isapi.server_variable` to Python; then `Bridge::run`'s steps — build the environ,
+//! `start_response`, `isapi.server_variable` and `isapi.groups` to Python; then
+//! `Bridge::run`'s steps — build the environ,
 //! call the application, send each piece of the body it returns (the headers with the
 //! first non-empty one), call the iterable's `close()` whatever happened; release the GIL.
 //! Every failure goes to one place, `handle_error`: before the headers went out it becomes
@@ -28,30 +32,35 @@ pub mod errors;
 pub mod exceptions;
 pub mod file_wrapper;
 pub mod framing;
+pub mod identity;
 pub mod in_flight;
 pub mod input;
+pub mod mounts;
 pub mod proxy;
 pub mod response;
 pub mod server_variables;
 
 use std::sync::Arc;
 
-use crate::config::Config;
+use crate::config::{Config, HandlerKind};
 use crate::isapi::ecb::Ecb;
 use crate::log;
 use crate::page::Page;
 use crate::python::runtime::{self, PythonLocation};
-use crate::python::{Api, Gil, Kind, PyErr, PyRef};
-use app::App;
+use crate::python::{Api, Gil, Kind, NativeType, PyErr, PyRef, PyResult};
+use app::{App, Shared};
+use identity::Identity;
 use in_flight::InFlight;
 use input::Input;
+use mounts::{Route, Routed, Served, Site};
 use response::{Flow, Outcome, Response, SendError};
 use server_variables::ServerVariables;
 
-/// A running interpreter with the application loaded.
+/// A running interpreter with the applications loaded.
 pub struct Bridge {
     api: &'static Api,
-    app: App,
+    shared: Shared,
+    site: Site,
     /// `[wsgi] max_body`: the largest request body accepted; None for no limit.
     max_body: Option<u64>,
     /// The requests running now, kept when the watchdog is on.
@@ -59,8 +68,10 @@ pub struct Bridge {
 }
 
 impl Bridge {
-    /// Starts Python as configured and loads the application. The error is the complete
-    /// report for the log (with the Python traceback when there is one).
+    /// Starts Python as configured and loads the applications. The error is the complete
+    /// report for the log (with the Python traceback when there is one) when Python, or
+    /// what all applications share (`path`, `venv`), failed; an application that failed to
+    /// import is kept in the [`Site`] with its own report, and the others serve.
     pub fn start(config: &Config) -> Result<Bridge, String> {
         let location = PythonLocation {
             home: config.python_home.clone(),
@@ -68,9 +79,11 @@ impl Bridge {
             version: config.python_version,
         };
         let loaded = runtime::start(&location, |gil| {
-            App::load(gil, config).map_err(|error| error.text())
+            let shared = Shared::load(gil, config).map_err(|error| error.text())?;
+            let site = load_site(gil, &shared, config);
+            Ok::<_, String>((shared, site))
         })?;
-        let app =
+        let (shared, site) =
             loaded.map_err(|traceback| format!("the application failed to load:\n{traceback}"))?;
         let api = runtime::api().expect("started");
         let watched = config.request_timeout.is_some()
@@ -78,19 +91,57 @@ impl Bridge {
             || !config.reload_on.is_empty();
         Ok(Bridge {
             api,
-            app,
+            shared,
+            site,
             max_body: config.max_body,
             in_flight: watched.then(Default::default),
         })
     }
 
-    /// What was loaded, for the log.
+    /// The applications, for the start-up log.
+    pub fn site(&self) -> &Site {
+        &self.site
+    }
+
+    /// Whether every application was imported.
+    pub fn all_started(&self) -> bool {
+        self.site.served().iter().all(|served| served.app.is_ok())
+    }
+
+    /// What was loaded, on one line (`mysite.wsgi:application; mount /blog: blog:app`).
     pub fn describe(&self) -> String {
-        format!(
-            "serving {} with Python {}",
-            self.app.description,
-            self.app.python_version.replace('\n', " ")
-        )
+        let described: Vec<String> = self
+            .site
+            .served()
+            .iter()
+            .filter_map(|served| {
+                let app = served.app.as_ref().ok()?;
+                Some(match &served.mount {
+                    Some(mount) => format!("mount {mount}: {}", app.description),
+                    None => app.description.clone(),
+                })
+            })
+            .collect();
+        described.join("; ")
+    }
+
+    /// `sys.version`, on one line.
+    pub fn python_version(&self) -> String {
+        self.shared.python_version.replace('\n', " ")
+    }
+
+    /// Whether a running application uses the handler `kind`.
+    pub fn uses(&self, kind: HandlerKind) -> bool {
+        self.site
+            .served()
+            .iter()
+            .any(|served| served.handler == kind && served.app.is_ok())
+    }
+
+    /// Which application answers `ecb` (on the thread IIS called us on, before a handler
+    /// takes the request); see [`Site::route`].
+    pub fn route(&self, ecb: &Ecb) -> Route<'_> {
+        self.site.route(ecb)
     }
 
     /// Runs the interpreter's `atexit` handlers (at TerminateExtension). Python is never
@@ -161,7 +212,7 @@ impl Bridge {
                 for &thread in threads {
                     idents.list_append(&gil.int(thread as i64)?)?;
                 }
-                let stacks = self.app.thread_stacks.bind(gil).call(&[&idents])?;
+                let stacks = self.shared.thread_stacks.bind(gil).call(&[&idents])?;
                 (0..threads.len())
                     .map(|index| {
                         let stack = stacks.get_index(index)?;
@@ -179,8 +230,14 @@ impl Bridge {
         })
     }
 
-    /// Answers one request: the request's whole life, on the calling thread.
-    pub fn serve(&self, ecb: &Arc<Ecb>) -> Outcome {
+    /// Answers one request, routed to a running application: the request's whole life, on
+    /// the calling thread.
+    pub fn serve(&self, ecb: &Arc<Ecb>, routed: &Routed) -> Outcome {
+        let served = &self.site.served()[routed.index];
+        let app = served
+            .app
+            .as_ref()
+            .expect("requests are routed to running applications only");
         // Counted in before it waits for the GIL, out after it gave the GIL back.
         let _running = self
             .in_flight
@@ -194,27 +251,38 @@ impl Bridge {
             let input = Input::new(ecb.clone(), self.max_body);
             let response = Response::new(ecb.clone(), request);
             let variables = ServerVariables::new(ecb.clone());
-            // Python gets its own objects for the three: recalled when `run` returns, whoever
+            let identity = Identity::of(ecb);
+            let shared = &self.shared;
+            // Python gets its own objects for these: recalled when `run` returns, whoever
             // still holds them.
-            let lent = self.app.input_type.lend(gil, &input, |input_object| {
-                self.app
-                    .response_type
-                    .lend(gil, &response, |start_response| {
-                        self.app
-                            .server_variables_type
-                            .lend(gil, &variables, |server_variable| {
+            let lent = shared.input_type.lend(gil, &input, |input_object| {
+                shared.response_type.lend(gil, &response, |start_response| {
+                    shared
+                        .server_variables_type
+                        .lend(gil, &variables, |server_variable| {
+                            lend_if(&shared.groups_type, gil, identity.as_ref(), |groups| {
                                 let lent = Lent {
                                     input: input_object,
                                     start_response,
                                     server_variable,
+                                    groups,
+                                    user_sid: identity.as_ref().map(|i| i.user_sid.as_str()),
                                 };
-                                self.run(gil, ecb, &response, &lent)
+                                let serving = Serving {
+                                    ecb,
+                                    routed,
+                                    served,
+                                    app,
+                                };
+                                self.run(gil, &serving, &response, &lent)
                             })
-                    })
+                        })
+                })
             });
-            if let Err(error) = lent.and_then(|inner| inner).and_then(|inner| inner) {
+            let lent = lent.and_then(|inner| inner).and_then(|inner| inner);
+            if let Err(error) = lent.and_then(|inner| inner) {
                 log::line(&format!(
-                    "lending wsgi.input, start_response or isapi.server_variable failed: {}",
+                    "lending wsgi.input, start_response, isapi.server_variable or isapi.groups failed: {}",
                     error.text()
                 ));
                 response.abort();
@@ -226,20 +294,38 @@ impl Bridge {
     /// The request's life, in the order of `wsgiref.handlers.BaseHandler.run`: set up the
     /// environ, call the application, send what it returns, close it; any failure on the
     /// way is handled in one place.
-    fn run<'py>(&self, gil: Gil<'py>, ecb: &Ecb, response: &Response, lent: &Lent<'_, 'py>) {
-        if let Some(refusal) = self.refuse(ecb) {
-            return self.handle_error(gil, response, &describe_ecb(ecb), refusal);
+    fn run<'py>(
+        &self,
+        gil: Gil<'py>,
+        serving: &Serving<'_>,
+        response: &Response,
+        lent: &Lent<'_, 'py>,
+    ) {
+        let ecb = serving.ecb;
+        if let Some(refusal) = self.refuse(serving) {
+            return self.handle_error(gil, serving, response, &describe_serving(serving), refusal);
         }
-        let environ = match self.app.environ.build(gil, ecb, response.request(), lent) {
+        let target = &serving.routed.target;
+        let environ = match self
+            .shared
+            .environ
+            .build(gil, ecb, response.request(), target, lent)
+        {
             Ok(environ) => environ,
             Err(error) => {
                 let failure =
                     Failure::Internal(format!("building the environ failed: {}", error.text()));
-                return self.handle_error(gil, response, &describe_ecb(ecb), failure);
+                return self.handle_error(
+                    gil,
+                    serving,
+                    response,
+                    &describe_serving(serving),
+                    failure,
+                );
             }
         };
-        let request = || describe_request(&environ);
-        let result = match self
+        let request = || describe_request(&environ, serving.served);
+        let result = match serving
             .app
             .callable
             .bind(gil)
@@ -247,20 +333,21 @@ impl Bridge {
         {
             Ok(result) => result,
             Err(error) => {
-                return self.handle_error(gil, response, &request(), Failure::Python(error));
+                let failure = Failure::Python(error);
+                return self.handle_error(gil, serving, response, &request(), failure);
             }
         };
         if let Err(failure) = self.finish_response(gil, &result, response) {
-            self.handle_error(gil, response, &request(), failure);
+            self.handle_error(gil, serving, response, &request(), failure);
         }
         self.close(&result, &request);
     }
 
     /// Requests the bridge answers itself, without calling the application: a body
     /// declared larger than `max_body`, and the demo's clients that are not local.
-    fn refuse(&self, ecb: &Ecb) -> Option<Failure<'static>> {
-        self.refuse_too_large(ecb)
-            .or_else(|| self.refuse_demo_client(ecb))
+    fn refuse(&self, serving: &Serving<'_>) -> Option<Failure<'static>> {
+        self.refuse_too_large(serving)
+            .or_else(|| self.refuse_demo_client(serving))
             .map(Failure::Refused)
     }
 
@@ -268,20 +355,20 @@ impl Bridge {
     /// runs and without reading the body; the connection then closes (the unread body
     /// would otherwise be taken for the next request). A chunked body has no length to
     /// check here: `wsgi.input` stops it when it grows past the limit.
-    fn refuse_too_large(&self, ecb: &Ecb) -> Option<Page> {
+    fn refuse_too_large(&self, serving: &Serving<'_>) -> Option<Page> {
         let limit = self.max_body?;
-        let length = ecb.total_bytes().filter(|&length| length > limit)?;
+        let length = serving.ecb.total_bytes().filter(|&length| length > limit)?;
         log::line(&format!(
             "{}: refused with 413: the body's Content-Length ({length}) is over [wsgi] max_body ({limit})",
-            describe_ecb(ecb)
+            describe_serving(serving)
         ));
         Some(Page::too_large(length, limit))
     }
 
     /// The built-in demo shows the server's insides (every header, the Python version), so
     /// it answers only clients on this machine.
-    fn refuse_demo_client(&self, ecb: &Ecb) -> Option<Page> {
-        if !self.app.demo || ecb.client_is_loopback() {
+    fn refuse_demo_client(&self, serving: &Serving<'_>) -> Option<Page> {
+        if !serving.app.demo || serving.ecb.client_is_loopback() {
             return None;
         }
         DEMO_REFUSED.call_once(|| {
@@ -342,7 +429,7 @@ impl Bridge {
         result: &PyRef<'py>,
         response: &Response,
     ) -> Result<bool, Failure<'py>> {
-        let class = self.app.file_wrapper.bind(gil);
+        let class = self.shared.file_wrapper.bind(gil);
         let Some(file) = file_wrapper::transmittable(result, &class)? else {
             return Ok(false);
         };
@@ -371,7 +458,15 @@ impl Bridge {
 
     /// Reports a failed request: an error page if nothing was sent yet, else a closed
     /// connection.
-    fn handle_error(&self, gil: Gil<'_>, response: &Response, request: &str, failure: Failure<'_>) {
+    fn handle_error(
+        &self,
+        gil: Gil<'_>,
+        serving: &Serving<'_>,
+        response: &Response,
+        request: &str,
+        failure: Failure<'_>,
+    ) {
+        let debug = serving.served.debug;
         let page = match failure {
             Failure::Aborted(message) => {
                 // A client that leaves mid-response is routine (a closed tab, a benchmark's
@@ -388,8 +483,8 @@ impl Bridge {
                 log::line(&format!("{request}: {message}"));
                 Page::application_failure(None)
             }
-            Failure::Python(error) => self.failure_page(request, response, error.text()),
-            Failure::Protocol(message) => self.failure_page(request, response, message),
+            Failure::Python(error) => failure_page(request, response, error.text(), debug),
+            Failure::Protocol(message) => failure_page(request, response, message, debug),
         };
         if response.headers_sent() {
             response.abort();
@@ -403,18 +498,26 @@ impl Bridge {
             ));
         }
     }
+}
 
-    /// Logs the application's failure; the 500 page shows it only with `debug = true`.
-    fn failure_page(&self, request: &str, response: &Response, detail: String) -> Page {
-        if response.headers_sent() {
-            log::line(&format!(
-                "{request}: the application failed after the headers were sent; closing the connection:\n{detail}"
-            ));
-        } else {
-            log::line(&format!("{request}: the application failed:\n{detail}"));
-        }
-        Page::application_failure(self.app.debug.then_some(detail.as_str()))
+/// Logs the application's failure; the 500 page shows it only with `debug = true`.
+fn failure_page(request: &str, response: &Response, detail: String, debug: bool) -> Page {
+    if response.headers_sent() {
+        log::line(&format!(
+            "{request}: the application failed after the headers were sent; closing the connection:\n{detail}"
+        ));
+    } else {
+        log::line(&format!("{request}: the application failed:\n{detail}"));
     }
+    Page::application_failure(debug.then_some(detail.as_str()))
+}
+
+/// The request being served, and by which application.
+struct Serving<'a> {
+    ecb: &'a Ecb,
+    routed: &'a Routed,
+    served: &'a Served,
+    app: &'a App,
 }
 
 /// The request's objects lent to Python (see [`Bridge::serve`]).
@@ -425,6 +528,53 @@ pub struct Lent<'a, 'py> {
     pub start_response: &'a PyRef<'py>,
     /// `isapi.server_variable`.
     pub server_variable: &'a PyRef<'py>,
+    /// `isapi.groups` (Windows, with a token).
+    pub groups: Option<&'a PyRef<'py>>,
+    /// `isapi.user_sid` (Windows, with a token).
+    pub user_sid: Option<&'a str>,
+}
+
+/// Lends `value` to Python as a `native` object for the duration of `body`, if there is a
+/// value; else runs `body` without one.
+fn lend_if<'py, T: crate::python::Native, R>(
+    native: &NativeType<T>,
+    gil: Gil<'py>,
+    value: Option<&T>,
+    body: impl FnOnce(Option<&PyRef<'py>>) -> R,
+) -> PyResult<'py, R> {
+    match value {
+        Some(value) => native.lend(gil, value, |object| body(Some(object))),
+        None => Ok(body(None)),
+    }
+}
+
+/// Imports every application: `[wsgi] app` (if any, or the demo) and each mount's. One
+/// that fails keeps its report; the others are unaffected.
+fn load_site(gil: Gil<'_>, shared: &Shared, config: &Config) -> Site {
+    let load = |spec| {
+        shared
+            .load_app(gil, spec)
+            .map_err(|error| format!("the application failed to load:\n{}", error.text()))
+    };
+    let mut served = Vec::new();
+    if let Some(spec) = config.root_app() {
+        served.push(Served {
+            mount: None,
+            handler: config.handler,
+            debug: config.debug,
+            app: load(spec),
+        });
+    }
+    let root = (!served.is_empty()).then_some(0);
+    for mount in &config.mounts {
+        served.push(Served {
+            mount: Some(mount.path.clone()),
+            handler: mount.handler,
+            debug: mount.debug,
+            app: load(&mount.app),
+        });
+    }
+    Site::new(served, root)
 }
 
 /// Responses aborted because the client left: logged at most once a minute.
@@ -479,8 +629,26 @@ fn describe_ecb(ecb: &Ecb) -> String {
     )
 }
 
-/// `GET /path` for log lines (the request's own bytes, escaped).
-fn describe_request(environ: &PyRef<'_>) -> String {
+/// As [`describe_ecb`], with the mount that answers.
+fn describe_serving(serving: &Serving<'_>) -> String {
+    format!(
+        "{}{}",
+        describe_ecb(serving.ecb),
+        mount_note(serving.served)
+    )
+}
+
+/// ` (mount /blog)` after a request's description, for a mounted application.
+fn mount_note(served: &Served) -> String {
+    served
+        .mount
+        .as_deref()
+        .map(|mount| format!(" (mount {})", log::escape(mount.as_bytes())))
+        .unwrap_or_default()
+}
+
+/// `GET /path` for log lines (the request's own bytes, escaped), with the mount.
+fn describe_request(environ: &PyRef<'_>, served: &Served) -> String {
     let gil = environ.gil();
     let get = |key: &str| {
         gil.str(key)
@@ -492,8 +660,9 @@ fn describe_request(environ: &PyRef<'_>) -> String {
     let mut path = get("SCRIPT_NAME");
     path.extend_from_slice(&get("PATH_INFO"));
     format!(
-        "{} {}",
+        "{} {}{}",
         log::escape(&get("REQUEST_METHOD")),
-        log::escape(&path)
+        log::escape(&path),
+        mount_note(served)
     )
 }

@@ -63,6 +63,9 @@ Unconfirmed IIS behaviours (see docs/host.md):
 
 Site model (what the extension sees):
   --vdir PATH              the application's virtual directory [/]
+  --appl-md-path TEXT      APPL_MD_PATH exactly as given, e.g. /LM/W3SVC/1/Root/deep/NESTED
+                           (IIS writes ROOT and the vdir as they were configured, in any
+                           case) [/LM/W3SVC/1/ROOT + the vdir]
   --script-map MAP         '*' (wildcard) or '.ext' (file-extension mapping) [*]
   --allow-path-info        PATH_INFO without the script part (IIS allowPathInfo=true)
   --physical-path DIR      the application's physical directory [current directory]
@@ -157,6 +160,8 @@ pub struct Options {
     pub continue_on_read: bool,
     pub config: Option<PathBuf>,
     pub vdir: String,
+    /// `--appl-md-path`: APPL_MD_PATH as given, instead of the one derived from the vdir.
+    pub appl_md_path: Option<String>,
     pub script_map: ScriptMap,
     pub allow_path_info: bool,
     pub physical_path: PathBuf,
@@ -275,6 +280,7 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, String> 
         continue_on_read: false,
         config: None,
         vdir: "/".into(),
+        appl_md_path: None,
         script_map: ScriptMap::Wildcard,
         allow_path_info: false,
         physical_path: std::env::current_dir().unwrap_or_else(|_| PathBuf::from(".")),
@@ -371,6 +377,15 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, String> 
             "--config" => o.config = Some(PathBuf::from(value()?)),
             "--vdir" => o.vdir = url_path("--vdir", value()?)?,
             "--static" => o.static_locations.push(url_path("--static", value()?)?),
+            "--appl-md-path" => {
+                let v = value()?;
+                if !v.starts_with("/LM/") || v.contains(['?', '#', '\\']) {
+                    return Err(format!(
+                        "--appl-md-path: '{v}' must be a metabase path like /LM/W3SVC/1/Root/app"
+                    ));
+                }
+                o.appl_md_path = Some(v);
+            }
             "--script-map" => {
                 let v = value()?;
                 o.script_map = match v.as_str() {
@@ -569,6 +584,13 @@ mod tests {
                 .static_locations,
             ["/static", "/media"]
         );
+        assert!(
+            run(&["--appl-md-path", "ROOT/app"])
+                .unwrap_err()
+                .contains("--appl-md-path")
+        );
+        let o = run(&["--appl-md-path", "/LM/W3SVC/1/Root/Deep"]).unwrap();
+        assert_eq!(o.appl_md_path.as_deref(), Some("/LM/W3SVC/1/Root/Deep"));
         assert!(
             run(&["--script-map", "wsgi"])
                 .unwrap_err()

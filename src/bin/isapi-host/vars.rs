@@ -20,6 +20,8 @@ use std::path::PathBuf;
 pub struct Site {
     /// The virtual directory of the application: "/" or "/app" (no trailing slash).
     pub vdir: String,
+    /// `--appl-md-path`: APPL_MD_PATH as given.
+    pub appl_md_path: Option<String>,
     pub script_map: ScriptMap,
     pub allow_path_info: bool,
     /// The application's physical directory, without a trailing separator.
@@ -43,6 +45,7 @@ impl Site {
         let trimmed = physical.trim_end_matches(['/', '\\']);
         Site {
             vdir: o.vdir.clone(),
+            appl_md_path: o.appl_md_path.clone(),
             script_map: o.script_map.clone(),
             allow_path_info: o.allow_path_info,
             physical_path: if trimmed.is_empty() {
@@ -63,7 +66,9 @@ impl Site {
 
     /// The metabase path of the application.
     fn appl_md_path(&self) -> String {
-        if self.vdir == "/" {
+        if let Some(given) = &self.appl_md_path {
+            given.clone()
+        } else if self.vdir == "/" {
             "/LM/W3SVC/1/ROOT".into()
         } else {
             format!("/LM/W3SVC/1/ROOT{}", self.vdir)
@@ -568,6 +573,7 @@ mod tests {
     fn site(vdir: &str, map: ScriptMap, allow: bool) -> Arc<Site> {
         Arc::new(Site {
             vdir: vdir.into(),
+            appl_md_path: None,
             script_map: map,
             allow_path_info: allow,
             physical_path: "/srv/app".into(),
