@@ -826,6 +826,12 @@ impl Site {
     /// exception it had to ignore, e.g. the validator's check when an iterator is
     /// garbage-collected unclosed). Removes the directory; returns the host's output.
     pub fn finish(&self, host: Host) -> String {
+        self.finish_with_log(host).0
+    }
+
+    /// As [`Site::finish`]; returns the host's output and the log, read before the
+    /// directory is removed.
+    pub fn finish_with_log(&self, host: Host) -> (String, String) {
         let stopped = host.stop();
         stopped.assert_clean();
         let log = self.log();
@@ -838,6 +844,6 @@ impl Site {
             );
         }
         let _ = std::fs::remove_dir_all(&self.dir);
-        stopped.stderr
+        (stopped.stderr, log)
     }
 }
