@@ -272,3 +272,60 @@ fn windows_free_threaded_and_debug_dlls_are_refused_by_name() {
         let _ = std::fs::remove_dir_all(&home);
     }
 }
+
+#[test]
+#[ignore = "needs the x86_64-pc-windows-gnu build, wine and the Windows CPythons"]
+fn windows_the_request_token_gives_the_user_sid_and_groups_on_both_handlers() {
+    // Two mounts of tests/apps/identity_app.py, one per handler; the host hands out a
+    // duplicate of its own token, so the app's ctypes reading of its process token must
+    // agree with what the bridge read from the request's.
+    let (dir, ini) = ini(
+        "identity",
+        "[mount /simple]\napp = identity_app:application\n\
+         [mount /pool]\napp = identity_app:application\nhandler = threadpool\n",
+    );
+    let (host, _) = start(&ini, &["--strict", "--impersonation-token", "self"]);
+    for mount in ["/simple", "/pool"] {
+        let body = get(host.addr, &format!("{mount}/who")).text();
+        let field = |name: &str| {
+            let start = body
+                .find(&format!("\"{name}\": "))
+                .unwrap_or_else(|| panic!("{mount}: no {name} in {body}"))
+                + name.len()
+                + 4;
+            let rest = &body[start..];
+            let end = if rest.starts_with('[') {
+                rest.find(']').unwrap() + 1
+            } else {
+                rest.find([',', '}']).unwrap()
+            };
+            rest[..end].to_string()
+        };
+        let sid = field("user_sid");
+        assert!(
+            sid.starts_with("\"S-1-5-") && sid[1..sid.len() - 1].split('-').all(|p| !p.is_empty()),
+            "{mount}: {body}"
+        );
+        assert_eq!(sid, field("own_sid"), "{mount}: {body}");
+        let groups = field("groups");
+        assert!(
+            groups.starts_with("[\"") && groups.ends_with("\"]"),
+            "{mount}: a non-empty list of names expected: {body}"
+        );
+        assert_eq!(groups, field("own_groups"), "{mount}: {body}");
+        // Kept past its request, isapi.groups raises.
+        let kept = get(host.addr, &format!("{mount}/kept")).text();
+        assert_eq!(kept, r#"{"kept": "ValueError"}"#, "{mount}");
+    }
+    // Without a token (the default), the keys are absent.
+    let stopped = host.stop();
+    stopped.assert_clean();
+    let (host, _) = start(&ini, &["--strict"]);
+    let body = get(host.addr, "/simple/who").text();
+    assert!(
+        body.contains(r#""user_sid": null"#) && body.contains(r#""groups": null"#),
+        "{body}"
+    );
+    host.stop().assert_clean();
+    let _ = std::fs::remove_dir_all(&dir);
+}
