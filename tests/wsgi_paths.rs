@@ -6,8 +6,8 @@
 //! than configured), a wildcard (`*`) or an extension mapping (`.wsgi`, with and without
 //! `allowPathInfo`), and APPL_MD_PATH as the host writes it (`/LM/W3SVC/1/ROOT/Deep/Nested`)
 //! or in another case (`--appl-md-path`, `Root`, `root/DEEP/nested`: IIS writes what was
-//! configured). Paths: ASCII, UTF-8 (percent-encoded: the host, like http.sys by default,
-//! refuses raw bytes beyond ASCII in the request line), percent-encoded
+//! configured). Paths: ASCII, UTF-8 (percent-encoded; isapi-host answers 400 to bytes
+//! beyond ASCII in the request line, so raw UTF-8 is not in the table), percent-encoded
 //! delimiters (`%20`, `%3F`, `%2F`, `%5C`), dot-segments; under a mount, under the longer of
 //! two nested mounts, beside one (`/blogger`), and out of one by `..`. Every application
 //! (tests/apps/mounts_app.py) answers with its name, SCRIPT_NAME, PATH_INFO, QUERY_STRING
