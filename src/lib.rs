@@ -7,8 +7,9 @@
 //!   there never makes the call fail (IIS would then refuse every request with its own
 //!   opaque error): it is logged once, in full, and every request is answered with a
 //!   500 page saying that the application failed to start.
-//! * `HttpExtensionProc`, per request, on IIS's threads: hand the request to the
-//!   configured [`handler`] (simple: answered on this thread; threadpool: queued, and
+//! * `HttpExtensionProc`, per request, on IIS's threads: find the request's application
+//!   (`[wsgi] app` or a `[mount]`'s, [`wsgi::mounts`]) and hand the request to the
+//!   [`handler`] it names (simple: answered on this thread; threadpool: queued, and
 //!   `HSE_STATUS_PENDING` returned at once).
 //! * `TerminateExtension`, once, before unloading: the handler lets the requests in flight
 //!   finish (threadpool: up to `shutdown_timeout`), Python's `atexit` handlers run, the log
