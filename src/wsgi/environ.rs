@@ -506,26 +506,29 @@ impl Target {
     /// SCRIPT_NAME and PATH_INFO from the raw URL (`HTTP_URL`) if there is one, else from
     /// the ECB's PATH_INFO; the split from APPL_MD_PATH and IIS's SCRIPT_NAME.
     pub fn read(ecb: &Ecb) -> Target {
-        let mut raw = Vec::new();
-        let raw = (matches!(ecb.server_variable(c"HTTP_URL", &mut raw), Ok(true))
-            && raw.starts_with(b"/"))
-        .then_some(raw);
-        let path = match &raw {
-            Some(url) => {
-                let path = url.split(|&b| b == b'?').next().unwrap_or_default();
-                canonical_path(percent_decode(path))
-            }
-            None => ecb.path_info().to_vec(),
+        // One buffer: HTTP_URL, then APPL_MD_PATH and SCRIPT_NAME after it (cut off again).
+        let mut buffer = Vec::new();
+        let has_url = matches!(ecb.server_variable(c"HTTP_URL", &mut buffer), Ok(true))
+            && buffer.starts_with(b"/");
+        if !has_url {
+            buffer.clear();
+        }
+        let url_end = buffer.len();
+        let path = if has_url {
+            let path = buffer.split(|&b| b == b'?').next().unwrap_or_default();
+            canonical_path(percent_decode(path))
+        } else {
+            ecb.path_info().to_vec()
         };
-        // APPL_MD_PATH and SCRIPT_NAME side by side in one buffer.
-        let mut variables = Vec::with_capacity(256);
-        let _ = ecb.server_variable(c"APPL_MD_PATH", &mut variables);
-        let md_path_end = variables.len();
-        let _ = ecb.server_variable(c"SCRIPT_NAME", &mut variables);
-        let (md_path, script) = variables.split_at(md_path_end);
+        let _ = ecb.server_variable(c"APPL_MD_PATH", &mut buffer);
+        let md_path_end = buffer.len();
+        let _ = ecb.server_variable(c"SCRIPT_NAME", &mut buffer);
+        let md_path = &buffer[url_end..md_path_end];
+        let script = &buffer[md_path_end..];
         let script_end = split_point(&path, mount_point(md_path), script, ecb.path_info());
+        buffer.truncate(url_end);
         Target {
-            raw,
+            raw: has_url.then_some(buffer),
             path,
             script_end,
         }
