@@ -100,3 +100,36 @@ fn without_check_a_failed_start_still_loads_and_serves_the_500_page() {
     common::assert_startup_failure_pages(&host, "no_such_module");
     let _ = site.finish(host);
 }
+
+#[test]
+fn mounts_are_checked_too_and_one_that_fails_fails_the_check() {
+    let site = Site::new(
+        "check-mounts",
+        "[python]\npath = {apps}\n[wsgi]\napp = mounts_app:root\nlog = {log}\n\
+         [mount /blog]\napp = mounts_app:blog\n",
+    );
+    let stopped = check(&site);
+    assert!(stopped.status.success(), "{}", stopped.stderr);
+    assert!(
+        stopped.stderr.contains(
+            "check: app serving mounts_app:root; mount /blog: mounts_app:blog with Python 3."
+        ),
+        "{}",
+        stopped.stderr
+    );
+    let site = Site::new(
+        "check-mount-broken",
+        "[python]\npath = {apps}\n[wsgi]\napp = mounts_app:root\nlog = {log}\n\
+         [mount /broken]\napp = broken_app:app\n",
+    );
+    let stopped = check(&site);
+    let out = &stopped.stderr;
+    assert!(!stopped.status.success(), "{out}");
+    for expected in [
+        "mount /broken: the application failed to start; its requests get a 500 page:",
+        "RuntimeError: broken_app cannot start: this is on purpose",
+        "check: FAILED: the application did not start",
+    ] {
+        assert!(out.contains(expected), "missing {expected:?}:\n{out}");
+    }
+}

@@ -108,7 +108,8 @@ impl Bridge {
         self.site.served().iter().all(|served| served.app.is_ok())
     }
 
-    /// What was loaded, on one line (`mysite.wsgi:application; mount /blog: blog:app`).
+    /// What was loaded, on one line (`serving mysite.wsgi:application; mount /blog:
+    /// blog:app with Python 3.12.1 (…)`).
     pub fn describe(&self) -> String {
         let described: Vec<String> = self
             .site
@@ -122,7 +123,11 @@ impl Bridge {
                 })
             })
             .collect();
-        described.join("; ")
+        format!(
+            "serving {} with Python {}",
+            described.join("; "),
+            self.python_version()
+        )
     }
 
     /// `sys.version`, on one line.
