@@ -232,3 +232,12 @@ pub fn impersonate(_token: *mut c_void) -> Impersonation {
 pub fn duplicate_own_token() -> Result<*mut c_void, u32> {
     Err(50) // ERROR_NOT_SUPPORTED
 }
+
+/// Opens the log file for appending (Unix has no share modes: anyone allowed may read it,
+/// append to it, or rename it while it is open).
+pub fn open_log(path: &Path) -> std::io::Result<std::fs::File> {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+}

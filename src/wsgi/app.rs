@@ -6,6 +6,13 @@
 //! `site.addsitedir` (so `.pth` files work), imports `module:attribute` (calling it once for
 //! `module:factory()`), or takes the built-in demo app, and prepares the environ template.
 //! Any Python error comes back with its traceback, for the log.
+//!
+//! Then, if the application configured no logging of its own (the root logger has no
+//! handler once it is imported), Python's `logging` root logger gets a handler that writes
+//! to our log (the `wsgi.errors` stream, so records keep their level, `WARNING` by default,
+//! and look like our lines: UTC time, `[pid]`, logger name, level), and
+//! `logging.captureWarnings(True)` sends `warnings` there too. An application that set up
+//! logging keeps it untouched.
 use std::ffi::CStr;
 use std::path::Path;
 
@@ -67,6 +74,22 @@ class ClientDisconnected(OSError):
 
 class BodyTooLarge(OSError):
     """A chunked request body grew past [wsgi] max_body."""
+
+def route_logging(stream):
+    """Python's logging and warnings into our log, if the application set up no logging."""
+    import logging, time
+    root = logging.getLogger()
+    if root.handlers:
+        return False
+    handler = logging.StreamHandler(stream)
+    formatter = logging.Formatter(
+        "%(asctime)s [%(process)d] %(name)s %(levelname)s: %(message)s",
+        "%Y-%m-%dT%H:%M:%SZ")
+    formatter.converter = time.gmtime
+    handler.setFormatter(formatter)
+    root.addHandler(handler)
+    logging.captureWarnings(True)
+    return True
 
 class FileWrapper:
     """wsgi.file_wrapper(filelike, blksize=8192).
@@ -173,6 +196,8 @@ pub struct App {
     pub description: String,
     /// `thread_stacks(idents)` from the support code, for the watchdog.
     pub(super) thread_stacks: PyStatic,
+    /// Python's logging and warnings were sent to our log (the app configured none).
+    pub logging_routed: bool,
 }
 
 impl App {
@@ -221,11 +246,13 @@ impl App {
         };
 
         let errors_type = NativeType::<Errors>::new(gil)?;
+        let errors = errors_type.forever(gil, &ERRORS)?;
+        let routed = helper("route_logging")?.call(&[&errors])?.is_true()?;
         let template = gil.dict()?;
         let version = gil.tuple(&[&gil.int(1)?, &gil.int(0)?])?;
         let set = |key: &str, value: &PyRef<'py>| template.set_item(&gil.str(key)?, value);
         set("wsgi.version", &version)?;
-        set("wsgi.errors", &errors_type.forever(gil, &ERRORS)?)?;
+        set("wsgi.errors", &errors)?;
         // IIS runs requests on many threads, and overlapping recycles run two processes.
         set("wsgi.multithread", &gil.bool(true))?;
         set("wsgi.multiprocess", &gil.bool(true))?;
@@ -251,6 +278,7 @@ impl App {
             python_version: gil.version(),
             description,
             thread_stacks: helper("thread_stacks")?.into_static(),
+            logging_routed: routed,
         })
     }
 }

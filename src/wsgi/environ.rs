@@ -24,6 +24,7 @@
 //! * `REMOTE_USER`/`AUTH_TYPE` only when IIS authenticated the request.
 //!
 //! * `isapi.server_variable`: a callable for any other server variable (server_variables.rs).
+//! * `isapi.request_id`: the request's id (request_id.rs).
 //!
 //! The process environment is never copied in.
 use std::borrow::Cow;
@@ -36,6 +37,7 @@ use super::framing::Request;
 use super::proxy::{self, Cidr};
 use crate::isapi::ecb::Ecb;
 use crate::python::{Gil, PyRef, PyResult, PyStatic};
+use crate::request_id::RequestId;
 
 /// Most distinct header names kept in the cache (hostile clients may invent many).
 const HEADER_KEY_CACHE: usize = 512;
@@ -75,6 +77,7 @@ keys! {
     input = c"wsgi.input",
     input_terminated = c"wsgi.input_terminated",
     server_variable = c"isapi.server_variable",
+    request_id = c"isapi.request_id",
     http_host = c"HTTP_HOST",
     forwarded_for = c"HTTP_X_FORWARDED_FOR",
     forwarded_proto = c"HTTP_X_FORWARDED_PROTO",
@@ -179,6 +182,7 @@ impl EnvironBuilder {
             &k.url_scheme,
             &k.input,
             &k.server_variable,
+            &k.request_id,
         ] {
             template.set_item(&key.bind(gil), &k.empty.bind(gil))?;
         }
@@ -206,13 +210,14 @@ impl EnvironBuilder {
     }
 
     /// The environ for the request `ecb`, with the request's lent objects (`wsgi.input`,
-    /// `isapi.server_variable`).
+    /// `isapi.server_variable`) and its id.
     pub fn build<'py>(
         &self,
         gil: Gil<'py>,
         ecb: &Ecb,
         request: Request,
         lent: &Lent<'_, 'py>,
+        id: &RequestId,
     ) -> PyResult<'py, PyRef<'py>> {
         let k = &self.keys;
         let environ = self.template.bind(gil).dict_copy()?;
@@ -271,7 +276,7 @@ impl EnvironBuilder {
             set(&k.request_uri, &target)?;
             set(&k.raw_uri, &target)?;
         }
-        let (path, cut) = self.paths(ecb, raw_url.then_some(name.as_slice()), &mut scratch);
+        let (path, cut) = paths(ecb, raw_url.then_some(name.as_slice()), &mut scratch);
         set_recent(0, &k.script_name, &path[..cut])?;
         set_text(&k.path_info, &path[cut..])?;
         // PATH_TRANSLATED only with a PATH_INFO (RFC 3875 §4.1.6), as IIS mapped it.
@@ -347,26 +352,8 @@ impl EnvironBuilder {
         self.forwarding(gil, &environ)?;
         set(&k.input, lent.input)?;
         set(&k.server_variable, lent.server_variable)?;
+        set(&k.request_id, &gil.str(id.as_str())?)?;
         Ok(environ)
-    }
-
-    /// SCRIPT_NAME and PATH_INFO, as bytes, from the raw URL (`HTTP_URL`) if there is one.
-    fn paths(&self, ecb: &Ecb, raw_url: Option<&[u8]>, scratch: &mut Vec<u8>) -> (Vec<u8>, usize) {
-        let path = match raw_url {
-            Some(url) => {
-                let raw = url.split(|&b| b == b'?').next().unwrap_or_default();
-                canonical_path(percent_decode(raw))
-            }
-            None => ecb.path_info().to_vec(),
-        };
-        // APPL_MD_PATH and SCRIPT_NAME side by side in the scratch buffer.
-        scratch.clear();
-        let _ = ecb.server_variable(c"APPL_MD_PATH", scratch);
-        let md_path_end = scratch.len();
-        let _ = ecb.server_variable(c"SCRIPT_NAME", scratch);
-        let (md_path, script) = scratch.split_at(md_path_end);
-        let cut = split_point(&path, mount_point(md_path), script, ecb.path_info());
-        (path, cut)
     }
 
     /// X-Forwarded-For/-Proto/-Host applied, when the request came from a trusted proxy
@@ -758,6 +745,37 @@ pub fn canonical_path(mut path: Vec<u8>) -> Vec<u8> {
 
 fn hex(byte: u8) -> Option<u8> {
     (byte as char).to_digit(16).map(|digit| digit as u8)
+}
+
+/// SCRIPT_NAME and PATH_INFO, as bytes, from the raw URL (`HTTP_URL`) if there is one: the
+/// whole path and where it splits.
+fn paths(ecb: &Ecb, raw_url: Option<&[u8]>, scratch: &mut Vec<u8>) -> (Vec<u8>, usize) {
+    let path = match raw_url {
+        Some(url) => {
+            let raw = url.split(|&b| b == b'?').next().unwrap_or_default();
+            canonical_path(percent_decode(raw))
+        }
+        None => ecb.path_info().to_vec(),
+    };
+    // APPL_MD_PATH and SCRIPT_NAME side by side in the scratch buffer.
+    scratch.clear();
+    let _ = ecb.server_variable(c"APPL_MD_PATH", scratch);
+    let md_path_end = scratch.len();
+    let _ = ecb.server_variable(c"SCRIPT_NAME", scratch);
+    let (md_path, script) = scratch.split_at(md_path_end);
+    let cut = split_point(&path, mount_point(md_path), script, ecb.path_info());
+    (path, cut)
+}
+
+/// The PATH_INFO the application would see for `ecb` (the path below where it is mounted),
+/// without Python: for the pages the extension answers itself (the health page).
+pub fn path_below_application(ecb: &Ecb) -> Vec<u8> {
+    let mut url = Vec::new();
+    let raw_url =
+        matches!(ecb.server_variable(c"HTTP_URL", &mut url), Ok(true)) && url.starts_with(b"/");
+    let (mut path, cut) = paths(ecb, raw_url.then_some(url.as_slice()), &mut Vec::new());
+    path.drain(..cut);
+    path
 }
 
 /// The application's mount point from APPL_MD_PATH: what follows `/ROOT` (any case), e.g.

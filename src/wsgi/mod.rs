@@ -13,9 +13,11 @@
 //! * [`file_wrapper`]: `wsgi.file_wrapper`, a regular file sent by the server itself.
 //! * [`framing`]: what goes on the wire (header checks, Content-Length, chunks), plain Rust.
 //! * [`in_flight`]: the requests running now, for the watchdog (when it is on).
+//! * [`repeats`]: `[wsgi] traceback_limit`, the same traceback at most N times a minute.
 //!
 //! [`Bridge::serve`] is the whole of a request, top-down, like CPython's
-//! `wsgiref.handlers.BaseHandler.run`: take the GIL; lend the request's `wsgi.input`,
+//! `wsgiref.handlers.BaseHandler.run`: give the request its id and count it in flight; take
+//! the GIL; lend the request's `wsgi.input`,
 //! `start_response` and `isapi.server_variable` to Python; then `Bridge::run`'s steps — build the environ,
 //! call the application, send each piece of the body it returns (the headers with the
 //! first non-empty one), call the iterable's `close()` whatever happened; release the GIL.
@@ -31,6 +33,7 @@ pub mod framing;
 pub mod in_flight;
 pub mod input;
 pub mod proxy;
+pub mod repeats;
 pub mod response;
 pub mod server_variables;
 
@@ -42,9 +45,12 @@ use crate::log;
 use crate::page::Page;
 use crate::python::runtime::{self, PythonLocation};
 use crate::python::{Api, Gil, Kind, PyErr, PyRef};
+use crate::request_id::{self, RequestId};
+use crate::stats::STATS;
 use app::App;
 use in_flight::InFlight;
 use input::Input;
+use repeats::{Repeats, Verdict};
 use response::{Flow, Outcome, Response, SendError};
 use server_variables::ServerVariables;
 
@@ -56,6 +62,8 @@ pub struct Bridge {
     max_body: Option<u64>,
     /// The requests running now, kept when the watchdog is on.
     in_flight: Option<Arc<InFlight>>,
+    /// `[wsgi] traceback_limit`: how often the same traceback is logged.
+    repeats: Repeats,
 }
 
 impl Bridge {
@@ -81,6 +89,7 @@ impl Bridge {
             app,
             max_body: config.max_body,
             in_flight: watched.then(Default::default),
+            repeats: Repeats::new(config.traceback_limit),
         })
     }
 
@@ -91,6 +100,17 @@ impl Bridge {
             self.app.description,
             self.app.python_version.replace('\n', " ")
         )
+    }
+
+    /// Whether Python's logging and warnings were sent to our log (see app.rs).
+    pub fn logging_routed(&self) -> bool {
+        self.app.logging_routed
+    }
+
+    /// The interpreter's version number, e.g. `3.12.1`.
+    pub fn python_version(&self) -> String {
+        let full = &self.app.python_version;
+        full.split_whitespace().next().unwrap_or(full).to_string()
     }
 
     /// Runs the interpreter's `atexit` handlers (at TerminateExtension). Python is never
@@ -181,18 +201,26 @@ impl Bridge {
 
     /// Answers one request: the request's whole life, on the calling thread.
     pub fn serve(&self, ecb: &Arc<Ecb>) -> Outcome {
+        let id = RequestId::assign(ecb);
+        let in_flight = STATS.begin();
         // Counted in before it waits for the GIL, out after it gave the GIL back.
         let _running = self
             .in_flight
             .as_ref()
-            .map(|in_flight| in_flight.enter(ecb, crate::python::thread_ident(self.api)));
+            .map(|in_flight| in_flight.enter(ecb, &id, crate::python::thread_ident(self.api)));
+        let outcome = self.serve_with_gil(ecb, &id);
+        in_flight.finish(outcome.status);
+        outcome
+    }
+
+    fn serve_with_gil(&self, ecb: &Arc<Ecb>, id: &RequestId) -> Outcome {
         Gil::acquire(self.api, |gil| {
             let request = framing::Request {
                 head: ecb.is_head(),
                 http11: ecb.server_variable_is(c"SERVER_PROTOCOL", b"HTTP/1.1"),
             };
             let input = Input::new(ecb.clone(), self.max_body);
-            let response = Response::new(ecb.clone(), request);
+            let response = Response::new(ecb.clone(), request, *id, request_id::header_enabled());
             let variables = ServerVariables::new(ecb.clone());
             // Python gets its own objects for the three: recalled when `run` returns, whoever
             // still holds them.
@@ -208,13 +236,14 @@ impl Bridge {
                                     start_response,
                                     server_variable,
                                 };
-                                self.run(gil, ecb, &response, &lent)
+                                self.run(gil, ecb, id, &response, &lent)
                             })
                     })
             });
             if let Err(error) = lent.and_then(|inner| inner).and_then(|inner| inner) {
                 log::line(&format!(
-                    "lending wsgi.input, start_response or isapi.server_variable failed: {}",
+                    "{}: lending wsgi.input, start_response or isapi.server_variable failed: {}",
+                    describe_ecb(ecb, id),
                     error.text()
                 ));
                 response.abort();
@@ -226,19 +255,30 @@ impl Bridge {
     /// The request's life, in the order of `wsgiref.handlers.BaseHandler.run`: set up the
     /// environ, call the application, send what it returns, close it; any failure on the
     /// way is handled in one place.
-    fn run<'py>(&self, gil: Gil<'py>, ecb: &Ecb, response: &Response, lent: &Lent<'_, 'py>) {
-        if let Some(refusal) = self.refuse(ecb) {
-            return self.handle_error(gil, response, &describe_ecb(ecb), refusal);
+    fn run<'py>(
+        &self,
+        gil: Gil<'py>,
+        ecb: &Ecb,
+        id: &RequestId,
+        response: &Response,
+        lent: &Lent<'_, 'py>,
+    ) {
+        if let Some(refusal) = self.refuse(ecb, id) {
+            return self.handle_error(gil, response, &describe_ecb(ecb, id), id, refusal);
         }
-        let environ = match self.app.environ.build(gil, ecb, response.request(), lent) {
+        let environ = match self
+            .app
+            .environ
+            .build(gil, ecb, response.request(), lent, id)
+        {
             Ok(environ) => environ,
             Err(error) => {
                 let failure =
                     Failure::Internal(format!("building the environ failed: {}", error.text()));
-                return self.handle_error(gil, response, &describe_ecb(ecb), failure);
+                return self.handle_error(gil, response, &describe_ecb(ecb, id), id, failure);
             }
         };
-        let request = || describe_request(&environ);
+        let request = || describe_request(&environ, id);
         let result = match self
             .app
             .callable
@@ -247,33 +287,33 @@ impl Bridge {
         {
             Ok(result) => result,
             Err(error) => {
-                return self.handle_error(gil, response, &request(), Failure::Python(error));
+                return self.handle_error(gil, response, &request(), id, Failure::Python(error));
             }
         };
         if let Err(failure) = self.finish_response(gil, &result, response) {
-            self.handle_error(gil, response, &request(), failure);
+            self.handle_error(gil, response, &request(), id, failure);
         }
         self.close(&result, &request);
     }
 
     /// Requests the bridge answers itself, without calling the application: a body
     /// declared larger than `max_body`, and the demo's clients that are not local.
-    fn refuse(&self, ecb: &Ecb) -> Option<Failure<'static>> {
-        self.refuse_too_large(ecb)
+    fn refuse(&self, ecb: &Ecb, id: &RequestId) -> Option<Failure<'static>> {
+        self.refuse_too_large(ecb, id)
             .or_else(|| self.refuse_demo_client(ecb))
-            .map(Failure::Refused)
+            .map(|page| Failure::Refused(Box::new(page)))
     }
 
     /// A Content-Length over `max_body`: `413 Content Too Large`, before the application
     /// runs and without reading the body; the connection then closes (the unread body
     /// would otherwise be taken for the next request). A chunked body has no length to
     /// check here: `wsgi.input` stops it when it grows past the limit.
-    fn refuse_too_large(&self, ecb: &Ecb) -> Option<Page> {
+    fn refuse_too_large(&self, ecb: &Ecb, id: &RequestId) -> Option<Page> {
         let limit = self.max_body?;
         let length = ecb.total_bytes().filter(|&length| length > limit)?;
         log::line(&format!(
             "{}: refused with 413: the body's Content-Length ({length}) is over [wsgi] max_body ({limit})",
-            describe_ecb(ecb)
+            describe_ecb(ecb, id)
         ));
         Some(Page::too_large(length, limit))
     }
@@ -371,8 +411,15 @@ impl Bridge {
 
     /// Reports a failed request: an error page if nothing was sent yet, else a closed
     /// connection.
-    fn handle_error(&self, gil: Gil<'_>, response: &Response, request: &str, failure: Failure<'_>) {
-        let page = match failure {
+    fn handle_error(
+        &self,
+        gil: Gil<'_>,
+        response: &Response,
+        request: &str,
+        id: &RequestId,
+        failure: Failure<'_>,
+    ) {
+        let mut page = match failure {
             Failure::Aborted(message) => {
                 // A client that leaves mid-response is routine (a closed tab, a benchmark's
                 // last requests): one line now and then, with the count.
@@ -383,7 +430,7 @@ impl Bridge {
                 }
                 return;
             }
-            Failure::Refused(page) => page,
+            Failure::Refused(page) => *page,
             Failure::Internal(message) => {
                 log::line(&format!("{request}: {message}"));
                 Page::application_failure(None)
@@ -395,6 +442,7 @@ impl Bridge {
             response.abort();
             return;
         }
+        page.request_id = Some(id.to_string());
         if let Err(SendError::Aborted(message) | SendError::Application(message)) =
             response.send_page(gil, &page)
         {
@@ -404,16 +452,26 @@ impl Bridge {
         }
     }
 
-    /// Logs the application's failure; the 500 page shows it only with `debug = true`.
+    /// Logs the application's failure (the same one's traceback at most `traceback_limit`
+    /// times a minute); the 500 page shows it only with `debug = true`.
     fn failure_page(&self, request: &str, response: &Response, detail: String) -> Page {
-        if response.headers_sent() {
-            log::line(&format!(
-                "{request}: the application failed after the headers were sent; closing the connection:\n{detail}"
-            ));
+        let when = if response.headers_sent() {
+            "the application failed after the headers were sent; closing the connection"
         } else {
-            log::line(&format!("{request}: the application failed:\n{detail}"));
+            "the application failed"
+        };
+        match self.repeats.note(&detail) {
+            Verdict::Full => log::line(&format!("{request}: {when}:\n{detail}")),
+            Verdict::Repeated { kind, repeats } => log::line(&format!(
+                "{request}: {when}: {kind}, again ({repeats} more in this minute after {} in full; traceback not repeated)",
+                self.repeats_limit()
+            )),
         }
         Page::application_failure(self.app.debug.then_some(detail.as_str()))
+    }
+
+    fn repeats_limit(&self) -> usize {
+        self.repeats.limit().unwrap_or(0)
     }
 }
 
@@ -444,7 +502,7 @@ enum Failure<'py> {
     /// The bridge failed (a message for the log); the client gets a plain 500 page.
     Internal(String),
     /// The bridge answers this request itself, with this page.
-    Refused(Page),
+    Refused(Box<Page>),
 }
 
 impl From<SendError> for Failure<'_> {
@@ -470,17 +528,17 @@ fn item_type(item: &PyRef<'_>) -> String {
         .unwrap_or_default()
 }
 
-/// `GET /path` for log lines, from the ECB (before there is an environ).
-fn describe_ecb(ecb: &Ecb) -> String {
+/// `[id] GET /path` for log lines, from the ECB (before there is an environ).
+fn describe_ecb(ecb: &Ecb, id: &RequestId) -> String {
     format!(
-        "{} {}",
+        "[{id}] {} {}",
         log::escape(ecb.method()),
         log::escape(ecb.path_info())
     )
 }
 
-/// `GET /path` for log lines (the request's own bytes, escaped).
-fn describe_request(environ: &PyRef<'_>) -> String {
+/// `[id] GET /path` for log lines (the request's own bytes, escaped).
+fn describe_request(environ: &PyRef<'_>, id: &RequestId) -> String {
     let gil = environ.gil();
     let get = |key: &str| {
         gil.str(key)
@@ -492,7 +550,7 @@ fn describe_request(environ: &PyRef<'_>) -> String {
     let mut path = get("SCRIPT_NAME");
     path.extend_from_slice(&get("PATH_INFO"));
     format!(
-        "{} {}",
+        "[{id}] {} {}",
         log::escape(&get("REQUEST_METHOD")),
         log::escape(&path)
     )
