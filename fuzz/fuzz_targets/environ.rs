@@ -7,12 +7,12 @@
 //! NUL (a byte no server variable holds); a variable past the input's end is one this
 //! server does not have. Checked for every input: no panic or crash; the status line is
 //! a valid HTTP status (`NNN reason`, 100..=599); the app's 200 arrives with every CGI
-//! value a latin-1 string (the app raises otherwise) and PEP 3333's required keys; and, when the raw URL (`HTTP_URL`)
-//! is a path, SCRIPT_NAME + PATH_INFO is its canonical form: each empty or starting with
-//! `/`, no `\` and no `.`/`..` segment; every `HTTP_*` key is `HTTP_` and a header name
-//! from `ALL_RAW` (or ALL_HTTP without it) in upper case with `-` as `_`, made of token
-//! characters, never HTTP_CONTENT_TYPE/LENGTH; and each header of ALL_RAW with a valid
-//! name is there.
+//! value a latin-1 string (the app raises otherwise) and PEP 3333's required keys; when
+//! the raw URL (`HTTP_URL`) is a path (or, without one, the server's PATH_INFO is),
+//! SCRIPT_NAME + PATH_INFO is its canonical form: each empty or starting with `/`, no `\`
+//! and no `.`/`..` segment; every `HTTP_*` key is `HTTP_` and a header name from `ALL_RAW`
+//! (or ALL_HTTP without it) in upper case with `-` as `_`, made of token characters, never
+//! HTTP_CONTENT_TYPE/LENGTH; and each header of ALL_RAW with a valid name is there.
 #![no_main]
 
 #[path = "../../tests/support/synthetic.rs"]
@@ -184,8 +184,12 @@ fuzz_target!(|data: &[u8]| {
             "no {key} in the environ"
         );
     }
-    let raw_url = values[0].as_deref().is_some_and(|url| url.starts_with('/'));
-    if raw_url {
+    // The path comes from the raw URL when it is one, else from the server's PATH_INFO.
+    let path = match values[0].as_deref() {
+        Some(url) if url.starts_with('/') => Some(url),
+        _ => values[4].as_deref(),
+    };
+    if path.is_some_and(|path| path.starts_with('/')) {
         check_path(&environ);
     }
     check_headers(&environ, values[1].as_deref());

@@ -8,7 +8,8 @@
 //!
 //! What goes in, and from where (see docs/bridge.md for the reasoning):
 //! * `PATH_INFO` from the raw URL (`HTTP_URL`, cut at `?`, percent-decoded to bytes, then
-//!   made canonical as http.sys does: `\` as `/`, dot-segments removed), and
+//!   made canonical as http.sys does: `\` as `/`, dot-segments removed; without `HTTP_URL`,
+//!   the server's own PATH_INFO, made canonical the same way), and
 //!   `SCRIPT_NAME` from where the application is mounted: the part of `APPL_MD_PATH` after
 //!   `/ROOT` (compared case-insensitively), or, for an extension mapping such as `*.wsgi`,
 //!   the path up to and including the mapped script. Both as latin-1-decoded bytes, as
@@ -755,7 +756,8 @@ fn paths(ecb: &Ecb, raw_url: Option<&[u8]>, scratch: &mut Vec<u8>) -> (Vec<u8>, 
             let raw = url.split(|&b| b == b'?').next().unwrap_or_default();
             canonical_path(percent_decode(raw))
         }
-        None => ecb.path_info().to_vec(),
+        // The server's own PATH_INFO: canonical from IIS, made so for any other server.
+        None => canonical_path(ecb.path_info().to_vec()),
     };
     // APPL_MD_PATH and SCRIPT_NAME side by side in the scratch buffer.
     scratch.clear();
