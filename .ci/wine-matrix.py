@@ -482,6 +482,94 @@ class Matrix:
             status, _, report = host.request("GET", "/file-report")
             assert json.loads(report) == {"closed": True, "reads": 0}, (query, report, host.log())
 
+    def log_rotation(self):
+        """[wsgi] log_max on Windows: the log is renamed to wsgi.log.1 while the extension
+        has it open (it opens it with FILE_SHARE_DELETE), a new wsgi.log is started, and a
+        reader in another process can read it meanwhile. While a reader holds the file
+        without sharing delete access (Windows CPython's open(), like Get-Content), the
+        rename fails: the log says so, lines keep going to the same file, requests go on."""
+        directory = os.path.join(self.work, "log-rotation")
+        os.makedirs(directory, exist_ok=True)
+        ini = os.path.join(directory, "isapi_wsgi.ini")
+        with open(ini, "w", encoding="utf-8") as f:
+            f.write("[python]\nhome = %s\npath = %s\n[wsgi]\napp = ops_app:application\nlog = wsgi.log\n"
+                    "log_max = 8K\nlog_keep = 2\n" % (winpath(os.path.join(PYTHONS, "3.12")), winpath(APPS)))
+        log = os.path.join(directory, "wsgi.log")
+        python = os.path.join(PYTHONS, "3.12", "python.exe")
+        host = Host(self.build, ini)
+        try:
+            for _ in range(10):
+                status, _, body = host.request("GET", "/noise")
+                assert (status, body) == (200, b"noisy"), (status, body, host.log())
+            names = sorted(n for n in os.listdir(directory) if n.startswith("wsgi.log"))
+            assert names == ["wsgi.log", "wsgi.log.1", "wsgi.log.2"], (names, host.log())
+            for name in names:
+                size = os.path.getsize(os.path.join(directory, name))
+                assert size <= 8192, "%s has %d bytes" % (name, size)
+            # A reader that holds the log open (share read|write, not delete) while it fills.
+            flag = os.path.join(directory, "reader-done")
+            code = ("import os, sys, time\nf = open(sys.argv[1], encoding='utf-8')\nprint('open', flush=True)\n"
+                    "deadline = time.time() + 60\nwhile not os.path.exists(sys.argv[2]) and time.time() < deadline:\n"
+                    "    time.sleep(0.1)\nprint('read', len(f.read()))\n")
+            reader = subprocess.Popen(["wine", python, "-c", code, winpath(log), winpath(flag)],
+                                      stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+            try:
+                assert reader.stdout.readline().strip() == b"open", "the reader could not open the log"
+                for _ in range(6):
+                    status, _, _ = host.request("GET", "/noise")
+                    assert status == 200, host.log()
+            finally:
+                with open(flag, "w") as f:
+                    f.write("done")
+                out = reader.communicate(timeout=60)[0].decode("utf-8", "replace")
+            assert reader.returncode == 0 and "read" in out, out
+            with open(log, encoding="utf-8", errors="replace") as f:
+                text = f.read()
+            assert "cannot rotate the log file" in text and "trying again in 60 s" in text, text[-3000:]
+            status, _, body = host.request("GET", "/id")
+            assert status == 200 and body, (status, body)
+        finally:
+            self.clean_shutdown(host)
+
+    def operations(self):
+        """Request ids, the health page and app_offline.htm with Windows paths: the
+        physical path IIS gives ends with a backslash; the id reaches IIS's log line."""
+        directory = os.path.join(self.work, "operations")
+        os.makedirs(directory, exist_ok=True)
+        ini = os.path.join(directory, "isapi_wsgi.ini")
+        with open(ini, "w", encoding="utf-8") as f:
+            f.write("[python]\nhome = %s\npath = %s\n[wsgi]\napp = ops_app:application\nlog = wsgi.log\n"
+                    "handler = threadpool\n[health]\npath = /_isapi/health\n"
+                    % (winpath(os.path.join(PYTHONS, "3.12")), winpath(APPS)))
+        host = Host(self.build, ini, extra_args=["--physical-path", winpath(directory)])
+        try:
+            status, headers, body = host.request("GET", "/id", headers={"X-Request-Id": "wine-1"})
+            assert (status, body, headers.get("X-Request-Id")) == (200, b"wine-1", "wine-1"), (status, headers, body)
+            status, headers, body = host.request("GET", "/_isapi/health")
+            health = json.loads(body)
+            assert status == 200 and health["status"] == "ok" and health["python"].startswith("3.12."), body
+            assert health["requests_served"] == 1 and health["handler"] == "threadpool", body
+            with open(os.path.join(directory, "app_offline.htm"), "w", encoding="utf-8") as f:
+                f.write("<p>back soon</p>")
+            deadline = time.time() + 30
+            while True:
+                status, headers, body = host.request("GET", "/id")
+                if status == 503 or time.time() > deadline:
+                    break
+                time.sleep(0.2)
+            assert (status, body, headers.get("Retry-After")) == (503, b"<p>back soon</p>", "30"), (status, headers, body)
+            os.remove(os.path.join(directory, "app_offline.htm"))
+            deadline = time.time() + 30
+            while host.request("GET", "/id")[0] != 200:
+                assert time.time() < deadline, "still offline after the file was removed"
+                time.sleep(0.2)
+        finally:
+            self.clean_shutdown(host)
+        assert "request_id=wine-1" in host.log(), host.log()
+        with open(os.path.join(directory, "wsgi.log"), encoding="utf-8", errors="replace") as f:
+            log = f.read()
+        assert "app_offline.htm is there" in log and "app_offline.htm is gone" in log, log[-3000:]
+
     def clean_shutdown(self, host):
         code = host.stop()
         log = host.log()
@@ -758,6 +846,8 @@ class Matrix:
             self.check("host-\\\\?\\-dll-path", self.ini_next_to_long_path_dll)
             self.check("host-non-ascii-install-folder", self.non_ascii_install_folder)
             self.check("host-threadpool-impersonation", self.threadpool_impersonation)
+            self.check("host-log-rotation", self.log_rotation)
+            self.check("host-operations", self.operations)
         elif not self.selected or any("host" in s for s in self.selected):
             print("FAIL host: %s has no isapi-host.exe or no DLL exporting HttpExtensionProc" % self.build)
             self.failed.append("host")

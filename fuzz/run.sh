@@ -5,9 +5,10 @@
 #   bash fuzz/run.sh [SECONDS]
 #
 # Only the stable toolchain is installed, so no sanitizer (`-s none`: ASan needs nightly's
-# -Zsanitizer); the parser is safe Rust, so libFuzzer's coverage and the targets'
+# -Zsanitizer); the parsers are safe Rust, so libFuzzer's coverage and the targets'
 # assertions are what matter. Each target starts from fuzz/seeds/TARGET (committed) and
-# the corpus it grew before (fuzz/corpus/TARGET, not committed), with fuzz/dict/http.dict.
+# the corpus it grew before (fuzz/corpus/TARGET, not committed), with fuzz/dict/TARGET.dict
+# if there is one, else fuzz/dict/http.dict.
 # Each target first runs every committed seed once (fuzz/seeds/TARGET: the regression
 # check; a failing seed fails the run), then searches for SECONDS. A failing input the
 # search finds fails the run too, unless FUZZ_FINDS=report: .ci/test sets that, because a
@@ -19,7 +20,7 @@
 set -euo pipefail
 seconds="${1:-30}"
 cd "$(dirname "$0")"
-targets=(request_head chunked request_head_differential)
+targets=(request_head chunked request_head_differential ini xml environ)
 cargo fuzz build -s none -O
 status=0
 passed=0
@@ -39,8 +40,10 @@ for target in "${targets[@]}"; do
   fi
   passed=$((passed + 1))
   # 2. The search: SECONDS of new inputs from the seeds and the corpus grown before.
+  dict="dict/$target.dict"
+  [ -f "$dict" ] || dict=dict/http.dict
   if cargo fuzz run -s none -O "$target" "corpus/$target" "seeds/$target" -- \
-      -max_total_time="$seconds" -dict=dict/http.dict -print_final_stats=1 >"$log" 2>&1; then
+      -max_total_time="$seconds" -dict="$dict" -print_final_stats=1 >"$log" 2>&1; then
     done_line=$(grep -E '^#[0-9]+[[:space:]]+DONE' "$log" | tail -1 || true)
     echo "fuzz: $target: seeds ok; ${seconds}s search: ${done_line:-no DONE line}"
   else

@@ -21,6 +21,14 @@
 //! unhealthy_after = 4         ; that many such requests at once: ask IIS to recycle (0: off)
 //! gil_stall = 30              ; the GIL held that long without a release: recycle (0: off)
 //! reload_on = restart.txt, src/*.py   ; a change to one of these files: recycle (default: none)
+//! request_id_header = true    ; responses carry X-Request-Id
+//! app_offline = true          ; app_offline.htm in the physical path: 503 with its contents
+//! log_max = 10M               ; rotate the log at this size (default 0: never)
+//! log_keep = 5                ; rotated logs kept (wsgi.log.1 … wsgi.log.5)
+//! traceback_limit = 10        ; the same error's traceback at most 10 times a minute (0: always)
+//! [health]
+//! path = /_isapi/health       ; the extension's status page (default: none)
+//! allow = 127.0.0.1, ::1      ; who may see it (the default)
 //! [mount /blog]               ; another application, answering /blog and /blog/...
 //! app = blog.wsgi:application
 //! handler = threadpool        ; optional: default [wsgi] handler
@@ -79,6 +87,20 @@ pub struct Mount {
     pub debug: bool,
 }
 
+impl std::fmt::Display for AppSpec {
+    /// As the ini writes it (`module:attribute`, `module:factory()`), or `demo`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AppSpec::Demo => f.write_str("demo"),
+            AppSpec::Named {
+                module,
+                attribute,
+                call,
+            } => write!(f, "{module}:{attribute}{}", if *call { "()" } else { "" }),
+        }
+    }
+}
+
 /// The validated configuration.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -115,6 +137,19 @@ pub struct Config {
     /// Environment variables set in `os.environ` before the application is imported (from a
     /// wfastcgi web.config's other appSettings; no ini key sets them).
     pub environment: Vec<(String, String)>,
+    /// `[wsgi] request_id_header`: responses carry `X-Request-Id` (default true).
+    pub request_id_header: bool,
+    /// `[wsgi] app_offline`: `app_offline.htm` puts the site in maintenance (default true).
+    pub app_offline: bool,
+    /// `[wsgi] log_max`: rotate the log file at this size in bytes; None: never (default).
+    pub log_max: Option<u64>,
+    /// `[wsgi] log_keep`: how many rotated files are kept (default 5).
+    pub log_keep: usize,
+    /// `[wsgi] traceback_limit`: the same error's traceback is logged at most this many
+    /// times a minute; None: every time.
+    pub traceback_limit: Option<usize>,
+    /// `[health]`: the status page, when `path` is set.
+    pub health: Option<crate::health::HealthConfig>,
     /// `[mount /path]` sections, in the order of the file.
     pub mounts: Vec<Mount>,
 }
@@ -129,8 +164,14 @@ const DEFAULT_SHUTDOWN_SECONDS: u64 = 30;
 /// whole body cannot take the server's memory.
 const DEFAULT_MAX_BODY: u64 = 100 * 1024 * 1024;
 
+const DEFAULT_LOG_KEEP: usize = 5;
+/// Ten of the same traceback a minute tell all there is to tell; a broken page under load
+/// would otherwise write thousands.
+const DEFAULT_TRACEBACK_LIMIT: usize = 10;
+
 const PYTHON_KEYS: &[&str] = &["home", "library", "version", "path", "venv"];
 const MOUNT_KEYS: &[&str] = &["app", "handler", "debug"];
+const HEALTH_KEYS: &[&str] = &["path", "allow"];
 const WSGI_KEYS: &[&str] = &[
     "app",
     "handler",
@@ -145,6 +186,11 @@ const WSGI_KEYS: &[&str] = &[
     "unhealthy_after",
     "gil_stall",
     "reload_on",
+    "request_id_header",
+    "app_offline",
+    "log_max",
+    "log_keep",
+    "traceback_limit",
 ];
 
 impl Default for Config {
@@ -170,6 +216,12 @@ impl Default for Config {
             gil_stall: None,
             reload_on: Vec::new(),
             environment: Vec::new(),
+            request_id_header: true,
+            app_offline: true,
+            log_max: None,
+            log_keep: DEFAULT_LOG_KEEP,
+            traceback_limit: Some(DEFAULT_TRACEBACK_LIMIT),
+            health: None,
             mounts: Vec::new(),
         }
     }
@@ -221,6 +273,8 @@ impl Config {
         };
         let mut drafts: Vec<MountDraft> = Vec::new();
         let mut section: Option<Section> = None;
+        let mut health_path: Option<String> = None;
+        let mut health_allow: Option<(usize, Vec<crate::wsgi::proxy::Cidr>)> = None;
         for (index, raw) in text.lines().enumerate() {
             let number = index + 1;
             let trimmed = raw.trim();
@@ -237,7 +291,7 @@ impl Config {
             let key = key.trim();
             let Some(section) = section else {
                 return Err(format!(
-                    "line {number}: `{key}` is outside any section; start with [python] or [wsgi]"
+                    "line {number}: `{key}` is outside any section; start with [python], [wsgi], [health] or [mount /path]"
                 ));
             };
             let comments = if section == Section::Python && key == "path" {
@@ -295,9 +349,7 @@ impl Config {
                     config.shutdown_timeout =
                         Duration::from_secs(parse_count(value, 0, 3600).map_err(at)? as u64)
                 }
-                (Section::Wsgi, "max_body") => {
-                    config.max_body = parse_max_body(value).map_err(at)?
-                }
+                (Section::Wsgi, "max_body") => config.max_body = parse_size(value).map_err(at)?,
                 (Section::Wsgi, "trusted_proxies") => {
                     config.trusted_proxies =
                         crate::wsgi::proxy::parse_networks(value).map_err(at)?
@@ -315,7 +367,31 @@ impl Config {
                 (Section::Wsgi, "reload_on") => {
                     config.reload_on = parse_patterns(base, value).map_err(at)?
                 }
+                (Section::Wsgi, "request_id_header") => {
+                    config.request_id_header = parse_bool(value).map_err(at)?
+                }
+                (Section::Wsgi, "app_offline") => {
+                    config.app_offline = parse_bool(value).map_err(at)?
+                }
+                (Section::Wsgi, "log_max") => config.log_max = parse_log_max(value).map_err(at)?,
+                (Section::Wsgi, "log_keep") => {
+                    config.log_keep = parse_count(value, 1, 100).map_err(at)?
+                }
+                (Section::Wsgi, "traceback_limit") => {
+                    let limit = parse_count(value, 0, 1_000_000).map_err(at)?;
+                    config.traceback_limit = (limit > 0).then_some(limit);
+                }
                 (Section::Wsgi, _) => return Err(unknown(WSGI_KEYS)),
+                (Section::Health, "path") => {
+                    health_path = Some(crate::health::HealthConfig::parse_path(value).map_err(at)?)
+                }
+                (Section::Health, "allow") => {
+                    health_allow = Some((
+                        number,
+                        crate::health::HealthConfig::parse_allow(value).map_err(at)?,
+                    ))
+                }
+                (Section::Health, _) => return Err(unknown(HEALTH_KEYS)),
             }
         }
         if config.unhealthy_after.is_some() && config.request_timeout.is_none() {
@@ -325,6 +401,21 @@ impl Config {
                     .into(),
             );
         }
+        config.health = match (health_path, health_allow) {
+            (Some(path), allow) => Some(crate::health::HealthConfig {
+                path,
+                allow: match allow {
+                    Some((_, allow)) => allow,
+                    None => crate::health::HealthConfig::parse_allow(crate::health::DEFAULT_ALLOW)?,
+                },
+            }),
+            (None, Some((number, _))) => {
+                return Err(format!(
+                    "line {number}: [health] allow: there is no health page without [health] path"
+                ));
+            }
+            (None, None) => None,
+        };
         // The mounts take [wsgi]'s handler and debug unless they say otherwise (wherever
         // [wsgi] is in the file).
         config.mounts = drafts
@@ -357,6 +448,7 @@ impl Config {
 enum Section {
     Python,
     Wsgi,
+    Health,
     /// `[mount /path]`: an index into the mounts read so far.
     Mount(usize),
 }
@@ -375,6 +467,7 @@ impl Section {
         match (name, mount) {
             ("python", _) => Ok(Section::Python),
             ("wsgi", _) => Ok(Section::Wsgi),
+            ("health", _) => Ok(Section::Health),
             (_, Some(path)) => {
                 let path = path.trim();
                 mount_path_problem(path).map_or(Ok(()), |problem| {
@@ -396,7 +489,7 @@ impl Section {
                 Ok(Section::Mount(drafts.len() - 1))
             }
             (other, None) => Err(format!(
-                "line {number}: unknown section [{other}]; valid sections: [python], [wsgi], [mount /path]"
+                "line {number}: unknown section [{other}]; valid sections: [python], [wsgi], [health], [mount /path]"
             )),
         }
     }
@@ -406,6 +499,7 @@ impl Section {
         match self {
             Section::Python => "python".into(),
             Section::Wsgi => "wsgi".into(),
+            Section::Health => "health".into(),
             Section::Mount(index) => format!("mount {}", drafts[index].path),
         }
     }
@@ -597,8 +691,8 @@ fn parse_patterns(base: &Path, value: &str) -> Result<Vec<PathBuf>, String> {
 }
 
 /// A size in bytes, with an optional K, M or G suffix (1024, 1024², 1024³); `0` means no
-/// limit (None).
-fn parse_max_body(value: &str) -> Result<Option<u64>, String> {
+/// limit (None). For `max_body` and `log_max`.
+fn parse_size(value: &str) -> Result<Option<u64>, String> {
     let explain = || {
         format!("`{value}` is not a size in bytes (e.g. 100M, 512K, 2G, 1048576; 0 for no limit)")
     };
@@ -622,6 +716,16 @@ fn parse_max_body(value: &str) -> Result<Option<u64>, String> {
         .ok_or_else(explain)?;
     let bytes = number.checked_mul(unit).ok_or_else(explain)?;
     Ok((bytes > 0).then_some(bytes))
+}
+
+/// `log_max`: a size of at least 1K (a smaller file would rotate at every line), or 0.
+fn parse_log_max(value: &str) -> Result<Option<u64>, String> {
+    match parse_size(value)? {
+        Some(bytes) if bytes < 1024 => Err(format!(
+            "`{value}` is less than 1K: the log would rotate at nearly every line (0 turns rotation off)"
+        )),
+        size => Ok(size),
+    }
 }
 
 #[cfg(test)]
@@ -843,6 +947,55 @@ mod tests {
             message.contains("unknown section [mountain]") && message.contains("[mount /path]"),
             "{message}"
         );
+    }
+
+    #[test]
+    fn operations_keys_their_defaults_and_their_errors() {
+        let config = parse("").unwrap();
+        assert!(config.request_id_header && config.app_offline && config.health.is_none());
+        assert_eq!((config.log_max, config.log_keep), (None, 5));
+        assert_eq!(config.traceback_limit, Some(10));
+        let config = parse(
+            "[wsgi]\nrequest_id_header = false\napp_offline = no\nlog_max = 10M\nlog_keep = 3\n\
+             traceback_limit = 0\n[health]\npath = /_isapi/health\n",
+        )
+        .unwrap();
+        assert!(!config.request_id_header && !config.app_offline);
+        assert_eq!((config.log_max, config.log_keep), (Some(10 << 20), 3));
+        assert_eq!(config.traceback_limit, None);
+        let health = config.health.unwrap();
+        assert_eq!(health.path, "/_isapi/health");
+        let inside = |a: &str| health.allow.iter().any(|n| n.contains(a.parse().unwrap()));
+        assert!(inside("127.0.0.1") && inside("::1") && !inside("10.0.0.1"));
+        let health = parse("[health]\npath = /h\nallow = 10.0.0.0/8\n")
+            .unwrap()
+            .health
+            .unwrap();
+        assert_eq!(health.allow.len(), 1);
+        for (text, message) in [
+            ("[wsgi]\nlog_max = ten\n", "not a size"),
+            ("[wsgi]\nlog_max = 100\n", "less than 1K"),
+            ("[wsgi]\nlog_keep = 0\n", "from 1 to 100"),
+            ("[wsgi]\napp_offline = maybe\n", "not a boolean"),
+            ("[wsgi]\ntraceback_limit = -1\n", "whole number"),
+            ("[health]\npath = health\n", "not a URL path"),
+            ("[health]\npath = /h\nallow = \n", "at least one address"),
+            (
+                "[health]\npath = /h\nallow = 10.0.0.0/33\n",
+                "prefix length",
+            ),
+            (
+                "[health]\nallow = 10.0.0.1\n",
+                "line 2: [health] allow: there is no health page without [health] path",
+            ),
+            (
+                "[health]\nport = 8\n",
+                "unknown key `port` in [health]; valid keys: path, allow",
+            ),
+        ] {
+            let error = parse(text).unwrap_err();
+            assert!(error.contains(message), "{text:?}: {error}");
+        }
     }
 
     #[test]

@@ -26,14 +26,23 @@
 //! operating system). Beside them: [`config`] (the ini file), [`wfastcgi`] (a wfastcgi
 //! web.config instead, read with [`xml`]), [`log`], [`page`] (the pages the extension
 //! answers by itself), [`watchdog`] (slow requests, a stuck GIL, reload files: when to ask
-//! IIS for a recycle), and [`check`] (the check mode behind `isapi-host --check`).
+//! IIS for a recycle), [`check`] (the check mode behind `isapi-host --check`), and what an
+//! administrator runs the site with: [`stats`] (the counters), [`health`] (the status
+//! page), [`maintenance`] (`app_offline.htm`) and [`request_id`].
+//!
+//! Before the handler, [`dispatch`] answers the two requests that never reach Python: the
+//! health page, then, while `app_offline.htm` exists, the maintenance page.
 pub mod check;
 pub mod config;
 pub mod handler;
+pub mod health;
 pub mod isapi;
 pub mod log;
+pub mod maintenance;
 pub mod page;
 pub mod python;
+pub mod request_id;
+pub mod stats;
 pub mod sys;
 pub mod watchdog;
 pub mod wfastcgi;
@@ -45,14 +54,17 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 
-use config::Config;
+use config::{Config, HandlerKind};
 use handler::Handler;
+use health::Health;
 use isapi::ecb::Ecb;
 use isapi::ffi::{
     EXTENSION_CONTROL_BLOCK, HSE_STATUS_ERROR, HSE_VERSION_INFO, HSE_VERSION_MAJOR,
     HSE_VERSION_MINOR,
 };
+use maintenance::Maintenance;
 use page::Page;
+use stats::{Phase, STATS};
 use wsgi::Bridge;
 use wsgi::mounts::Route;
 
@@ -66,6 +78,10 @@ struct Extension {
     watchdog: Option<watchdog::Watchdog>,
     /// Show start-up details in the 500 page (`debug = true`).
     debug: bool,
+    /// `[health] path`: the status page.
+    health: Option<Health>,
+    /// `[wsgi] app_offline`: the maintenance check.
+    maintenance: Option<Maintenance>,
 }
 
 static EXTENSION: OnceLock<Extension> = OnceLock::new();
@@ -83,6 +99,7 @@ const DESCRIPTION: &str = concat!(
 #[unsafe(no_mangle)]
 pub unsafe extern "system" fn GetExtensionVersion(info: *mut HSE_VERSION_INFO) -> i32 {
     let started = catch_unwind(AssertUnwindSafe(|| {
+        STATS.start_clock();
         // SAFETY: IIS passes a valid, writable HSE_VERSION_INFO (or NULL, which we skip).
         if let Some(info) = unsafe { info.as_mut() } {
             info.dwExtensionVersion = (HSE_VERSION_MAJOR << 16) | HSE_VERSION_MINOR;
@@ -157,6 +174,7 @@ pub extern "system" fn TerminateExtension(_flags: u32) -> i32 {
     if TERMINATED.swap(true, Ordering::SeqCst) {
         return 1;
     }
+    STATS.set_phase(Phase::Draining);
     let ended = catch_unwind(|| {
         if let Some(Extension {
             handler: Some(handler),
@@ -180,12 +198,23 @@ pub extern "system" fn TerminateExtension(_flags: u32) -> i32 {
     1
 }
 
-/// Routes the request to its application (mounts.rs) and hands it to that application's
-/// handler; answers by itself what no application can.
+/// One request: the health page, the maintenance page, or else routed to its application
+/// (mounts.rs) and handed to that application's handler; answers by itself what no
+/// application can.
 fn dispatch(ecb: Ecb) -> u32 {
     let Some(extension) = EXTENSION.get() else {
         return Page::startup_failure(None).answer(&ecb);
     };
+    let maintenance = extension.maintenance.as_ref();
+    if let Some(health) = &extension.health {
+        let offline = maintenance.is_some_and(Maintenance::is_offline);
+        if let Some(status) = health.answer(&ecb, offline) {
+            return status;
+        }
+    }
+    if let Some(status) = maintenance.and_then(|m| m.answer(&ecb)) {
+        return status;
+    }
     let (Some(handler), Ok(bridge)) = (&extension.handler, &extension.bridge) else {
         let detail = match &extension.bridge {
             Err(detail) if extension.debug => Some(detail.as_str()),
@@ -196,7 +225,7 @@ fn dispatch(ecb: Ecb) -> u32 {
     match bridge.route(&ecb) {
         Route::To(routed) => handler.handle(ecb, routed),
         Route::Failed { detail } => Page::startup_failure(detail).answer(&ecb),
-        Route::NotFound => Page::not_found().answer(&ecb),
+        Route::NotFound => Page::no_application().answer(&ecb),
     }
 }
 
@@ -222,12 +251,18 @@ fn start() -> Extension {
         Some(path) => Config::load(path),
         None => Ok(Config::default()),
     };
-    let log_path = match &loaded {
-        Ok(config) => config.log.clone(),
-        Err(_) => None,
-    }
-    .or_else(|| default_log(library.as_deref()));
-    if let Err(error) = log::configure(log_path.as_deref()) {
+    let (log_path, rotation) = match &loaded {
+        Ok(config) => (
+            config.log.clone(),
+            log::Rotation {
+                max: config.log_max,
+                keep: config.log_keep,
+            },
+        ),
+        Err(_) => (None, log::Rotation { max: None, keep: 1 }),
+    };
+    let log_path = log_path.or_else(|| default_log(library.as_deref()));
+    if let Err(error) = log::configure(log_path.as_deref(), rotation) {
         log::line(&error);
         sys::report_to_admin(&format!("isapi-wsgi: {error}"));
     }
@@ -237,11 +272,14 @@ fn start() -> Extension {
             let message = format!("configuration error, the application is not started: {error}");
             log::line(&message);
             sys::report_to_admin(&format!("isapi-wsgi: {message}"));
+            STATS.set_phase(Phase::Failed);
             return Extension {
                 bridge: Err(format!("configuration error: {error}")),
                 handler: None,
                 watchdog: None,
                 debug: false,
+                health: None,
+                maintenance: None,
             };
         }
     };
@@ -267,6 +305,7 @@ fn start() -> Extension {
             config::CONFIG_ENV
         )),
     }
+    request_id::set_header_enabled(config.request_id_header);
     let bridge = Bridge::start(&config).map(Arc::new);
     if checking {
         return checked(&config, bridge);
@@ -274,6 +313,16 @@ fn start() -> Extension {
     let handler = match &bridge {
         Ok(bridge) => {
             log_applications(bridge);
+            if bridge.logging_routed() {
+                log::line(
+                    "Python's logging: the application set up no handler, so the root logger \
+                     (WARNING and above unless the application sets a level) and warnings write to this log",
+                );
+            } else {
+                log::line(
+                    "Python's logging: the application configured its own handlers; left as they are",
+                );
+            }
             Some(Handler::start(&config, bridge.clone()))
         }
         Err(error) => {
@@ -289,11 +338,19 @@ fn start() -> Extension {
         (Ok(bridge), Some(_)) => watchdog::Watchdog::start(&config, bridge),
         _ => None,
     };
+    STATS.set_phase(if handler.is_some() {
+        Phase::Ok
+    } else {
+        Phase::Failed
+    });
+    let health = health_page(&config, &bridge, &handler);
     Extension {
         bridge,
         handler,
         watchdog,
         debug: config.debug,
+        health,
+        maintenance: config.app_offline.then(Maintenance::new),
     }
 }
 
@@ -322,6 +379,8 @@ fn checked(config: &Config, bridge: Result<Arc<Bridge>, String>) -> Extension {
         handler,
         watchdog: None,
         debug: config.debug,
+        health: None,
+        maintenance: None,
     }
 }
 
@@ -335,7 +394,7 @@ fn log_applications(bridge: &Bridge) {
             (Ok(app), None) => format!(
                 "serving {} with Python {}",
                 app.description,
-                bridge.python_version()
+                bridge.python_description()
             ),
             (Ok(app), Some(mount)) => format!("mount {mount}: serving {}", app.description),
             (Err(error), None) if !mounted => {
@@ -356,11 +415,40 @@ fn log_applications(bridge: &Bridge) {
     if mounted && !served.iter().any(|s| s.mount.is_none()) {
         log::line(&format!(
             "no [wsgi] app: requests under no mount get 404 (Python {})",
-            bridge.python_version()
+            bridge.python_description()
         ));
     }
 }
 
+/// `[health]`'s page, with what start-up found (None when `path` is not set). Its `app` is
+/// `[wsgi] app`, followed by each mount's (`; mount /blog: blog:app`); its handler is the
+/// one `[wsgi] app` runs on.
+fn health_page(
+    config: &Config,
+    bridge: &Result<Arc<Bridge>, String>,
+    handler: &Option<Handler>,
+) -> Option<Health> {
+    let health = config.health.clone()?;
+    let python = bridge.as_ref().ok().map(|b| b.python_version());
+    let pool = handler.as_ref().is_some_and(Handler::has_threadpool);
+    let kind = match config.handler {
+        HandlerKind::Threadpool if pool => "threadpool",
+        _ => "simple",
+    };
+    let mut apps: Vec<String> = config.root_app().map(|app| app.to_string()).into_iter().collect();
+    apps.extend(
+        config
+            .mounts
+            .iter()
+            .map(|mount| format!("mount {}: {}", mount.path, mount.app)),
+    );
+    log::line(&format!(
+        "[health] the status page answers at {} for {} client network(s)",
+        health.path,
+        health.allow.len()
+    ));
+    Some(Health::new(health, apps.join("; "), kind, python))
+}
 /// Under IIS (w3wp.exe) there is no console: log to `<library stem>.log` next to the library.
 fn default_log(library: Option<&std::path::Path>) -> Option<PathBuf> {
     let exe = std::env::current_exe().ok()?;

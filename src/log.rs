@@ -3,19 +3,57 @@
 //! Until [`configure`] runs (at `GetExtensionVersion`), and when no file is configured,
 //! lines go to stderr: under `isapi-host` that is the terminal. Under IIS there is no
 //! console, so the default there is a file next to the library (see `config.rs`). Every line
-//! of ours starts with a UTC timestamp and `isapi_wsgi:`; text from `wsgi.errors` is written
-//! as the application wrote it. Writes are serialised by a mutex and never fail loudly: a
-//! log that cannot be written must not take a request down with it.
-use std::fs::{File, OpenOptions};
+//! of ours starts with a UTC timestamp, the process id in brackets and `isapi_wsgi:`
+//! (`2026-01-31T12:00:00Z [4242] isapi_wsgi: …`: the worker processes of a web garden, or
+//! the old and new ones of an overlapped recycle, may share one file); text from
+//! `wsgi.errors` is written as the application wrote it. Writes are serialised by a mutex
+//! and never fail loudly: a log that cannot be written must not take a request down with it.
+//!
+//! The file is opened so that an administrator can read it while IIS runs, and other
+//! processes append to it ([`crate::sys::open_log`]). With `[wsgi] log_max`, it is rotated
+//! when a write takes it past that size: `wsgi.log.N-1` becomes `wsgi.log.N` … `wsgi.log`
+//! becomes `wsgi.log.1` (the oldest beyond `log_keep` is deleted), and a new `wsgi.log` is
+//! started. Each process counts the bytes it wrote; when its count says the file is full,
+//! it looks at the file's real size first: a file smaller than that means another process
+//! of the pool rotated already, and this one only reopens it. A rotation that fails (on
+//! Windows: a reader holds the file without sharing delete access) is logged and tried
+//! again a minute later; lines keep going to the current file meanwhile.
+use std::fs::File;
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+/// How long a failed rotation waits before it is tried again.
+const ROTATION_RETRY: Duration = Duration::from_secs(60);
+
 enum Sink {
     Stderr,
-    File(File),
+    File(LogFile),
+}
+
+/// The open log file and what its rotation needs.
+struct LogFile {
+    file: File,
+    path: PathBuf,
+    /// `[wsgi] log_max`: rotate past this size; None: never.
+    max: Option<u64>,
+    /// `[wsgi] log_keep`: rotated files kept.
+    keep: usize,
+    /// The file's size as this process knows it (its size at opening plus our writes).
+    size: u64,
+    /// No rotation is tried before this (after one failed).
+    not_before: Option<Instant>,
+}
+
+/// How the log file is rotated (`[wsgi] log_max`, `log_keep`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Rotation {
+    /// Rotate when the file would grow past this many bytes; None: never.
+    pub max: Option<u64>,
+    /// How many rotated files are kept.
+    pub keep: usize,
 }
 
 static SINK: Mutex<Sink> = Mutex::new(Sink::Stderr);
@@ -29,19 +67,24 @@ pub fn tee_to_stderr() {
 }
 
 /// Sends the log to `path` (appending), or to stderr for None.
-pub fn configure(path: Option<&Path>) -> Result<(), String> {
+pub fn configure(path: Option<&Path>, rotation: Rotation) -> Result<(), String> {
     let sink = match path {
         None => Sink::Stderr,
         Some(path) => {
             if let Some(parent) = path.parent() {
                 let _ = std::fs::create_dir_all(parent);
             }
-            let file = OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)
+            let file = crate::sys::open_log(path)
                 .map_err(|e| format!("cannot open the log file {}: {e}", path.display()))?;
-            Sink::File(file)
+            let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+            Sink::File(LogFile {
+                file,
+                path: path.to_path_buf(),
+                max: rotation.max,
+                keep: rotation.keep.max(1),
+                size,
+                not_before: None,
+            })
         }
     };
     *SINK.lock().unwrap_or_else(|poison| poison.into_inner()) = sink;
@@ -50,7 +93,12 @@ pub fn configure(path: Option<&Path>) -> Result<(), String> {
 
 /// Writes one message of ours (it may span several lines).
 pub fn line(message: &str) {
-    let text = format!("{} isapi_wsgi: {}\n", timestamp(), message.trim_end());
+    let text = format!(
+        "{} [{}] isapi_wsgi: {}\n",
+        timestamp(),
+        std::process::id(),
+        message.trim_end()
+    );
     let tee = TEE.load(std::sync::atomic::Ordering::SeqCst);
     if tee
         && !matches!(
@@ -81,10 +129,23 @@ pub fn escape(bytes: &[u8]) -> String {
 /// Writes text exactly as given (what the application sends to `wsgi.errors`).
 pub fn raw(bytes: &[u8]) {
     let mut sink = SINK.lock().unwrap_or_else(|poison| poison.into_inner());
-    let _ = match &mut *sink {
-        Sink::Stderr => std::io::stderr().write_all(bytes),
-        Sink::File(file) => file.write_all(bytes),
-    };
+    match &mut *sink {
+        Sink::Stderr => {
+            let _ = std::io::stderr().write_all(bytes);
+        }
+        Sink::File(log) => {
+            let note = log.make_room(bytes.len() as u64);
+            if let Some(note) = note {
+                let text = format!(
+                    "{} [{}] isapi_wsgi: {note}\n",
+                    timestamp(),
+                    std::process::id()
+                );
+                log.append(text.as_bytes());
+            }
+            log.append(bytes);
+        }
+    }
 }
 
 /// Flushes buffered output (stderr and files are unbuffered here; kept for wsgi.errors.flush).
@@ -92,8 +153,84 @@ pub fn flush() {
     let mut sink = SINK.lock().unwrap_or_else(|poison| poison.into_inner());
     let _ = match &mut *sink {
         Sink::Stderr => std::io::stderr().flush(),
-        Sink::File(file) => file.flush(),
+        Sink::File(log) => log.file.flush(),
     };
+}
+
+impl LogFile {
+    fn append(&mut self, bytes: &[u8]) {
+        if self.file.write_all(bytes).is_ok() {
+            self.size += bytes.len() as u64;
+        }
+    }
+
+    /// Rotates the file if `incoming` more bytes would take it past `max`. Returns a line to
+    /// log about it when the rotation failed.
+    fn make_room(&mut self, incoming: u64) -> Option<String> {
+        let max = self.max?;
+        if self.size == 0 || self.size + incoming <= max {
+            return None;
+        }
+        if self.not_before.is_some_and(|at| Instant::now() < at) {
+            return None;
+        }
+        // Another process of the pool may have rotated already: then only follow it.
+        let real = std::fs::metadata(&self.path).map(|m| m.len()).ok();
+        if real.is_some_and(|real| real + incoming <= max) {
+            return self.reopen().err();
+        }
+        match rotate(&self.path, self.keep) {
+            Ok(()) => self.reopen().err(),
+            Err(error) => {
+                if !self.path.exists() {
+                    // Moved aside, but not all the way to .1: start the new file anyway.
+                    let _ = self.reopen();
+                }
+                self.not_before = Some(Instant::now() + ROTATION_RETRY);
+                Some(format!(
+                    "cannot rotate the log file {} ({error}); trying again in {} s",
+                    self.path.display(),
+                    ROTATION_RETRY.as_secs()
+                ))
+            }
+        }
+    }
+
+    fn reopen(&mut self) -> Result<(), String> {
+        let file = crate::sys::open_log(&self.path).map_err(|error| {
+            self.not_before = Some(Instant::now() + ROTATION_RETRY);
+            format!(
+                "cannot open the log file {} after rotating it ({error}); writing to the rotated file",
+                self.path.display()
+            )
+        })?;
+        self.size = file.metadata().map(|m| m.len()).unwrap_or(0);
+        self.file = file;
+        self.not_before = None;
+        Ok(())
+    }
+}
+
+/// `path.N-1` → `path.N` for N = keep…2 (the oldest replaced), then `path` → `path.1`.
+/// The live file is moved aside first: if that fails (held by a reader that does not share
+/// delete access), nothing has changed.
+fn rotate(path: &Path, keep: usize) -> std::io::Result<()> {
+    let numbered = |suffix: &str| {
+        let mut name = path.as_os_str().to_owned();
+        name.push(suffix);
+        PathBuf::from(name)
+    };
+    let staged = numbered(".rotating");
+    std::fs::rename(path, &staged)?;
+    let _ = std::fs::remove_file(numbered(&format!(".{keep}")));
+    let mut shifted = Ok(());
+    for n in (1..keep).rev() {
+        let from = numbered(&format!(".{n}"));
+        if from.exists() {
+            shifted = shifted.and(std::fs::rename(&from, numbered(&format!(".{}", n + 1))));
+        }
+    }
+    std::fs::rename(&staged, numbered(".1")).and(shifted)
 }
 
 /// An event that can come in floods (a full queue, clients leaving mid-response): counted

@@ -1,17 +1,21 @@
 //! The pages the extension answers by itself, never the application: 500 when the
-//! application failed (to start, or to answer), 503 when the server is busy or stopping,
-//! 413 when a request's body is larger than `[wsgi] max_body`, 404 for a request under no
-//! mount when there is no `[wsgi] app`, and the demo's refusal for
-//! clients that are not on this machine. One builder for all of
-//! them, so they look alike and their text is always escaped.
+//! application failed (to start, or to answer), 503 when the server is busy or stopping
+//! or under maintenance (`app_offline.htm`), 413 when a request's body is larger than
+//! `[wsgi] max_body`, 404 for a request under no mount when there is no `[wsgi] app`, 404
+//! for the health page to a client it does not answer, the health page itself, and the
+//! demo's refusal for clients that are not on this machine. One builder for all of them,
+//! so they look alike and their text is always escaped.
 //!
 //! A [`Page`] is sent either without Python ([`Page::answer`], straight to the ECB, on the
-//! thread IIS called us on), or by the bridge through its normal response path (so that
-//! HEAD, keep-alive and the log see it like any other response).
+//! thread IIS called us on: it gives the request its [`RequestId`], which the page names,
+//! and counts the answer in [`STATS`]), or by the bridge through its normal response path
+//! (so that HEAD, keep-alive and the log see it like any other response).
 use std::ffi::CString;
 
 use crate::isapi::ecb::Ecb;
 use crate::isapi::ffi::{HSE_STATUS_ERROR, HSE_STATUS_SUCCESS, HSE_STATUS_SUCCESS_AND_KEEP_CONN};
+use crate::request_id::{self, RequestId};
+use crate::stats::STATS;
 
 /// How long a client refused with 503 is asked to wait (`Retry-After`, seconds).
 pub const RETRY_AFTER_SECONDS: u32 = 1;
@@ -24,10 +28,23 @@ pub struct Page {
     pub message: String,
     /// More text shown below it (escaped), e.g. a traceback with `debug = true`.
     pub detail: Option<String>,
-    /// Ask the client to retry after [`RETRY_AFTER_SECONDS`].
-    pub retry: bool,
+    /// Ask the client to retry after this many seconds (`Retry-After`).
+    pub retry: Option<u32>,
     /// Close the connection after the page (the request's body was left unread).
     pub close: bool,
+    /// A body of its own instead of the HTML page (the health page's JSON, the contents of
+    /// `app_offline.htm`).
+    pub body: Option<Body>,
+    /// The request's id, named in the HTML page.
+    pub request_id: Option<String>,
+}
+
+/// A page's own body and its media type.
+pub struct Body {
+    pub content_type: &'static str,
+    pub bytes: Vec<u8>,
+    /// `Cache-Control: no-store` (the health page changes from one request to the next).
+    pub no_store: bool,
 }
 
 impl Page {
@@ -37,8 +54,10 @@ impl Page {
             status: "500 Internal Server Error",
             message: format!("{what} The details are in the server's log."),
             detail: detail.map(str::to_owned),
-            retry: false,
+            retry: None,
             close: false,
+            body: None,
+            request_id: None,
         }
     }
 
@@ -59,13 +78,10 @@ impl Page {
     }
 
     /// `404 Not Found`: the request is under no mount, and there is no `[wsgi] app`.
-    pub fn not_found() -> Page {
+    pub fn no_application() -> Page {
         Page {
-            status: "404 Not Found",
             message: "No application is served at this address.".to_string(),
-            detail: None,
-            retry: false,
-            close: false,
+            ..Page::not_found()
         }
     }
 
@@ -75,8 +91,36 @@ impl Page {
             status: "503 Service Unavailable",
             message: format!("{reason}; please retry in a moment."),
             detail: None,
-            retry: true,
+            retry: Some(RETRY_AFTER_SECONDS),
             close: false,
+            body: None,
+            request_id: None,
+        }
+    }
+
+    /// `404 Not Found`, e.g. the health page for a client that may not see it.
+    pub fn not_found() -> Page {
+        Page {
+            status: "404 Not Found",
+            message: "The requested URL was not found on this server.".into(),
+            detail: None,
+            retry: None,
+            close: false,
+            body: None,
+            request_id: None,
+        }
+    }
+
+    /// A page whose body is given: `status` with `body`.
+    pub fn with_body(status: &'static str, body: Body) -> Page {
+        Page {
+            status,
+            message: String::new(),
+            detail: None,
+            retry: None,
+            close: false,
+            body: Some(body),
+            request_id: None,
         }
     }
 
@@ -90,8 +134,10 @@ impl Page {
                 "The request body ({length} bytes) is larger than this server accepts ({limit} bytes)."
             ),
             detail: None,
-            retry: false,
+            retry: None,
             close: true,
+            body: None,
+            request_id: None,
         }
     }
 
@@ -100,8 +146,11 @@ impl Page {
         self.status[..3].parse().unwrap_or(500)
     }
 
-    /// The HTML body.
+    /// The body: the HTML page (naming the request id, when it is set), or the page's own.
     pub fn html(&self) -> Vec<u8> {
+        if let Some(body) = &self.body {
+            return body.bytes.clone();
+        }
         let title = escape_html(self.status);
         let heading = escape_html(&self.status[4..]);
         let mut page = format!(
@@ -113,23 +162,54 @@ impl Page {
             page.push_str(&escape_html(detail));
             page.push_str("</pre>");
         }
+        if let Some(id) = &self.request_id {
+            page.push_str("<p>Request id: <code>");
+            page.push_str(&escape_html(id));
+            page.push_str("</code></p>");
+        }
         page.into_bytes()
     }
 
     /// The header lines besides Content-Length, each ending in CRLF.
     pub fn headers(&self) -> String {
-        let mut headers = String::from("Content-Type: text/html; charset=utf-8\r\n");
-        if self.retry {
-            headers.push_str(&format!("Retry-After: {RETRY_AFTER_SECONDS}\r\n"));
+        let content_type = match &self.body {
+            Some(body) => body.content_type,
+            None => "text/html; charset=utf-8",
+        };
+        let mut headers = format!("Content-Type: {content_type}\r\n");
+        if self.body.as_ref().is_some_and(|body| body.no_store) {
+            headers.push_str("Cache-Control: no-store\r\n");
+        }
+        if let Some(seconds) = self.retry {
+            headers.push_str(&format!("Retry-After: {seconds}\r\n"));
         }
         headers
     }
 
-    /// Answers the request with this page, on the calling thread, without Python.
-    /// Returns the final HSE_STATUS_* for `HttpExtensionProc` (or DONE_WITH_SESSION).
-    pub fn answer(&self, ecb: &Ecb) -> u32 {
+    /// Answers the request with this page, on the calling thread, without Python: gives
+    /// the request its id (named in the page and, unless switched off, in `X-Request-Id`)
+    /// and counts the answer. Returns the final HSE_STATUS_* for `HttpExtensionProc` (or
+    /// DONE_WITH_SESSION).
+    pub fn answer(self, ecb: &Ecb) -> u32 {
+        let id = RequestId::assign(ecb);
+        self.answer_as(ecb, &id)
+    }
+
+    /// As [`answer`](Page::answer), for a request whose id is already assigned.
+    pub fn answer_as(mut self, ecb: &Ecb, id: &RequestId) -> u32 {
+        STATS.answered(self.code());
+        self.request_id = Some(id.to_string());
+        self.send(ecb, id)
+    }
+
+    /// Sends the page as the answer to a request whose id is `id`, without counting it.
+    pub fn send(&self, ecb: &Ecb, id: &RequestId) -> u32 {
         let body = self.html();
-        let headers = format!("{}Content-Length: {}\r\n\r\n", self.headers(), body.len());
+        let mut headers = self.headers();
+        if request_id::header_enabled() {
+            headers.push_str(&format!("X-Request-Id: {id}\r\n"));
+        }
+        let headers = format!("{headers}Content-Length: {}\r\n\r\n", body.len());
         let (Ok(status), Ok(headers)) = (CString::new(self.status), CString::new(headers)) else {
             return HSE_STATUS_ERROR;
         };

@@ -131,6 +131,7 @@ fn extension_messages() -> Vec<(String, String)> {
         "src/wsgi/framing.rs",
         "src/wsgi/in_flight.rs",
         "src/watchdog/mod.rs",
+        "src/maintenance.rs",
     ] {
         let text =
             std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(file)).unwrap();

@@ -38,7 +38,7 @@ const CASES: &[Case] = &[
     Case {
         name: "unknown_section",
         ini: Some("[server]\nport = 80\n"),
-        log: &["unknown section [server]; valid sections: [python], [wsgi]"],
+        log: &["unknown section [server]; valid sections: [python], [wsgi], [health]"],
         status: 500,
         page: &[STARTUP_PAGE],
         page_not: &[],

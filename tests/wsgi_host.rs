@@ -495,6 +495,21 @@ fn bad_configurations_give_the_documented_line_and_a_500_page() {
             "line 3: [wsgi] max_body: `10 MB` is not a size in bytes",
         ),
         (
+            "bad-log-max",
+            "[wsgi]\napp = testapp:application\nlog_max = 10 MB\n",
+            "line 3: [wsgi] log_max: `10 MB` is not a size in bytes",
+        ),
+        (
+            "bad-health-allow",
+            "[wsgi]\napp = testapp:application\n[health]\npath = /_isapi/health\nallow = localhost\n",
+            "line 5: [health] allow: localhost is not an IP address or network",
+        ),
+        (
+            "health-allow-without-path",
+            "[health]\nallow = 127.0.0.1\n",
+            "line 2: [health] allow: there is no health page without [health] path",
+        ),
+        (
             "import-error",
             "[python]\npath = {apps}\n[wsgi]\napp = no_such_module:app\nlog = {log}\n",
             "ModuleNotFoundError: No module named 'no_such_module'",

@@ -266,6 +266,25 @@ fn script_name_and_path_info_for_mounts_and_mappings() {
 }
 
 #[test]
+fn without_http_url_the_servers_path_info_is_made_canonical_too() {
+    // A server without HTTP_URL: PATH_INFO is the server's own (lpszPathInfo). IIS gives it
+    // canonical; another server may not, and the app must never see `\` or a dot-segment
+    // (found by the fuzz target `environ`; before, `/x/../environ\.` reached the app as is).
+    setup();
+    let reply = send(
+        &Request::get("/environ")
+            .header("X-Environ", "1")
+            .without("HTTP_URL")
+            .var("PATH_INFO", "/x/../environ\\.")
+            .var("SCRIPT_NAME", "/x/../environ\\."),
+    );
+    assert_eq!(reply.code(), 200, "{}", reply.text());
+    let environ = json(&reply.text());
+    assert_eq!(environ["SCRIPT_NAME"], "", "{environ:?}");
+    assert_eq!(environ["PATH_INFO"], "/environ/", "{environ:?}");
+}
+
+#[test]
 fn post_body_streams_through_preread_and_read_client() {
     setup();
     let body: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();

@@ -51,6 +51,11 @@ impl Handler {
         Handler { bridge, pool: None }
     }
 
+    /// Whether the threadpool runs (an application uses it, and its threads started).
+    pub fn has_threadpool(&self) -> bool {
+        self.pool.is_some()
+    }
+
     /// Answers (or queues) one request, routed to its application; returns the
     /// HSE_STATUS_* for HttpExtensionProc.
     pub fn handle(&self, ecb: Ecb, routed: Routed) -> u32 {

@@ -27,6 +27,8 @@ use crate::isapi::ecb::Ecb;
 use crate::isapi::ffi::{HSE_STATUS_ERROR, HSE_STATUS_PENDING};
 use crate::log;
 use crate::page::Page;
+use crate::request_id::RequestId;
+use crate::stats::STATS;
 use crate::sys;
 use crate::wsgi::Bridge;
 use crate::wsgi::mounts::Routed;
@@ -68,7 +70,13 @@ impl Threadpool {
     /// On the IIS thread: queues the request and returns `HSE_STATUS_PENDING`, or, if the
     /// queue is full or closed, answers 503 at once and returns the final status.
     pub fn handle(&self, ecb: Ecb, routed: Routed) -> u32 {
-        match self.pool.submit((ecb, routed)) {
+        // Counted before it is queued: a worker may take it (and count it out) at once.
+        STATS.queued();
+        let submitted = self.pool.submit((ecb, routed));
+        if submitted.is_err() {
+            STATS.dequeued();
+        }
+        match submitted {
             Ok(()) => HSE_STATUS_PENDING,
             Err(Rejected::Full((ecb, _))) => {
                 self.refused.count();
@@ -90,6 +98,7 @@ impl Threadpool {
         let drained = self.pool.shutdown(self.shutdown_timeout);
         let never_started = drained.never_started.len();
         for (ecb, _) in drained.never_started {
+            STATS.dequeued();
             // These were accepted with PENDING: each is owed an answer and its
             // DONE_WITH_SESSION, from whichever thread.
             let status = answer_busy(&ecb, "the server is shutting down");
@@ -119,6 +128,7 @@ impl Threadpool {
 
 /// On a worker: answers one request and ends it.
 fn run(bridge: &Bridge, ecb: Ecb, routed: &Routed) {
+    STATS.dequeued();
     let session = Session(Some(Arc::new(ecb)));
     let outcome = {
         let ecb = session.ecb();
@@ -130,15 +140,16 @@ fn run(bridge: &Bridge, ecb: Ecb, routed: &Routed) {
             Err(code) => {
                 // Never run the application as the worker process instead of the user IIS
                 // authorised: that identity may reach what the user may not.
+                let id = RequestId::assign(ecb);
                 log::line(&format!(
-                    "could not take the request's identity (SetThreadToken error {code}); \
+                    "[{id}] could not take the request's identity (SetThreadToken error {code}); \
                      the request is refused with a 500 page"
                 ));
                 Page::internal_error(
                     "The server could not take the identity of this request.",
                     None,
                 )
-                .answer(ecb)
+                .answer_as(ecb, &id)
             }
         }
     };

@@ -173,11 +173,15 @@ impl Ecb {
     /// Whether the server variable `name` is exactly `expected` (at most 31 bytes), asked
     /// without allocating.
     pub fn server_variable_is(&self, name: &CStr, expected: &[u8]) -> bool {
-        let Some(get) = self.block().GetServerVariable else {
-            return false;
-        };
         let mut buffer = [0u8; 32];
-        let mut size = buffer.len() as u32;
+        self.server_variable_in(name, &mut buffer) == Some(expected)
+    }
+
+    /// The server variable `name` read into `buffer` (no allocation), without its NUL;
+    /// None when it is unset or does not fit.
+    pub fn server_variable_in<'b>(&self, name: &CStr, buffer: &'b mut [u8]) -> Option<&'b [u8]> {
+        let get = self.block().GetServerVariable?;
+        let mut size = buffer.len().min(u32::MAX as usize) as u32;
         // SAFETY: `buffer` has `size` writable bytes; ConnID and name are as IIS expects.
         let ok = unsafe {
             get(
@@ -187,9 +191,11 @@ impl Ecb {
                 &mut size,
             )
         };
+        if ok == 0 {
+            return None;
+        }
         let written = &buffer[..(size as usize).min(buffer.len())];
-        let value = written.split(|&b| b == 0).next().unwrap_or_default();
-        ok != 0 && value == expected
+        written.split(|&b| b == 0).next()
     }
 
     /// Whether this is a HEAD request (methods are case-sensitive: `head` is not HEAD).
@@ -357,14 +363,14 @@ impl Ecb {
         }
     }
 
-    /// Appends `text` to the request's entry in IIS's log (HSE_APPEND_LOG_PARAMETER: the
-    /// W3C log's `cs-uri-query` field). Best effort: a server that refuses it changes nothing.
+    /// Appends `text` to IIS's log line for this request (HSE_APPEND_LOG_PARAMETER: IIS adds
+    /// it to the W3C log's `cs-uri-query` field).
     pub fn append_log_parameter(&self, text: &CStr) {
-        let mut size = text.count_bytes() as u32;
+        // IIS reads the NUL-terminated string during the call and does not keep the pointer.
         let _ = self.support(
             HSE_APPEND_LOG_PARAMETER,
             text.as_ptr() as *mut c_void,
-            &mut size,
+            null_mut(),
         );
     }
 

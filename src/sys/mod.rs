@@ -6,6 +6,8 @@
 //! * [`own_module_path`]: where the library holding this code lives (the bridge finds its
 //!   ini next to it); [`pin_own_module`]: keep that library loaded until the process ends,
 //!   whatever the host does (`GetExtensionVersion` calls it first).
+//! * [`open_log`]: the log file, opened so that others may read, append and rename it
+//!   while it is open (Windows share modes).
 //!
 //! Everything here is a thin, `unsafe`-containing layer; callers above it stay safe.
 #[cfg(unix)]

@@ -245,3 +245,12 @@ pub fn token_user_sid(_token: *mut c_void) -> Result<String, u32> {
 pub fn token_groups(_token: *mut c_void) -> Result<Vec<String>, u32> {
     Err(50) // ERROR_NOT_SUPPORTED
 }
+
+/// Opens the log file for appending (Unix has no share modes: anyone allowed may read it,
+/// append to it, or rename it while it is open).
+pub fn open_log(path: &Path) -> std::io::Result<std::fs::File> {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+}

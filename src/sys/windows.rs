@@ -776,3 +776,20 @@ unsafe fn account_name(sid: *mut c_void) -> Option<String> {
         format!("{domain}\\{name}")
     })
 }
+
+/// Opens the log file for appending, shared so that an administrator can read it while IIS
+/// runs (FILE_SHARE_READ), other worker processes of the pool can append to it
+/// (FILE_SHARE_WRITE), and it can be renamed by the rotation of any of them while open
+/// (FILE_SHARE_DELETE). Standard library's default share mode, spelled out because the
+/// log depends on it.
+pub fn open_log(path: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::windows::fs::OpenOptionsExt;
+    const FILE_SHARE_READ: u32 = 0x1;
+    const FILE_SHARE_WRITE: u32 = 0x2;
+    const FILE_SHARE_DELETE: u32 = 0x4;
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .share_mode(FILE_SHARE_READ | FILE_SHARE_WRITE | FILE_SHARE_DELETE)
+        .open(path)
+}

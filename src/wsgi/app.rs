@@ -7,6 +7,13 @@
 //! [`Shared::load_app`] imports each application (`[wsgi] app` and every mount's, see
 //! mounts.rs): `module:attribute`, calling it once for `module:factory()`, or the built-in
 //! demo app. Any Python error comes back with its traceback, for the log.
+//!
+//! Then, if the application configured no logging of its own (the root logger has no
+//! handler once it is imported), Python's `logging` root logger gets a handler that writes
+//! to our log (the `wsgi.errors` stream, so records keep their level, `WARNING` by default,
+//! and look like our lines: UTC time, `[pid]`, logger name, level), and
+//! `logging.captureWarnings(True)` sends `warnings` there too. An application that set up
+//! logging keeps it untouched.
 use std::ffi::CStr;
 use std::path::Path;
 
@@ -69,6 +76,22 @@ class ClientDisconnected(OSError):
 
 class BodyTooLarge(OSError):
     """A chunked request body grew past [wsgi] max_body."""
+
+def route_logging(stream):
+    """Python's logging and warnings into our log, if the application set up no logging."""
+    import logging, time
+    root = logging.getLogger()
+    if root.handlers:
+        return False
+    handler = logging.StreamHandler(stream)
+    formatter = logging.Formatter(
+        "%(asctime)s [%(process)d] %(name)s %(levelname)s: %(message)s",
+        "%Y-%m-%dT%H:%M:%SZ")
+    formatter.converter = time.gmtime
+    handler.setFormatter(formatter)
+    root.addHandler(handler)
+    logging.captureWarnings(True)
+    return True
 
 class FileWrapper:
     """wsgi.file_wrapper(filelike, blksize=8192).
@@ -171,6 +194,8 @@ pub struct Shared {
     support: PyStatic,
     /// `thread_stacks(idents)` from the support code, for the watchdog.
     pub(super) thread_stacks: PyStatic,
+    /// `wsgi.errors` (our log), for [`Shared::route_logging`].
+    errors: PyStatic,
 }
 
 /// A loaded application.
@@ -206,11 +231,12 @@ impl Shared {
         }
 
         let errors_type = NativeType::<Errors>::new(gil)?;
+        let errors = errors_type.forever(gil, &ERRORS)?;
         let template = gil.dict()?;
         let version = gil.tuple(&[&gil.int(1)?, &gil.int(0)?])?;
         let set = |key: &str, value: &PyRef<'py>| template.set_item(&gil.str(key)?, value);
         set("wsgi.version", &version)?;
-        set("wsgi.errors", &errors_type.forever(gil, &ERRORS)?)?;
+        set("wsgi.errors", &errors)?;
         // IIS runs requests on many threads, and overlapping recycles run two processes.
         set("wsgi.multithread", &gil.bool(true))?;
         set("wsgi.multiprocess", &gil.bool(true))?;
@@ -234,7 +260,16 @@ impl Shared {
             python_version: gil.version(),
             thread_stacks: helper("thread_stacks")?.into_static(),
             support: support.into_static(),
+            errors: errors.into_static(),
         })
+    }
+
+    /// Once every application is imported: if none configured logging (the root logger
+    /// has no handler), routes Python's `logging` and `warnings` to our log. Whether it did.
+    pub fn route_logging<'py>(&self, gil: Gil<'py>) -> PyResult<'py, bool> {
+        helper(&self.support.bind(gil), "route_logging")?
+            .call(&[&self.errors.bind(gil)])?
+            .is_true()
     }
 
     /// Imports `spec` (`module:attribute`, calling it once for `module:factory()`), or

@@ -9,7 +9,8 @@
 //! What goes in, and from where (see docs/bridge.md for the reasoning):
 //! * The paths come from a [`Target`], read before the mount is chosen (mounts.rs):
 //!   `PATH_INFO` from the raw URL (`HTTP_URL`, cut at `?`, percent-decoded to bytes, then
-//!   made canonical as http.sys does: `\` as `/`, dot-segments removed), and
+//!   made canonical as http.sys does: `\` as `/`, dot-segments removed; without `HTTP_URL`,
+//!   the server's own PATH_INFO, made canonical the same way), and
 //!   `SCRIPT_NAME` from where the application is mounted: the part of `APPL_MD_PATH` after
 //!   `/ROOT` (compared case-insensitively), or, for an extension mapping such as `*.wsgi`,
 //!   the path up to and including the mapped script. Both as latin-1-decoded bytes, as
@@ -27,6 +28,7 @@
 //!
 //! * `isapi.server_variable`: a callable for any other server variable (server_variables.rs).
 //! * `isapi.user_sid`, `isapi.groups`: the request's Windows token (identity.rs).
+//! * `isapi.request_id`: the request's id (request_id.rs).
 //!
 //! The process environment is never copied in.
 use std::borrow::Cow;
@@ -39,6 +41,7 @@ use super::framing::Request;
 use super::proxy::{self, Cidr};
 use crate::isapi::ecb::Ecb;
 use crate::python::{Gil, PyRef, PyResult, PyStatic};
+use crate::request_id::RequestId;
 
 /// Most distinct header names kept in the cache (hostile clients may invent many).
 const HEADER_KEY_CACHE: usize = 512;
@@ -81,6 +84,7 @@ keys! {
     logon_user = c"isapi.logon_user",
     user_sid = c"isapi.user_sid",
     groups = c"isapi.groups",
+    request_id = c"isapi.request_id",
     http_host = c"HTTP_HOST",
     forwarded_for = c"HTTP_X_FORWARDED_FOR",
     forwarded_proto = c"HTTP_X_FORWARDED_PROTO",
@@ -185,6 +189,7 @@ impl EnvironBuilder {
             &k.url_scheme,
             &k.input,
             &k.server_variable,
+            &k.request_id,
         ] {
             template.set_item(&key.bind(gil), &k.empty.bind(gil))?;
         }
@@ -212,7 +217,7 @@ impl EnvironBuilder {
     }
 
     /// The environ for the request `ecb` whose paths are `target`, with the request's lent
-    /// objects (`wsgi.input`, `isapi.server_variable`, `isapi.groups`).
+    /// objects (`wsgi.input`, `isapi.server_variable`, `isapi.groups`) and its id.
     pub fn build<'py>(
         &self,
         gil: Gil<'py>,
@@ -220,6 +225,7 @@ impl EnvironBuilder {
         request: Request,
         target: &Target,
         lent: &Lent<'_, 'py>,
+        id: &RequestId,
     ) -> PyResult<'py, PyRef<'py>> {
         let k = &self.keys;
         let environ = self.template.bind(gil).dict_copy()?;
@@ -364,6 +370,7 @@ impl EnvironBuilder {
         if let Some(groups) = lent.groups {
             set(&k.groups, groups)?;
         }
+        set(&k.request_id, &gil.str(id.as_str())?)?;
         Ok(environ)
     }
 
@@ -518,7 +525,8 @@ impl Target {
             let path = buffer.split(|&b| b == b'?').next().unwrap_or_default();
             canonical_path(percent_decode(path))
         } else {
-            ecb.path_info().to_vec()
+            // The server's own PATH_INFO: canonical from IIS, made so for any other server.
+            canonical_path(ecb.path_info().to_vec())
         };
         let _ = ecb.server_variable(c"APPL_MD_PATH", &mut buffer);
         let md_path_end = buffer.len();
@@ -808,6 +816,14 @@ pub fn canonical_path(mut path: Vec<u8>) -> Vec<u8> {
 
 fn hex(byte: u8) -> Option<u8> {
     (byte as char).to_digit(16).map(|digit| digit as u8)
+}
+
+/// The PATH_INFO the application would see for `ecb` (the path below where it is mounted
+/// in IIS, before any `[mount]`), without Python: for the pages the extension answers itself
+/// (the health page).
+pub fn path_below_application(ecb: &Ecb) -> Vec<u8> {
+    let target = Target::read(ecb);
+    target.path_info().to_vec()
 }
 
 /// The application's mount point from APPL_MD_PATH: what follows `/ROOT` (any case), e.g.

@@ -123,6 +123,15 @@ impl HeaderBlock {
     pub fn content_length(&self) -> Option<u64> {
         self.content_length
     }
+
+    /// Whether a header named `name` (any case) is in the block.
+    pub fn has(&self, name: &[u8]) -> bool {
+        self.lines.split(|&b| b == b'\n').any(|line| {
+            line.len() > name.len()
+                && line[..name.len()].eq_ignore_ascii_case(name)
+                && line[name.len()] == b':'
+        })
+    }
 }
 
 fn is_token_byte(b: &u8) -> bool {
@@ -490,6 +499,7 @@ mod tests {
             Err(HeaderError::HopByHop)
         );
         assert_eq!(&headers.lines, b"X-Tab: a\tb\r\nX-Latin: caf\xe9\r\n");
+        assert!(headers.has(b"x-latin") && headers.has(b"X-Tab") && !headers.has(b"X-T"));
     }
 
     #[test]

@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use crate::isapi::ecb::Ecb;
 use crate::log;
+use crate::request_id::RequestId;
 
 /// The requests running now.
 #[derive(Default)]
@@ -36,6 +37,8 @@ struct State {
 
 struct Entry {
     ecb: Arc<Ecb>,
+    /// The request's id, for the log lines.
+    id: RequestId,
     started: Instant,
     /// `threading.get_ident()` of the thread running it.
     thread: u64,
@@ -66,10 +69,10 @@ impl InFlight {
 
     /// Counts a request in, running on the thread `thread` (Python's id for it). A report
     /// waiting for a request goes out through this one first.
-    pub fn enter(&self, ecb: &Arc<Ecb>, thread: u64) -> Running<'_> {
+    pub fn enter(&self, ecb: &Arc<Ecb>, id: &RequestId, thread: u64) -> Running<'_> {
         let mut state = self.lock();
         if let Some(reason) = state.pending.take() {
-            send_report(ecb, &reason);
+            send_report(ecb, id, &reason);
         }
         let serial = state.next;
         state.next += 1;
@@ -77,6 +80,7 @@ impl InFlight {
             serial,
             Entry {
                 ecb: ecb.clone(),
+                id: *id,
                 started: Instant::now(),
                 thread,
                 logged: false,
@@ -99,7 +103,7 @@ impl InFlight {
             .map(|entry| {
                 entry.logged = true;
                 Overdue {
-                    request: describe(&entry.ecb),
+                    request: describe(&entry.ecb, &entry.id),
                     thread: entry.thread,
                     elapsed: entry.started.elapsed(),
                 }
@@ -126,7 +130,7 @@ impl InFlight {
             .running
             .values()
             .max_by_key(|entry| entry.started.elapsed())
-            .map(|entry| (describe(&entry.ecb), entry.started.elapsed()))
+            .map(|entry| (describe(&entry.ecb, &entry.id), entry.started.elapsed()))
     }
 
     /// Sends `HSE_REQ_REPORT_UNHEALTHY` with `reason` through the oldest request in flight,
@@ -135,7 +139,7 @@ impl InFlight {
         let mut state = self.lock();
         let oldest = state.running.values().max_by_key(|e| e.started.elapsed());
         match oldest {
-            Some(entry) => send_report(&entry.ecb, reason),
+            Some(entry) => send_report(&entry.ecb, &entry.id, reason),
             None => {
                 log::line(&format!(
                     "unhealthy: {reason}; no request is in flight to report it to IIS through \
@@ -155,7 +159,7 @@ impl Drop for Running<'_> {
 
 /// Reports through `ecb` (a request that cannot end meanwhile: the caller holds the lock),
 /// and logs it.
-fn send_report(ecb: &Ecb, reason: &str) {
+fn send_report(ecb: &Ecb, id: &RequestId, reason: &str) {
     let outcome = if ecb.report_unhealthy(reason) {
         "IIS recycles the worker process at its next health ping (if pinging is enabled for the pool)"
     } else {
@@ -164,10 +168,10 @@ fn send_report(ecb: &Ecb, reason: &str) {
     log::line(&format!(
         "reported this worker process unhealthy to IIS (HSE_REQ_REPORT_UNHEALTHY, through the \
          request {}): {reason}; {outcome}",
-        describe(ecb)
+        describe(ecb, id)
     ));
 }
 
-fn describe(ecb: &Ecb) -> String {
-    super::describe_ecb(ecb)
+fn describe(ecb: &Ecb, id: &RequestId) -> String {
+    super::describe_ecb(ecb, id)
 }

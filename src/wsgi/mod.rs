@@ -15,12 +15,13 @@
 //! * [`file_wrapper`]: `wsgi.file_wrapper`, a regular file sent by the server itself.
 //! * [`framing`]: what goes on the wire (header checks, Content-Length, chunks), plain Rust.
 //! * [`in_flight`]: the requests running now, for the watchdog (when it is on).
+//! * [`repeats`]: `[wsgi] traceback_limit`, the same traceback at most N times a minute.
 //!
 //! Before a handler takes a request, [`Bridge::route`] says which application answers it
 //! (mounts.rs). [`Bridge::serve`] is then the whole of a request, top-down, like CPython's
-//! `wsgiref.handlers.BaseHandler.run`: take the GIL; lend the request's `wsgi.input`,
-//! `start_response`, `isapi.server_variable` and `isapi.groups` to Python; then
-//! `Bridge::run`'s steps — build the environ,
+//! `wsgiref.handlers.BaseHandler.run`: give the request its id and count it in flight; take
+//! the GIL; lend the request's `wsgi.input`, `start_response`, `isapi.server_variable` and
+//! `isapi.groups` to Python; then `Bridge::run`'s steps — build the environ,
 //! call the application, send each piece of the body it returns (the headers with the
 //! first non-empty one), call the iterable's `close()` whatever happened; release the GIL.
 //! Every failure goes to one place, `handle_error`: before the headers went out it becomes
@@ -37,6 +38,7 @@ pub mod in_flight;
 pub mod input;
 pub mod mounts;
 pub mod proxy;
+pub mod repeats;
 pub mod response;
 pub mod server_variables;
 
@@ -48,11 +50,14 @@ use crate::log;
 use crate::page::Page;
 use crate::python::runtime::{self, PythonLocation};
 use crate::python::{Api, Gil, Kind, NativeType, PyErr, PyRef, PyResult};
+use crate::request_id::{self, RequestId};
+use crate::stats::STATS;
 use app::{App, Shared};
 use identity::Identity;
 use in_flight::InFlight;
 use input::Input;
 use mounts::{Route, Routed, Served, Site};
+use repeats::{Repeats, Verdict};
 use response::{Flow, Outcome, Response, SendError};
 use server_variables::ServerVariables;
 
@@ -65,6 +70,10 @@ pub struct Bridge {
     max_body: Option<u64>,
     /// The requests running now, kept when the watchdog is on.
     in_flight: Option<Arc<InFlight>>,
+    /// `[wsgi] traceback_limit`: how often the same traceback is logged.
+    repeats: Repeats,
+    /// Python's logging and warnings were sent to our log (no application configured any).
+    logging_routed: bool,
 }
 
 impl Bridge {
@@ -81,9 +90,11 @@ impl Bridge {
         let loaded = runtime::start(&location, |gil| {
             let shared = Shared::load(gil, config).map_err(|error| error.text())?;
             let site = load_site(gil, &shared, config);
-            Ok::<_, String>((shared, site))
+            // After the imports: an application's own logging set-up is left alone.
+            let logging_routed = shared.route_logging(gil).map_err(|error| error.text())?;
+            Ok::<_, String>((shared, site, logging_routed))
         })?;
-        let (shared, site) =
+        let (shared, site, logging_routed) =
             loaded.map_err(|traceback| format!("the application failed to load:\n{traceback}"))?;
         let api = runtime::api().expect("started");
         let watched = config.request_timeout.is_some()
@@ -95,6 +106,8 @@ impl Bridge {
             site,
             max_body: config.max_body,
             in_flight: watched.then(Default::default),
+            repeats: Repeats::new(config.traceback_limit),
+            logging_routed,
         })
     }
 
@@ -126,12 +139,23 @@ impl Bridge {
         format!(
             "serving {} with Python {}",
             described.join("; "),
-            self.python_version()
+            self.python_description()
         )
     }
 
-    /// `sys.version`, on one line.
+    /// Whether Python's logging and warnings were sent to our log (see app.rs).
+    pub fn logging_routed(&self) -> bool {
+        self.logging_routed
+    }
+
+    /// The interpreter's version number, e.g. `3.12.1`.
     pub fn python_version(&self) -> String {
+        let full = &self.shared.python_version;
+        full.split_whitespace().next().unwrap_or(full).to_string()
+    }
+
+    /// `sys.version`, on one line.
+    pub fn python_description(&self) -> String {
         self.shared.python_version.replace('\n', " ")
     }
 
@@ -148,7 +172,6 @@ impl Bridge {
     pub fn route(&self, ecb: &Ecb) -> Route<'_> {
         self.site.route(ecb)
     }
-
     /// Runs the interpreter's `atexit` handlers (at TerminateExtension). Python is never
     /// finalised, so this is the application's one chance to flush and close what it
     /// registered there. A handler that raises is reported by `atexit` itself (on stderr)
@@ -238,23 +261,40 @@ impl Bridge {
     /// Answers one request, routed to a running application: the request's whole life, on
     /// the calling thread.
     pub fn serve(&self, ecb: &Arc<Ecb>, routed: &Routed) -> Outcome {
+        let id = RequestId::assign(ecb);
+        let in_flight = STATS.begin();
         let served = &self.site.served()[routed.index];
         let app = served
             .app
             .as_ref()
             .expect("requests are routed to running applications only");
+        mounts::append_mount(ecb, served);
+        let serving = Serving {
+            ecb,
+            id: &id,
+            routed,
+            served,
+            app,
+        };
         // Counted in before it waits for the GIL, out after it gave the GIL back.
         let _running = self
             .in_flight
             .as_ref()
-            .map(|in_flight| in_flight.enter(ecb, crate::python::thread_ident(self.api)));
+            .map(|in_flight| in_flight.enter(ecb, &id, crate::python::thread_ident(self.api)));
+        let outcome = self.serve_with_gil(ecb, &serving);
+        in_flight.finish(outcome.status);
+        outcome
+    }
+
+    fn serve_with_gil(&self, ecb: &Arc<Ecb>, serving: &Serving<'_>) -> Outcome {
         Gil::acquire(self.api, |gil| {
             let request = framing::Request {
                 head: ecb.is_head(),
                 http11: ecb.server_variable_is(c"SERVER_PROTOCOL", b"HTTP/1.1"),
             };
             let input = Input::new(ecb.clone(), self.max_body);
-            let response = Response::new(ecb.clone(), request);
+            let response =
+                Response::new(ecb.clone(), request, *serving.id, request_id::header_enabled());
             let variables = ServerVariables::new(ecb.clone());
             let identity = Identity::of(ecb);
             let shared = &self.shared;
@@ -273,13 +313,7 @@ impl Bridge {
                                     groups,
                                     user_sid: identity.as_ref().map(|i| i.user_sid.as_str()),
                                 };
-                                let serving = Serving {
-                                    ecb,
-                                    routed,
-                                    served,
-                                    app,
-                                };
-                                self.run(gil, &serving, &response, &lent)
+                                self.run(gil, serving, &response, &lent)
                             })
                         })
                 })
@@ -287,7 +321,8 @@ impl Bridge {
             let lent = lent.and_then(|inner| inner).and_then(|inner| inner);
             if let Err(error) = lent.and_then(|inner| inner) {
                 log::line(&format!(
-                    "lending wsgi.input, start_response, isapi.server_variable or isapi.groups failed: {}",
+                    "{}: lending wsgi.input, start_response, isapi.server_variable or isapi.groups failed: {}",
+                    describe_serving(serving),
                     error.text()
                 ));
                 response.abort();
@@ -314,7 +349,7 @@ impl Bridge {
         let environ = match self
             .shared
             .environ
-            .build(gil, ecb, response.request(), target, lent)
+            .build(gil, ecb, response.request(), target, lent, serving.id)
         {
             Ok(environ) => environ,
             Err(error) => {
@@ -329,7 +364,7 @@ impl Bridge {
                 );
             }
         };
-        let request = || describe_request(&environ, serving.served);
+        let request = || describe_request(&environ, serving);
         let result = match serving
             .app
             .callable
@@ -353,7 +388,7 @@ impl Bridge {
     fn refuse(&self, serving: &Serving<'_>) -> Option<Failure<'static>> {
         self.refuse_too_large(serving)
             .or_else(|| self.refuse_demo_client(serving))
-            .map(Failure::Refused)
+            .map(|page| Failure::Refused(Box::new(page)))
     }
 
     /// A Content-Length over `max_body`: `413 Content Too Large`, before the application
@@ -472,7 +507,7 @@ impl Bridge {
         failure: Failure<'_>,
     ) {
         let debug = serving.served.debug;
-        let page = match failure {
+        let mut page = match failure {
             Failure::Aborted(message) => {
                 // A client that leaves mid-response is routine (a closed tab, a benchmark's
                 // last requests): one line now and then, with the count.
@@ -483,18 +518,19 @@ impl Bridge {
                 }
                 return;
             }
-            Failure::Refused(page) => page,
+            Failure::Refused(page) => *page,
             Failure::Internal(message) => {
                 log::line(&format!("{request}: {message}"));
                 Page::application_failure(None)
             }
-            Failure::Python(error) => failure_page(request, response, error.text(), debug),
-            Failure::Protocol(message) => failure_page(request, response, message, debug),
+            Failure::Python(error) => self.failure_page(request, response, error.text(), debug),
+            Failure::Protocol(message) => self.failure_page(request, response, message, debug),
         };
         if response.headers_sent() {
             response.abort();
             return;
         }
+        page.request_id = Some(serving.id.to_string());
         if let Err(SendError::Aborted(message) | SendError::Application(message)) =
             response.send_page(gil, &page)
         {
@@ -503,23 +539,35 @@ impl Bridge {
             ));
         }
     }
-}
 
-/// Logs the application's failure; the 500 page shows it only with `debug = true`.
-fn failure_page(request: &str, response: &Response, detail: String, debug: bool) -> Page {
-    if response.headers_sent() {
-        log::line(&format!(
-            "{request}: the application failed after the headers were sent; closing the connection:\n{detail}"
-        ));
-    } else {
-        log::line(&format!("{request}: the application failed:\n{detail}"));
+    /// Logs the application's failure (the same one's traceback at most `traceback_limit`
+    /// times a minute); the 500 page shows it only with `debug = true` (the application's
+    /// own: `[wsgi] debug`, or its mount's).
+    fn failure_page(&self, request: &str, response: &Response, detail: String, debug: bool) -> Page {
+        let when = if response.headers_sent() {
+            "the application failed after the headers were sent; closing the connection"
+        } else {
+            "the application failed"
+        };
+        match self.repeats.note(&detail) {
+            Verdict::Full => log::line(&format!("{request}: {when}:\n{detail}")),
+            Verdict::Repeated { kind, repeats } => log::line(&format!(
+                "{request}: {when}: {kind}, again ({repeats} more in this minute after {} in full; traceback not repeated)",
+                self.repeats_limit()
+            )),
+        }
+        Page::application_failure(debug.then_some(detail.as_str()))
     }
-    Page::application_failure(debug.then_some(detail.as_str()))
+
+    fn repeats_limit(&self) -> usize {
+        self.repeats.limit().unwrap_or(0)
+    }
 }
 
-/// The request being served, and by which application.
+/// The request being served (with its id), and by which application.
 struct Serving<'a> {
     ecb: &'a Ecb,
+    id: &'a RequestId,
     routed: &'a Routed,
     served: &'a Served,
     app: &'a App,
@@ -599,7 +647,7 @@ enum Failure<'py> {
     /// The bridge failed (a message for the log); the client gets a plain 500 page.
     Internal(String),
     /// The bridge answers this request itself, with this page.
-    Refused(Page),
+    Refused(Box<Page>),
 }
 
 impl From<SendError> for Failure<'_> {
@@ -625,20 +673,20 @@ fn item_type(item: &PyRef<'_>) -> String {
         .unwrap_or_default()
 }
 
-/// `GET /path` for log lines, from the ECB (before there is an environ).
-fn describe_ecb(ecb: &Ecb) -> String {
+/// `[id] GET /path` for log lines, from the ECB (before there is an environ).
+fn describe_ecb(ecb: &Ecb, id: &RequestId) -> String {
     format!(
-        "{} {}",
+        "[{id}] {} {}",
         log::escape(ecb.method()),
         log::escape(ecb.path_info())
     )
 }
 
-/// As [`describe_ecb`], with the mount that answers.
+/// As [`describe_ecb`], with the mount that answers: `[id] GET /path (mount /blog)`.
 fn describe_serving(serving: &Serving<'_>) -> String {
     format!(
         "{}{}",
-        describe_ecb(serving.ecb),
+        describe_ecb(serving.ecb, serving.id),
         mount_note(serving.served)
     )
 }
@@ -652,8 +700,8 @@ fn mount_note(served: &Served) -> String {
         .unwrap_or_default()
 }
 
-/// `GET /path` for log lines (the request's own bytes, escaped), with the mount.
-fn describe_request(environ: &PyRef<'_>, served: &Served) -> String {
+/// `[id] GET /path` for log lines (the request's own bytes, escaped), with the mount.
+fn describe_request(environ: &PyRef<'_>, serving: &Serving<'_>) -> String {
     let gil = environ.gil();
     let get = |key: &str| {
         gil.str(key)
@@ -665,9 +713,10 @@ fn describe_request(environ: &PyRef<'_>, served: &Served) -> String {
     let mut path = get("SCRIPT_NAME");
     path.extend_from_slice(&get("PATH_INFO"));
     format!(
-        "{} {}{}",
+        "[{}] {} {}{}",
+        serving.id,
         log::escape(&get("REQUEST_METHOD")),
         log::escape(&path),
-        mount_note(served)
+        mount_note(serving.served)
     )
 }

@@ -93,13 +93,13 @@ impl Site {
             },
         };
         let served = &self.served[index];
-        if let Some(mount) = &served.mount {
-            ecb.append_log_parameter(&log_parameter(mount));
-        }
         match &served.app {
-            Err(report) => Route::Failed {
-                detail: served.debug.then_some(report.as_str()),
-            },
+            Err(report) => {
+                append_mount(ecb, served);
+                Route::Failed {
+                    detail: served.debug.then_some(report.as_str()),
+                }
+            }
             Ok(_) => Route::To(Routed {
                 index,
                 handler: served.handler,
@@ -122,6 +122,15 @@ pub fn longest_mount<'a>(
             is_under(path_info, mount.as_bytes()).then_some((index, mount.len()))
         })
         .max_by_key(|&(_, length)| length)
+}
+
+/// Appends the mount (if any) to the request's entry in IIS's log. For a request that an
+/// application answers, [`Bridge::serve`](super::Bridge::serve) does it after the request
+/// id (`request_id=…|mount=/blog`).
+pub fn append_mount(ecb: &Ecb, served: &Served) {
+    if let Some(mount) = &served.mount {
+        ecb.append_log_parameter(&log_parameter(mount));
+    }
 }
 
 /// `|mount=/blog` for IIS's log: bytes outside printable ASCII, and `%`, percent-encoded

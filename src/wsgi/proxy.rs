@@ -56,14 +56,16 @@ fn prefix_matches(network: &[u8], address: &[u8], bits: u8) -> bool {
     }
 }
 
-/// `10.0.0.0/8, 192.168.1.7, ::1, fd00::/8`: networks, or single addresses.
+/// `10.0.0.0/8, 192.168.1.7, ::1, fd00::/8`: networks, or single addresses (also the
+/// parser of `[health] allow`).
 pub fn parse_networks(value: &str) -> Result<Vec<Cidr>, String> {
     let mut networks = Vec::new();
     for entry in value.split(',').map(str::trim).filter(|e| !e.is_empty()) {
         let (address, bits) = entry.split_once('/').unwrap_or((entry, ""));
-        let network: IpAddr = address.trim().parse().map_err(|_| {
-            format!("trusted_proxies: {entry} is not an IP address or network (e.g. 10.0.0.0/8)")
-        })?;
+        let network: IpAddr = address
+            .trim()
+            .parse()
+            .map_err(|_| format!("{entry} is not an IP address or network (e.g. 10.0.0.0/8)"))?;
         let most = if network.is_ipv4() { 32 } else { 128 };
         let bits = if bits.is_empty() {
             most
@@ -71,9 +73,7 @@ pub fn parse_networks(value: &str) -> Result<Vec<Cidr>, String> {
             match bits.trim().parse::<u8>() {
                 Ok(bits) if bits <= most => bits,
                 _ => {
-                    return Err(format!(
-                        "trusted_proxies: {entry}: the prefix length must be 0 to {most}"
-                    ));
+                    return Err(format!("{entry}: the prefix length must be 0 to {most}"));
                 }
             }
         };

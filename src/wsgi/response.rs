@@ -28,6 +28,7 @@ use crate::isapi::ffi::ERROR_INVALID_PARAMETER;
 use crate::log;
 use crate::page::Page;
 use crate::python::{Args, Exception, Gil, Kind, Native, PyErr, PyRef, PyResult, PyStatic};
+use crate::request_id::RequestId;
 
 /// Why a write after the end fails.
 pub const COMPLETE: &str = "the response is complete: nothing more can be written";
@@ -39,6 +40,10 @@ const BUFFERED_WRITE: usize = 256 * 1024;
 pub struct Response {
     ecb: Arc<Ecb>,
     request: Request,
+    /// The request's id, for log lines.
+    id: RequestId,
+    /// Send it as `X-Request-Id` (unless the application sets that header itself).
+    id_header: bool,
     state: Mutex<State>,
     /// Signalled when a thread's turn to write ends.
     turn_ended: Condvar,
@@ -109,11 +114,14 @@ struct Write<'d> {
 }
 
 impl Response {
-    /// A response to `ecb`, whose method and protocol the caller read already.
-    pub fn new(ecb: Arc<Ecb>, request: Request) -> Response {
+    /// A response to `ecb`, whose method and protocol the caller read already; `id` is the
+    /// request's id, sent as `X-Request-Id` when `id_header`.
+    pub fn new(ecb: Arc<Ecb>, request: Request, id: RequestId, id_header: bool) -> Response {
         Response {
             ecb,
             request,
+            id,
+            id_header,
             state: Mutex::new(State::default()),
             turn_ended: Condvar::new(),
         }
@@ -248,11 +256,15 @@ impl Response {
         if state.body.is_some() {
             return Ok(None);
         }
-        let Some((status, code, headers)) = state.started.take() else {
+        let Some((status, code, mut headers)) = state.started.take() else {
             return Err(SendError::Application(
                 "the application returned a body without calling start_response()".into(),
             ));
         };
+        if self.id_header && !headers.has(b"X-Request-Id") {
+            // A safe token (request_id.rs): always a valid header value.
+            let _ = headers.add(b"X-Request-Id", self.id.as_bytes());
+        }
         let plan = Framing::choose(self.request, code, headers, whole_body);
         state.code = Some(code);
         state.keep_conn = plan.keep_conn && !state.close;
@@ -346,9 +358,9 @@ impl Response {
         }
         match mismatch {
             None => {}
-            Some(longer @ Mismatch::Longer { .. }) => log::line(&longer.to_string()),
+            Some(longer @ Mismatch::Longer { .. }) => log::line(&format!("[{}] {longer}", self.id)),
             Some(shorter @ Mismatch::Shorter { .. }) => {
-                log::line(&shorter.to_string());
+                log::line(&format!("[{}] {shorter}", self.id));
                 state.keep_conn = false;
                 // The body was flushed write by write (framing.rs sees to it): closing loses
                 // nothing, and tells the client the body is incomplete.
