@@ -224,7 +224,7 @@ fn dispatch(ecb: Ecb) -> u32 {
     };
     match bridge.route(&ecb) {
         Route::To(routed) => handler.handle(ecb, routed),
-        Route::Failed { detail } => Page::startup_failure(detail).answer(&ecb),
+        Route::Failed { detail, id } => Page::startup_failure(detail).answer_as(&ecb, &id),
         Route::NotFound => Page::no_application().answer(&ecb),
     }
 }
@@ -338,7 +338,8 @@ fn start() -> Extension {
         (Ok(bridge), Some(_)) => watchdog::Watchdog::start(&config, bridge),
         _ => None,
     };
-    STATS.set_phase(if handler.is_some() {
+    let all_started = matches!(&bridge, Ok(bridge) if bridge.all_started());
+    STATS.set_phase(if handler.is_some() && all_started {
         Phase::Ok
     } else {
         Phase::Failed

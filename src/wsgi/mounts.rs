@@ -25,6 +25,7 @@ use super::app::App;
 use super::environ::{Target, is_under};
 use crate::config::HandlerKind;
 use crate::isapi::ecb::Ecb;
+use crate::request_id::RequestId;
 
 /// One application of the site: `[wsgi] app` (no mount) or a `[mount]`'s.
 pub struct Served {
@@ -50,7 +51,11 @@ pub enum Route<'a> {
     NotFound,
     /// The application that would answer failed to start: the start-up failure page, with
     /// the report when that application has `debug = true`.
-    Failed { detail: Option<&'a str> },
+    Failed {
+        detail: Option<&'a str>,
+        /// The request's id, assigned before the mount was named in IIS's log.
+        id: RequestId,
+    },
     /// To a running application.
     To(Routed),
 }
@@ -95,9 +100,11 @@ impl Site {
         let served = &self.served[index];
         match &served.app {
             Err(report) => {
+                let id = RequestId::assign(ecb);
                 append_mount(ecb, served);
                 Route::Failed {
                     detail: served.debug.then_some(report.as_str()),
+                    id,
                 }
             }
             Ok(_) => Route::To(Routed {
@@ -124,9 +131,10 @@ pub fn longest_mount<'a>(
         .max_by_key(|&(_, length)| length)
 }
 
-/// Appends the mount (if any) to the request's entry in IIS's log. For a request that an
-/// application answers, [`Bridge::serve`](super::Bridge::serve) does it after the request
-/// id (`request_id=…|mount=/blog`).
+/// Appends the mount (if any) to the request's entry in IIS's log, after the request id
+/// (`request_id=…|mount=/blog`): for a request that an application answers,
+/// [`Bridge::serve`](super::Bridge::serve) calls it; for a mount that failed to start,
+/// [`Site::route`].
 pub fn append_mount(ecb: &Ecb, served: &Served) {
     if let Some(mount) = &served.mount {
         ecb.append_log_parameter(&log_parameter(mount));
