@@ -436,7 +436,11 @@ fn health_page(
         HandlerKind::Threadpool if pool => "threadpool",
         _ => "simple",
     };
-    let mut apps: Vec<String> = config.root_app().map(|app| app.to_string()).into_iter().collect();
+    let mut apps: Vec<String> = config
+        .root_app()
+        .map(|app| app.to_string())
+        .into_iter()
+        .collect();
     apps.extend(
         config
             .mounts

@@ -535,7 +535,10 @@ fn access_log_file_has_method_path_status_bytes_and_duration() {
         assert!(line.ms >= 0.0 && line.ms < 5000.0, "{text}");
     }
     // The duration is the request's own: /sleep took at least its 150 ms.
-    let (hello, sleep) = (find("#1 GET /app/hello?x=1"), find("#3 GET /app/sleep?ms=150"));
+    let (hello, sleep) = (
+        find("#1 GET /app/hello?x=1"),
+        find("#3 GET /app/sleep?ms=150"),
+    );
     assert!(sleep.ms >= 150.0, "{text}");
     assert!(hello.ms < sleep.ms, "{text}");
     let _ = std::fs::remove_dir_all(log.parent().unwrap());

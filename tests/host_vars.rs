@@ -464,7 +464,7 @@ fn unicode_paths_and_the_ansi_code_page() {
     // extension prints them as escaped UTF-8). HTTP_URL and friends stay percent-encoded.
     let narrow = "/caf\\xe9/?/vars";
     let wide = "/caf\\xc3\\xa9/\\xe2\\x82\\xac/vars";
-    let sep = shown(&std::path::MAIN_SEPARATOR.to_string());
+    let sep = shown(std::path::MAIN_SEPARATOR_STR);
     let dir_shown = shown(dir);
     let narrow_file = format!("{dir_shown}{sep}caf\\xe9{sep}?{sep}vars");
     let wide_file = format!("{dir_shown}{sep}caf\\xc3\\xa9{sep}\\xe2\\x82\\xac{sep}vars");

@@ -293,8 +293,12 @@ impl Bridge {
                 http11: ecb.server_variable_is(c"SERVER_PROTOCOL", b"HTTP/1.1"),
             };
             let input = Input::new(ecb.clone(), self.max_body);
-            let response =
-                Response::new(ecb.clone(), request, *serving.id, request_id::header_enabled());
+            let response = Response::new(
+                ecb.clone(),
+                request,
+                *serving.id,
+                request_id::header_enabled(),
+            );
             let variables = ServerVariables::new(ecb.clone());
             let identity = Identity::of(ecb);
             let shared = &self.shared;
@@ -346,24 +350,25 @@ impl Bridge {
             return self.handle_error(gil, serving, response, &describe_serving(serving), refusal);
         }
         let target = &serving.routed.target;
-        let environ = match self
-            .shared
-            .environ
-            .build(gil, ecb, response.request(), target, lent, serving.id)
-        {
-            Ok(environ) => environ,
-            Err(error) => {
-                let failure =
-                    Failure::Internal(format!("building the environ failed: {}", error.text()));
-                return self.handle_error(
-                    gil,
-                    serving,
-                    response,
-                    &describe_serving(serving),
-                    failure,
-                );
-            }
-        };
+        let environ =
+            match self
+                .shared
+                .environ
+                .build(gil, ecb, response.request(), target, lent, serving.id)
+            {
+                Ok(environ) => environ,
+                Err(error) => {
+                    let failure =
+                        Failure::Internal(format!("building the environ failed: {}", error.text()));
+                    return self.handle_error(
+                        gil,
+                        serving,
+                        response,
+                        &describe_serving(serving),
+                        failure,
+                    );
+                }
+            };
         let request = || describe_request(&environ, serving);
         let result = match serving
             .app
@@ -543,7 +548,13 @@ impl Bridge {
     /// Logs the application's failure (the same one's traceback at most `traceback_limit`
     /// times a minute); the 500 page shows it only with `debug = true` (the application's
     /// own: `[wsgi] debug`, or its mount's).
-    fn failure_page(&self, request: &str, response: &Response, detail: String, debug: bool) -> Page {
+    fn failure_page(
+        &self,
+        request: &str,
+        response: &Response,
+        detail: String,
+        debug: bool,
+    ) -> Page {
         let when = if response.headers_sent() {
             "the application failed after the headers were sent; closing the connection"
         } else {

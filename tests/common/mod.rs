@@ -107,12 +107,12 @@ pub fn bridge_library() -> PathBuf {
     let built = target_dir().join("deps").join(name);
     FRESH.call_once(|| {
         let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
-        if let Some(built_at) = modified(&built) {
-            if modified(&library).is_none_or(|at| at < built_at) {
-                let partial = library.with_extension(format!("partial-{}", std::process::id()));
-                std::fs::copy(&built, &partial).expect("copy the library next to the host");
-                std::fs::rename(&partial, &library).expect("rename the copied library");
-            }
+        if let Some(built_at) = modified(&built)
+            && modified(&library).is_none_or(|at| at < built_at)
+        {
+            let partial = library.with_extension(format!("partial-{}", std::process::id()));
+            std::fs::copy(&built, &partial).expect("copy the library next to the host");
+            std::fs::rename(&partial, &library).expect("rename the copied library");
         }
     });
     library
