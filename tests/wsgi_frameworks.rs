@@ -3,6 +3,7 @@
 //! redirects, cookies, 404 and 500, each app wrapped in wsgiref.validate.validator with
 //! warnings as errors (tests/apps/frameworks.py). The venv comes from `.ci/setup`
 //! (`$ISAPI_WSGI_TEST_VENV`, default target/test-venv).
+mod common;
 #[path = "support/synthetic.rs"]
 mod synthetic;
 
@@ -11,18 +12,7 @@ use std::path::PathBuf;
 use synthetic::{Reply, Request, send};
 
 fn setup() -> PathBuf {
-    let venv = std::env::var_os("ISAPI_WSGI_TEST_VENV")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-                .join("target")
-                .join("test-venv")
-        });
-    assert!(
-        venv.join("bin").join("python").exists(),
-        "no test venv at {}: run `bash .ci/setup`",
-        venv.display()
-    );
+    let venv = common::test_venv();
     let dir = synthetic::start_once("frameworks", |dir| {
         format!(
             "[python]\npath = {}\nvenv = {}\n[wsgi]\napp = frameworks:application\nlog = {}\n",

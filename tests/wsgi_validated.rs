@@ -40,7 +40,7 @@ fn example(name: &str) -> (Site, Host) {
                 "app = validated:application".to_string()
             }
             Some(("path", ".")) => format!("path = {};{{apps}}", dir.display()),
-            Some(("venv", ".venv")) => format!("venv = {}", venv().display()),
+            Some(("venv", ".venv")) => format!("venv = {}", common::test_venv().display()),
             _ => line.to_string(),
         };
         ini.push_str(&line);
@@ -50,22 +50,6 @@ fn example(name: &str) -> (Site, Host) {
     let target = target.unwrap_or_else(|| panic!("examples/{name}: no `app =`"));
     assert!(ini.contains("{apps}"), "examples/{name}: no `path = .`");
     wrapped(&format!("example-{name}"), &target, &ini)
-}
-
-fn venv() -> PathBuf {
-    let venv = std::env::var_os("ISAPI_WSGI_TEST_VENV")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("target")
-                .join("test-venv")
-        });
-    assert!(
-        venv.join("bin").join("python").exists(),
-        "no venv at {}: run `bash .ci/setup`",
-        venv.display()
-    );
-    venv
 }
 
 /// A POST with `Connection: close` over a fresh connection.
