@@ -26,20 +26,24 @@ impl Checker {
 
 /// A status line such as `200 OK`: three digits, then a space and a reason (may be empty).
 pub fn check_status(status: &[u8]) -> Result<u16, String> {
-    let shown = String::from_utf8_lossy(status);
+    // Shown only in a problem report: formatting it for every call costs an allocation.
+    let shown = || String::from_utf8_lossy(status);
     if status.len() < 3 || !status[..3].iter().all(u8::is_ascii_digit) {
         return Err(format!(
-            "status {shown:?} does not start with a 3-digit code"
+            "status {:?} does not start with a 3-digit code",
+            shown()
         ));
     }
     if status.len() > 3 && status[3] != b' ' {
         return Err(format!(
-            "status {shown:?}: the code must be followed by a space and a reason"
+            "status {:?}: the code must be followed by a space and a reason",
+            shown()
         ));
     }
     if status.iter().any(|&b| b < 0x20 && b != b'\t') {
         return Err(format!(
-            "status {shown:?} contains a control character (CR/LF belong in the headers)"
+            "status {:?} contains a control character (CR/LF belong in the headers)",
+            shown()
         ));
     }
     let code = (status[0] - b'0') as u16 * 100
@@ -70,18 +74,20 @@ pub fn parse_header_block(block: &[u8]) -> (Vec<(String, Vec<u8>)>, Vec<String>)
         rest = next;
         let crlf = line.last() == Some(&b'\r');
         let line = if crlf { &line[..line.len() - 1] } else { line };
-        let shown = String::from_utf8_lossy(line);
+        let shown = || String::from_utf8_lossy(line);
         if saw_blank {
             problems.push(format!(
-                "text after the blank line that ends the headers: {shown:?}"
+                "text after the blank line that ends the headers: {:?}",
+                shown()
             ));
             break;
         }
         if !terminator {
-            problems.push(format!("header line {shown:?} does not end with CRLF"));
+            problems.push(format!("header line {:?} does not end with CRLF", shown()));
         } else if !crlf {
             problems.push(format!(
-                "header line {shown:?} ends with a bare LF, not CRLF"
+                "header line {:?} ends with a bare LF, not CRLF",
+                shown()
             ));
         }
         if line.is_empty() {
@@ -89,11 +95,11 @@ pub fn parse_header_block(block: &[u8]) -> (Vec<(String, Vec<u8>)>, Vec<String>)
             continue;
         }
         if line.contains(&b'\r') {
-            problems.push(format!("bare CR inside header line {shown:?}"));
+            problems.push(format!("bare CR inside header line {:?}", shown()));
             continue;
         }
         let Some(colon) = line.iter().position(|&b| b == b':') else {
-            problems.push(format!("header line {shown:?} has no colon"));
+            problems.push(format!("header line {:?} has no colon", shown()));
             continue;
         };
         let name = &line[..colon];
@@ -102,13 +108,13 @@ pub fn parse_header_block(block: &[u8]) -> (Vec<(String, Vec<u8>)>, Vec<String>)
                 .iter()
                 .all(|&b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
         {
-            problems.push(format!("invalid header name in {shown:?}"));
+            problems.push(format!("invalid header name in {:?}", shown()));
             continue;
         }
         let value = &line[colon + 1..];
         let value = value.strip_prefix(b" ").unwrap_or(value);
         if value.iter().any(|&b| b < 0x20 && b != b'\t') {
-            problems.push(format!("control character in the value of {shown:?}"));
+            problems.push(format!("control character in the value of {:?}", shown()));
             continue;
         }
         headers.push((String::from_utf8_lossy(name).into_owned(), value.to_vec()));

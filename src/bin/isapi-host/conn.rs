@@ -92,6 +92,14 @@ pub struct Conn {
     pub limits: Limits,
 }
 
+thread_local! {
+    /// What one read takes from the socket, before it is appended to `Conn::input`: one
+    /// buffer per thread, zeroed once (a fresh 16 KiB array per read cost a memset of
+    /// 16 KiB per request, 40 % of the host's instructions for a small request).
+    static READ_BUFFER: std::cell::RefCell<Box<[u8; 16384]>> =
+        std::cell::RefCell::new(Box::new([0; 16384]));
+}
+
 /// How many client connections are open (`--max-connections`).
 static OPEN: AtomicUsize = AtomicUsize::new(0);
 
@@ -143,9 +151,11 @@ impl Conn {
     /// Called when the socket is readable, or (ReadClient) blocking up to the idle
     /// timeout and the body's pace.
     pub fn fill(&mut self) -> io::Result<usize> {
-        let mut chunk = [0u8; 16384];
-        let n = self.stream.read(&mut chunk)?;
-        self.input.extend_from_slice(&chunk[..n]);
+        let n = READ_BUFFER.with_borrow_mut(|chunk| {
+            let n = self.stream.read(&mut chunk[..])?;
+            self.input.extend_from_slice(&chunk[..n]);
+            Ok::<_, io::Error>(n)
+        })?;
         if let Some(pace) = &mut self.receiving {
             pace.add(n);
         }
