@@ -225,6 +225,33 @@ fn transmit_file_with_headers_and_tail() {
     );
 }
 
+/// HSE_REQ_VECTOR_SEND: status, headers and body elements (memory, with an offset, and a
+/// whole file) in one call; the connection stays alive for the next request.
+#[test]
+fn vector_send_with_memory_and_file_elements() {
+    let host = strict_host(&[]);
+    let path = std::env::temp_dir().join(format!("isapi-host-vector-{}.txt", std::process::id()));
+    std::fs::write(&path, "big, wide ").unwrap();
+    let mut s = TcpStream::connect(host.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let requests = format!(
+        "GET /vector HTTP/1.1\r\nHost: h\r\n\r\n\
+         GET /vector?final=1&path={} HTTP/1.1\r\nHost: h\r\n\r\n",
+        path.display()
+    );
+    s.write_all(requests.as_bytes()).unwrap();
+    let responses = read_responses(&mut s, 2, false);
+    assert_eq!(responses[0].status, 200, "{}", responses[0].text());
+    assert_eq!(responses[0].body, b"Hello, world!");
+    assert_eq!(responses[0].header("content-type"), Some("text/plain"));
+    assert_eq!(responses[1].body, b"Hello, big, wide world!");
+    let (ok, out, err) = curl(&["-s", &host.url(&format!("/vector?path={}", path.display()))]);
+    assert!(ok, "{err}");
+    assert_eq!(out, b"Hello, big, wide world!");
+    std::fs::remove_file(&path).unwrap();
+    stop_clean(host);
+}
+
 /// Several TRANSMIT_FILEs at once through the one file handle the extension keeps open
 /// (as one that caches file handles does; on Windows it is opened FILE_FLAG_OVERLAPPED):
 /// each response carries exactly its own range of the file, since the host reads at each

@@ -42,6 +42,18 @@ fn every_violation_is_reported() {
         ("short-body", "5 bytes short of its Content-Length"),
         ("long-body", "wrote 3 bytes beyond the Content-Length"),
         (
+            "vector-headers-without-flag",
+            "HSE_REQ_VECTOR_SEND: pszStatus and pszHeaders must both be set with HSE_IO_SEND_HEADERS",
+        ),
+        (
+            "vector-empty-buffer",
+            "HSE_REQ_VECTOR_SEND: a memory element with a NULL buffer or a cbSize of 0",
+        ),
+        (
+            "vector-after-final",
+            "response data after HSE_REQ_VECTOR_SEND with HSE_IO_FINAL_SEND",
+        ),
+        (
             "bad-return",
             "returned 7, which is not an HSE_STATUS_* value",
         ),

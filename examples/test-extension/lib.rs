@@ -16,6 +16,7 @@
 //! | `pending?ms=M` | returns PENDING; another thread answers after M ms and ends the session |
 //! | `pending-early` | DONE_WITH_SESSION from another thread *before* HttpExtensionProc returns PENDING |
 //! | `transmit?path=P&offset=N&sync=1&disconnect=1&shared=1` | HSE_REQ_TRANSMIT_FILE of file P (async, or HSE_IO_SYNC with `sync=1`; with headers, head and tail; HSE_IO_DISCONNECT_AFTER_SEND with `disconnect=1`; with `shared=1` through one handle per path kept open for the process, opened with FILE_FLAG_OVERLAPPED on Windows, as an extension caching file handles does) |
+//! | `vector?path=P&final=1` | HSE_REQ_VECTOR_SEND: status, headers and the body `Hello, ` + file P (if given) + `world!` (a memory element with an offset) in one call; `final=1` adds HSE_IO_FINAL_SEND |
 //! | `gone` | polls HSE_REQ_IS_CONNECTED until the client has gone, reporting both answers on stderr |
 //! | `chunked` | Transfer-Encoding: chunked written by the extension |
 //! | `noframe` | no Content-Length: the host must close the connection |
@@ -296,6 +297,7 @@ const ROUTES: &[&str] = &[
     "pending",
     "pending-early",
     "transmit",
+    "vector",
     "crash",
     "chunked",
     "noframe",
@@ -424,6 +426,7 @@ fn route(req: Req) -> u32 {
             HSE_STATUS_PENDING
         }
         "transmit" => transmit(req),
+        "vector" => vector(req),
         "crash" => crash(req),
         "chunked" => {
             req.headers(
@@ -1016,6 +1019,96 @@ fn shared_file(path: &str) -> std::io::Result<Arc<std::fs::File>> {
     Ok(file)
 }
 
+/// A memory element of an HSE_REQ_VECTOR_SEND: `size` bytes of `data` from `offset`.
+fn memory_element(data: &[u8], offset: u64, size: u64) -> HSE_VECTOR_ELEMENT {
+    HSE_VECTOR_ELEMENT {
+        ElementType: HSE_VECTOR_ELEMENT_TYPE_MEMORY_BUFFER,
+        pvContext: data.as_ptr() as *mut c_void,
+        cbOffset: offset,
+        cbSize: size,
+    }
+}
+
+/// HSE_REQ_VECTOR_SEND with `flags`, the status and header block (NULL when None), and
+/// `elements`, synchronously.
+fn vector_send(
+    req: Req,
+    flags: u32,
+    status: Option<&str>,
+    headers: Option<&str>,
+    elements: &mut [HSE_VECTOR_ELEMENT],
+) -> Result<(), u32> {
+    let status = status.map(|s| CString::new(s).unwrap());
+    let headers = headers.map(|h| CString::new(h).unwrap());
+    let text = |s: &Option<CString>| {
+        s.as_ref()
+            .map_or(std::ptr::null_mut(), |s| s.as_ptr() as *mut _)
+    };
+    let mut vector = HSE_RESPONSE_VECTOR {
+        dwFlags: flags | HSE_IO_SYNC,
+        pszStatus: text(&status),
+        pszHeaders: text(&headers),
+        nElementCount: elements.len() as u32,
+        lpElementArray: elements.as_mut_ptr(),
+    };
+    req.ssf(
+        HSE_REQ_VECTOR_SEND,
+        (&mut vector as *mut HSE_RESPONSE_VECTOR).cast(),
+        std::ptr::null_mut(),
+        std::ptr::null_mut(),
+    )
+}
+
+/// The `vector` route (see the module documentation).
+fn vector(req: Req) -> u32 {
+    let file = match req.param("path").map(std::fs::File::open).transpose() {
+        Ok(file) => file,
+        Err(e) => {
+            req.respond("404 Not Found", "text/plain", e.to_string().as_bytes());
+            return HSE_STATUS_SUCCESS;
+        }
+    };
+    let file_len = file
+        .as_ref()
+        .map_or(0, |f| f.metadata().map_or(0, |m| m.len()));
+    let (hello, world) = (b"Hello, ", b"[world!]");
+    let mut elements = vec![memory_element(hello, 0, hello.len() as u64)];
+    if let Some(f) = &file {
+        elements.push(HSE_VECTOR_ELEMENT {
+            ElementType: HSE_VECTOR_ELEMENT_TYPE_FILE_HANDLE,
+            pvContext: file_handle(f),
+            cbOffset: 0,
+            cbSize: 0, // the whole file
+        });
+    }
+    elements.push(memory_element(world, 1, 6));
+    let length = hello.len() as u64 + file_len + 6;
+    let headers = format!("Content-Type: text/plain\r\nContent-Length: {length}\r\n\r\n");
+    let mut flags = HSE_IO_SEND_HEADERS;
+    if req.param("final").is_some_and(|v| v == "1") {
+        flags |= HSE_IO_FINAL_SEND;
+    }
+    if let Err(e) = vector_send(req, flags, Some("200 OK"), Some(&headers), &mut elements) {
+        let text = format!("HSE_REQ_VECTOR_SEND failed with {e}");
+        req.respond("500 Internal Server Error", "text/plain", text.as_bytes());
+    }
+    HSE_STATUS_SUCCESS
+}
+
+/// The HANDLE of `file` as ISAPI passes it (a file descriptor on Unix).
+fn file_handle(file: &std::fs::File) -> HANDLE {
+    #[cfg(unix)]
+    {
+        use std::os::unix::io::AsRawFd;
+        file.as_raw_fd() as usize as HANDLE
+    }
+    #[cfg(windows)]
+    {
+        use std::os::windows::io::AsRawHandle;
+        file.as_raw_handle() as HANDLE
+    }
+}
+
 fn transmit(req: Req) -> u32 {
     let path = req.param("path").unwrap_or_default();
     let offset = req.num("offset", 0) as u32;
@@ -1047,16 +1140,7 @@ fn transmit(req: Req) -> u32 {
     ))
     .unwrap();
     let status = CString::new("200 OK").unwrap();
-    #[cfg(unix)]
-    let handle = {
-        use std::os::unix::io::AsRawFd;
-        file.as_raw_fd() as usize as HANDLE
-    };
-    #[cfg(windows)]
-    let handle = {
-        use std::os::windows::io::AsRawHandle;
-        file.as_raw_handle() as HANDLE
-    };
+    let handle = file_handle(&file);
     let t = Box::into_raw(Box::new(Transmit {
         req,
         _file: file,
@@ -1292,6 +1376,36 @@ fn violation(req: Req, kind: &str) -> u32 {
         "short-body" => {
             req.headers("200 OK", "Content-Length: 10\r\n\r\n", true);
             req.write(b"12345");
+            HSE_STATUS_SUCCESS
+        }
+        "vector-headers-without-flag" => {
+            // A status and headers, but no HSE_IO_SEND_HEADERS: refused.
+            let mut none = [];
+            let refused = vector_send(req, 0, Some("200 OK"), Some("\r\n"), &mut none);
+            let text = format!("refused: {refused:?}");
+            req.respond("200 OK", "text/plain", text.as_bytes());
+            HSE_STATUS_SUCCESS
+        }
+        "vector-empty-buffer" => {
+            let mut empty = [memory_element(b"x", 0, 0)];
+            let headers = Some("Content-Length: 0\r\n\r\n");
+            let refused = vector_send(
+                req,
+                HSE_IO_SEND_HEADERS,
+                Some("200 OK"),
+                headers,
+                &mut empty,
+            );
+            let text = format!("refused: {refused:?}");
+            req.respond("200 OK", "text/plain", text.as_bytes());
+            HSE_STATUS_SUCCESS
+        }
+        "vector-after-final" => {
+            let mut body = [memory_element(b"ok", 0, 2)];
+            let headers = Some("Content-Length: 4\r\n\r\n");
+            let flags = HSE_IO_SEND_HEADERS | HSE_IO_FINAL_SEND;
+            let _ = vector_send(req, flags, Some("200 OK"), headers, &mut body);
+            req.write(b"ok");
             HSE_STATUS_SUCCESS
         }
         "long-body" => {

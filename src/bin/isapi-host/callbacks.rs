@@ -290,10 +290,21 @@ unsafe extern "C" fn write_client(
 /// Sends body bytes (or raw bytes before any header). False if the client is gone.
 fn write_body(host: &'static Host, ex: &Exchange, state: &mut State, data: &[u8]) -> bool {
     let stopping = host.stopping();
-    let State { conn, response, .. } = state;
+    let State {
+        conn,
+        response,
+        final_sent: state_final_sent,
+        ..
+    } = state;
     let Some(conn) = conn.as_mut().filter(|c| !c.closed) else {
         return false;
     };
+    if *state_final_sent {
+        ex.violation(
+            host,
+            "response data after HSE_REQ_VECTOR_SEND with HSE_IO_FINAL_SEND",
+        );
+    }
     if !response.started() {
         ex.violation(host, "WriteClient before any response header (sent raw, as IIS 6 did; the connection will close)");
         return response.write_raw(&mut conn.out(), data, stopping).is_ok();
@@ -458,25 +469,18 @@ fn send_headers(
         );
         return Err(ERROR_INVALID_PARAMETER);
     }
-    let code = match crate::checker::check_status(status) {
-        Ok(code) => code,
+    let (code, status) = match crate::checker::check_status(status) {
+        Ok(code) => (code, status),
         Err(problem) => {
             ex.violation(host, &problem);
-            500
+            (500, &b"500 Internal Server Error"[..])
         }
     };
     let (headers, problems) = crate::checker::parse_header_block(block);
     for problem in problems {
         ex.violation(host, &problem);
     }
-    let status = if crate::checker::check_status(status).is_ok() {
-        status.to_vec()
-    } else {
-        b"500 Internal Server Error".to_vec()
-    };
-    state
-        .response
-        .set_headers(code, &status, headers, keep_conn);
+    state.response.set_headers(code, status, headers, keep_conn);
     if in_call {
         // Asynchronously, the ECB is the extension's to use meanwhile: leave it alone.
         ex.set_status_code(&mut state, code);
@@ -497,7 +501,7 @@ fn send_headers(
 //
 // One function per HSE_REQ_* code, in the order of the table below; each says what its
 // three pointer arguments are for that code. Codes the host does not implement
-// (HSE_REQ_SEND_URL, HSE_REQ_VECTOR_SEND, HSE_REQ_EXEC_URL, and any number it does not
+// (HSE_REQ_SEND_URL, HSE_REQ_EXEC_URL, and any number it does not
 // know) fail with ERROR_INVALID_PARAMETER, as IIS answers unknown codes.
 
 /// One ServerSupportFunction call: the request it is for, and its name for traces.
@@ -637,7 +641,7 @@ const SUPPORT: &[(u32, &str, Handler)] = &[
     (
         HSE_REQ_VECTOR_SEND,
         "ServerSupportFunction(HSE_REQ_VECTOR_SEND)",
-        not_supported,
+        vector_send,
     ),
     (
         HSE_REQ_EXEC_URL,
@@ -1165,14 +1169,14 @@ fn transmit(host: &'static Host, ex: &Exchange, tf: &HSE_TF_INFO) -> Result<u32,
     // with WSAEINVAL (as TransmitFile does), an unreadable handle with
     // ERROR_INVALID_PARAMETER, and the response is still untouched for the extension.
     let mut chunk = vec![0u8; 64 * 1024];
-    let mut offset = tf.Offset as u64;
-    let mut left = if tf.BytesToWrite == 0 {
+    let offset = tf.Offset as u64;
+    let left = if tf.BytesToWrite == 0 {
         u64::MAX
     } else {
         tf.BytesToWrite as u64
     };
     let first = left.min(chunk.len() as u64) as usize;
-    let mut n = crate::os::read_file_at(tf.hFile, offset, &mut chunk[..first])
+    let n = crate::os::read_file_at(tf.hFile, offset, &mut chunk[..first])
         .map_err(|_| ERROR_INVALID_PARAMETER)?;
     if n == 0 && tf.Offset > 0 {
         return Err(WSAEINVAL);
@@ -1199,8 +1203,204 @@ fn transmit(host: &'static Host, ex: &Exchange, tf: &HSE_TF_INFO) -> Result<u32,
         }
         sent += head.len() as u64;
     }
+    sent += copy_file(
+        host,
+        ex,
+        &mut state,
+        tf.hFile,
+        (offset, left),
+        &mut chunk,
+        n,
+    )?;
+    if !tail.is_empty() {
+        if !write_body(host, ex, &mut state, tail) {
+            return Err(ERROR_CONNECTION_ABORTED);
+        }
+        sent += tail.len() as u64;
+    }
+    Ok(sent.min(u32::MAX as u64) as u32)
+}
+
+/// HSE_REQ_VECTOR_SEND: lpvBuffer is an HSE_RESPONSE_VECTOR. With HSE_IO_SEND_HEADERS,
+/// its status and header block (both non-NULL; without the flag both NULL, as IIS
+/// requires), then its elements in order: memory buffers (cbSize > 0 bytes from
+/// pvContext + cbOffset) and file ranges (a HANDLE, cbOffset, cbSize; 0: to the end of the
+/// file). So one call sends what SEND_RESPONSE_HEADER_EX and WriteClient calls would, and
+/// the status line, headers and a small body leave in one write (the response buffer).
+/// HSE_IO_DISCONNECT_AFTER_SEND closes the connection after the response;
+/// HSE_IO_FINAL_SEND says no more response data follows (a later write is a violation).
+/// With HSE_IO_ASYNC the data is taken during the call and the IO_COMPLETION callback
+/// gets the body byte count on a worker, as for WriteClient. Everything is checked before
+/// anything is sent: a bad element fails the call and leaves the response untouched.
+///
+/// # Safety
+/// See [`Handler`].
+unsafe fn vector_send(s: &Support) -> BOOL {
+    if s.buffer.is_null() {
+        return s.invalid();
+    }
+    // SAFETY: buffer points to an HSE_RESPONSE_VECTOR (contract); copied at once.
+    let v = unsafe { *(s.buffer as *const HSE_RESPONSE_VECTOR) };
+    let detail = || format!("({} elements, flags {:#x})", v.nElementCount, v.dwFlags);
+    let refuse = |what: &str| {
+        s.violation(&format!("HSE_REQ_VECTOR_SEND: {what}"));
+        s.fail_with(detail, ERROR_INVALID_PARAMETER)
+    };
+    let with_headers = v.dwFlags & HSE_IO_SEND_HEADERS != 0;
+    if with_headers == v.pszStatus.is_null() || with_headers == v.pszHeaders.is_null() {
+        return refuse(
+            "pszStatus and pszHeaders must both be set with HSE_IO_SEND_HEADERS, and both NULL without it",
+        );
+    }
+    let elements: &[HSE_VECTOR_ELEMENT] = match (v.nElementCount, v.lpElementArray.is_null()) {
+        (0, _) => &[],
+        (_, true) => return refuse("nElementCount is not 0 but lpElementArray is NULL"),
+        // SAFETY: lpElementArray is non-NULL and points to nElementCount elements, which
+        // the extension leaves alone until the call returns (contract).
+        (n, false) => unsafe { std::slice::from_raw_parts(v.lpElementArray, n as usize) },
+    };
+    let mut parts = Vec::with_capacity(elements.len());
+    for element in elements {
+        // SAFETY: the element is the extension's, as the contract describes it.
+        match unsafe { VectorPart::of(element) } {
+            Ok(part) => parts.push(part),
+            Err(Ok(what)) => return refuse(&what),
+            Err(Err(error)) => return s.fail_with(detail, error),
+        }
+    }
+    let is_async = v.dwFlags & HSE_IO_ASYNC != 0;
+    if is_async {
+        let state = s.ex.lock();
+        if state.io_completion.is_none() {
+            drop(state);
+            return refuse("HSE_IO_ASYNC without an HSE_REQ_IO_COMPLETION callback");
+        }
+        if state.async_outstanding {
+            s.violation("HSE_REQ_VECTOR_SEND while another asynchronous operation is outstanding");
+        }
+    }
+    let result = send_vector(s.host, s.ex, &v, &parts);
+    if is_async {
+        let (sent, error) = match result {
+            Ok(n) => (n, 0),
+            Err(e) => (0, e),
+        };
+        s.ex.lock().async_outstanding = true;
+        complete_async(s.host, s.ex.clone(), None, sent, error);
+        return s.ok(|| format!("{} (completion queued)", detail()));
+    }
+    match result {
+        Ok(n) => s.ok(|| format!("{} = {n} body bytes", detail())),
+        Err(e) => s.fail_with(detail, e),
+    }
+}
+
+/// One element of an HSE_REQ_VECTOR_SEND, checked.
+enum VectorPart<'a> {
+    Memory(&'a [u8]),
+    /// A file handle, the offset, and the bytes to send (u64::MAX: to the end).
+    File(*mut c_void, u64, u64),
+}
+
+impl VectorPart<'_> {
+    /// Checks one element: Err(Ok(violation)) for one the contract forbids, Err(Err(code))
+    /// for a file that cannot be read at its offset (as TRANSMIT_FILE fails).
+    ///
+    /// # Safety
+    /// A memory element's pvContext + cbOffset points to cbSize readable bytes that stay
+    /// unchanged until the call returns (the contract).
+    unsafe fn of(e: &HSE_VECTOR_ELEMENT) -> Result<VectorPart<'_>, Result<String, u32>> {
+        match e.ElementType {
+            HSE_VECTOR_ELEMENT_TYPE_MEMORY_BUFFER => {
+                if e.pvContext.is_null() || e.cbSize == 0 {
+                    return Err(Ok(
+                        "a memory element with a NULL buffer or a cbSize of 0".to_string()
+                    ));
+                }
+                // SAFETY: non-NULL; the extension vouches for cbSize bytes from cbOffset.
+                let data = unsafe {
+                    std::slice::from_raw_parts(
+                        e.pvContext.cast::<u8>().add(e.cbOffset as usize),
+                        e.cbSize as usize,
+                    )
+                };
+                Ok(VectorPart::Memory(data))
+            }
+            HSE_VECTOR_ELEMENT_TYPE_FILE_HANDLE => {
+                let mut probe = [0u8; 1];
+                let n = crate::os::read_file_at(e.pvContext, e.cbOffset, &mut probe)
+                    .map_err(|_| Err(ERROR_INVALID_PARAMETER))?;
+                if n == 0 && e.cbOffset > 0 {
+                    return Err(Err(WSAEINVAL));
+                }
+                let left = if e.cbSize == 0 { u64::MAX } else { e.cbSize };
+                Ok(VectorPart::File(e.pvContext, e.cbOffset, left))
+            }
+            other => Err(Ok(format!("unknown ElementType {other}"))),
+        }
+    }
+}
+
+/// Sends a checked HSE_REQ_VECTOR_SEND: headers, then each part. Returns the body bytes.
+fn send_vector(
+    host: &'static Host,
+    ex: &Exchange,
+    v: &HSE_RESPONSE_VECTOR,
+    parts: &[VectorPart],
+) -> Result<u32, u32> {
+    if v.dwFlags & HSE_IO_DISCONNECT_AFTER_SEND != 0 {
+        let mut state = ex.lock();
+        state.close_after = true;
+        state.response.close_after();
+    }
+    if v.dwFlags & HSE_IO_SEND_HEADERS != 0 {
+        // SAFETY: both are non-NULL NUL-terminated strings (checked, and the contract).
+        let (status, block) = unsafe { (c_str(v.pszStatus), c_str(v.pszHeaders)) };
+        let (status, block) = (status.unwrap_or(b""), block.unwrap_or(b""));
+        send_headers(host, ex, status, block, true, true)?;
+    }
+    let mut state = ex.lock();
+    let mut sent = 0u64;
+    let mut chunk = Vec::new();
+    for part in parts {
+        match *part {
+            VectorPart::Memory(data) => {
+                if !write_body(host, ex, &mut state, data) {
+                    return Err(ERROR_CONNECTION_ABORTED);
+                }
+                sent += data.len() as u64;
+            }
+            VectorPart::File(file, offset, left) => {
+                chunk.resize(64 * 1024, 0);
+                let first = left.min(chunk.len() as u64) as usize;
+                let n = crate::os::read_file_at(file, offset, &mut chunk[..first])
+                    .map_err(|_| ERROR_INVALID_PARAMETER)?;
+                sent += copy_file(host, ex, &mut state, file, (offset, left), &mut chunk, n)?;
+            }
+        }
+    }
+    if v.dwFlags & HSE_IO_FINAL_SEND != 0 {
+        state.final_sent = true;
+    }
+    Ok(sent.min(u32::MAX as u64) as u32)
+}
+
+/// Sends a file range (`offset`, then `left` bytes or up to the end of the file) as body
+/// bytes, for TRANSMIT_FILE and VECTOR_SEND: `chunk[..n]` already holds its first bytes
+/// (read by the caller, which checked the handle and the offset with it). Returns the
+/// bytes sent.
+fn copy_file(
+    host: &'static Host,
+    ex: &Exchange,
+    state: &mut State,
+    file: *mut c_void,
+    (mut offset, mut left): (u64, u64),
+    chunk: &mut [u8],
+    mut n: usize,
+) -> Result<u64, u32> {
+    let mut sent = 0u64;
     while n > 0 {
-        if !write_body(host, ex, &mut state, &chunk[..n]) {
+        if !write_body(host, ex, state, &chunk[..n]) {
             return Err(ERROR_CONNECTION_ABORTED);
         }
         sent += n as u64;
@@ -1208,7 +1408,7 @@ fn transmit(host: &'static Host, ex: &Exchange, tf: &HSE_TF_INFO) -> Result<u32,
         left = left.saturating_sub(n as u64);
         #[cfg(target_os = "linux")]
         {
-            let streamed = send_file(host, &mut state, tf.hFile, offset, left)?;
+            let streamed = send_file(host, state, file, offset, left)?;
             sent += streamed;
             offset += streamed;
             left -= streamed;
@@ -1217,16 +1417,10 @@ fn transmit(host: &'static Host, ex: &Exchange, tf: &HSE_TF_INFO) -> Result<u32,
             break;
         }
         let want = left.min(chunk.len() as u64) as usize;
-        n = crate::os::read_file_at(tf.hFile, offset, &mut chunk[..want])
+        n = crate::os::read_file_at(file, offset, &mut chunk[..want])
             .map_err(|_| ERROR_INVALID_PARAMETER)?;
     }
-    if !tail.is_empty() {
-        if !write_body(host, ex, &mut state, tail) {
-            return Err(ERROR_CONNECTION_ABORTED);
-        }
-        sent += tail.len() as u64;
-    }
-    Ok(sent.min(u32::MAX as u64) as u32)
+    Ok(sent)
 }
 
 /// The part of a TRANSMIT_FILE range that may go straight from the file to the socket

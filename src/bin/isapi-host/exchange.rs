@@ -88,6 +88,8 @@ pub struct State {
     pub log_params: String,
     /// Close the connection after this response (HSE_IO_DISCONNECT_AFTER_SEND).
     pub close_after: bool,
+    /// HSE_REQ_VECTOR_SEND with HSE_IO_FINAL_SEND: no more response data may follow.
+    pub final_sent: bool,
     /// `--continue-on-read`: the client waits for `100 Continue`, which the first
     /// ReadClient sends.
     pub continue_pending: bool,
@@ -112,6 +114,7 @@ impl State {
             async_outstanding: false,
             log_params: String::new(),
             close_after: false,
+            final_sent: false,
             continue_pending: false,
             preread: Vec::new(),
         }
