@@ -889,7 +889,7 @@ unsafe fn report_unhealthy(s: &Support) -> BOOL {
     let reason = unsafe { c_str(s.buffer as *const c_char) }.unwrap_or(b"");
     eprintln!(
         "isapi-host: {}: event 2262: ISAPI '{}' reported itself as unhealthy for the following reason: '{}'.",
-        s.ex.label,
+        s.ex.label(),
         s.host.extension.path().display(),
         String::from_utf8_lossy(reason)
     );
