@@ -76,8 +76,14 @@ impl Pace {
     }
 }
 
-/// A client connection and the bytes received but not yet used.
-pub struct Conn {
+/// A client connection and the bytes received but not yet used. Boxed once per connection
+/// ([`Connection`] is its content): a connection changes hands several times per request
+/// (the poller, a worker, the exchange, back), and moving a pointer is cheaper than moving
+/// its ~250 bytes each time.
+pub struct Conn(Box<Connection>);
+
+/// What a [`Conn`] holds.
+pub struct Connection {
     pub stream: TcpStream,
     /// Received, not yet consumed input (the rest of a pipelined batch, body bytes).
     pub input: Vec<u8>,
@@ -108,6 +114,19 @@ pub fn open_connections() -> usize {
     OPEN.load(Ordering::SeqCst)
 }
 
+impl std::ops::Deref for Conn {
+    type Target = Connection;
+    fn deref(&self) -> &Connection {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Conn {
+    fn deref_mut(&mut self) -> &mut Connection {
+        &mut self.0
+    }
+}
+
 impl Drop for Conn {
     fn drop(&mut self) {
         OPEN.fetch_sub(1, Ordering::SeqCst);
@@ -135,7 +154,7 @@ impl Conn {
         let remote = stream.peer_addr()?;
         let local = stream.local_addr()?;
         OPEN.fetch_add(1, Ordering::SeqCst);
-        Ok(Conn {
+        Ok(Conn(Box::new(Connection {
             stream,
             input: Vec::with_capacity(4096),
             remote,
@@ -144,7 +163,7 @@ impl Conn {
             head_since: None,
             receiving: None,
             limits,
-        })
+        })))
     }
 
     /// One read from the socket, appended to `input`. Ok(0) means the client closed.
@@ -200,10 +219,11 @@ impl Conn {
 
     /// The socket to write the response to, keeping to `--min-send-rate`.
     pub fn out(&mut self) -> Paced<'_> {
+        let limits = self.limits;
         Paced {
             stream: &mut self.stream,
-            pace: Pace::new(self.limits.allowance, self.limits.send_rate),
-            idle: self.limits.idle,
+            pace: Pace::new(limits.allowance, limits.send_rate),
+            idle: limits.idle,
             progress: Instant::now(),
         }
     }

@@ -305,8 +305,6 @@ impl Exchange {
 }
 
 /// What happens to the connection after a request.
-// A Conn is moved once per request; boxing it would cost an allocation per request.
-#[allow(clippy::large_enum_variant)]
 pub enum Next {
     /// Go on with the next request on this connection, on this thread.
     Continue(Conn),
