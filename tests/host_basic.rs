@@ -191,6 +191,43 @@ fn a_thread_returning_pending_is_free_at_once() {
     stop_clean(host);
 }
 
+/// A keep-alive connection is parked with the worker that served its last request; when
+/// that worker is stuck in a slow synchronous request, the connection still gets its next
+/// request served (by another worker) long before the slow one ends.
+#[test]
+fn connections_parked_with_a_busy_worker_are_served_by_another() {
+    let host = strict_host(&["--threads", "2"]);
+    let open = |_| {
+        let mut s = TcpStream::connect(host.addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+        s.write_all(b"GET /hello HTTP/1.1\r\nHost: h\r\n\r\n")
+            .unwrap();
+        assert_eq!(read_responses(&mut s, 1, false)[0].text(), "Hello, world!");
+        s
+    };
+    // The slow connection and eight others, each served once: each is now parked with one
+    // of the two workers, and (almost surely) some with the one that will be stuck.
+    let mut slow = open(0);
+    let mut others: Vec<TcpStream> = (1..=8).map(open).collect();
+    slow.write_all(b"GET /sleep?ms=8000 HTTP/1.1\r\nHost: h\r\n\r\n")
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    for s in &mut others {
+        s.write_all(b"GET /hello HTTP/1.1\r\nHost: h\r\n\r\n")
+            .unwrap();
+        assert_eq!(read_responses(s, 1, false)[0].text(), "Hello, world!");
+    }
+    // Every other connection was answered while the slow request was still running.
+    slow.set_nonblocking(true).unwrap();
+    let mut byte = [0u8; 1];
+    let pending =
+        matches!(slow.peek(&mut byte), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock);
+    assert!(pending, "the slow request should still be running");
+    slow.set_nonblocking(false).unwrap();
+    assert_eq!(read_responses(&mut slow, 1, false)[0].text(), "slept");
+    stop_clean(host);
+}
+
 #[test]
 fn transmit_file_with_headers_and_tail() {
     let host = strict_host(&[]);

@@ -140,20 +140,38 @@ impl Host {
 
     /// Parks a connection until its next request (or the rest of its head) arrives:
     /// until the idle timeout between requests, until `--header-timeout` after the first
-    /// byte of a head. When the host is stopping, closes it instead.
+    /// byte of a head. When the host is stopping, closes it instead. On a worker thread it
+    /// is parked with that worker ([`Poller::arm_here`]): the connection's next request is
+    /// most likely served by the thread that served this one, with no system call to
+    /// re-arm it.
     pub fn park(&self, mut conn: Conn) {
         if self.stopping() {
             return self.close(conn);
         }
-        let deadline = if conn.input.is_empty() {
+        let deadline = self.head_deadline(&mut conn);
+        self.poller
+            .arm_here((self.next_request)(conn, true), deadline);
+    }
+
+    /// [`park`](Host::park) in the shared set, where any worker takes it (a new connection).
+    pub fn park_shared(&self, mut conn: Conn) {
+        if self.stopping() {
+            return self.close(conn);
+        }
+        let deadline = self.head_deadline(&mut conn);
+        self.poller.arm((self.next_request)(conn, true), deadline);
+    }
+
+    /// How long a parked connection waits for its next request head, or the rest of one.
+    fn head_deadline(&self, conn: &mut Conn) -> Option<Instant> {
+        if conn.input.is_empty() {
             conn.head_since = None;
             (!self.options.idle_timeout.is_zero())
                 .then(|| Instant::now() + self.options.idle_timeout)
         } else {
             let since = *conn.head_since.get_or_insert_with(Instant::now);
             (!self.options.header_timeout.is_zero()).then(|| since + self.options.header_timeout)
-        };
-        self.poller.arm((self.next_request)(conn, true), deadline);
+        }
     }
 
     /// Takes back a connection whose request ended on a thread that is not a host worker

@@ -524,6 +524,49 @@ impl Epoll {
         unsafe { libc::epoll_ctl(self.fd, libc::EPOLL_CTL_DEL, socket, &mut event) };
     }
 
+    /// Reports `socket` with `token` whenever it is readable (or hangs up), until it is
+    /// [removed](Epoll::remove): level-triggered, for a set only one thread waits on.
+    pub fn watch(&self, socket: RawSocket, token: u64) -> std::io::Result<()> {
+        let mut event = libc::epoll_event {
+            events: (libc::EPOLLIN | libc::EPOLLRDHUP) as u32,
+            u64: token,
+        };
+        // SAFETY: as in arm.
+        let r = unsafe { libc::epoll_ctl(self.fd, libc::EPOLL_CTL_ADD, socket, &mut event) };
+        if r < 0 {
+            Err(std::io::Error::last_os_error())
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Reports, with `token`, whenever `inner` has events ready (an epoll set nested in
+    /// this one, level-triggered).
+    pub fn watch_set(&self, inner: &Epoll, token: u64) -> std::io::Result<()> {
+        self.watch(inner.fd, token)
+    }
+
+    /// Waits up to `timeout_ms` for events; returns how many tokens it put in `tokens`
+    /// (at most its length, at most 64).
+    pub fn wait_many(&self, tokens: &mut [u64], timeout_ms: i32) -> std::io::Result<usize> {
+        let mut events = [libc::epoll_event { events: 0, u64: 0 }; 64];
+        let room = tokens.len().min(events.len());
+        // SAFETY: room for `room` events is passed.
+        let n = unsafe { libc::epoll_wait(self.fd, events.as_mut_ptr(), room as i32, timeout_ms) };
+        if n < 0 {
+            let e = std::io::Error::last_os_error();
+            return if e.kind() == std::io::ErrorKind::Interrupted {
+                Ok(0)
+            } else {
+                Err(e)
+            };
+        }
+        for (token, event) in tokens.iter_mut().zip(&events[..n as usize]) {
+            *token = event.u64;
+        }
+        Ok(n as usize)
+    }
+
     /// Waits up to `timeout_ms` for one event; returns its token.
     pub fn wait(&self, timeout_ms: i32) -> std::io::Result<Option<u64>> {
         let mut event = libc::epoll_event { events: 0, u64: 0 };

@@ -1,13 +1,32 @@
-//! The readiness loop shared by all worker threads.
+//! The readiness loop of the worker threads.
 //!
 //! IIS serves requests on a pool of threads where any free thread takes any ready request;
 //! a thread is never tied to a connection. The [`Poller`] gives the host the same shape
 //! without a thread per connection and without a separate I/O thread. Two implementations
-//! share one interface (`arm`, `submit`, `expire_all`, `wait`):
+//! share one interface (`arm`, `arm_here`, `submit`, `expire_all`, `wait`, and `enter`
+//! and `rescue` for the worker and rescuer threads):
 //!
-//! * Linux: one-shot epoll. Every waiting worker sits in `epoll_wait` on the same epoll
-//!   set; each gets one ready socket. Arming is one `epoll_ctl`; deadlines are swept
-//!   by whichever worker wakes from its timeout, and what expired is queued as work.
+//! * Linux: a shared one-shot epoll set plus one set per worker.
+//!   - The shared set holds the listening socket, new connections, and everything parked
+//!     by a thread that is not a worker or that is not a connection between requests
+//!     (pre-reads, drains, lingering closes): any worker takes any of them, one at a time;
+//!     arming is one `epoll_ctl`.
+//!   - A connection a worker parks between requests ([`Poller::arm_here`]) stays in that
+//!     worker's own set, level-triggered, where only that worker waits: its next request is
+//!     served by the same thread (a warm cache), re-arming costs no system call (the socket
+//!     is still registered), and one `epoll_wait` reports every ready connection of the
+//!     worker at once. So a keep-alive request costs one read and one write, plus a share
+//!     of an `epoll_wait`, as in nginx. The shared set is nested in every worker's set, so
+//!     a waiting worker sees both.
+//!   - IIS never ties a connection to a thread, and a worker busy inside the extension
+//!     cannot serve the connections parked with it. So a connection is pinned only while
+//!     its worker is free: the rescuer thread looks every 5 ms, and when a worker has been
+//!     busy for 10 ms, every connection parked with it moves to the shared set, where any
+//!     free worker takes it. A ready request waits at most about 15 ms behind a slow one.
+//!   - A socket the worker took but did not park again (PENDING, a close, a pre-read)
+//!     leaves the worker's set when the worker next waits, before anyone could see it there.
+//!   - Deadlines are swept every 100 ms: the shared set's by whichever worker gets there,
+//!     each worker's own by itself; what expired is queued as work.
 //! * Elsewhere (Windows, other Unixes), "leader/follower" over `poll(2)` / `WSAPoll`:
 //!
 //! * idle connections (and the listening socket) are *armed*: parked in the poller with a
@@ -103,7 +122,8 @@ mod leader_follower {
     }
 
     impl<T: Watched> Poller<T> {
-        pub fn new() -> io::Result<Poller<T>> {
+        /// A poller for `workers` worker threads (the count matters only on Linux).
+        pub fn new(_workers: usize) -> io::Result<Poller<T>> {
             let wake = super::wake_socket()?;
             Ok(Poller {
                 state: Mutex::new(State {
@@ -126,6 +146,17 @@ mod leader_follower {
             lock(&self.incoming).arms.push(Entry { item, deadline });
             self.wake_leader();
         }
+
+        /// The same as [`arm`](Poller::arm): every item is shared here.
+        pub fn arm_here(&self, item: T, deadline: Option<Instant>) {
+            self.arm(item, deadline)
+        }
+
+        /// Nothing to do: the calling thread is worker `index`, and all workers are alike.
+        pub fn enter(&self, _index: usize) {}
+
+        /// Nothing to do: no worker keeps items of its own here.
+        pub fn rescue(&self) {}
 
         /// Queues work for the next free worker.
         pub fn submit(&self, work: Work<T>) {
@@ -219,18 +250,30 @@ mod leader_follower {
 #[cfg(target_os = "linux")]
 mod one_shot_epoll {
     use super::{Watched, Work, lock};
-    use crate::os::Epoll;
+    use crate::os::{Epoll, RawSocket};
+    use std::cell::Cell;
     use std::collections::VecDeque;
     use std::io;
     use std::net::UdpSocket;
     use std::sync::Mutex;
-    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
     use std::time::{Duration, Instant};
 
     /// How often idle deadlines are checked (and how long a worker waits at most).
     const SWEEP_EVERY: Duration = Duration::from_millis(100);
     /// The token of the wake-up socket; items use `generation << 32 | slot`.
     const WAKE: u64 = u64::MAX;
+    /// The token of the shared set inside a worker's own set.
+    const SHARED: u64 = u64::MAX - 1;
+    /// How long a worker may be busy before the connections parked with it move to the
+    /// shared set, and how often the rescuer looks.
+    const RESCUE_AFTER: Duration = Duration::from_millis(10);
+    const RESCUE_EVERY: Duration = Duration::from_millis(5);
+
+    thread_local! {
+        /// The index of the worker running on this thread (None: not a worker).
+        static WORKER: Cell<Option<usize>> = const { Cell::new(None) };
+    }
 
     struct Entry<T> {
         item: T,
@@ -245,6 +288,33 @@ mod one_shot_epoll {
         free: Vec<usize>,
     }
 
+    /// A connection parked with one worker, by socket number.
+    enum Kept<T> {
+        /// Watched in the worker's set, waiting for input.
+        Idle(Entry<T>),
+        /// Taken by the worker (its socket is still in the worker's set): it either comes
+        /// back here or, when the worker next waits, leaves the set.
+        Busy(u32),
+    }
+
+    /// One worker's own set: what it parked, watched only by itself.
+    struct Own<T> {
+        by_socket: Vec<Option<Kept<T>>>,
+        /// Sockets taken since the worker last waited (to settle then).
+        taken: Vec<RawSocket>,
+        /// Tokens the last wait reported and the worker has not handled yet.
+        ready: VecDeque<u64>,
+        last_sweep: Instant,
+    }
+
+    struct Local<T> {
+        epoll: Epoll,
+        own: Mutex<Own<T>>,
+        /// Milliseconds since `Poller::start` at which the worker took its current work
+        /// (0: it is waiting).
+        busy_since: AtomicU64,
+    }
+
     pub struct Poller<T> {
         epoll: Epoll,
         slab: Mutex<Slab<T>>,
@@ -253,13 +323,31 @@ mod one_shot_epoll {
         last_sweep: Mutex<Instant>,
         /// A UDP socket connected to itself: a byte makes it readable (one-shot too).
         wake: UdpSocket,
+        locals: Box<[Local<T>]>,
+        start: Instant,
     }
 
     impl<T: Watched> Poller<T> {
-        pub fn new() -> io::Result<Poller<T>> {
+        /// A poller for `workers` worker threads (each calls [`Poller::enter`] first).
+        pub fn new(workers: usize) -> io::Result<Poller<T>> {
             let wake = super::wake_socket()?;
             let epoll = Epoll::new()?;
             epoll.arm(crate::os::raw_socket(&wake), WAKE)?;
+            let mut locals = Vec::with_capacity(workers);
+            for _ in 0..workers {
+                let own = Epoll::new()?;
+                own.watch_set(&epoll, SHARED)?;
+                locals.push(Local {
+                    epoll: own,
+                    own: Mutex::new(Own {
+                        by_socket: Vec::new(),
+                        taken: Vec::new(),
+                        ready: VecDeque::new(),
+                        last_sweep: Instant::now(),
+                    }),
+                    busy_since: AtomicU64::new(0),
+                });
+            }
             Ok(Poller {
                 epoll,
                 slab: Mutex::new(Slab {
@@ -271,10 +359,95 @@ mod one_shot_epoll {
                 expire_all: AtomicBool::new(false),
                 last_sweep: Mutex::new(Instant::now()),
                 wake,
+                locals: locals.into_boxed_slice(),
+                start: Instant::now(),
             })
         }
 
-        /// Parks `item` until its socket is readable or `deadline` passes.
+        /// Makes the calling thread worker number `index`.
+        pub fn enter(&self, index: usize) {
+            WORKER.with(|w| w.set(Some(index)));
+        }
+
+        /// Moves the parked connections of workers busy for longer than [`RESCUE_AFTER`]
+        /// to the shared set, where any free worker sees them. Runs forever (its own thread).
+        pub fn rescue(&self) {
+            loop {
+                std::thread::sleep(RESCUE_EVERY);
+                let now = self.millis();
+                for local in self.locals.iter() {
+                    let since = local.busy_since.load(Ordering::SeqCst);
+                    if since != 0 && now.saturating_sub(since) >= RESCUE_AFTER.as_millis() as u64 {
+                        self.release_all(local);
+                    }
+                }
+            }
+        }
+
+        fn millis(&self) -> u64 {
+            self.start.elapsed().as_millis() as u64 + 1
+        }
+
+        /// Moves every idle connection of `local` to the shared set.
+        fn release_all(&self, local: &Local<T>) {
+            let mut moved = Vec::new();
+            {
+                let mut own = lock(&local.own);
+                for socket in 0..own.by_socket.len() {
+                    if let Some(Kept::Idle(_)) = &own.by_socket[socket] {
+                        let Some(Kept::Idle(entry)) = own.by_socket[socket].take() else {
+                            continue;
+                        };
+                        local.epoll.remove(socket as RawSocket);
+                        moved.push(entry);
+                    }
+                }
+            }
+            for entry in moved {
+                self.arm(entry.item, entry.deadline);
+            }
+        }
+
+        /// Parks `item` with the calling worker, in its own set, if this is a worker thread
+        /// (no system call when its socket is still there from its last request); else in
+        /// the shared set.
+        pub fn arm_here(&self, item: T, deadline: Option<Instant>) {
+            let Some(index) = WORKER.with(|w| w.get()) else {
+                return self.arm(item, deadline);
+            };
+            if self.expire_all.load(Ordering::SeqCst) {
+                return; // shutting down: dropping the item closes it
+            }
+            let local = &self.locals[index];
+            let socket = item.socket();
+            let slot = socket as usize;
+            let mut own = lock(&local.own);
+            if own.by_socket.len() <= slot {
+                own.by_socket.resize_with(slot + 1, || None);
+            }
+            let generation = match own.by_socket[slot].take() {
+                Some(Kept::Busy(generation)) => generation,
+                other => {
+                    let generation = match other {
+                        Some(Kept::Idle(old)) => old.generation.wrapping_add(1),
+                        _ => 0,
+                    };
+                    if let Err(e) = local.epoll.watch(socket, token(generation, slot)) {
+                        drop(own);
+                        eprintln!("isapi-host: cannot watch a socket: {e}");
+                        return;
+                    }
+                    generation
+                }
+            };
+            own.by_socket[slot] = Some(Kept::Idle(Entry {
+                item,
+                deadline,
+                generation,
+            }));
+        }
+
+        /// Parks `item` in the shared set until its socket is readable or `deadline` passes.
         pub fn arm(&self, item: T, deadline: Option<Instant>) {
             if self.expire_all.load(Ordering::SeqCst) {
                 return; // shutting down: dropping the item closes it
@@ -293,7 +466,7 @@ mod one_shot_epoll {
                     deadline,
                     generation,
                 });
-                (generation as u64) << 32 | index as u64
+                token(generation, index)
             };
             if let Err(e) = self.epoll.arm(socket, token) {
                 eprintln!("isapi-host: cannot watch a socket: {e}");
@@ -352,9 +525,81 @@ mod one_shot_epoll {
             }
         }
 
-        /// Blocks until there is work for the calling thread.
+        /// The same for the calling worker's own set (it handles them itself).
+        fn sweep_own(&self, local: &Local<T>) {
+            let now = Instant::now();
+            let all = self.expire_all.load(Ordering::SeqCst);
+            let mut expired = Vec::new();
+            {
+                let mut own = lock(&local.own);
+                if now.duration_since(own.last_sweep) < SWEEP_EVERY && !all {
+                    return;
+                }
+                own.last_sweep = now;
+                for socket in 0..own.by_socket.len() {
+                    let due = matches!(&own.by_socket[socket], Some(Kept::Idle(e)) if all || e.deadline.is_some_and(|d| d <= now));
+                    if due && let Some(Kept::Idle(entry)) = own.by_socket[socket].take() {
+                        local.epoll.remove(socket as RawSocket);
+                        expired.push(entry.item);
+                    }
+                }
+            }
+            if !expired.is_empty() {
+                lock(&self.queue).extend(expired.into_iter().map(Work::Expired));
+            }
+        }
+
+        /// Sockets the worker took and did not park again have left it: out of its set.
+        fn settle(local: &Local<T>) {
+            let mut own = lock(&local.own);
+            let Own {
+                by_socket, taken, ..
+            } = &mut *own;
+            for socket in taken.drain(..) {
+                let slot = &mut by_socket[socket as usize];
+                if let Some(Kept::Busy(_)) = slot {
+                    *slot = None;
+                    local.epoll.remove(socket);
+                }
+            }
+        }
+
+        /// The next connection of the worker's own set that its last wait found readable.
+        fn take_own(local: &Local<T>) -> Option<T> {
+            let mut own = lock(&local.own);
+            while let Some(token) = own.ready.pop_front() {
+                let (slot, generation) = ((token & 0xffff_ffff) as usize, (token >> 32) as u32);
+                match own.by_socket.get(slot) {
+                    Some(Some(Kept::Idle(e))) if e.generation == generation => {}
+                    _ => continue, // moved to the shared set, or expired, meanwhile
+                }
+                let Some(Kept::Idle(entry)) = own.by_socket[slot].replace(Kept::Busy(generation))
+                else {
+                    continue;
+                };
+                own.taken.push(slot as RawSocket);
+                return Some(entry.item);
+            }
+            None
+        }
+
+        /// Blocks until there is work for the calling worker: a readable connection of its
+        /// own set, queued work, or something ready in the shared set.
         pub fn wait(&self) -> Work<T> {
+            let index = WORKER.with(|w| w.get()).expect("wait is called by workers");
+            let local = &self.locals[index];
+            Self::settle(local);
+            let work = self.next(local);
+            local.busy_since.store(self.millis(), Ordering::SeqCst);
+            work
+        }
+
+        fn next(&self, local: &Local<T>) -> Work<T> {
             loop {
+                local.busy_since.store(0, Ordering::SeqCst);
+                if let Some(item) = Self::take_own(local) {
+                    return Work::Ready(item);
+                }
                 let (work, more) = {
                     let mut queue = lock(&self.queue);
                     (queue.pop_front(), !queue.is_empty())
@@ -377,24 +622,59 @@ mod one_shot_epoll {
                 if due {
                     self.sweep();
                 }
-                match self.epoll.wait(SWEEP_EVERY.as_millis() as i32) {
-                    Ok(Some(WAKE)) => {
-                        let mut sink = [0u8; 64];
-                        while self.wake.recv(&mut sink).is_ok() {}
-                        let _ = self.epoll.arm(crate::os::raw_socket(&self.wake), WAKE);
-                    }
-                    Ok(Some(token)) => {
-                        if let Some(item) = self.take(token) {
-                            return Work::Ready(item);
-                        }
-                    }
-                    Ok(None) => {}
+                self.sweep_own(local);
+                if !lock(&self.queue).is_empty() {
+                    continue;
+                }
+                let mut tokens = [0u64; 64];
+                let n = match local
+                    .epoll
+                    .wait_many(&mut tokens, SWEEP_EVERY.as_millis() as i32)
+                {
+                    Ok(n) => n,
                     Err(e) => {
                         eprintln!("isapi-host: epoll_wait failed: {e}");
                         std::thread::sleep(Duration::from_millis(10));
+                        0
                     }
+                };
+                let mut shared = false;
+                {
+                    let mut own = lock(&local.own);
+                    for &token in &tokens[..n] {
+                        if token == SHARED {
+                            shared = true;
+                        } else {
+                            own.ready.push_back(token);
+                        }
+                    }
+                }
+                if shared && let Some(work) = self.take_shared() {
+                    return work;
                 }
             }
         }
+
+        /// One ready item of the shared set, without waiting.
+        fn take_shared(&self) -> Option<Work<T>> {
+            match self.epoll.wait(0) {
+                Ok(Some(WAKE)) => {
+                    let mut sink = [0u8; 64];
+                    while self.wake.recv(&mut sink).is_ok() {}
+                    let _ = self.epoll.arm(crate::os::raw_socket(&self.wake), WAKE);
+                    None
+                }
+                Ok(Some(token)) => self.take(token).map(Work::Ready),
+                Ok(None) => None,
+                Err(e) => {
+                    eprintln!("isapi-host: epoll_wait failed: {e}");
+                    None
+                }
+            }
+        }
+    }
+
+    fn token(generation: u32, slot: usize) -> u64 {
+        (generation as u64) << 32 | slot as u64
     }
 }

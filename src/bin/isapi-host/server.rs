@@ -97,6 +97,7 @@ pub fn run(options: Options, extension: Extension) -> io::Result<i32> {
         TokenChoice::Own => ImpersonationToken::own()?,
         TokenChoice::Invalid => ImpersonationToken::invalid(),
     };
+    let threads = options.threads;
     let host = Host {
         site: Arc::new(Site::from_options(&options)),
         limits: Limits {
@@ -106,7 +107,7 @@ pub fn run(options: Options, extension: Extension) -> io::Result<i32> {
         access: AccessLog::start(&options.access_log)?,
         options,
         extension,
-        poller: Poller::new()?,
+        poller: Poller::new(threads)?,
         checker: Checker::default(),
         impersonation_token,
         stopping: AtomicBool::new(false),
@@ -123,8 +124,11 @@ pub fn run(options: Options, extension: Extension) -> io::Result<i32> {
     for i in 0..host.options.threads {
         std::thread::Builder::new()
             .name(format!("worker-{i}"))
-            .spawn(move || worker(host))?;
+            .spawn(move || worker(host, i))?;
     }
+    std::thread::Builder::new()
+        .name("rescuer".to_string())
+        .spawn(move || host.poller.rescue())?;
     eprintln!(
         "isapi-host: serving {} (\"{}\", ISAPI {}.{}) on http://{address}{} with {} threads",
         host.extension.path().display(),
@@ -144,7 +148,8 @@ pub fn run(options: Options, extension: Extension) -> io::Result<i32> {
     Ok(shutdown(host))
 }
 
-fn worker(host: &'static Host) {
+fn worker(host: &'static Host, index: usize) {
+    host.poller.enter(index);
     loop {
         match host.poller.wait() {
             Work::Ready(item) => item.ready(host),
@@ -199,7 +204,8 @@ fn accept(host: &'static Host, listener: TcpListener) {
                 let over = conn::open_connections() >= host.options.max_connections;
                 match Conn::new(stream, host.conn_limits()) {
                     Ok(c) if over => refuse_connection(host, c),
-                    Ok(c) => host.park(c),
+                    // Shared: whichever worker is free serves its first request.
+                    Ok(c) => host.park_shared(c),
                     Err(_) => continue,
                 }
             }
