@@ -117,7 +117,9 @@ pub fn parse_header_block(block: &[u8]) -> (Vec<(String, Vec<u8>)>, Vec<String>)
             problems.push(format!("control character in the value of {:?}", shown()));
             continue;
         }
-        headers.push((String::from_utf8_lossy(name).into_owned(), value.to_vec()));
+        // The name is checked to be token characters (ASCII) above.
+        let name = name.iter().map(|&b| b as char).collect();
+        headers.push((name, value.to_vec()));
     }
     if !saw_blank {
         problems.push("the header block does not end with a blank line (\\r\\n\\r\\n)".to_string());

@@ -107,7 +107,9 @@ impl Site {
     /// Maps a URL path below the vdir to a physical path, with the OS's separator.
     fn translate(&self, url_path: &str) -> String {
         let below = self.below_vdir(url_path).unwrap_or(url_path);
-        let mut out = self.physical_path.clone();
+        // Sized once: the path grows by at most a separator per segment, and one at the end.
+        let mut out = String::with_capacity(self.physical_path.len() + below.len() + 1);
+        out.push_str(&self.physical_path);
         for segment in below.split('/').filter(|s| !s.is_empty()) {
             out.push(std::path::MAIN_SEPARATOR);
             out.push_str(segment);
@@ -222,24 +224,25 @@ impl RequestInfo {
         local: SocketAddr,
         site: std::sync::Arc<Site>,
     ) -> Result<RequestInfo, Unmapped> {
-        let raw_path = if head.target == "*" {
-            "/".to_string()
-        } else {
-            head.path().to_string()
-        };
-        let decoded = percent_decode(&raw_path).map_err(Unmapped::Http)?;
+        let raw_path = if head.target == "*" { "/" } else { head.path() };
+        let decoded = percent_decode(raw_path).map_err(Unmapped::Http)?;
         if decoded.contains(&0) {
             return Err(Unmapped::Http(HttpError::BadRequest("NUL in the URL path")));
         }
         // http.sys treats `\` (and a decoded `%5C`) as `/` before it removes dot segments.
-        let slashed = bytes_to_string(&decoded).replace('\\', "/");
+        let text = bytes_to_string(&decoded);
+        let slashed = if text.contains('\\') {
+            Cow::Owned(text.replace('\\', "/"))
+        } else {
+            text
+        };
         let path = normalise(&slashed).map_err(Unmapped::Http)?;
         let below = site.below_vdir(&path).ok_or(Unmapped::NotFound)?;
         if let Some(request) = site.static_request(&path) {
             return Err(Unmapped::Static(Box::new(head), request));
         }
         let (script_name, path_info, url) = match &site.script_map {
-            ScriptMap::Wildcard => (path.clone(), path.clone(), path.clone()),
+            ScriptMap::Wildcard => (path.clone(), path.clone(), path),
             ScriptMap::Extension(ext) => {
                 // The first segment below the vdir that ends with the extension.
                 let base = path.len() - below.len();
