@@ -8,7 +8,7 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use common::{Host, Response, Site, curl, get};
 
