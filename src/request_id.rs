@@ -76,27 +76,45 @@ impl RequestId {
         id
     }
 
-    /// A new id: `<process start, hex>-<pid, hex>-<counter>`.
+    /// A new id: `<process start, hex>-<pid, hex>-<counter>`. The prefix is made once; per
+    /// request only the counter's digits are written (no formatting machinery).
     pub fn generate() -> RequestId {
-        static PREFIX: OnceLock<String> = OnceLock::new();
+        static PREFIX: OnceLock<RequestId> = OnceLock::new();
         static COUNTER: AtomicU64 = AtomicU64::new(1);
         let prefix = PREFIX.get_or_init(|| {
             let started = SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .map(|d| d.as_secs())
                 .unwrap_or(0);
-            format!("{started:x}-{:x}", std::process::id())
+            let mut prefix = RequestId {
+                bytes: [0; MAX_LEN],
+                len: 0,
+            };
+            let mut rest = &mut prefix.bytes[..];
+            // At most 16 + 1 + 8 + 1 bytes.
+            let _ = write!(rest, "{started:x}-{:x}-", std::process::id());
+            prefix.len = (MAX_LEN - rest.len()) as u8;
+            prefix
         });
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let mut bytes = [0u8; MAX_LEN];
-        let mut rest = &mut bytes[..];
-        // At most 16 + 1 + 8 + 1 + 20 bytes: always fits.
-        let _ = write!(rest, "{prefix}-{n}");
-        let len = MAX_LEN - rest.len();
-        RequestId {
-            bytes,
-            len: len as u8,
+        let mut id = *prefix;
+        // The counter's decimal digits, at most 20: always fits after the prefix (26 bytes).
+        let mut digits = [0u8; 20];
+        let mut start = digits.len();
+        let mut rest = n;
+        loop {
+            start -= 1;
+            digits[start] = b'0' + (rest % 10) as u8;
+            rest /= 10;
+            if rest == 0 {
+                break;
+            }
         }
+        let len = usize::from(id.len);
+        let end = len + digits.len() - start;
+        id.bytes[len..end].copy_from_slice(&digits[start..]);
+        id.len = end as u8;
+        id
     }
 
     /// A token [`is_safe`] accepted.
@@ -162,5 +180,8 @@ mod tests {
         assert!(is_safe(a.as_str().as_bytes()), "{a}");
         let pid = format!("-{:x}-", std::process::id());
         assert!(a.as_str().contains(&pid), "{a}");
+        // The counter in decimal, after the prefix.
+        let counter = |id: &RequestId| id.as_str().rsplit('-').next().unwrap().parse::<u64>();
+        assert!(counter(&b).unwrap() > counter(&a).unwrap(), "{a} {b}");
     }
 }

@@ -105,7 +105,7 @@ keys! {
 pub struct EnvironBuilder {
     keys: Keys,
     template: PyStatic,
-    header_keys: Mutex<HashMap<Vec<u8>, HeaderSlot, BuildFnv>>,
+    header_keys: Mutex<HeaderKeys>,
     /// Values that usually repeat from one request to the next (the mount point, the
     /// server's name and port, a proxy's address): the last one seen per slot is kept as a
     /// `str` and reused while the bytes match, which saves making a string per request.
@@ -126,6 +126,31 @@ fn remember(slot: &mut Recent, gil: Gil<'_>, bytes: &[u8], value: &PyRef<'_>) {
             std::mem::replace(kept, value.clone().into_static()).release(gil);
         }
         None => *slot = Some((bytes.to_vec(), value.clone().into_static())),
+    }
+}
+
+/// The header key cache: each CGI name seen (`HTTP_USER_AGENT`) and where its slot is.
+#[derive(Default)]
+struct HeaderKeys {
+    index: HashMap<Vec<u8>, usize, BuildFnv>,
+    slots: Vec<HeaderSlot>,
+}
+
+impl HeaderKeys {
+    /// The slot for the CGI name `name` (one hash look-up), made for a name not seen
+    /// before while there is room; None when the cache is full.
+    fn slot<'py>(&mut self, gil: Gil<'py>, name: &[u8]) -> PyResult<'py, Option<&mut HeaderSlot>> {
+        let at = match self.index.get(name) {
+            Some(&at) => at,
+            None if self.slots.len() < HEADER_KEY_CACHE => {
+                let key = gil.latin1(name)?.into_static();
+                self.slots.push(HeaderSlot { key, last: None });
+                self.index.insert(name.to_vec(), self.slots.len() - 1);
+                self.slots.len() - 1
+            }
+            None => return Ok(None),
+        };
+        Ok(self.slots.get_mut(at))
     }
 }
 
@@ -210,7 +235,7 @@ impl EnvironBuilder {
         Ok(EnvironBuilder {
             keys,
             template: template.into_static(),
-            header_keys: Mutex::new(HashMap::with_hasher(BuildFnv)),
+            header_keys: Mutex::new(HeaderKeys::default()),
             recent: Mutex::new([None, None, None, None, None]),
             trusted_proxies,
         })
@@ -463,11 +488,7 @@ impl EnvironBuilder {
                 continue;
             }
             let name: &[u8] = name;
-            if !cache.contains_key(name) && cache.len() < HEADER_KEY_CACHE {
-                let key = gil.latin1(name)?.into_static();
-                cache.insert(name.to_vec(), HeaderSlot { key, last: None });
-            }
-            let slot = cache.get_mut(name);
+            let slot = cache.slot(gil, name)?;
             let key = match &slot {
                 Some(slot) => slot.key.bind(gil),
                 None => gil.latin1(name)?,

@@ -8,6 +8,7 @@
 //! this file has `unsafe` code; each block says why it holds.
 #![allow(dead_code)]
 
+use std::collections::HashMap;
 use std::ffi::{CStr, CString, c_char, c_void};
 
 use isapi_wsgi::isapi::ffi::*;
@@ -150,6 +151,9 @@ pub fn dechunk(mut raw: &[u8]) -> Option<Vec<u8>> {
 /// The per-request state the callbacks see through ConnID.
 struct Connection {
     vars: Vec<(Vec<u8>, Vec<u8>)>,
+    /// Where each variable is in `vars`, by name (and `HEADER_<name>` also by its upper-case
+    /// name): a server looks variables up in a table, not by scanning them all.
+    by_name: HashMap<Vec<u8>, usize, BuildFnv>,
     /// Benchmarks: record headers and body sizes only, not their parsed contents.
     quiet: bool,
     body: Vec<u8>,
@@ -193,15 +197,13 @@ unsafe extern "C" fn get_server_variable(
     // SAFETY: ConnID is ours; name is NUL-terminated; size points to the buffer's size.
     let (connection, name, size) = unsafe { (conn(hconn), CStr::from_ptr(name), &mut *size) };
     let name = name.to_bytes();
-    // Slices compare their lengths first: a linear scan is cheaper than a search here.
     // HEADER_<name> (IIS 7+): the header exactly as the client named it, in any case.
-    let matches = |known: &[u8]| {
-        known == name
-            || (name.starts_with(b"HEADER_")
-                && known.starts_with(b"HEADER_")
-                && known.eq_ignore_ascii_case(name))
-    };
-    let Some((_, value)) = connection.vars.iter().find(|(n, _)| matches(n)) else {
+    let found = connection.by_name.get(name).copied().or_else(|| {
+        name.starts_with(b"HEADER_")
+            .then(|| connection.by_name.get(&name.to_ascii_uppercase()).copied())
+            .flatten()
+    });
+    let Some((_, value)) = found.map(|index| &connection.vars[index]) else {
         set_error(ERROR_INVALID_INDEX);
         return 0;
     };
@@ -413,6 +415,45 @@ fn variables(request: &Request) -> Vec<(Vec<u8>, Vec<u8>)> {
         .collect()
 }
 
+/// FNV-1a, a cheap hash for short names (a server's own table would not use SipHash).
+#[derive(Default, Clone, Copy)]
+struct BuildFnv;
+
+struct Fnv(u64);
+
+impl std::hash::BuildHasher for BuildFnv {
+    type Hasher = Fnv;
+    fn build_hasher(&self) -> Fnv {
+        Fnv(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl std::hash::Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &byte in bytes {
+            self.0 = (self.0 ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+}
+
+/// The table of [`Connection::by_name`]: the first variable of each name, and each
+/// `HEADER_<name>` also under its upper-case name.
+fn index_by_name(vars: &[(Vec<u8>, Vec<u8>)]) -> HashMap<Vec<u8>, usize, BuildFnv> {
+    let mut by_name = HashMap::with_hasher(BuildFnv);
+    for (index, (name, _)) in vars.iter().enumerate() {
+        by_name.entry(name.clone()).or_insert(index);
+    }
+    for (index, (name, _)) in vars.iter().enumerate() {
+        if name.starts_with(b"HEADER_") {
+            by_name.entry(name.to_ascii_uppercase()).or_insert(index);
+        }
+    }
+    by_name
+}
+
 fn percent_decode(raw: &[u8]) -> Vec<u8> {
     let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
     let mut out = Vec::new();
@@ -443,8 +484,10 @@ pub struct Prepared {
 impl Prepared {
     pub fn new(request: &Request) -> Prepared {
         let vars = variables(request);
+        let by_name = index_by_name(&vars);
         let connection = Box::new(Connection {
             vars,
+            by_name,
             quiet: false,
             body: request.body.clone(),
             read_position: 0,
