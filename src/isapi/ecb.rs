@@ -130,7 +130,10 @@ impl Ecb {
             return Err(IoError(0));
         };
         let start = out.len();
-        let mut room = 256usize.max(out.capacity() - start);
+        // The room the buffer has left, if that is enough for a usual variable: appending to
+        // a buffer that has room must not grow it (the server says when it needs more).
+        let spare = out.capacity() - start;
+        let mut room = if spare >= 64 { spare } else { 256 };
         for _ in 0..4 {
             out.reserve(room);
             let mut size = room as u32;
