@@ -906,6 +906,24 @@ impl<'py> PyRef<'py> {
         self.gil.status(code)
     }
 
+    /// `self[key] = value` for a dict whose key is kept for ever (an interned environ key):
+    /// as [`set_item`](PyRef::set_item), without taking a reference to the key for the call.
+    pub fn set_kept_key(&self, key: &PyStatic, value: &PyRef<'py>) -> PyResult<'py, ()> {
+        self.set_raw(key.as_ptr(self.gil), value.as_ptr())
+    }
+
+    /// `self[key] = value` for a dict, both kept for ever (a constant environ value).
+    pub fn set_kept(&self, key: &PyStatic, value: &PyStatic) -> PyResult<'py, ()> {
+        self.set_raw(key.as_ptr(self.gil), value.as_ptr(self.gil))
+    }
+
+    fn set_raw(&self, key: *mut PyObject, value: *mut PyObject) -> PyResult<'py, ()> {
+        // SAFETY: both are live objects (a PyRef's or a PyStatic's, held across the call) and
+        // the GIL is held; as in `set_item`, PyDict_SetItem takes its own references.
+        let code = unsafe { (self.gil.api.PyDict_SetItem)(self.as_ptr(), key, value) };
+        self.gil.status(code)
+    }
+
     /// `del self[key]` for a dict.
     pub fn del_item(&self, key: &PyRef<'py>) -> PyResult<'py, ()> {
         // SAFETY: live objects of any type: PyDict_DelItem raises SystemError when `self` is

@@ -254,10 +254,11 @@ impl EnvironBuilder {
     ) -> PyResult<'py, PyRef<'py>> {
         let k = &self.keys;
         let environ = self.template.bind(gil).dict_copy()?;
-        let set = |key: &PyStatic, value: &PyRef<'py>| environ.set_item(&key.bind(gil), value);
+        let set = |key: &PyStatic, value: &PyRef<'py>| environ.set_kept_key(key, value);
+        let kept = |key: &PyStatic, value: &PyStatic| environ.set_kept(key, value);
         let set_text = |key: &PyStatic, bytes: &[u8]| {
             if bytes.is_empty() {
-                set(key, &k.empty.bind(gil))
+                kept(key, &k.empty)
             } else {
                 set(key, &gil.latin1(bytes)?)
             }
@@ -268,7 +269,7 @@ impl EnvironBuilder {
             .unwrap_or_else(|poison| poison.into_inner());
         let mut set_recent = |slot: usize, key: &PyStatic, bytes: &[u8]| -> PyResult<'py, ()> {
             match &recent[slot] {
-                Some((seen, value)) if seen.as_slice() == bytes => set(key, &value.bind(gil)),
+                Some((seen, value)) if seen.as_slice() == bytes => kept(key, value),
                 _ => {
                     let value = gil.latin1(bytes)?;
                     remember(&mut recent[slot], gil, bytes, &value);
@@ -283,8 +284,8 @@ impl EnvironBuilder {
 
         let method = ecb.method();
         match method {
-            b"GET" => set(&k.request_method, &k.get.bind(gil))?,
-            b"POST" => set(&k.request_method, &k.post.bind(gil))?,
+            b"GET" => kept(&k.request_method, &k.get)?,
+            b"POST" => kept(&k.request_method, &k.post)?,
             other => set_text(&k.request_method, other)?,
         }
         set_text(&k.query_string, ecb.query_string())?;
@@ -338,12 +339,12 @@ impl EnvironBuilder {
         let _ = ecb.server_variable(c"REMOTE_HOST", &mut scratch);
         match &recent[3] {
             Some((address, value)) if scratch.is_empty() || scratch == *address => {
-                set(&k.remote_host, &value.bind(gil))?
+                kept(&k.remote_host, value)?
             }
             _ => set_text(&k.remote_host, &scratch)?,
         }
         if request.http11 {
-            set(&k.server_protocol, &k.http11.bind(gil))?;
+            kept(&k.server_protocol, &k.http11)?;
         } else {
             scratch.clear();
             let _ = ecb.server_variable(c"SERVER_PROTOCOL", &mut scratch);
@@ -374,10 +375,10 @@ impl EnvironBuilder {
         let https = matches!(ecb.server_variable(c"HTTPS", &mut scratch), Ok(true))
             && scratch.eq_ignore_ascii_case(b"on");
         if https {
-            set(&k.https, &k.on.bind(gil))?;
-            set(&k.url_scheme, &k.https_value.bind(gil))?;
+            kept(&k.https, &k.on)?;
+            kept(&k.url_scheme, &k.https_value)?;
         } else {
-            set(&k.url_scheme, &k.http.bind(gil))?;
+            kept(&k.url_scheme, &k.http)?;
         }
 
         drop(recent);
@@ -488,29 +489,27 @@ impl EnvironBuilder {
                 continue;
             }
             let name: &[u8] = name;
-            let slot = cache.slot(gil, name)?;
-            let key = match &slot {
-                Some(slot) => slot.key.bind(gil),
-                None => gil.latin1(name)?,
+            let Some(slot) = cache.slot(gil, name)? else {
+                // The cache is full: a key and a value of its own.
+                environ.set_item(&gil.latin1(name)?, &gil.latin1(&value)?)?;
+                continue;
             };
-            let value_object = match (&value, slot) {
-                // The same value as last time (a browser sends the same Accept,
-                // User-Agent, Host... on every request): reuse its str.
-                (
-                    Cow::Borrowed(value),
-                    Some(HeaderSlot {
-                        last: Some((seen, object)),
-                        ..
-                    }),
-                ) if seen.as_slice() == *value => object.bind(gil),
-                (Cow::Borrowed(value), Some(slot)) if value.len() <= RECENT_VALUE_MAX => {
+            // The same value as last time (a browser sends the same Accept, User-Agent,
+            // Host... on every request): reuse its str.
+            if let (Cow::Borrowed(value), Some((seen, object))) = (&value, &slot.last)
+                && seen.as_slice() == *value
+            {
+                environ.set_kept(&slot.key, object)?;
+                continue;
+            }
+            match &value {
+                Cow::Borrowed(value) if value.len() <= RECENT_VALUE_MAX => {
                     let object = gil.latin1(value)?;
                     remember(&mut slot.last, gil, value, &object);
-                    object
+                    environ.set_kept_key(&slot.key, &object)?;
                 }
-                (value, _) => gil.latin1(value)?,
-            };
-            environ.set_item(&key, &value_object)?;
+                value => environ.set_kept_key(&slot.key, &gil.latin1(value)?)?,
+            }
         }
         Ok(())
     }
