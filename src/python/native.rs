@@ -30,6 +30,7 @@ use std::marker::PhantomData;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::ptr::null_mut;
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicPtr, Ordering};
 
 use super::api::{Api, Exception, PyObject, ffi};
 use super::object::{Gil, HeldScope, PyErr, PyRef, PyResult, PyStatic};
@@ -149,6 +150,9 @@ pub trait Native: Sync + 'static {
 /// A Python type made from a [`Native`] implementation.
 pub struct NativeType<T: Native> {
     type_object: PyStatic,
+    /// One instance nobody holds any more, kept for the next loan (a strong reference of
+    /// ours, or NULL): a request then makes no new object (see [`NativeType::lend`]).
+    spare: AtomicPtr<PyObject>,
     _value: PhantomData<fn(&T)>,
 }
 
@@ -277,23 +281,71 @@ impl<T: Native> NativeType<T> {
         let type_object = unsafe { gil.own((api.PyType_FromSpec)(spec)) }?;
         Ok(NativeType {
             type_object: type_object.into_static(),
+            spare: AtomicPtr::new(null_mut()),
             _value: PhantomData,
         })
     }
 
-    /// Runs `f` with a new instance that uses `value`; when `f` returns (or unwinds) the
-    /// instance forgets `value`, whoever still holds it.
+    /// Runs `f` with an instance that uses `value`; when `f` returns (or unwinds) the
+    /// instance forgets `value`, whoever still holds it. The instance is the spare one when
+    /// there is one (the last loan's, which nobody kept), else a new one.
     pub fn lend<'py, R>(
         &self,
         gil: Gil<'py>,
         value: &T,
         f: impl FnOnce(&PyRef<'py>) -> R,
     ) -> PyResult<'py, R> {
-        // SAFETY: `value` outlives the loan: `_end` clears the instance's pointer (and waits
-        // for the calls inside) before this function returns and the borrow of `value` ends.
-        let object = unsafe { self.instance(gil, value as *const T as *const c_void) }?;
-        let _end = EndLoan(&object);
-        Ok(f(&object))
+        let value = value as *const T as *const c_void;
+        let object = match self.take_spare(gil) {
+            Some(object) => {
+                // SAFETY: an instance of this type (only `keep_spare` puts one there), held
+                // by us alone, with the GIL; `_end` below clears the pointer again before
+                // the borrow of `value` ends.
+                unsafe { *slot(object.as_ptr()) = value };
+                object
+            }
+            // SAFETY: `value` outlives the loan: `_end` clears the instance's pointer (and
+            // waits for the calls inside) before this function returns and the borrow of
+            // `value` ends.
+            None => unsafe { self.instance(gil, value) }?,
+        };
+        let end = EndLoan(&object);
+        let result = f(&object);
+        drop(end);
+        self.keep_spare(object);
+        Ok(result)
+    }
+
+    /// The spare instance, if there is one (it becomes the caller's).
+    fn take_spare<'py>(&self, gil: Gil<'py>) -> Option<PyRef<'py>> {
+        let spare = self.spare.swap(null_mut(), Ordering::Acquire);
+        // SAFETY: a non-NULL spare is a strong reference of ours (see `keep_spare`), handed
+        // over by the swap: owning it now is ours alone.
+        (!spare.is_null()).then(|| unsafe { gil.own(spare) }.ok()).flatten()
+    }
+
+    /// Keeps `object`, whose loan has ended, as the spare instance if nobody else holds it
+    /// (a kept `start_response` must stay the finished request's) and there is none yet.
+    fn keep_spare(&self, object: PyRef<'_>) {
+        // SAFETY: a live object's first word is its reference count in the builds we accept
+        // (see the module documentation); read with the GIL held (the PyRef proves it), so
+        // nobody changes it meanwhile. Our instances are not tracked by the garbage
+        // collector and take no weak references: 1 means only `object` holds it.
+        let alone = unsafe { *object.as_ptr().cast::<isize>() } == 1;
+        if !alone {
+            return;
+        }
+        let gil = object.gil();
+        let pointer = object.into_ptr();
+        if self
+            .spare
+            .compare_exchange(null_mut(), pointer, Ordering::Release, Ordering::Relaxed)
+            .is_err()
+        {
+            // A spare is there already (another thread's loan ended first): released.
+            // SAFETY: `into_ptr` handed us its reference; the GIL is still held.
+            drop(unsafe { gil.own(pointer) });
+        }
     }
 
     /// A new instance that uses `value` for ever (e.g. the shared `wsgi.errors`).
