@@ -602,6 +602,42 @@ fn objects_kept_after_the_request_refuse_to_work() {
     );
 }
 
+/// The lent objects of a request nobody kept are lent again to the next one (no new
+/// Python objects per request); one the application kept is never lent again, and stays
+/// the finished request's. In a process of its own: concurrent tests would take turns
+/// with the spare objects.
+#[test]
+fn lent_objects_are_reused_only_when_nobody_kept_them() {
+    let output = synthetic::child_test("lent_objects_child").output().unwrap();
+    assert!(output.status.success(), "{}", synthetic::child_text(&output));
+}
+
+#[test]
+#[ignore = "run by lent_objects_are_reused_only_when_nobody_kept_them, alone in its process"]
+fn lent_objects_child() {
+    setup();
+    let ids = |reply: synthetic::Reply| {
+        let text = reply.text();
+        let (lent, kept) = text.split_once('|').expect("lent|kept");
+        let words = |list: &str| list.split(' ').map(String::from).collect::<Vec<_>>();
+        (words(lent), words(kept))
+    };
+    let (first, _) = ids(send(&Request::get("/raw/object-ids")));
+    let (second, _) = ids(send(&Request::get("/raw/object-ids")));
+    assert_eq!(first, second, "objects nobody kept are lent again");
+    assert_eq!(send(&Request::get("/raw/keep")).text(), "kept");
+    let (after, kept) = ids(send(&Request::get("/raw/object-ids")));
+    assert_eq!(kept.len(), 3, "{kept:?}");
+    for (now, kept) in after.iter().zip(&kept) {
+        assert_ne!(now, kept, "a kept object is never lent again");
+    }
+    let reply = send(&Request::get("/raw/use-kept"));
+    assert_eq!(
+        reply.text(),
+        "ValueError: isapi_wsgi.Input is no longer usable: its request has finished"
+    );
+}
+
 #[test]
 fn wsgi_errors_goes_to_the_log() {
     let log = setup();

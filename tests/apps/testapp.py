@@ -505,6 +505,11 @@ def raw(environ, start_response):
         global KEPT
         KEPT = (environ["wsgi.input"], start_response, environ["isapi.server_variable"])
         return text(start_response, "kept")
+    if path == "/object-ids":
+        # The identities of this request's lent objects, and of those /keep kept.
+        lent = (environ["wsgi.input"], start_response, environ["isapi.server_variable"])
+        kept = globals().get("KEPT", ())
+        return text(start_response, "%s|%s" % (" ".join(map(str, map(id, lent))), " ".join(map(str, map(id, kept)))))
     if path == "/use-kept":
         try:
             KEPT[0].read()
