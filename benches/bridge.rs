@@ -4,7 +4,11 @@
 //! the hello app of examples/hello, and, in the same embedded interpreter, times Python
 //! building a fresh 25-key environ dict and calling the same app. The difference is the
 //! bridge's overhead: the ECB callbacks, environ from server variables, wsgi.input and
-//! start_response objects, the GIL, header validation and framing. Target: <= 1 µs.
+//! start_response objects, the GIL, header validation and framing. Target (issue 10): the
+//! whole bridge at most 1.0 x Python alone. The synthetic server looks its variables up in
+//! a table, as IIS does; its own cost is still inside the bridge's figure (about 3 k of 28 k
+//! instructions, docs/handlers.md). Timings on a shared machine are noisy: run it under
+//! `valgrind --tool=callgrind` for instruction counts.
 //!
 //! The main figure repeats one request (one client on a keep-alive connection: the values
 //! that repeat between requests are reused); "two clients in turn" alternates two clients
@@ -162,8 +166,12 @@ fn main() {
     println!("python alone (environ + app): {python:8.0} ns/request");
     println!("through the bridge:           {bridge:8.0} ns/request");
     println!(
-        "bridge overhead:              {:8.0} ns/request (target <= 1000)",
+        "bridge overhead:              {:8.0} ns/request",
         bridge - python
+    );
+    println!(
+        "bridge / python alone:        {:8.2} (target <= 1.0)",
+        bridge / python
     );
     println!(
         "two clients in turn:          {alternating:8.0} ns/request, overhead {:.0} ns",

@@ -9,7 +9,9 @@
 //! keeps (the per-request state, on the handler's stack) for the duration of a closure;
 //! when the closure ends, the instance forgets the value. An application that keeps
 //! `start_response` or `wsgi.input` after its request ended gets a `ValueError`, never a
-//! dangling pointer.
+//! dangling pointer. An instance nobody kept (its reference count back to 1 when the loan
+//! ends) is kept as the type's spare and lent again by the next loan, so that a request
+//! makes no new objects; a kept one never is.
 //!
 //! The C side: each instance is a `PyObject` header followed by two words of ours, the
 //! value pointer (NULL once the loan ended) and a count of the calls into it still running
