@@ -608,8 +608,14 @@ fn objects_kept_after_the_request_refuse_to_work() {
 /// with the spare objects.
 #[test]
 fn lent_objects_are_reused_only_when_nobody_kept_them() {
-    let output = synthetic::child_test("lent_objects_child").output().unwrap();
-    assert!(output.status.success(), "{}", synthetic::child_text(&output));
+    let output = synthetic::child_test("lent_objects_child")
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        synthetic::child_text(&output)
+    );
 }
 
 #[test]

@@ -323,7 +323,9 @@ impl<T: Native> NativeType<T> {
         let spare = self.spare.swap(null_mut(), Ordering::Acquire);
         // SAFETY: a non-NULL spare is a strong reference of ours (see `keep_spare`), handed
         // over by the swap: owning it now is ours alone.
-        (!spare.is_null()).then(|| unsafe { gil.own(spare) }.ok()).flatten()
+        (!spare.is_null())
+            .then(|| unsafe { gil.own(spare) }.ok())
+            .flatten()
     }
 
     /// Keeps `object`, whose loan has ended, as the spare instance if nobody else holds it
