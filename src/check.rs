@@ -63,6 +63,13 @@ pub fn report(config: &Config, bridge: &Bridge) -> String {
 fn handler(config: &Config) -> String {
     match config.handler {
         HandlerKind::Simple => "handler simple (requests run on IIS's threads)".into(),
+        HandlerKind::Combining => format!(
+            "handler combining: one IIS thread at a time runs Python, queue of {}; {} worker \
+             thread(s) for slow requests, shutdown_timeout {} s",
+            config.queue,
+            config.threads,
+            config.shutdown_timeout.as_secs()
+        ),
         HandlerKind::Threadpool => format!(
             "handler threadpool: {} worker thread(s), queue of {}, shutdown_timeout {} s",
             config.threads,

@@ -9,12 +9,12 @@
 //! venv = .venv                ; its site-packages is added with site.addsitedir
 //! [wsgi]
 //! app = mysite.wsgi:application   ; module:attribute, or module:factory() called once
-//! handler = simple            ; simple | threadpool
+//! handler = combining         ; combining | simple | threadpool
 //! debug = false               ; true: tracebacks in 500 pages
 //! log = logs/wsgi.log         ; default: stderr (isapi-host), <library stem>.log (IIS)
-//! threads = 8                 ; threadpool handler: worker threads
-//! queue = 1000                ; threadpool handler: requests waiting at most
-//! shutdown_timeout = 30       ; threadpool handler: seconds to drain on shutdown
+//! threads = 8                 ; threadpool (and combining, for slow requests): worker threads
+//! queue = 1000                ; threadpool and combining: requests waiting at most
+//! shutdown_timeout = 30       ; threadpool and combining: seconds to drain on shutdown
 //! max_body = 100M             ; the largest request body (K, M, G: 1024, 1024², 1024³); 0: no limit
 //! trusted_proxies = 10.0.0.0/8, ::1   ; believe X-Forwarded-* from these only (default: none)
 //! request_timeout = 60        ; log a request running longer, with its Python stack (0: off)
@@ -56,6 +56,9 @@ pub const CONFIG_ENV: &str = "ISAPI_WSGI_CONFIG";
 /// Which handler runs requests.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum HandlerKind {
+    /// The default: the IIS thread that finds Python free runs its request and those queued
+    /// meanwhile; the others return HSE_STATUS_PENDING at once (handler/combining.rs).
+    Combining,
     /// On the IIS thread that called HttpExtensionProc.
     Simple,
     /// On our own worker threads (HSE_STATUS_PENDING, then DONE_WITH_SESSION).
@@ -203,7 +206,7 @@ impl Default for Config {
             python_path: Vec::new(),
             venv: None,
             app: AppSpec::Demo,
-            handler: HandlerKind::Simple,
+            handler: HandlerKind::Combining,
             debug: false,
             log: None,
             threads: DEFAULT_THREADS,
@@ -568,10 +571,11 @@ fn mount_path_problem(path: &str) -> Option<&'static str> {
 
 fn parse_handler(value: &str) -> Result<HandlerKind, String> {
     match value {
+        "combining" => Ok(HandlerKind::Combining),
         "simple" => Ok(HandlerKind::Simple),
         "threadpool" => Ok(HandlerKind::Threadpool),
         other => Err(format!(
-            "`{other}` is not a handler; valid: simple, threadpool"
+            "`{other}` is not a handler; valid: combining, simple, threadpool"
         )),
     }
 }
@@ -1026,7 +1030,10 @@ mod tests {
             "{error}"
         );
         let error = parse("[wsgi]\nhandler = fast\n").unwrap_err();
-        assert!(error.contains("valid: simple, threadpool"), "{error}");
+        assert!(
+            error.contains("valid: combining, simple, threadpool"),
+            "{error}"
+        );
         let error = parse("[wsgi]\napp = notanapp\n").unwrap_err();
         assert!(error.contains("module:attribute"), "{error}");
         let error = parse("[wsgi]\nthreads = 0\n").unwrap_err();

@@ -54,7 +54,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 
-use config::{Config, HandlerKind};
+use config::Config;
 use handler::Handler;
 use health::Health;
 use isapi::ecb::Ecb;
@@ -431,11 +431,9 @@ fn health_page(
 ) -> Option<Health> {
     let health = config.health.clone()?;
     let python = bridge.as_ref().ok().map(|b| b.python_version());
-    let pool = handler.as_ref().is_some_and(Handler::has_threadpool);
-    let kind = match config.handler {
-        HandlerKind::Threadpool if pool => "threadpool",
-        _ => "simple",
-    };
+    let kind = handler
+        .as_ref()
+        .map_or("simple", |handler| handler.name(config.handler));
     let mut apps: Vec<String> = config
         .root_app()
         .map(|app| app.to_string())

@@ -1,6 +1,9 @@
 //! Handlers: who runs a request, and on which thread (`[wsgi] handler =` in the
 //! configuration; docs/handlers.md says which to choose).
 //!
+//! * [`combining`] (the default): the IIS thread that finds Python free runs its request
+//!   and then those that other IIS threads queued meanwhile ([`combine`]); those threads
+//!   return `HSE_STATUS_PENDING` at once. Slow requests go to its own [`threadpool`].
 //! * [`simple`]: on the IIS thread that called `HttpExtensionProc`; the request is finished
 //!   when the call returns.
 //! * [`threadpool`]: queued to our own workers ([`pool`]); `HttpExtensionProc` returns
@@ -11,6 +14,8 @@
 //! [`Ecb`] and use the same
 //! [`Bridge::serve`](crate::wsgi::Bridge::serve) (which works from any thread), turning its
 //! [`Outcome`] into the status IIS expects.
+pub mod combine;
+pub mod combining;
 pub mod pool;
 pub mod simple;
 pub mod threadpool;
@@ -23,13 +28,16 @@ use crate::log;
 use crate::page::Page;
 use crate::wsgi::Bridge;
 use crate::wsgi::mounts::Routed;
+use combining::Combining;
 use threadpool::Threadpool;
 
-/// The handlers, with the applications they run: every request runs on the simple
-/// handler unless its application says `handler = threadpool` (`[wsgi]` or its `[mount]`);
-/// the threadpool's workers are started only if one does, and are shared by all that do.
+/// The handlers, with the applications they run: each request runs on the handler its
+/// application names (`[wsgi]` or its `[mount]`; combining unless it says otherwise). The
+/// combining and threadpool handlers' threads are started only if an application uses
+/// them, and are shared by all that do; if they cannot start, the simple handler serves.
 pub struct Handler {
     bridge: Arc<Bridge>,
+    combining: Option<Combining>,
     pool: Option<Threadpool>,
 }
 
@@ -42,13 +50,26 @@ impl Handler {
         } else {
             None
         };
-        Handler { bridge, pool }
+        let combining = if bridge.uses(HandlerKind::Combining) {
+            start_combining(config, &bridge)
+        } else {
+            None
+        };
+        Handler {
+            bridge,
+            combining,
+            pool,
+        }
     }
 
     /// Only the simple handler, whatever the applications say (the check mode starts no
     /// threads).
     pub fn without_threads(bridge: Arc<Bridge>) -> Handler {
-        Handler { bridge, pool: None }
+        Handler {
+            bridge,
+            combining: None,
+            pool: None,
+        }
     }
 
     /// Whether the threadpool runs (an application uses it, and its threads started).
@@ -56,23 +77,36 @@ impl Handler {
         self.pool.is_some()
     }
 
+    /// The name of the handler that serves an application that asks for `kind` (the
+    /// simple one if the threads of `kind` did not start).
+    pub fn name(&self, kind: HandlerKind) -> &'static str {
+        match kind {
+            HandlerKind::Combining if self.combining.is_some() => "combining",
+            HandlerKind::Threadpool if self.pool.is_some() => "threadpool",
+            _ => "simple",
+        }
+    }
+
     /// Answers (or queues) one request, routed to its application; returns the
     /// HSE_STATUS_* for HttpExtensionProc.
     pub fn handle(&self, ecb: Ecb, routed: Routed) -> u32 {
-        match (&self.pool, routed.handler) {
-            (Some(pool), HandlerKind::Threadpool) => pool.handle(ecb, routed),
+        match (routed.handler, &self.combining, &self.pool) {
+            (HandlerKind::Combining, Some(combining), _) => combining.handle(ecb, routed),
+            (HandlerKind::Threadpool, _, Some(pool)) => pool.handle(ecb, routed),
             _ => simple::handle(&self.bridge, ecb, &routed),
         }
     }
 
-    /// TerminateExtension: let the requests finish (threadpool: up to shutdown_timeout),
+    /// TerminateExtension: let the requests finish (combining, threadpool: up to
+    /// shutdown_timeout each),
     /// then run Python's atexit handlers. Python itself is never finalised.
     ///
     /// If requests are still running, one of them may hold the GIL (a long C call) and the
     /// atexit handlers would wait for it without end; then they run on a thread of their
     /// own and TerminateExtension waits for them at most [`ATEXIT_WAIT_WHILE_RUNNING`].
     pub fn terminate(&self) {
-        let still_running = self.pool.as_ref().map_or(0, Threadpool::terminate);
+        let still_running = self.combining.as_ref().map_or(0, Combining::terminate)
+            + self.pool.as_ref().map_or(0, Threadpool::terminate);
         if still_running == 0 {
             self.bridge.run_atexit();
             return;
@@ -117,6 +151,35 @@ fn start_threadpool(config: &Config, bridge: &Arc<Bridge>) -> Option<Threadpool>
             log::line(&format!(
                 "handler = threadpool: cannot start the worker threads ({error}); \
                  requests run on the simple handler"
+            ));
+            None
+        }
+    }
+}
+
+/// The combining handler's standby and workers, or None (and a log line) if they cannot be
+/// created.
+fn start_combining(config: &Config, bridge: &Arc<Bridge>) -> Option<Combining> {
+    match Combining::start(
+        bridge.clone(),
+        config.threads,
+        config.queue,
+        config.shutdown_timeout,
+    ) {
+        Ok(combining) => {
+            log::line(&format!(
+                "handler = combining: queue of {}, {} worker thread(s) for slow requests, \
+                 shutdown_timeout {} s",
+                config.queue,
+                config.threads,
+                config.shutdown_timeout.as_secs_f64()
+            ));
+            Some(combining)
+        }
+        Err(error) => {
+            log::line(&format!(
+                "handler = combining: cannot start its threads ({error}); requests run on \
+                 the simple handler"
             ));
             None
         }

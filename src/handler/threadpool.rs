@@ -86,16 +86,39 @@ impl Threadpool {
         }
     }
 
+    /// A request already answered `HSE_STATUS_PENDING` (queued by the combining handler):
+    /// queued for a worker, or, if the queue is full or closed, answered 503 and ended here.
+    pub fn take_over(&self, ecb: Ecb, routed: Routed) {
+        STATS.queued();
+        let submitted = self.pool.submit((ecb, routed));
+        let (ecb, reason) = match submitted {
+            Ok(()) => return,
+            Err(Rejected::Full((ecb, _))) => {
+                self.refused.count();
+                (ecb, "the server is busy")
+            }
+            Err(Rejected::Closed((ecb, _))) => (ecb, "the server is shutting down"),
+        };
+        STATS.dequeued();
+        let status = answer_busy(&ecb, reason);
+        ecb.done(status);
+    }
+
     /// Stops taking requests, drains for up to `shutdown_timeout`, answers what never
     /// started, and joins the workers. Never takes (much) longer than the timeout.
     /// Returns how many requests were still running when `shutdown_timeout` ran out.
     pub fn terminate(&self) -> usize {
+        self.terminate_within(self.shutdown_timeout)
+    }
+
+    /// [`terminate`](Threadpool::terminate), waiting at most `timeout`.
+    pub fn terminate_within(&self, timeout: Duration) -> usize {
         let (waiting, running) = self.pool.load();
         log::line(&format!(
             "stopping the threadpool: {running} request(s) running, {waiting} queued; waiting up to {} s",
-            self.shutdown_timeout.as_secs_f64()
+            timeout.as_secs_f64()
         ));
-        let drained = self.pool.shutdown(self.shutdown_timeout);
+        let drained = self.pool.shutdown(timeout);
         let never_started = drained.never_started.len();
         for (ecb, _) in drained.never_started {
             STATS.dequeued();
@@ -116,7 +139,7 @@ impl Threadpool {
                 drained.still_running
             ));
         }
-        let total = self.refused.0.total();
+        let total = self.refused.total();
         if total > 0 {
             log::line(&format!(
                 "{total} request(s) were refused with 503 because the queue was full"
@@ -126,8 +149,9 @@ impl Threadpool {
     }
 }
 
-/// On a worker: answers one request and ends it.
-fn run(bridge: &Bridge, ecb: Ecb, routed: &Routed) {
+/// On a worker (or the combining handler's runner): answers one request that was answered
+/// `HSE_STATUS_PENDING`, as its user, and ends it.
+pub fn run(bridge: &Bridge, ecb: Ecb, routed: &Routed) {
     STATS.dequeued();
     let session = Session(Some(Arc::new(ecb)));
     let outcome = {
@@ -197,7 +221,7 @@ impl Drop for Session {
 
 /// Requests refused because the queue was full: counted, and logged at most once a second
 /// so that an overload does not also flood the log.
-struct Refusals(log::RateLimit);
+pub struct Refusals(log::RateLimit);
 
 impl Default for Refusals {
     fn default() -> Refusals {
@@ -206,7 +230,13 @@ impl Default for Refusals {
 }
 
 impl Refusals {
-    fn count(&self) {
+    /// Requests refused so far.
+    pub fn total(&self) -> u64 {
+        self.0.total()
+    }
+
+    /// Counts one refusal (and logs, at most once a second).
+    pub fn count(&self) {
         if let Some((since, total)) = self.0.count() {
             log::line(&format!(
                 "queue full: answered 503 with Retry-After ({since} since the last report, {total} in all)"
