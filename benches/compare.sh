@@ -9,7 +9,7 @@
 #     flask  benches/apps/flask_json.py: Flask, one route returning JSON (GET /json).
 #   Servers (the `servers` list below; add a line to add a variant):
 #     ours      isapi-host + the isapi_wsgi library (cargo build --release): the default
-#               configuration (handler simple, default host threads), then variants of the
+#               configuration (handler combining, default host threads), then variants of the
 #               handler and thread counts;
 #     peers     granian (its defaults, and --workers 1 --blocking-threads 1), bjoern (one
 #               process), waitress (default: 4 threads), gunicorn (1 sync worker; 1 gthread
@@ -79,7 +79,9 @@ source "$root/benches/common.sh"
 # A threadpool variant needs `queue` >= the 64 connections: beyond threads + queue the
 # handler answers 503 at once (by design), and a run with a 503 is refused.
 servers=(
-  "isapi-host (default: simple handler, 4 host threads)|ours|hello flask||"
+  "isapi-host (default: combining handler, 4 host threads)|ours|hello flask||"
+  "isapi-host combining, --threads 1|ours|hello flask|--threads 1|"
+  "isapi-host simple, 4 host threads|ours|hello flask||handler = simple"
   "isapi-host simple, --threads 1|ours|hello flask|--threads 1|handler = simple"
   "isapi-host simple, --threads 2|ours|hello flask|--threads 2|handler = simple"
   "isapi-host threadpool (its defaults: 8 threads, queue 1000)|ours|hello flask||handler = threadpool"

@@ -1,4 +1,5 @@
-//! The threadpool handler end to end: the built `isapi_wsgi` library in the real
+//! The threadpool and combining handlers end to end (both answer HSE_STATUS_PENDING and
+//! end requests with DONE_WITH_SESSION): the built `isapi_wsgi` library in the real
 //! `isapi-host --strict` (which reports any ECB call after DONE_WITH_SESSION, a missing or
 //! double DONE_WITH_SESSION, ... as a contract violation), over real TCP. The app is
 //! tests/apps/threadpool_app.py.
@@ -100,6 +101,21 @@ fn burst(addr: SocketAddr, paths: &[String]) -> (Vec<Response>, Duration) {
     (responses, begun.elapsed())
 }
 
+/// Eight `/sleep?0.5` at once, on eight connections: all answered, in about 0.5 s in all
+/// (serialized they would need 4 s).
+fn eight_slow_requests_run_at_once(addr: SocketAddr) {
+    assert_eq!(get(addr, "/hello").status, 200); // warm up
+    let paths: Vec<String> = (0..8).map(|_| "/sleep?0.5".to_string()).collect();
+    let (responses, took) = burst(addr, &paths);
+    for r in &responses {
+        assert_eq!((r.status, r.text().as_str()), (200, "slept 0.5"));
+    }
+    assert!(
+        took < Duration::from_millis(2500),
+        "8 x 0.5 s took {took:?}"
+    );
+}
+
 #[test]
 fn sixty_four_keep_alive_clients_get_no_503_with_the_defaults() {
     // The default queue is as deep as IIS's application-pool queue (1 000): 64 clients at
@@ -107,24 +123,7 @@ fn sixty_four_keep_alive_clients_get_no_503_with_the_defaults() {
     // the default of 4 x threads = 32 answered some of them 503.)
     let site = Site::new("defaults", "handler = threadpool");
     let host = site.start(&[], &[]);
-    let addr = host.addr;
-    let clients: Vec<_> = (0..64)
-        .map(|_| {
-            std::thread::spawn(move || {
-                let mut client = common::Client::connect(addr);
-                (0..20)
-                    .map(|_| {
-                        client.send(b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\n");
-                        client.response(false).status
-                    })
-                    .collect::<Vec<u16>>()
-            })
-        })
-        .collect();
-    for client in clients {
-        let statuses = client.join().unwrap();
-        assert!(statuses.iter().all(|&s| s == 200), "{statuses:?}");
-    }
+    sixty_four_clients(host.addr);
     assert!(
         site.log()
             .contains("handler = threadpool: 8 worker thread(s), queue of 1000")
@@ -136,17 +135,7 @@ fn sixty_four_keep_alive_clients_get_no_503_with_the_defaults() {
 fn eight_workers_run_eight_slow_requests_at_once() {
     let site = Site::new("concurrent", "handler = threadpool\nthreads = 8\nqueue = 8");
     let host = site.start(&[], &[]);
-    assert_eq!(get(host.addr, "/hello").status, 200); // warm up
-    let paths: Vec<String> = (0..8).map(|_| "/sleep?0.5".to_string()).collect();
-    let (responses, took) = burst(host.addr, &paths);
-    for r in &responses {
-        assert_eq!((r.status, r.text().as_str()), (200, "slept 0.5"));
-    }
-    // Serialized they would need 4 s; in parallel about 0.5 s.
-    assert!(
-        took < Duration::from_millis(2500),
-        "8 x 0.5 s took {took:?}"
-    );
+    eight_slow_requests_run_at_once(host.addr);
     // Each request ran on one of our workers, not on a host thread.
     assert!(
         get(host.addr, "/hello")
@@ -177,8 +166,8 @@ fn the_simple_handler_on_one_host_thread_serializes() {
 }
 
 #[test]
-fn wsgi_multithread_is_true_for_both_handlers() {
-    for handler in ["simple", "threadpool"] {
+fn wsgi_multithread_is_true_for_every_handler() {
+    for handler in ["simple", "threadpool", "combining"] {
         let site = Site::new("multithread", &format!("handler = {handler}"));
         let host = site.start(&[], &[]);
         assert_eq!(get(host.addr, "/multithread").text(), "True", "{handler}");
@@ -262,7 +251,7 @@ fn a_failing_app_and_a_vanishing_client_leave_the_worker_usable() {
 
 #[test]
 fn objects_kept_past_the_request_fail_cleanly_in_python() {
-    for handler in ["threadpool", "simple"] {
+    for handler in ["threadpool", "simple", "combining"] {
         let site = Site::new("kept", &format!("handler = {handler}"));
         let host = site.start(&[], &[]);
         let r = get(host.addr, "/keep?k");
@@ -282,7 +271,7 @@ fn objects_kept_past_the_request_fail_cleanly_in_python() {
 
 #[test]
 fn a_thread_still_reading_the_body_keeps_the_request_open() {
-    for handler in ["threadpool", "simple"] {
+    for handler in ["threadpool", "simple", "combining"] {
         let site = Site::new("reader", &format!("handler = {handler}"));
         // The host reads ahead only 3 bytes of the body: the rest needs ReadClient.
         let host = site.start(&["--read-ahead", "3"], &[]);
@@ -303,7 +292,7 @@ fn a_thread_still_reading_the_body_keeps_the_request_open() {
 
 #[test]
 fn the_request_does_not_end_under_a_call_still_running_on_another_thread() {
-    for handler in ["threadpool", "simple"] {
+    for handler in ["threadpool", "simple", "combining"] {
         let site = Site::new("readline", &format!("handler = {handler}"));
         // The host reads ahead only 3 bytes of the body: the rest needs ReadClient.
         let host = site.start(&["--read-ahead", "3"], &[]);
@@ -326,30 +315,36 @@ fn the_request_does_not_end_under_a_call_still_running_on_another_thread() {
 
 #[test]
 fn shutdown_with_requests_in_flight_answers_every_client() {
-    let site = Site::new(
-        "shutdown",
-        "handler = threadpool\nthreads = 2\nqueue = 8\nshutdown_timeout = 10",
-    );
-    let (host, atexit) = site.start_recording_atexit(&[]);
-    let addr = host.addr;
-    let clients: Vec<_> = (0..6)
-        .map(|_| std::thread::spawn(move || get(addr, "/sleep?1")))
-        .collect();
-    std::thread::sleep(Duration::from_millis(300));
-    let begun = Instant::now();
-    let stopped = host.stop();
-    let took = begun.elapsed();
-    for client in clients {
-        let r = client.join().unwrap();
-        assert_eq!((r.status, r.text().as_str()), (200, "slept 1"));
+    for handler in ["threadpool", "combining"] {
+        let site = Site::new(
+            &format!("shutdown-{handler}"),
+            &format!("handler = {handler}\nthreads = 2\nqueue = 8\nshutdown_timeout = 10"),
+        );
+        let (host, atexit) = site.start_recording_atexit(&[]);
+        let addr = host.addr;
+        let clients: Vec<_> = (0..6)
+            .map(|_| std::thread::spawn(move || get(addr, "/sleep?1")))
+            .collect();
+        std::thread::sleep(Duration::from_millis(300));
+        let begun = Instant::now();
+        let stopped = host.stop();
+        let took = begun.elapsed();
+        for client in clients {
+            let r = client.join().unwrap();
+            assert_eq!((r.status, r.text().as_str()), (200, "slept 1"), "{handler}");
+        }
+        stopped.assert_clean();
+        assert!(
+            took < Duration::from_secs(8),
+            "{handler}: stopping took {took:?}"
+        );
+        assert_eq!(
+            std::fs::read_to_string(&atexit).unwrap_or_default(),
+            "atexit ran",
+            "{handler}"
+        );
+        let _ = std::fs::remove_dir_all(&site.dir);
     }
-    stopped.assert_clean();
-    assert!(took < Duration::from_secs(8), "stopping took {took:?}");
-    assert_eq!(
-        std::fs::read_to_string(&atexit).unwrap_or_default(),
-        "atexit ran"
-    );
-    let _ = std::fs::remove_dir_all(&site.dir);
 }
 
 #[test]
@@ -496,4 +491,62 @@ fn the_threadpool_example_serves_and_each_worker_asks_for_the_users_token() {
     let done = stopped.stderr.matches("HSE_REQ_DONE_WITH_SESSION").count();
     assert!(asked >= 4, "{}", stopped.stderr);
     assert!(done >= 4, "{}", stopped.stderr);
+}
+
+/// 64 keep-alive clients, 20 requests each, all at once: every answer is a 200.
+fn sixty_four_clients(addr: SocketAddr) {
+    let clients: Vec<_> = (0..64)
+        .map(|_| {
+            std::thread::spawn(move || {
+                let mut client = common::Client::connect(addr);
+                (0..20)
+                    .map(|_| {
+                        client.send(b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\n");
+                        client.response(false).status
+                    })
+                    .collect::<Vec<u16>>()
+            })
+        })
+        .collect();
+    for client in clients {
+        let statuses = client.join().unwrap();
+        assert!(statuses.iter().all(|&s| s == 200), "{statuses:?}");
+    }
+}
+
+#[test]
+fn the_default_handler_is_combining_and_sixty_four_clients_get_no_503() {
+    // No `handler =`: the combining handler, with the defaults (queue of 1 000).
+    let site = Site::new("combining-defaults", "");
+    let host = site.start(&[], &[]);
+    sixty_four_clients(host.addr);
+    assert!(
+        site.log()
+            .contains("handler = combining: queue of 1000, 8 worker thread(s) for slow requests"),
+        "{}",
+        site.log()
+    );
+    site.finish(host);
+}
+
+#[test]
+fn the_combining_handler_runs_a_request_nobody_waits_for_on_the_iis_thread() {
+    let site = Site::new("combining-inline", "handler = combining");
+    let host = site.start(&[], &[]);
+    // One request at a time: each finds Python free and runs on the host's thread (the
+    // host names its threads `worker-N`), never on one of our own.
+    for _ in 0..5 {
+        let text = get(host.addr, "/hello").text();
+        assert!(text.starts_with("hello from worker-"), "{text}");
+    }
+    site.finish(host);
+}
+
+#[test]
+fn the_combining_handler_runs_slow_requests_at_once_on_its_workers() {
+    let site = Site::new("combining-slow", "handler = combining\nthreads = 8");
+    let host = site.start(&[], &[]);
+    // The runner stalls in its sleep; the standby hands the others to the workers.
+    eight_slow_requests_run_at_once(host.addr);
+    site.finish(host);
 }
