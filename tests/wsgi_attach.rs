@@ -49,7 +49,7 @@ fn attaches_to_a_running_interpreter() {
 
     let dir = synthetic::start_once("attach", |dir| {
         format!(
-            "[python]\npath = {}\n[wsgi]\napp = testapp:application\nlog = {}\n",
+            "[python]\npath = {}\n[wsgi]\napp = testapp:application\nhandler = simple\nlog = {}\n",
             synthetic::apps_dir().display(),
             dir.join("wsgi.log").display()
         )

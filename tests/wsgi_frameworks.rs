@@ -15,7 +15,7 @@ fn setup() -> PathBuf {
     let venv = common::test_venv();
     let dir = synthetic::start_once("frameworks", |dir| {
         format!(
-            "[python]\npath = {}\nvenv = {}\n[wsgi]\napp = frameworks:application\nlog = {}\n",
+            "[python]\npath = {}\nvenv = {}\n[wsgi]\napp = frameworks:application\nhandler = simple\nlog = {}\n",
             synthetic::apps_dir().display(),
             venv.display(),
             dir.join("wsgi.log").display()

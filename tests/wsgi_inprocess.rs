@@ -13,7 +13,7 @@ use synthetic::{Request, send};
 fn setup() -> PathBuf {
     let dir = synthetic::start_once("inprocess", |dir| {
         format!(
-            "[python]\n{}path = {}\n[wsgi]\napp = testapp:application\ndebug = false\nlog = {}\n",
+            "[python]\n{}path = {}\n[wsgi]\napp = testapp:application\nhandler = simple\ndebug = false\nlog = {}\n",
             synthetic::python_home_line(),
             synthetic::apps_dir().display(),
             dir.join("wsgi.log").display()

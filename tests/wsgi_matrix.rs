@@ -129,7 +129,7 @@ fn matrix_child() {
     std::fs::write(
         &ini,
         format!(
-            "[python]\nhome = {}\n{}path = {}\n[wsgi]\napp = testapp:application\nlog = {}\n",
+            "[python]\nhome = {}\n{}path = {}\n[wsgi]\napp = testapp:application\nhandler = simple\nlog = {}\n",
             home.display(),
             debian
                 .as_ref()

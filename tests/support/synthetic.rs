@@ -4,6 +4,10 @@
 //! `HttpExtensionProc` directly. Used by the in-process tests and by `benches/bridge.rs`,
 //! until (and next to) the end-to-end tests through the real `isapi-host`.
 //!
+//! A request's ECB lives only for the [`send`] call: tests whose requests may run at once
+//! say `handler = simple` (the default combining handler answers `HSE_STATUS_PENDING` for a
+//! request that arrives while another thread runs Python, and ends it later).
+//!
 //! The callbacks are `extern "C"` functions handed to the extension as raw pointers, so
 //! this file has `unsafe` code; each block says why it holds.
 #![allow(dead_code)]
