@@ -63,6 +63,8 @@ impl Combining {
         )?);
         let for_standby = Arc::clone(&overflow);
         let combiner = Combiner::start(queue, STALL, "wsgi-standby", move |(ecb, routed)| {
+            // Out of this queue, into the threadpool's (which counts it again).
+            STATS.dequeued();
             for_standby.take_over(ecb, routed)
         })?;
         Ok(Combining {
