@@ -1041,4 +1041,24 @@ mod tests {
         let error = parse("app = x:y\n").unwrap_err();
         assert!(error.contains("outside any section"), "{error}");
     }
+
+    #[test]
+    fn the_default_handler_is_combining_and_each_name_parses() {
+        assert_eq!(parse("").unwrap().handler, HandlerKind::Combining);
+        for (name, kind) in [
+            ("combining", HandlerKind::Combining),
+            ("simple", HandlerKind::Simple),
+            ("threadpool", HandlerKind::Threadpool),
+        ] {
+            let config = parse(&format!(
+                "[wsgi]\nhandler = {name}\n[mount /a]\napp = a:b\n"
+            ))
+            .unwrap();
+            assert_eq!(config.handler, kind, "{name}");
+            assert_eq!(
+                config.mounts[0].handler, kind,
+                "a mount takes [wsgi]'s: {name}"
+            );
+        }
+    }
 }
