@@ -6,90 +6,17 @@ mod common;
 
 use std::os::unix::process::ExitStatusExt;
 
-use common::{Host, get, test_extension};
+use common::{Host, test_extension};
 
-/// Sends each request, reads `read` bytes of the answer (0: none), then resets the
-/// connection (SO_LINGER 0: RST instead of FIN). One line per phase: its name and what
-/// was read.
-const RESETS: &str = r#"
-import socket, struct, sys, time
-host, port, phases = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
-for phase in phases:
-    name, read, request = phase.split("|", 2)
-    request = request.encode().decode("unicode_escape").encode("latin-1")
-    s = socket.create_connection((host, port), timeout=30)
-    s.sendall(request)
-    got = b""
-    while len(got) < int(read):
-        chunk = s.recv(65536)
-        if not chunk:
-            break
-        got += chunk
-    time.sleep(0.3)  # let the host get into the phase
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    s.close()
-    print(name, len(got), flush=True)
-"#;
-
-/// A client resets its connection in the request head, in the pre-read, while the
-/// extension is in ReadClient, in WriteClient, in a chain of asynchronous writes and in
-/// HSE_REQ_TRANSMIT_FILE: each request ends (an access-log line), the host serves the
-/// next request, and no contract violation is reported (the extension did nothing wrong).
+/// A client resets its connection at each phase of a request (see
+/// [`common::hostile::client_resets_at_every_phase`]).
 #[test]
 fn client_resets_at_every_phase() {
     let dir = common::scratch_dir("faults-resets");
     let file = dir.join("big.bin");
     std::fs::write(&file, vec![b'f'; 32 << 20]).unwrap();
     let host = Host::start(&test_extension(), &["--strict"]);
-    let port = host.addr.port().to_string();
-    let head = "GET /hello HTTP/1.1\\r\\nHost: x\\r\\nX-Partial: abc";
-    let preread = format!(
-        "POST /echo HTTP/1.1\\r\\nHost: x\\r\\nContent-Length: 100000\\r\\n\\r\\n{}",
-        "x".repeat(1000)
-    );
-    let read_client = format!(
-        "POST /echo HTTP/1.1\\r\\nHost: x\\r\\nContent-Length: 1000000\\r\\n\\r\\n{}",
-        "x".repeat(60000)
-    );
-    let write_client = "GET /big?size=200000000 HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n";
-    let async_write = "GET /async?n=5000&size=65536 HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n";
-    let transmit = format!(
-        "GET /transmit?path={} HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n",
-        file.display()
-    );
-    let transmit_sync = format!(
-        "GET /transmit?sync=1&path={} HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n",
-        file.display()
-    );
-    let phases = [
-        format!("head|0|{head}"),
-        format!("preread|0|{preread}"),
-        format!("readclient|0|{read_client}"),
-        format!("writeclient|100000|{write_client}"),
-        format!("async|100000|{async_write}"),
-        format!("transmit|100000|{transmit}"),
-        format!("transmit-sync|100000|{transmit_sync}"),
-    ];
-    let mut args = vec!["127.0.0.1", port.as_str()];
-    args.extend(phases.iter().map(String::as_str));
-    let out = common::python(RESETS, &args);
-    assert_eq!(out.lines().count(), phases.len(), "{out}");
-    // The host is still serving, and every request ended.
-    let response = get(host.addr, "/hello");
-    assert_eq!(response.status, 200);
-    assert!(host.wait_for_output("\"#"), "{}", host.output());
-    let stderr = common::stop_clean(host);
-    for request in [
-        "\"POST /echo\" 400",
-        "POST /echo\" ",
-        "GET /big?size=200000000\" 200",
-        "GET /async?n=5000&size=65536\" 200",
-        "GET /transmit?path=",
-        "GET /transmit?sync=1&path=",
-    ] {
-        assert!(stderr.contains(request), "{request} not logged:\n{stderr}");
-    }
-    assert!(stderr.contains("client closed during the body"), "{stderr}");
+    common::hostile::client_resets_at_every_phase(host, &file.display().to_string());
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -1,18 +1,21 @@
 //! Slow and hostile clients against the real host serving the Python bridge (both
-//! handlers): clients that drip a request head (slowloris) or a body (slow POST) byte by
-//! byte hold no worker thread, since heads and the body pre-read are read in the
-//! readiness loop; `--header-timeout` and `--min-receive-rate` end them with 408; and
-//! thousands of idle connections neither stop a new request nor make the host spin.
+//! handlers) and the Rust test extension: clients that drip a request head (slowloris) or
+//! a body (slow POST, during the pre-read and during the app's ReadClient) byte by byte,
+//! and clients that do not read a large response, leave the host free to answer a fresh
+//! GET within 1 s (heads and the pre-read are read in the readiness loop; a worker
+//! waiting for its client inside a call is replaced meanwhile); `--header-timeout` and
+//! `--min-receive-rate` end them with 408; and thousands of idle connections neither stop
+//! a new request nor make the host spin.
 mod common;
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::TcpStream;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::thread::JoinHandle;
+use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 use common::Site;
+use common::hostile::{BRIDGE, Drip, RUST, fresh_gets_beside, slow_client};
 
 /// The worker threads the host runs with here; the tests send four times as many slow
 /// clients.
@@ -27,87 +30,40 @@ fn site(name: &str, handler: &str) -> Site {
     )
 }
 
-/// How a slow client misbehaves.
-#[derive(Clone, Copy, Debug)]
-enum Drip {
-    /// Sends a request head a byte at a time, never finishing it.
-    Head,
-    /// Sends a whole head announcing a 100 000-byte body, then the body a byte at a time.
-    Body,
-}
-
-/// A slow client dripping one byte every 100 ms on its own thread until `stop` is set or
-/// the host closes; then it reads what the host answered (if anything) and returns it.
-fn slow_client(addr: SocketAddr, drip: Drip, stop: Arc<AtomicBool>) -> JoinHandle<Vec<u8>> {
-    std::thread::spawn(move || {
-        let mut s = TcpStream::connect(addr).unwrap();
-        let (head, endless): (&[u8], u8) = match drip {
-            Drip::Head => (b"GET /hello HTTP/1.1\r\nHost: x\r\nX-Slow: ", b'a'),
-            Drip::Body => (
-                b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n",
-                b'x',
-            ),
-        };
-        let _ = s.write_all(head);
-        while !stop.load(Ordering::SeqCst) {
-            if s.write_all(&[endless]).is_err() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-        let mut got = Vec::new();
-        let _ = s.read_to_end(&mut got);
-        got
-    })
-}
-
-/// A GET on a fresh connection, with its own generous timeout; the time it took.
-fn timed_get(addr: SocketAddr) -> (String, Duration) {
-    let started = Instant::now();
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
-    s.write_all(b"GET /hello HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .unwrap();
-    let mut got = Vec::new();
-    let _ = s.read_to_end(&mut got);
-    (
-        String::from_utf8_lossy(&got).into_owned(),
-        started.elapsed(),
-    )
-}
-
-/// 4 x WORKERS slow clients (half dripping heads, half bodies) do not stop a fresh GET.
+/// Each kind of slow client in turn, 4 x WORKERS of them, beside fresh GETs to the bridge
+/// with `handler`. The threadpool handler runs the app on a fixed pool of its own
+/// (`[wsgi] threads`, 8 by default), not on the host's workers: a client stalling in the
+/// app's `wsgi.input.read()` or in its response holds one of those threads until its
+/// rate runs out, and as many such clients as threads make the next request wait in the
+/// pool's queue (with the default pool the fresh GET got no answer in 60 s). So for
+/// those two kinds the pool here has one thread more than there are slow clients; heads
+/// and pre-reads never reach the pool.
 fn slow_clients_hold_no_worker(handler: &str) {
-    let site = site("hold", handler);
-    let threads = WORKERS.to_string();
-    let host = site.start(&["--threads", &threads, "--access-log", "off"]);
-    let stop = Arc::new(AtomicBool::new(false));
-    let clients: Vec<_> = (0..4 * WORKERS)
-        .map(|i| {
-            let drip = if i % 2 == 0 { Drip::Head } else { Drip::Body };
-            slow_client(host.addr, drip, stop.clone())
-        })
-        .collect();
-    // Let every slow client get its head (or part of it) in.
-    std::thread::sleep(Duration::from_secs(1));
-    for _ in 0..3 {
-        let (response, took) = timed_get(host.addr);
-        assert!(
-            response.starts_with("HTTP/1.1 200") && response.ends_with("Hello, World!"),
-            "{response}"
+    for drip in Drip::ALL {
+        let in_app = matches!(drip, Drip::ReadClient | Drip::Reader);
+        let threads = if handler == "threadpool" && in_app {
+            format!("threads = {}\n", 4 * WORKERS + 1)
+        } else {
+            String::new()
+        };
+        let site = Site::new(
+            &format!("slow-hold-{drip:?}-{handler}"),
+            &format!(
+                "[python]\npath = {{apps}}\n[wsgi]\napp = testapp:application\nlog = {{log}}\n\
+                 handler = {handler}\n{threads}"
+            ),
         );
-        // The defaults (idle 120 s) would hold a worker per slow POST for two minutes if
-        // the pre-read ran on a worker: a generous bound tells the two apart.
-        assert!(
-            took < Duration::from_secs(15),
-            "{handler}: a GET took {took:?} with {} slow clients",
-            4 * WORKERS
+        let workers = WORKERS.to_string();
+        let host = site.start(&["--threads", &workers, "--access-log", "off"]);
+        fresh_gets_beside(
+            &host,
+            4 * WORKERS,
+            drip,
+            &BRIDGE,
+            &format!("bridge, {handler}"),
         );
+        site.finish(host);
     }
-    stop.store(true, Ordering::SeqCst);
-    drop(clients); // their threads end when the host closes them at shutdown
-    site.finish(host);
 }
 
 #[test]
@@ -120,6 +76,21 @@ fn slow_clients_hold_no_worker_threadpool() {
     slow_clients_hold_no_worker("threadpool");
 }
 
+/// The same against the Rust test extension, whose ReadClient and WriteClient run on the
+/// host's worker inside HttpExtensionProc.
+#[test]
+fn slow_clients_hold_no_worker_rust_extension() {
+    for drip in Drip::ALL {
+        let threads = WORKERS.to_string();
+        let host = common::Host::start(
+            &common::test_extension(),
+            &["--strict", "--threads", &threads, "--access-log", "off"],
+        );
+        fresh_gets_beside(&host, 4 * WORKERS, drip, &RUST, "Rust test extension");
+        common::stop_clean(host);
+    }
+}
+
 /// `--header-timeout` ends a slowloris head with 408, `--min-receive-rate` a slow POST,
 /// each with an access-log line; a client at a normal pace is not affected.
 #[test]
@@ -127,8 +98,8 @@ fn slowloris_and_slow_post_get_408() {
     let site = site("408", "simple");
     let host = site.start(&["--header-timeout", "2", "--min-receive-rate", "240"]);
     let stop = Arc::new(AtomicBool::new(false));
-    let head = slow_client(host.addr, Drip::Head, stop.clone());
-    let body = slow_client(host.addr, Drip::Body, stop.clone());
+    let head = slow_client(host.addr, Drip::Head, &BRIDGE, stop.clone());
+    let body = slow_client(host.addr, Drip::Preread, &BRIDGE, stop.clone());
     let started = Instant::now();
     let head = String::from_utf8_lossy(&head.join().unwrap()).into_owned();
     let body = String::from_utf8_lossy(&body.join().unwrap()).into_owned();

@@ -249,8 +249,11 @@ def app(environ, start_response):
     if path.startswith("/unicode"):
         return text(start_response, json.dumps({"path": path, "script": environ["SCRIPT_NAME"]}))
     if path == "/big":
+        # 16 blocks of 64 KiB, or as many as ?blocks=N asks (made as they are sent).
+        query = environ.get("QUERY_STRING", "")
+        blocks = int(query[len("blocks="):]) if query.startswith("blocks=") else 16
         start_response("200 OK", [("Content-Type", "application/octet-stream")])
-        return Closing([bytes([i % 251]) * 65536 for i in range(16)], "big")
+        return Closing((bytes([i % 251]) * 65536 for i in range(blocks)), "big")
     return text(start_response, "not found: " + path, status="404 Not Found")
 
 
@@ -501,6 +504,21 @@ def raw(environ, start_response):
                     yield ("TypeError: %s;" % error).encode()
 
         return body()
+    if path == "/soak-stats":
+        # What the soak (benches/soak.sh) samples to tell a leak from the allocator's
+        # behaviour: after a full collection, the interpreter's allocated memory blocks, the
+        # objects the collector tracks, and the threads.
+        import gc
+        import threading
+
+        gc.collect()
+        stats = {
+            "blocks": sys.getallocatedblocks(),
+            "objects": len(gc.get_objects()),
+            "gc_count": gc.get_count(),
+            "threads": threading.active_count(),
+        }
+        return text(start_response, json.dumps(stats))
     if path == "/keep":
         global KEPT
         KEPT = (environ["wsgi.input"], start_response, environ["isapi.server_variable"])

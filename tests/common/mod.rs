@@ -16,6 +16,8 @@
 //! [`bridge_library`]) and `--config FILE` instead.
 #![allow(dead_code)]
 
+pub mod hostile;
+
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};

@@ -5,9 +5,11 @@
 //!
 //! A connection is owned by exactly one party at a time: the poller while it is idle, a
 //! worker thread while it reads a request, and the request's exchange while the
-//! extension runs. This module knows nothing of requests or of who owns it.
+//! extension runs. This module knows nothing of requests or of who owns it; a read or
+//! write that may wait for the client tells [`workers`], which keeps enough workers free.
 use crate::http::{BodyKind, BodyOut, ChunkedDecoder, HttpError};
 use crate::response;
+use crate::workers;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -209,12 +211,13 @@ impl Conn {
         self.receiving = Some(Pace::new(self.limits.allowance, self.limits.receive_rate));
     }
 
-    /// A blocking [`fill`](Conn::fill) that waits no longer than the body's pace allows.
+    /// A blocking [`fill`](Conn::fill) that waits no longer than the body's pace allows
+    /// (on a worker, counted as blocked: [`workers::while_blocked`]).
     fn fill_paced(&mut self) -> io::Result<usize> {
         if let Some(pace) = self.receiving.filter(|p| p.rate > 0) {
             self.stream.set_read_timeout(pace.wait(self.limits.idle)?)?;
         }
-        self.fill()
+        workers::while_blocked(|| self.fill())
     }
 
     /// The socket to write the response to, keeping to `--min-send-rate`.
@@ -306,13 +309,14 @@ impl Paced<'_> {
         self.paced(|stream| crate::os::send_file(stream, handle, offset, count))
     }
 
-    /// One transfer to the socket, tried again after a timeout while the pace allows.
+    /// One transfer to the socket, tried again after a timeout while the pace allows (on
+    /// a worker, counted as blocked: [`workers::while_blocked`]).
     fn paced(
         &mut self,
         mut transfer: impl FnMut(&mut TcpStream) -> io::Result<usize>,
     ) -> io::Result<usize> {
         loop {
-            match transfer(self.stream) {
+            match workers::while_blocked(|| transfer(self.stream)) {
                 Ok(n) => {
                     self.pace.add(n);
                     self.progress = Instant::now();

@@ -4,7 +4,8 @@
 //! How a request flows, module by module:
 //!
 //! 1. [`server`] accepts connections; worker threads take ready ones from the [`poller`]
-//!    and read request heads off them ([`conn`], parsed by [`http`]).
+//!    and read request heads off them ([`conn`], parsed by [`http`]); [`workers`] keeps
+//!    `--threads` of them free while others wait for slow clients inside a call.
 //! 2. [`exchange`] maps each request onto the site ([`vars`]), pre-reads the body, builds
 //!    the ECB, and calls the [`extension`]'s `HttpExtensionProc`; a URL in a `--static`
 //!    location is answered by [`staticfile`] instead, as IIS's StaticFile handler would.
@@ -35,6 +36,7 @@ mod response;
 mod server;
 mod staticfile;
 mod vars;
+mod workers;
 
 use std::process::ExitCode;
 

@@ -586,7 +586,9 @@ mod one_shot_epoll {
         /// Blocks until there is work for the calling worker: a readable connection of its
         /// own set, queued work, or something ready in the shared set.
         pub fn wait(&self) -> Work<T> {
-            let index = WORKER.with(|w| w.get()).expect("wait is called by workers");
+            let Some(index) = WORKER.with(|w| w.get()) else {
+                return self.wait_shared();
+            };
             let local = &self.locals[index];
             Self::settle(local);
             let work = self.next(local);
@@ -610,18 +612,7 @@ mod one_shot_epoll {
                     }
                     return work;
                 }
-                let due = {
-                    let mut last = lock(&self.last_sweep);
-                    let due =
-                        last.elapsed() >= SWEEP_EVERY || self.expire_all.load(Ordering::SeqCst);
-                    if due {
-                        *last = Instant::now();
-                    }
-                    due
-                };
-                if due {
-                    self.sweep();
-                }
+                self.sweep_if_due();
                 self.sweep_own(local);
                 if !lock(&self.queue).is_empty() {
                     continue;
@@ -651,6 +642,62 @@ mod one_shot_epoll {
                 }
                 if shared && let Some(work) = self.take_shared() {
                     return work;
+                }
+            }
+        }
+
+        /// The shared set's deadlines, when [`SWEEP_EVERY`] has passed since the last sweep
+        /// (or the host is stopping).
+        fn sweep_if_due(&self) {
+            let due = {
+                let mut last = lock(&self.last_sweep);
+                let due = last.elapsed() >= SWEEP_EVERY || self.expire_all.load(Ordering::SeqCst);
+                if due {
+                    *last = Instant::now();
+                }
+                due
+            };
+            if due {
+                self.sweep();
+            }
+        }
+
+        /// [`wait`](Poller::wait) for a worker without a set of its own (a spare, see
+        /// workers.rs): queued work, or a ready item of the shared set. What it parks goes
+        /// to the shared set too ([`arm_here`](Poller::arm_here) on a thread that is no
+        /// worker of a set).
+        fn wait_shared(&self) -> Work<T> {
+            loop {
+                let (work, more) = {
+                    let mut queue = lock(&self.queue);
+                    (queue.pop_front(), !queue.is_empty())
+                };
+                if let Some(work) = work {
+                    if more {
+                        let _ = self.wake.send(&[1]); // more queued: wake another worker
+                    }
+                    return work;
+                }
+                self.sweep_if_due();
+                if !lock(&self.queue).is_empty() {
+                    continue;
+                }
+                match self.epoll.wait(SWEEP_EVERY.as_millis() as i32) {
+                    Ok(Some(WAKE)) => {
+                        let mut sink = [0u8; 64];
+                        while self.wake.recv(&mut sink).is_ok() {}
+                        let _ = self.epoll.arm(crate::os::raw_socket(&self.wake), WAKE);
+                    }
+                    Ok(Some(token)) => {
+                        if let Some(item) = self.take(token) {
+                            return Work::Ready(item);
+                        }
+                    }
+                    Ok(None) => {}
+                    Err(e) => {
+                        eprintln!("isapi-host: epoll_wait failed: {e}");
+                        std::thread::sleep(Duration::from_millis(10));
+                    }
                 }
             }
         }

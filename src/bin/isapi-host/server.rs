@@ -16,10 +16,11 @@ use crate::os::{self, ImpersonationToken};
 use crate::poller::{Poller, Work};
 use crate::response::HTTP_API_SERVER;
 use crate::vars::Site;
+use crate::workers;
 use std::io;
 use std::net::TcpListener;
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::time::{Duration, Instant};
 
 /// The ECB callbacks every request's ECB carries.
@@ -121,11 +122,7 @@ pub fn run(options: Options, extension: Extension) -> io::Result<i32> {
     os::install_stop_handler();
     os::install_crash_report(exchange::registry().active_counter());
     host.poller.arm(Box::new(Listening(listener)), None);
-    for i in 0..host.options.threads {
-        std::thread::Builder::new()
-            .name(format!("worker-{i}"))
-            .spawn(move || worker(host, i))?;
-    }
+    workers::start(host.options.threads, start_worker)?;
     std::thread::Builder::new()
         .name("rescuer".to_string())
         .spawn(move || host.poller.rescue())?;
@@ -148,13 +145,36 @@ pub fn run(options: Options, extension: Extension) -> io::Result<i32> {
     Ok(shutdown(host))
 }
 
+/// Starts one worker thread (at start-up, and a spare one when workers are blocked; see
+/// [`workers`]).
+fn start_worker() -> io::Result<()> {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let i = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let host = host::host();
+    std::thread::Builder::new()
+        .name(format!("worker-{i}"))
+        .spawn(move || worker(host, i))
+        .map(drop)
+}
+
+/// Worker `index`. The first `--threads` workers have a readiness set of their own
+/// ([`Poller::enter`]) and run as long as the host; a spare one (started while others wait
+/// for slow clients) takes work from the shared set only, and ends when it is no longer
+/// needed.
 fn worker(host: &'static Host, index: usize) {
-    host.poller.enter(index);
+    workers::enter();
+    let spare = index >= host.options.threads;
+    if !spare {
+        host.poller.enter(index);
+    }
     loop {
         match host.poller.wait() {
             Work::Ready(item) => item.ready(host),
             Work::Expired(item) => item.expired(host),
             Work::Task(task) => task(),
+        }
+        if spare && workers::surplus() {
+            return;
         }
     }
 }

@@ -1,0 +1,108 @@
+//! How many worker threads the host runs: `--threads` of them are always free for the
+//! readiness loop, even while others are blocked inside an extension's call waiting for a
+//! slow client.
+//!
+//! A synchronous ReadClient or WriteClient (and the host's own writes of a response) runs
+//! on the thread that called it, and waits for the client: for the next body bytes, or
+//! for room in the socket's send buffer. When that thread is a host worker (the extension
+//! called back from inside `HttpExtensionProc`, or an async completion runs), every slow
+//! client doing so would take one worker away from everyone else, and `--threads` slow
+//! clients would stop the host until their minimum rates ran out. So a worker about to
+//! wait for its client counts itself blocked ([`while_blocked`]); when fewer than
+//! `--threads` workers are left unblocked, a spare one is started (at most
+//! [`SPARE_LIMIT`]). A worker that finds, between two pieces of work, more unblocked
+//! workers than `--threads` ends ([`surplus`]). IIS's thread pool grows the same way
+//! when its threads block.
+//!
+//! Threads that are not host workers (an extension's own) are not counted: their
+//! waiting costs the host nothing.
+use std::cell::Cell;
+use std::io;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// The most spare workers running at once, beyond `--threads`.
+pub const SPARE_LIMIT: usize = 1024;
+
+/// Starts one more worker thread.
+type Spawn = fn() -> io::Result<()>;
+
+/// `--threads`, and how to start one more worker.
+static POOL: OnceLock<(usize, Spawn)> = OnceLock::new();
+/// Worker threads running (started and not ended).
+static RUNNING: AtomicUsize = AtomicUsize::new(0);
+/// Of those, the ones waiting for a client inside a call.
+static BLOCKED: AtomicUsize = AtomicUsize::new(0);
+
+thread_local! {
+    static IS_WORKER: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Starts `threads` workers with `spawn`, which also starts the spares later; each
+/// worker calls [`enter`] first.
+pub fn start(threads: usize, spawn: Spawn) -> io::Result<()> {
+    let _ = POOL.set((threads, spawn));
+    for _ in 0..threads {
+        RUNNING.fetch_add(1, Ordering::SeqCst);
+        spawn().inspect_err(|_| {
+            RUNNING.fetch_sub(1, Ordering::SeqCst);
+        })?;
+    }
+    Ok(())
+}
+
+/// Marks the calling thread as a worker (first thing on a worker's thread).
+pub fn enter() {
+    IS_WORKER.with(|w| w.set(true));
+}
+
+/// Runs `wait`, a read or write that may wait for the client. On a worker, it counts as
+/// blocked meanwhile, and a spare worker is started first if fewer than `--threads`
+/// would be left free.
+pub fn while_blocked<T>(wait: impl FnOnce() -> T) -> T {
+    if !IS_WORKER.with(Cell::get) {
+        return wait();
+    }
+    let blocked = BLOCKED.fetch_add(1, Ordering::SeqCst) + 1;
+    start_spare_if_short(blocked);
+    let result = wait();
+    BLOCKED.fetch_sub(1, Ordering::SeqCst);
+    result
+}
+
+fn start_spare_if_short(blocked: usize) {
+    let Some(&(threads, spawn)) = POOL.get() else {
+        return;
+    };
+    let mut running = RUNNING.load(Ordering::SeqCst);
+    while running.saturating_sub(blocked) < threads && running < threads + SPARE_LIMIT {
+        match RUNNING.compare_exchange(running, running + 1, Ordering::SeqCst, Ordering::SeqCst) {
+            Ok(_) => {
+                if spawn().is_err() {
+                    RUNNING.fetch_sub(1, Ordering::SeqCst);
+                }
+                return;
+            }
+            Err(now) => running = now,
+        }
+    }
+}
+
+/// Between two pieces of work: true if this worker is one more than needed (more than
+/// `--threads` unblocked), and has been counted out; the caller's thread then ends.
+pub fn surplus() -> bool {
+    let Some(&(threads, _)) = POOL.get() else {
+        return false;
+    };
+    let mut running = RUNNING.load(Ordering::SeqCst);
+    loop {
+        let free = running.saturating_sub(BLOCKED.load(Ordering::SeqCst));
+        if free <= threads {
+            return false;
+        }
+        match RUNNING.compare_exchange(running, running - 1, Ordering::SeqCst, Ordering::SeqCst) {
+            Ok(_) => return true,
+            Err(now) => running = now,
+        }
+    }
+}
