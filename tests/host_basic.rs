@@ -950,3 +950,44 @@ fn unconfirmed_behaviour_options() {
         host.stop();
     }
 }
+
+/// An ended request keeps no response buffer: the registry keeps each ended exchange
+/// until its slot is reused (up to `--max-requests`), and a buffer kept with it held as
+/// much as the request's largest write. 200 echoed bodies of 1 MB, one WriteClient each,
+/// on one keep-alive connection: the host's resident memory grows by far less than the
+/// 200 MB they would keep (without the fix: +206 MiB).
+#[test]
+fn ended_requests_keep_no_response_buffer() {
+    let host = strict_host(&["--access-log", "off"]);
+    let resident_kib = || -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", host.pid())).unwrap();
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmRSS:"))
+            .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmRSS")
+    };
+    let body = vec![b'b'; 1 << 20];
+    let mut client = common::Client::connect(host.addr);
+    let mut post = || {
+        let head = format!(
+            "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        );
+        client.send(head.as_bytes());
+        client.send(&body);
+        let response = client.response(false);
+        assert_eq!((response.status, response.body.len()), (200, body.len()));
+    };
+    for _ in 0..5 {
+        post(); // the allocator's own first growth
+    }
+    let before = resident_kib();
+    for _ in 0..200 {
+        post();
+    }
+    let grown = resident_kib().saturating_sub(before) / 1024;
+    eprintln!("200 echoed 1 MB bodies: resident memory +{grown} MiB");
+    assert!(grown < 64, "+{grown} MiB after 200 requests of 1 MB");
+    stop_clean(host);
+}

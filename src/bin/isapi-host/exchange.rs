@@ -686,6 +686,7 @@ pub fn finish(host: &'static Host, exchange: &Arc<Exchange>, state: &mut State) 
             c.receiving = None; // a drain keeps to the body's pace
         }
     }
+    state.response.free_buffer();
     let code = state
         .response
         .status_code()

@@ -344,6 +344,14 @@ impl Response {
         self.flush(w, stopping)
     }
 
+    /// The request has ended: frees the buffer of bytes waiting to be written (nothing
+    /// more is sent). The ended exchange stays in its registry slot until the slot is
+    /// reused (up to `--max-requests` of them), and each kept buffer would hold as much as
+    /// the request's largest write.
+    pub fn free_buffer(&mut self) {
+        self.out = Vec::new();
+    }
+
     /// Whether the extension stopped short of its declared Content-Length (the response
     /// is cut short). Not when a write failed first: then the client went away, and the
     /// extension could not have sent the rest.
