@@ -705,7 +705,9 @@ class Matrix:
 
     def host_wine_test(self):
         """The host's own wine test (tests/host_wine.rs, ignored in the Linux run): the same
-        Windows build, every callback of the test extension, TRANSMIT_FILE on a HANDLE."""
+        Windows build, every callback of the test extension, TRANSMIT_FILE on a HANDLE;
+        slow clients of each kind beside fresh GETs answered within 1 s, and a client
+        resetting at each phase of a request (about 30 s)."""
         proc = subprocess.run(["cargo", "test", "--quiet", "--release", "--test", "host_wine", "--", "--ignored"],
                               cwd=ROOT, capture_output=True, text=True, timeout=900)
         assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]

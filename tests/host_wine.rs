@@ -1,6 +1,7 @@
 //! The Windows build of the host serving the Windows build of the test extension under
 //! wine: the same source, the real Win32 code paths (WSAPoll, LoadLibraryExW, console
-//! Ctrl-C, ReadFile on a HANDLE for TRANSMIT_FILE).
+//! Ctrl-C, ReadFile on a HANDLE for TRANSMIT_FILE), and the defenses against slow and
+//! resetting clients (`common::hostile`, as on Linux).
 //!
 //! Ignored by default because it needs the Windows build and wine:
 //!
@@ -95,4 +96,49 @@ fn windows_host_under_wine() {
     std::fs::remove_file(&file).unwrap();
     // Ctrl-C (wine turns SIGINT into a console event): orderly shutdown.
     common::stop_clean(host);
+}
+
+/// The defenses against slow clients on Windows (the leader/follower poller over
+/// WSAPoll): 16 slow clients of each kind (slowloris, slow POST in the pre-read and in
+/// ReadClient, a reader that reads nothing of 64 MiB) beside 4 workers, and fresh GETs
+/// each answered within 1 s.
+#[test]
+#[ignore = "needs the x86_64-pc-windows-gnu build and wine"]
+fn windows_host_slow_clients_under_wine() {
+    let exe = windows_build("isapi-host.exe");
+    let dll = windows_build("examples/test_extension.dll");
+    for drip in common::hostile::Drip::ALL {
+        let host = Host::launch(
+            &Launch::wine(&exe),
+            &dll,
+            &["--strict", "--threads", "4", "--access-log", "off"],
+            &[],
+        );
+        common::hostile::fresh_gets_beside(
+            &host,
+            16,
+            drip,
+            &common::hostile::RUST,
+            "Windows host under wine",
+        );
+        common::stop_clean(host);
+    }
+}
+
+/// A client resetting its connection at each phase of a request, on Windows (the file
+/// for TRANSMIT_FILE through wine's Z: drive).
+#[test]
+#[ignore = "needs the x86_64-pc-windows-gnu build and wine"]
+fn windows_host_client_resets_under_wine() {
+    let exe = windows_build("isapi-host.exe");
+    let dll = windows_build("examples/test_extension.dll");
+    let dir = common::scratch_dir("wine-resets");
+    let file = dir.join("big.bin");
+    std::fs::write(&file, vec![b'f'; 32 << 20]).unwrap();
+    let windows_path = format!("Z:{}", file.display()).replace('/', "\\");
+    let host = Host::launch(&Launch::wine(&exe), &dll, &["--strict"], &[]);
+    // The request reaches the script escaped (it decodes `\r\n`): so is each `\`.
+    let escaped = windows_path.replace('\\', "\\\\");
+    common::hostile::client_resets_at_every_phase(host, &escaped);
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -190,7 +190,7 @@ for phase in phases:
 /// A client resets its connection in the request head, in the pre-read, while the
 /// extension is in ReadClient, in WriteClient, in a chain of asynchronous writes and in
 /// HSE_REQ_TRANSMIT_FILE (async and sync) of `file` (a 32 MiB file, named as the host's
-/// platform names it): each request ends (an access-log line), the host serves the next
+/// platform names it, each `\` doubled: the script decodes escapes): each request ends (an access-log line), the host serves the next
 /// request, and no contract violation is reported (the extension did nothing wrong).
 /// `host` serves the Rust test extension; it is stopped here.
 pub fn client_resets_at_every_phase(host: Host, file: &str) {
