@@ -506,17 +506,15 @@ def raw(environ, start_response):
         return body()
     if path == "/soak-stats":
         # What the soak (benches/soak.sh) samples to tell a leak from the allocator's
-        # behaviour: after a full collection, the interpreter's allocated memory blocks, the
-        # objects the collector tracks, and the threads.
+        # behaviour: after a full collection, the interpreter's allocated memory blocks and
+        # the objects the collector tracks.
         import gc
-        import threading
 
         gc.collect()
         stats = {
             "blocks": sys.getallocatedblocks(),
             "objects": len(gc.get_objects()),
             "gc_count": gc.get_count(),
-            "threads": threading.active_count(),
         }
         return text(start_response, json.dumps(stats))
     if path == "/keep":
