@@ -11,18 +11,31 @@
 //! wait for its client counts itself blocked ([`while_blocked`]); when fewer than
 //! `--threads` workers are left unblocked, a spare one is started (at most
 //! [`SPARE_LIMIT`]). A worker that finds, between two pieces of work, more unblocked
-//! workers than `--threads` ends ([`surplus`]). IIS's thread pool grows the same way
-//! when its threads block.
+//! workers than `--threads`, and no worker blocked for [`LINGER`], ends ([`surplus`]):
+//! so a burst of large responses, whose writes block for moments, does not start and end
+//! a thread per write. IIS's thread pool grows the same way when its threads block.
 //!
 //! Threads that are not host workers (an extension's own) are not counted: their
 //! waiting costs the host nothing.
 use std::cell::Cell;
 use std::io;
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 /// The most spare workers running at once, beyond `--threads`.
 pub const SPARE_LIMIT: usize = 1024;
+
+/// How long spare workers stay after a worker last blocked.
+pub const LINGER: Duration = Duration::from_secs(2);
+
+/// When a worker last blocked, in milliseconds since [`EPOCH`].
+static LAST_BLOCKED: AtomicU64 = AtomicU64::new(0);
+static EPOCH: OnceLock<Instant> = OnceLock::new();
+
+fn now_ms() -> u64 {
+    EPOCH.get_or_init(Instant::now).elapsed().as_millis() as u64
+}
 
 /// Starts one more worker thread.
 type Spawn = fn() -> io::Result<()>;
@@ -64,6 +77,7 @@ pub fn while_blocked<T>(wait: impl FnOnce() -> T) -> T {
         return wait();
     }
     let blocked = BLOCKED.fetch_add(1, Ordering::SeqCst) + 1;
+    LAST_BLOCKED.store(now_ms(), Ordering::Relaxed);
     start_spare_if_short(blocked);
     let result = wait();
     BLOCKED.fetch_sub(1, Ordering::SeqCst);
@@ -89,11 +103,17 @@ fn start_spare_if_short(blocked: usize) {
 }
 
 /// Between two pieces of work: true if this worker is one more than needed (more than
-/// `--threads` unblocked), and has been counted out; the caller's thread then ends.
+/// `--threads` unblocked, and none blocked for [`LINGER`]), and has been counted out;
+/// the caller's thread then ends.
 pub fn surplus() -> bool {
     let Some(&(threads, _)) = POOL.get() else {
         return false;
     };
+    if RUNNING.load(Ordering::SeqCst) <= threads
+        || now_ms().saturating_sub(LAST_BLOCKED.load(Ordering::Relaxed)) < LINGER.as_millis() as u64
+    {
+        return false;
+    }
     let mut running = RUNNING.load(Ordering::SeqCst);
     loop {
         let free = running.saturating_sub(BLOCKED.load(Ordering::SeqCst));
