@@ -13,7 +13,8 @@
 //! [`SPARE_LIMIT`]). A worker that finds, between two pieces of work, more unblocked
 //! workers than `--threads`, and no worker blocked for [`LINGER`], ends ([`surplus`]):
 //! so a burst of large responses, whose writes block for moments, does not start and end
-//! a thread per write. IIS's thread pool grows the same way when its threads block.
+//! a thread per write. (Blocked IIS threads starve IIS's pool instead: new requests
+//! queue, then get 503.)
 //!
 //! Threads that are not host workers (an extension's own) are not counted: their
 //! waiting costs the host nothing.
