@@ -8,6 +8,7 @@
 //! extension runs. This module knows nothing of requests or of who owns it; a read or
 //! write that may wait for the client tells [`workers`], which keeps enough workers free.
 use crate::http::{BodyKind, BodyOut, ChunkedDecoder, HttpError};
+use crate::os::PollFd;
 use crate::response;
 use crate::workers;
 use std::io::{self, Read, Write};
@@ -76,6 +77,14 @@ impl Pace {
         }
         Ok(Some(idle.map_or(left, |i| i.min(left))))
     }
+}
+
+/// The largest write a writable socket is trusted to take without waiting.
+const SMALL_WRITE: usize = 16 * 1024;
+
+/// Whether the socket is ready now (a read or write would not wait).
+fn ready(mut fd: PollFd) -> bool {
+    crate::os::poll(std::slice::from_mut(&mut fd), 0).is_ok_and(|n| n > 0)
 }
 
 /// A client connection and the bytes received but not yet used. Boxed once per connection
@@ -217,7 +226,8 @@ impl Conn {
         if let Some(pace) = self.receiving.filter(|p| p.rate > 0) {
             self.stream.set_read_timeout(pace.wait(self.limits.idle)?)?;
         }
-        workers::while_blocked(|| self.fill())
+        let socket = self.socket();
+        workers::while_blocked(|| ready(PollFd::readable(socket)), || self.fill())
     }
 
     /// The socket to write the response to, keeping to `--min-send-rate`.
@@ -306,17 +316,23 @@ impl Paced<'_> {
         offset: u64,
         count: usize,
     ) -> io::Result<usize> {
-        self.paced(|stream| crate::os::send_file(stream, handle, offset, count))
+        self.paced(count, |stream| {
+            crate::os::send_file(stream, handle, offset, count)
+        })
     }
 
     /// One transfer to the socket, tried again after a timeout while the pace allows (on
     /// a worker, counted as blocked: [`workers::while_blocked`]).
     fn paced(
         &mut self,
+        len: usize,
         mut transfer: impl FnMut(&mut TcpStream) -> io::Result<usize>,
     ) -> io::Result<usize> {
         loop {
-            match workers::while_blocked(|| transfer(self.stream)) {
+            // A writable socket takes a small write at once; a large one may still wait.
+            let socket = crate::os::raw_socket(&*self.stream);
+            let ready = || len <= SMALL_WRITE && ready(PollFd::writable(socket));
+            match workers::while_blocked(ready, || transfer(self.stream)) {
                 Ok(n) => {
                     self.pace.add(n);
                     self.progress = Instant::now();
@@ -343,7 +359,7 @@ impl Paced<'_> {
 
 impl Write for Paced<'_> {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        self.paced(|stream| stream.write(data))
+        self.paced(data.len(), |stream| stream.write(data))
     }
 
     fn flush(&mut self) -> io::Result<()> {

@@ -82,6 +82,11 @@ pub struct PollFd {
 #[cfg(unix)]
 #[cfg_attr(target_os = "linux", allow(dead_code))]
 const READABLE: i16 = libc::POLLIN;
+#[cfg(unix)]
+const WRITABLE: i16 = libc::POLLOUT;
+/// POLLWRNORM.
+#[cfg(windows)]
+const WRITABLE: i16 = 0x0010;
 /// POLLRDNORM: WSAPoll rejects POLLIN's POLLRDBAND half on some stacks; RDNORM is enough.
 #[cfg(windows)]
 const READABLE: i16 = 0x0100;
@@ -101,6 +106,14 @@ impl PollFd {
         }
     }
 
+    /// Watches `socket` for room to write (and errors).
+    pub fn writable(socket: RawSocket) -> PollFd {
+        PollFd {
+            events: WRITABLE,
+            ..PollFd::readable(socket)
+        }
+    }
+
     /// Whether the last [`poll`] reported anything for this socket (data, hang-up, error).
     pub fn ready(&self) -> bool {
         self.revents != 0
@@ -114,7 +127,6 @@ unsafe extern "system" {
 }
 
 /// Waits up to `timeout_ms` (-1: forever) until one of `fds` is ready. Returns how many are.
-#[cfg_attr(target_os = "linux", allow(dead_code))]
 pub fn poll(fds: &mut [PollFd], timeout_ms: i32) -> std::io::Result<usize> {
     #[cfg(unix)]
     // SAFETY: PollFd is layout-identical to struct pollfd and the slice is valid for writes

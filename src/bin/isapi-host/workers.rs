@@ -72,17 +72,27 @@ pub fn enter() {
 
 /// Runs `wait`, a read or write that may wait for the client. On a worker, it counts as
 /// blocked meanwhile, and a spare worker is started first if fewer than `--threads`
-/// would be left free.
-pub fn while_blocked<T>(wait: impl FnOnce() -> T) -> T {
+/// would be left free, unless `ready` (asked only then) says the socket is ready, so
+/// that `wait` will not wait.
+pub fn while_blocked<T>(ready: impl FnOnce() -> bool, wait: impl FnOnce() -> T) -> T {
     if !IS_WORKER.with(Cell::get) {
         return wait();
     }
     let blocked = BLOCKED.fetch_add(1, Ordering::SeqCst) + 1;
-    LAST_BLOCKED.store(now_ms(), Ordering::Relaxed);
-    start_spare_if_short(blocked);
+    if short(blocked) && !ready() {
+        LAST_BLOCKED.store(now_ms(), Ordering::Relaxed);
+        start_spare_if_short(blocked);
+    }
     let result = wait();
     BLOCKED.fetch_sub(1, Ordering::SeqCst);
     result
+}
+
+/// Fewer than `--threads` workers are free with `blocked` of them blocked.
+fn short(blocked: usize) -> bool {
+    POOL.get().is_some_and(|&(threads, _)| {
+        RUNNING.load(Ordering::SeqCst).saturating_sub(blocked) < threads
+    })
 }
 
 fn start_spare_if_short(blocked: usize) {
