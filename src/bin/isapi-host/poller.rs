@@ -23,6 +23,9 @@
 //!     its worker is free: the rescuer thread looks every 5 ms, and when a worker has been
 //!     busy for 10 ms, every connection parked with it moves to the shared set, where any
 //!     free worker takes it. A ready request waits at most about 15 ms behind a slow one.
+//!   - A spare worker (started while others wait for their clients inside a call, see
+//!     workers.rs) has no set of its own: it waits on the shared set alone, and what it
+//!     parks goes there.
 //!   - A socket the worker took but did not park again (PENDING, a close, a pre-read)
 //!     leaves the worker's set when the worker next waits, before anyone could see it there.
 //!   - Deadlines are swept every 100 ms: the shared set's by whichever worker gets there,
