@@ -13,7 +13,7 @@ use crate::response;
 use crate::workers;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 /// How slow a client may be, from the options (`--idle-timeout`, `--header-timeout`,
@@ -96,6 +96,8 @@ pub struct Conn(Box<Connection>);
 /// What a [`Conn`] holds.
 pub struct Connection {
     pub stream: TcpStream,
+    /// Which connection this is, unique for the host's life ([`Conn::serial`]).
+    serial: u64,
     /// Received, not yet consumed input (the rest of a pipelined batch, body bytes).
     pub input: Vec<u8>,
     pub remote: SocketAddr,
@@ -119,6 +121,9 @@ thread_local! {
 
 /// How many client connections are open (`--max-connections`).
 static OPEN: AtomicUsize = AtomicUsize::new(0);
+
+/// The serial number of the last connection opened.
+static SERIALS: AtomicU64 = AtomicU64::new(0);
 
 /// The number of open client connections.
 pub fn open_connections() -> usize {
@@ -150,6 +155,13 @@ impl Conn {
         crate::os::raw_socket(&self.stream)
     }
 
+    /// Which connection this is: numbered from 1 as they are opened, never reused (unlike
+    /// the socket number, which the system gives to a new socket once this one is closed).
+    /// The readiness loop tells by it whether a socket number still means this connection.
+    pub fn serial(&self) -> u64 {
+        self.serial
+    }
+
     pub fn new(stream: TcpStream, limits: Limits) -> io::Result<Conn> {
         stream.set_nodelay(true)?;
         // Blocking reads and writes (ReadClient, WriteClient) give up after the idle
@@ -167,6 +179,7 @@ impl Conn {
         OPEN.fetch_add(1, Ordering::SeqCst);
         Ok(Conn(Box::new(Connection {
             stream,
+            serial: SERIALS.fetch_add(1, Ordering::Relaxed) + 1,
             input: Vec::with_capacity(4096),
             remote,
             local,

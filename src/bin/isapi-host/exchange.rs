@@ -498,6 +498,10 @@ impl Waiting for Prereading {
         self.conn.socket()
     }
 
+    fn serial(&self) -> u64 {
+        self.conn.serial()
+    }
+
     fn ready(self: Box<Self>, host: &'static Host) {
         let Prereading { mut conn, request } = *self;
         match conn.fill() {
@@ -766,6 +770,10 @@ struct Draining {
 impl Waiting for Draining {
     fn socket(&self) -> os::RawSocket {
         self.conn.socket()
+    }
+
+    fn serial(&self) -> u64 {
+        self.conn.serial()
     }
 
     fn ready(mut self: Box<Self>, host: &'static Host) {

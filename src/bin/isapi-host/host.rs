@@ -24,6 +24,8 @@ use std::time::{Duration, Instant};
 /// a client meanwhile.
 pub trait Waiting: Send {
     fn socket(&self) -> os::RawSocket;
+    /// Which connection it is ([`Conn::serial`]; 0 for the listening socket).
+    fn serial(&self) -> u64;
     /// Its socket is readable (or it was submitted as ready work).
     fn ready(self: Box<Self>, host: &'static Host);
     /// Its deadline has passed, or the host is stopping. Dropping it closes the socket.
@@ -36,6 +38,10 @@ pub type Parked = Box<dyn Waiting>;
 impl Watched for Parked {
     fn socket(&self) -> os::RawSocket {
         (**self).socket()
+    }
+
+    fn serial(&self) -> u64 {
+        (**self).serial()
     }
 }
 
@@ -60,6 +66,10 @@ struct Lingering {
 impl Waiting for Lingering {
     fn socket(&self) -> os::RawSocket {
         self.conn.socket()
+    }
+
+    fn serial(&self) -> u64 {
+        self.conn.serial()
     }
 
     fn ready(mut self: Box<Self>, host: &'static Host) {

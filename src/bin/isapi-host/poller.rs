@@ -28,6 +28,18 @@
 //!     parks goes there.
 //!   - A socket the worker took but did not park again (PENDING, a close, a pre-read)
 //!     leaves the worker's set when the worker next waits, before anyone could see it there.
+//!   - The rule for trusting a slot: a socket number is not a connection. Until the worker
+//!     next waits, the connection it took may be closed (its socket then leaves every
+//!     epoll set by itself) and the number given to a new connection, which this worker
+//!     may end another thread's request of (DONE_WITH_SESSION) and park. So a slot taken
+//!     by the worker is re-armed without a system call only for the same connection
+//!     ([`Watched::serial`]); any other is added to the set. And every addition gets a new
+//!     generation in its token, so that a report still queued for a socket that has left
+//!     the set cannot be taken for the next connection at that number. Idle slots (swept,
+//!     rescued) and the shared slab hold their items, whose sockets are therefore open.
+//!     Removing a taken socket at the next wait is harmless if it was closed meanwhile:
+//!     the number's new connection is in this set only if this worker parked it, and
+//!     then its slot is idle and not removed.
 //!   - Deadlines are swept every 100 ms: the shared set's by whichever worker gets there,
 //!     each worker's own by itself; what expired is queued as work.
 //! * Elsewhere (Windows, other Unixes), "leader/follower" over `poll(2)` / `WSAPoll`:
@@ -55,6 +67,9 @@ pub use one_shot_epoll::Poller;
 /// Something the poller can watch.
 pub trait Watched {
     fn socket(&self) -> RawSocket;
+    /// Which connection it is, unique for the host's life: a socket number is reused once
+    /// its socket is closed, this never is.
+    fn serial(&self) -> u64;
 }
 
 /// A unit of work handed to a worker thread.
@@ -295,14 +310,21 @@ mod one_shot_epoll {
     enum Kept<T> {
         /// Watched in the worker's set, waiting for input.
         Idle(Entry<T>),
-        /// Taken by the worker (its socket is still in the worker's set): it either comes
-        /// back here or, when the worker next waits, leaves the set.
-        Busy(u32),
+        /// Connection `serial`, taken by the worker (its socket is still in the worker's
+        /// set, under `generation`): it either comes back here or, when the worker next
+        /// waits, leaves the set. Only that connection may come back without a system
+        /// call: if it was closed meanwhile, its socket left the set with it, and a new
+        /// connection may have been given the same socket number.
+        Busy { serial: u64, generation: u32 },
     }
 
     /// One worker's own set: what it parked, watched only by itself.
     struct Own<T> {
         by_socket: Vec<Option<Kept<T>>>,
+        /// The generation the next socket added to the set gets: each addition has its own,
+        /// so that a report still queued in `ready` for a socket that has left the set
+        /// cannot be taken for a connection added later at the same socket number.
+        next_generation: u32,
         /// Sockets taken since the worker last waited (to settle then).
         taken: Vec<RawSocket>,
         /// Tokens the last wait reported and the worker has not handled yet.
@@ -344,6 +366,7 @@ mod one_shot_epoll {
                     epoll: own,
                     own: Mutex::new(Own {
                         by_socket: Vec::new(),
+                        next_generation: 0,
                         taken: Vec::new(),
                         ready: VecDeque::new(),
                         last_sweep: Instant::now(),
@@ -429,12 +452,13 @@ mod one_shot_epoll {
                 own.by_socket.resize_with(slot + 1, || None);
             }
             let generation = match own.by_socket[slot].take() {
-                Some(Kept::Busy(generation)) => generation,
-                other => {
-                    let generation = match other {
-                        Some(Kept::Idle(old)) => old.generation.wrapping_add(1),
-                        _ => 0,
-                    };
+                // The same connection, back from its request: still in the set.
+                Some(Kept::Busy { serial, generation }) if serial == item.serial() => generation,
+                // Not in the set: a free slot, or the socket number of a connection this
+                // worker took and that has been closed since (its socket left the set then).
+                _ => {
+                    let generation = own.next_generation;
+                    own.next_generation = generation.wrapping_add(1);
                     if let Err(e) = local.epoll.watch(socket, token(generation, slot)) {
                         drop(own);
                         eprintln!("isapi-host: cannot watch a socket: {e}");
@@ -553,6 +577,9 @@ mod one_shot_epoll {
         }
 
         /// Sockets the worker took and did not park again have left it: out of its set.
+        /// (If such a connection was closed meanwhile, its socket has left the set already
+        /// and the removal finds nothing: a new connection with the same socket number is
+        /// in this set only if this worker parked it, and then its slot is `Idle`.)
         fn settle(local: &Local<T>) {
             let mut own = lock(&local.own);
             let Own {
@@ -560,7 +587,7 @@ mod one_shot_epoll {
             } = &mut *own;
             for socket in taken.drain(..) {
                 let slot = &mut by_socket[socket as usize];
-                if let Some(Kept::Busy(_)) = slot {
+                if let Some(Kept::Busy { .. }) = slot {
                     *slot = None;
                     local.epoll.remove(socket);
                 }
@@ -576,10 +603,11 @@ mod one_shot_epoll {
                     Some(Some(Kept::Idle(e))) if e.generation == generation => {}
                     _ => continue, // moved to the shared set, or expired, meanwhile
                 }
-                let Some(Kept::Idle(entry)) = own.by_socket[slot].replace(Kept::Busy(generation))
-                else {
+                let Some(Kept::Idle(entry)) = own.by_socket[slot].take() else {
                     continue;
                 };
+                let serial = entry.item.serial();
+                own.by_socket[slot] = Some(Kept::Busy { serial, generation });
                 own.taken.push(slot as RawSocket);
                 return Some(entry.item);
             }
@@ -726,5 +754,128 @@ mod one_shot_epoll {
 
     fn token(generation: u32, slot: usize) -> u64 {
         (generation as u64) << 32 | slot as u64
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::{Poller, Work, lock};
+        use crate::os::{self, RawSocket};
+        use crate::poller::Watched;
+        use std::io::{Read, Write};
+        use std::net::{TcpListener, TcpStream};
+        use std::time::{Duration, Instant};
+
+        /// The server end of a real loopback connection, numbered as the host numbers its
+        /// connections.
+        struct Item {
+            stream: TcpStream,
+            serial: u64,
+        }
+
+        impl Watched for Item {
+            fn socket(&self) -> RawSocket {
+                os::raw_socket(&self.stream)
+            }
+            fn serial(&self) -> u64 {
+                self.serial
+            }
+        }
+
+        fn accept(listener: &TcpListener, serial: u64) -> Item {
+            let (stream, _) = listener.accept().expect("accept");
+            Item { stream, serial }
+        }
+
+        fn connect(listener: &TcpListener) -> TcpStream {
+            TcpStream::connect(listener.local_addr().unwrap()).expect("connect")
+        }
+
+        /// What the worker's next wait hands out, if it is a ready item.
+        fn next_ready(poller: &Poller<Item>) -> Result<Item, &'static str> {
+            match poller.wait() {
+                Work::Ready(item) => Ok(item),
+                Work::Expired(_) => Err("the item reached its deadline instead"),
+                Work::Task(_) => Err("a task instead"),
+            }
+        }
+
+        fn soon() -> Option<Instant> {
+            Some(Instant::now() + Duration::from_secs(3))
+        }
+
+        /// A worker takes connection A from its own set; A is closed before the worker
+        /// waits again, and a new connection C gets A's socket number; the worker parks C
+        /// (as when it ends C's request for another thread). C must be watched: with
+        /// the slot's `Busy` trusted for any connection, C's input waited until C's deadline.
+        #[test]
+        fn a_new_connection_on_the_socket_number_of_one_taken_and_closed_is_watched() {
+            let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+            // Other tests of this binary open sockets too, so the number may be taken in
+            // between: try a few times.
+            for _ in 0..20 {
+                let poller = Poller::new(1).unwrap();
+                poller.enter(0);
+                let mut a_client = connect(&listener);
+                poller.arm_here(accept(&listener, 1), soon());
+                a_client.write_all(b"a").unwrap();
+                let a = next_ready(&poller).expect("A is ready");
+                let number = a.socket();
+                let mut c_client = connect(&listener);
+                drop(a);
+                let c = accept(&listener, 2);
+                if c.socket() != number {
+                    continue;
+                }
+                poller.arm_here(c, soon());
+                c_client.write_all(b"c").unwrap();
+                let c = next_ready(&poller).expect("C is watched");
+                assert_eq!(c.serial, 2);
+                return;
+            }
+            panic!("no new connection got the closed one's socket number in 20 tries");
+        }
+
+        /// One wait finds A and B ready; the worker takes A, the rescuer moves B to the
+        /// shared set, another worker takes B, reads it, and B is parked with this worker
+        /// again with nothing to read. The report for B still queued from the first wait
+        /// must not hand B out: with generations restarting at 0 for a free slot it did, and
+        /// serving it would block in a read until B's client sent something.
+        #[test]
+        fn a_report_still_queued_for_a_socket_that_left_is_not_taken_for_its_return() {
+            let poller = Poller::new(1).unwrap();
+            poller.enter(0);
+            let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+            let mut clients = Vec::new();
+            for serial in 1..=2 {
+                clients.push(connect(&listener));
+                poller.arm_here(accept(&listener, serial), soon());
+            }
+            for client in &mut clients {
+                client.write_all(b"x").unwrap();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+            let mut first = next_ready(&poller).expect("one is ready");
+            assert_eq!(
+                lock(&poller.locals[0].own).ready.len(),
+                1,
+                "the same wait reported the other"
+            );
+            poller.release_all(&poller.locals[0]);
+            let Some(Work::Ready(mut other)) = poller.take_shared() else {
+                panic!("the other is ready in the shared set");
+            };
+            let mut byte = [0u8; 1];
+            other.stream.read_exact(&mut byte).unwrap();
+            first.stream.read_exact(&mut byte).unwrap();
+            let first_serial = first.serial;
+            poller.arm_here(other, soon());
+            poller.arm_here(first, soon());
+            clients[first_serial as usize - 1].write_all(b"y").unwrap();
+            let next = next_ready(&poller).expect("a ready connection");
+            assert_eq!(
+                next.serial, first_serial,
+                "the connection handed out is the one with input"
+            );
+        }
     }
 }

@@ -34,6 +34,11 @@ impl Waiting for Listening {
         os::raw_socket(&self.0)
     }
 
+    /// Not a connection (and never parked with a worker).
+    fn serial(&self) -> u64 {
+        0
+    }
+
     fn ready(self: Box<Self>, host: &'static Host) {
         accept(host, self.0);
     }
@@ -49,6 +54,10 @@ struct Idle {
 impl Waiting for Idle {
     fn socket(&self) -> os::RawSocket {
         self.conn.socket()
+    }
+
+    fn serial(&self) -> u64 {
+        self.conn.serial()
     }
 
     fn ready(self: Box<Self>, host: &'static Host) {
