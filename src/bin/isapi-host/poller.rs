@@ -68,7 +68,8 @@ pub use one_shot_epoll::Poller;
 pub trait Watched {
     fn socket(&self) -> RawSocket;
     /// Which connection it is, unique for the host's life: a socket number is reused once
-    /// its socket is closed, this never is.
+    /// its socket is closed, this never is. (Only Linux's per-worker sets need it.)
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
     fn serial(&self) -> u64;
 }
 
