@@ -66,6 +66,9 @@ struct State {
     broken: bool,
     /// A thread is writing (without this lock, perhaps without the GIL); others wait.
     writing: bool,
+    /// How many threads wait for their turn: only then is the end of a turn signalled (a
+    /// signal nobody waits for is still a system call, once per write).
+    waiting: usize,
     /// The end of the body has been sent: nothing more may follow.
     finished: bool,
     /// IIS was asked to flush each write (a streamed body): writes may block.
@@ -186,12 +189,14 @@ impl Response {
             drop(state);
             gil.allow_threads(|| {
                 let mut state = self.lock();
+                state.waiting += 1;
                 while state.writing {
                     state = self
                         .turn_ended
                         .wait(state)
                         .unwrap_or_else(|poison| poison.into_inner());
                 }
+                state.waiting -= 1;
                 state.writing = true;
             });
             state = self.lock();
@@ -207,8 +212,11 @@ impl Response {
             Some(body) if body.overrun() => Flow::Complete,
             _ => Flow::More,
         };
+        let waiting = state.waiting > 0;
         drop(state);
-        self.turn_ended.notify_one();
+        if waiting {
+            self.turn_ended.notify_one();
+        }
         flow
     }
 
