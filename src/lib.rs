@@ -26,13 +26,15 @@
 //! operating system). Beside them: [`config`] (the ini file), [`wfastcgi`] (a wfastcgi
 //! web.config instead, read with [`xml`]), [`log`], [`page`] (the pages the extension
 //! answers by itself), [`watchdog`] (slow requests, a stuck GIL, reload files: when to ask
-//! IIS for a recycle), [`check`] (the check mode behind `isapi-host --check`), and what an
+//! IIS for a recycle), [`check`] (the check mode behind `isapi-host --check`), [`client_wait`] (how the bridge
+//! tells the pool that a worker waits for its client), and what an
 //! administrator runs the site with: [`stats`] (the counters), [`health`] (the status
 //! page), [`maintenance`] (`app_offline.htm`) and [`request_id`].
 //!
 //! Before the handler, [`dispatch`] answers the two requests that never reach Python: the
 //! health page, then, while `app_offline.htm` exists, the maintenance page.
 pub mod check;
+pub mod client_wait;
 pub mod config;
 pub mod handler;
 pub mod health;

@@ -31,26 +31,19 @@ fn site(name: &str, handler: &str) -> Site {
 }
 
 /// Each kind of slow client in turn, 4 x WORKERS of them, beside fresh GETs to the bridge
-/// with `handler`. The threadpool handler runs the app on a fixed pool of its own
-/// (`[wsgi] threads`, 8 by default), not on the host's workers: a client stalling in the
-/// app's `wsgi.input.read()` or in its response holds one of those threads until its
-/// rate runs out, and as many such clients as threads make the next request wait in the
-/// pool's queue (with the default pool the fresh GET got no answer in 60 s). So for
-/// those two kinds the pool here has one thread more than there are slow clients; heads
-/// and pre-reads never reach the pool.
+/// with `handler`. The threadpool and combining handlers run the app on a pool of their own
+/// (`[wsgi] threads`, 8 by default, fewer than the slow clients): a client stalling in the
+/// app's `wsgi.input.read()` or in its response keeps its pool worker inside ReadClient or
+/// WriteClient until its rate runs out, and such a worker must not count against `threads`
+/// (the pool starts spares), or the fresh GET waits in the pool's queue. Heads and
+/// pre-reads never reach the pool.
 fn slow_clients_hold_no_worker(handler: &str) {
     for drip in Drip::ALL {
-        let in_app = matches!(drip, Drip::ReadClient | Drip::Reader);
-        let threads = if handler == "threadpool" && in_app {
-            format!("threads = {}\n", 4 * WORKERS + 1)
-        } else {
-            String::new()
-        };
         let site = Site::new(
             &format!("slow-hold-{drip:?}-{handler}"),
             &format!(
                 "[python]\npath = {{apps}}\n[wsgi]\napp = testapp:application\nlog = {{log}}\n\
-                 handler = {handler}\n{threads}"
+                 handler = {handler}\n"
             ),
         );
         let workers = WORKERS.to_string();
@@ -74,6 +67,11 @@ fn slow_clients_hold_no_worker_simple() {
 #[test]
 fn slow_clients_hold_no_worker_threadpool() {
     slow_clients_hold_no_worker("threadpool");
+}
+
+#[test]
+fn slow_clients_hold_no_worker_combining() {
+    slow_clients_hold_no_worker("combining");
 }
 
 /// The same against the Rust test extension, whose ReadClient and WriteClient run on the

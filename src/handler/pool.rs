@@ -19,11 +19,21 @@
 //!   computation), it takes a job too, and the next waiting worker stands by. With a fast
 //!   application one thread serves everything back to back; with a slow one, up to
 //!   `threads` run at once, as before.
+//! * **A worker waiting for its client does not count.** While a job waits for its client
+//!   (the bridge marks those waits with a [`WaitingForClient`](crate::client_wait) guard:
+//!   ReadClient for `wsgi.input`, WriteClient and TRANSMIT_FILE for the response, all with
+//!   the GIL released), it does not count against `threads`: when a wait would leave fewer
+//!   than `threads` workers free for other jobs, the pool starts a spare worker (at most
+//!   [`MAX_SPARES`] beyond `threads`). A worker with nothing to do leaves while more than
+//!   `threads` workers are not waiting, so the spares end when the slow clients do. Marking
+//!   a wait costs one uncontended lock; a thread starts only when one is needed.
 //! * **A bounded drain.** [`ThreadPool::shutdown`] stops taking jobs, lets queued and running
 //!   jobs finish for at most the given time, then hands back every job that never started
 //!   (the caller still owes each of them an answer) and joins the workers that have stopped.
 //!   It never waits longer than asked, even if a job never returns.
 use std::collections::VecDeque;
+
+use crate::client_wait::{self, ClientWaits};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
@@ -73,6 +83,12 @@ struct State<J> {
     progress: u64,
     /// A waiting worker is standing by (waiting with a timeout of [`STALL`]).
     standby: bool,
+    /// The workers wanted free for jobs (`threads`).
+    threads: usize,
+    /// Jobs whose workers are waiting for their clients.
+    waiting: usize,
+    /// The number given to the next spare worker's name.
+    next_spare: usize,
     accepting: bool,
     /// Workers exit when they see this (after the drain).
     stop: bool,
@@ -117,6 +133,9 @@ impl<J: Send + 'static> ThreadPool<J> {
                 next_token: 0,
                 progress: 0,
                 standby: false,
+                threads,
+                waiting: 0,
+                next_spare: threads,
                 accepting: true,
                 stop: false,
                 alive: threads,
@@ -124,19 +143,15 @@ impl<J: Send + 'static> ThreadPool<J> {
             work: Condvar::new(),
             progress: Condvar::new(),
         });
-        let run = Arc::new(run);
-        let setup = Arc::new(setup);
+        let spawner = Arc::new(Spawner {
+            shared: Arc::clone(&shared),
+            name: name.to_string(),
+            setup,
+            run,
+        });
         let mut workers = Vec::with_capacity(threads);
         for n in 0..threads {
-            let (for_worker, run, setup) =
-                (Arc::clone(&shared), Arc::clone(&run), Arc::clone(&setup));
-            let spawned = std::thread::Builder::new()
-                .name(format!("{name}-{n}"))
-                .spawn(move || {
-                    let _kept = setup();
-                    worker_loop(&for_worker, &*run)
-                });
-            match spawned {
+            match Arc::clone(&spawner).start(n) {
                 Ok(handle) => workers.push(handle),
                 Err(error) => {
                     // Tell the workers already started to leave, then report.
@@ -239,6 +254,72 @@ impl<J: Send + 'static> ThreadPool<J> {
     }
 }
 
+/// Spare workers the pool may start beyond `threads` for jobs waiting for their clients.
+pub const MAX_SPARES: usize = 1024;
+
+/// What starts a worker (at creation, and a spare later): it owns the pool's job code.
+struct Spawner<J, S, F> {
+    shared: Arc<Shared<J>>,
+    name: String,
+    setup: S,
+    run: F,
+}
+
+impl<J, G, S, F> Spawner<J, S, F>
+where
+    J: Send + 'static,
+    S: Fn() -> G + Send + Sync + 'static,
+    F: Fn(J) + Send + Sync + 'static,
+{
+    /// Starts worker number `n` (the caller has counted it in `alive`).
+    fn start(self: Arc<Self>, n: usize) -> std::io::Result<JoinHandle<()>> {
+        std::thread::Builder::new()
+            .name(format!("{}-{n}", self.name))
+            .spawn(move || {
+                client_wait::install(Arc::clone(&self) as Arc<dyn ClientWaits>);
+                let _kept = (self.setup)();
+                worker_loop(&self.shared, &self.run)
+            })
+    }
+}
+
+impl<J, G, S, F> ClientWaits for Spawner<J, S, F>
+where
+    J: Send + 'static,
+    S: Fn() -> G + Send + Sync + 'static,
+    F: Fn(J) + Send + Sync + 'static,
+{
+    fn begin(self: Arc<Self>) {
+        let mut state = lock(&self.shared.state);
+        state.waiting += 1;
+        let free = state.alive - state.waiting.min(state.alive);
+        let spare =
+            free < state.threads && state.alive < state.threads + MAX_SPARES && state.accepting;
+        if !spare {
+            return;
+        }
+        state.alive += 1;
+        let n = state.next_spare;
+        state.next_spare += 1;
+        drop(state);
+        // Detached: a spare leaves by itself, and `alive` counts it until then.
+        if Arc::clone(&self).start(n).is_err() {
+            lock(&self.shared.state).alive -= 1;
+        }
+    }
+
+    fn end(&self) {
+        let mut state = lock(&self.shared.state);
+        state.waiting -= 1;
+        let extra = state.alive > state.threads + state.waiting;
+        drop(state);
+        if extra {
+            // An idle worker leaves (see `worker_loop`).
+            self.shared.work.notify_all();
+        }
+    }
+}
+
 /// How long the active worker may finish nothing, while jobs wait, before the standby
 /// worker takes over.
 pub const STALL: Duration = Duration::from_millis(1);
@@ -291,7 +372,8 @@ fn worker_loop<J, F: Fn(J)>(shared: &Shared<J>, run: &F) {
             // Nothing queued: the next job wakes a worker (this one, or another).
             state.active = None;
         }
-        if state.stop && state.queue.is_empty() {
+        let extra = state.alive > state.threads + state.waiting;
+        if (state.stop || extra) && state.queue.is_empty() {
             if watching.is_some() {
                 state.standby = false;
             }

@@ -23,6 +23,7 @@
 use std::sync::{Arc, Mutex};
 
 use super::exceptions::ClientError;
+use crate::client_wait::WaitingForClient;
 use crate::isapi::ecb::Ecb;
 use crate::python::{Args, Exception, Gil, Kind, Method, Native, PyErr, PyRef, PyResult};
 
@@ -132,7 +133,10 @@ impl Input {
         body.buffer.resize(start + want, 0);
         let ecb = &self.ecb;
         let block = &mut body.buffer[start..];
-        let result = gil.allow_threads(|| ecb.read(block));
+        let result = gil.allow_threads(|| {
+            let _waiting = WaitingForClient::begin();
+            ecb.read(block)
+        });
         let got = match result {
             Ok(got) => got,
             Err(error) => {

@@ -23,6 +23,7 @@ use super::file_wrapper::FileRange;
 use super::framing::{
     self, Body, Framing, HeaderBlock, HeaderError, Mismatch, Request, StatusError,
 };
+use crate::client_wait::WaitingForClient;
 use crate::isapi::ecb::{Ecb, IoError};
 use crate::isapi::ffi::ERROR_INVALID_PARAMETER;
 use crate::log;
@@ -171,7 +172,10 @@ impl Response {
         drop(state);
         let ecb = &self.ecb;
         let written = if may_block {
-            gil.allow_threads(|| write.perform(ecb))
+            gil.allow_threads(|| {
+                let _waiting = WaitingForClient::begin();
+                write.perform(ecb)
+            })
         } else {
             write.perform(ecb)
         };
@@ -314,6 +318,7 @@ impl Response {
         drop(state);
         let ecb = &self.ecb;
         let sent = gil.allow_threads(|| {
+            let _waiting = WaitingForClient::begin();
             if flush {
                 ecb.set_flush(true);
             }
