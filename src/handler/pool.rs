@@ -563,6 +563,40 @@ mod tests {
     }
 
     #[test]
+    fn a_job_waiting_for_its_client_leaves_room_for_others() {
+        // One thread: job 0 waits (as for a slow client) until job 1 has run. Without a
+        // spare worker job 1 would sit in the queue behind it for ever.
+        let (done_tx, done_rx) = mpsc::channel::<()>();
+        let done_rx = Mutex::new(done_rx);
+        let (ran_tx, ran_rx) = mpsc::channel::<u32>();
+        let ran_tx = Mutex::new(ran_tx);
+        let pool = ThreadPool::new(1, 10, "t", move |n: u32| {
+            if n == 0 {
+                let _waiting = crate::client_wait::WaitingForClient::begin();
+                lock(&done_rx).recv().unwrap();
+            } else {
+                done_tx.send(()).unwrap();
+            }
+            lock(&ran_tx).send(n).unwrap();
+        })
+        .unwrap();
+        pool.submit(0).unwrap();
+        pool.submit(1).unwrap();
+        let order: Vec<u32> = (0..2)
+            .map(|_| ran_rx.recv_timeout(Duration::from_secs(30)).unwrap())
+            .collect();
+        assert_eq!(order, [1, 0]);
+        // The spare leaves once nobody waits: back to one worker.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while lock(&pool.shared.state).alive > 1 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(lock(&pool.shared.state).alive, 1);
+        let drained = pool.shutdown(Duration::from_secs(5));
+        assert_eq!(drained.still_running, 0);
+    }
+
+    #[test]
     fn a_panicking_job_leaves_its_worker_usable() {
         let done = Arc::new(AtomicUsize::new(0));
         let counter = Arc::clone(&done);
