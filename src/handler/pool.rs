@@ -1,5 +1,6 @@
-//! [`ThreadPool`]: a fixed set of std threads fed by a bounded queue; the machinery under
-//! the [threadpool handler](super::threadpool).
+//! [`ThreadPool`]: a set of std threads (`threads`, and spares while workers wait for their
+//! clients) fed by a bounded queue; the machinery under the
+//! [threadpool handler](super::threadpool).
 //!
 //! This module knows nothing of ISAPI or Python: it moves jobs of any type `J` to workers.
 //! What it guarantees is what the handler needs:
@@ -24,8 +25,9 @@
 //!   ReadClient for `wsgi.input`, WriteClient and TRANSMIT_FILE for the response, all with
 //!   the GIL released), it does not count against `threads`: when a wait would leave fewer
 //!   than `threads` workers free for other jobs, the pool starts a spare worker (at most
-//!   [`MAX_SPARES`] beyond `threads`). A worker with nothing to do leaves while more than
-//!   `threads` workers are not waiting, so the spares end when the slow clients do. Marking
+//!   [`MAX_SPARES`] beyond `threads`). A worker with nothing to do for [`SPARE_LINGER`]
+//!   leaves while more than `threads` workers are not waiting, so the spares end soon after
+//!   the slow clients do (and a response streamed in many writes reuses one spare). Marking
 //!   a wait costs one uncontended lock; a thread starts only when one is needed.
 //! * **A bounded drain.** [`ThreadPool::shutdown`] stops taking jobs, lets queued and running
 //!   jobs finish for at most the given time, then hands back every job that never started
@@ -57,7 +59,7 @@ pub struct Drained<J> {
     pub still_running: usize,
 }
 
-/// A fixed pool of worker threads with a bounded queue.
+/// A pool of `threads` worker threads (and spares, see the module docs) with a bounded queue.
 pub struct ThreadPool<J: Send + 'static> {
     shared: Arc<Shared<J>>,
     workers: Mutex<Vec<JoinHandle<()>>>,
@@ -311,14 +313,13 @@ where
     fn end(&self) {
         let mut state = lock(&self.shared.state);
         state.waiting -= 1;
-        let extra = state.alive > state.threads + state.waiting;
-        drop(state);
-        if extra {
-            // An idle worker leaves (see `worker_loop`).
-            self.shared.work.notify_all();
-        }
+        // An extra worker left idle leaves after SPARE_LINGER (see `worker_loop`).
     }
 }
+
+/// How long a worker beyond the ones needed stays idle before it leaves: a response
+/// streamed in many writes reuses one spare instead of starting a thread per write.
+pub const SPARE_LINGER: Duration = Duration::from_secs(5);
 
 /// How long the active worker may finish nothing, while jobs wait, before the standby
 /// worker takes over.
@@ -332,6 +333,8 @@ fn worker_loop<J, F: Fn(J)>(shared: &Shared<J>, run: &F) {
     let mut my_token = 0;
     // Set while this worker stands by: the active worker's progress, and since when.
     let mut watching: Option<(u64, Instant)> = None;
+    // Set while this worker is idle beyond the workers needed: since when.
+    let mut extra_since: Option<Instant> = None;
     loop {
         let active = state.active.is_some_and(|token| token == my_token);
         if let Some((seen, since)) = &mut watching
@@ -354,6 +357,7 @@ fn worker_loop<J, F: Fn(J)>(shared: &Shared<J>, run: &F) {
                 // Another waiting worker stands by in this one's place.
                 shared.work.notify_one();
             }
+            extra_since = None;
             let job = state.queue.pop_front().expect("not empty");
             state.running += 1;
             drop(state);
@@ -372,8 +376,13 @@ fn worker_loop<J, F: Fn(J)>(shared: &Shared<J>, run: &F) {
             // Nothing queued: the next job wakes a worker (this one, or another).
             state.active = None;
         }
-        let extra = state.alive > state.threads + state.waiting;
-        if (state.stop || extra) && state.queue.is_empty() {
+        if state.alive <= state.threads + state.waiting {
+            extra_since = None;
+        } else if extra_since.is_none() {
+            extra_since = Some(Instant::now());
+        }
+        let lingered = extra_since.is_some_and(|since| since.elapsed() >= SPARE_LINGER);
+        if (state.stop || lingered) && state.queue.is_empty() {
             if watching.is_some() {
                 state.standby = false;
             }
@@ -387,6 +396,11 @@ fn worker_loop<J, F: Fn(J)>(shared: &Shared<J>, run: &F) {
         }
         if watching.is_some() {
             state = match shared.work.wait_timeout(state, STALL) {
+                Ok((guard, _)) => guard,
+                Err(poisoned) => poisoned.into_inner().0,
+            };
+        } else if extra_since.is_some() {
+            state = match shared.work.wait_timeout(state, SPARE_LINGER) {
                 Ok((guard, _)) => guard,
                 Err(poisoned) => poisoned.into_inner().0,
             };
