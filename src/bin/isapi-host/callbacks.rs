@@ -14,6 +14,8 @@ use crate::http::BodyOut;
 use crate::os::set_last_error;
 use crate::poller::Work;
 use isapi_wsgi::isapi::ffi::*;
+use std::borrow::Cow;
+use std::cell::RefCell;
 use std::ffi::{CStr, c_char, c_void};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
@@ -172,50 +174,71 @@ unsafe extern "C" fn get_server_variable(
                 ERROR_INVALID_PARAMETER,
             );
         };
-        let name = String::from_utf8_lossy(name);
+        let name = match std::str::from_utf8(name) {
+            Ok(name) => Cow::Borrowed(name),
+            Err(_) => String::from_utf8_lossy(name),
+        };
         let call = || format!("GetServerVariable({name:?})");
         if size.is_null() {
             return fail(host, ex.id, call, ERROR_INVALID_PARAMETER);
         }
         // SAFETY: size is non-NULL and points to the caller's DWORD.
         let capacity = unsafe { *size } as usize;
-        let Some((wire, wide)) = ex.info.lookup_wire(&name) else {
-            return fail(host, ex.id, call, ERROR_INVALID_INDEX);
-        };
-        if buffer.is_null() || capacity < wire.len() {
-            // SAFETY: see above.
-            unsafe { *size = wire.len() as u32 };
+        WIRE.with_borrow_mut(|wire| {
+            wire.clear();
+            let Some(wide) = ex.info.write_wire(&name, wire) else {
+                return fail(host, ex.id, call, ERROR_INVALID_INDEX);
+            };
+            if buffer.is_null() || capacity < wire.len() {
+                // SAFETY: see above.
+                unsafe { *size = wire.len() as u32 };
+                host.trace(ex.id, || {
+                    format!(
+                        "{}, buffer {capacity} bytes -> needs {} bytes",
+                        call(),
+                        wire.len()
+                    )
+                });
+                set_last_error(ERROR_INSUFFICIENT_BUFFER);
+                return FALSE;
+            }
+            // SAFETY: buffer is non-NULL (checked above) and the caller's *size = capacity >=
+            // wire.len() bytes are writable there (the contract); wire is the host's own Vec,
+            // so the two do not overlap; size is non-NULL (checked above).
+            unsafe {
+                std::ptr::copy_nonoverlapping(wire.as_ptr(), buffer.cast::<u8>(), wire.len());
+                *size = wire.len() as u32;
+            }
             host.trace(ex.id, || {
                 format!(
-                    "{}, buffer {capacity} bytes -> needs {} bytes",
+                    "{} -> TRUE {} ({} bytes with NUL)",
                     call(),
+                    shown(wire, wide),
                     wire.len()
                 )
             });
-            set_last_error(ERROR_INSUFFICIENT_BUFFER);
-            return FALSE;
-        }
-        // SAFETY: buffer is non-NULL (checked above) and the caller's *size = capacity >=
-        // wire.len() bytes are writable there (the contract); wire is the host's own Vec,
-        // so the two do not overlap; size is non-NULL (checked above).
-        unsafe {
-            std::ptr::copy_nonoverlapping(wire.as_ptr(), buffer.cast::<u8>(), wire.len());
-            *size = wire.len() as u32;
-        }
-        host.trace(ex.id, || {
-            let shown = if wide {
-                let units: Vec<u16> = wire
-                    .chunks(2)
-                    .map(|c| u16::from_le_bytes([c[0], c[1]]))
-                    .collect();
-                format!("L{:?}", String::from_utf16_lossy(&units[..units.len() - 1]))
-            } else {
-                show(&wire[..wire.len() - 1])
-            };
-            format!("{} -> TRUE {shown} ({} bytes with NUL)", call(), wire.len())
-        });
-        TRUE
+            TRUE
+        })
     })
+}
+
+thread_local! {
+    /// The answer GetServerVariable is building, kept between calls so that a call does
+    /// not allocate (a server variable is at most the request head's size).
+    static WIRE: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// A server variable's bytes (NUL included) as a trace shows them.
+fn shown(wire: &[u8], wide: bool) -> String {
+    if wide {
+        let units: Vec<u16> = wire
+            .chunks(2)
+            .map(|c| u16::from_le_bytes([c[0], c[1]]))
+            .collect();
+        format!("L{:?}", String::from_utf16_lossy(&units[..units.len() - 1]))
+    } else {
+        show(&wire[..wire.len() - 1])
+    }
 }
 
 unsafe extern "C" fn write_client(

@@ -346,11 +346,7 @@ impl Paced<'_> {
             let socket = crate::os::raw_socket(&*self.stream);
             let ready = || len <= SMALL_WRITE && ready(PollFd::writable(socket));
             match workers::while_blocked(ready, || transfer(self.stream)) {
-                Ok(n) => {
-                    self.pace.add(n);
-                    self.progress = Instant::now();
-                    return Ok(n);
-                }
+                Ok(n) => return Ok(self.sent(n)),
                 Err(e)
                     if matches!(
                         e.kind(),
@@ -368,10 +364,25 @@ impl Paced<'_> {
             }
         }
     }
+
+    /// Counts `n` bytes the client took.
+    fn sent(&mut self, n: usize) -> usize {
+        self.pace.add(n);
+        self.progress = Instant::now();
+        n
+    }
 }
 
 impl Write for Paced<'_> {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        // The usual small write goes out at once: one system call, and no need to count
+        // as blocked (nor to ask the socket first whether it would wait).
+        if data.len() <= SMALL_WRITE {
+            let socket = crate::os::raw_socket(&*self.stream);
+            if let Some(sent) = crate::os::send_now(socket, data) {
+                return sent.map(|n| self.sent(n));
+            }
+        }
         self.paced(data.len(), |stream| stream.write(data))
     }
 

@@ -186,19 +186,10 @@ static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 /// noticeable part of a small request.
 fn numbered(id: u64, label: &str) -> String {
     let mut digits = [0u8; 20];
-    let mut at = digits.len();
-    let mut n = id;
-    loop {
-        at -= 1;
-        digits[at] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
+    let id = crate::vars::decimal(id, &mut digits);
     let mut out = String::with_capacity(label.len() + 22);
     out.push('#');
-    out.extend(digits[at..].iter().map(|&d| d as char));
+    out.push_str(id);
     out.push(' ');
     out.push_str(label);
     out

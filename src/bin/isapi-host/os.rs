@@ -126,6 +126,45 @@ unsafe extern "system" {
     fn WSAPoll(fds: *mut PollFd, count: u32, timeout: i32) -> i32;
 }
 
+#[cfg(windows)]
+#[link(name = "ws2_32")]
+unsafe extern "system" {
+    fn send(socket: usize, buffer: *const u8, len: i32, flags: i32) -> i32;
+}
+
+/// Sends as much of `data` as `socket` takes at once; None if it would have to wait
+/// (nothing sent then). Unix: one `send` with MSG_DONTWAIT. Windows has no such flag: a
+/// `WSAPoll` that does not wait, then `send` if the socket has room.
+pub fn send_now(socket: RawSocket, data: &[u8]) -> Option<std::io::Result<usize>> {
+    // A client that has gone away is an error here, never a SIGPIPE (as with std's writes).
+    #[cfg(target_os = "linux")]
+    let flags = libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL;
+    #[cfg(all(unix, not(target_os = "linux")))]
+    let flags = libc::MSG_DONTWAIT;
+    #[cfg(unix)]
+    // SAFETY: `data` is valid for reads of data.len() bytes during the call; a socket
+    // that is not open is reported as an error (EBADF), not undefined behaviour.
+    let n = unsafe { libc::send(socket, data.as_ptr().cast(), data.len(), flags) as isize };
+    #[cfg(windows)]
+    let n = {
+        let mut fd = PollFd::writable(socket);
+        if !poll(std::slice::from_mut(&mut fd), 0).is_ok_and(|n| n > 0) {
+            return None;
+        }
+        let len = data.len().min(i32::MAX as usize) as i32;
+        // SAFETY: as above, for the first `len` bytes of `data`.
+        unsafe { send(socket as usize, data.as_ptr(), len, 0) as isize }
+    };
+    if n >= 0 {
+        return Some(Ok(n as usize));
+    }
+    let e = std::io::Error::last_os_error();
+    match e.kind() {
+        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted => None,
+        _ => Some(Err(e)),
+    }
+}
+
 /// Waits up to `timeout_ms` (-1: forever) until one of `fds` is ready. Returns how many are.
 pub fn poll(fds: &mut [PollFd], timeout_ms: i32) -> std::io::Result<usize> {
     #[cfg(unix)]

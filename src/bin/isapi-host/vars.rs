@@ -3,7 +3,7 @@
 //! A [`Site`] is the IIS configuration the request meets (virtual directory, handler
 //! mapping, physical path, TLS, authentication). [`RequestInfo`] combines it with one
 //! parsed request and the connection's addresses, computes the paths IIS derives
-//! (SCRIPT_NAME, PATH_INFO, URL, PATH_TRANSLATED), and answers [`RequestInfo::lookup_wire`]
+//! (SCRIPT_NAME, PATH_INFO, URL, PATH_TRANSLATED), and answers [`RequestInfo::write_wire`]
 //! for every variable name: the documented ones, `HTTP_<NAME>`, `HEADER_<Name>` and the
 //! `UNICODE_` forms (UTF-16). The names and formats are those of Microsoft's "IIS Server
 //! Variables" reference (and the ISAPI `GetServerVariable` page); where IIS's documentation
@@ -159,10 +159,16 @@ pub enum Value {
     Wide(Vec<u16>),
 }
 
-/// Text of a known variable: a Unicode string, or raw bytes from the wire.
+/// Text of a known variable: a Unicode string, raw bytes from the wire, or something
+/// written straight into the answer ([`RequestInfo::write_narrow`]) without a string of
+/// its own: a number, an address, the header lists.
 enum Text<'a> {
     Str(Cow<'a, str>),
     Raw(Cow<'a, [u8]>),
+    Number(u64),
+    Address(IpAddr),
+    AllHttp,
+    AllRaw,
 }
 
 /// The system ANSI code page as the host models it: Latin-1, with `?` for characters it
@@ -184,6 +190,31 @@ fn bytes_to_string(b: &[u8]) -> Cow<'_, str> {
     match std::str::from_utf8(b) {
         Ok(s) => Cow::Borrowed(s),
         Err(_) => Cow::Owned(b.iter().map(|&c| c as char).collect()),
+    }
+}
+
+/// `n` in decimal, written by hand into `digits`: `format!` and `write!` cost several
+/// hundred instructions, a noticeable part of a small request.
+pub fn decimal(mut n: u64, digits: &mut [u8; 20]) -> &str {
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    // Only ASCII digits were written from `at` on.
+    std::str::from_utf8(&digits[at..]).unwrap_or("")
+}
+
+/// Where the host name of `host[:port]` (or `[v6]:port`) ends.
+fn host_name_end(host: &str) -> usize {
+    if host.starts_with('[') {
+        host.find(']').map_or(host.len(), |i| i + 1)
+    } else {
+        host.rfind(':').unwrap_or(host.len())
     }
 }
 
@@ -290,25 +321,17 @@ impl RequestInfo {
 
     /// SERVER_NAME: the configured name, else the request's host (an absolute-form target's
     /// authority, else the Host header) without its port, else the local address.
-    pub fn server_name(&self) -> String {
+    pub fn server_name(&self) -> Cow<'_, str> {
         if let Some(n) = &self.site.server_name {
-            return n.clone();
+            return Cow::Borrowed(n);
         }
         if let Some(host) = self.head.host().filter(|h| !h.is_empty() && h[0] != b':') {
-            let host = bytes_to_string(host);
-            let name = if host.starts_with('[') {
-                host.split_inclusive(']')
-                    .next()
-                    .unwrap_or(&host)
-                    .to_string()
-            } else {
-                host.rsplit_once(':')
-                    .map_or(host.as_ref(), |(h, _)| h)
-                    .to_string()
+            return match bytes_to_string(host) {
+                Cow::Borrowed(h) => Cow::Borrowed(&h[..host_name_end(h)]),
+                Cow::Owned(h) => Cow::Owned(h[..host_name_end(&h)].to_string()),
             };
-            return name;
         }
-        self.local.ip().to_string()
+        Cow::Owned(self.local.ip().to_string())
     }
 
     /// The client's address as the extension sees it: `--remote-addr`, else the peer's.
@@ -316,40 +339,42 @@ impl RequestInfo {
         self.site.remote_addr.unwrap_or(self.remote.ip())
     }
 
-    fn joined_headers(&self, matches: impl Fn(&str) -> bool) -> Option<Vec<u8>> {
-        let mut out: Option<Vec<u8>> = None;
+    /// Appends the values of the headers whose names match, joined by `, `; false (and
+    /// nothing appended) if there are none.
+    fn joined_headers(&self, matches: impl Fn(&str) -> bool, out: &mut Vec<u8>) -> bool {
+        let mut found = false;
         for (name, value) in &self.head.headers {
             if matches(name) {
-                match &mut out {
-                    Some(v) => {
-                        v.extend_from_slice(b", ");
-                        v.extend_from_slice(value);
-                    }
-                    None => out = Some(value.clone()),
+                if found {
+                    out.extend_from_slice(b", ");
                 }
+                out.extend_from_slice(value);
+                found = true;
             }
         }
-        out
+        found
     }
 
     /// `HTTP_<NAME>`: upper-case, `-` as `_`; a header whose real name has `_` is unreachable.
-    fn http_header(&self, upper: &str) -> Option<Vec<u8>> {
-        self.joined_headers(|name| {
-            !name.contains('_')
-                && name.len() == upper.len()
-                && name.bytes().zip(upper.bytes()).all(|(a, b)| {
-                    let a = if a == b'-' {
-                        b'_'
-                    } else {
-                        a.to_ascii_uppercase()
-                    };
-                    a == b
-                })
-        })
+    fn http_header(&self, upper: &str, out: &mut Vec<u8>) -> bool {
+        self.joined_headers(
+            |name| {
+                !name.contains('_')
+                    && name.len() == upper.len()
+                    && name.bytes().zip(upper.bytes()).all(|(a, b)| {
+                        let a = if a == b'-' {
+                            b'_'
+                        } else {
+                            a.to_ascii_uppercase()
+                        };
+                        a == b
+                    })
+            },
+            out,
+        )
     }
 
-    fn all_http(&self) -> Vec<u8> {
-        let mut out = Vec::new();
+    fn all_http(&self, out: &mut Vec<u8>) {
         for (name, value) in &self.head.headers {
             let content = name.eq_ignore_ascii_case("content-length")
                 || name.eq_ignore_ascii_case("content-type");
@@ -368,18 +393,15 @@ impl RequestInfo {
             out.extend_from_slice(value);
             out.extend_from_slice(self.site.all_http_eol.as_bytes());
         }
-        out
     }
 
-    fn all_raw(&self) -> Vec<u8> {
-        let mut out = Vec::new();
+    fn all_raw(&self, out: &mut Vec<u8>) {
         for (name, value) in &self.head.headers {
             out.extend_from_slice(name.as_bytes());
             out.extend_from_slice(b": ");
             out.extend_from_slice(value);
             out.extend_from_slice(b"\r\n");
         }
-        out
     }
 
     /// The documented variables (those valid with the `UNICODE_` prefix too).
@@ -394,8 +416,8 @@ impl RequestInfo {
         let user = site.user.as_deref().unwrap_or("");
         let tls = |v: &'static str| if site.https { s(v) } else { s("") };
         match name {
-            "ALL_HTTP" => Some(Text::Raw(Cow::Owned(self.all_http()))),
-            "ALL_RAW" => Some(Text::Raw(Cow::Owned(self.all_raw()))),
+            "ALL_HTTP" => Some(Text::AllHttp),
+            "ALL_RAW" => Some(Text::AllRaw),
             "APPL_MD_PATH" => o(site.appl_md_path()),
             "APPL_PHYSICAL_PATH" => o(format!(
                 "{}{}",
@@ -429,7 +451,7 @@ impl RequestInfo {
                 }
             }
             "CONTENT_LENGTH" if self.synthetic_length.is_some() => {
-                o(self.synthetic_length.unwrap_or(0).to_string())
+                Some(Text::Number(self.synthetic_length.unwrap_or(0).into()))
             }
             "CONTENT_LENGTH" => match self.head.header("content-length") {
                 Some(v) => Some(Text::Raw(Cow::Borrowed(v))),
@@ -447,15 +469,15 @@ impl RequestInfo {
             "INSTANCE_ID" => s("1"),
             "INSTANCE_META_PATH" => s("/LM/W3SVC/1"),
             "INSTANCE_NAME" => s("DEFAULT WEB SITE"),
-            "LOCAL_ADDR" | "SERVER_ADDR" => o(self.local.ip().to_string()),
+            "LOCAL_ADDR" | "SERVER_ADDR" => Some(Text::Address(self.local.ip())),
             "MANAGED_PIPELINE_MODE" => s("Integrated"),
             "PATH_INFO" => s(&self.path_info),
             "PATH_TRANSLATED" | "REQUEST_FILENAME" => s(&self.path_translated),
             "QUERY_STRING" => s(self.head.query()),
             // IIS has reverse lookups off by default (enableReverseDns), so REMOTE_HOST is
             // the address too. `--remote-addr` replaces the address, not the port.
-            "REMOTE_ADDR" | "REMOTE_HOST" => o(self.client_ip().to_string()),
-            "REMOTE_PORT" => o(self.remote.port().to_string()),
+            "REMOTE_ADDR" | "REMOTE_HOST" => Some(Text::Address(self.client_ip())),
+            "REMOTE_PORT" => Some(Text::Number(self.remote.port().into())),
             "SCRIPT_NAME" => s(&self.script_name),
             "SCRIPT_FILENAME" => o(site.translate(&self.script_name)),
             "SCRIPT_TRANSLATED" => {
@@ -466,8 +488,8 @@ impl RequestInfo {
                     p
                 })
             }
-            "SERVER_NAME" => o(self.server_name()),
-            "SERVER_PORT" => o(self.local.port().to_string()),
+            "SERVER_NAME" => Some(Text::Str(self.server_name())),
+            "SERVER_PORT" => Some(Text::Number(self.local.port().into())),
             "SERVER_PORT_SECURE" => s(if site.https { "1" } else { "0" }),
             "SERVER_SOFTWARE" => s(&site.server_software),
             "URL" => s(&self.url),
@@ -475,52 +497,81 @@ impl RequestInfo {
         }
     }
 
-    /// GetServerVariable's answer for `name` as the bytes it copies (NUL included), and
-    /// whether it is a UNICODE_ (UTF-16LE) value; None means ERROR_INVALID_INDEX. One
-    /// allocation per call: this is on every request's path.
-    pub fn lookup_wire(&self, name: &str) -> Option<(Vec<u8>, bool)> {
+    /// Appends GetServerVariable's answer for `name` to `out`, as the bytes it copies (NUL
+    /// included), and says whether it is a UNICODE_ (UTF-16LE) value; None (and nothing
+    /// appended) means ERROR_INVALID_INDEX. On every request's path: the common names
+    /// allocate nothing.
+    pub fn write_wire(&self, name: &str, out: &mut Vec<u8>) -> Option<bool> {
         if let Some(rest) = name.strip_prefix("UNICODE_") {
-            let text = self.known(rest)?;
-            let s: Cow<'_, str> = match &text {
-                Text::Str(s) => Cow::Borrowed(s.as_ref()),
-                Text::Raw(b) => bytes_to_string(b),
-            };
-            let mut wire = Vec::with_capacity(2 * s.len() + 2);
-            for unit in s.encode_utf16().chain(std::iter::once(0)) {
-                wire.extend_from_slice(&unit.to_le_bytes());
-            }
-            return Some((wire, true));
-        }
-        let with_nul = |bytes: &[u8]| {
-            let mut v = Vec::with_capacity(bytes.len() + 1);
-            v.extend_from_slice(bytes);
-            v.push(0);
-            v
-        };
-        if let Some(text) = self.known(name) {
-            let wire = match text {
-                Text::Str(s) => {
-                    let mut v = Vec::with_capacity(s.len() + 1);
-                    v.extend(s.chars().map(ansi_char));
-                    v.push(0);
-                    v
+            let narrow;
+            let s = match self.known(rest)? {
+                Text::Str(s) => s,
+                other => {
+                    narrow = self.narrow(other);
+                    bytes_to_string(&narrow)
                 }
-                Text::Raw(b) => with_nul(&b),
             };
-            return Some((wire, false));
+            out.reserve(2 * s.len() + 2);
+            for unit in s.encode_utf16().chain(std::iter::once(0)) {
+                out.extend_from_slice(&unit.to_le_bytes());
+            }
+            return Some(true);
         }
-        let mut header = if let Some(header) = name.strip_prefix("HEADER_") {
-            self.joined_headers(|n| n.eq_ignore_ascii_case(header))?
+        let found = if let Some(text) = self.known(name) {
+            self.write_narrow(text, out);
+            true
+        } else if let Some(header) = name.strip_prefix("HEADER_") {
+            self.joined_headers(|n| n.eq_ignore_ascii_case(header), out)
         } else if let Some(upper) = name.strip_prefix("HTTP_") {
-            self.http_header(upper)?
+            self.http_header(upper, out)
         } else {
-            return None;
+            false
         };
-        header.push(0);
-        Some((header, false))
+        if !found {
+            return None;
+        }
+        out.push(0);
+        Some(false)
     }
 
-    /// [`lookup_wire`](Self::lookup_wire) without the NUL, as text (for tests).
+    /// Appends `text` as narrow bytes: strings in the ANSI code page, the rest as they are.
+    fn write_narrow(&self, text: Text<'_>, out: &mut Vec<u8>) {
+        use std::io::Write;
+        match text {
+            Text::Str(s) if s.is_ascii() => out.extend_from_slice(s.as_bytes()),
+            Text::Str(s) => out.extend(s.chars().map(ansi_char)),
+            Text::Raw(b) => out.extend_from_slice(&b),
+            Text::Number(n) => out.extend_from_slice(decimal(n, &mut [0; 20]).as_bytes()),
+            Text::Address(IpAddr::V4(a)) => {
+                for (i, octet) in a.octets().into_iter().enumerate() {
+                    if i > 0 {
+                        out.push(b'.');
+                    }
+                    out.extend_from_slice(decimal(octet.into(), &mut [0; 20]).as_bytes());
+                }
+            }
+            // Writing to a Vec cannot fail.
+            Text::Address(a) => drop(write!(out, "{a}")),
+            Text::AllHttp => self.all_http(out),
+            Text::AllRaw => self.all_raw(out),
+        }
+    }
+
+    fn narrow(&self, text: Text<'_>) -> Vec<u8> {
+        let mut out = Vec::new();
+        self.write_narrow(text, &mut out);
+        out
+    }
+
+    /// [`write_wire`](Self::write_wire) into a new buffer (for tests).
+    #[cfg(test)]
+    pub fn lookup_wire(&self, name: &str) -> Option<(Vec<u8>, bool)> {
+        let mut wire = Vec::new();
+        let wide = self.write_wire(name, &mut wire)?;
+        Some((wire, wide))
+    }
+
+    /// [`write_wire`](Self::write_wire) without the NUL, as text (for tests).
     #[cfg(test)]
     pub fn lookup(&self, name: &str) -> Option<Value> {
         let (mut wire, wide) = self.lookup_wire(name)?;
