@@ -14,7 +14,6 @@ use crate::http::BodyOut;
 use crate::os::set_last_error;
 use crate::poller::Work;
 use isapi_wsgi::isapi::ffi::*;
-use std::borrow::Cow;
 use std::cell::RefCell;
 use std::ffi::{CStr, c_char, c_void};
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -174,11 +173,7 @@ unsafe extern "C" fn get_server_variable(
                 ERROR_INVALID_PARAMETER,
             );
         };
-        let name = match std::str::from_utf8(name) {
-            Ok(name) => Cow::Borrowed(name),
-            Err(_) => String::from_utf8_lossy(name),
-        };
-        let call = || format!("GetServerVariable({name:?})");
+        let call = || format!("GetServerVariable({:?})", String::from_utf8_lossy(name));
         if size.is_null() {
             return fail(host, ex.id, call, ERROR_INVALID_PARAMETER);
         }

@@ -189,7 +189,7 @@ fn numbered(id: u64, label: &str) -> String {
     let id = crate::vars::decimal(id, &mut digits);
     let mut out = String::with_capacity(label.len() + 22);
     out.push('#');
-    out.push_str(id);
+    out.extend(id.iter().map(|&d| char::from(d)));
     out.push(' ');
     out.push_str(label);
     out

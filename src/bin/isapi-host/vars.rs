@@ -195,7 +195,7 @@ fn bytes_to_string(b: &[u8]) -> Cow<'_, str> {
 
 /// `n` in decimal, written by hand into `digits`: `format!` and `write!` cost several
 /// hundred instructions, a noticeable part of a small request.
-pub fn decimal(mut n: u64, digits: &mut [u8; 20]) -> &str {
+pub fn decimal(mut n: u64, digits: &mut [u8; 20]) -> &[u8] {
     let mut at = digits.len();
     loop {
         at -= 1;
@@ -205,8 +205,7 @@ pub fn decimal(mut n: u64, digits: &mut [u8; 20]) -> &str {
             break;
         }
     }
-    // Only ASCII digits were written from `at` on.
-    std::str::from_utf8(&digits[at..]).unwrap_or("")
+    &digits[at..]
 }
 
 /// Where the host name of `host[:port]` (or `[v6]:port`) ends.
@@ -356,12 +355,12 @@ impl RequestInfo {
     }
 
     /// `HTTP_<NAME>`: upper-case, `-` as `_`; a header whose real name has `_` is unreachable.
-    fn http_header(&self, upper: &str, out: &mut Vec<u8>) -> bool {
+    fn http_header(&self, upper: &[u8], out: &mut Vec<u8>) -> bool {
         self.joined_headers(
             |name| {
                 !name.contains('_')
                     && name.len() == upper.len()
-                    && name.bytes().zip(upper.bytes()).all(|(a, b)| {
+                    && name.bytes().zip(upper.iter().copied()).all(|(a, b)| {
                         let a = if a == b'-' {
                             b'_'
                         } else {
@@ -405,7 +404,7 @@ impl RequestInfo {
     }
 
     /// The documented variables (those valid with the `UNICODE_` prefix too).
-    fn known(&self, name: &str) -> Option<Text<'_>> {
+    fn known(&self, name: &[u8]) -> Option<Text<'_>> {
         fn s(v: &str) -> Option<Text<'_>> {
             Some(Text::Str(Cow::Borrowed(v)))
         }
@@ -416,71 +415,70 @@ impl RequestInfo {
         let user = site.user.as_deref().unwrap_or("");
         let tls = |v: &'static str| if site.https { s(v) } else { s("") };
         match name {
-            "ALL_HTTP" => Some(Text::AllHttp),
-            "ALL_RAW" => Some(Text::AllRaw),
-            "APPL_MD_PATH" => o(site.appl_md_path()),
-            "APPL_PHYSICAL_PATH" => o(format!(
+            b"ALL_HTTP" => Some(Text::AllHttp),
+            b"ALL_RAW" => Some(Text::AllRaw),
+            b"APPL_MD_PATH" => o(site.appl_md_path()),
+            b"APPL_PHYSICAL_PATH" => o(format!(
                 "{}{}",
                 site.physical_path,
                 std::path::MAIN_SEPARATOR
             )),
-            "APP_POOL_ID" => s("DefaultAppPool"),
-            "AUTH_PASSWORD" => s(""),
-            "AUTH_TYPE" => s(if site.user.is_some() { "Negotiate" } else { "" }),
-            "AUTH_USER" | "LOGON_USER" | "REMOTE_USER" | "UNMAPPED_REMOTE_USER" => s(user),
-            "CACHE_URL" => o(format!(
+            b"APP_POOL_ID" => s("DefaultAppPool"),
+            b"AUTH_PASSWORD" => s(""),
+            b"AUTH_TYPE" => s(if site.user.is_some() { "Negotiate" } else { "" }),
+            b"AUTH_USER" | b"LOGON_USER" | b"REMOTE_USER" | b"UNMAPPED_REMOTE_USER" => s(user),
+            b"CACHE_URL" => o(format!(
                 "{}://{}:{}{}",
                 if site.https { "https" } else { "http" },
                 self.server_name(),
                 self.local.port(),
                 self.head.target
             )),
-            "CERT_COOKIE" | "CERT_FLAGS" | "CERT_ISSUER" | "CERT_SERIALNUMBER" | "CERT_SUBJECT" => {
-                s("")
-            }
-            "CERT_KEYSIZE" | "HTTPS_KEYSIZE" => tls("256"),
-            "CERT_SECRETKEYSIZE" | "HTTPS_SECRETKEYSIZE" => tls("2048"),
-            "CERT_SERVER_ISSUER"
-            | "CERT_SERVER_SUBJECT"
-            | "HTTPS_SERVER_ISSUER"
-            | "HTTPS_SERVER_SUBJECT" => {
+            b"CERT_COOKIE" | b"CERT_FLAGS" | b"CERT_ISSUER" | b"CERT_SERIALNUMBER"
+            | b"CERT_SUBJECT" => s(""),
+            b"CERT_KEYSIZE" | b"HTTPS_KEYSIZE" => tls("256"),
+            b"CERT_SECRETKEYSIZE" | b"HTTPS_SECRETKEYSIZE" => tls("2048"),
+            b"CERT_SERVER_ISSUER"
+            | b"CERT_SERVER_SUBJECT"
+            | b"HTTPS_SERVER_ISSUER"
+            | b"HTTPS_SERVER_SUBJECT" => {
                 if site.https {
                     o(format!("CN={}", self.server_name()))
                 } else {
                     s("")
                 }
             }
-            "CONTENT_LENGTH" if self.synthetic_length.is_some() => {
+            b"CONTENT_LENGTH" if self.synthetic_length.is_some() => {
                 Some(Text::Number(self.synthetic_length.unwrap_or(0).into()))
             }
-            "CONTENT_LENGTH" => match self.head.header("content-length") {
+            b"CONTENT_LENGTH" => match self.head.header("content-length") {
                 Some(v) => Some(Text::Raw(Cow::Borrowed(v))),
                 None => s("0"),
             },
-            "CONTENT_TYPE" => Some(Text::Raw(Cow::Borrowed(
+            b"CONTENT_TYPE" => Some(Text::Raw(Cow::Borrowed(
                 self.head.header("content-type").unwrap_or(b""),
             ))),
-            "DOCUMENT_ROOT" => s(&site.physical_path),
-            "GATEWAY_INTERFACE" => s("CGI/1.1"),
-            "HTTPS" => s(if site.https { "on" } else { "off" }),
-            "HTTP_METHOD" | "REQUEST_METHOD" => s(&self.head.method),
-            "HTTP_URL" | "UNENCODED_URL" | "REQUEST_URI" => s(&self.head.target),
-            "HTTP_VERSION" | "SERVER_PROTOCOL" => s(self.head.version.as_str()),
-            "INSTANCE_ID" => s("1"),
-            "INSTANCE_META_PATH" => s("/LM/W3SVC/1"),
-            "INSTANCE_NAME" => s("DEFAULT WEB SITE"),
-            "LOCAL_ADDR" | "SERVER_ADDR" => Some(Text::Address(self.local.ip())),
-            "MANAGED_PIPELINE_MODE" => s("Integrated"),
-            "PATH_INFO" => s(&self.path_info),
-            "PATH_TRANSLATED" | "REQUEST_FILENAME" => s(&self.path_translated),
-            "QUERY_STRING" => s(self.head.query()),
+            b"DOCUMENT_ROOT" => s(&site.physical_path),
+            b"GATEWAY_INTERFACE" => s("CGI/1.1"),
+            b"HTTPS" => s(if site.https { "on" } else { "off" }),
+            b"HTTP_METHOD" | b"REQUEST_METHOD" => s(&self.head.method),
+            b"HTTP_URL" | b"UNENCODED_URL" | b"REQUEST_URI" => s(&self.head.target),
+            b"HTTP_VERSION" | b"SERVER_PROTOCOL" => s(self.head.version.as_str()),
+            b"INSTANCE_ID" => s("1"),
+            b"INSTANCE_META_PATH" => s("/LM/W3SVC/1"),
+            b"INSTANCE_NAME" => s("DEFAULT WEB SITE"),
+            b"LOCAL_ADDR" | b"SERVER_ADDR" => Some(Text::Address(self.local.ip())),
+            b"MANAGED_PIPELINE_MODE" => s("Integrated"),
+            b"PATH_INFO" => s(&self.path_info),
+            b"PATH_TRANSLATED" | b"REQUEST_FILENAME" => s(&self.path_translated),
+            b"QUERY_STRING" => s(self.head.query()),
             // IIS has reverse lookups off by default (enableReverseDns), so REMOTE_HOST is
             // the address too. `--remote-addr` replaces the address, not the port.
-            "REMOTE_ADDR" | "REMOTE_HOST" => Some(Text::Address(self.client_ip())),
-            "REMOTE_PORT" => Some(Text::Number(self.remote.port().into())),
-            "SCRIPT_NAME" => s(&self.script_name),
-            "SCRIPT_FILENAME" => o(site.translate(&self.script_name)),
-            "SCRIPT_TRANSLATED" => {
+            b"REMOTE_ADDR" | b"REMOTE_HOST" => Some(Text::Address(self.client_ip())),
+            b"REMOTE_PORT" => Some(Text::Number(self.remote.port().into())),
+            b"SCRIPT_NAME" => s(&self.script_name),
+            b"SCRIPT_FILENAME" => o(site.translate(&self.script_name)),
+            b"SCRIPT_TRANSLATED" => {
                 let p = site.translate(&self.script_name);
                 o(if cfg!(windows) {
                     format!("\\\\?\\{p}")
@@ -488,11 +486,11 @@ impl RequestInfo {
                     p
                 })
             }
-            "SERVER_NAME" => Some(Text::Str(self.server_name())),
-            "SERVER_PORT" => Some(Text::Number(self.local.port().into())),
-            "SERVER_PORT_SECURE" => s(if site.https { "1" } else { "0" }),
-            "SERVER_SOFTWARE" => s(&site.server_software),
-            "URL" => s(&self.url),
+            b"SERVER_NAME" => Some(Text::Str(self.server_name())),
+            b"SERVER_PORT" => Some(Text::Number(self.local.port().into())),
+            b"SERVER_PORT_SECURE" => s(if site.https { "1" } else { "0" }),
+            b"SERVER_SOFTWARE" => s(&site.server_software),
+            b"URL" => s(&self.url),
             _ => None,
         }
     }
@@ -501,8 +499,8 @@ impl RequestInfo {
     /// included), and says whether it is a UNICODE_ (UTF-16LE) value; None (and nothing
     /// appended) means ERROR_INVALID_INDEX. On every request's path: the common names
     /// allocate nothing.
-    pub fn write_wire(&self, name: &str, out: &mut Vec<u8>) -> Option<bool> {
-        if let Some(rest) = name.strip_prefix("UNICODE_") {
+    pub fn write_wire(&self, name: &[u8], out: &mut Vec<u8>) -> Option<bool> {
+        if let Some(rest) = name.strip_prefix(b"UNICODE_") {
             let narrow;
             let s = match self.known(rest)? {
                 Text::Str(s) => s,
@@ -520,9 +518,9 @@ impl RequestInfo {
         let found = if let Some(text) = self.known(name) {
             self.write_narrow(text, out);
             true
-        } else if let Some(header) = name.strip_prefix("HEADER_") {
-            self.joined_headers(|n| n.eq_ignore_ascii_case(header), out)
-        } else if let Some(upper) = name.strip_prefix("HTTP_") {
+        } else if let Some(header) = name.strip_prefix(b"HEADER_") {
+            self.joined_headers(|n| n.as_bytes().eq_ignore_ascii_case(header), out)
+        } else if let Some(upper) = name.strip_prefix(b"HTTP_") {
             self.http_header(upper, out)
         } else {
             false
@@ -541,13 +539,13 @@ impl RequestInfo {
             Text::Str(s) if s.is_ascii() => out.extend_from_slice(s.as_bytes()),
             Text::Str(s) => out.extend(s.chars().map(ansi_char)),
             Text::Raw(b) => out.extend_from_slice(&b),
-            Text::Number(n) => out.extend_from_slice(decimal(n, &mut [0; 20]).as_bytes()),
+            Text::Number(n) => out.extend_from_slice(decimal(n, &mut [0; 20])),
             Text::Address(IpAddr::V4(a)) => {
                 for (i, octet) in a.octets().into_iter().enumerate() {
                     if i > 0 {
                         out.push(b'.');
                     }
-                    out.extend_from_slice(decimal(octet.into(), &mut [0; 20]).as_bytes());
+                    out.extend_from_slice(decimal(octet.into(), &mut [0; 20]));
                 }
             }
             // Writing to a Vec cannot fail.
@@ -567,7 +565,7 @@ impl RequestInfo {
     #[cfg(test)]
     pub fn lookup_wire(&self, name: &str) -> Option<(Vec<u8>, bool)> {
         let mut wire = Vec::new();
-        let wide = self.write_wire(name, &mut wire)?;
+        let wide = self.write_wire(name.as_bytes(), &mut wire)?;
         Some((wire, wide))
     }
 
