@@ -140,9 +140,13 @@ pub struct RequestInfo {
     /// unless the site says otherwise (`--remote-addr`).
     pub remote: SocketAddr,
     pub local: SocketAddr,
-    pub script_name: String,
-    pub path_info: String,
-    pub url: String,
+    /// The decoded, normalised URL path: SCRIPT_NAME, PATH_INFO and URL are parts of it
+    /// ([`script_name`](Self::script_name), [`path_info`](Self::path_info), [`url`](Self::url)).
+    path: String,
+    /// Where SCRIPT_NAME (and URL) ends in `path`.
+    script_end: usize,
+    /// Where PATH_INFO starts in `path`.
+    info_start: usize,
     pub path_translated: String,
     /// With `--chunked-known-length`: the de-chunked length, shown as CONTENT_LENGTH.
     pub synthetic_length: Option<u32>,
@@ -271,8 +275,8 @@ impl RequestInfo {
         if let Some(request) = site.static_request(&path) {
             return Err(Unmapped::Static(Box::new(head), request));
         }
-        let (script_name, path_info, url) = match &site.script_map {
-            ScriptMap::Wildcard => (path.clone(), path.clone(), path),
+        let (script_end, info_start) = match &site.script_map {
+            ScriptMap::Wildcard => (path.len(), 0),
             ScriptMap::Extension(ext) => {
                 // The first segment below the vdir that ends with the extension.
                 let base = path.len() - below.len();
@@ -291,23 +295,17 @@ impl RequestInfo {
                     offset += 1;
                 }
                 let end = end.ok_or(Unmapped::NotFound)?;
-                let script = path[..end].to_string();
-                let info = if site.allow_path_info {
-                    path[end..].to_string()
-                } else {
-                    path.clone()
-                };
-                (script.clone(), info, script)
+                (end, if site.allow_path_info { end } else { 0 })
             }
         };
-        let path_translated = site.translate(&path_info);
+        let path_translated = site.translate(&path[info_start..]);
         Ok(RequestInfo {
             head,
             remote,
             local,
-            script_name,
-            path_info,
-            url,
+            path,
+            script_end,
+            info_start,
             path_translated,
             synthetic_length: None,
             site,
@@ -331,6 +329,23 @@ impl RequestInfo {
             };
         }
         Cow::Owned(self.local.ip().to_string())
+    }
+
+    /// SCRIPT_NAME: the whole path with a wildcard mapping, else up to the end of the
+    /// mapped extension.
+    pub fn script_name(&self) -> &str {
+        &self.path[..self.script_end]
+    }
+
+    /// PATH_INFO: what follows SCRIPT_NAME with `allowPathInfo`, else the whole path (as
+    /// IIS gives it by default).
+    pub fn path_info(&self) -> &str {
+        &self.path[self.info_start..]
+    }
+
+    /// URL: the same as SCRIPT_NAME.
+    pub fn url(&self) -> &str {
+        self.script_name()
     }
 
     /// The client's address as the extension sees it: `--remote-addr`, else the peer's.
@@ -469,17 +484,17 @@ impl RequestInfo {
             b"INSTANCE_NAME" => s("DEFAULT WEB SITE"),
             b"LOCAL_ADDR" | b"SERVER_ADDR" => Some(Text::Address(self.local.ip())),
             b"MANAGED_PIPELINE_MODE" => s("Integrated"),
-            b"PATH_INFO" => s(&self.path_info),
+            b"PATH_INFO" => s(self.path_info()),
             b"PATH_TRANSLATED" | b"REQUEST_FILENAME" => s(&self.path_translated),
             b"QUERY_STRING" => s(self.head.query()),
             // IIS has reverse lookups off by default (enableReverseDns), so REMOTE_HOST is
             // the address too. `--remote-addr` replaces the address, not the port.
             b"REMOTE_ADDR" | b"REMOTE_HOST" => Some(Text::Address(self.client_ip())),
             b"REMOTE_PORT" => Some(Text::Number(self.remote.port().into())),
-            b"SCRIPT_NAME" => s(&self.script_name),
-            b"SCRIPT_FILENAME" => o(site.translate(&self.script_name)),
+            b"SCRIPT_NAME" => s(self.script_name()),
+            b"SCRIPT_FILENAME" => o(site.translate(self.script_name())),
             b"SCRIPT_TRANSLATED" => {
-                let p = site.translate(&self.script_name);
+                let p = site.translate(self.script_name());
                 o(if cfg!(windows) {
                     format!("\\\\?\\{p}")
                 } else {
@@ -490,7 +505,7 @@ impl RequestInfo {
             b"SERVER_PORT" => Some(Text::Number(self.local.port().into())),
             b"SERVER_PORT_SECURE" => s(if site.https { "1" } else { "0" }),
             b"SERVER_SOFTWARE" => s(&site.server_software),
-            b"URL" => s(&self.url),
+            b"URL" => s(self.url()),
             _ => None,
         }
     }
@@ -597,7 +612,7 @@ impl RequestInfo {
             match i {
                 0 => out.extend_from_slice(self.head.method.as_bytes()),
                 1 => out.extend_from_slice(self.head.query().as_bytes()),
-                2 => out.extend(self.path_info.chars().map(ansi_char)),
+                2 => out.extend(self.path_info().chars().map(ansi_char)),
                 3 => out.extend(self.path_translated.chars().map(ansi_char)),
                 _ => out.extend(content_type.iter().map(|&b| if b == 0 { b'?' } else { b })),
             }
@@ -671,7 +686,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            (i.script_name.as_str(), i.path_info.as_str(), i.url.as_str()),
+            (i.script_name(), i.path_info(), i.url()),
             ("/app/run.wsgi", "/app/run.wsgi/a/b", "/app/run.wsgi")
         );
         let i = info(
@@ -679,12 +694,9 @@ mod tests {
             site("/app", ScriptMap::Extension(".wsgi".into()), true),
         )
         .unwrap();
-        assert_eq!(i.path_info, "/a/b");
+        assert_eq!(i.path_info(), "/a/b");
         let i = info("/app/a/%20b", site("/app", ScriptMap::Wildcard, false)).unwrap();
-        assert_eq!(
-            (i.script_name.as_str(), i.path_info.as_str()),
-            ("/app/a/ b", "/app/a/ b")
-        );
+        assert_eq!((i.script_name(), i.path_info()), ("/app/a/ b", "/app/a/ b"));
         assert_eq!(text(&i, "APPL_MD_PATH"), "/LM/W3SVC/1/ROOT/app");
         assert_eq!(text(&i, "HTTP_URL"), "/app/a/%20b");
         assert!(matches!(
@@ -709,7 +721,7 @@ mod tests {
         assert_eq!(
             info("/a/./b/../c", site("/", ScriptMap::Wildcard, false))
                 .unwrap()
-                .url,
+                .url(),
             "/a/c"
         );
     }
