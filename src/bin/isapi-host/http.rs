@@ -190,7 +190,8 @@ pub fn parse_request(buf: &[u8], limits: &Limits) -> Result<Parsed, HttpError> {
     }
     let (method, target, authority, version) = parse_request_line(&buf[start..line_stop])?;
 
-    let mut headers: Vec<(String, Vec<u8>)> = Vec::new();
+    // Room for a usual request's headers without growing the list header by header.
+    let mut headers: Vec<(String, Vec<u8>)> = Vec::with_capacity(16);
     let header_start = pos;
     loop {
         let Some((stop, next)) = line_end(buf, pos) else {
@@ -229,7 +230,7 @@ pub fn parse_request(buf: &[u8], limits: &Limits) -> Result<Parsed, HttpError> {
             return Err(HttpError::HeadersTooLarge);
         }
         // name is all token bytes, hence ASCII.
-        headers.push((String::from_utf8_lossy(name).into_owned(), value.to_vec()));
+        headers.push((ascii_string(name), value.to_vec()));
     }
 
     let mut head = interpret(method, target, version, headers)?;
@@ -306,12 +307,13 @@ fn parse_request_line(line: &[u8]) -> Result<(String, String, Option<String>, Ve
         return Err(HttpError::BadRequest("invalid request target"));
     };
     // Both are ASCII by the checks above.
-    Ok((
-        String::from_utf8_lossy(method).into_owned(),
-        String::from_utf8_lossy(&target).into_owned(),
-        authority,
-        version,
-    ))
+    let target = String::from_utf8(target).unwrap_or_else(|e| ascii_string(e.as_bytes()));
+    Ok((ascii_string(method), target, authority, version))
+}
+
+/// Bytes checked to be ASCII as a String (anything else would be shown as Latin-1).
+fn ascii_string(bytes: &[u8]) -> String {
+    bytes.iter().map(|&b| char::from(b)).collect()
 }
 
 /// What http.sys says about a bad Host header (`400 Bad Request - Invalid Hostname`).
