@@ -230,7 +230,7 @@ pub fn parse_request(buf: &[u8], limits: &Limits) -> Result<Parsed, HttpError> {
             return Err(HttpError::HeadersTooLarge);
         }
         // name is all token bytes, hence ASCII.
-        headers.push((ascii_string(name), value.to_vec()));
+        headers.push((ascii_string(name.to_vec()), value.to_vec()));
     }
 
     let mut head = interpret(method, target, version, headers)?;
@@ -307,13 +307,19 @@ fn parse_request_line(line: &[u8]) -> Result<(String, String, Option<String>, Ve
         return Err(HttpError::BadRequest("invalid request target"));
     };
     // Both are ASCII by the checks above.
-    let target = String::from_utf8(target).unwrap_or_else(|e| ascii_string(e.as_bytes()));
-    Ok((ascii_string(method), target, authority, version))
+    Ok((
+        ascii_string(method.to_vec()),
+        ascii_string(target),
+        authority,
+        version,
+    ))
 }
 
-/// Bytes checked to be ASCII as a String (anything else would be shown as Latin-1).
-fn ascii_string(bytes: &[u8]) -> String {
-    bytes.iter().map(|&b| char::from(b)).collect()
+/// Bytes checked to be ASCII as a String, without a copy (anything else would be shown as
+/// Latin-1).
+fn ascii_string(bytes: Vec<u8>) -> String {
+    String::from_utf8(bytes)
+        .unwrap_or_else(|e| e.as_bytes().iter().map(|&b| char::from(b)).collect())
 }
 
 /// What http.sys says about a bad Host header (`400 Bad Request - Invalid Hostname`).
