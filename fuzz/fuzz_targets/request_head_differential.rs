@@ -26,7 +26,7 @@ fuzz_target!(|data: &[u8]| {
             let headers: Vec<(Vec<u8>, Vec<u8>)> = h
                 .headers
                 .iter()
-                .map(|(n, v)| (n.as_bytes().to_vec(), v.clone()))
+                .map(|(n, v)| (n.as_bytes().to_vec(), v.to_vec()))
                 .collect();
             let mine = reference::Head {
                 method: h.method.as_bytes().to_vec(),

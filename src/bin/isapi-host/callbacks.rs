@@ -181,7 +181,7 @@ unsafe extern "C" fn get_server_variable(
         let capacity = unsafe { *size } as usize;
         WIRE.with_borrow_mut(|wire| {
             wire.clear();
-            let Some(wide) = ex.info.write_wire(&name, wire) else {
+            let Some(wide) = ex.info.write_wire(name, wire) else {
                 return fail(host, ex.id, call, ERROR_INVALID_INDEX);
             };
             if buffer.is_null() || capacity < wire.len() {

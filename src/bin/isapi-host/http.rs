@@ -61,12 +61,59 @@ pub struct RequestHead {
     pub authority: Option<String>,
     pub version: Version,
     /// Header names as sent, values with surrounding whitespace removed, in order.
-    pub headers: Vec<(String, Vec<u8>)>,
+    pub headers: HeaderFields,
     pub body: BodyKind,
     /// Whether the client allows the connection to stay open after the response.
     pub keep_alive: bool,
     /// `Expect: 100-continue` was sent (HTTP/1.1 only).
     pub expect_continue: bool,
+}
+
+/// A request's header lines, in order: the names as sent (token characters, hence ASCII)
+/// one after the other in one string, the values (surrounding whitespace removed) in one
+/// byte buffer, and where each ends: three allocations for any number of headers, where a
+/// name and a value each would take two per header.
+#[derive(Clone, Debug, Default)]
+pub struct HeaderFields {
+    names: String,
+    values: Vec<u8>,
+    /// Where each field's name ends in `names` and its value in `values`.
+    ends: Vec<(u32, u32)>,
+}
+
+impl HeaderFields {
+    /// Room for a usual request's header lines, so that they do not grow line by line.
+    fn with_room() -> HeaderFields {
+        HeaderFields {
+            names: String::with_capacity(160),
+            values: Vec::with_capacity(512),
+            ends: Vec::with_capacity(16),
+        }
+    }
+
+    fn push(&mut self, name: &str, value: &[u8]) {
+        self.names.push_str(name);
+        self.values.extend_from_slice(value);
+        // The head is at most `--max-header-bytes` long, far below 4 GiB.
+        self.ends
+            .push((self.names.len() as u32, self.values.len() as u32));
+    }
+
+    fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    /// The fields in order: (name, value).
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &[u8])> + '_ {
+        let mut start = (0, 0);
+        self.ends.iter().map(move |&(name_end, value_end)| {
+            let (name_start, value_start) = std::mem::replace(&mut start, (name_end, value_end));
+            (
+                &self.names[name_start as usize..name_end as usize],
+                &self.values[value_start as usize..value_end as usize],
+            )
+        })
+    }
 }
 
 impl RequestHead {
@@ -75,7 +122,7 @@ impl RequestHead {
         self.headers
             .iter()
             .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_slice())
+            .map(|(_, v)| v)
     }
 
     /// The host the request is for, `host[:port]` (valid by RFC 3986): an absolute-form
@@ -190,8 +237,7 @@ pub fn parse_request(buf: &[u8], limits: &Limits) -> Result<Parsed, HttpError> {
     }
     let (method, target, authority, version) = parse_request_line(&buf[start..line_stop])?;
 
-    // Room for a usual request's headers without growing the list header by header.
-    let mut headers: Vec<(String, Vec<u8>)> = Vec::with_capacity(16);
+    let mut headers = HeaderFields::with_room();
     let header_start = pos;
     loop {
         let Some((stop, next)) = line_end(buf, pos) else {
@@ -219,9 +265,11 @@ pub fn parse_request(buf: &[u8], limits: &Limits) -> Result<Parsed, HttpError> {
             .position(|&b| b == b':')
             .ok_or(HttpError::BadRequest("header line without a colon"))?;
         let name = &line[..colon];
-        if name.is_empty() || !name.iter().all(|&b| is_token_byte(b)) {
-            return Err(HttpError::BadRequest("invalid header name"));
-        }
+        // Token characters are ASCII, so a valid name is a str.
+        let name = match std::str::from_utf8(name) {
+            Ok(name) if !name.is_empty() && name.bytes().all(is_token_byte) => name,
+            _ => return Err(HttpError::BadRequest("invalid header name")),
+        };
         let value = trim_ows(&line[colon + 1..]);
         if value.iter().any(|&b| (b < 0x20 && b != b'\t') || b == 0x7f) {
             return Err(HttpError::BadRequest("control character in a header value"));
@@ -229,8 +277,7 @@ pub fn parse_request(buf: &[u8], limits: &Limits) -> Result<Parsed, HttpError> {
         if headers.len() >= 1000 {
             return Err(HttpError::HeadersTooLarge);
         }
-        // name is all token bytes, hence ASCII.
-        headers.push((ascii_string(name.to_vec()), value.to_vec()));
+        headers.push(name, value);
     }
 
     let mut head = interpret(method, target, version, headers)?;
@@ -408,7 +455,7 @@ fn interpret(
     method: String,
     target: String,
     version: Version,
-    headers: Vec<(String, Vec<u8>)>,
+    headers: HeaderFields,
 ) -> Result<RequestHead, HttpError> {
     let mut length: Option<u64> = None;
     let mut chunked = false;
@@ -417,7 +464,7 @@ fn interpret(
     let mut keep_alive_token = false;
     let mut expect_continue = false;
     let mut host_count = 0;
-    for (name, value) in &headers {
+    for (name, value) in headers.iter() {
         if name.eq_ignore_ascii_case("content-length") {
             if value.is_empty() || value.len() > 19 || !value.iter().all(u8::is_ascii_digit) {
                 return Err(HttpError::BadRequest("invalid Content-Length"));

@@ -357,7 +357,7 @@ impl RequestInfo {
     /// nothing appended) if there are none.
     fn joined_headers(&self, matches: impl Fn(&str) -> bool, out: &mut Vec<u8>) -> bool {
         let mut found = false;
-        for (name, value) in &self.head.headers {
+        for (name, value) in self.head.headers.iter() {
             if matches(name) {
                 if found {
                     out.extend_from_slice(b", ");
@@ -389,7 +389,7 @@ impl RequestInfo {
     }
 
     fn all_http(&self, out: &mut Vec<u8>) {
-        for (name, value) in &self.head.headers {
+        for (name, value) in self.head.headers.iter() {
             let content = name.eq_ignore_ascii_case("content-length")
                 || name.eq_ignore_ascii_case("content-type");
             if name.contains('_') || (content && self.site.all_http_omit_content) {
@@ -410,7 +410,7 @@ impl RequestInfo {
     }
 
     fn all_raw(&self, out: &mut Vec<u8>) {
-        for (name, value) in &self.head.headers {
+        for (name, value) in self.head.headers.iter() {
             out.extend_from_slice(name.as_bytes());
             out.extend_from_slice(b": ");
             out.extend_from_slice(value);
