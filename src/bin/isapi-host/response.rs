@@ -455,6 +455,146 @@ mod tests {
         String::from_utf8_lossy(v).into_owned()
     }
 
+    /// The bytes on the wire for one response: `block` as the extension sent it, `body`
+    /// written and the response finished; `late` runs between the headers and the body. The
+    /// host's Date (a fresh one) is shown as `<date>`.
+    fn wire(
+        version: Version,
+        keep_alive: bool,
+        block: &[u8],
+        body: &[u8],
+        late: impl FnOnce(&mut Response),
+        stopping: bool,
+    ) -> String {
+        let mut out = Vec::new();
+        let mut r = Response::new(version, keep_alive, false, 1 << 20, "S", true);
+        let (headers, problems) = crate::checker::parse_header_block(block);
+        assert!(problems.len() <= 1, "{problems:?}");
+        r.set_headers(200, b"200 OK", headers, true);
+        late(&mut r);
+        r.write_body(&mut out, body, stopping).unwrap();
+        r.finish(&mut out, false, stopping).unwrap();
+        let text = text(&out);
+        let Some(start) = text.find("\r\nDate: ").map(|i| i + 8) else {
+            return text;
+        };
+        let date = &text[start..start + 29];
+        if date == "Sun, 06 Nov 1994 08:49:37 GMT" {
+            return text;
+        }
+        assert!(
+            date.ends_with(" GMT") && date.as_bytes()[3] == b',',
+            "{text}"
+        );
+        format!("{}<date>{}", &text[..start], &text[start + 29..])
+    }
+
+    #[test]
+    fn committed_heads() {
+        use Version::{Http10, Http11};
+        let none = |_: &mut Response| {};
+        let case = |version, keep_alive, block: &[u8], stopping| {
+            wire(version, keep_alive, block, b"hello", none, stopping)
+        };
+        let plain = b"Content-Type: text/plain\r\nContent-Length: 5\r\n\r\n";
+        // Server and Date added before the extension's headers; keep-alive says nothing.
+        assert_eq!(
+            case(Http11, true, plain, false),
+            "HTTP/1.1 200 OK\r\nServer: S\r\nDate: <date>\r\n\
+             Content-Type: text/plain\r\nContent-Length: 5\r\n\r\nhello"
+        );
+        // The extension's own Server and Date stay (neither added), in canonical form.
+        assert_eq!(
+            case(
+                Http11,
+                true,
+                b"Server:Mine\r\nContent-Length: 5\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\n\r\n",
+                false
+            ),
+            "HTTP/1.1 200 OK\r\nServer: Mine\r\nContent-Length: 5\r\n\
+             Date: Sun, 06 Nov 1994 08:49:37 GMT\r\n\r\nhello"
+        );
+        // Only a Server of its own: the host adds the Date.
+        assert_eq!(
+            case(
+                Http11,
+                true,
+                b"SERVER: Mine\r\nContent-Length: 5\r\n\r\n",
+                false
+            ),
+            "HTTP/1.1 200 OK\r\nDate: <date>\r\nSERVER: Mine\r\nContent-Length: 5\r\n\r\nhello"
+        );
+        // The extension's Connection: close ends keep-alive; its line is replaced by the host's.
+        assert_eq!(
+            case(
+                Http11,
+                true,
+                b"Connection: close\r\nContent-Length: 5\r\nX-A:  b\r\n\r\n",
+                false
+            ),
+            "HTTP/1.1 200 OK\r\nServer: S\r\nDate: <date>\r\nContent-Length: 5\r\n\
+             X-A:  b\r\nConnection: close\r\n\r\nhello"
+        );
+        // Its Connection: keep-alive is dropped; HTTP/1.0 keep-alive is said by the host.
+        let keep = b"connection: keep-alive\r\nContent-Length: 5\r\n\r\n";
+        assert_eq!(
+            case(Http11, true, keep, false),
+            "HTTP/1.1 200 OK\r\nServer: S\r\nDate: <date>\r\nContent-Length: 5\r\n\r\nhello"
+        );
+        assert_eq!(
+            case(Http10, true, keep, false),
+            "HTTP/1.1 200 OK\r\nServer: S\r\nDate: <date>\r\nContent-Length: 5\r\n\
+             Connection: keep-alive\r\n\r\nhello"
+        );
+        assert_eq!(
+            case(Http10, false, keep, false),
+            "HTTP/1.1 200 OK\r\nServer: S\r\nDate: <date>\r\nContent-Length: 5\r\n\
+             Connection: close\r\n\r\nhello"
+        );
+        // Decided late: the host stopping, or a close after the headers were set.
+        assert_eq!(
+            case(Http10, true, keep, true),
+            "HTTP/1.1 200 OK\r\nServer: S\r\nDate: <date>\r\nContent-Length: 5\r\n\
+             Connection: close\r\n\r\nhello"
+        );
+        assert_eq!(
+            wire(Http11, true, plain, b"hello", Response::close_after, false),
+            "HTTP/1.1 200 OK\r\nServer: S\r\nDate: <date>\r\n\
+             Content-Type: text/plain\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello"
+        );
+        // Unframed: the buffered body's length added after the extension's headers.
+        assert_eq!(
+            case(Http10, true, b"X-A: 1\r\n\r\n", false),
+            "HTTP/1.1 200 OK\r\nServer: S\r\nDate: <date>\r\nX-A: 1\r\n\
+             Content-Length: 5\r\nConnection: keep-alive\r\n\r\nhello"
+        );
+        // A line the checker refuses is left out; no block at all is a valid one.
+        assert_eq!(
+            case(Http11, true, b"X-Bad\r\nContent-Length: 5\r\n\r\n", false),
+            "HTTP/1.1 200 OK\r\nServer: S\r\nDate: <date>\r\nContent-Length: 5\r\n\r\nhello"
+        );
+        assert_eq!(
+            case(Http11, true, b"", false),
+            "HTTP/1.1 200 OK\r\nServer: S\r\nDate: <date>\r\nContent-Length: 5\r\n\r\nhello"
+        );
+        // The last of Content-Length and chunked decides the framing.
+        let mut out = Vec::new();
+        let mut r = Response::new(Http11, true, false, 1 << 20, "S", false);
+        let (headers, _) = crate::checker::parse_header_block(
+            b"Content-Length: 5\r\nTransfer-Encoding: gzip, Chunked\r\n\r\n",
+        );
+        r.set_headers(200, b"200 OK", headers, true);
+        assert_eq!(r.framing, Framing::Chunked);
+        let (headers, _) = crate::checker::parse_header_block(
+            b"Transfer-Encoding: chunked\r\nContent-Length: x\r\nContent-Length: +7\r\n\r\n",
+        );
+        let mut r2 = Response::new(Http11, true, false, 1 << 20, "S", false);
+        r2.set_headers(200, b"200 OK", headers, true);
+        assert_eq!(r2.framing, Framing::Length { declared: 7 });
+        r.finish(&mut out, false, false).unwrap();
+        assert!(r.keep);
+    }
+
     #[test]
     fn framing_decides_keep_alive() {
         let mut out = Vec::new();
