@@ -494,10 +494,9 @@ fn send_headers(
             (500, &b"500 Internal Server Error"[..])
         }
     };
-    let (headers, problems) = crate::checker::parse_header_block(block);
-    for problem in problems {
-        ex.violation(host, &problem);
-    }
+    // Each problem is reported as the checker meets it; the readable lines go into the head.
+    let headers = crate::checker::header_lines(block)
+        .filter_map(|line| line.map_err(|problem| ex.violation(host, &problem)).ok());
     state.response.set_headers(code, status, headers, keep_conn);
     if in_call {
         // Asynchronously, the ECB is the extension's to use meanwhile: leave it alone.

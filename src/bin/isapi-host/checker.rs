@@ -55,76 +55,115 @@ pub fn check_status(status: &[u8]) -> Result<u16, String> {
     Ok(code)
 }
 
-/// Parses a header block (`Name: value\r\n` lines, then `\r\n`). Always returns the lines
-/// it could read, plus the list of problems found; the host sends the readable lines in
-/// canonical form either way, so one bad header cannot corrupt the response on the wire.
-pub fn parse_header_block(block: &[u8]) -> (Vec<(String, Vec<u8>)>, Vec<String>) {
-    let mut headers = Vec::new();
-    let mut problems = Vec::new();
-    if block.is_empty() {
-        return (headers, problems);
+/// One item of a header block: a readable line's name and value (the one space after the
+/// colon dropped), or the problem found with a line.
+pub type HeaderLine<'a> = Result<(&'a [u8], &'a [u8]), String>;
+
+/// Checks a header block (`Name: value\r\n` lines, then `\r\n`) line by line, borrowing
+/// from it: yields the lines it can read and the problems it finds, in order. The host sends
+/// the readable lines in canonical form either way, so one bad header cannot corrupt the
+/// response on the wire. Only a problem's text is allocated.
+pub fn header_lines(block: &[u8]) -> HeaderLines<'_> {
+    HeaderLines {
+        rest: block,
+        saw_blank: false,
+        done: block.is_empty(),
+        second: None,
     }
-    let mut rest = block;
-    let mut saw_blank = false;
-    while !rest.is_empty() {
-        let (line, next, terminator) = match rest.iter().position(|&b| b == b'\n') {
-            Some(i) => (&rest[..i], &rest[i + 1..], true),
-            None => (rest, &rest[rest.len()..], false),
+}
+
+/// The iterator of [`header_lines`].
+pub struct HeaderLines<'a> {
+    rest: &'a [u8],
+    /// The blank line that ends the block has been read.
+    saw_blank: bool,
+    /// Nothing more to yield.
+    done: bool,
+    /// A line's own item, due after the problem with its line ending.
+    second: Option<HeaderLine<'a>>,
+}
+
+impl<'a> Iterator for HeaderLines<'a> {
+    type Item = HeaderLine<'a>;
+
+    fn next(&mut self) -> Option<HeaderLine<'a>> {
+        if let Some(item) = self.second.take() {
+            return Some(item);
+        }
+        if self.done {
+            return None;
+        }
+        if self.rest.is_empty() {
+            self.done = true;
+            let problem = "the header block does not end with a blank line (\\r\\n\\r\\n)";
+            return (!self.saw_blank).then(|| Err(problem.to_string()));
+        }
+        let (line, next, terminator) = match self.rest.iter().position(|&b| b == b'\n') {
+            Some(i) => (&self.rest[..i], &self.rest[i + 1..], true),
+            None => (self.rest, &self.rest[self.rest.len()..], false),
         };
-        rest = next;
+        self.rest = next;
         let crlf = line.last() == Some(&b'\r');
         let line = if crlf { &line[..line.len() - 1] } else { line };
         let shown = || String::from_utf8_lossy(line);
-        if saw_blank {
-            problems.push(format!(
+        if self.saw_blank {
+            self.done = true;
+            return Some(Err(format!(
                 "text after the blank line that ends the headers: {:?}",
                 shown()
-            ));
-            break;
+            )));
         }
-        if !terminator {
-            problems.push(format!("header line {:?} does not end with CRLF", shown()));
+        let ending = if !terminator {
+            Some(format!("header line {:?} does not end with CRLF", shown()))
         } else if !crlf {
-            problems.push(format!(
+            Some(format!(
                 "header line {:?} ends with a bare LF, not CRLF",
                 shown()
-            ));
-        }
-        if line.is_empty() {
-            saw_blank = true;
-            continue;
-        }
-        if line.contains(&b'\r') {
-            problems.push(format!("bare CR inside header line {:?}", shown()));
-            continue;
-        }
-        let Some(colon) = line.iter().position(|&b| b == b':') else {
-            problems.push(format!("header line {:?} has no colon", shown()));
-            continue;
+            ))
+        } else {
+            None
         };
-        let name = &line[..colon];
-        if name.is_empty()
-            || !name
-                .iter()
-                .all(|&b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
-        {
-            problems.push(format!("invalid header name in {:?}", shown()));
-            continue;
+        let own = if line.is_empty() {
+            self.saw_blank = true;
+            None
+        } else {
+            Some(check_header_line(line))
+        };
+        match (ending, own) {
+            (Some(problem), own) => {
+                self.second = own;
+                Some(Err(problem))
+            }
+            (None, Some(own)) => Some(own),
+            (None, None) => self.next(), // the blank line
         }
-        let value = &line[colon + 1..];
-        let value = value.strip_prefix(b" ").unwrap_or(value);
-        if value.iter().any(|&b| b < 0x20 && b != b'\t') {
-            problems.push(format!("control character in the value of {:?}", shown()));
-            continue;
-        }
-        // The name is checked to be token characters (ASCII) above.
-        let name = name.iter().map(|&b| b as char).collect();
-        headers.push((name, value.to_vec()));
     }
-    if !saw_blank {
-        problems.push("the header block does not end with a blank line (\\r\\n\\r\\n)".to_string());
+}
+
+/// One header line without its line ending: `Name: value`, a token name, no control
+/// characters.
+fn check_header_line(line: &[u8]) -> HeaderLine<'_> {
+    let shown = || String::from_utf8_lossy(line);
+    if line.contains(&b'\r') {
+        return Err(format!("bare CR inside header line {:?}", shown()));
     }
-    (headers, problems)
+    let Some(colon) = line.iter().position(|&b| b == b':') else {
+        return Err(format!("header line {:?} has no colon", shown()));
+    };
+    let name = &line[..colon];
+    if name.is_empty()
+        || !name
+            .iter()
+            .all(|&b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+    {
+        return Err(format!("invalid header name in {:?}", shown()));
+    }
+    let value = &line[colon + 1..];
+    let value = value.strip_prefix(b" ").unwrap_or(value);
+    if value.iter().any(|&b| b < 0x20 && b != b'\t') {
+        return Err(format!("control character in the value of {:?}", shown()));
+    }
+    Ok((name, value))
 }
 
 #[cfg(test)]
@@ -141,24 +180,46 @@ mod tests {
         assert!(check_status(b"099 x").is_err());
     }
 
+    /// The readable lines and the problems of a block.
+    fn parse(block: &[u8]) -> (Vec<(&[u8], &[u8])>, Vec<String>) {
+        let (mut lines, mut problems) = (Vec::new(), Vec::new());
+        for item in header_lines(block) {
+            match item {
+                Ok(line) => lines.push(line),
+                Err(problem) => problems.push(problem),
+            }
+        }
+        (lines, problems)
+    }
+
     #[test]
     fn header_blocks() {
-        let (h, p) = parse_header_block(b"Content-Type: text/plain\r\nX-A:b\r\n\r\n");
+        let (h, p) = parse(b"Content-Type: text/plain\r\nX-A:b\r\n\r\n");
         assert!(p.is_empty(), "{p:?}");
         assert_eq!(
             h,
-            vec![
-                ("Content-Type".into(), b"text/plain".to_vec()),
-                ("X-A".into(), b"b".to_vec())
+            [(&b"Content-Type"[..], &b"text/plain"[..]), (b"X-A", b"b")]
+        );
+        assert!(parse(b"").1.is_empty());
+        assert!(parse(b"\r\n").1.is_empty());
+        assert_eq!(parse(b"A: b\r\n").1.len(), 1);
+        assert_eq!(parse(b"A: b\n\r\n").1.len(), 1);
+        assert_eq!(parse(b"A: b\rc\r\n\r\n").1.len(), 1);
+        assert_eq!(parse(b"A b\r\n\r\n").1.len(), 1);
+        let (h, p) = parse(b"A: 1\r\n\r\nbody");
+        assert_eq!((h.len(), p.len()), (1, 1));
+        // A line with two problems (its ending and its content), each reported in order;
+        // a line with only a bad ending is still read.
+        let (h, p) = parse(b"A: 1\nB c");
+        assert_eq!(h, [(&b"A"[..], &b"1"[..])]);
+        assert_eq!(
+            p,
+            [
+                "header line \"A: 1\" ends with a bare LF, not CRLF",
+                "header line \"B c\" does not end with CRLF",
+                "header line \"B c\" has no colon",
+                "the header block does not end with a blank line (\\r\\n\\r\\n)",
             ]
         );
-        assert!(parse_header_block(b"").1.is_empty());
-        assert!(parse_header_block(b"\r\n").1.is_empty());
-        assert_eq!(parse_header_block(b"A: b\r\n").1.len(), 1);
-        assert_eq!(parse_header_block(b"A: b\n\r\n").1.len(), 1);
-        assert_eq!(parse_header_block(b"A: b\rc\r\n\r\n").1.len(), 1);
-        assert_eq!(parse_header_block(b"A b\r\n\r\n").1.len(), 1);
-        let (h, p) = parse_header_block(b"A: 1\r\n\r\nbody");
-        assert_eq!((h.len(), p.len()), (1, 1));
     }
 }

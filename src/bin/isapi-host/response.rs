@@ -1,5 +1,5 @@
-//! The response side of one request: headers as the extension gave them, the response
-//! buffer, and the framing decision IIS 7+ makes.
+//! The response side of one request: the head (status line and headers) the host writes
+//! from the extension's, the response buffer, and the framing decision IIS 7+ makes.
 //!
 //! * IIS never chunks an extension's output. If the headers carry neither Content-Length
 //!   nor `Transfer-Encoding: chunked` (and the response can have a body), the host sends
@@ -7,7 +7,10 @@
 //!   instead adds a Content-Length when the whole response is still in the buffer at the
 //!   end (IIS's behaviour there is unconfirmed).
 //! * Output is buffered up to `--response-buffer` bytes unless the extension has set
-//!   HSE_REQ_SET_FLUSH_FLAG; the status line and headers go out with the first flush.
+//!   HSE_REQ_SET_FLUSH_FLAG; the status line and headers go out with the first flush. They
+//!   are written at the front of the buffer when the extension sends them (the body follows
+//!   them there, copied once); only their end, the keep-alive decision, is settled at the
+//!   first flush.
 //! * The host adds `Server`, `Date` and the `Connection` header; an extension's own
 //!   `Connection` header is replaced by the host's decision.
 //! * HEAD responses and 1xx/204/304 carry no body: bytes written for them are counted and
@@ -61,11 +64,20 @@ pub struct Response {
     client_keep_alive: bool,
     version: Version,
     head_request: bool,
-    /// Status and parsed header lines from the extension, once sent.
-    status: Option<(u16, Vec<u8>)>,
-    headers: Vec<(String, Vec<u8>)>,
+    /// The status code from the extension, once it has sent its headers.
+    status: Option<u16>,
     /// fKeepConn (HSE_SEND_HEADER_EX_INFO) or false for the old SEND_RESPONSE_HEADER.
     keep_conn_requested: bool,
+    /// The extension's headers include `Connection: close`.
+    extension_says_close: bool,
+    /// The status line and headers waiting at the front of `out`: their length (0 when
+    /// there are none, or they are committed).
+    head_len: usize,
+    /// The keep-alive decision the waiting head ends with ([`head_end`]); [`commit`]
+    /// rewrites that end if the decision changed since.
+    ///
+    /// [`commit`]: Response::commit
+    head_says_keep: bool,
     pub framing: Framing,
     /// The status line and headers are in `out` (or already on the wire).
     committed: bool,
@@ -106,8 +118,10 @@ impl Response {
             version,
             head_request,
             status: None,
-            headers: Vec::new(),
             keep_conn_requested: false,
+            extension_says_close: false,
+            head_len: 0,
+            head_says_keep: false,
             framing: Framing::UntilClose,
             committed: false,
             out: Vec::new(),
@@ -130,37 +144,72 @@ impl Response {
     }
 
     pub fn status_code(&self) -> Option<u16> {
-        self.status.as_ref().map(|(c, _)| *c)
+        self.status
     }
 
-    /// Records the extension's status line and headers.
-    pub fn set_headers(
+    /// Records the extension's status line and headers (the readable lines of its block,
+    /// see [`header_lines`](crate::checker::header_lines)): writes the head into the empty
+    /// output buffer as it will go out, the host's `Server` and `Date` first unless the
+    /// extension has its own, and ending with the keep-alive decision as far as it is known.
+    pub fn set_headers<'h>(
         &mut self,
         code: u16,
         status: &[u8],
-        headers: Vec<(String, Vec<u8>)>,
+        headers: impl IntoIterator<Item = (&'h [u8], &'h [u8])>,
         keep_conn: bool,
     ) {
+        debug_assert!(self.out.is_empty(), "headers come before any output");
+        // One allocation for a typical head and a small body.
+        self.out.reserve(1024);
+        self.out.extend_from_slice(b"HTTP/1.1 ");
+        self.out.extend_from_slice(status);
+        self.out.extend_from_slice(b"\r\n");
+        let framing = self.append_headers(headers);
         let no_body = self.head_request || (100..200).contains(&code) || code == 204 || code == 304;
-        let mut framing = Framing::UntilClose;
-        for (name, value) in &headers {
-            if name.eq_ignore_ascii_case("content-length") {
-                if let Some(n) = std::str::from_utf8(value)
-                    .ok()
-                    .and_then(|v| v.trim().parse::<u64>().ok())
-                {
-                    framing = Framing::Length { declared: n };
-                }
-            } else if name.eq_ignore_ascii_case("transfer-encoding")
-                && value.to_ascii_lowercase().ends_with(b"chunked")
-            {
-                framing = Framing::Chunked;
-            }
-        }
         self.framing = if no_body { Framing::NoBody } else { framing };
-        self.status = Some((code, status.to_vec()));
-        self.headers = headers;
+        self.status = Some(code);
         self.keep_conn_requested = keep_conn;
+        self.head_says_keep = self.keeps_alive(false);
+        self.out
+            .extend_from_slice(head_end(self.head_says_keep, self.version));
+        self.head_len = self.out.len();
+    }
+
+    /// Appends the host's `Server` and `Date` unless the extension has its own, then the
+    /// extension's lines in canonical form but for `Connection`. Returns the framing they
+    /// declare (the last Content-Length or chunked Transfer-Encoding).
+    fn append_headers<'h>(
+        &mut self,
+        headers: impl IntoIterator<Item = (&'h [u8], &'h [u8])>,
+    ) -> Framing {
+        let out = &mut self.out;
+        // Written in advance and taken out again if the extension has its own (rarely).
+        let server = out.len();
+        append_header(out, b"Server", self.server.as_bytes());
+        let date = out.len();
+        out.extend_from_slice(b"Date: ");
+        append_http_date(out);
+        out.extend_from_slice(b"\r\n");
+        let lines = out.len();
+        let (mut framing, mut has_server, mut has_date) = (Framing::UntilClose, false, false);
+        for (name, value) in headers {
+            if name.eq_ignore_ascii_case(b"connection") {
+                // Replaced by the host's decision.
+                self.extension_says_close |= value.eq_ignore_ascii_case(b"close");
+                continue;
+            }
+            framing = declared_framing(name, value).unwrap_or(framing);
+            has_server |= name.eq_ignore_ascii_case(b"server");
+            has_date |= name.eq_ignore_ascii_case(b"date");
+            append_header(out, name, value);
+        }
+        if has_date {
+            out.drain(date..lines);
+        }
+        if has_server {
+            out.drain(server..date);
+        }
+        framing
     }
 
     /// The connection will close after this response: headers not yet sent get
@@ -170,66 +219,46 @@ impl Response {
         self.keep = false;
     }
 
-    /// Puts the status line and headers at the front of the output, deciding keep-alive.
+    /// Whether the connection may stay open after this response, as far as known now.
+    fn keeps_alive(&self, stopping: bool) -> bool {
+        self.client_keep_alive
+            && self.keep_conn_requested
+            && !self.extension_says_close
+            && !stopping
+            && !self.closing
+            && self.framing != Framing::UntilClose
+    }
+
+    /// The body bytes waiting in `out` (behind the head, if that is waiting too).
+    fn buffered_body(&self) -> usize {
+        self.out.len() - self.head_len
+    }
+
+    /// Inserts one header line into the waiting head, before its end.
+    fn insert_header(&mut self, name: &[u8], value: &[u8]) {
+        let at = self.head_len - head_end(self.head_says_keep, self.version).len();
+        let mut line = Vec::with_capacity(name.len() + value.len() + 4);
+        append_header(&mut line, name, value);
+        self.head_len += line.len();
+        self.out.splice(at..at, line);
+    }
+
+    /// Makes the head at the front of the output final, deciding keep-alive: its end is
+    /// rewritten if the decision changed since the headers were set (the host is stopping,
+    /// the connection closes after this response, a Content-Length was added).
     fn commit(&mut self, stopping: bool) {
         if self.committed || self.raw {
             return;
         }
         self.committed = true;
-        let extension_says_close = self
-            .headers
-            .iter()
-            .any(|(n, v)| n.eq_ignore_ascii_case("connection") && v.eq_ignore_ascii_case(b"close"));
-        self.keep = self.client_keep_alive
-            && self.keep_conn_requested
-            && !extension_says_close
-            && !stopping
-            && !self.closing
-            && self.framing != Framing::UntilClose;
-        let (_, status) = self.status.as_ref().expect("commit after set_headers");
-        let mut head = Vec::with_capacity(
-            160 + self
-                .headers
-                .iter()
-                .map(|(n, v)| n.len() + v.len() + 4)
-                .sum::<usize>(),
-        );
-        head.extend_from_slice(b"HTTP/1.1 ");
-        head.extend_from_slice(status);
-        head.extend_from_slice(b"\r\n");
-        let has = |name: &str| {
-            self.headers
-                .iter()
-                .any(|(n, _)| n.eq_ignore_ascii_case(name))
-        };
-        if !has("server") {
-            head.extend_from_slice(b"Server: ");
-            head.extend_from_slice(self.server.as_bytes());
-            head.extend_from_slice(b"\r\n");
+        self.keep = self.keeps_alive(stopping);
+        if self.keep != self.head_says_keep {
+            let said = head_end(self.head_says_keep, self.version);
+            let end = self.head_len - said.len()..self.head_len;
+            let decided = head_end(self.keep, self.version);
+            self.out.splice(end, decided.iter().copied());
         }
-        if !has("date") {
-            head.extend_from_slice(b"Date: ");
-            append_http_date(&mut head);
-            head.extend_from_slice(b"\r\n");
-        }
-        for (name, value) in &self.headers {
-            if name.eq_ignore_ascii_case("connection") {
-                continue;
-            }
-            head.extend_from_slice(name.as_bytes());
-            head.extend_from_slice(b": ");
-            head.extend_from_slice(value);
-            head.extend_from_slice(b"\r\n");
-        }
-        if !self.keep {
-            head.extend_from_slice(b"Connection: close\r\n");
-        } else if self.version == Version::Http10 {
-            head.extend_from_slice(b"Connection: keep-alive\r\n");
-        }
-        head.extend_from_slice(b"\r\n");
-        // Headers go before any body bytes already buffered.
-        head.extend_from_slice(&self.out);
-        self.out = head;
+        self.head_len = 0;
     }
 
     /// Body bytes from WriteClient (or TRANSMIT_FILE). Returns how many bytes beyond a
@@ -254,7 +283,7 @@ impl Response {
             _ => {}
         }
         self.out.extend_from_slice(keep);
-        if self.flush_each_write || self.out.len() >= self.limit {
+        if self.flush_each_write || self.buffered_body() >= self.limit {
             self.flush(w, stopping)?;
         }
         Ok(dropped)
@@ -327,18 +356,17 @@ impl Response {
             } else {
                 (200, b"200 OK", b"")
             };
-            let length = body.len().to_string().into_bytes();
-            let mut headers = vec![("Content-Length".to_string(), length)];
+            let length = body.len().to_string();
+            let mut headers = vec![(&b"Content-Length"[..], length.as_bytes())];
             if !body.is_empty() {
-                headers.push(("Content-Type".to_string(), b"text/plain".to_vec()));
+                headers.push((b"Content-Type", b"text/plain"));
             }
             self.set_headers(code, status, headers, !error);
             self.write_body(w, body, stopping)?;
         }
         if self.add_length_when_buffered && !self.committed && self.framing == Framing::UntilClose {
-            let n = self.out.len() as u64;
-            self.headers
-                .push(("Content-Length".to_string(), n.to_string().into_bytes()));
+            let n = self.buffered_body() as u64;
+            self.insert_header(b"Content-Length", n.to_string().as_bytes());
             self.framing = Framing::Length { declared: n };
         }
         self.flush(w, stopping)
@@ -350,6 +378,8 @@ impl Response {
     /// the request's largest write.
     pub fn free_buffer(&mut self) {
         self.out = Vec::new();
+        self.head_len = 0;
+        self.committed = true;
     }
 
     /// Whether the extension stopped short of its declared Content-Length (the response
@@ -364,6 +394,40 @@ impl Response {
             }
             _ => None,
         }
+    }
+}
+
+/// The end of a head: the host's `Connection` header (an extension's own is left out), then
+/// the blank line. HTTP/1.1 keeps the connection open unless told; HTTP/1.0 closes it unless told.
+fn head_end(keep: bool, version: Version) -> &'static [u8] {
+    match (keep, version) {
+        (false, _) => b"Connection: close\r\n\r\n",
+        (true, Version::Http10) => b"Connection: keep-alive\r\n\r\n",
+        (true, Version::Http11) => b"\r\n",
+    }
+}
+
+/// Appends `name: value` and CRLF.
+fn append_header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// The framing one header declares: a Content-Length that parses, or a Transfer-Encoding
+/// ending with `chunked`.
+fn declared_framing(name: &[u8], value: &[u8]) -> Option<Framing> {
+    if name.eq_ignore_ascii_case(b"content-length") {
+        let length = std::str::from_utf8(value).ok()?.trim().parse().ok()?;
+        Some(Framing::Length { declared: length })
+    } else if name.eq_ignore_ascii_case(b"transfer-encoding")
+        && value.len() >= 7
+        && value[value.len() - 7..].eq_ignore_ascii_case(b"chunked")
+    {
+        Some(Framing::Chunked)
+    } else {
+        None
     }
 }
 
@@ -451,6 +515,11 @@ mod tests {
         assert_eq!(body, "400 Bad Request: why\r\n");
     }
 
+    /// The readable lines of a header block.
+    fn readable(block: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
+        crate::checker::header_lines(block).flatten()
+    }
+
     fn text(v: &[u8]) -> String {
         String::from_utf8_lossy(v).into_owned()
     }
@@ -468,9 +537,10 @@ mod tests {
     ) -> String {
         let mut out = Vec::new();
         let mut r = Response::new(version, keep_alive, false, 1 << 20, "S", true);
-        let (headers, problems) = crate::checker::parse_header_block(block);
+        let (headers, problems): (Vec<_>, Vec<_>) =
+            crate::checker::header_lines(block).partition(Result::is_ok);
         assert!(problems.len() <= 1, "{problems:?}");
-        r.set_headers(200, b"200 OK", headers, true);
+        r.set_headers(200, b"200 OK", headers.into_iter().flatten(), true);
         late(&mut r);
         r.write_body(&mut out, body, stopping).unwrap();
         r.finish(&mut out, false, stopping).unwrap();
@@ -580,12 +650,10 @@ mod tests {
         // The last of Content-Length and chunked decides the framing.
         let mut out = Vec::new();
         let mut r = Response::new(Http11, true, false, 1 << 20, "S", false);
-        let (headers, _) = crate::checker::parse_header_block(
-            b"Content-Length: 5\r\nTransfer-Encoding: gzip, Chunked\r\n\r\n",
-        );
+        let headers = readable(b"Content-Length: 5\r\nTransfer-Encoding: gzip, Chunked\r\n\r\n");
         r.set_headers(200, b"200 OK", headers, true);
         assert_eq!(r.framing, Framing::Chunked);
-        let (headers, _) = crate::checker::parse_header_block(
+        let headers = readable(
             b"Transfer-Encoding: chunked\r\nContent-Length: x\r\nContent-Length: +7\r\n\r\n",
         );
         let mut r2 = Response::new(Http11, true, false, 1 << 20, "S", false);
@@ -593,18 +661,34 @@ mod tests {
         assert_eq!(r2.framing, Framing::Length { declared: 7 });
         r.finish(&mut out, false, false).unwrap();
         assert!(r.keep);
+        // The response buffer counts body bytes only; the head goes out with the first flush,
+        // decided then (the host stopping here), and later writes follow it.
+        let mut out = Vec::new();
+        let mut r = Response::new(Http11, true, false, 6, "S", false);
+        r.set_headers(
+            200,
+            b"200 OK",
+            readable(b"Content-Length: 10\r\n\r\n"),
+            true,
+        );
+        r.write_body(&mut out, b"hello", true).unwrap();
+        assert!(out.is_empty());
+        r.write_body(&mut out, b"!", true).unwrap();
+        r.write_body(&mut out, b"more", false).unwrap();
+        r.finish(&mut out, false, false).unwrap();
+        assert!(!r.keep);
+        assert!(
+            text(&out).ends_with("\r\nContent-Length: 10\r\nConnection: close\r\n\r\nhello!more"),
+            "{}",
+            text(&out)
+        );
     }
 
     #[test]
     fn framing_decides_keep_alive() {
         let mut out = Vec::new();
         let mut r = Response::new(Version::Http11, true, false, 1 << 20, "S", false);
-        r.set_headers(
-            200,
-            b"200 OK",
-            vec![("Content-Length".into(), b"2".to_vec())],
-            true,
-        );
+        r.set_headers(200, b"200 OK", [(&b"Content-Length"[..], &b"2"[..])], true);
         assert_eq!(r.write_body(&mut out, b"abc", false).unwrap(), 1);
         r.finish(&mut out, false, false).unwrap();
         assert!(r.keep);
@@ -616,7 +700,7 @@ mod tests {
 
         let mut out = Vec::new();
         let mut r = Response::new(Version::Http11, true, false, 1 << 20, "S", false);
-        r.set_headers(200, b"200 OK", vec![], true);
+        r.set_headers(200, b"200 OK", [], true);
         r.write_body(&mut out, b"abc", false).unwrap();
         r.finish(&mut out, false, false).unwrap();
         assert!(!r.keep);
@@ -624,7 +708,7 @@ mod tests {
 
         let mut out = Vec::new();
         let mut r = Response::new(Version::Http11, true, false, 1 << 20, "S", true);
-        r.set_headers(200, b"200 OK", vec![], true);
+        r.set_headers(200, b"200 OK", [], true);
         r.write_body(&mut out, b"abc", false).unwrap();
         r.finish(&mut out, false, false).unwrap();
         assert!(r.keep);
@@ -632,12 +716,7 @@ mod tests {
 
         let mut out = Vec::new();
         let mut r = Response::new(Version::Http11, true, true, 1 << 20, "S", false);
-        r.set_headers(
-            200,
-            b"200 OK",
-            vec![("Content-Length".into(), b"3".to_vec())],
-            true,
-        );
+        r.set_headers(200, b"200 OK", [(&b"Content-Length"[..], &b"3"[..])], true);
         r.write_body(&mut out, b"abc", false).unwrap();
         r.finish(&mut out, false, false).unwrap();
         assert!(r.keep && text(&out).ends_with("\r\n\r\n"));
@@ -645,12 +724,7 @@ mod tests {
         // HSE_IO_DISCONNECT_AFTER_SEND: framed, but closing, and the headers say so.
         let mut out = Vec::new();
         let mut r = Response::new(Version::Http11, true, false, 1 << 20, "S", false);
-        r.set_headers(
-            200,
-            b"200 OK",
-            vec![("Content-Length".into(), b"1".to_vec())],
-            true,
-        );
+        r.set_headers(200, b"200 OK", [(&b"Content-Length"[..], &b"1"[..])], true);
         r.close_after();
         r.write_body(&mut out, b"a", false).unwrap();
         r.finish(&mut out, false, false).unwrap();
