@@ -181,15 +181,12 @@ mod tests {
     }
 
     /// The readable lines and the problems of a block.
-    fn parse(block: &[u8]) -> (Vec<(&[u8], &[u8])>, Vec<String>) {
-        let (mut lines, mut problems) = (Vec::new(), Vec::new());
-        for item in header_lines(block) {
-            match item {
-                Ok(line) => lines.push(line),
-                Err(problem) => problems.push(problem),
-            }
-        }
-        (lines, problems)
+    fn parse(block: &[u8]) -> (Vec<HeaderLine<'_>>, Vec<String>) {
+        let (lines, problems) = header_lines(block).partition(Result::is_ok);
+        (
+            lines,
+            problems.into_iter().filter_map(Result::err).collect(),
+        )
     }
 
     #[test]
@@ -198,7 +195,10 @@ mod tests {
         assert!(p.is_empty(), "{p:?}");
         assert_eq!(
             h,
-            [(&b"Content-Type"[..], &b"text/plain"[..]), (b"X-A", b"b")]
+            [
+                Ok((&b"Content-Type"[..], &b"text/plain"[..])),
+                Ok((b"X-A", b"b"))
+            ]
         );
         assert!(parse(b"").1.is_empty());
         assert!(parse(b"\r\n").1.is_empty());
@@ -211,7 +211,7 @@ mod tests {
         // A line with two problems (its ending and its content), each reported in order;
         // a line with only a bad ending is still read.
         let (h, p) = parse(b"A: 1\nB c");
-        assert_eq!(h, [(&b"A"[..], &b"1"[..])]);
+        assert_eq!(h, [Ok((&b"A"[..], &b"1"[..]))]);
         assert_eq!(
             p,
             [
