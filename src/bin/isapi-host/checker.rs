@@ -4,6 +4,7 @@
 //! The rules themselves are checked where the calls arrive (`callbacks.rs`, `exchange.rs`); this
 //! module reports them in one format and validates the status line and header block an
 //! extension sends (CRLF lines, `Name: value`, no bare CR or LF, a blank line at the end).
+use crate::http::is_token_byte;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Counts and reports contract violations.
@@ -40,7 +41,7 @@ pub fn check_status(status: &[u8]) -> Result<u16, String> {
             shown()
         ));
     }
-    if status.iter().any(|&b| b < 0x20 && b != b'\t') {
+    if status.iter().copied().any(is_control) {
         return Err(format!(
             "status {:?} contains a control character (CR/LF belong in the headers)",
             shown()
@@ -141,29 +142,43 @@ impl<'a> Iterator for HeaderLines<'a> {
 }
 
 /// One header line without its line ending: `Name: value`, a token name, no control
-/// characters.
+/// characters. The usual case, a good line, is read in one pass; a line it refuses is
+/// looked at again to say what is wrong with it.
 fn check_header_line(line: &[u8]) -> HeaderLine<'_> {
-    let shown = || String::from_utf8_lossy(line);
+    let name_len = line
+        .iter()
+        .position(|&b| !is_token_byte(b))
+        .unwrap_or(line.len());
+    if name_len > 0 && line.get(name_len) == Some(&b':') {
+        let value = &line[name_len + 1..];
+        let value = value.strip_prefix(b" ").unwrap_or(value);
+        if !value.iter().copied().any(is_control) {
+            return Ok((&line[..name_len], value));
+        }
+    }
+    Err(line_problem(line))
+}
+
+/// What is wrong with a header line [`check_header_line`] refused, the first problem in the
+/// order they are checked: a bare CR, no colon, an invalid name, a control character.
+fn line_problem(line: &[u8]) -> String {
+    let shown = String::from_utf8_lossy(line);
     if line.contains(&b'\r') {
-        return Err(format!("bare CR inside header line {:?}", shown()));
+        return format!("bare CR inside header line {shown:?}");
     }
     let Some(colon) = line.iter().position(|&b| b == b':') else {
-        return Err(format!("header line {:?} has no colon", shown()));
+        return format!("header line {shown:?} has no colon");
     };
     let name = &line[..colon];
-    if name.is_empty()
-        || !name
-            .iter()
-            .all(|&b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
-    {
-        return Err(format!("invalid header name in {:?}", shown()));
+    if name.is_empty() || !name.iter().copied().all(is_token_byte) {
+        return format!("invalid header name in {shown:?}");
     }
-    let value = &line[colon + 1..];
-    let value = value.strip_prefix(b" ").unwrap_or(value);
-    if value.iter().any(|&b| b < 0x20 && b != b'\t') {
-        return Err(format!("control character in the value of {:?}", shown()));
-    }
-    Ok((name, value))
+    format!("control character in the value of {shown:?}")
+}
+
+/// A control character a header value may not contain (tab is allowed).
+fn is_control(b: u8) -> bool {
+    b < 0x20 && b != b'\t'
 }
 
 #[cfg(test)]
@@ -208,6 +223,27 @@ mod tests {
         assert_eq!(parse(b"A b\r\n\r\n").1.len(), 1);
         let (h, p) = parse(b"A: 1\r\n\r\nbody");
         assert_eq!((h.len(), p.len()), (1, 1));
+        // Each line's first problem, in the order they are checked; a tab is allowed.
+        let problem = |line: &[u8]| parse(&[line, b"\r\n\r\n"].concat()).1;
+        assert_eq!(problem(b"A b"), ["header line \"A b\" has no colon"]);
+        assert_eq!(
+            problem(b"A\rb: c"),
+            ["bare CR inside header line \"A\\rb: c\""]
+        );
+        assert_eq!(
+            problem(b"A: b\x01\rc"),
+            ["bare CR inside header line \"A: b\\u{1}\\rc\""]
+        );
+        assert_eq!(problem(b"A b: c"), ["invalid header name in \"A b: c\""]);
+        assert_eq!(problem(b": c"), ["invalid header name in \": c\""]);
+        assert_eq!(
+            problem(b"A: b\x01"),
+            ["control character in the value of \"A: b\\u{1}\""]
+        );
+        assert_eq!(
+            parse(b"A-b_~: \tb\tc \r\n\r\n").0,
+            [Ok((&b"A-b_~"[..], &b"\tb\tc "[..]))]
+        );
         // A line with two problems (its ending and its content), each reported in order;
         // a line with only a bad ending is still read.
         let (h, p) = parse(b"A: 1\nB c");
