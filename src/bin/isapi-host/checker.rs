@@ -114,16 +114,7 @@ impl<'a> Iterator for HeaderLines<'a> {
                 shown()
             )));
         }
-        let ending = if !terminator {
-            Some(format!("header line {:?} does not end with CRLF", shown()))
-        } else if !crlf {
-            Some(format!(
-                "header line {:?} ends with a bare LF, not CRLF",
-                shown()
-            ))
-        } else {
-            None
-        };
+        let ending = ending_problem(line, terminator, crlf);
         let own = if line.is_empty() {
             self.saw_blank = true;
             None
@@ -138,6 +129,22 @@ impl<'a> Iterator for HeaderLines<'a> {
             (None, Some(own)) => Some(own),
             (None, None) => self.next(), // the blank line
         }
+    }
+}
+
+/// The problem with how a header line (shown without its ending) ends, if any: `terminator`,
+/// it ends with LF; `crlf`, with CRLF.
+fn ending_problem(line: &[u8], terminator: bool, crlf: bool) -> Option<String> {
+    let shown = || String::from_utf8_lossy(line);
+    if !terminator {
+        Some(format!("header line {:?} does not end with CRLF", shown()))
+    } else if !crlf {
+        Some(format!(
+            "header line {:?} ends with a bare LF, not CRLF",
+            shown()
+        ))
+    } else {
+        None
     }
 }
 
