@@ -205,20 +205,10 @@ fn put(buf: &mut [u8], len: &mut usize, bytes: &[u8]) {
     }
 }
 
-/// Appends `n` in decimal (no allocation: signal handler).
+/// Appends `n` in decimal (no allocation, only arithmetic: signal handler).
 #[cfg(unix)]
-fn put_number(buf: &mut [u8], len: &mut usize, mut n: usize) {
-    let mut digits = [0u8; 20];
-    let mut i = digits.len();
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    put(buf, len, &digits[i..]);
+fn put_number(buf: &mut [u8], len: &mut usize, n: usize) {
+    put(buf, len, crate::vars::decimal(n as u64, &mut [0; 20]));
 }
 
 #[cfg(unix)]

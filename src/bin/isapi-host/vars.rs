@@ -198,7 +198,8 @@ fn bytes_to_string(b: &[u8]) -> Cow<'_, str> {
 }
 
 /// `n` in decimal, written by hand into `digits`: `format!` and `write!` cost several
-/// hundred instructions, a noticeable part of a small request.
+/// hundred instructions, a noticeable part of a small request. Only arithmetic, so the
+/// crash report's signal handler uses it too (`os.rs`).
 pub fn decimal(mut n: u64, digits: &mut [u8; 20]) -> &[u8] {
     let mut at = digits.len();
     loop {
