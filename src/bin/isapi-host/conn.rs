@@ -377,6 +377,7 @@ impl Write for Paced<'_> {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
         // The usual small write goes out at once: one system call, and no need to count
         // as blocked (nor to ask the socket first whether it would wait).
+        #[cfg(unix)]
         if data.len() <= SMALL_WRITE {
             let socket = crate::os::raw_socket(&*self.stream);
             if let Some(sent) = crate::os::send_now(socket, data) {

@@ -126,35 +126,20 @@ unsafe extern "system" {
     fn WSAPoll(fds: *mut PollFd, count: u32, timeout: i32) -> i32;
 }
 
-#[cfg(windows)]
-#[link(name = "ws2_32")]
-unsafe extern "system" {
-    fn send(socket: usize, buffer: *const u8, len: i32, flags: i32) -> i32;
-}
-
-/// Sends as much of `data` as `socket` takes at once; None if it would have to wait
-/// (nothing sent then). Unix: one `send` with MSG_DONTWAIT. Windows has no such flag: a
-/// `WSAPoll` that does not wait, then `send` if the socket has room.
+/// Sends as much of `data` as `socket` takes at once, with one `send(MSG_DONTWAIT)`; None
+/// if it would have to wait (nothing sent then). Windows has no such flag (a `WSAPoll`
+/// first would add a system call to every write), so there the write path keeps asking
+/// only when a worker would block.
+#[cfg(unix)]
 pub fn send_now(socket: RawSocket, data: &[u8]) -> Option<std::io::Result<usize>> {
     // A client that has gone away is an error here, never a SIGPIPE (as with std's writes).
     #[cfg(target_os = "linux")]
     let flags = libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL;
-    #[cfg(all(unix, not(target_os = "linux")))]
+    #[cfg(not(target_os = "linux"))]
     let flags = libc::MSG_DONTWAIT;
-    #[cfg(unix)]
     // SAFETY: `data` is valid for reads of data.len() bytes during the call; a socket
     // that is not open is reported as an error (EBADF), not undefined behaviour.
-    let n = unsafe { libc::send(socket, data.as_ptr().cast(), data.len(), flags) as isize };
-    #[cfg(windows)]
-    let n = {
-        let mut fd = PollFd::writable(socket);
-        if !poll(std::slice::from_mut(&mut fd), 0).is_ok_and(|n| n > 0) {
-            return None;
-        }
-        let len = data.len().min(i32::MAX as usize) as i32;
-        // SAFETY: as above, for the first `len` bytes of `data`.
-        unsafe { send(socket as usize, data.as_ptr(), len, 0) as isize }
-    };
+    let n = unsafe { libc::send(socket, data.as_ptr().cast(), data.len(), flags) };
     if n >= 0 {
         return Some(Ok(n as usize));
     }
