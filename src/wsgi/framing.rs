@@ -20,6 +20,7 @@
 //!
 //! A final status of 1xx is refused: an interim status as the whole answer would leave the
 //! client, or a proxy in front of IIS, waiting for the real response on a kept connection.
+use crate::isapi::token::is_token_byte;
 use std::borrow::Cow;
 
 /// Headers only the server may set (PEP 3333: hop-by-hop headers).
@@ -92,7 +93,7 @@ pub enum HeaderError {
 impl HeaderBlock {
     /// Adds one header (latin-1 bytes, as PEP 3333's native strings encode).
     pub fn add(&mut self, name: &[u8], value: &[u8]) -> Result<(), HeaderError> {
-        if name.is_empty() || !name.iter().all(is_token_byte) {
+        if name.is_empty() || !name.iter().all(|&b| is_token_byte(b)) {
             return Err(HeaderError::Name);
         }
         if value.iter().any(|&b| (b < 0x20 && b != b'\t') || b == 0x7f) {
@@ -140,12 +141,6 @@ impl HeaderBlock {
                 && line[name.len()] == b':'
         })
     }
-}
-
-fn is_token_byte(b: &u8) -> bool {
-    // One match (a table look-up once compiled), not a search of the punctuation per byte.
-    matches!(b, b'0'..=b'9' | b'a'..=b'z' | b'A'..=b'Z'
-        | b'!' | b'#' | b'$' | b'%' | b'&' | b'\'' | b'*' | b'+' | b'-' | b'.' | b'^' | b'_' | b'`' | b'|' | b'~')
 }
 
 /// What the request allows the response to be.

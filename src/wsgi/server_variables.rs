@@ -22,6 +22,7 @@ use std::ffi::CString;
 use std::sync::Arc;
 
 use crate::isapi::ecb::Ecb;
+use crate::isapi::token::is_token_byte;
 use crate::python::{Args, Exception, Gil, Kind, Native, PyErr, PyRef, PyResult};
 
 /// The request's server variables, for Python.
@@ -59,27 +60,6 @@ pub fn name_problem(name: &[u8]) -> Option<&'static str> {
         );
     }
     None
-}
-
-fn is_token_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric()
-        || matches!(
-            b,
-            b'!' | b'#'
-                | b'$'
-                | b'%'
-                | b'&'
-                | b'\''
-                | b'*'
-                | b'+'
-                | b'-'
-                | b'.'
-                | b'^'
-                | b'_'
-                | b'`'
-                | b'|'
-                | b'~'
-        )
 }
 
 impl ServerVariables {

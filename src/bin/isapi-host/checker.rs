@@ -4,7 +4,7 @@
 //! The rules themselves are checked where the calls arrive (`callbacks.rs`, `exchange.rs`); this
 //! module reports them in one format and validates the status line and header block an
 //! extension sends (CRLF lines, `Name: value`, no bare CR or LF, a blank line at the end).
-use crate::http::is_token_byte;
+use isapi_wsgi::isapi::token::is_token_byte;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Counts and reports contract violations.

@@ -10,6 +10,7 @@
 //! below and the cargo-fuzz targets in `fuzz/` (which compile this file on its own, so it
 //! must stay free of `crate::` paths) hold it to that.
 
+use isapi_wsgi::isapi::token::is_token_byte;
 use std::mem::MaybeUninit;
 
 /// Size limits applied while parsing (command-line options `--max-request-line` and
@@ -191,29 +192,6 @@ pub enum Parsed {
     /// Not enough bytes yet (and no limit exceeded): read more.
     Incomplete,
 }
-
-/// `tchar` of RFC 9110: the characters allowed in methods and header names (the request's
-/// here, and the extension's response headers in `checker.rs`).
-pub fn is_token_byte(b: u8) -> bool {
-    TOKEN_BYTES[b as usize]
-}
-
-/// [`is_token_byte`] for every byte, looked up rather than compared for each byte of a name.
-const TOKEN_BYTES: [bool; 256] = {
-    let mut table = [false; 256];
-    let mut b = 0;
-    while b < 256 {
-        table[b] = (b as u8).is_ascii_alphanumeric();
-        b += 1;
-    }
-    let others = b"!#$%&'*+-.^_`|~";
-    let mut i = 0;
-    while i < others.len() {
-        table[others[i] as usize] = true;
-        i += 1;
-    }
-    table
-};
 
 /// Finds the end of the line starting at `from`: returns (end of content, start of next
 /// line). Accepts CRLF and a bare LF (RFC 9112 §2.2 allows a recipient to).
