@@ -17,10 +17,12 @@ use std::ptr::{NonNull, null_mut};
 
 use super::ffi::{
     ERROR_INSUFFICIENT_BUFFER, ERROR_INVALID_INDEX, ERROR_NO_DATA, EXTENSION_CONTROL_BLOCK,
-    HSE_APPEND_LOG_PARAMETER, HSE_IO_SYNC, HSE_REQ_CLOSE_CONNECTION, HSE_REQ_DONE_WITH_SESSION,
-    HSE_REQ_GET_IMPERSONATION_TOKEN, HSE_REQ_IS_CONNECTED, HSE_REQ_REPORT_UNHEALTHY,
-    HSE_REQ_SEND_RESPONSE_HEADER_EX, HSE_REQ_SET_FLUSH_FLAG, HSE_REQ_TRANSMIT_FILE,
-    HSE_SEND_HEADER_EX_INFO, HSE_TF_INFO,
+    HSE_APPEND_LOG_PARAMETER, HSE_IO_FINAL_SEND, HSE_IO_SEND_HEADERS, HSE_IO_SYNC,
+    HSE_REQ_CLOSE_CONNECTION, HSE_REQ_DONE_WITH_SESSION, HSE_REQ_GET_IMPERSONATION_TOKEN,
+    HSE_REQ_IS_CONNECTED, HSE_REQ_REPORT_UNHEALTHY, HSE_REQ_SEND_RESPONSE_HEADER_EX,
+    HSE_REQ_SET_FLUSH_FLAG, HSE_REQ_TRANSMIT_FILE, HSE_REQ_VECTOR_SEND, HSE_RESPONSE_VECTOR,
+    HSE_SEND_HEADER_EX_INFO, HSE_TF_INFO, HSE_VECTOR_ELEMENT,
+    HSE_VECTOR_ELEMENT_TYPE_MEMORY_BUFFER,
 };
 
 /// A Win32 error code reported by a failing callback (GetLastError, or errno off Windows).
@@ -286,6 +288,50 @@ impl Ecb {
         self.support(
             HSE_REQ_SEND_RESPONSE_HEADER_EX,
             (&mut info as *mut HSE_SEND_HEADER_EX_INFO).cast(),
+            null_mut(),
+        )
+    }
+
+    /// Sends the status line, the headers and the body `pieces` in one call
+    /// (HSE_REQ_VECTOR_SEND with HSE_IO_SEND_HEADERS, synchronous) instead of
+    /// SEND_RESPONSE_HEADER_EX and WriteClient: for a small response known whole. The
+    /// connection stays open as the response's framing allows (there is no fKeepConn: the
+    /// caller uses this only when it would pass TRUE). `last` promises that nothing more of
+    /// the response follows (HSE_IO_FINAL_SEND). A server without the call (IIS before 6,
+    /// or another ISAPI host) refuses it with ERROR_INVALID_PARAMETER, having sent nothing.
+    pub fn send_response(
+        &self,
+        status: &CStr,
+        headers: &CStr,
+        pieces: [&[u8]; 2],
+        last: bool,
+    ) -> Result<(), IoError> {
+        // The non-empty pieces, in order, at the front of `elements`.
+        let mut elements = pieces.map(|piece| HSE_VECTOR_ELEMENT {
+            ElementType: HSE_VECTOR_ELEMENT_TYPE_MEMORY_BUFFER,
+            pvContext: piece.as_ptr() as *mut c_void,
+            cbOffset: 0,
+            cbSize: piece.len() as u64,
+        });
+        if pieces[0].is_empty() {
+            elements.swap(0, 1);
+        }
+        let count = pieces.iter().filter(|p| !p.is_empty()).count();
+        let final_send = if last { HSE_IO_FINAL_SEND } else { 0 };
+        let mut vector = HSE_RESPONSE_VECTOR {
+            dwFlags: HSE_IO_SYNC | HSE_IO_SEND_HEADERS | final_send,
+            pszStatus: status.as_ptr() as *mut c_char,
+            pszHeaders: headers.as_ptr() as *mut c_char,
+            nElementCount: count as u32,
+            lpElementArray: if count == 0 {
+                null_mut()
+            } else {
+                elements.as_mut_ptr()
+            },
+        };
+        self.support(
+            HSE_REQ_VECTOR_SEND,
+            (&mut vector as *mut HSE_RESPONSE_VECTOR).cast(),
             null_mut(),
         )
     }

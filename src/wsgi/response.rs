@@ -16,6 +16,7 @@
 //! GIL while holding something its holder needs. (docs/bridge.md, "Locks and the GIL".)
 use std::borrow::Cow;
 use std::ffi::CString;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 
 use super::exceptions::ClientError;
@@ -36,6 +37,10 @@ pub const COMPLETE: &str = "the response is complete: nothing more can be writte
 
 /// Writes up to this size are assumed to land in IIS's response buffer without blocking.
 const BUFFERED_WRITE: usize = 256 * 1024;
+
+/// The server refused HSE_REQ_VECTOR_SEND once (it has no such call): from then on the
+/// headers and the body go out as two calls, as they must on IIS 5.
+static VECTOR_SEND_REFUSED: AtomicBool = AtomicBool::new(false);
 
 /// `start_response` and the state of one response.
 pub struct Response {
@@ -111,6 +116,8 @@ struct Write<'d> {
     head: Option<(CString, CString)>,
     body: Cow<'d, [u8]>,
     ending: &'static [u8],
+    /// Nothing of the response follows this piece.
+    last: bool,
     keep_conn: bool,
     /// Set IIS's flush flag before the headers (a streamed body).
     flush: bool,
@@ -174,10 +181,10 @@ impl Response {
         let written = if may_block {
             gil.allow_threads(|| {
                 let _waiting = WaitingForClient::begin();
-                write.perform(ecb)
+                write.perform(ecb, may_block)
             })
         } else {
-            write.perform(ecb)
+            write.perform(ecb, may_block)
         };
         let mut state = self.lock();
         let result = self.conclude(&mut state, written, write.mismatch);
@@ -251,6 +258,7 @@ impl Response {
             head,
             body: bytes,
             ending,
+            last,
             keep_conn: state.keep_conn,
             flush,
             mismatch,
@@ -515,8 +523,20 @@ fn check_open(state: &State) -> Result<(), SendError> {
 
 impl Write<'_> {
     /// Runs on the ECB: flush flag, headers, the framed piece, the end of the body.
-    fn perform(&self, ecb: &Ecb) -> Result<(), IoError> {
+    /// `may_block`: the piece goes to the socket rather than into IIS's buffer.
+    fn perform(&self, ecb: &Ecb, may_block: bool) -> Result<(), IoError> {
         if let Some((status, headers)) = &self.head {
+            // Headers with a piece IIS buffers, the connection kept: one call instead of
+            // two, where the server has it (HSE_REQ_VECTOR_SEND, IIS 6 and later).
+            if !may_block && self.keep_conn && !VECTOR_SEND_REFUSED.load(Ordering::Relaxed) {
+                let pieces = [&self.body[..], self.ending];
+                match ecb.send_response(status, headers, pieces, self.last) {
+                    Err(IoError(ERROR_INVALID_PARAMETER)) => {
+                        VECTOR_SEND_REFUSED.store(true, Ordering::Relaxed)
+                    }
+                    sent => return sent,
+                }
+            }
             if self.flush {
                 // IIS 7+ buffers ISAPI output unless told otherwise; a streamed body must move.
                 ecb.set_flush(true);
@@ -540,7 +560,13 @@ fn validate_status<'py>(gil: Gil<'py>, status: &PyRef<'py>) -> PyResult<'py, (Ve
             "the status must be a str, like '200 OK'",
         ));
     }
-    let bytes = status.latin1_bytes().map_err(|_| {
+    // With room for the NUL that open_body's CString adds (no second allocation then).
+    let with_nul_room = |text: &[u8]| {
+        let mut bytes = Vec::with_capacity(text.len() + 1);
+        bytes.extend_from_slice(text);
+        bytes
+    };
+    let bytes = status.with_latin1(with_nul_room).map_err(|_| {
         PyErr::new(
             gil,
             Exception::ValueError,
