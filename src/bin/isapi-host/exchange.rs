@@ -162,7 +162,7 @@ struct EcbCell(UnsafeCell<EXTENSION_CONTROL_BLOCK>);
 // SAFETY: the ECB holds integers, the lpszLogData array, ConnID (an HCONN number, not a
 // pointer), function pointers to the host's own callbacks, and six data pointers: the five
 // strings point into `Retained::_strings` beside it, lpbData into the Exchange's
-// `State::preread` (or is NULL). Both are heap buffers owned by the request, not any thread's stack or
+// `State::preread` (or, with no pre-read bytes, at a NUL at the end of the strings; or is NULL). Both are heap buffers owned by the request, not any thread's stack or
 // thread-local data, and dropping the ECB frees nothing through its pointers. So it may be
 // dropped or used on any thread.
 unsafe impl Send for EcbCell {}
@@ -213,13 +213,22 @@ impl Exchange {
         let mut label = Some(label);
         let mut text = Vec::with_capacity(256);
         let offsets = info.write_ecb_strings(&mut text);
+        // A request without pre-read bytes gets this NUL as its lpbData (no buffer of its own).
+        text.push(0);
+        let no_body = text.len() - 1;
         let mut strings = text;
         let base = strings.as_mut_ptr();
         // SAFETY: each offset is that of a string write_ecb_strings appended, NUL included,
         // so it is inside the buffer `base` points to.
         let at = |i: usize| unsafe { base.add(offsets[i]) }.cast::<c_char>();
         let mut preread = preread;
-        let available = (preread.len() - 1) as u32;
+        let available = preread.len().saturating_sub(1) as u32;
+        let lpb_data = if preread.is_empty() {
+            // SAFETY: `no_body` is the index of the byte pushed above, inside the buffer.
+            unsafe { base.add(no_body) }
+        } else {
+            preread.as_mut_ptr()
+        };
         let mut state = Some(state);
         let registered = registry().insert(|hconn| {
             let ecb = EXTENSION_CONTROL_BLOCK {
@@ -234,7 +243,7 @@ impl Exchange {
                 lpszPathTranslated: at(3),
                 cbTotalBytes: total_bytes,
                 cbAvailable: available,
-                lpbData: preread.as_mut_ptr(),
+                lpbData: lpb_data,
                 lpszContentType: at(4),
                 GetServerVariable: callbacks.get_server_variable,
                 WriteClient: callbacks.write_client,
@@ -441,7 +450,13 @@ pub fn run(
         label,
         started,
         body,
-        preread: vec![0u8; want + 1], // +1: a NUL after the data, as IIS seems to
+        // +1: a NUL after the data, as IIS seems to (with no data, Exchange::register points
+        // lpbData at a NUL of its own).
+        preread: if want == 0 {
+            Vec::new()
+        } else {
+            vec![0u8; want + 1]
+        },
         got: 0,
         want,
         total,
@@ -545,8 +560,10 @@ fn call(host: &'static Host, conn: Conn, request: Box<Arriving>) -> Next {
         continue_on_read,
         ..
     } = *request;
-    preread.truncate(got + 1);
-    preread[got] = 0;
+    if !preread.is_empty() {
+        preread.truncate(got + 1);
+        preread[got] = 0;
+    }
     let total = if host.options.chunked_known_length
         && info.head.body == BodyKind::Chunked
         && body.finished()

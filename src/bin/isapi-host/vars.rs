@@ -20,8 +20,9 @@ use std::path::PathBuf;
 pub struct Site {
     /// The virtual directory of the application: "/" or "/app" (no trailing slash).
     pub vdir: String,
-    /// `--appl-md-path`: APPL_MD_PATH as given.
-    pub appl_md_path: Option<String>,
+    /// APPL_MD_PATH: `--appl-md-path` as given, else made from the vdir
+    /// ([`default_appl_md_path`]).
+    pub appl_md_path: String,
     pub script_map: ScriptMap,
     pub allow_path_info: bool,
     /// The application's physical directory, without a trailing separator.
@@ -39,13 +40,25 @@ pub struct Site {
     pub static_locations: Vec<String>,
 }
 
+/// The metabase path of the application in the vdir `vdir`, as IIS's default site has it.
+pub fn default_appl_md_path(vdir: &str) -> String {
+    if vdir == "/" {
+        "/LM/W3SVC/1/ROOT".into()
+    } else {
+        format!("/LM/W3SVC/1/ROOT{vdir}")
+    }
+}
+
 impl Site {
     pub fn from_options(o: &Options) -> Site {
         let physical = o.physical_path.to_string_lossy().into_owned();
         let trimmed = physical.trim_end_matches(['/', '\\']);
         Site {
             vdir: o.vdir.clone(),
-            appl_md_path: o.appl_md_path.clone(),
+            appl_md_path: o
+                .appl_md_path
+                .clone()
+                .unwrap_or_else(|| default_appl_md_path(&o.vdir)),
             script_map: o.script_map.clone(),
             allow_path_info: o.allow_path_info,
             physical_path: if trimmed.is_empty() {
@@ -61,17 +74,6 @@ impl Site {
             all_http_eol: if o.all_http_crlf { "\r\n" } else { "\n" },
             all_http_omit_content: o.all_http_omit_content,
             static_locations: o.static_locations.clone(),
-        }
-    }
-
-    /// The metabase path of the application.
-    fn appl_md_path(&self) -> String {
-        if let Some(given) = &self.appl_md_path {
-            given.clone()
-        } else if self.vdir == "/" {
-            "/LM/W3SVC/1/ROOT".into()
-        } else {
-            format!("/LM/W3SVC/1/ROOT{}", self.vdir)
         }
     }
 
@@ -433,7 +435,7 @@ impl RequestInfo {
         match name {
             b"ALL_HTTP" => Some(Text::AllHttp),
             b"ALL_RAW" => Some(Text::AllRaw),
-            b"APPL_MD_PATH" => o(site.appl_md_path()),
+            b"APPL_MD_PATH" => s(&site.appl_md_path),
             b"APPL_PHYSICAL_PATH" => o(format!(
                 "{}{}",
                 site.physical_path,
@@ -641,7 +643,7 @@ mod tests {
     fn site(vdir: &str, map: ScriptMap, allow: bool) -> Arc<Site> {
         Arc::new(Site {
             vdir: vdir.into(),
-            appl_md_path: None,
+            appl_md_path: default_appl_md_path(vdir),
             script_map: map,
             allow_path_info: allow,
             physical_path: "/srv/app".into(),
