@@ -1591,3 +1591,62 @@ fn with_continue_on_read_an_answer_given_without_reading_never_asks_for_the_body
         site.finish(host);
     }
 }
+
+/// A response known whole goes out in one HSE_REQ_VECTOR_SEND (headers and body together)
+/// and the connection stays open for the next request; a streamed one still sends its
+/// headers with SEND_RESPONSE_HEADER_EX and its body with WriteClient. (The in-process
+/// tests' synthetic server has no VECTOR_SEND: the same responses go out in two calls
+/// there, the path for a server that refuses it.)
+#[test]
+fn a_response_known_whole_is_one_server_call_and_keeps_the_connection() {
+    // The demo app (a one-item list), not the validator-wrapped testapp, whose wrapped
+    // iterable has no length to know the body by.
+    let hello = Site::new(
+        "vector-send",
+        &format!(
+            "[python]\npath = {}/examples/hello\n[wsgi]\napp = hello:application\nlog = {{log}}\n",
+            env!("CARGO_MANIFEST_DIR")
+        ),
+    );
+    let host = hello.start(&["--strict", "--trace"]);
+    let mut client = Client::connect(host.addr);
+    for _ in 0..2 {
+        client.send(b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\n");
+        let r = client.response(false);
+        assert_eq!(r.status, 200);
+        assert_eq!(r.body, b"Hello, World!");
+        assert_eq!(r.header("Content-Length"), Some("13"));
+    }
+    let out = host.stop().stderr;
+    let host = testapp().start(&["--strict", "--trace"]);
+    let mut client = Client::connect(host.addr);
+    client.send(b"GET /stream HTTP/1.1\r\nHost: x\r\n\r\n");
+    let r = client.response(false);
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body, b"one,two,three");
+    let streamed = host.stop().stderr;
+    let calls = |out: &str, request: &str, what: &str| {
+        out.lines()
+            .filter(|l| l.starts_with(&format!("trace: #{request} ")) && l.contains(what))
+            .count()
+    };
+    for request in ["1", "2"] {
+        assert_eq!(calls(&out, request, "HSE_REQ_VECTOR_SEND"), 1, "{out}");
+        assert_eq!(
+            calls(&out, request, "HSE_REQ_SEND_RESPONSE_HEADER_EX"),
+            0,
+            "{out}"
+        );
+        assert_eq!(calls(&out, request, "connection kept alive"), 1, "{out}");
+    }
+    assert_eq!(
+        calls(&streamed, "1", "HSE_REQ_VECTOR_SEND"),
+        0,
+        "{streamed}"
+    );
+    assert_eq!(
+        calls(&streamed, "1", "HSE_REQ_SEND_RESPONSE_HEADER_EX"),
+        1,
+        "{streamed}"
+    );
+}
