@@ -162,9 +162,10 @@ struct EcbCell(UnsafeCell<EXTENSION_CONTROL_BLOCK>);
 // SAFETY: the ECB holds integers, the lpszLogData array, ConnID (an HCONN number, not a
 // pointer), function pointers to the host's own callbacks, and six data pointers: the five
 // strings point into `Retained::_strings` beside it, lpbData into the Exchange's
-// `State::preread` (or, with no pre-read bytes, at a NUL at the end of the strings; or is NULL). Both are heap buffers owned by the request, not any thread's stack or
-// thread-local data, and dropping the ECB frees nothing through its pointers. So it may be
-// dropped or used on any thread.
+// `State::preread` (with no pre-read bytes, at the NUL that ends `_strings`; or is NULL).
+// Both are heap buffers owned by the request, not any thread's stack or thread-local data,
+// and dropping the ECB frees nothing through its pointers. So it may be dropped or used on
+// any thread.
 unsafe impl Send for EcbCell {}
 // SAFETY: shared, the cell hands out nothing but the raw pointer. The host dereferences
 // it in three places, each taking `&State`/`&mut State` to show that the request's

@@ -19,8 +19,9 @@
 //! `callbacks -> exchange`, `vars -> staticfile -> response`; all of them share the
 //! [`host`] state.
 //!
-//! The host depends on `isapi_wsgi::isapi` (the contract, and its token rule) and `isapi_wsgi::sys` (loading
-//! libraries) only, never on the Python bridge: it loads any ISAPI extension.
+//! The host depends on `isapi_wsgi::isapi` (the contract, and its token rule) and
+//! `isapi_wsgi::sys` (loading libraries) only, never on the Python bridge: it loads any
+//! ISAPI extension.
 mod accesslog;
 mod callbacks;
 mod checker;
