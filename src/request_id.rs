@@ -56,7 +56,15 @@ impl RequestId {
     pub fn assign(ecb: &Ecb) -> RequestId {
         // One byte more than the longest id: a longer header does not fit, and is replaced.
         let mut header = [0u8; MAX_LEN + 1];
-        let id = match ecb.server_variable_in(c"HTTP_X_REQUEST_ID", &mut header) {
+        let given = ecb.server_variable_in(c"HTTP_X_REQUEST_ID", &mut header);
+        RequestId::assign_from_header(ecb, given)
+    }
+
+    /// [`assign`](RequestId::assign) for a caller that has read the request's headers
+    /// already: `given` is its `X-Request-Id` (its values joined with `,` if it came more
+    /// than once, which is then not safe), None without one.
+    pub fn assign_from_header(ecb: &Ecb, given: Option<&[u8]>) -> RequestId {
+        let id = match given {
             Some(given) if is_safe(given) => RequestId::from_safe(given),
             _ => RequestId::generate(),
         };

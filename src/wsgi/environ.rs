@@ -4,7 +4,7 @@
 //! * the keys are interned `str` objects made once ([`Keys`]), header keys are cached;
 //! * entries that never change (`wsgi.version`, `wsgi.errors`, ...) sit in a template dict
 //!   that is copied (`PyDict_Copy`) per request;
-//! * the request headers are read in one pass over `ALL_RAW`.
+//! * the request headers come parsed, from one read of `ALL_RAW` (headers.rs).
 //!
 //! What goes in, and from where (see docs/bridge.md for the reasoning):
 //! * The paths come from a [`Target`], read before the mount is chosen (mounts.rs):
@@ -31,13 +31,13 @@
 //! * `isapi.request_id`: the request's id (request_id.rs).
 //!
 //! The process environment is never copied in.
-use std::borrow::Cow;
 use std::collections::HashMap;
 
 use std::sync::Mutex;
 
 use super::Lent;
 use super::framing::Request;
+use super::headers::{BuildFnv, Headers};
 use super::proxy::{self, Cidr};
 use crate::isapi::ecb::Ecb;
 use crate::python::{Gil, PyRef, PyResult, PyStatic};
@@ -163,31 +163,6 @@ struct HeaderSlot {
 /// Longer header values (cookies, tokens) are not kept between requests.
 const RECENT_VALUE_MAX: usize = 256;
 
-/// FNV-1a: header names are short and chosen by the client, but the cache is bounded, so a
-/// fast non-keyed hash is fine here.
-#[derive(Default, Clone, Copy)]
-struct BuildFnv;
-
-struct Fnv(u64);
-
-impl std::hash::BuildHasher for BuildFnv {
-    type Hasher = Fnv;
-    fn build_hasher(&self) -> Fnv {
-        Fnv(0xcbf2_9ce4_8422_2325)
-    }
-}
-
-impl std::hash::Hasher for Fnv {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for &byte in bytes {
-            self.0 = (self.0 ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
-        }
-    }
-}
-
 impl EnvironBuilder {
     /// `template` holds the constant entries (see app.rs).
     /// `trusted_proxies`: whose X-Forwarded-* headers to believe (see proxy.rs).
@@ -247,6 +222,7 @@ impl EnvironBuilder {
         &self,
         gil: Gil<'py>,
         ecb: &Ecb,
+        headers: &Headers<'_>,
         request: Request,
         target: &Target,
         lent: &Lent<'_, 'py>,
@@ -382,7 +358,7 @@ impl EnvironBuilder {
         }
 
         drop(recent);
-        let headers = self.headers(gil, ecb, &environ, &mut scratch, &mut name);
+        let headers = self.headers(gil, headers, &environ, &mut name);
         if scratch.capacity() <= 64 * 1024 {
             SCRATCH.set((scratch, name));
         }
@@ -449,67 +425,41 @@ impl EnvironBuilder {
         Ok(())
     }
 
-    /// HTTP_* entries from the headers as the client sent them (ALL_RAW).
+    /// HTTP_* entries from the headers as the client sent them (headers.rs).
     fn headers<'py>(
         &self,
         gil: Gil<'py>,
-        ecb: &Ecb,
+        headers: &Headers<'_>,
         environ: &PyRef<'py>,
-        scratch: &mut Vec<u8>,
         name: &mut Vec<u8>,
     ) -> PyResult<'py, ()> {
-        scratch.clear();
-        if !matches!(ecb.server_variable(c"ALL_RAW", scratch), Ok(true)) {
-            *scratch = raw_from_all_http(ecb);
-        }
-        let mut list = HeaderList::default();
-        parse_raw_headers(scratch, &mut list);
-        let lines = list.as_slice();
-        // Most requests repeat no header: then the lines are used as they are.
-        let (mut merged, mut unique);
-        let headers: &mut dyn Iterator<Item = (&[u8], Cow<'_, [u8]>)> =
-            match merge_duplicates(lines) {
-                Some(list) => {
-                    merged = list.into_iter();
-                    &mut merged
-                }
-                None => {
-                    unique = lines
-                        .iter()
-                        .map(|&(name, value)| (name, Cow::Borrowed(value)));
-                    &mut unique
-                }
-            };
         let mut cache = self
             .header_keys
             .lock()
             .unwrap_or_else(|poison| poison.into_inner());
-        for (header, value) in headers {
+        for (header, value) in headers.iter() {
             if !cgi_name(header, name) {
                 continue;
             }
             let name: &[u8] = name;
             let Some(slot) = cache.slot(gil, name)? else {
                 // The cache is full: a key and a value of its own.
-                environ.set_item(&gil.latin1(name)?, &gil.latin1(&value)?)?;
+                environ.set_item(&gil.latin1(name)?, &gil.latin1(value)?)?;
                 continue;
             };
             // The same value as last time (a browser sends the same Accept, User-Agent,
             // Host... on every request): reuse its str.
-            if let (Cow::Borrowed(value), Some((seen, object))) = (&value, &slot.last)
-                && seen.as_slice() == *value
+            if let Some((seen, object)) = &slot.last
+                && seen.as_slice() == value
             {
                 environ.set_kept(&slot.key, object)?;
                 continue;
             }
-            match &value {
-                Cow::Borrowed(value) if value.len() <= RECENT_VALUE_MAX => {
-                    let object = gil.latin1(value)?;
-                    remember(&mut slot.last, gil, value, &object);
-                    environ.set_kept_key(&slot.key, &object)?;
-                }
-                value => environ.set_kept_key(&slot.key, &gil.latin1(value)?)?,
+            let object = gil.latin1(value)?;
+            if value.len() <= RECENT_VALUE_MAX {
+                remember(&mut slot.last, gil, value, &object);
             }
+            environ.set_kept_key(&slot.key, &object)?;
         }
         Ok(())
     }
@@ -566,174 +516,6 @@ impl Target {
     pub fn path_info(&self) -> &[u8] {
         &self.path[self.script_end..]
     }
-}
-
-/// Headers sent more than once, as one: the later values joined to the first with `,`
-/// (`; ` for Cookie, RFC 6265 §5.4), in the order of their first appearance. Names are
-/// compared as HTTP does, without regard to case. None when no name repeats (found by
-/// comparing the few dozen names a request usually has: at most 496 comparisons), so the
-/// usual request allocates nothing here. Linear in the number of headers: beyond a few
-/// dozen, a hash map finds the earlier ones (about 4 000 headers fit in IIS's 16 KiB).
-fn merge_duplicates<'a>(lines: &[(&'a [u8], &'a [u8])]) -> Option<Vec<Merged<'a>>> {
-    const SCAN: usize = 32;
-    let repeats = |index: usize| {
-        let name = lines[index].0;
-        lines[..index]
-            .iter()
-            .any(|(earlier, _)| earlier.eq_ignore_ascii_case(name))
-    };
-    if lines.len() <= SCAN && !(0..lines.len()).any(repeats) {
-        return None;
-    }
-    let mut merged: Vec<Merged<'a>> = Vec::with_capacity(lines.len());
-    let mut index: HashMap<NoCase<'a>, usize, BuildFnv> = HashMap::with_hasher(BuildFnv);
-    for &(name, value) in lines {
-        let earlier = if lines.len() <= SCAN {
-            merged
-                .iter()
-                .position(|(kept, _)| kept.eq_ignore_ascii_case(name))
-        } else {
-            index.get(&NoCase(name)).copied()
-        };
-        match earlier {
-            Some(at) => {
-                let separator: &[u8] = if name.eq_ignore_ascii_case(b"cookie") {
-                    b"; "
-                } else {
-                    b","
-                };
-                let joined = merged[at].1.to_mut();
-                joined.extend_from_slice(separator);
-                joined.extend_from_slice(value);
-            }
-            None => {
-                if lines.len() > SCAN {
-                    index.insert(NoCase(name), merged.len());
-                }
-                merged.push((name, Cow::Borrowed(value)));
-            }
-        }
-    }
-    Some(merged)
-}
-
-/// A header and its value, later values of the same name joined to it.
-type Merged<'a> = (&'a [u8], Cow<'a, [u8]>);
-
-/// A header name as a hash key that ignores ASCII case.
-struct NoCase<'a>(&'a [u8]);
-
-impl std::hash::Hash for NoCase<'_> {
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        for byte in self.0 {
-            state.write_u8(byte.to_ascii_lowercase());
-        }
-    }
-}
-
-impl PartialEq for NoCase<'_> {
-    fn eq(&self, other: &Self) -> bool {
-        self.0.eq_ignore_ascii_case(other.0)
-    }
-}
-
-impl Eq for NoCase<'_> {}
-
-/// `Name: value` pairs from ALL_RAW (`Name: value\r\n` lines; LF alone accepted).
-fn parse_raw_headers<'a>(raw: &'a [u8], headers: &mut HeaderList<'a>) {
-    for line in raw.split(|&b| b == b'\n') {
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        if let Some(colon) = line.iter().position(|&b| b == b':') {
-            let name = line[..colon].trim_ascii();
-            if !name.is_empty() {
-                headers.push((name, line[colon + 1..].trim_ascii()));
-            }
-        }
-    }
-}
-
-/// `(name, value)` pairs of one request's headers: on the stack for the usual few dozen,
-/// on the heap beyond.
-#[derive(Default)]
-struct HeaderList<'a> {
-    fixed: [(&'a [u8], &'a [u8]); 32],
-    length: usize,
-    more: Vec<(&'a [u8], &'a [u8])>,
-}
-
-impl<'a> HeaderList<'a> {
-    fn push(&mut self, header: (&'a [u8], &'a [u8])) {
-        if self.length < self.fixed.len() {
-            self.fixed[self.length] = header;
-            self.length += 1;
-        } else {
-            if self.more.is_empty() {
-                self.more.extend_from_slice(&self.fixed);
-            }
-            self.more.push(header);
-        }
-    }
-
-    fn as_slice(&self) -> &[(&'a [u8], &'a [u8])] {
-        if self.more.is_empty() {
-            &self.fixed[..self.length]
-        } else {
-            &self.more
-        }
-    }
-}
-
-/// The headers as ALL_RAW lines, for a server that has no ALL_RAW, from ALL_HTTP
-/// (`HTTP_NAME:value` lines). ALL_HTTP has already turned `-` into `_`, so `X_Auth` and
-/// `X-Auth` look the same there (CVE-2015-0219). A name without `_` is taken as it is; one
-/// with `_` only when the server confirms that the client sent it with dashes
-/// (`HEADER_X-Auth`, IIS 7+), with the value the server gives for that exact name; the
-/// others are dropped, as a header with `_` is dropped from ALL_RAW.
-fn raw_from_all_http(ecb: &Ecb) -> Vec<u8> {
-    let mut all = Vec::new();
-    let _ = ecb.server_variable(c"ALL_HTTP", &mut all);
-    let mut raw = Vec::with_capacity(all.len());
-    let mut asked: Vec<&[u8]> = Vec::new();
-    for (name, value) in all_http_lines(&all) {
-        if !name.contains(&b'_') {
-            raw.extend_from_slice(name);
-            raw.extend_from_slice(b": ");
-            raw.extend_from_slice(value);
-            raw.extend_from_slice(b"\r\n");
-            continue;
-        }
-        // `X-Auth` and `X_Auth` share a line name: ask once for the dashed one.
-        if asked.contains(&name) {
-            continue;
-        }
-        asked.push(name);
-        let dashed: Vec<u8> = name
-            .iter()
-            .map(|&b| if b == b'_' { b'-' } else { b })
-            .collect();
-        let Ok(variable) = std::ffi::CString::new([&b"HEADER_"[..], &dashed].concat()) else {
-            continue;
-        };
-        let start = raw.len();
-        raw.extend_from_slice(&dashed);
-        raw.extend_from_slice(b": ");
-        if matches!(ecb.server_variable(&variable, &mut raw), Ok(true)) {
-            raw.extend_from_slice(b"\r\n");
-        } else {
-            raw.truncate(start);
-        }
-    }
-    raw
-}
-
-/// The `(NAME, value)` pairs of ALL_HTTP, `HTTP_` taken off the names.
-fn all_http_lines(all: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
-    all.split(|&b| b == b'\n').filter_map(|line| {
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        let colon = line.iter().position(|&b| b == b':')?;
-        let name = line[..colon].strip_prefix(b"HTTP_")?;
-        Some((name, line[colon + 1..].trim_ascii()))
-    })
 }
 
 /// `HTTP_<NAME>` for a header name, into `out`; false for names to drop: `_` in the raw
@@ -955,80 +737,6 @@ mod tests {
         );
     }
 
-    #[test]
-    fn duplicates_merge_in_first_seen_order_whatever_their_case() {
-        let lines: Vec<(&[u8], &[u8])> = vec![
-            (b"Accept", b"a"),
-            (b"Cookie", b"x=1"),
-            (b"X-Dup", b"one"),
-            (b"cookie", b"y=2"),
-            (b"x-DUP", b"two"),
-            (b"Host", b"h"),
-        ];
-        let merged = merge_duplicates(&lines).expect("names repeat");
-        let merged: Vec<(&[u8], &[u8])> = merged.iter().map(|(n, v)| (*n, v.as_ref())).collect();
-        assert_eq!(
-            merged,
-            vec![
-                (&b"Accept"[..], &b"a"[..]),
-                (b"Cookie", b"x=1; y=2"),
-                (b"X-Dup", b"one,two"),
-                (b"Host", b"h"),
-            ]
-        );
-    }
-
-    #[test]
-    fn no_repeated_name_no_new_list() {
-        let lines: Vec<(&[u8], &[u8])> = vec![(b"Accept", b"a"), (b"Host", b"h")];
-        assert!(merge_duplicates(&lines).is_none());
-    }
-
-    #[test]
-    fn thousands_of_headers_merge_in_linear_time() {
-        // 4 000 distinct names, each twice: a quadratic merge would compare 32 million
-        // pairs; this one hashes 8 000 names.
-        let names: Vec<String> = (0..4000).map(|n| format!("X-H{n}")).collect();
-        let mut lines: Vec<(&[u8], &[u8])> = Vec::new();
-        for name in &names {
-            lines.push((name.as_bytes(), b"1"));
-        }
-        for name in &names {
-            lines.push((name.as_bytes(), b"2"));
-        }
-        let merged = merge_duplicates(&lines).expect("names repeat");
-        assert_eq!(merged.len(), 4000);
-        assert!(merged.iter().all(|(_, value)| value.as_ref() == b"1,2"));
-        assert_eq!(merged[3999].0, b"X-H3999");
-    }
-
-    #[test]
-    fn all_http_lines_lose_their_prefix() {
-        let all = b"HTTP_HOST:h\nHTTP_USER_AGENT:ua 1\r\nCONTENT_TYPE:x\nHTTP_X:\n";
-        let lines: Vec<(&[u8], &[u8])> = all_http_lines(all).collect();
-        assert_eq!(
-            lines,
-            vec![
-                (&b"HOST"[..], &b"h"[..]),
-                (b"USER_AGENT", b"ua 1"),
-                (b"X", b"")
-            ]
-        );
-    }
-
-    #[test]
-    fn many_headers_spill_to_the_heap() {
-        let raw: Vec<u8> = (0..40)
-            .flat_map(|n| format!("X-{n}: {n}\r\n").into_bytes())
-            .collect();
-        let mut list = HeaderList::default();
-        parse_raw_headers(&raw, &mut list);
-        let parsed = list.as_slice();
-        assert_eq!(parsed.len(), 40);
-        assert_eq!(parsed[39], (&b"X-39"[..], &b"39"[..]));
-        assert_eq!(parsed[0], (&b"X-0"[..], &b"0"[..]));
-    }
-
     fn canonical(path: &str) -> String {
         String::from_utf8(canonical_path(path.as_bytes().to_vec())).unwrap()
     }
@@ -1077,12 +785,5 @@ mod tests {
         assert!(!cgi_name(b"Content-Type", &mut name));
         assert!(!cgi_name(b"content-length", &mut name));
         assert!(!cgi_name(b"Bad Name", &mut name));
-        let mut list = HeaderList::default();
-        parse_raw_headers(b"Host: a\r\nX-A:  1 \r\nX-A: 2\r\n\r\n", &mut list);
-        let parsed = list.as_slice().to_vec();
-        assert_eq!(
-            parsed,
-            vec![(&b"Host"[..], &b"a"[..]), (b"X-A", b"1"), (b"X-A", b"2")]
-        );
     }
 }

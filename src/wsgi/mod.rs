@@ -3,6 +3,7 @@
 //!
 //! * [`app`]: loading the applications; what all requests share.
 //! * [`mounts`]: `[mount /path]`: several applications, and which one answers a request.
+//! * [`headers`]: the request's headers, read and parsed once.
 //! * [`environ`]: the request as a WSGI environ dict.
 //! * [`input`]: `wsgi.input`, the body stream.
 //! * [`server_variables`]: `isapi.server_variable`, IIS's other server variables on demand.
@@ -19,11 +20,12 @@
 //!
 //! Before a handler takes a request, [`Bridge::route`] says which application answers it
 //! (mounts.rs). [`Bridge::serve`] is then the whole of a request, top-down, like CPython's
-//! `wsgiref.handlers.BaseHandler.run`: give the request its id and count it in flight; take
-//! the GIL; lend the request's `wsgi.input`, `start_response`, `isapi.server_variable` and
-//! `isapi.groups` to Python; then `Bridge::run`'s steps — build the environ,
-//! call the application, send each piece of the body it returns (the headers with the
-//! first non-empty one), call the iterable's `close()` whatever happened; release the GIL.
+//! `wsgiref.handlers.BaseHandler.run`: read its headers, give it its id and count it in
+//! flight; take the GIL; lend the request's `wsgi.input`, `start_response`,
+//! `isapi.server_variable` and `isapi.groups` to Python; then `Bridge::run`'s steps — build
+//! the environ, call the application, send each piece of the body it returns (the headers
+//! with the first non-empty one), call the iterable's `close()` whatever happened; release
+//! the GIL.
 //! Every failure goes to one place, `handle_error`: before the headers went out it becomes
 //! a 500 page (with the traceback only when `debug = true`); after, it can only be logged
 //! and the connection closed.
@@ -33,6 +35,7 @@ pub mod errors;
 pub mod exceptions;
 pub mod file_wrapper;
 pub mod framing;
+pub mod headers;
 pub mod identity;
 pub mod in_flight;
 pub mod input;
@@ -53,6 +56,7 @@ use crate::python::{Api, Gil, Kind, NativeType, PyErr, PyRef, PyResult};
 use crate::request_id::{self, RequestId};
 use crate::stats::STATS;
 use app::{App, Shared};
+use headers::{HeaderBuffer, Headers};
 use identity::Identity;
 use in_flight::InFlight;
 use input::Input;
@@ -261,7 +265,9 @@ impl Bridge {
     /// Answers one request, routed to a running application: the request's whole life, on
     /// the calling thread.
     pub fn serve(&self, ecb: &Arc<Ecb>, routed: &Routed) -> Outcome {
-        let id = RequestId::assign(ecb);
+        let mut buffer = HeaderBuffer::take();
+        let headers = Headers::read(ecb, &mut buffer);
+        let id = RequestId::assign_from_header(ecb, headers.get(b"X-Request-Id"));
         let in_flight = STATS.begin();
         let served = &self.site.served()[routed.index];
         let app = served
@@ -271,6 +277,7 @@ impl Bridge {
         mounts::append_mount(ecb, served);
         let serving = Serving {
             ecb,
+            headers: &headers,
             id: &id,
             routed,
             served,
@@ -350,25 +357,28 @@ impl Bridge {
             return self.handle_error(gil, serving, response, &describe_serving(serving), refusal);
         }
         let target = &serving.routed.target;
-        let environ =
-            match self
-                .shared
-                .environ
-                .build(gil, ecb, response.request(), target, lent, serving.id)
-            {
-                Ok(environ) => environ,
-                Err(error) => {
-                    let failure =
-                        Failure::Internal(format!("building the environ failed: {}", error.text()));
-                    return self.handle_error(
-                        gil,
-                        serving,
-                        response,
-                        &describe_serving(serving),
-                        failure,
-                    );
-                }
-            };
+        let environ = match self.shared.environ.build(
+            gil,
+            ecb,
+            serving.headers,
+            response.request(),
+            target,
+            lent,
+            serving.id,
+        ) {
+            Ok(environ) => environ,
+            Err(error) => {
+                let failure =
+                    Failure::Internal(format!("building the environ failed: {}", error.text()));
+                return self.handle_error(
+                    gil,
+                    serving,
+                    response,
+                    &describe_serving(serving),
+                    failure,
+                );
+            }
+        };
         let request = || describe_request(&environ, serving);
         let result = match serving
             .app
@@ -578,6 +588,7 @@ impl Bridge {
 /// The request being served (with its id), and by which application.
 struct Serving<'a> {
     ecb: &'a Ecb,
+    headers: &'a Headers<'a>,
     id: &'a RequestId,
     routed: &'a Routed,
     served: &'a Served,
