@@ -79,6 +79,17 @@ fn every_request_gets_an_id_in_the_header_the_environ_and_iis_log() {
             assert!(given.contains(&pid), "{handler}: {bad} -> {given}");
             assert_eq!(r.header("X-Request-Id"), Some(given.as_str()));
         }
+        // Sent twice (say by two proxies), it is ambiguous: replaced too, and the header
+        // name's case does not matter.
+        let r = get_with(
+            host.addr,
+            "/id",
+            &["X-Request-Id: one", "x-request-id: two"],
+        );
+        let given = r.text();
+        assert!(given.contains(&pid), "{handler}: twice -> {given}");
+        let r = get_with(host.addr, "/id", &["x-REQUEST-id: lower-9"]);
+        assert_eq!(r.text(), "lower-9", "{handler}");
         // The application's own X-Request-Id wins; there is only one.
         let r = common::get(host.addr, "/own-id");
         let ids: Vec<_> = r
