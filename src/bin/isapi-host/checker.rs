@@ -94,6 +94,12 @@ impl<'a> Iterator for HeaderLines<'a> {
         if self.done {
             return None;
         }
+        if !self.saw_blank
+            && let Some((name, value, rest)) = well_formed_line(self.rest)
+        {
+            self.rest = rest;
+            return Some(Ok((name, value)));
+        }
         if self.rest.is_empty() {
             self.done = true;
             let problem = "the header block does not end with a blank line (\\r\\n\\r\\n)";
@@ -130,6 +136,26 @@ impl<'a> Iterator for HeaderLines<'a> {
             (None, None) => self.next(), // the blank line
         }
     }
+}
+
+/// The usual case, read in one pass: a well-formed `Name: value\r\n` line at the start of
+/// `block`, as its name, its value and what follows it. None for anything else (the blank
+/// line, a problem), which [`HeaderLines::next`] then takes apart line by line.
+fn well_formed_line(block: &[u8]) -> Option<(&[u8], &[u8], &[u8])> {
+    let name_len = block.iter().position(|&b| !is_token_byte(b))?;
+    if name_len == 0 || block[name_len] != b':' {
+        return None;
+    }
+    let value_start = name_len + 1 + usize::from(block.get(name_len + 1) == Some(&b' '));
+    // The first control character must be the CR of the line's CRLF.
+    let end = value_start + block[value_start..].iter().position(|&b| is_control(b))?;
+    block[end..].starts_with(b"\r\n").then(|| {
+        (
+            &block[..name_len],
+            &block[value_start..end],
+            &block[end + 2..],
+        )
+    })
 }
 
 /// The problem with how a header line (shown without its ending) ends, if any: `terminator`,

@@ -216,11 +216,13 @@ pub fn decimal(mut n: u64, digits: &mut [u8; 20]) -> &[u8] {
 }
 
 /// Where the host name of `host[:port]` (or `[v6]:port`) ends.
-fn host_name_end(host: &str) -> usize {
-    if host.starts_with('[') {
-        host.find(']').map_or(host.len(), |i| i + 1)
+fn host_name_end(host: &[u8]) -> usize {
+    if host.starts_with(b"[") {
+        host.iter()
+            .position(|&b| b == b']')
+            .map_or(host.len(), |i| i + 1)
     } else {
-        host.rfind(':').unwrap_or(host.len())
+        host.iter().rposition(|&b| b == b':').unwrap_or(host.len())
     }
 }
 
@@ -326,10 +328,7 @@ impl RequestInfo {
             return Cow::Borrowed(n);
         }
         if let Some(host) = self.head.host().filter(|h| !h.is_empty() && h[0] != b':') {
-            return match bytes_to_string(host) {
-                Cow::Borrowed(h) => Cow::Borrowed(&h[..host_name_end(h)]),
-                Cow::Owned(h) => Cow::Owned(h[..host_name_end(&h)].to_string()),
-            };
+            return bytes_to_string(&host[..host_name_end(host)]);
         }
         Cow::Owned(self.local.ip().to_string())
     }
