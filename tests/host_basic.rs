@@ -228,6 +228,44 @@ fn connections_parked_with_a_busy_worker_are_served_by_another() {
     stop_clean(host);
 }
 
+/// An idle host does not keep waking up: the rescuer (the thread that moves the connections
+/// parked with a busy worker, as the test above needs) sleeps while no worker is busy, and
+/// is woken when one takes work. It used to look every 5 ms, idle or not.
+#[cfg(target_os = "linux")]
+#[test]
+fn an_idle_host_leaves_the_rescuer_asleep() {
+    let host = strict_host(&["--threads", "2"]);
+    // A request makes a worker busy, which wakes the rescuer; it sleeps again after it.
+    assert_eq!(get(host.addr, "/hello").text(), "Hello, world!");
+    std::thread::sleep(Duration::from_millis(200));
+    let before = rescuer_switches(host.pid());
+    std::thread::sleep(Duration::from_secs(1));
+    let woke = rescuer_switches(host.pid()) - before;
+    assert!(
+        woke < 20,
+        "the rescuer woke {woke} times in an idle second (every 5 ms would be 200)"
+    );
+    stop_clean(host);
+}
+
+/// The context switches of the host's thread named `rescuer` so far (Linux's /proc).
+#[cfg(target_os = "linux")]
+fn rescuer_switches(pid: u32) -> u64 {
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+        let dir = task.unwrap().path();
+        let name = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
+        if name.trim() == "rescuer" {
+            let status = std::fs::read_to_string(dir.join("status")).unwrap();
+            return status
+                .lines()
+                .filter(|line| line.contains("ctxt_switches"))
+                .filter_map(|line| line.split_whitespace().last()?.parse::<u64>().ok())
+                .sum();
+        }
+    }
+    panic!("no thread named rescuer in /proc/{pid}/task");
+}
+
 #[test]
 fn transmit_file_with_headers_and_tail() {
     let host = strict_host(&[]);

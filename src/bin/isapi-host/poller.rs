@@ -274,8 +274,9 @@ mod one_shot_epoll {
     use std::collections::VecDeque;
     use std::io;
     use std::net::UdpSocket;
-    use std::sync::Mutex;
     use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use std::sync::{Mutex, OnceLock};
+    use std::thread::Thread;
     use std::time::{Duration, Instant};
 
     /// How often idle deadlines are checked (and how long a worker waits at most).
@@ -351,6 +352,9 @@ mod one_shot_epoll {
         wake: UdpSocket,
         locals: Box<[Local<T>]>,
         start: Instant,
+        /// The rescuer's thread, and whether it sleeps until a worker is busy.
+        rescuer: OnceLock<Thread>,
+        rescuer_asleep: AtomicBool,
     }
 
     impl<T: Watched> Poller<T> {
@@ -388,6 +392,8 @@ mod one_shot_epoll {
                 wake,
                 locals: locals.into_boxed_slice(),
                 start: Instant::now(),
+                rescuer: OnceLock::new(),
+                rescuer_asleep: AtomicBool::new(false),
             })
         }
 
@@ -397,17 +403,55 @@ mod one_shot_epoll {
         }
 
         /// Moves the parked connections of workers busy for longer than [`RESCUE_AFTER`]
-        /// to the shared set, where any free worker sees them. Runs forever (its own thread).
+        /// to the shared set, where any free worker sees them. Runs forever (its own thread),
+        /// looking every [`RESCUE_EVERY`] while a worker is busy; while none is, it sleeps
+        /// until one takes work ([`Poller::wait`] wakes it), so an idle host does not wake
+        /// 200 times a second.
         pub fn rescue(&self) {
+            let _ = self.rescuer.set(std::thread::current());
             loop {
                 std::thread::sleep(RESCUE_EVERY);
                 let now = self.millis();
+                let mut busy = false;
                 for local in self.locals.iter() {
                     let since = local.busy_since.load(Ordering::SeqCst);
+                    busy |= since != 0;
                     if since != 0 && now.saturating_sub(since) >= RESCUE_AFTER.as_millis() as u64 {
                         self.release_all(local);
                     }
                 }
+                if !busy {
+                    self.sleep_until_busy();
+                }
+            }
+        }
+
+        /// The rescuer's sleep while no worker is busy. It says it is asleep before it looks
+        /// a last time; a worker marks itself busy before it looks whether the rescuer is
+        /// asleep (both SeqCst): so either the rescuer sees the busy worker, or the worker
+        /// sees the rescuer asleep and unparks it (an unpark before the park is kept).
+        fn sleep_until_busy(&self) {
+            self.rescuer_asleep.store(true, Ordering::SeqCst);
+            while self.rescuer_asleep.load(Ordering::SeqCst) {
+                let busy = self
+                    .locals
+                    .iter()
+                    .any(|local| local.busy_since.load(Ordering::SeqCst) != 0);
+                if busy {
+                    self.rescuer_asleep.store(false, Ordering::SeqCst);
+                    return;
+                }
+                std::thread::park();
+            }
+        }
+
+        /// Wakes the rescuer if it sleeps (a worker has just marked itself busy).
+        fn wake_rescuer(&self) {
+            if self.rescuer_asleep.load(Ordering::SeqCst)
+                && self.rescuer_asleep.swap(false, Ordering::SeqCst)
+                && let Some(rescuer) = self.rescuer.get()
+            {
+                rescuer.unpark();
             }
         }
 
@@ -625,6 +669,7 @@ mod one_shot_epoll {
             Self::settle(local);
             let work = self.next(local);
             local.busy_since.store(self.millis(), Ordering::SeqCst);
+            self.wake_rescuer();
             work
         }
 
