@@ -283,7 +283,7 @@ impl Response {
         };
         if self.id_header && !headers.has(b"X-Request-Id") {
             // A safe token (request_id.rs): always a valid header value.
-            let _ = headers.add(b"X-Request-Id", self.id.as_bytes());
+            headers.add_own(b"X-Request-Id", self.id.as_bytes());
         }
         let plan = Framing::choose(self.request, code, headers, whole_body);
         state.code = Some(code);
