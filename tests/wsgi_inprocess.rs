@@ -806,3 +806,92 @@ fn a_server_thread_keeps_its_python_state_and_an_ended_one_leaves_none_behind() 
         "thread states: {before} before 40 short-lived threads, {after} after"
     );
 }
+
+#[test]
+fn each_environ_has_its_own_requests_common_entries_whatever_came_before() {
+    setup();
+    // The environ builder starts from a copy of the template with the last different
+    // request's method, SCRIPT_NAME, SERVER_NAME, SERVER_PORT, SERVER_PROTOCOL and HTTPS in
+    // (environ.rs, `Common`). Requests that differ in each of them, twice over, in an order
+    // that changes one or more at a time: each environ must have its own request's.
+    let plain = || Request::get("/x").header("X-Environ", "1");
+    let mut http10 = plain();
+    http10.protocol = "HTTP/1.0".into();
+    let cases: Vec<(Request, [&str; 6], bool)> = vec![
+        (
+            plain(),
+            ["GET", "", "localhost", "80", "HTTP/1.1", "http"],
+            false,
+        ),
+        (
+            plain()
+                .var("SERVER_NAME", "other")
+                .var("SERVER_PORT", "8080"),
+            ["GET", "", "other", "8080", "HTTP/1.1", "http"],
+            false,
+        ),
+        (
+            plain().var("HTTPS", "on"),
+            ["GET", "", "localhost", "80", "HTTP/1.1", "https"],
+            true,
+        ),
+        (
+            plain(),
+            ["GET", "", "localhost", "80", "HTTP/1.1", "http"],
+            false,
+        ),
+        (
+            Request::get("/app/x")
+                .header("X-Environ", "1")
+                .var("APPL_MD_PATH", "/LM/W3SVC/1/ROOT/app"),
+            ["GET", "/app", "localhost", "80", "HTTP/1.1", "http"],
+            false,
+        ),
+        (
+            Request::post("/x", "text/plain", b"body").header("X-Environ", "1"),
+            ["POST", "", "localhost", "80", "HTTP/1.1", "http"],
+            false,
+        ),
+        (
+            http10,
+            ["GET", "", "localhost", "80", "HTTP/1.0", "http"],
+            false,
+        ),
+        (
+            {
+                let mut put = plain();
+                put.method = "PUT".into();
+                put
+            },
+            ["PUT", "", "localhost", "80", "HTTP/1.1", "http"],
+            false,
+        ),
+    ];
+    let keys = [
+        "REQUEST_METHOD",
+        "SCRIPT_NAME",
+        "SERVER_NAME",
+        "SERVER_PORT",
+        "SERVER_PROTOCOL",
+        "wsgi.url_scheme",
+    ];
+    for round in 0..2 {
+        for (n, (request, expected, https)) in cases.iter().enumerate() {
+            let reply = send(request);
+            assert_eq!(reply.code(), 200, "case {n}: {}", reply.text());
+            let environ = json(&reply.text());
+            for (key, value) in keys.iter().zip(expected) {
+                assert_eq!(
+                    environ.get(*key).map(String::as_str),
+                    Some(*value),
+                    "round {round}, case {n}: {key} in {environ:?}"
+                );
+            }
+            assert_eq!(
+                environ.get("HTTPS").map(String::as_str),
+                https.then_some("on"),
+                "round {round}, case {n}"
+            );
+        }
+    }
+}
