@@ -130,6 +130,9 @@ pub struct Exchange {
     /// DONE_WITH_SESSION has been called (mirrors `State::done_with_session`, readable
     /// without the lock, so that checking every callback never waits on a blocked read).
     pub ended: AtomicBool,
+    /// Still live in the registry (cleared by [`Registry::remove`], under the slot's lock):
+    /// what [`Registry::get`]'s per-thread shortcut checks instead of the slot.
+    live: AtomicBool,
     pub started: Instant,
     retained: Arc<Retained>,
     state: Mutex<State>,
@@ -184,16 +187,30 @@ unsafe impl Sync for EcbCell {}
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
 /// `#<id> <label>`, built by hand: `format!` costs about a thousand instructions, a
-/// noticeable part of a small request.
-fn numbered(id: u64, label: &str) -> String {
+/// noticeable part of a small request. In `label`'s own buffer, which [`request_label`]
+/// makes with room for the number.
+fn numbered(id: u64, mut label: String) -> String {
     let mut digits = [0u8; 20];
     let id = crate::vars::decimal(id, &mut digits);
-    let mut out = String::with_capacity(label.len() + 22);
-    out.push('#');
-    out.extend(id.iter().map(|&d| char::from(d)));
-    out.push(' ');
-    out.push_str(label);
-    out
+    let mut prefix = [0u8; 22];
+    prefix[0] = b'#';
+    prefix[1..=id.len()].copy_from_slice(id);
+    prefix[id.len() + 1] = b' ';
+    // The prefix is ASCII: '#', digits, ' '.
+    label.insert_str(
+        0,
+        std::str::from_utf8(&prefix[..id.len() + 2]).unwrap_or_default(),
+    );
+    label
+}
+
+/// `<method> <target>`, the request's name in logs, with room for [`numbered`]'s prefix.
+fn request_label(head: &RequestHead) -> String {
+    let mut label = String::with_capacity(22 + head.method.len() + 1 + head.target.len());
+    label.push_str(&head.method);
+    label.push(' ');
+    label.push_str(&head.target);
+    label
 }
 
 impl Exchange {
@@ -254,13 +271,14 @@ impl Exchange {
             let retained = Retained {
                 ecb: EcbCell(UnsafeCell::new(ecb)),
                 _strings: strings,
-                label: numbered(id, &label.take().unwrap_or_default()),
+                label: numbered(id, label.take().unwrap_or_default()),
             };
             Arc::new(Exchange {
                 id,
                 hconn,
                 info,
                 ended: AtomicBool::new(false),
+                live: AtomicBool::new(true),
                 started,
                 retained: Arc::new(retained),
                 state: Mutex::new(State {
@@ -394,7 +412,7 @@ pub fn run(
     head: RequestHead,
 ) -> Next {
     let started = Instant::now();
-    let label = [head.method.as_str(), " ", head.target.as_str()].concat();
+    let label = request_label(&head);
     let info = match RequestInfo::new(head, conn.remote, conn.local, host.site.clone()) {
         Ok(info) => info,
         Err(Unmapped::Http(e)) => {
@@ -603,7 +621,9 @@ fn call(host: &'static Host, conn: Conn, request: Box<Arriving>) -> Next {
     // address, until `finish` ends the request, which happens only after a non-PENDING
     // return (`after_return`) or DONE_WITH_SESSION; no Rust reference to the ECB exists
     // (the host reaches it only through `Exchange`'s raw-pointer accessors).
-    let status = unsafe { host.extension.http_extension_proc(exchange.ecb_ptr()) };
+    let status = Calling::with(&exchange, || unsafe {
+        host.extension.http_extension_proc(exchange.ecb_ptr())
+    });
     host.trace(exchange.id, || {
         format!("HttpExtensionProc -> {}", status_name(status))
     });
@@ -885,6 +905,35 @@ struct Slot {
     previous: Option<Arc<Retained>>,
 }
 
+/// The request whose HttpExtensionProc the calling thread is in. Most callbacks come from
+/// that thread during that call, for that request: [`Registry::get`] then finds it here,
+/// without the slot's lock (17 look-ups for a usual request through the bridge).
+struct Calling;
+
+thread_local! {
+    static CALLING: std::cell::RefCell<Option<Arc<Exchange>>> = const { std::cell::RefCell::new(None) };
+}
+
+impl Calling {
+    /// Runs `call` (HttpExtensionProc) with `exchange` as the thread's current request.
+    fn with<R>(exchange: &Arc<Exchange>, call: impl FnOnce() -> R) -> R {
+        let before = CALLING.with_borrow_mut(|current| current.replace(exchange.clone()));
+        let result = call();
+        CALLING.with_borrow_mut(|current| *current = before);
+        result
+    }
+
+    /// The thread's current request, if it is `hconn`'s and still live in the registry.
+    fn current(hconn: usize) -> Option<Arc<Exchange>> {
+        CALLING.with_borrow(|current| {
+            current
+                .as_ref()
+                .filter(|e| e.hconn == hconn && e.live.load(Ordering::SeqCst))
+                .cloned()
+        })
+    }
+}
+
 /// What a lookup found for an HCONN that is not live.
 pub enum Stale {
     /// The request has ended.
@@ -927,6 +976,9 @@ impl Registry {
     }
 
     pub fn get(&self, hconn: usize) -> Result<Arc<Exchange>, Stale> {
+        if let Some(exchange) = Calling::current(hconn) {
+            return Ok(exchange);
+        }
         let (index, generation) = self.decode(hconn).ok_or(Stale::Unknown)?;
         let slot = self.slot(index);
         match &slot.live {
@@ -950,6 +1002,9 @@ impl Registry {
             return;
         }
         let ended = slot.live.take();
+        if let Some(exchange) = &ended {
+            exchange.live.store(false, Ordering::SeqCst);
+        }
         let older = std::mem::replace(
             &mut slot.previous,
             ended.as_ref().map(|e| e.retained.clone()),
@@ -989,8 +1044,9 @@ impl Registry {
 mod tests {
     #[test]
     fn labels_are_numbered() {
-        assert_eq!(super::numbered(0, "GET /"), "#0 GET /");
-        assert_eq!(super::numbered(1234567, "GET /x?y"), "#1234567 GET /x?y");
-        assert_eq!(super::numbered(u64::MAX, ""), format!("#{} ", u64::MAX));
+        let numbered = |id, label: &str| super::numbered(id, label.to_string());
+        assert_eq!(numbered(0, "GET /"), "#0 GET /");
+        assert_eq!(numbered(1234567, "GET /x?y"), "#1234567 GET /x?y");
+        assert_eq!(numbered(u64::MAX, ""), format!("#{} ", u64::MAX));
     }
 }
