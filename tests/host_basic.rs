@@ -230,31 +230,47 @@ fn connections_parked_with_a_busy_worker_are_served_by_another() {
 
 /// An idle host does not keep waking up: the rescuer (the thread that moves the connections
 /// parked with a busy worker, as the test above needs) sleeps while no worker is busy, and
-/// is woken when one takes work. It used to look every 5 ms, idle or not.
+/// is woken when one takes work; the access-log writer waits for the next line without a
+/// timeout once it has written what it had. They used to look every 5 ms and every 20 ms,
+/// idle or not.
 #[cfg(target_os = "linux")]
 #[test]
-fn an_idle_host_leaves_the_rescuer_asleep() {
-    let host = strict_host(&["--threads", "2"]);
-    // A request makes a worker busy, which wakes the rescuer; it sleeps again after it.
+fn an_idle_host_leaves_the_rescuer_and_the_log_writer_asleep() {
+    let log = std::env::temp_dir().join(format!("idle-access-{}.log", std::process::id()));
+    let log_arg = log.display().to_string();
+    let host = strict_host(&["--threads", "2", "--access-log", &log_arg]);
+    // A request makes a worker busy, which wakes the rescuer, and logs a line; both
+    // threads sleep again after it.
     assert_eq!(get(host.addr, "/hello").text(), "Hello, world!");
     std::thread::sleep(Duration::from_millis(200));
-    let before = rescuer_switches(host.pid());
-    std::thread::sleep(Duration::from_secs(1));
-    let woke = rescuer_switches(host.pid()) - before;
-    assert!(
-        woke < 20,
-        "the rescuer woke {woke} times in an idle second (every 5 ms would be 200)"
-    );
+    for (thread, before_the_fix) in [
+        ("rescuer", "200 (every 5 ms)"),
+        ("access-log", "50 (every 20 ms)"),
+    ] {
+        let before = thread_switches(host.pid(), thread);
+        std::thread::sleep(Duration::from_secs(1));
+        let woke = thread_switches(host.pid(), thread) - before;
+        assert!(
+            woke < 20,
+            "{thread} woke {woke} times in an idle second (it used to be {before_the_fix})"
+        );
+    }
     stop_clean(host);
+    let written = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        written.contains("GET /hello"),
+        "the line was written: {written:?}"
+    );
+    let _ = std::fs::remove_file(&log);
 }
 
-/// The context switches of the host's thread named `rescuer` so far (Linux's /proc).
+/// The context switches so far of the host's thread named `name` (Linux's /proc).
 #[cfg(target_os = "linux")]
-fn rescuer_switches(pid: u32) -> u64 {
+fn thread_switches(pid: u32, thread: &str) -> u64 {
     for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
         let dir = task.unwrap().path();
         let name = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
-        if name.trim() == "rescuer" {
+        if name.trim() == thread {
             let status = std::fs::read_to_string(dir.join("status")).unwrap();
             return status
                 .lines()
@@ -263,7 +279,7 @@ fn rescuer_switches(pid: u32) -> u64 {
                 .sum();
         }
     }
-    panic!("no thread named rescuer in /proc/{pid}/task");
+    panic!("no thread named {thread} in /proc/{pid}/task");
 }
 
 #[test]

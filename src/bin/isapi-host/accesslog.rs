@@ -92,13 +92,22 @@ impl AccessLog {
 
 fn write_lines(receiver: Receiver<Record>, out: Box<dyn Write + Send>) {
     let mut out = BufWriter::with_capacity(64 * 1024, out);
+    // Whether lines wait in `out` for the next quiet moment.
+    let mut unwritten = false;
     loop {
         // Write out only after a quiet moment (or when the buffer is full), so that a busy
-        // host makes a few large writes rather than one per request.
-        let record = match receiver.recv_timeout(Duration::from_millis(20)) {
+        // host makes a few large writes rather than one per request. With nothing to write,
+        // wait for the next record without a timeout: an idle host does not wake this thread.
+        let next = if unwritten {
+            receiver.recv_timeout(Duration::from_millis(20))
+        } else {
+            receiver.recv().map_err(|_| RecvTimeoutError::Disconnected)
+        };
+        let record = match next {
             Ok(r) => r,
             Err(RecvTimeoutError::Timeout) => {
                 let _ = out.flush();
+                unwritten = false;
                 continue;
             }
             Err(RecvTimeoutError::Disconnected) => {
@@ -117,5 +126,6 @@ fn write_lines(receiver: Receiver<Record>, out: Box<dyn Write + Send>) {
             if record.note.is_empty() { "" } else { " " },
             record.note
         );
+        unwritten = true;
     }
 }
