@@ -21,6 +21,7 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use crate::isapi::decimal::decimal;
 use crate::isapi::ecb::Ecb;
 
 /// The longest client-supplied id that is kept (a longer one is replaced).
@@ -107,20 +108,11 @@ impl RequestId {
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
         let mut id = *prefix;
         // The counter's decimal digits, at most 20: always fits after the prefix (26 bytes).
-        let mut digits = [0u8; 20];
-        let mut start = digits.len();
-        let mut rest = n;
-        loop {
-            start -= 1;
-            digits[start] = b'0' + (rest % 10) as u8;
-            rest /= 10;
-            if rest == 0 {
-                break;
-            }
-        }
+        let mut buffer = [0u8; 20];
+        let digits = decimal(n, &mut buffer);
         let len = usize::from(id.len);
-        let end = len + digits.len() - start;
-        id.bytes[len..end].copy_from_slice(&digits[start..]);
+        let end = len + digits.len();
+        id.bytes[len..end].copy_from_slice(digits);
         id.len = end as u8;
         id
     }

@@ -20,6 +20,7 @@
 //!
 //! A final status of 1xx is refused: an interim status as the whole answer would leave the
 //! client, or a proxy in front of IIS, waiting for the real response on a kept connection.
+use crate::isapi::decimal::decimal;
 use crate::isapi::token::is_token_byte;
 use std::borrow::Cow;
 
@@ -153,22 +154,6 @@ impl HeaderBlock {
     }
 }
 
-/// Appends `n` in decimal (by hand: `write!` costs a few hundred instructions, a
-/// noticeable part of a small response).
-fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
-    let mut digits = [0u8; 20];
-    let mut at = digits.len();
-    loop {
-        at -= 1;
-        digits[at] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&digits[at..]);
-}
-
 /// What the request allows the response to be.
 #[derive(Clone, Copy, Debug)]
 pub struct Request {
@@ -233,7 +218,7 @@ impl Framing {
         };
         if let Some(length) = announced {
             block.extend_from_slice(b"Content-Length: ");
-            push_decimal(&mut block, length);
+            block.extend_from_slice(decimal(length, &mut [0; 20]));
             block.extend_from_slice(b"\r\n");
         }
         if framing == Framing::Chunked {
@@ -421,15 +406,6 @@ impl Body {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn decimals_by_hand() {
-        for n in [0, 7, 13, 100, 65_536, u64::MAX] {
-            let mut out = b"x".to_vec();
-            push_decimal(&mut out, n);
-            assert_eq!(out, format!("x{n}").into_bytes());
-        }
-    }
 
     const GET11: Request = Request {
         head: false,

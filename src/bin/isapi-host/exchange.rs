@@ -191,7 +191,7 @@ static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 /// makes with room for the number.
 fn numbered(id: u64, mut label: String) -> String {
     let mut digits = [0u8; 20];
-    let id = crate::vars::decimal(id, &mut digits);
+    let id = isapi_wsgi::isapi::decimal::decimal(id, &mut digits);
     let mut prefix = [0u8; 22];
     prefix[0] = b'#';
     prefix[1..=id.len()].copy_from_slice(id);

@@ -193,7 +193,11 @@ fn put(buf: &mut [u8], len: &mut usize, bytes: &[u8]) {
 /// Appends `n` in decimal (no allocation, only arithmetic: signal handler).
 #[cfg(unix)]
 fn put_number(buf: &mut [u8], len: &mut usize, n: usize) {
-    put(buf, len, crate::vars::decimal(n as u64, &mut [0; 20]));
+    put(
+        buf,
+        len,
+        isapi_wsgi::isapi::decimal::decimal(n as u64, &mut [0; 20]),
+    );
 }
 
 #[cfg(unix)]

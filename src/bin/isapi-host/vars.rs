@@ -11,6 +11,7 @@
 use crate::cli::{Options, ScriptMap};
 use crate::http::{HttpError, RequestHead, percent_decode};
 use crate::staticfile::StaticRequest;
+use isapi_wsgi::isapi::decimal::decimal;
 use std::borrow::Cow;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -197,22 +198,6 @@ fn bytes_to_string(b: &[u8]) -> Cow<'_, str> {
         Ok(s) => Cow::Borrowed(s),
         Err(_) => Cow::Owned(b.iter().map(|&c| c as char).collect()),
     }
-}
-
-/// `n` in decimal, written by hand into `digits`: `format!` and `write!` cost several
-/// hundred instructions, a noticeable part of a small request. Only arithmetic, so the
-/// crash report's signal handler uses it too (`os.rs`).
-pub fn decimal(mut n: u64, digits: &mut [u8; 20]) -> &[u8] {
-    let mut at = digits.len();
-    loop {
-        at -= 1;
-        digits[at] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    &digits[at..]
 }
 
 /// Where the host name of `host[:port]` (or `[v6]:port`) ends.
