@@ -111,16 +111,17 @@ pub struct EnvironBuilder {
     /// server's name and port, a proxy's address): the last one seen per slot is kept as a
     /// `str` and reused while the bytes match, which saves making a string per request.
     recent: Mutex<[Recent; 5]>,
-    /// The template with the last different request's common entries in (see [`Common`]).
-    usual: Mutex<Option<Usual>>,
+    /// Templates with the common entries of recent requests in (see [`Common`]).
+    usual: Mutex<UsualTemplates>,
     /// `[wsgi] trusted_proxies`.
     trusted_proxies: Vec<Cidr>,
 }
 
 /// The entries most of a site's requests share, as one request has them: its method,
 /// SCRIPT_NAME, SERVER_NAME, SERVER_PORT, SERVER_PROTOCOL and HTTPS. A request whose are
-/// the same as the last different request's starts from a copy of the template with them
-/// in ([`Usual`]): that saves setting six entries, about 200 instructions each.
+/// those of one of the last few different requests starts from a copy of the template with
+/// them in ([`UsualTemplates`]): that saves setting six entries, about 200 instructions
+/// each.
 #[derive(Clone, Default, PartialEq, Eq)]
 struct Common {
     /// The values one after the other; `ends[i]` is where value `i` ends.
@@ -176,6 +177,33 @@ impl Common {
 struct Usual {
     common: Common,
     template: PyStatic,
+}
+
+/// A few [`Usual`] templates (a site with GET and POST requests, or several mounts, has
+/// several usual sets of entries); a new one replaces the oldest.
+#[derive(Default)]
+struct UsualTemplates {
+    entries: [Option<Usual>; 4],
+    /// The entry the next new template replaces.
+    next: usize,
+}
+
+impl UsualTemplates {
+    /// A new reference to the template for `common`, if there is one.
+    fn find<'py>(&self, gil: Gil<'py>, common: &Common) -> Option<PyRef<'py>> {
+        self.entries
+            .iter()
+            .flatten()
+            .find(|usual| usual.common == *common)
+            .map(|usual| usual.template.bind(gil))
+    }
+
+    /// Keeps `usual`; returns the template it replaces, for the caller to release.
+    fn insert(&mut self, usual: Usual) -> Option<Usual> {
+        let replaced = self.entries[self.next].replace(usual);
+        self.next = (self.next + 1) % self.entries.len();
+        replaced
+    }
 }
 
 /// A value seen last time (as bytes) and its `str`.
@@ -276,7 +304,7 @@ impl EnvironBuilder {
             template: template.into_static(),
             header_keys: Mutex::new(HeaderKeys::default()),
             recent: Mutex::new([None, None, None, None, None]),
-            usual: Mutex::new(None),
+            usual: Mutex::new(UsualTemplates::default()),
             trusted_proxies,
         })
     }
@@ -303,14 +331,13 @@ impl EnvironBuilder {
         // The entries most requests share, read first: when they are the last different
         // request's, the dict starts from a copy of the template that has them already.
         common.read(ecb, request, &path[..cut]);
-        let mut usual = self
+        // (No lock of ours is held while a dict is copied: a copy may run the garbage
+        // collector, and a finalizer may release the GIL.)
+        let start = self
             .usual
             .lock()
-            .unwrap_or_else(|poison| poison.into_inner());
-        let start = usual
-            .as_ref()
-            .filter(|usual| usual.common == common)
-            .map(|usual| usual.template.bind(gil));
+            .unwrap_or_else(|poison| poison.into_inner())
+            .find(gil, &common);
         let environ = start
             .as_ref()
             .unwrap_or(&self.template.bind(gil))
@@ -340,7 +367,7 @@ impl EnvironBuilder {
         };
 
         if start.is_none() {
-            // Not the usual ones: set here, and from now on they are the usual ones.
+            // Not among the usual ones: set here (they become usual ones below).
             match common.field(Common::METHOD) {
                 b"GET" => kept(&k.request_method, &k.get)?,
                 b"POST" => kept(&k.request_method, &k.post)?,
@@ -359,16 +386,7 @@ impl EnvironBuilder {
             } else {
                 kept(&k.url_scheme, &k.http)?;
             }
-            let template = environ.dict_copy()?.into_static();
-            let now = Usual {
-                common: common.clone(),
-                template,
-            };
-            if let Some(before) = usual.replace(now) {
-                before.template.release(gil);
-            }
         }
-        drop(usual);
 
         set_text(&k.query_string, ecb.query_string())?;
         let content_type = ecb.content_type();
@@ -444,6 +462,9 @@ impl EnvironBuilder {
         }
 
         drop(recent);
+        if start.is_none() {
+            self.remember_usual(gil, &environ, &common)?;
+        }
         let headers = self.headers(gil, headers, &environ, &mut name);
         if scratch.capacity() <= 64 * 1024 {
             SCRATCH.set((common, scratch, name));
@@ -460,6 +481,46 @@ impl EnvironBuilder {
         }
         set(&k.request_id, &gil.str(id.as_str())?)?;
         Ok(environ)
+    }
+
+    /// Makes `common`'s entries, as `environ` has them, a usual set: a copy of the template
+    /// with them in. Called with no lock of ours held (see [`EnvironBuilder::build`]).
+    fn remember_usual<'py>(
+        &self,
+        gil: Gil<'py>,
+        environ: &PyRef<'py>,
+        common: &Common,
+    ) -> PyResult<'py, ()> {
+        let k = &self.keys;
+        let template = self.template.bind(gil).dict_copy()?;
+        for key in [
+            &k.request_method,
+            &k.script_name,
+            &k.server_name,
+            &k.server_port,
+            &k.server_protocol,
+            &k.url_scheme,
+            &k.https,
+        ] {
+            let key = key.bind(gil);
+            if let Some(value) = environ.get_item(&key) {
+                template.set_item(&key, &value)?;
+            }
+        }
+        let usual = Usual {
+            common: common.clone(),
+            template: template.into_static(),
+        };
+        let replaced = self
+            .usual
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .insert(usual);
+        // Released after the lock: the old template may be freed here.
+        if let Some(replaced) = replaced {
+            replaced.template.release(gil);
+        }
+        Ok(())
     }
 
     /// X-Forwarded-For/-Proto/-Host applied, when the request came from a trusted proxy
