@@ -895,3 +895,22 @@ fn each_environ_has_its_own_requests_common_entries_whatever_came_before() {
         }
     }
 }
+
+#[test]
+fn without_all_raw_the_request_id_is_still_the_clients() {
+    setup();
+    // A server with neither ALL_RAW nor HEADER_<name> (pre-IIS 7): the headers are rebuilt
+    // from ALL_HTTP, where X_REQUEST_ID cannot be told from a forged X_Request_Id and is
+    // dropped; the bridge then asks the server for HTTP_X_REQUEST_ID itself.
+    let request = Request::get("/x")
+        .header("X-Environ", "1")
+        .header("X-Request-Id", "given-7")
+        .var("HTTP_X_REQUEST_ID", "given-7")
+        .without("ALL_RAW")
+        .without("HEADER_X-Request-Id");
+    let reply = send(&request);
+    assert_eq!(reply.code(), 200, "{}", reply.text());
+    let environ = json(&reply.text());
+    assert_eq!(environ["isapi.request_id"], "given-7", "{environ:?}");
+    assert_eq!(reply.header("X-Request-Id"), Some("given-7"));
+}

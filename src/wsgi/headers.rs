@@ -63,6 +63,9 @@ impl Drop for HeaderBuffer {
 /// One request's headers, borrowing a [`HeaderBuffer`].
 pub struct Headers<'a> {
     raw: &'a [u8],
+    /// They came from ALL_RAW, so every header the client sent is here (rebuilt from
+    /// ALL_HTTP, a header the server would not confirm may be missing).
+    all_raw: bool,
     lines: &'a [Span],
     /// The headers with repeated names merged; None when no name repeats (the usual case:
     /// then `lines` is used as it is).
@@ -74,10 +77,14 @@ impl<'a> Headers<'a> {
     pub fn read(ecb: &Ecb, buffer: &'a mut HeaderBuffer) -> Headers<'a> {
         buffer.raw.clear();
         buffer.raw.reserve(1024);
-        if !matches!(ecb.server_variable(c"ALL_RAW", &mut buffer.raw), Ok(true)) {
+        let all_raw = matches!(ecb.server_variable(c"ALL_RAW", &mut buffer.raw), Ok(true));
+        if !all_raw {
             buffer.raw = raw_from_all_http(ecb);
         }
-        Headers::parse(buffer)
+        Headers {
+            all_raw,
+            ..Headers::parse(buffer)
+        }
     }
 
     /// The headers in `buffer.raw` (ALL_RAW's form).
@@ -87,7 +94,17 @@ impl<'a> Headers<'a> {
         parse_raw_headers(raw, lines);
         let (raw, lines): (&'a [u8], &'a [Span]) = (raw, lines);
         let merged = merge_duplicates(lines.len(), |i| pair(raw, lines[i]));
-        Headers { raw, lines, merged }
+        Headers {
+            raw,
+            all_raw: true,
+            lines,
+            merged,
+        }
+    }
+
+    /// Whether these are all the headers the client sent (the server gave ALL_RAW).
+    pub fn complete(&self) -> bool {
+        self.all_raw
     }
 
     /// Each header once, as `(name, value)`, in the order of first appearance.

@@ -267,7 +267,11 @@ impl Bridge {
     pub fn serve(&self, ecb: &Arc<Ecb>, routed: &Routed) -> Outcome {
         let mut buffer = HeaderBuffer::take();
         let headers = Headers::read(ecb, &mut buffer);
-        let id = RequestId::assign_from_header(ecb, headers.get(b"X-Request-Id"));
+        let id = match headers.get(b"X-Request-Id") {
+            // Headers rebuilt from ALL_HTTP may lack it: the server is asked.
+            None if !headers.complete() => RequestId::assign(ecb),
+            given => RequestId::assign_from_header(ecb, given),
+        };
         let in_flight = STATS.begin();
         let served = &self.site.served()[routed.index];
         let app = served
