@@ -34,12 +34,13 @@
 use std::cell::Cell;
 use std::collections::HashMap;
 
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard};
 
 use super::Lent;
 use super::framing::Request;
 use super::headers::{BuildFnv, Headers};
 use super::proxy::{self, Cidr};
+use crate::isapi::decimal::decimal;
 use crate::isapi::ecb::Ecb;
 use crate::python::{Gil, PyRef, PyResult, PyStatic};
 use crate::request_id::RequestId;
@@ -255,6 +256,156 @@ struct HeaderSlot {
 /// Longer header values (cookies, tokens) are not kept between requests.
 const RECENT_VALUE_MAX: usize = 256;
 
+/// One request's environ while [`EnvironBuilder::build`] fills it, one group of entries at a
+/// time, with the values kept from recent requests (locked for that time).
+struct Filling<'b, 'py> {
+    gil: Gil<'py>,
+    keys: &'b Keys,
+    environ: &'b PyRef<'py>,
+    recent: MutexGuard<'b, [Recent; 5]>,
+}
+
+impl<'py> Filling<'_, 'py> {
+    fn set(&self, key: &PyStatic, value: &PyRef<'py>) -> PyResult<'py, ()> {
+        self.environ.set_kept_key(key, value)
+    }
+
+    fn kept(&self, key: &PyStatic, value: &PyStatic) -> PyResult<'py, ()> {
+        self.environ.set_kept(key, value)
+    }
+
+    /// `key` = the latin-1 text `bytes` (the one empty `str` for no bytes).
+    fn text(&self, key: &PyStatic, bytes: &[u8]) -> PyResult<'py, ()> {
+        if bytes.is_empty() {
+            self.kept(key, &self.keys.empty)
+        } else {
+            self.set(key, &self.gil.latin1(bytes)?)
+        }
+    }
+
+    /// [`text`](Self::text), reusing the `str` of recent slot `slot` while the bytes are
+    /// the same.
+    fn recent(&mut self, slot: usize, key: &PyStatic, bytes: &[u8]) -> PyResult<'py, ()> {
+        match &self.recent[slot] {
+            Some((seen, value)) if seen.as_slice() == bytes => self.kept(key, value),
+            _ => {
+                let value = self.gil.latin1(bytes)?;
+                remember(&mut self.recent[slot], self.gil, bytes, &value);
+                self.set(key, &value)
+            }
+        }
+    }
+
+    /// The common entries (see [`Common`]), for a request whose are not in a usual template.
+    fn common(&mut self, common: &Common) -> PyResult<'py, ()> {
+        let k = self.keys;
+        match common.field(Common::METHOD) {
+            b"GET" => self.kept(&k.request_method, &k.get)?,
+            b"POST" => self.kept(&k.request_method, &k.post)?,
+            other => self.text(&k.request_method, other)?,
+        }
+        self.recent(0, &k.script_name, common.field(Common::SCRIPT_NAME))?;
+        self.recent(1, &k.server_name, common.field(Common::SERVER_NAME))?;
+        self.recent(2, &k.server_port, common.field(Common::SERVER_PORT))?;
+        match common.field(Common::PROTOCOL) {
+            b"HTTP/1.1" => self.kept(&k.server_protocol, &k.http11)?,
+            other => self.text(&k.server_protocol, other)?,
+        }
+        if common.field(Common::HTTPS) == b"on" {
+            self.kept(&k.https, &k.on)?;
+            self.kept(&k.url_scheme, &k.https_value)
+        } else {
+            self.kept(&k.url_scheme, &k.http)
+        }
+    }
+
+    /// QUERY_STRING, CONTENT_TYPE and CONTENT_LENGTH (or `wsgi.input_terminated`).
+    fn body(&self, ecb: &Ecb) -> PyResult<'py, ()> {
+        let k = self.keys;
+        self.text(&k.query_string, ecb.query_string())?;
+        let content_type = ecb.content_type();
+        if !content_type.is_empty() {
+            self.text(&k.content_type, content_type)?;
+        }
+        match ecb.total_bytes() {
+            Some(0) => Ok(()),
+            Some(length) => self.text(&k.content_length, decimal(length, &mut [0; 20])),
+            // A body of unknown length (chunked): no CONTENT_LENGTH, and the stream tells the
+            // application it may read to the end (the wsgi.input_terminated convention).
+            None => self.set(&k.input_terminated, &self.gil.bool(true)),
+        }
+    }
+
+    /// The request target as the client sent it (REQUEST_URI, RAW_URI), PATH_INFO, and
+    /// PATH_TRANSLATED only with a PATH_INFO (RFC 3875 §4.1.6), as IIS mapped it.
+    fn paths(&self, ecb: &Ecb, target: &Target, scratch: &mut Vec<u8>) -> PyResult<'py, ()> {
+        let k = self.keys;
+        if let Some(raw) = &target.raw {
+            let raw = self.gil.latin1(raw)?;
+            self.set(&k.request_uri, &raw)?;
+            self.set(&k.raw_uri, &raw)?;
+        }
+        let path_info = target.path_info();
+        self.text(&k.path_info, path_info)?;
+        if !path_info.is_empty() {
+            scratch.clear();
+            if matches!(ecb.server_variable(c"PATH_TRANSLATED", scratch), Ok(true))
+                && !scratch.is_empty()
+            {
+                self.text(&k.path_translated, scratch)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// REMOTE_ADDR, REMOTE_PORT and REMOTE_HOST: values that usually repeat from one
+    /// request to the next.
+    fn client(&mut self, ecb: &Ecb, scratch: &mut Vec<u8>) -> PyResult<'py, ()> {
+        let k = self.keys;
+        for (slot, key, name) in [
+            (3, &k.remote_addr, c"REMOTE_ADDR"),
+            (4, &k.remote_port, c"REMOTE_PORT"),
+        ] {
+            scratch.clear();
+            let _ = ecb.server_variable(name, scratch);
+            self.recent(slot, key, scratch)?;
+        }
+        // REMOTE_HOST: IIS gives the address unless reverse lookups are on; a server without
+        // it gets the address (RFC 3875 §4.1.9). Usually the same bytes: the same str.
+        scratch.clear();
+        let _ = ecb.server_variable(c"REMOTE_HOST", scratch);
+        match &self.recent[3] {
+            Some((address, value)) if scratch.is_empty() || scratch == address => {
+                self.kept(&k.remote_host, value)
+            }
+            _ => self.text(&k.remote_host, scratch),
+        }
+    }
+
+    /// REMOTE_USER, AUTH_TYPE and `isapi.logon_user`, only when IIS authenticated the
+    /// request (AUTH_TYPE is empty for anonymous requests, so the others are only asked for
+    /// then).
+    fn authentication(&self, ecb: &Ecb, scratch: &mut Vec<u8>) -> PyResult<'py, ()> {
+        let k = self.keys;
+        scratch.clear();
+        if !(matches!(ecb.server_variable(c"AUTH_TYPE", scratch), Ok(true)) && !scratch.is_empty())
+        {
+            return Ok(());
+        }
+        self.text(&k.auth_type, scratch)?;
+        scratch.clear();
+        if matches!(ecb.server_variable(c"REMOTE_USER", scratch), Ok(true)) && !scratch.is_empty() {
+            self.text(&k.remote_user, scratch)?;
+        }
+        // The Windows account the request runs as, after IIS's mapping (identity.rs).
+        scratch.clear();
+        if matches!(ecb.server_variable(c"LOGON_USER", scratch), Ok(true)) && !scratch.is_empty() {
+            self.text(&k.logon_user, scratch)?;
+        }
+        Ok(())
+    }
+}
+
 impl EnvironBuilder {
     /// `template` holds the constant entries (see app.rs).
     /// `trusted_proxies`: whose X-Forwarded-* headers to believe (see proxy.rs).
@@ -327,142 +478,38 @@ impl EnvironBuilder {
         thread_local!(static SCRATCH: Cell<(Common, Vec<u8>, Vec<u8>)> = Cell::default());
         let (mut common, mut scratch, mut name) = SCRATCH.take();
         scratch.reserve(256);
-        let (path, cut) = (&target.path, target.script_end);
-        // The entries most requests share, read first: when they are the last different
-        // request's, the dict starts from a copy of the template that has them already.
-        common.read(ecb, request, &path[..cut]);
-        // (No lock of ours is held while a dict is copied: a copy may run the garbage
-        // collector, and a finalizer may release the GIL.)
-        let start = self
+        // The entries most requests share, read first: when they are a recent request's, the
+        // dict starts from a copy of the template that has them already. (No lock of ours
+        // is held while a dict is copied: a copy may run the garbage collector, and a
+        // finalizer may release the GIL.)
+        common.read(ecb, request, target.script_name());
+        let usual = self
             .usual
             .lock()
             .unwrap_or_else(|poison| poison.into_inner())
             .find(gil, &common);
-        let environ = start
+        let environ = usual
             .as_ref()
             .unwrap_or(&self.template.bind(gil))
             .dict_copy()?;
-        let set = |key: &PyStatic, value: &PyRef<'py>| environ.set_kept_key(key, value);
-        let kept = |key: &PyStatic, value: &PyStatic| environ.set_kept(key, value);
-        let set_text = |key: &PyStatic, bytes: &[u8]| {
-            if bytes.is_empty() {
-                kept(key, &k.empty)
-            } else {
-                set(key, &gil.latin1(bytes)?)
-            }
+        let mut filling = Filling {
+            gil,
+            keys: k,
+            environ: &environ,
+            recent: self
+                .recent
+                .lock()
+                .unwrap_or_else(|poison| poison.into_inner()),
         };
-        let mut recent = self
-            .recent
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner());
-        let mut set_recent = |slot: usize, key: &PyStatic, bytes: &[u8]| -> PyResult<'py, ()> {
-            match &recent[slot] {
-                Some((seen, value)) if seen.as_slice() == bytes => kept(key, value),
-                _ => {
-                    let value = gil.latin1(bytes)?;
-                    remember(&mut recent[slot], gil, bytes, &value);
-                    set(key, &value)
-                }
-            }
-        };
-
-        if start.is_none() {
-            // Not among the usual ones: set here (they become usual ones below).
-            match common.field(Common::METHOD) {
-                b"GET" => kept(&k.request_method, &k.get)?,
-                b"POST" => kept(&k.request_method, &k.post)?,
-                other => set_text(&k.request_method, other)?,
-            }
-            set_recent(0, &k.script_name, common.field(Common::SCRIPT_NAME))?;
-            set_recent(1, &k.server_name, common.field(Common::SERVER_NAME))?;
-            set_recent(2, &k.server_port, common.field(Common::SERVER_PORT))?;
-            match common.field(Common::PROTOCOL) {
-                b"HTTP/1.1" => kept(&k.server_protocol, &k.http11)?,
-                other => set_text(&k.server_protocol, other)?,
-            }
-            if common.field(Common::HTTPS) == b"on" {
-                kept(&k.https, &k.on)?;
-                kept(&k.url_scheme, &k.https_value)?;
-            } else {
-                kept(&k.url_scheme, &k.http)?;
-            }
+        if usual.is_none() {
+            filling.common(&common)?;
         }
-
-        set_text(&k.query_string, ecb.query_string())?;
-        let content_type = ecb.content_type();
-        if !content_type.is_empty() {
-            set_text(&k.content_type, content_type)?;
-        }
-        match ecb.total_bytes() {
-            Some(0) => {}
-            Some(length) => set_text(&k.content_length, length.to_string().as_bytes())?,
-            // A body of unknown length (chunked): no CONTENT_LENGTH, and the stream tells the
-            // application it may read to the end (the wsgi.input_terminated convention).
-            None => set(&k.input_terminated, &gil.bool(true))?,
-        }
-
-        // The request target as the client sent it (REQUEST_URI, RAW_URI), then PATH_INFO.
-        if let Some(raw) = &target.raw {
-            let raw = gil.latin1(raw)?;
-            set(&k.request_uri, &raw)?;
-            set(&k.raw_uri, &raw)?;
-        }
-        set_text(&k.path_info, &path[cut..])?;
-        // PATH_TRANSLATED only with a PATH_INFO (RFC 3875 §4.1.6), as IIS mapped it.
-        if cut < path.len() {
-            scratch.clear();
-            if matches!(
-                ecb.server_variable(c"PATH_TRANSLATED", &mut scratch),
-                Ok(true)
-            ) && !scratch.is_empty()
-            {
-                set_text(&k.path_translated, &scratch)?;
-            }
-        }
-
-        // The client: values that usually repeat from one request to the next.
-        for (slot, key, name) in [
-            (3, &k.remote_addr, c"REMOTE_ADDR"),
-            (4, &k.remote_port, c"REMOTE_PORT"),
-        ] {
-            scratch.clear();
-            let _ = ecb.server_variable(name, &mut scratch);
-            set_recent(slot, key, &scratch)?;
-        }
-        // REMOTE_HOST: IIS gives the address unless reverse lookups are on; a server without
-        // it gets the address (RFC 3875 §4.1.9). Usually the same bytes: the same str.
-        scratch.clear();
-        let _ = ecb.server_variable(c"REMOTE_HOST", &mut scratch);
-        match &recent[3] {
-            Some((address, value)) if scratch.is_empty() || scratch == *address => {
-                kept(&k.remote_host, value)?
-            }
-            _ => set_text(&k.remote_host, &scratch)?,
-        }
-        // REMOTE_USER and AUTH_TYPE only when IIS authenticated the request (AUTH_TYPE is
-        // empty for anonymous requests, so REMOTE_USER is only asked for then).
-        scratch.clear();
-        if matches!(ecb.server_variable(c"AUTH_TYPE", &mut scratch), Ok(true))
-            && !scratch.is_empty()
-        {
-            set_text(&k.auth_type, &scratch)?;
-            scratch.clear();
-            if matches!(ecb.server_variable(c"REMOTE_USER", &mut scratch), Ok(true))
-                && !scratch.is_empty()
-            {
-                set_text(&k.remote_user, &scratch)?;
-            }
-            // The Windows account the request runs as, after IIS's mapping (identity.rs).
-            scratch.clear();
-            if matches!(ecb.server_variable(c"LOGON_USER", &mut scratch), Ok(true))
-                && !scratch.is_empty()
-            {
-                set_text(&k.logon_user, &scratch)?;
-            }
-        }
-
-        drop(recent);
-        if start.is_none() {
+        filling.body(ecb)?;
+        filling.paths(ecb, target, &mut scratch)?;
+        filling.client(ecb, &mut scratch)?;
+        filling.authentication(ecb, &mut scratch)?;
+        drop(filling); // the recent values' lock
+        if usual.is_none() {
             self.remember_usual(gil, &environ, &common)?;
         }
         let headers = self.headers(gil, headers, &environ, &mut name);
@@ -471,15 +518,16 @@ impl EnvironBuilder {
         }
         headers?;
         self.forwarding(gil, &environ)?;
-        set(&k.input, lent.input)?;
-        set(&k.server_variable, lent.server_variable)?;
+        // The request's own objects and its id.
+        environ.set_kept_key(&k.input, lent.input)?;
+        environ.set_kept_key(&k.server_variable, lent.server_variable)?;
         if let Some(sid) = lent.user_sid {
-            set(&k.user_sid, &gil.str(sid)?)?;
+            environ.set_kept_key(&k.user_sid, &gil.str(sid)?)?;
         }
         if let Some(groups) = lent.groups {
-            set(&k.groups, groups)?;
+            environ.set_kept_key(&k.groups, groups)?;
         }
-        set(&k.request_id, &gil.str(id.as_str())?)?;
+        environ.set_kept_key(&k.request_id, &gil.str(id.as_str())?)?;
         Ok(environ)
     }
 
@@ -657,6 +705,11 @@ impl Target {
             path,
             script_end,
         }
+    }
+
+    /// SCRIPT_NAME: the path up to where PATH_INFO begins.
+    pub fn script_name(&self) -> &[u8] {
+        &self.path[..self.script_end]
     }
 
     /// PATH_INFO: the path after SCRIPT_NAME.
