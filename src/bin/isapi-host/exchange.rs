@@ -615,14 +615,14 @@ fn call(host: &'static Host, conn: Conn, request: Box<Arriving>) -> Next {
             exchange.label().split_once(' ').map_or("", |(_, l)| l)
         )
     });
-    // SAFETY: `Exchange::register` built the whole ECB (strings and pre-read body owned
-    // by the exchange, ConnID its registry HCONN, the four callbacks, which find the
-    // `Host` already set); the registry keeps the exchange, and so the ECB at this
-    // address, until `finish` ends the request, which happens only after a non-PENDING
-    // return (`after_return`) or DONE_WITH_SESSION; no Rust reference to the ECB exists
-    // (the host reaches it only through `Exchange`'s raw-pointer accessors).
-    let status = Calling::with(&exchange, || unsafe {
-        host.extension.http_extension_proc(exchange.ecb_ptr())
+    let status = Calling::with(&exchange, || {
+        // SAFETY: `Exchange::register` built the whole ECB (strings and pre-read body owned
+        // by the exchange, ConnID its registry HCONN, the four callbacks, which find the
+        // `Host` already set); the registry keeps the exchange, and so the ECB at this
+        // address, until `finish` ends the request, which happens only after a non-PENDING
+        // return (`after_return`) or DONE_WITH_SESSION; no Rust reference to the ECB exists
+        // (the host reaches it only through `Exchange`'s raw-pointer accessors).
+        unsafe { host.extension.http_extension_proc(exchange.ecb_ptr()) }
     });
     host.trace(exchange.id, || {
         format!("HttpExtensionProc -> {}", status_name(status))
