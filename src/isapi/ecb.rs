@@ -306,17 +306,19 @@ impl Ecb {
         pieces: [&[u8]; 2],
         last: bool,
     ) -> Result<(), IoError> {
-        // The non-empty pieces, in order, at the front of `elements`.
-        let mut elements = pieces.map(|piece| HSE_VECTOR_ELEMENT {
+        // The non-empty pieces, in order (a server may refuse an empty memory element).
+        let element = |piece: &[u8]| HSE_VECTOR_ELEMENT {
             ElementType: HSE_VECTOR_ELEMENT_TYPE_MEMORY_BUFFER,
             pvContext: piece.as_ptr() as *mut c_void,
             cbOffset: 0,
             cbSize: piece.len() as u64,
-        });
-        if pieces[0].is_empty() {
-            elements.swap(0, 1);
+        };
+        let mut elements = [element(&[]), element(&[])];
+        let mut count = 0;
+        for piece in pieces.into_iter().filter(|piece| !piece.is_empty()) {
+            elements[count] = element(piece);
+            count += 1;
         }
-        let count = pieces.iter().filter(|p| !p.is_empty()).count();
         let final_send = if last { HSE_IO_FINAL_SEND } else { 0 };
         let mut vector = HSE_RESPONSE_VECTOR {
             dwFlags: HSE_IO_SYNC | HSE_IO_SEND_HEADERS | final_send,
