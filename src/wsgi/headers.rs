@@ -293,12 +293,13 @@ fn all_http_lines(all: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
     })
 }
 
-/// FNV-1a: header names are short and chosen by the client, but the cache is bounded, so a
-/// fast non-keyed hash is fine here.
+/// FNV-1a for header names: short, and chosen by the client, but the tables that use it are
+/// bounded or linear anyway, so a fast non-keyed hash is fine (tests/support/synthetic.rs,
+/// the in-process tests' stand-in for IIS, uses it for its variable table too).
 #[derive(Default, Clone, Copy)]
-pub(super) struct BuildFnv;
+pub struct BuildFnv;
 
-pub(super) struct Fnv(u64);
+pub struct Fnv(u64);
 
 impl std::hash::BuildHasher for BuildFnv {
     type Hasher = Fnv;

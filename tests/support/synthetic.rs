@@ -16,6 +16,9 @@ use std::collections::HashMap;
 use std::ffi::{CStr, CString, c_char, c_void};
 
 use isapi_wsgi::isapi::ffi::*;
+// The bridge's FNV-1a: a cheap hash for short names (a server's own table would not use
+// SipHash either).
+use isapi_wsgi::wsgi::headers::BuildFnv;
 
 /// One request to send.
 #[derive(Clone, Debug)]
@@ -419,32 +422,6 @@ fn variables(request: &Request) -> Vec<(Vec<u8>, Vec<u8>)> {
         .collect()
 }
 
-/// FNV-1a, a cheap hash for short names (a server's own table would not use SipHash).
-#[derive(Default, Clone, Copy)]
-struct BuildFnv;
-
-struct Fnv(u64);
-
-impl std::hash::BuildHasher for BuildFnv {
-    type Hasher = Fnv;
-    fn build_hasher(&self) -> Fnv {
-        Fnv(0xcbf2_9ce4_8422_2325)
-    }
-}
-
-impl std::hash::Hasher for Fnv {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for &byte in bytes {
-            self.0 = (self.0 ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
-        }
-    }
-}
-
-/// The table of [`Connection::by_name`]: the first variable of each name, and each
-/// `HEADER_<name>` also under its upper-case name.
 fn index_by_name(vars: &[(Vec<u8>, Vec<u8>)]) -> HashMap<Vec<u8>, usize, BuildFnv> {
     let mut by_name = HashMap::with_hasher(BuildFnv);
     for (index, (name, _)) in vars.iter().enumerate() {
