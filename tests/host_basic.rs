@@ -191,6 +191,42 @@ fn a_thread_returning_pending_is_free_at_once() {
     stop_clean(host);
 }
 
+/// A keep-alive connection whose requests end on the extension's own thread (PENDING, then
+/// DONE_WITH_SESSION) goes back to the worker that took its last request, and only that
+/// worker wakes for the next one. It used to go to the shared set, which every waiting
+/// worker watches: each request woke all four workers (measured: 3.9 switches per request
+/// on them, against 1.3 now).
+#[cfg(target_os = "linux")]
+#[test]
+fn a_request_ended_on_another_thread_wakes_only_the_worker_that_took_it() {
+    let host = strict_host(&["--threads", "4"]);
+    let mut s = TcpStream::connect(host.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut ask = |n: usize| {
+        for _ in 0..n {
+            s.write_all(b"GET /pending?ms=0 HTTP/1.1\r\nHost: h\r\n\r\n")
+                .unwrap();
+            let r = &read_responses(&mut s, 1, false)[0];
+            assert_eq!(r.text(), "finished on another thread");
+        }
+    };
+    ask(5);
+    let workers = |pid| {
+        (0..4)
+            .map(|i| thread_switches(pid, &format!("worker-{i}")))
+            .sum::<u64>()
+    };
+    let before = workers(host.pid());
+    let requests = 300;
+    ask(requests);
+    let per_request = (workers(host.pid()) - before) as f64 / requests as f64;
+    assert!(
+        per_request < 2.5,
+        "the host's workers switched {per_request:.2} times per request (1.3 measured; 3.9 when all of them woke)"
+    );
+    stop_clean(host);
+}
+
 /// A keep-alive connection is parked with the worker that served its last request; when
 /// that worker is stuck in a slow synchronous request, the connection still gets its next
 /// request served (by another worker) long before the slow one ends.

@@ -109,6 +109,10 @@ pub struct Connection {
     /// The pace of the request body being received, if one is.
     pub receiving: Option<Pace>,
     pub limits: Limits,
+    /// The host worker whose HttpExtensionProc call returned HSE_STATUS_PENDING for this
+    /// connection's request: when the request ends on another thread, the connection is
+    /// parked with that worker again ([`Host::resume_elsewhere`](crate::host::Host::resume_elsewhere)).
+    pub pending_on: Option<usize>,
 }
 
 thread_local! {
@@ -187,6 +191,7 @@ impl Conn {
             head_since: None,
             receiving: None,
             limits,
+            pending_on: None,
         })))
     }
 

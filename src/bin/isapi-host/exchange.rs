@@ -653,6 +653,9 @@ fn after_return(host: &'static Host, exchange: &Arc<Exchange>, status: u32) -> N
     }
     if status == HSE_STATUS_PENDING {
         if !state.done_with_session {
+            if let Some(conn) = state.conn.as_mut() {
+                conn.pending_on = host.poller.hold(conn.socket());
+            }
             return Next::Elsewhere;
         }
     } else if state.done_with_session {

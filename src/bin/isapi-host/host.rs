@@ -151,16 +151,21 @@ impl Host {
     /// Parks a connection until its next request (or the rest of its head) arrives:
     /// until the idle timeout between requests, until `--header-timeout` after the first
     /// byte of a head. When the host is stopping, closes it instead. On a worker thread it
-    /// is parked with that worker ([`Poller::arm_here`]): the connection's next request is
+    /// is parked with that worker ([`Poller::arm_with`]): the connection's next request is
     /// most likely served by the thread that served this one, with no system call to
     /// re-arm it.
-    pub fn park(&self, mut conn: Conn) {
+    pub fn park(&self, conn: Conn) {
+        self.park_with(self.poller.worker(), conn)
+    }
+
+    /// [`park`](Host::park) with worker `worker` (from any thread), or in the shared set.
+    fn park_with(&self, worker: Option<usize>, mut conn: Conn) {
         if self.stopping() {
             return self.close(conn);
         }
         let deadline = self.head_deadline(&mut conn);
         self.poller
-            .arm_here((self.next_request)(conn, true), deadline);
+            .arm_with(worker, (self.next_request)(conn, true), deadline);
     }
 
     /// [`park`](Host::park) in the shared set, where any worker takes it (a new connection).
@@ -185,13 +190,19 @@ impl Host {
     }
 
     /// Takes back a connection whose request ended on a thread that is not a host worker
-    /// (DONE_WITH_SESSION from the extension's own thread). With nothing buffered (the
-    /// usual case) it only has to wait for its next request: it is parked right here,
-    /// which costs no worker a wake-up. A pipelined request already read is handed to a
-    /// host worker.
-    pub fn resume_elsewhere(&self, conn: Conn) {
+    /// (DONE_WITH_SESSION from the extension's own thread, or from another host worker).
+    /// With nothing buffered (the usual case) it only has to wait for its next request.
+    /// On a host worker it is parked with that worker, which is likely to run the next
+    /// one too (the combining handler's runner). On the extension's own thread it is
+    /// parked with the worker that took this request, whose set still has its socket
+    /// ([`Poller::hold`]): no system call, no wake-up now, and that worker alone wakes for
+    /// the next request (the shared set would wake every waiting worker). A pipelined
+    /// request already read is handed to a host worker.
+    pub fn resume_elsewhere(&self, mut conn: Conn) {
         if conn.input.is_empty() {
-            self.park(conn);
+            let held = conn.pending_on.take();
+            let worker = self.poller.take_back(held, conn.socket(), conn.serial());
+            self.park_with(worker, conn);
         } else {
             self.poller
                 .submit(Work::Ready((self.next_request)(conn, false)));

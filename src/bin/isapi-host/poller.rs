@@ -3,7 +3,7 @@
 //! IIS serves requests on a pool of threads where any free thread takes any ready request;
 //! a thread is never tied to a connection. The [`Poller`] gives the host the same shape
 //! without a thread per connection and without a separate I/O thread. Two implementations
-//! share one interface (`arm`, `arm_here`, `submit`, `expire_all`, `wait`, and `enter`
+//! share one interface (`arm`, `arm_with`, `worker`, `submit`, `expire_all`, `wait`, and `enter`
 //! and `rescue` for the worker and rescuer threads):
 //!
 //! * Linux: a shared one-shot epoll set plus one set per worker.
@@ -11,7 +11,7 @@
 //!     by a thread that is not a worker or that is not a connection between requests
 //!     (pre-reads, drains, lingering closes): any worker takes any of them, one at a time;
 //!     arming is one `epoll_ctl`.
-//!   - A connection a worker parks between requests ([`Poller::arm_here`]) stays in that
+//!   - A connection a worker parks between requests ([`Poller::arm_with`]) stays in that
 //!     worker's own set, level-triggered, where only that worker waits: its next request is
 //!     served by the same thread (a warm cache), re-arming costs no system call (the socket
 //!     is still registered), and one `epoll_wait` reports every ready connection of the
@@ -26,8 +26,17 @@
 //!   - A spare worker (started while others wait for their clients inside a call, see
 //!     workers.rs) has no set of its own: it waits on the shared set alone, and what it
 //!     parks goes there.
-//!   - A socket the worker took but did not park again (PENDING, a close, a pre-read)
-//!     leaves the worker's set when the worker next waits, before anyone could see it there.
+//!   - A socket the worker took but did not park again (a close, a pre-read) leaves the
+//!     worker's set when the worker next waits, before anyone could see it there.
+//!   - A socket whose request the worker left to another thread (HSE_STATUS_PENDING) stays
+//!     in its set, held ([`Poller::hold`]): when the request ends on a thread that is not a
+//!     worker (the threadpool's), the connection is parked with this worker again without
+//!     a system call, and only this worker wakes for its next request. (Parked in the
+//!     shared set instead, it woke every waiting worker: a nested set wakes all who wait
+//!     on it, and the threadpool handler's requests cost 3.9 worker switches each instead
+//!     of 1.3.) If the request ends on another worker (the combining handler's runner),
+//!     that worker takes it into its own set ([`Poller::take_back`]). A report for a held
+//!     socket (its client spoke early, or closed) takes it out of the set.
 //!   - The rule for trusting a slot: a socket number is not a connection. Until the worker
 //!     next waits, the connection it took may be closed (its socket then leaves every
 //!     epoll set by itself) and the number given to a new connection, which this worker
@@ -166,9 +175,29 @@ mod leader_follower {
             self.wake_leader();
         }
 
-        /// The same as [`arm`](Poller::arm): every item is shared here.
-        pub fn arm_here(&self, item: T, deadline: Option<Instant>) {
+        /// The same as [`arm`](Poller::arm): no worker has items of its own here.
+        pub fn arm_with(&self, _worker: Option<usize>, item: T, deadline: Option<Instant>) {
             self.arm(item, deadline)
+        }
+
+        /// None: workers have no numbers that matter here.
+        pub fn worker(&self) -> Option<usize> {
+            None
+        }
+
+        /// Nothing to keep: a connection is watched only while it is armed. None.
+        pub fn hold(&self, _socket: RawSocket) -> Option<usize> {
+            None
+        }
+
+        /// None: every item is shared here.
+        pub fn take_back(
+            &self,
+            _held: Option<usize>,
+            _socket: RawSocket,
+            _serial: u64,
+        ) -> Option<usize> {
+            None
         }
 
         /// Nothing to do: the calling thread is worker `index`, and all workers are alike.
@@ -318,6 +347,12 @@ mod one_shot_epoll {
         /// call: if it was closed meanwhile, its socket left the set with it, and a new
         /// connection may have been given the same socket number.
         Busy { serial: u64, generation: u32 },
+        /// Connection `serial`, whose request the worker left to another thread
+        /// (HSE_STATUS_PENDING, [`Poller::hold`]): its socket stays in the set, so that the
+        /// request's end parks it here again without a system call. If the set reports it
+        /// meanwhile (the client sent more, or closed), or it is parked elsewhere, it
+        /// leaves the set at that report.
+        Pending { serial: u64, generation: u32 },
     }
 
     /// One worker's own set: what it parked, watched only by itself.
@@ -479,11 +514,64 @@ mod one_shot_epoll {
             }
         }
 
-        /// Parks `item` with the calling worker, in its own set, if this is a worker thread
-        /// (no system call when its socket is still there from its last request); else in
-        /// the shared set.
-        pub fn arm_here(&self, item: T, deadline: Option<Instant>) {
-            let Some(index) = WORKER.with(|w| w.get()) else {
+        /// The number of the worker running on the calling thread (None: not a worker).
+        pub fn worker(&self) -> Option<usize> {
+            WORKER.with(|w| w.get())
+        }
+
+        /// Keeps the calling worker's connection at `socket`, whose request now goes on on
+        /// another thread, in the worker's set (see [`Kept::Pending`]); returns the
+        /// worker's number, for [`arm_with`](Poller::arm_with) when the request ends. None
+        /// on a thread that is no worker with a set.
+        pub fn hold(&self, socket: RawSocket) -> Option<usize> {
+            let index = self.worker()?;
+            let mut own = lock(&self.locals[index].own);
+            if let Some(slot) = own.by_socket.get_mut(socket as usize)
+                && let Some(Kept::Busy { serial, generation }) = *slot
+            {
+                *slot = Some(Kept::Pending { serial, generation });
+            }
+            Some(index)
+        }
+
+        /// Where to park a connection that worker `held` keeps ([`hold`](Poller::hold))
+        /// when its request ends on the calling thread: with the calling worker if it is a
+        /// worker with a set (the thread that ran the request serves what comes next, as
+        /// if the request had come to it; the socket first leaves `held`'s set if that is
+        /// another worker's), else with `held`. For [`arm_with`](Poller::arm_with).
+        pub fn take_back(
+            &self,
+            held: Option<usize>,
+            socket: RawSocket,
+            serial: u64,
+        ) -> Option<usize> {
+            let here = self.worker();
+            if let (Some(held), Some(here)) = (held, here)
+                && held != here
+            {
+                let local = &self.locals[held];
+                let mut own = lock(&local.own);
+                if let Some(slot) = own.by_socket.get_mut(socket as usize)
+                    && matches!(slot, Some(Kept::Pending { serial: s, .. }) if *s == serial)
+                {
+                    *slot = None;
+                    local.epoll.remove(socket);
+                }
+            }
+            here.or(held)
+        }
+
+        /// Parks `item` with worker `worker`, in its own set, from any thread; in the
+        /// shared set if `worker` is None. The calling worker's own number
+        /// ([`worker`](Poller::worker)) costs no system call when the socket is still there
+        /// from its last request. A connection whose request ended on another
+        /// thread (DONE_WITH_SESSION) goes back to the worker that took the request: only
+        /// that worker wakes for its next request, where the shared set would wake every
+        /// waiting worker (each has the shared set in its own, and a nested set wakes all
+        /// who wait on it). Adding a socket to a set another thread waits on is safe; the
+        /// slot's rule is the same as for the worker itself, under the same lock.
+        pub fn arm_with(&self, worker: Option<usize>, item: T, deadline: Option<Instant>) {
+            let Some(index) = worker else {
                 return self.arm(item, deadline);
             };
             if self.expire_all.load(Ordering::SeqCst) {
@@ -496,22 +584,25 @@ mod one_shot_epoll {
             if own.by_socket.len() <= slot {
                 own.by_socket.resize_with(slot + 1, || None);
             }
-            let generation = match own.by_socket[slot].take() {
-                // The same connection, back from its request: still in the set.
-                Some(Kept::Busy { serial, generation }) if serial == item.serial() => generation,
-                // Not in the set: a free slot, or the socket number of a connection this
-                // worker took and that has been closed since (its socket left the set then).
-                _ => {
-                    let generation = own.next_generation;
-                    own.next_generation = generation.wrapping_add(1);
-                    if let Err(e) = local.epoll.watch(socket, token(generation, slot)) {
-                        drop(own);
-                        eprintln!("isapi-host: cannot watch a socket: {e}");
-                        return;
+            let generation =
+                match own.by_socket[slot].take() {
+                    // The same connection, back from its request: still in the set.
+                    Some(
+                        Kept::Busy { serial, generation } | Kept::Pending { serial, generation },
+                    ) if serial == item.serial() => generation,
+                    // Not in the set: a free slot, or the socket number of a connection this
+                    // worker took and that has been closed since (its socket left the set then).
+                    _ => {
+                        let generation = own.next_generation;
+                        own.next_generation = generation.wrapping_add(1);
+                        if let Err(e) = local.epoll.watch(socket, token(generation, slot)) {
+                            drop(own);
+                            eprintln!("isapi-host: cannot watch a socket: {e}");
+                            return;
+                        }
+                        generation
                     }
-                    generation
-                }
-            };
+                };
             own.by_socket[slot] = Some(Kept::Idle(Entry {
                 item,
                 deadline,
@@ -646,6 +737,13 @@ mod one_shot_epoll {
                 let (slot, generation) = ((token & 0xffff_ffff) as usize, (token >> 32) as u32);
                 match own.by_socket.get(slot) {
                     Some(Some(Kept::Idle(e))) if e.generation == generation => {}
+                    Some(Some(Kept::Pending { generation: g, .. })) if *g == generation => {
+                        // Its request is still elsewhere, or it was parked elsewhere since:
+                        // whoever has it watches it; it leaves this set.
+                        own.by_socket[slot] = None;
+                        local.epoll.remove(slot as RawSocket);
+                        continue;
+                    }
                     _ => continue, // moved to the shared set, or expired, meanwhile
                 }
                 let Some(Kept::Idle(entry)) = own.by_socket[slot].take() else {
@@ -741,7 +839,7 @@ mod one_shot_epoll {
 
         /// [`wait`](Poller::wait) for a worker without a set of its own (a spare, see
         /// workers.rs): queued work, or a ready item of the shared set. What it parks goes
-        /// to the shared set too ([`arm_here`](Poller::arm_here) on a thread that is no
+        /// to the shared set too ([`arm_with`](Poller::arm_with) with no
         /// worker of a set).
         fn wait_shared(&self) -> Work<T> {
             loop {
@@ -862,7 +960,7 @@ mod one_shot_epoll {
                 let poller = Poller::new(1).unwrap();
                 poller.enter(0);
                 let mut a_client = connect(&listener);
-                poller.arm_here(accept(&listener, 1), soon());
+                poller.arm_with(poller.worker(), accept(&listener, 1), soon());
                 a_client.write_all(b"a").unwrap();
                 let a = next_ready(&poller).expect("A is ready");
                 let number = a.socket();
@@ -872,13 +970,125 @@ mod one_shot_epoll {
                 if c.socket() != number {
                     continue;
                 }
-                poller.arm_here(c, soon());
+                poller.arm_with(poller.worker(), c, soon());
                 c_client.write_all(b"c").unwrap();
                 let c = next_ready(&poller).expect("C is watched");
                 assert_eq!(c.serial, 2);
                 return;
             }
             panic!("no new connection got the closed one's socket number in 20 tries");
+        }
+
+        /// Worker 0 takes a connection from its set and leaves its request to another
+        /// thread (PENDING); the request ends on a thread that is no worker. The connection
+        /// must come back to worker 0's set, where its socket still is (no second set, no
+        /// shared set: that one wakes every waiting worker), and be served there.
+        #[test]
+        fn a_held_connection_comes_back_to_its_worker() {
+            let poller = Poller::new(2).unwrap();
+            poller.enter(0);
+            let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+            let mut client = connect(&listener);
+            poller.arm_with(poller.worker(), accept(&listener, 1), soon());
+            client.write_all(b"a").unwrap();
+            let mut item = next_ready(&poller).expect("ready");
+            let mut byte = [0u8; 1];
+            item.stream.read_exact(&mut byte).unwrap();
+            let socket = item.socket();
+            assert_eq!(poller.hold(socket), Some(0));
+            std::thread::scope(|s| {
+                s.spawn(|| {
+                    let home = poller.take_back(Some(0), socket, 1);
+                    assert_eq!(home, Some(0), "parked with the worker that held it");
+                    poller.arm_with(home, item, soon());
+                });
+            });
+            assert!(lock(&poller.slab).slots.iter().all(Option::is_none));
+            assert!(
+                poller.take_shared().is_none(),
+                "nothing went to the shared set"
+            );
+            client.write_all(b"b").unwrap();
+            let back = next_ready(&poller).expect("served by worker 0 again");
+            assert_eq!(back.serial, 1);
+        }
+
+        /// The same request ends on worker 1 (the combining handler's runner): the
+        /// connection is parked with worker 1 and leaves worker 0's set, so that only
+        /// worker 1 hears of its next request.
+        #[test]
+        fn a_held_connection_taken_back_by_another_worker_leaves_the_first_set() {
+            let poller = Poller::new(2).unwrap();
+            poller.enter(0);
+            let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+            let mut client = connect(&listener);
+            poller.arm_with(poller.worker(), accept(&listener, 1), soon());
+            client.write_all(b"a").unwrap();
+            let mut item = next_ready(&poller).expect("ready");
+            let mut byte = [0u8; 1];
+            item.stream.read_exact(&mut byte).unwrap();
+            let socket = item.socket();
+            poller.hold(socket);
+            // Kept open (unread) until worker 0's set has been looked at.
+            let _back = std::thread::scope(|s| {
+                s.spawn(|| {
+                    poller.enter(1);
+                    let home = poller.take_back(Some(0), socket, 1);
+                    assert_eq!(home, Some(1), "parked with the worker that ended it");
+                    poller.arm_with(home, item, soon());
+                    client.write_all(b"b").unwrap();
+                    let back = next_ready(&poller).expect("served by worker 1");
+                    assert_eq!(back.serial, 1);
+                    back
+                })
+                .join()
+                .unwrap()
+            });
+            let mut tokens = [0u64; 8];
+            let n = poller.locals[0].epoll.wait_many(&mut tokens, 50).unwrap();
+            assert_eq!(n, 0, "worker 0's set still reports it: {:?}", &tokens[..n]);
+        }
+
+        /// While its request is elsewhere, the client of a held connection sends more (or
+        /// closes): worker 0's set reports it. It must not be handed out (its request is
+        /// not over), it leaves the set (a level-triggered report would come back at every
+        /// wait), and when the request ends the connection is watched again and served.
+        #[test]
+        fn a_held_connection_that_speaks_early_leaves_the_set_until_its_request_ends() {
+            let poller = Poller::new(1).unwrap();
+            poller.enter(0);
+            let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+            let mut client = connect(&listener);
+            poller.arm_with(poller.worker(), accept(&listener, 1), soon());
+            client.write_all(b"a").unwrap();
+            let mut item = next_ready(&poller).expect("ready");
+            let mut byte = [0u8; 1];
+            item.stream.read_exact(&mut byte).unwrap();
+            let socket = item.socket();
+            poller.hold(socket);
+            client.write_all(b"b").unwrap();
+            let local = &poller.locals[0];
+            let mut tokens = [0u64; 8];
+            let n = local.epoll.wait_many(&mut tokens, 1000).unwrap();
+            assert_eq!(n, 1, "the early input is reported");
+            lock(&local.own).ready.push_back(tokens[0]);
+            assert!(
+                Poller::take_own(local).is_none(),
+                "a connection whose request is elsewhere is handed out"
+            );
+            assert_eq!(
+                local.epoll.wait_many(&mut tokens, 50).unwrap(),
+                0,
+                "it is still in the set"
+            );
+            std::thread::scope(|s| {
+                s.spawn(|| {
+                    let home = poller.take_back(Some(0), socket, 1);
+                    poller.arm_with(home, item, soon());
+                });
+            });
+            let back = next_ready(&poller).expect("watched again, with its input");
+            assert_eq!(back.serial, 1);
         }
 
         /// One wait finds A and B ready; the worker takes A, the rescuer moves B to the
@@ -894,7 +1104,7 @@ mod one_shot_epoll {
             let mut clients = Vec::new();
             for serial in 1..=2 {
                 clients.push(connect(&listener));
-                poller.arm_here(accept(&listener, serial), soon());
+                poller.arm_with(poller.worker(), accept(&listener, serial), soon());
             }
             for client in &mut clients {
                 client.write_all(b"x").unwrap();
@@ -914,8 +1124,8 @@ mod one_shot_epoll {
             other.stream.read_exact(&mut byte).unwrap();
             first.stream.read_exact(&mut byte).unwrap();
             let first_serial = first.serial;
-            poller.arm_here(other, soon());
-            poller.arm_here(first, soon());
+            poller.arm_with(poller.worker(), other, soon());
+            poller.arm_with(poller.worker(), first, soon());
             clients[first_serial as usize - 1].write_all(b"y").unwrap();
             let next = next_ready(&poller).expect("a ready connection");
             assert_eq!(
