@@ -69,7 +69,9 @@ struct Shared<J> {
     state: Mutex<State<J>>,
     /// Signalled when a job is queued or the pool starts stopping.
     work: Condvar,
-    /// Signalled when a worker finishes a job or exits.
+    /// Signalled when a worker exits, and when it finishes a job while the pool shuts down
+    /// (only [`ThreadPool::shutdown`] waits for it: a signal nobody waits for is still a
+    /// system call, one per job).
     progress: Condvar,
 }
 
@@ -369,7 +371,9 @@ fn worker_loop<J, F: Fn(J)>(shared: &Shared<J>, run: &F) {
             if state.active == Some(my_token) {
                 state.progress += 1;
             }
-            shared.progress.notify_all();
+            if !state.accepting {
+                shared.progress.notify_all();
+            }
             continue;
         }
         if active {
