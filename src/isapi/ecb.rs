@@ -102,6 +102,12 @@ impl Ecb {
         self.text(self.block().lpszPathInfo)
     }
 
+    /// PATH_TRANSLATED: PATH_INFO mapped to a physical path, as IIS computed it (the same
+    /// value as the server variable, which IIS fills this field from).
+    pub fn path_translated(&self) -> &[u8] {
+        self.text(self.block().lpszPathTranslated)
+    }
+
     /// CONTENT_TYPE of the request body.
     pub fn content_type(&self) -> &[u8] {
         self.text(self.block().lpszContentType)

@@ -491,6 +491,7 @@ impl Prepared {
             text("QUERY_STRING"),
             text("PATH_INFO"),
             text("CONTENT_TYPE"),
+            text("PATH_TRANSLATED"),
         ];
         let preread = request.preread.min(request.body.len());
         let mut prepared = Prepared {
@@ -519,7 +520,7 @@ impl Prepared {
             lpszMethod: self.strings[0].as_ptr() as *mut c_char,
             lpszQueryString: self.strings[1].as_ptr() as *mut c_char,
             lpszPathInfo: self.strings[2].as_ptr() as *mut c_char,
-            lpszPathTranslated: self.strings[2].as_ptr() as *mut c_char,
+            lpszPathTranslated: self.strings[4].as_ptr() as *mut c_char,
             cbTotalBytes: if unknown_length {
                 u32::MAX
             } else {
