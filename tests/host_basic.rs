@@ -221,7 +221,7 @@ fn a_request_ended_on_another_thread_wakes_only_the_worker_that_took_it() {
     ask(requests);
     let per_request = (workers(host.pid()) - before) as f64 / requests as f64;
     assert!(
-        per_request < 2.5,
+        per_request < 3.0,
         "the host's workers switched {per_request:.2} times per request (1.3 measured; 3.9 when all of them woke)"
     );
     stop_clean(host);
@@ -300,7 +300,8 @@ fn an_idle_host_leaves_the_rescuer_and_the_log_writer_asleep() {
     let _ = std::fs::remove_file(&log);
 }
 
-/// The context switches so far of the host's thread named `name` (Linux's /proc).
+/// The times the host's thread named `name` has waited so far (its voluntary context
+/// switches, Linux's /proc: a wake-up each; preemptions by a busy machine are not counted).
 #[cfg(target_os = "linux")]
 fn thread_switches(pid: u32, thread: &str) -> u64 {
     for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
@@ -310,7 +311,7 @@ fn thread_switches(pid: u32, thread: &str) -> u64 {
             let status = std::fs::read_to_string(dir.join("status")).unwrap();
             return status
                 .lines()
-                .filter(|line| line.contains("ctxt_switches"))
+                .filter(|line| line.starts_with("voluntary_ctxt_switches"))
                 .filter_map(|line| line.split_whitespace().last()?.parse::<u64>().ok())
                 .sum();
         }

@@ -654,7 +654,7 @@ fn after_return(host: &'static Host, exchange: &Arc<Exchange>, status: u32) -> N
     if status == HSE_STATUS_PENDING {
         if !state.done_with_session {
             if let Some(conn) = state.conn.as_mut() {
-                conn.pending_on = host.poller.hold(conn.socket());
+                conn.pending_on = host.poller.hold(conn.socket(), conn.serial());
             }
             return Next::Elsewhere;
         }
@@ -746,7 +746,12 @@ pub fn finish(host: &'static Host, exchange: &Arc<Exchange>, state: &mut State) 
             if keep { "kept alive" } else { "closed" }
         )
     });
-    let conn = conn?;
+    let mut conn = conn?;
+    if !keep || stopping || draining.is_some() {
+        // Not parked for its next request: a worker that held its socket lets it go.
+        let held = conn.pending_on.take();
+        host.poller.release(held, conn.socket(), conn.serial());
+    }
     if !keep || stopping {
         host.close(conn);
         None

@@ -189,21 +189,23 @@ impl Host {
         }
     }
 
-    /// Takes back a connection whose request ended on a thread that is not a host worker
-    /// (DONE_WITH_SESSION from the extension's own thread, or from another host worker).
-    /// With nothing buffered (the usual case) it only has to wait for its next request.
-    /// On a host worker it is parked with that worker, which is likely to run the next
-    /// one too (the combining handler's runner). On the extension's own thread it is
-    /// parked with the worker that took this request, whose set still has its socket
-    /// ([`Poller::hold`]): no system call, no wake-up now, and that worker alone wakes for
-    /// the next request (the shared set would wake every waiting worker). A pipelined
-    /// request already read is handed to a host worker.
+    /// Takes back a connection whose request ended after HttpExtensionProc returned
+    /// HSE_STATUS_PENDING (DONE_WITH_SESSION, on the extension's own thread or on a host
+    /// worker). With nothing buffered (the usual case) it only has to wait for its next
+    /// request. On a host worker it is parked with that worker, which is likely to run the
+    /// next one too (the combining handler's runner). Elsewhere it is parked with the
+    /// worker that took this request ([`Poller::take_back`]), whose set still has its
+    /// socket if the request came from there ([`Poller::hold`]): no system call, no
+    /// wake-up now, and that worker alone wakes for the next request (the shared set would
+    /// wake every waiting worker). A pipelined request already read is handed to a host
+    /// worker.
     pub fn resume_elsewhere(&self, mut conn: Conn) {
+        let held = conn.pending_on.take();
         if conn.input.is_empty() {
-            let held = conn.pending_on.take();
             let worker = self.poller.take_back(held, conn.socket(), conn.serial());
             self.park_with(worker, conn);
         } else {
+            self.poller.release(held, conn.socket(), conn.serial());
             self.poller
                 .submit(Work::Ready((self.next_request)(conn, false)));
         }

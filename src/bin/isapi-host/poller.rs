@@ -3,7 +3,7 @@
 //! IIS serves requests on a pool of threads where any free thread takes any ready request;
 //! a thread is never tied to a connection. The [`Poller`] gives the host the same shape
 //! without a thread per connection and without a separate I/O thread. Two implementations
-//! share one interface (`arm`, `arm_with`, `worker`, `submit`, `expire_all`, `wait`, and `enter`
+//! share one interface (`arm`, `arm_with`, `worker`, `hold`, `release`, `take_back`, `submit`, `expire_all`, `wait`, and `enter`
 //! and `rescue` for the worker and rescuer threads):
 //!
 //! * Linux: a shared one-shot epoll set plus one set per worker.
@@ -110,7 +110,7 @@ fn wake_socket() -> std::io::Result<std::net::UdpSocket> {
 #[cfg(not(target_os = "linux"))]
 mod leader_follower {
     use super::{Watched, Work, lock};
-    use crate::os::{self, PollFd};
+    use crate::os::{self, PollFd, RawSocket};
     use std::collections::VecDeque;
     use std::io;
     use std::net::UdpSocket;
@@ -186,9 +186,12 @@ mod leader_follower {
         }
 
         /// Nothing to keep: a connection is watched only while it is armed. None.
-        pub fn hold(&self, _socket: RawSocket) -> Option<usize> {
+        pub fn hold(&self, _socket: RawSocket, _serial: u64) -> Option<usize> {
             None
         }
+
+        /// Nothing was kept.
+        pub fn release(&self, _held: Option<usize>, _socket: RawSocket, _serial: u64) {}
 
         /// None: every item is shared here.
         pub fn take_back(
@@ -349,9 +352,10 @@ mod one_shot_epoll {
         Busy { serial: u64, generation: u32 },
         /// Connection `serial`, whose request the worker left to another thread
         /// (HSE_STATUS_PENDING, [`Poller::hold`]): its socket stays in the set, so that the
-        /// request's end parks it here again without a system call. If the set reports it
-        /// meanwhile (the client sent more, or closed), or it is parked elsewhere, it
-        /// leaves the set at that report.
+        /// request's end parks it here again without a system call. It leaves the set when
+        /// the request ends otherwise ([`Poller::release`]: parked with another worker,
+        /// closed, draining, pipelined), or when the set reports it meanwhile (the client
+        /// sent more early, or closed).
         Pending { serial: u64, generation: u32 },
     }
 
@@ -519,26 +523,49 @@ mod one_shot_epoll {
             WORKER.with(|w| w.get())
         }
 
-        /// Keeps the calling worker's connection at `socket`, whose request now goes on on
-        /// another thread, in the worker's set (see [`Kept::Pending`]); returns the
-        /// worker's number, for [`arm_with`](Poller::arm_with) when the request ends. None
-        /// on a thread that is no worker with a set.
-        pub fn hold(&self, socket: RawSocket) -> Option<usize> {
+        /// Keeps the calling worker's connection `serial` at `socket`, whose request now
+        /// goes on on another thread, in the worker's set if the worker took it from there
+        /// (see [`Kept::Pending`]); returns the worker's number, for
+        /// [`take_back`](Poller::take_back) when the request ends. None on a thread that is
+        /// no worker with a set.
+        pub fn hold(&self, socket: RawSocket, serial: u64) -> Option<usize> {
             let index = self.worker()?;
             let mut own = lock(&self.locals[index].own);
             if let Some(slot) = own.by_socket.get_mut(socket as usize)
-                && let Some(Kept::Busy { serial, generation }) = *slot
+                && let Some(Kept::Busy {
+                    serial: s,
+                    generation,
+                }) = *slot
+                && s == serial
             {
                 *slot = Some(Kept::Pending { serial, generation });
             }
             Some(index)
         }
 
+        /// Takes connection `serial` at `socket` out of the set of the worker `held` that
+        /// keeps it ([`hold`](Poller::hold)), if it does: its request ended and it is not
+        /// parked there (closed, draining, pipelined input, another worker's).
+        pub fn release(&self, held: Option<usize>, socket: RawSocket, serial: u64) {
+            let Some(held) = held else { return };
+            let local = &self.locals[held];
+            let mut own = lock(&local.own);
+            if let Some(slot) = own.by_socket.get_mut(socket as usize)
+                && matches!(slot, Some(Kept::Pending { serial: s, .. }) if *s == serial)
+            {
+                *slot = None;
+                local.epoll.remove(socket);
+            }
+        }
+
         /// Where to park a connection that worker `held` keeps ([`hold`](Poller::hold))
-        /// when its request ends on the calling thread: with the calling worker if it is a
-        /// worker with a set (the thread that ran the request serves what comes next, as
-        /// if the request had come to it; the socket first leaves `held`'s set if that is
-        /// another worker's), else with `held`. For [`arm_with`](Poller::arm_with).
+        /// when its request ends on the calling thread, for [`arm_with`](Poller::arm_with):
+        /// * with the calling worker, if it is a worker with a set: the thread that ran the
+        ///   request serves what comes next, as if the request had come to it (the socket
+        ///   first leaves `held`'s set if that is another worker's);
+        /// * else with `held`, unless `held` has been busy for [`RESCUE_AFTER`] (inside a
+        ///   slow call): then in the shared set, where a free worker takes the next request
+        ///   at once, as the rescuer would have moved it.
         pub fn take_back(
             &self,
             held: Option<usize>,
@@ -546,17 +573,13 @@ mod one_shot_epoll {
             serial: u64,
         ) -> Option<usize> {
             let here = self.worker();
-            if let (Some(held), Some(here)) = (held, here)
-                && held != here
-            {
-                let local = &self.locals[held];
-                let mut own = lock(&local.own);
-                if let Some(slot) = own.by_socket.get_mut(socket as usize)
-                    && matches!(slot, Some(Kept::Pending { serial: s, .. }) if *s == serial)
-                {
-                    *slot = None;
-                    local.epoll.remove(socket);
-                }
+            let stuck = held.is_some_and(|held| {
+                let since = self.locals[held].busy_since.load(Ordering::SeqCst);
+                since != 0 && self.millis().saturating_sub(since) >= RESCUE_AFTER.as_millis() as u64
+            });
+            if (here.is_some() && here != held) || (here.is_none() && stuck) {
+                self.release(held, socket, serial);
+                return here;
             }
             here.or(held)
         }
@@ -995,7 +1018,11 @@ mod one_shot_epoll {
             let mut byte = [0u8; 1];
             item.stream.read_exact(&mut byte).unwrap();
             let socket = item.socket();
-            assert_eq!(poller.hold(socket), Some(0));
+            assert_eq!(poller.hold(socket, 1), Some(0));
+            // Worker 0 is back in its wait (as after returning PENDING), not stuck.
+            poller.locals[0]
+                .busy_since
+                .store(0, std::sync::atomic::Ordering::SeqCst);
             std::thread::scope(|s| {
                 s.spawn(|| {
                     let home = poller.take_back(Some(0), socket, 1);
@@ -1028,7 +1055,7 @@ mod one_shot_epoll {
             let mut byte = [0u8; 1];
             item.stream.read_exact(&mut byte).unwrap();
             let socket = item.socket();
-            poller.hold(socket);
+            poller.hold(socket, 1);
             // Kept open (unread) until worker 0's set has been looked at.
             let _back = std::thread::scope(|s| {
                 s.spawn(|| {
@@ -1049,6 +1076,67 @@ mod one_shot_epoll {
             assert_eq!(n, 0, "worker 0's set still reports it: {:?}", &tokens[..n]);
         }
 
+        /// A held connection whose request ends without coming back for its next request
+        /// (closed, draining in the shared set, pipelined input handed to any worker) is
+        /// released: it leaves the set of the worker that held it, which would otherwise
+        /// wake for it once more.
+        #[test]
+        fn a_released_connection_leaves_the_set_of_the_worker_that_held_it() {
+            let poller = Poller::new(1).unwrap();
+            poller.enter(0);
+            let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+            let mut client = connect(&listener);
+            poller.arm_with(poller.worker(), accept(&listener, 1), soon());
+            client.write_all(b"a").unwrap();
+            let item = next_ready(&poller).expect("ready");
+            let socket = item.socket();
+            assert_eq!(poller.hold(socket, 1), Some(0));
+            std::thread::scope(|s| {
+                s.spawn(|| poller.release(Some(0), socket, 1));
+            });
+            let mut tokens = [0u64; 8];
+            let n = poller.locals[0].epoll.wait_many(&mut tokens, 50).unwrap();
+            assert_eq!(n, 0, "the unread input is still reported to worker 0");
+            drop(item);
+        }
+
+        /// A held connection whose worker is stuck in a slow call when the request ends on
+        /// another thread goes to the shared set, where a free worker takes its next request
+        /// at once (parked with the stuck worker, it would wait for the rescuer).
+        #[test]
+        fn a_held_connection_of_a_stuck_worker_goes_to_the_shared_set() {
+            let poller = Poller::new(2).unwrap();
+            poller.enter(0);
+            let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+            let mut client = connect(&listener);
+            poller.arm_with(poller.worker(), accept(&listener, 1), soon());
+            client.write_all(b"a").unwrap();
+            let mut item = next_ready(&poller).expect("ready");
+            let mut byte = [0u8; 1];
+            item.stream.read_exact(&mut byte).unwrap();
+            let socket = item.socket();
+            poller.hold(socket, 1);
+            // Worker 0 took work 50 ms ago and is still at it.
+            std::thread::sleep(Duration::from_millis(60));
+            let since = poller.millis() - 50;
+            poller.locals[0]
+                .busy_since
+                .store(since, std::sync::atomic::Ordering::SeqCst);
+            std::thread::scope(|s| {
+                s.spawn(|| {
+                    let home = poller.take_back(Some(0), socket, 1);
+                    assert_eq!(home, None, "parked with a worker stuck for 50 ms");
+                    poller.arm_with(home, item, soon());
+                });
+            });
+            client.write_all(b"b").unwrap();
+            std::thread::sleep(Duration::from_millis(50));
+            let Some(Work::Ready(back)) = poller.take_shared() else {
+                panic!("the next request is not in the shared set");
+            };
+            assert_eq!(back.serial, 1);
+        }
+
         /// While its request is elsewhere, the client of a held connection sends more (or
         /// closes): worker 0's set reports it. It must not be handed out (its request is
         /// not over), it leaves the set (a level-triggered report would come back at every
@@ -1065,7 +1153,7 @@ mod one_shot_epoll {
             let mut byte = [0u8; 1];
             item.stream.read_exact(&mut byte).unwrap();
             let socket = item.socket();
-            poller.hold(socket);
+            poller.hold(socket, 1);
             client.write_all(b"b").unwrap();
             let local = &poller.locals[0];
             let mut tokens = [0u64; 8];
@@ -1081,6 +1169,9 @@ mod one_shot_epoll {
                 0,
                 "it is still in the set"
             );
+            poller.locals[0]
+                .busy_since
+                .store(0, std::sync::atomic::Ordering::SeqCst);
             std::thread::scope(|s| {
                 s.spawn(|| {
                     let home = poller.take_back(Some(0), socket, 1);
