@@ -160,6 +160,8 @@ fi
 
 log "building (release): the library, isapi-host, the test extension"
 cargo build --release --quiet --lib --bin isapi-host --example test_extension
+# What was built, said now: the sources may change while the benchmark runs.
+built="src at $(git -C "$root" log -1 --format=%h -- src Cargo.toml Cargo.lock build.rs)$(git -C "$root" diff --quiet HEAD -- src Cargo.toml Cargo.lock build.rs || echo ' (with uncommitted changes)')"
 
 # --- one server ----------------------------------------------------------------------------
 # app_dir / app_target / app_path APP
@@ -345,7 +347,9 @@ printf 'round\tapp\tlabel\tkind\trps64\tp50_64\tp99_64\trps1\tp50_1\tp99_1\trss\
 notes="$data/notes.txt"; : > "$notes"
 host_msgs="$data/host-messages.tsv"; : > "$host_msgs"
 # The lines our host and extension print on every clean start and stop.
-host_routine='^isapi_wsgi: (configuration |serving |handler = threadpool: |unloading$|stopping the threadpool: 0 request\(s\) running, 0 queued)'
+# The library's lines start with the process id in brackets.
+host_routine='^(\[[0-9]+\] )?isapi_wsgi: (configuration |serving |handler = (threadpool|combining): |unloading$|stopping the threadpool: 0 request\(s\) running, 0 queued|no \[python\] home or library: |Python.s logging: the application set up no handler)'
+host_routine+='|^isapi-host: stopping: 0 request\(s\) cut off: 0 still in the extension when the wait ended, 0 still arriving'
 host_routine+='|^isapi-host: (serving |stopping: no new connections|TerminateExtension\(HSE_TERM_MUST_UNLOAD\) returned TRUE|stopped; 0 contract violation\(s\)$)'
 host_routine+='|^test extension: TerminateExtension'
 
@@ -430,7 +434,7 @@ left="$(ps -eo pgid=,pid=,args= | awk -v gs=" ${ever[*]} " 'index(gs, " " $1 " "
 # --- the report ---------------------------------------------------------------------------
 ver() { "$py" -c 'import importlib.metadata as m, sys; print(m.version(sys.argv[1]))' "$1" 2>/dev/null || echo "not installed"; }
 {
-  echo "isapi-wsgi	src at $(git -C "$root" log -1 --format=%h -- src Cargo.toml Cargo.lock build.rs)$(git -C "$root" diff --quiet HEAD -- src Cargo.toml Cargo.lock build.rs || echo ' (with uncommitted changes)') ($(grep -m1 '^version' Cargo.toml | cut -d'"' -f2)), $(rustc -V)"
+  echo "isapi-wsgi	$built ($(grep -m1 '^version' Cargo.toml | cut -d'"' -f2)), $(rustc -V)"
   echo "Python	$("$py" -c 'import sys, platform; print(platform.python_implementation(), sys.version.split()[0])')"
   echo "granian	$(ver granian)"
   echo "bjoern	$bjoern_how"
