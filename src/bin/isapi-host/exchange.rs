@@ -747,15 +747,13 @@ pub fn finish(host: &'static Host, exchange: &Arc<Exchange>, state: &mut State) 
         )
     });
     let mut conn = conn?;
-    if !keep || stopping || draining.is_some() {
-        // Not parked for its next request: a worker that held its socket lets it go.
-        let held = conn.pending_on.take();
-        host.poller.release(held, conn.socket(), conn.serial());
-    }
     if !keep || stopping {
         host.close(conn);
         None
     } else if let Some((body, left)) = draining {
+        // Not parked for its next request: a worker that held its socket lets it go.
+        host.poller
+            .release(conn.pending_on.take(), conn.socket(), conn.serial());
         let deadline = conn.wait_deadline();
         host.poller
             .arm(Box::new(Draining { conn, body, left }), deadline);

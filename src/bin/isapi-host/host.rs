@@ -163,6 +163,7 @@ impl Host {
         if self.stopping() {
             return self.close(conn);
         }
+        conn.pending_on = None;
         let deadline = self.head_deadline(&mut conn);
         self.poller
             .arm_with(worker, (self.next_request)(conn, true), deadline);
@@ -200,11 +201,13 @@ impl Host {
     /// wake every waiting worker). A pipelined request already read is handed to a host
     /// worker.
     pub fn resume_elsewhere(&self, mut conn: Conn) {
-        let held = conn.pending_on.take();
         if conn.input.is_empty() {
-            let worker = self.poller.take_back(held, conn.socket(), conn.serial());
+            let worker = self
+                .poller
+                .take_back(conn.pending_on, conn.socket(), conn.serial());
             self.park_with(worker, conn);
         } else {
+            let held = conn.pending_on.take();
             self.poller.release(held, conn.socket(), conn.serial());
             self.poller
                 .submit(Work::Ready((self.next_request)(conn, false)));
@@ -222,6 +225,9 @@ impl Host {
     /// bounded in time and bytes ([`LINGER_TIME`], [`LINGER_BYTES`]), until the client
     /// closes too.
     pub fn close(&self, mut conn: Conn) {
+        // A worker that held its socket while its request ran elsewhere lets it go.
+        self.poller
+            .release(conn.pending_on.take(), conn.socket(), conn.serial());
         if !conn.begin_close() {
             return;
         }

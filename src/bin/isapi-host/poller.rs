@@ -31,12 +31,15 @@
 //!   - A socket whose request the worker left to another thread (HSE_STATUS_PENDING) stays
 //!     in its set, held ([`Poller::hold`]): when the request ends on a thread that is not a
 //!     worker (the threadpool's), the connection is parked with this worker again without
-//!     a system call, and only this worker wakes for its next request. (Parked in the
-//!     shared set instead, it woke every waiting worker: a nested set wakes all who wait
-//!     on it, and the threadpool handler's requests cost 3.9 worker switches each instead
-//!     of 1.3.) If the request ends on another worker (the combining handler's runner),
-//!     that worker takes it into its own set ([`Poller::take_back`]). A report for a held
-//!     socket (its client spoke early, or closed) takes it out of the set.
+//!     a system call, and only this worker wakes for its next request (unless the worker
+//!     is stuck in a slow call: then the shared set, see [`Poller::take_back`]). (Parked in
+//!     the shared set every time, it woke every waiting worker: a nested set wakes all who
+//!     wait on it, and the threadpool handler's requests cost 3.8-4.0 voluntary worker
+//!     switches each instead of 1.2-2.0.) If the request ends on another worker (the
+//!     combining handler's runner), that worker takes it into its own set; if the
+//!     connection closes, drains or has a pipelined request read already, it is released
+//!     ([`Poller::release`]). A report for a held socket (its client spoke early, or
+//!     closed) takes it out of the set.
 //!   - The rule for trusting a slot: a socket number is not a connection. Until the worker
 //!     next waits, the connection it took may be closed (its socket then leaves every
 //!     epoll set by itself) and the number given to a new connection, which this worker
