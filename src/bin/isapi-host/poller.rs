@@ -933,6 +933,7 @@ mod one_shot_epoll {
         use crate::poller::Watched;
         use std::io::{Read, Write};
         use std::net::{TcpListener, TcpStream};
+        use std::sync::atomic::Ordering;
         use std::time::{Duration, Instant};
 
         /// The server end of a real loopback connection, numbered as the host numbers its
@@ -1005,13 +1006,11 @@ mod one_shot_epoll {
             panic!("no new connection got the closed one's socket number in 20 tries");
         }
 
-        /// Worker 0 takes a connection from its set and leaves its request to another
-        /// thread (PENDING); the request ends on a thread that is no worker. The connection
-        /// must come back to worker 0's set, where its socket still is (no second set, no
-        /// shared set: that one wakes every waiting worker), and be served there.
-        #[test]
-        fn a_held_connection_comes_back_to_its_worker() {
-            let poller = Poller::new(2).unwrap();
+        /// Worker 0 (the calling thread) of a poller for `workers` workers takes the first
+        /// request of connection 1 from its own set, reads it, and leaves the request to
+        /// another thread (HSE_STATUS_PENDING): the socket is held. Also the client's end.
+        fn held_request(workers: usize) -> (Poller<Item>, TcpStream, Item) {
+            let poller = Poller::new(workers).unwrap();
             poller.enter(0);
             let listener = TcpListener::bind("127.0.0.1:0").unwrap();
             let mut client = connect(&listener);
@@ -1020,12 +1019,25 @@ mod one_shot_epoll {
             let mut item = next_ready(&poller).expect("ready");
             let mut byte = [0u8; 1];
             item.stream.read_exact(&mut byte).unwrap();
+            assert_eq!(poller.hold(item.socket(), 1), Some(0));
+            (poller, client, item)
+        }
+
+        /// How many reports worker 0's own set has within 50 ms.
+        fn reports_to_worker_0(poller: &Poller<Item>) -> usize {
+            let mut tokens = [0u64; 8];
+            poller.locals[0].epoll.wait_many(&mut tokens, 50).unwrap()
+        }
+
+        /// The request ends on a thread that is no worker. The connection must come back to
+        /// worker 0's set, where its socket still is (no second set, no shared set: that one
+        /// wakes every waiting worker), and be served there.
+        #[test]
+        fn a_held_connection_comes_back_to_its_worker() {
+            let (poller, mut client, item) = held_request(2);
             let socket = item.socket();
-            assert_eq!(poller.hold(socket, 1), Some(0));
             // Worker 0 is back in its wait (as after returning PENDING), not stuck.
-            poller.locals[0]
-                .busy_since
-                .store(0, std::sync::atomic::Ordering::SeqCst);
+            poller.locals[0].busy_since.store(0, Ordering::SeqCst);
             std::thread::scope(|s| {
                 s.spawn(|| {
                     let home = poller.take_back(Some(0), socket, 1);
@@ -1043,22 +1055,13 @@ mod one_shot_epoll {
             assert_eq!(back.serial, 1);
         }
 
-        /// The same request ends on worker 1 (the combining handler's runner): the
-        /// connection is parked with worker 1 and leaves worker 0's set, so that only
-        /// worker 1 hears of its next request.
+        /// The request ends on worker 1 (the combining handler's runner): the connection is
+        /// parked with worker 1 and leaves worker 0's set, so that only worker 1 hears of
+        /// its next request.
         #[test]
         fn a_held_connection_taken_back_by_another_worker_leaves_the_first_set() {
-            let poller = Poller::new(2).unwrap();
-            poller.enter(0);
-            let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-            let mut client = connect(&listener);
-            poller.arm_with(poller.worker(), accept(&listener, 1), soon());
-            client.write_all(b"a").unwrap();
-            let mut item = next_ready(&poller).expect("ready");
-            let mut byte = [0u8; 1];
-            item.stream.read_exact(&mut byte).unwrap();
+            let (poller, mut client, item) = held_request(2);
             let socket = item.socket();
-            poller.hold(socket, 1);
             // Kept open (unread) until worker 0's set has been looked at.
             let _back = std::thread::scope(|s| {
                 s.spawn(|| {
@@ -1074,9 +1077,11 @@ mod one_shot_epoll {
                 .join()
                 .unwrap()
             });
-            let mut tokens = [0u64; 8];
-            let n = poller.locals[0].epoll.wait_many(&mut tokens, 50).unwrap();
-            assert_eq!(n, 0, "worker 0's set still reports it: {:?}", &tokens[..n]);
+            assert_eq!(
+                reports_to_worker_0(&poller),
+                0,
+                "worker 0's set still reports it"
+            );
         }
 
         /// A held connection whose request ends without coming back for its next request
@@ -1085,21 +1090,17 @@ mod one_shot_epoll {
         /// wake for it once more.
         #[test]
         fn a_released_connection_leaves_the_set_of_the_worker_that_held_it() {
-            let poller = Poller::new(1).unwrap();
-            poller.enter(0);
-            let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-            let mut client = connect(&listener);
-            poller.arm_with(poller.worker(), accept(&listener, 1), soon());
-            client.write_all(b"a").unwrap();
-            let item = next_ready(&poller).expect("ready");
+            let (poller, mut client, item) = held_request(1);
             let socket = item.socket();
-            assert_eq!(poller.hold(socket, 1), Some(0));
             std::thread::scope(|s| {
                 s.spawn(|| poller.release(Some(0), socket, 1));
             });
-            let mut tokens = [0u64; 8];
-            let n = poller.locals[0].epoll.wait_many(&mut tokens, 50).unwrap();
-            assert_eq!(n, 0, "the unread input is still reported to worker 0");
+            client.write_all(b"b").unwrap();
+            assert_eq!(
+                reports_to_worker_0(&poller),
+                0,
+                "the unread input is still reported to worker 0"
+            );
             drop(item);
         }
 
@@ -1108,23 +1109,12 @@ mod one_shot_epoll {
         /// at once (parked with the stuck worker, it would wait for the rescuer).
         #[test]
         fn a_held_connection_of_a_stuck_worker_goes_to_the_shared_set() {
-            let poller = Poller::new(2).unwrap();
-            poller.enter(0);
-            let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-            let mut client = connect(&listener);
-            poller.arm_with(poller.worker(), accept(&listener, 1), soon());
-            client.write_all(b"a").unwrap();
-            let mut item = next_ready(&poller).expect("ready");
-            let mut byte = [0u8; 1];
-            item.stream.read_exact(&mut byte).unwrap();
+            let (poller, mut client, item) = held_request(2);
             let socket = item.socket();
-            poller.hold(socket, 1);
             // Worker 0 took work 50 ms ago and is still at it.
             std::thread::sleep(Duration::from_millis(60));
             let since = poller.millis() - 50;
-            poller.locals[0]
-                .busy_since
-                .store(since, std::sync::atomic::Ordering::SeqCst);
+            poller.locals[0].busy_since.store(since, Ordering::SeqCst);
             std::thread::scope(|s| {
                 s.spawn(|| {
                     let home = poller.take_back(Some(0), socket, 1);
@@ -1146,17 +1136,8 @@ mod one_shot_epoll {
         /// wait), and when the request ends the connection is watched again and served.
         #[test]
         fn a_held_connection_that_speaks_early_leaves_the_set_until_its_request_ends() {
-            let poller = Poller::new(1).unwrap();
-            poller.enter(0);
-            let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-            let mut client = connect(&listener);
-            poller.arm_with(poller.worker(), accept(&listener, 1), soon());
-            client.write_all(b"a").unwrap();
-            let mut item = next_ready(&poller).expect("ready");
-            let mut byte = [0u8; 1];
-            item.stream.read_exact(&mut byte).unwrap();
+            let (poller, mut client, item) = held_request(1);
             let socket = item.socket();
-            poller.hold(socket, 1);
             client.write_all(b"b").unwrap();
             let local = &poller.locals[0];
             let mut tokens = [0u64; 8];
@@ -1167,14 +1148,8 @@ mod one_shot_epoll {
                 Poller::take_own(local).is_none(),
                 "a connection whose request is elsewhere is handed out"
             );
-            assert_eq!(
-                local.epoll.wait_many(&mut tokens, 50).unwrap(),
-                0,
-                "it is still in the set"
-            );
-            poller.locals[0]
-                .busy_since
-                .store(0, std::sync::atomic::Ordering::SeqCst);
+            assert_eq!(reports_to_worker_0(&poller), 0, "it is still in the set");
+            local.busy_since.store(0, Ordering::SeqCst);
             std::thread::scope(|s| {
                 s.spawn(|| {
                     let home = poller.take_back(Some(0), socket, 1);
