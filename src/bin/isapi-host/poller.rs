@@ -884,11 +884,7 @@ mod one_shot_epoll {
                     continue;
                 }
                 match self.epoll.wait(SWEEP_EVERY.as_millis() as i32) {
-                    Ok(Some(WAKE)) => {
-                        let mut sink = [0u8; 64];
-                        while self.wake.recv(&mut sink).is_ok() {}
-                        let _ = self.epoll.arm(crate::os::raw_socket(&self.wake), WAKE);
-                    }
+                    Ok(Some(WAKE)) => self.rearm_wake(),
                     Ok(Some(token)) => {
                         if let Some(item) = self.take(token) {
                             return Work::Ready(item);
@@ -903,13 +899,19 @@ mod one_shot_epoll {
             }
         }
 
+        /// The wake-up socket reported readable: empties it and watches it again (it is
+        /// one-shot in the shared set, as everything there).
+        fn rearm_wake(&self) {
+            let mut sink = [0u8; 64];
+            while self.wake.recv(&mut sink).is_ok() {}
+            let _ = self.epoll.arm(crate::os::raw_socket(&self.wake), WAKE);
+        }
+
         /// One ready item of the shared set, without waiting.
         fn take_shared(&self) -> Option<Work<T>> {
             match self.epoll.wait(0) {
                 Ok(Some(WAKE)) => {
-                    let mut sink = [0u8; 64];
-                    while self.wake.recv(&mut sink).is_ok() {}
-                    let _ = self.epoll.arm(crate::os::raw_socket(&self.wake), WAKE);
+                    self.rearm_wake();
                     None
                 }
                 Ok(Some(token)) => self.take(token).map(Work::Ready),
