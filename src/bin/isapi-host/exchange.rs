@@ -751,9 +751,7 @@ pub fn finish(host: &'static Host, exchange: &Arc<Exchange>, state: &mut State) 
         host.close(conn);
         None
     } else if let Some((body, left)) = draining {
-        // Not parked for its next request: a worker that held its socket lets it go.
-        host.poller
-            .release(conn.pending_on.take(), conn.socket(), conn.serial());
+        host.release_hold(&mut conn);
         let deadline = conn.wait_deadline();
         host.poller
             .arm(Box::new(Draining { conn, body, left }), deadline);

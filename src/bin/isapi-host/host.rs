@@ -207,11 +207,17 @@ impl Host {
                 .take_back(conn.pending_on, conn.socket(), conn.serial());
             self.park_with(worker, conn);
         } else {
-            let held = conn.pending_on.take();
-            self.poller.release(held, conn.socket(), conn.serial());
+            self.release_hold(&mut conn);
             self.poller
                 .submit(Work::Ready((self.next_request)(conn, false)));
         }
+    }
+
+    /// A connection that is not parked for its next request (closed, draining, pipelined):
+    /// the worker that held its socket while its request ran elsewhere lets it go.
+    pub fn release_hold(&self, conn: &mut Conn) {
+        let held = conn.pending_on.take();
+        self.poller.release(held, conn.socket(), conn.serial());
     }
 
     /// Goes on with the next request of a connection on this thread (its request ended
@@ -225,9 +231,7 @@ impl Host {
     /// bounded in time and bytes ([`LINGER_TIME`], [`LINGER_BYTES`]), until the client
     /// closes too.
     pub fn close(&self, mut conn: Conn) {
-        // A worker that held its socket while its request ran elsewhere lets it go.
-        self.poller
-            .release(conn.pending_on.take(), conn.socket(), conn.serial());
+        self.release_hold(&mut conn);
         if !conn.begin_close() {
             return;
         }
