@@ -1593,10 +1593,12 @@ fn with_continue_on_read_an_answer_given_without_reading_never_asks_for_the_body
 }
 
 /// A response known whole goes out in one HSE_REQ_VECTOR_SEND (headers and body together)
-/// and the connection stays open for the next request; a streamed one still sends its
-/// headers with SEND_RESPONSE_HEADER_EX and its body with WriteClient. (The in-process
-/// tests' synthetic server has no VECTOR_SEND: the same responses go out in two calls
-/// there, the path for a server that refuses it.)
+/// and the connection stays open for the next request: a one-item list, or an iterable
+/// whose first piece is all of its Content-Length (Flask's and Django's responses), which
+/// is not flushed either. A streamed one still sends its headers with
+/// SEND_RESPONSE_HEADER_EX and its body with WriteClient. (The in-process tests' synthetic
+/// server has no VECTOR_SEND: the same responses go out in two calls there, the path for a
+/// server that refuses it.)
 #[test]
 fn a_response_known_whole_is_one_server_call_and_keeps_the_connection() {
     // The demo app (a one-item list), not the validator-wrapped testapp, whose wrapped
@@ -1618,12 +1620,19 @@ fn a_response_known_whole_is_one_server_call_and_keeps_the_connection() {
         assert_eq!(r.header("Content-Length"), Some("13"));
     }
     let out = host.stop().stderr;
+    // testapp is wrapped in wsgiref's validator: its bodies are iterators, never lists.
     let host = testapp().start(&["--strict", "--trace"]);
     let mut client = Client::connect(host.addr);
     client.send(b"GET /stream HTTP/1.1\r\nHost: x\r\n\r\n");
     let r = client.response(false);
     assert_eq!(r.status, 200);
     assert_eq!(r.body, b"one,two,three");
+    // One piece of the declared length; then "123" of a declared 3 and "456789" after it.
+    for (path, body) in [("/hello", &b"Hello, World!"[..]), ("/raw/long", b"123")] {
+        client.send(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes());
+        let r = client.response(false);
+        assert_eq!((r.status, &r.body[..]), (200, body), "{path}");
+    }
     let streamed = host.stop().stderr;
     let calls = |out: &str, request: &str, what: &str| {
         out.lines()
@@ -1649,4 +1658,23 @@ fn a_response_known_whole_is_one_server_call_and_keeps_the_connection() {
         1,
         "{streamed}"
     );
+    for request in ["2", "3"] {
+        assert_eq!(
+            calls(&streamed, request, "HSE_REQ_VECTOR_SEND"),
+            1,
+            "{streamed}"
+        );
+        for other in [
+            "HSE_REQ_SET_FLUSH_FLAG",
+            "HSE_REQ_SEND_RESPONSE_HEADER_EX",
+            "WriteClient",
+        ] {
+            assert_eq!(calls(&streamed, request, other), 0, "{other}: {streamed}");
+        }
+        assert_eq!(
+            calls(&streamed, request, "connection kept alive"),
+            1,
+            "{streamed}"
+        );
+    }
 }

@@ -242,7 +242,16 @@ impl Response {
         if state.body.is_none() && state.started.is_some() && data.is_empty() && !last {
             return Ok(None);
         }
-        let head = self.open_body(state, last.then_some(data.len() as u64))?;
+        // The body is known whole when this is the last piece, or when it is a first piece
+        // of exactly the declared Content-Length (Flask's and Django's responses): nothing
+        // after it can go out (Body cuts a longer body), so it goes out as a one-piece body
+        // does, with the headers and unflushed.
+        let whole = if last {
+            Some(data.len() as u64)
+        } else {
+            declared_whole(state, data)
+        };
+        let head = self.open_body(state, whole)?;
         let flush = head.is_some() && state.flushing;
         let body = state.body.as_mut().expect("the headers went out");
         let (bytes, mut mismatch) = body.frame(data);
@@ -258,7 +267,7 @@ impl Response {
             head,
             body: bytes,
             ending,
-            last,
+            last: whole.is_some(),
             keep_conn: state.keep_conn,
             flush,
             mismatch,
@@ -509,6 +518,14 @@ impl Response {
 }
 
 /// A response that may still be written: not abandoned, its end not sent.
+/// The length of `data` if it is the first piece of the body and exactly as long as the
+/// Content-Length the application declared.
+fn declared_whole(state: &State, data: &[u8]) -> Option<u64> {
+    let (_, _, headers) = state.started.as_ref()?;
+    let length = data.len() as u64;
+    (state.body.is_none() && headers.content_length() == Some(length)).then_some(length)
+}
+
 fn check_open(state: &State) -> Result<(), SendError> {
     if state.broken {
         return Err(SendError::Aborted(
