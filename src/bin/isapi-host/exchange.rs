@@ -664,16 +664,74 @@ fn after_return(host: &'static Host, exchange: &Arc<Exchange>, status: u32) -> N
             "HSE_REQ_DONE_WITH_SESSION was called but HttpExtensionProc did not return HSE_STATUS_PENDING",
         );
     }
-    match finish(host, exchange, &mut state) {
+    match finish(host, exchange, &mut state, Resume::Here) {
         Some(conn) => Next::Continue(conn),
         None => Next::Elsewhere,
+    }
+}
+
+/// How a connection goes on after its request, once its response is written.
+#[derive(Clone, Copy)]
+pub enum Resume {
+    /// With its next request on this thread ([`Host::resume_here`]).
+    Here,
+    /// As a connection whose request ended after HSE_STATUS_PENDING
+    /// ([`Host::resume_elsewhere`]).
+    Elsewhere,
+}
+
+/// A response's last bytes up to this size may wait for the worker's other ready
+/// connections ([`Unsent`]); a larger one is written at once.
+const UNSENT_MAX: usize = 64 * 1024;
+
+/// A kept connection whose response is complete but not yet written: the worker that ended
+/// it writes it when it has no other connection ready, or a millisecond later
+/// ([`Poller::later`](crate::poller::Poller::later)), then goes on with the connection.
+/// So the responses to the requests one readiness report found go out together, as
+/// bjoern's and nginx's do. A write wakes the client's thread; on one machine (a load
+/// generator beside the server) that wake-up is paid by the writer, and when the client
+/// thread is asleep, as it is after each response spread out over a slow application's
+/// calls, it took 14 of the 104 us that a Flask request cost (docs/host.md).
+struct Unsent {
+    conn: Conn,
+    bytes: Vec<u8>,
+    resume: Resume,
+}
+
+impl Waiting for Unsent {
+    fn socket(&self) -> os::RawSocket {
+        self.conn.socket()
+    }
+
+    fn serial(&self) -> u64 {
+        self.conn.serial()
+    }
+
+    fn ready(self: Box<Self>, host: &'static Host) {
+        let Unsent {
+            mut conn,
+            bytes,
+            resume,
+        } = *self;
+        if conn.out().write_all(&bytes).is_err() {
+            return host.close(conn);
+        }
+        match resume {
+            Resume::Here => host.resume_here(conn),
+            Resume::Elsewhere => host.resume_elsewhere(conn),
+        }
     }
 }
 
 /// Ends a request: final response bytes, framing checks, body drain, access log, registry
 /// release. Returns the connection if it can serve another request now (None: closed, or
 /// draining the rest of an unread body in the readiness loop).
-pub fn finish(host: &'static Host, exchange: &Arc<Exchange>, state: &mut State) -> Option<Conn> {
+pub fn finish(
+    host: &'static Host,
+    exchange: &Arc<Exchange>,
+    state: &mut State,
+    resume: Resume,
+) -> Option<Conn> {
     if state.finished {
         return None;
     }
@@ -686,11 +744,17 @@ pub fn finish(host: &'static Host, exchange: &Arc<Exchange>, state: &mut State) 
     let mut conn = state.conn.take();
     let mut keep = false;
     let mut draining = None;
+    // On a worker, the last bytes of a small response may wait (see `Unsent`).
+    let later =
+        host.poller.worker().is_some() && !stopping && state.response.unsent_len() <= UNSENT_MAX;
+    let mut unsent = Vec::new();
     if let Some(c) = conn.as_mut().filter(|c| !c.closed) {
-        let written =
-            state
-                .response
-                .finish(&mut c.out(), error && !state.response.started(), stopping);
+        let error_page = error && !state.response.started();
+        let written = if later {
+            state.response.end(&mut c.out(), error_page, stopping)
+        } else {
+            state.response.finish(&mut c.out(), error_page, stopping)
+        };
         keep = written.is_ok()
             && !state.response.failed
             && state.response.keep
@@ -720,6 +784,11 @@ pub fn finish(host: &'static Host, exchange: &Arc<Exchange>, state: &mut State) 
         }
         if draining.is_none() {
             c.receiving = None; // a drain keeps to the body's pace
+        }
+        if later && keep && draining.is_none() {
+            unsent = state.response.take_unsent(stopping);
+        } else if later {
+            let _ = state.response.flush(&mut c.out(), stopping);
         }
     }
     state.response.free_buffer();
@@ -755,6 +824,14 @@ pub fn finish(host: &'static Host, exchange: &Arc<Exchange>, state: &mut State) 
         let deadline = conn.wait_deadline();
         host.poller
             .arm(Box::new(Draining { conn, body, left }), deadline);
+        None
+    } else if !unsent.is_empty() {
+        let bytes = unsent;
+        host.later(Box::new(Unsent {
+            conn,
+            bytes,
+            resume,
+        }));
         None
     } else {
         Some(conn)
@@ -866,7 +943,7 @@ pub fn done_with_session(
     trace();
     if state.returned == Some(HSE_STATUS_PENDING) {
         // HttpExtensionProc has returned: this thread ends the request.
-        if let Some(conn) = finish(host, ex, &mut state) {
+        if let Some(conn) = finish(host, ex, &mut state, Resume::Elsewhere) {
             drop(state);
             host.resume_elsewhere(conn);
         }

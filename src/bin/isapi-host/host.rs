@@ -220,6 +220,14 @@ impl Host {
         self.poller.release(held, conn.socket(), conn.serial());
     }
 
+    /// Runs `item` when this worker has nothing else ready ([`Poller::later`]), or at once
+    /// on a thread that is no worker with a set of its own.
+    pub fn later(&'static self, item: Parked) {
+        if let Err(item) = self.poller.later(item) {
+            item.ready(self);
+        }
+    }
+
     /// Goes on with the next request of a connection on this thread (its request ended
     /// here, after a pre-read or a drain that waited in the readiness loop).
     pub fn resume_here(&'static self, conn: Conn) {

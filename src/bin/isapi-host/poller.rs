@@ -196,6 +196,11 @@ mod leader_follower {
         /// Nothing was kept.
         pub fn release(&self, _held: Option<usize>, _socket: RawSocket, _serial: u64) {}
 
+        /// Err: no worker has a batch of its own here, so `item` runs at once.
+        pub fn later(&self, item: T) -> Result<(), T> {
+            Err(item)
+        }
+
         /// None: every item is shared here.
         pub fn take_back(
             &self,
@@ -324,6 +329,9 @@ mod one_shot_epoll {
     /// shared set, and how often the rescuer looks.
     const RESCUE_AFTER: Duration = Duration::from_millis(10);
     const RESCUE_EVERY: Duration = Duration::from_millis(5);
+    /// How long a worker keeps work back for later ([`Poller::later`]) while it has
+    /// other ready work.
+    const LATER_MAX: Duration = Duration::from_millis(1);
 
     thread_local! {
         /// The index of the worker running on this thread (None: not a worker).
@@ -376,9 +384,17 @@ mod one_shot_epoll {
         last_sweep: Instant,
     }
 
+    /// Work a worker keeps for when it has nothing else ready ([`Poller::later`]).
+    struct Later<T> {
+        items: VecDeque<T>,
+        /// When the oldest of `items` was kept back.
+        since: Option<Instant>,
+    }
+
     struct Local<T> {
         epoll: Epoll,
         own: Mutex<Own<T>>,
+        later: Mutex<Later<T>>,
         /// Milliseconds since `Poller::start` at which the worker took its current work
         /// (0: it is waiting).
         busy_since: AtomicU64,
@@ -418,6 +434,10 @@ mod one_shot_epoll {
                         ready: VecDeque::new(),
                         last_sweep: Instant::now(),
                     }),
+                    later: Mutex::new(Later {
+                        items: VecDeque::new(),
+                        since: None,
+                    }),
                     busy_since: AtomicU64::new(0),
                 });
             }
@@ -453,19 +473,27 @@ mod one_shot_epoll {
             let _ = self.rescuer.set(std::thread::current());
             loop {
                 std::thread::sleep(RESCUE_EVERY);
-                let now = self.millis();
-                let mut busy = false;
-                for local in self.locals.iter() {
-                    let since = local.busy_since.load(Ordering::SeqCst);
-                    busy |= since != 0;
-                    if since != 0 && now.saturating_sub(since) >= RESCUE_AFTER.as_millis() as u64 {
-                        self.release_all(local);
-                    }
-                }
-                if !busy {
+                if !self.rescue_stuck() {
                     self.sleep_until_busy();
                 }
             }
+        }
+
+        /// One look of the rescuer: what workers busy for [`RESCUE_AFTER`] parked, or kept
+        /// for later, goes to where any free worker finds it. Returns whether any worker
+        /// is busy.
+        fn rescue_stuck(&self) -> bool {
+            let now = self.millis();
+            let mut busy = false;
+            for local in self.locals.iter() {
+                let since = local.busy_since.load(Ordering::SeqCst);
+                busy |= since != 0;
+                if since != 0 && now.saturating_sub(since) >= RESCUE_AFTER.as_millis() as u64 {
+                    self.release_all(local);
+                    self.hand_on_later(local);
+                }
+            }
+            busy
         }
 
         /// The rescuer's sleep while no worker is busy. It says it is asleep before it looks
@@ -519,6 +547,66 @@ mod one_shot_epoll {
             for entry in moved {
                 self.arm(entry.item, entry.deadline);
             }
+        }
+
+        /// Queues the work `local` kept for later ([`Poller::later`]), for any free worker:
+        /// its worker is stuck. The sockets leave that worker's set when it next waits.
+        fn hand_on_later(&self, local: &Local<T>) {
+            let items: Vec<T> = {
+                let mut later = lock(&local.later);
+                later.since = None;
+                later.items.drain(..).collect()
+            };
+            if items.is_empty() {
+                return;
+            }
+            lock(&local.own)
+                .taken
+                .extend(items.iter().map(|item| item.socket()));
+            lock(&self.queue).extend(items.into_iter().map(Work::Ready));
+            let _ = self.wake.send(&[1]);
+        }
+
+        /// Keeps `item`, a connection the calling worker took from its set, to be handed
+        /// back to this worker as ready work when it has nothing else ready, or once it has
+        /// kept work back for [`LATER_MAX`] (or by any free worker if this one is stuck for
+        /// [`RESCUE_AFTER`]). Meanwhile its socket stays in the worker's set, taken: parked
+        /// again then, it costs no system call. Err(item), for the caller to run at once,
+        /// on a thread that is no worker with a set, and when there is only one worker:
+        /// nobody would take over its work while it is stuck in a slow call.
+        pub fn later(&self, item: T) -> Result<(), T> {
+            let Some(index) = self.worker().filter(|_| self.locals.len() > 1) else {
+                return Err(item);
+            };
+            let local = &self.locals[index];
+            let socket = item.socket();
+            lock(&local.own).taken.retain(|&taken| taken != socket);
+            let mut later = lock(&local.later);
+            later.since.get_or_insert_with(Instant::now);
+            later.items.push_back(item);
+            Ok(())
+        }
+
+        /// The oldest work kept for later, if the worker has no other (`idle`) or has kept
+        /// work back for [`LATER_MAX`]. Its socket counts as taken again (see
+        /// [`settle`](Poller::settle)).
+        fn take_later(local: &Local<T>, idle: bool) -> Option<T> {
+            let item = {
+                let mut later = lock(&local.later);
+                let due = later
+                    .since
+                    .is_some_and(|since| idle || since.elapsed() >= LATER_MAX);
+                if !due {
+                    return None;
+                }
+                let item = later.items.pop_front();
+                if later.items.is_empty() {
+                    later.since = None;
+                }
+                item?
+            };
+            lock(&local.own).taken.push(item.socket());
+            Some(item)
         }
 
         /// The number of the worker running on the calling thread (None: not a worker).
@@ -800,6 +888,9 @@ mod one_shot_epoll {
         fn next(&self, local: &Local<T>) -> Work<T> {
             loop {
                 local.busy_since.store(0, Ordering::SeqCst);
+                if let Some(item) = Self::take_later(local, false) {
+                    return Work::Ready(item);
+                }
                 if let Some(item) = Self::take_own(local) {
                     return Work::Ready(item);
                 }
@@ -812,6 +903,9 @@ mod one_shot_epoll {
                         let _ = self.wake.send(&[1]); // more queued: wake another worker
                     }
                     return work;
+                }
+                if let Some(item) = Self::take_later(local, true) {
+                    return Work::Ready(item);
                 }
                 self.sweep_if_due();
                 self.sweep_own(local);
@@ -1006,6 +1100,89 @@ mod one_shot_epoll {
                 return;
             }
             panic!("no new connection got the closed one's socket number in 20 tries");
+        }
+
+        /// Worker 0 of a poller for two workers, whose wait found connections 1 and 2
+        /// ready at once: it has taken one of them and read its request; the other is
+        /// still to come. Also the clients' ends, by serial.
+        fn taken_and_ready() -> (Poller<Item>, [TcpStream; 2], Item) {
+            let poller = Poller::new(2).unwrap();
+            poller.enter(0);
+            let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+            let mut first = connect(&listener);
+            poller.arm_with(poller.worker(), accept(&listener, 1), soon());
+            let mut second = connect(&listener);
+            poller.arm_with(poller.worker(), accept(&listener, 2), soon());
+            first.write_all(b"a").unwrap();
+            second.write_all(b"b").unwrap();
+            let mut item = next_ready(&poller).expect("ready");
+            let mut byte = [0u8; 1];
+            item.stream.read_exact(&mut byte).unwrap();
+            (poller, [first, second], item)
+        }
+
+        /// Work kept for later (a response to write) comes back to its worker after the
+        /// connections that are ready, and, once nothing else is, before the worker sleeps;
+        /// parked again then, it is still in the worker's set, and its next request is
+        /// reported there.
+        #[test]
+        fn work_kept_for_later_comes_after_the_ready_connections() {
+            let (poller, mut clients, item) = taken_and_ready();
+            let kept = item.serial;
+            assert!(poller.later(item).is_ok());
+            let other = next_ready(&poller).expect("the ready connection first");
+            assert_eq!(other.serial, 3 - kept);
+            let first = next_ready(&poller).expect("then the kept work");
+            assert_eq!(first.serial, kept);
+            poller.arm_with(poller.worker(), first, soon());
+            clients[kept as usize - 1].write_all(b"c").unwrap();
+            let again = next_ready(&poller).expect("its next request, in the same set");
+            assert_eq!(again.serial, kept);
+        }
+
+        /// Kept longer than LATER_MAX, the work comes back before the ready connections.
+        #[test]
+        fn work_kept_for_later_waits_at_most_a_millisecond() {
+            let (poller, _clients, item) = taken_and_ready();
+            let kept = item.serial;
+            assert!(poller.later(item).is_ok());
+            std::thread::sleep(super::LATER_MAX * 2);
+            let first = next_ready(&poller).expect("the kept work first");
+            assert_eq!(first.serial, kept);
+        }
+
+        /// A worker stuck in a slow call: the rescuer hands the work it kept for later to
+        /// any free worker (here worker 1).
+        #[test]
+        fn a_stuck_workers_later_work_goes_to_a_free_worker() {
+            let (poller, _clients, item) = taken_and_ready();
+            let kept = item.serial;
+            assert!(poller.later(item).is_ok());
+            // Worker 0 takes work and does not come back for longer than RESCUE_AFTER.
+            poller.locals[0]
+                .busy_since
+                .store(poller.millis(), Ordering::SeqCst);
+            std::thread::sleep(super::RESCUE_AFTER + Duration::from_millis(5));
+            assert!(poller.rescue_stuck());
+            let taken = std::thread::scope(|s| {
+                s.spawn(|| {
+                    poller.enter(1);
+                    next_ready(&poller).map(|item| item.serial)
+                })
+                .join()
+                .unwrap()
+            });
+            assert_eq!(taken, Ok(kept), "worker 1 took the kept work");
+        }
+
+        /// With one worker nobody could take its work over: nothing is kept for later.
+        #[test]
+        fn one_worker_keeps_nothing_for_later() {
+            let poller = Poller::new(1).unwrap();
+            poller.enter(0);
+            let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+            let _client = connect(&listener);
+            assert!(poller.later(accept(&listener, 1)).is_err());
         }
 
         /// Worker 0 (the calling thread) of a poller for `workers` workers takes the first

@@ -346,6 +346,13 @@ impl Response {
     /// Ends the response: a default one if the extension sent nothing, the optional
     /// Content-Length for a fully buffered unframed response, then the final flush.
     pub fn finish(&mut self, w: &mut impl Write, error: bool, stopping: bool) -> io::Result<()> {
+        self.end(w, error, stopping)?;
+        self.flush(w, stopping)
+    }
+
+    /// [`finish`](Response::finish) but for the final flush: what is left to write is then
+    /// written by [`flush`](Response::flush) or taken by [`take_unsent`](Response::take_unsent).
+    pub fn end(&mut self, w: &mut impl Write, error: bool, stopping: bool) -> io::Result<()> {
         if !self.started() {
             let (code, status, body): (u16, &[u8], &[u8]) = if error {
                 (
@@ -369,7 +376,26 @@ impl Response {
             self.insert_header(b"Content-Length", n.to_string().as_bytes());
             self.framing = Framing::Length { declared: n };
         }
-        self.flush(w, stopping)
+        // The head is final now: the keep-alive decision is known before the last write.
+        if self.status.is_some() {
+            self.commit(stopping);
+        }
+        Ok(())
+    }
+
+    /// The bytes waiting to be written (the head, if it is waiting too, and body).
+    pub fn unsent_len(&self) -> usize {
+        self.out.len()
+    }
+
+    /// Takes the bytes the final flush would write, for the caller to write later; they
+    /// count as sent.
+    pub fn take_unsent(&mut self, stopping: bool) -> Vec<u8> {
+        if self.status.is_some() {
+            self.commit(stopping);
+        }
+        self.bytes_sent += self.out.len() as u64;
+        std::mem::take(&mut self.out)
     }
 
     /// The request has ended: frees the buffer of bytes waiting to be written (nothing
