@@ -3,7 +3,7 @@
 //! IIS serves requests on a pool of threads where any free thread takes any ready request;
 //! a thread is never tied to a connection. The [`Poller`] gives the host the same shape
 //! without a thread per connection and without a separate I/O thread. Two implementations
-//! share one interface (`arm`, `arm_with`, `worker`, `hold`, `release`, `take_back`, `submit`, `expire_all`, `wait`, and `enter`
+//! share one interface (`arm`, `arm_with`, `worker`, `hold`, `release`, `take_back`, `later`, `submit`, `expire_all`, `wait`, and `enter`
 //! and `rescue` for the worker and rescuer threads):
 //!
 //! * Linux: a shared one-shot epoll set plus one set per worker.
@@ -52,6 +52,10 @@
 //!     Removing a taken socket at the next wait is harmless if it was closed meanwhile:
 //!     the number's new connection is in this set only if this worker parked it, and
 //!     then its slot is idle and not removed.
+//!   - A worker may keep work back for later ([`Poller::later`]: a response to write, see
+//!     exchange.rs's `Unsent`): it gets it back when nothing else of its last report is
+//!     ready, or after 1 ms; the rescuer hands a stuck worker's to any free worker. With
+//!     one worker nothing is kept.
 //!   - Deadlines are swept every 100 ms: the shared set's by whichever worker gets there,
 //!     each worker's own by itself; what expired is queued as work.
 //! * Elsewhere (Windows, other Unixes), "leader/follower" over `poll(2)` / `WSAPoll`:
