@@ -745,8 +745,9 @@ pub fn finish(
     let mut keep = false;
     let mut draining = None;
     // On a worker, the last bytes of a small response may wait (see `Unsent`).
-    let later =
-        host.poller.worker().is_some() && !stopping && state.response.unsent_len() <= UNSENT_MAX;
+    // Only where the poller keeps it: run at once, the item would nest the next pipelined
+    // request's call inside this one (one worker).
+    let later = host.poller.keeps_later() && !stopping && state.response.unsent_len() <= UNSENT_MAX;
     let mut unsent = Vec::new();
     if let Some(c) = conn.as_mut().filter(|c| !c.closed) {
         let error_page = error && !state.response.started();

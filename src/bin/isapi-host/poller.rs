@@ -205,6 +205,11 @@ mod leader_follower {
             Err(item)
         }
 
+        /// False: nothing is kept for later here.
+        pub fn keeps_later(&self) -> bool {
+            false
+        }
+
         /// None: every item is shared here.
         pub fn take_back(
             &self,
@@ -578,6 +583,11 @@ mod one_shot_epoll {
         /// again then, it costs no system call. Err(item), for the caller to run at once,
         /// on a thread that is no worker with a set, and when there is only one worker:
         /// nobody would take over its work while it is stuck in a slow call.
+        /// Whether [`later`](Poller::later) keeps work on the calling thread.
+        pub fn keeps_later(&self) -> bool {
+            self.worker().is_some() && self.locals.len() > 1
+        }
+
         pub fn later(&self, item: T) -> Result<(), T> {
             let Some(index) = self.worker().filter(|_| self.locals.len() > 1) else {
                 return Err(item);
@@ -840,7 +850,10 @@ mod one_shot_epoll {
                 by_socket, taken, ..
             } = &mut *own;
             for socket in taken.drain(..) {
-                let slot = &mut by_socket[socket as usize];
+                // A socket kept for later may never have had a slot here (a new connection).
+                let Some(slot) = by_socket.get_mut(socket as usize) else {
+                    continue;
+                };
                 if let Some(Kept::Busy { .. }) = slot {
                     *slot = None;
                     local.epoll.remove(socket);
