@@ -1082,3 +1082,56 @@ fn ended_requests_keep_no_response_buffer() {
     assert!(grown < 64, "+{grown} MiB after 200 requests of 1 MB");
     stop_clean(host);
 }
+
+/// The responses a host worker writes after its other ready connections (Poller::later),
+/// with pipelined requests. With one worker, 3 000 pipelined requests all get their answer
+/// (each request's end ran the next one inside it, until the stack overflowed). With two,
+/// connections whose pipelined second request closes them leave the workers serving (a
+/// socket that never had a slot in the worker's set was looked up there and killed the
+/// worker's thread: after two such connections nothing answered).
+#[test]
+fn pipelined_requests_through_responses_written_later() {
+    let host = Host::start(&test_extension(), &["--threads", "1"]);
+    let mut client = TcpStream::connect(host.addr).unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let n = 3000;
+    let requests = b"GET /hello HTTP/1.1\r\nHost: h\r\n\r\n".repeat(n);
+    let mut writer = client.try_clone().unwrap();
+    let sending = std::thread::spawn(move || writer.write_all(&requests));
+    let mut got = Vec::new();
+    let mut buffer = [0u8; 65536];
+    let answers = |got: &[u8]| got.windows(13).filter(|w| w == b"Hello, world!").count();
+    while answers(&got) < n {
+        match client.read(&mut buffer) {
+            Ok(0) | Err(_) => break,
+            Ok(k) => got.extend_from_slice(&buffer[..k]),
+        }
+    }
+    sending.join().unwrap().unwrap();
+    assert_eq!(answers(&got), n, "one worker, pipelined");
+    stop_clean(host);
+
+    let host = Host::start(&test_extension(), &["--threads", "2"]);
+    for round in 0..4 {
+        let mut client = TcpStream::connect(host.addr).unwrap();
+        client
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        client
+            .write_all(b"GET /hello HTTP/1.1\r\nHost: h\r\n\r\nGET /hello HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        let mut got = Vec::new();
+        let _ = client.read_to_end(&mut got);
+        assert_eq!(
+            answers(&got),
+            2,
+            "round {round}: {}",
+            String::from_utf8_lossy(&got)
+        );
+    }
+    let r = get(host.addr, "/hello");
+    assert_eq!((r.status, &r.body[..]), (200, &b"Hello, world!"[..]));
+    stop_clean(host);
+}

@@ -517,7 +517,6 @@ impl Response {
     }
 }
 
-/// A response that may still be written: not abandoned, its end not sent.
 /// The length of `data` if it is the first piece of the body and exactly as long as the
 /// Content-Length the application declared.
 fn declared_whole(state: &State, data: &[u8]) -> Option<u64> {
@@ -526,6 +525,7 @@ fn declared_whole(state: &State, data: &[u8]) -> Option<u64> {
     (state.body.is_none() && headers.content_length() == Some(length)).then_some(length)
 }
 
+/// A response that may still be written: not abandoned, its end not sent.
 fn check_open(state: &State) -> Result<(), SendError> {
     if state.broken {
         return Err(SendError::Aborted(
