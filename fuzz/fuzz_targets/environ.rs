@@ -6,7 +6,8 @@
 //! The input is the server variables' values, in the order of [`VARIABLES`], separated by
 //! NUL (a byte no server variable holds); a variable past the input's end is one this
 //! server does not have. Checked for every input: no panic or crash; the status line is
-//! a valid HTTP status (`NNN reason`, 100..=599); the app's 200 arrives with every CGI
+//! a valid HTTP status (`NNN reason`, 100..=599); for HEAD, the app's 200 with its
+//! Content-Length and no body; otherwise the app's 200 arrives with every CGI
 //! value a latin-1 string (the app raises otherwise) and PEP 3333's required keys; when
 //! the raw URL (`HTTP_URL`) is a path (or, without one, the server's PATH_INFO is),
 //! SCRIPT_NAME + PATH_INFO is its canonical form: each empty or starting with `/`, no `\`
@@ -169,6 +170,17 @@ fuzz_target!(|data: &[u8]| {
         reply.status
     );
     assert_eq!(code, 200, "{}: {}", reply.status, reply.text());
+    if values[6].as_deref() == Some("HEAD") {
+        // A response to HEAD has the app's headers and no body (RFC 9110, 9.3.2), so the
+        // environ the app wrote is not there to check.
+        assert!(reply.raw_body.is_empty(), "a body for HEAD: {:?}", reply.raw_body);
+        assert!(
+            reply.header("Content-Length").is_some(),
+            "HEAD lost the app's Content-Length: {:?}",
+            reply.headers
+        );
+        return;
+    }
     let environ = environ(&reply.body());
     // PEP 3333's required CGI keys (SCRIPT_NAME and PATH_INFO may be empty, not absent).
     for key in [
