@@ -559,7 +559,11 @@ mod one_shot_epoll {
         }
 
         /// Queues the work `local` kept for later ([`Poller::later`]), for any free worker:
-        /// its worker is stuck. The sockets leave that worker's set when it next waits.
+        /// its worker is stuck. The sockets leave that worker's set first, here: the
+        /// worker may be past its [`settle`](Poller::settle) already (the rescuer read its
+        /// busy time just before it came back), and a socket left in its level-triggered
+        /// set would be reported there, and passed over, at every wait until the
+        /// connection's new worker reads the next request.
         fn hand_on_later(&self, local: &Local<T>) {
             let items: Vec<T> = {
                 let mut later = lock(&local.later);
@@ -569,9 +573,18 @@ mod one_shot_epoll {
             if items.is_empty() {
                 return;
             }
-            lock(&local.own)
-                .taken
-                .extend(items.iter().map(|item| item.socket()));
+            {
+                let mut own = lock(&local.own);
+                for item in &items {
+                    let socket = item.socket();
+                    if let Some(slot) = own.by_socket.get_mut(socket as usize)
+                        && matches!(slot, Some(Kept::Busy { serial, .. }) if *serial == item.serial())
+                    {
+                        *slot = None;
+                        local.epoll.remove(socket);
+                    }
+                }
+            }
             lock(&self.queue).extend(items.into_iter().map(Work::Ready));
             let _ = self.wake.send(&[1]);
         }
@@ -1192,6 +1205,38 @@ mod one_shot_epoll {
             assert_eq!(taken, Ok(kept), "worker 1 took the kept work");
         }
 
+        /// The rescuer hands a kept connection on just after its worker came back and
+        /// settled (it read the worker's busy time before); worker 1 serves it and parks it.
+        /// The connection's next request must not be reported to worker 0's set: it is
+        /// level-triggered, and worker 0 would find the report at every wait, pass over it
+        /// and wait again, spinning until worker 1 read the request.
+        #[test]
+        fn later_work_handed_on_leaves_its_workers_set_at_once() {
+            let (poller, mut clients, item) = taken_and_ready();
+            let kept = item.serial;
+            assert!(poller.later(item).is_ok());
+            // Worker 0 has settled and waits (its other ready connection taken meanwhile).
+            let other = Poller::take_own(&poller.locals[0]).expect("the other is ready");
+            Poller::settle(&poller.locals[0]);
+            poller.hand_on_later(&poller.locals[0]);
+            std::thread::scope(|s| {
+                s.spawn(|| {
+                    poller.enter(1);
+                    let item = next_ready(&poller).expect("worker 1 takes the kept work");
+                    assert_eq!(item.serial, kept);
+                    poller.arm_with(poller.worker(), item, soon());
+                });
+            });
+            clients[kept as usize - 1].write_all(b"c").unwrap();
+            std::thread::sleep(Duration::from_millis(20));
+            assert_eq!(
+                reports_to_worker_0(&poller),
+                0,
+                "worker 0's set reports the connection worker 1 has"
+            );
+            drop(other);
+        }
+
         /// With one worker nobody could take its work over: nothing is kept for later.
         #[test]
         fn one_worker_keeps_nothing_for_later() {
@@ -1219,10 +1264,15 @@ mod one_shot_epoll {
             (poller, client, item)
         }
 
-        /// How many reports worker 0's own set has within 50 ms.
+        /// How many reports of connections worker 0's own set has within 50 ms (not
+        /// counting the shared set's, which wake-ups for queued work make).
         fn reports_to_worker_0(poller: &Poller<Item>) -> usize {
             let mut tokens = [0u64; 8];
-            poller.locals[0].epoll.wait_many(&mut tokens, 50).unwrap()
+            let n = poller.locals[0].epoll.wait_many(&mut tokens, 50).unwrap();
+            tokens[..n]
+                .iter()
+                .filter(|&&token| token != super::SHARED)
+                .count()
         }
 
         /// The request ends on a thread that is no worker. The connection must come back to
