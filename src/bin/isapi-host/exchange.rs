@@ -664,20 +664,24 @@ fn after_return(host: &'static Host, exchange: &Arc<Exchange>, status: u32) -> N
             "HSE_REQ_DONE_WITH_SESSION was called but HttpExtensionProc did not return HSE_STATUS_PENDING",
         );
     }
-    match finish(host, exchange, &mut state, Resume::Here) {
+    match finish(host, exchange, &mut state, Ender::Return) {
         Some(conn) => Next::Continue(conn),
         None => Next::Elsewhere,
     }
 }
 
-/// How a connection goes on after its request, once its response is written.
-#[derive(Clone, Copy)]
-pub enum Resume {
-    /// With its next request on this thread ([`Host::resume_here`]).
-    Here,
-    /// As a connection whose request ended after HSE_STATUS_PENDING
-    /// ([`Host::resume_elsewhere`]).
-    Elsewhere,
+/// What ended a request, which decides whether its response's last bytes may wait.
+#[derive(Clone, Copy, PartialEq)]
+pub enum Ender {
+    /// HttpExtensionProc's return, on the worker that called it: the worker is back in its
+    /// readiness loop, where it writes what waits ([`Unsent`]) after its other ready work.
+    Return,
+    /// HSE_REQ_DONE_WITH_SESSION, on any thread: the extension's own (written at once, as
+    /// nobody would write it later), or a worker inside another call (the combining
+    /// handler runs up to 64 queued requests in one call): what it kept back would wait
+    /// for the whole call, or for the rescuer (10-15 ms). Written at once, the batch's
+    /// Flask requests/s were the same (docs/host.md).
+    DoneWithSession,
 }
 
 /// A response's last bytes up to this size may wait for the worker's other ready
@@ -695,7 +699,6 @@ const UNSENT_MAX: usize = 64 * 1024;
 struct Unsent {
     conn: Conn,
     bytes: Vec<u8>,
-    resume: Resume,
 }
 
 impl Waiting for Unsent {
@@ -708,18 +711,11 @@ impl Waiting for Unsent {
     }
 
     fn ready(self: Box<Self>, host: &'static Host) {
-        let Unsent {
-            mut conn,
-            bytes,
-            resume,
-        } = *self;
+        let Unsent { mut conn, bytes } = *self;
         if conn.out().write_all(&bytes).is_err() {
             return host.close(conn);
         }
-        match resume {
-            Resume::Here => host.resume_here(conn),
-            Resume::Elsewhere => host.resume_elsewhere(conn),
-        }
+        host.resume_here(conn)
     }
 }
 
@@ -730,7 +726,7 @@ pub fn finish(
     host: &'static Host,
     exchange: &Arc<Exchange>,
     state: &mut State,
-    resume: Resume,
+    ender: Ender,
 ) -> Option<Conn> {
     if state.finished {
         return None;
@@ -744,10 +740,13 @@ pub fn finish(
     let mut conn = state.conn.take();
     let mut keep = false;
     let mut draining = None;
-    // On a worker, the last bytes of a small response may wait (see `Unsent`).
-    // Only where the poller keeps it: run at once, the item would nest the next pipelined
-    // request's call inside this one (one worker).
-    let later = host.poller.keeps_later() && !stopping && state.response.unsent_len() <= UNSENT_MAX;
+    // Back in a worker's readiness loop, the last bytes of a small response may wait (see
+    // `Unsent`). Only where the poller keeps it: run at once, the item would nest the next
+    // pipelined request's call inside this one (one worker).
+    let later = ender == Ender::Return
+        && host.poller.keeps_later()
+        && !stopping
+        && state.response.unsent_len() <= UNSENT_MAX;
     let mut unsent = Vec::new();
     if let Some(c) = conn.as_mut().filter(|c| !c.closed) {
         let error_page = error && !state.response.started();
@@ -828,11 +827,7 @@ pub fn finish(
         None
     } else if !unsent.is_empty() {
         let bytes = unsent;
-        host.later(Box::new(Unsent {
-            conn,
-            bytes,
-            resume,
-        }));
+        host.later(Box::new(Unsent { conn, bytes }));
         None
     } else {
         Some(conn)
@@ -944,7 +939,7 @@ pub fn done_with_session(
     trace();
     if state.returned == Some(HSE_STATUS_PENDING) {
         // HttpExtensionProc has returned: this thread ends the request.
-        if let Some(conn) = finish(host, ex, &mut state, Resume::Elsewhere) {
+        if let Some(conn) = finish(host, ex, &mut state, Ender::DoneWithSession) {
             drop(state);
             host.resume_elsewhere(conn);
         }
