@@ -160,8 +160,10 @@ impl Ecb {
                 let written = (size as usize).min(room);
                 // SAFETY: the server initialised `written` bytes after `start`.
                 unsafe { out.set_len(start + written) };
-                let end = out[start..].iter().position(|&b| b == 0).unwrap_or(written);
-                out.truncate(start + end);
+                // The value ends at its NUL (the standard library searches a word at a time).
+                if let Ok(value) = CStr::from_bytes_until_nul(&out[start..]) {
+                    out.truncate(start + value.to_bytes().len());
+                }
                 return Ok(true);
             }
             let error = last_error();
@@ -206,7 +208,10 @@ impl Ecb {
             return None;
         }
         let written = &buffer[..(size as usize).min(buffer.len())];
-        written.split(|&b| b == 0).next()
+        match CStr::from_bytes_until_nul(written) {
+            Ok(value) => Some(value.to_bytes()),
+            Err(_) => Some(written),
+        }
     }
 
     /// Whether this is a HEAD request (methods are case-sensitive: `head` is not HEAD).
