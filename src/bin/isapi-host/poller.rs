@@ -54,8 +54,8 @@
 //!     then its slot is idle and not removed.
 //!   - A worker may keep work back for later ([`Poller::later`]: a response to write, see
 //!     exchange.rs's `Unsent`): it gets it back when nothing else of its last report is
-//!     ready, or after 1 ms; the rescuer hands a stuck worker's to any free worker. With
-//!     one worker nothing is kept.
+//!     ready, or after 1 ms; the rescuer hands a stuck worker's to any free worker, taking
+//!     their sockets out of the stuck worker's set first. With one worker nothing is kept.
 //!   - Deadlines are swept every 100 ms: the shared set's by whichever worker gets there,
 //!     each worker's own by itself; what expired is queued as work.
 //! * Elsewhere (Windows, other Unixes), "leader/follower" over `poll(2)` / `WSAPoll`:
