@@ -210,6 +210,8 @@ impl Ecb {
         let written = &buffer[..(size as usize).min(buffer.len())];
         match CStr::from_bytes_until_nul(written) {
             Ok(value) => Some(value.to_bytes()),
+            // No NUL in a full buffer: the value may go on past it.
+            Err(_) if written.len() == buffer.len() => None,
             Err(_) => Some(written),
         }
     }
@@ -512,4 +514,53 @@ fn optional(bytes: &[u8]) -> *mut c_void {
 /// The calling thread's last OS error (GetLastError on Windows).
 fn last_error() -> u32 {
     std::io::Error::last_os_error().raw_os_error().unwrap_or(0) as u32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::isapi::ffi::{EXTENSION_CONTROL_BLOCK, HCONN};
+
+    /// A server whose every variable is `VALUE` (with its NUL when there is room for it), as
+    /// a server that does not say when a value does not fit might answer.
+    unsafe extern "C" fn sloppy(
+        _: HCONN,
+        _: *mut c_char,
+        buffer: *mut c_void,
+        size: *mut u32,
+    ) -> i32 {
+        const VALUE: &[u8] = b"HTTP/1.1\0";
+        // SAFETY: the caller gives `*size` writable bytes at `buffer`.
+        unsafe {
+            let n = (*size as usize).min(VALUE.len());
+            std::ptr::copy_nonoverlapping(VALUE.as_ptr(), buffer.cast::<u8>(), n);
+            *size = n as u32;
+        }
+        1
+    }
+
+    /// A value read into a buffer too small for it is not taken for the whole value.
+    #[test]
+    fn a_value_cut_by_a_full_buffer_is_no_value() {
+        let mut block = EXTENSION_CONTROL_BLOCK {
+            GetServerVariable: Some(sloppy),
+            ..Default::default()
+        };
+        // SAFETY: `block` outlives `ecb`; only GetServerVariable is called.
+        let ecb = unsafe { Ecb::from_raw(&mut block) }.unwrap();
+        assert_eq!(
+            ecb.server_variable_in(c"SERVER_PROTOCOL", &mut [0; 32]),
+            Some(&b"HTTP/1.1"[..])
+        );
+        assert_eq!(
+            ecb.server_variable_in(c"SERVER_PROTOCOL", &mut [0; 9]),
+            Some(&b"HTTP/1.1"[..])
+        );
+        assert_eq!(
+            ecb.server_variable_in(c"SERVER_PROTOCOL", &mut [0; 6]),
+            None,
+            "HTTP/1 taken for the value"
+        );
+        assert!(!ecb.server_variable_is(c"SERVER_PROTOCOL", b"HTTP/1"));
+    }
 }
