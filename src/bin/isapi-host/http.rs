@@ -11,6 +11,7 @@
 //! must stay free of `crate::` paths) hold it to that.
 
 use isapi_wsgi::isapi::token::is_token_byte;
+use std::borrow::Cow;
 use std::mem::MaybeUninit;
 
 /// Size limits applied while parsing (command-line options `--max-request-line` and
@@ -53,7 +54,8 @@ pub enum BodyKind {
 /// A parsed request line and header block.
 #[derive(Clone, Debug)]
 pub struct RequestHead {
-    pub method: String,
+    /// The method as sent (methods are case-sensitive); the usual ones cost no allocation.
+    pub method: Cow<'static, str>,
     /// The request target exactly as sent (origin form `/path?query`, or `*`); of an
     /// absolute-form target (`http://host/path?query`) only the path and query.
     pub target: String,
@@ -293,7 +295,10 @@ fn trim_ows(mut v: &[u8]) -> &[u8] {
 
 /// The request line's method, target (of an absolute-form target its path and query),
 /// the absolute form's authority, and version.
-fn parse_request_line(line: &[u8]) -> Result<(String, String, Option<String>, Version), HttpError> {
+#[allow(clippy::type_complexity)]
+fn parse_request_line(
+    line: &[u8],
+) -> Result<(Cow<'static, str>, String, Option<String>, Version), HttpError> {
     let mut parts = line.split(|&b| b == b' ');
     let (Some(method), Some(target), Some(version), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
@@ -351,7 +356,7 @@ fn parse_request_line(line: &[u8]) -> Result<(String, String, Option<String>, Ve
     };
     // Both are ASCII by the checks above.
     Ok((
-        ascii_string(method.to_vec()),
+        method_name(method),
         ascii_string(target),
         authority,
         version,
@@ -360,6 +365,17 @@ fn parse_request_line(line: &[u8]) -> Result<(String, String, Option<String>, Ve
 
 /// Bytes checked to be ASCII as a String, without a copy (anything else would be shown as
 /// Latin-1).
+/// A request's method as text: one of the usual ones without an allocation.
+fn method_name(method: &[u8]) -> Cow<'static, str> {
+    const USUAL: [&str; 8] = [
+        "GET", "POST", "HEAD", "PUT", "DELETE", "OPTIONS", "PATCH", "TRACE",
+    ];
+    match USUAL.iter().find(|usual| usual.as_bytes() == method) {
+        Some(usual) => Cow::Borrowed(usual),
+        None => Cow::Owned(ascii_string(method.to_vec())),
+    }
+}
+
 fn ascii_string(bytes: Vec<u8>) -> String {
     String::from_utf8(bytes)
         .unwrap_or_else(|e| e.as_bytes().iter().map(|&b| char::from(b)).collect())
@@ -448,7 +464,7 @@ fn strip_prefix_ignore_case<'a>(s: &'a [u8], prefix: &[u8]) -> Option<&'a [u8]> 
 
 /// Applies the header semantics that decide framing and connection handling.
 fn interpret(
-    method: String,
+    method: Cow<'static, str>,
     target: String,
     version: Version,
     headers: HeaderFields,
@@ -999,13 +1015,23 @@ mod tests {
     fn simple_get() {
         let (h, n) = complete(b"GET /a/b?x=1 HTTP/1.1\r\nHost: h\r\nX-A:  v v \r\n\r\nrest");
         assert_eq!(n, 46);
-        assert_eq!(
-            (h.method.as_str(), h.path(), h.query()),
-            ("GET", "/a/b", "x=1")
-        );
+        assert_eq!((&*h.method, h.path(), h.query()), ("GET", "/a/b", "x=1"));
         assert_eq!(h.header("x-a"), Some(&b"v v"[..]));
         assert!(h.keep_alive);
         assert_eq!(h.body, BodyKind::None);
+    }
+
+    /// The usual methods come without an allocation; any other token, and a usual one in
+    /// another case (methods are case-sensitive), is kept exactly as sent.
+    #[test]
+    fn methods_are_kept_as_sent() {
+        for method in ["GET", "POST", "HEAD", "PROPFIND", "get", "Head", "M-SEARCH"] {
+            let request = format!("{method} / HTTP/1.1\r\nHost: h\r\n\r\n");
+            let (h, _) = complete(request.as_bytes());
+            assert_eq!(&*h.method, method);
+            let usual = ["GET", "POST", "HEAD"].contains(&method);
+            assert_eq!(matches!(h.method, Cow::Borrowed(_)), usual, "{method}");
+        }
     }
 
     #[test]

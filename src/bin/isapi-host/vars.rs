@@ -212,9 +212,9 @@ fn host_name_end(host: &[u8]) -> usize {
 }
 
 /// Removes `.` and `..` segments; `..` above the root is an error.
-fn normalise(path: &str) -> Result<String, HttpError> {
+fn normalise(path: String) -> Result<String, HttpError> {
     if !path.contains("/.") {
-        return Ok(path.to_string());
+        return Ok(path);
     }
     let mut out: Vec<&str> = Vec::new();
     let segments: Vec<&str> = path.split('/').skip(1).collect();
@@ -254,13 +254,16 @@ impl RequestInfo {
             return Err(Unmapped::Http(HttpError::BadRequest("NUL in the URL path")));
         }
         // http.sys treats `\` (and a decoded `%5C`) as `/` before it removes dot segments.
-        let text = bytes_to_string(&decoded);
+        // The decoded bytes become the path without a copy when they are UTF-8 (else
+        // each byte is its own character, as `bytes_to_string` makes them).
+        let text = String::from_utf8(decoded)
+            .unwrap_or_else(|e| e.as_bytes().iter().map(|&c| c as char).collect());
         let slashed = if text.contains('\\') {
-            Cow::Owned(text.replace('\\', "/"))
+            text.replace('\\', "/")
         } else {
             text
         };
-        let path = normalise(&slashed).map_err(Unmapped::Http)?;
+        let path = normalise(slashed).map_err(Unmapped::Http)?;
         let below = site.below_vdir(&path).ok_or(Unmapped::NotFound)?;
         if let Some(request) = site.static_request(&path) {
             return Err(Unmapped::Static(Box::new(head), request));
