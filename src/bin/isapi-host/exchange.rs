@@ -463,7 +463,7 @@ pub fn run(
         BodyKind::Chunked => (u32::MAX, host.options.read_ahead),
     };
     let want = if continue_on_read { 0 } else { want };
-    let request = Box::new(Arriving {
+    let request = Arriving {
         callbacks,
         info,
         label,
@@ -480,15 +480,15 @@ pub fn run(
         want,
         total,
         continue_on_read,
-    });
+    };
     preread(host, conn, request)
 }
 
 /// The pre-read (IIS's UploadReadAheadSize): lpbData holds the first `want` bytes of the
 /// body. Takes what has arrived; if more is due, parks the request in the readiness loop
 /// ([`Prereading`]) instead of waiting on this thread; else calls the extension.
-fn preread(host: &'static Host, mut conn: Conn, mut request: Box<Arriving>) -> Next {
-    let r = &mut *request;
+fn preread(host: &'static Host, mut conn: Conn, mut request: Arriving) -> Next {
+    let r = &mut request;
     while r.got < r.want {
         let out = (&mut r.preread[r.got..r.want]).into();
         match conn::take_body(&mut conn, &mut r.body, &mut { out }) {
@@ -515,7 +515,7 @@ fn preread(host: &'static Host, mut conn: Conn, mut request: Box<Arriving>) -> N
 /// A request waiting in the readiness loop for its pre-read body bytes.
 struct Prereading {
     conn: Conn,
-    request: Box<Arriving>,
+    request: Arriving,
 }
 
 impl Waiting for Prereading {
@@ -566,7 +566,7 @@ impl Waiting for Prereading {
 }
 
 /// The pre-read is done: builds and registers the exchange and calls HttpExtensionProc.
-fn call(host: &'static Host, conn: Conn, request: Box<Arriving>) -> Next {
+fn call(host: &'static Host, conn: Conn, request: Arriving) -> Next {
     let Arriving {
         callbacks,
         mut info,
@@ -578,7 +578,7 @@ fn call(host: &'static Host, conn: Conn, request: Box<Arriving>) -> Next {
         total,
         continue_on_read,
         ..
-    } = *request;
+    } = request;
     if !preread.is_empty() {
         preread.truncate(got + 1);
         preread[got] = 0;
