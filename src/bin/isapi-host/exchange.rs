@@ -826,8 +826,10 @@ pub fn finish(
             .arm(Box::new(Draining { conn, body, left }), deadline);
         None
     } else if !unsent.is_empty() {
-        let bytes = unsent;
-        host.later(Box::new(Unsent { conn, bytes }));
+        host.later(Box::new(Unsent {
+            conn,
+            bytes: unsent,
+        }));
         None
     } else {
         Some(conn)

@@ -355,16 +355,9 @@ fn parse_request_line(
         return Err(HttpError::BadRequest("invalid request target"));
     };
     // Both are ASCII by the checks above.
-    Ok((
-        method_name(method),
-        ascii_string(target),
-        authority,
-        version,
-    ))
+    Ok((method_name(method), owned_text(target), authority, version))
 }
 
-/// Bytes checked to be ASCII as a String, without a copy (anything else would be shown as
-/// Latin-1).
 /// A request's method as text: one of the usual ones without an allocation.
 fn method_name(method: &[u8]) -> Cow<'static, str> {
     const USUAL: [&str; 8] = [
@@ -372,11 +365,13 @@ fn method_name(method: &[u8]) -> Cow<'static, str> {
     ];
     match USUAL.iter().find(|usual| usual.as_bytes() == method) {
         Some(usual) => Cow::Borrowed(usual),
-        None => Cow::Owned(ascii_string(method.to_vec())),
+        None => Cow::Owned(owned_text(method.to_vec())),
     }
 }
 
-fn ascii_string(bytes: Vec<u8>) -> String {
+/// Bytes as a String: without a copy when they are UTF-8 (ASCII, as the request line's
+/// checks make them, is), else each byte its own character (Latin-1).
+pub fn owned_text(bytes: Vec<u8>) -> String {
     String::from_utf8(bytes)
         .unwrap_or_else(|e| e.as_bytes().iter().map(|&b| char::from(b)).collect())
 }

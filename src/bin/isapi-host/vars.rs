@@ -9,7 +9,7 @@
 //! Variables" reference (and the ISAPI `GetServerVariable` page); where IIS's documentation
 //! is unclear, `docs/host.md` gives the choice made and why.
 use crate::cli::{Options, ScriptMap};
-use crate::http::{HttpError, RequestHead, percent_decode};
+use crate::http::{HttpError, RequestHead, owned_text, percent_decode};
 use crate::staticfile::StaticRequest;
 use isapi_wsgi::isapi::decimal::decimal;
 use std::borrow::Cow;
@@ -196,7 +196,7 @@ fn ansi_char(c: char) -> u8 {
 fn bytes_to_string(b: &[u8]) -> Cow<'_, str> {
     match std::str::from_utf8(b) {
         Ok(s) => Cow::Borrowed(s),
-        Err(_) => Cow::Owned(b.iter().map(|&c| c as char).collect()),
+        Err(_) => Cow::Owned(owned_text(b.to_vec())),
     }
 }
 
@@ -254,10 +254,7 @@ impl RequestInfo {
             return Err(Unmapped::Http(HttpError::BadRequest("NUL in the URL path")));
         }
         // http.sys treats `\` (and a decoded `%5C`) as `/` before it removes dot segments.
-        // The decoded bytes become the path without a copy when they are UTF-8 (else
-        // each byte is its own character, as `bytes_to_string` makes them).
-        let text = String::from_utf8(decoded)
-            .unwrap_or_else(|e| e.as_bytes().iter().map(|&c| c as char).collect());
+        let text = owned_text(decoded);
         let slashed = if text.contains('\\') {
             text.replace('\\', "/")
         } else {
