@@ -161,8 +161,15 @@ impl Ecb {
                 // SAFETY: the server initialised `written` bytes after `start`.
                 unsafe { out.set_len(start + written) };
                 // The value ends at its NUL (the standard library searches a word at a time).
-                if let Ok(value) = CStr::from_bytes_until_nul(&out[start..]) {
-                    out.truncate(start + value.to_bytes().len());
+                match CStr::from_bytes_until_nul(&out[start..]) {
+                    Ok(value) => out.truncate(start + value.to_bytes().len()),
+                    // No NUL in all the room: the value may go on past it; ask with more.
+                    Err(_) if written == room => {
+                        out.truncate(start);
+                        room *= 4;
+                        continue;
+                    }
+                    Err(_) => {}
                 }
                 return Ok(true);
             }
@@ -521,27 +528,41 @@ mod tests {
     use super::*;
     use crate::isapi::ffi::{EXTENSION_CONTROL_BLOCK, HCONN};
 
-    /// A server whose every variable is `VALUE` (with its NUL when there is room for it), as
-    /// a server that does not say when a value does not fit might answer.
+    /// 100 bytes and a NUL.
+    const LONG: &[u8; 101] = &{
+        let mut value = [b'x'; 101];
+        value[100] = 0;
+        value
+    };
+
+    /// A server whose variable `LONG` is [`LONG`] and every other `HTTP/1.1` (with its NUL
+    /// when there is room for it), as a server that does not say when a value does not fit
+    /// might answer.
     unsafe extern "C" fn sloppy(
         _: HCONN,
-        _: *mut c_char,
+        name: *mut c_char,
         buffer: *mut c_void,
         size: *mut u32,
     ) -> i32 {
-        const VALUE: &[u8] = b"HTTP/1.1\0";
-        // SAFETY: the caller gives `*size` writable bytes at `buffer`.
+        // SAFETY: the caller passes a NUL-terminated name and `*size` writable bytes at
+        // `buffer`.
         unsafe {
-            let n = (*size as usize).min(VALUE.len());
-            std::ptr::copy_nonoverlapping(VALUE.as_ptr(), buffer.cast::<u8>(), n);
+            let value: &[u8] = if CStr::from_ptr(name) == c"LONG" {
+                LONG
+            } else {
+                b"HTTP/1.1\0"
+            };
+            let n = (*size as usize).min(value.len());
+            std::ptr::copy_nonoverlapping(value.as_ptr(), buffer.cast::<u8>(), n);
             *size = n as u32;
         }
         1
     }
 
-    /// A value read into a buffer too small for it is not taken for the whole value.
+    /// A value read into a buffer too small for it is not taken for the whole value: no
+    /// value from a fixed buffer, another try with more room from a growing one.
     #[test]
-    fn a_value_cut_by_a_full_buffer_is_no_value() {
+    fn a_value_cut_by_a_full_buffer_is_not_taken_for_the_value() {
         let mut block = EXTENSION_CONTROL_BLOCK {
             GetServerVariable: Some(sloppy),
             ..Default::default()
@@ -562,5 +583,9 @@ mod tests {
             "HTTP/1 taken for the value"
         );
         assert!(!ecb.server_variable_is(c"SERVER_PROTOCOL", b"HTTP/1"));
+        // Into a buffer with room for 64 bytes: the first answer fills it, so it asks again.
+        let mut out = Vec::with_capacity(64);
+        assert!(matches!(ecb.server_variable(c"LONG", &mut out), Ok(true)));
+        assert_eq!(out, LONG[..100]);
     }
 }
