@@ -8,7 +8,7 @@
 #
 #   benches/host-throughput.sh                  # DURATION=10 ROUNDS=3 by default
 #   DURATION=5 ROUNDS=5 THREADS=8 benches/host-throughput.sh
-#   BASELINE=/tmp/old benches/host-throughput.sh  # also an older build: /tmp/old/isapi-host
+#   BASELINE=/tmp/old benches/host-throughput.sh  # also an older build (log off and on): /tmp/old/isapi-host
 #                                                 # with /tmp/old/libtest_extension.so
 #
 # Needs: nginx (Debian package; run as root or with a writable temp dir), wrk.
@@ -109,6 +109,7 @@ for _ in $(seq "$rounds"); do
   run_host "isapi-host, access log on" "$host" "$ext" --access-log "$tmp/access.log"
   if [ -n "$baseline" ]; then
     run_host "baseline ($baseline)" "$baseline/isapi-host" "$baseline/libtest_extension.so" --access-log off
+    run_host "baseline, access log on" "$baseline/isapi-host" "$baseline/libtest_extension.so" --access-log "$tmp/access.log"
   fi
 done
 

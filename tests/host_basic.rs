@@ -6,7 +6,7 @@ mod common;
 use common::{Host, curl, get, python, read_responses, stop_clean, test_extension};
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 fn strict_host(args: &[&str]) -> Host {
     let mut all = vec!["--strict", "--shutdown-timeout", "5"];
@@ -298,6 +298,47 @@ fn an_idle_host_leaves_the_rescuer_and_the_log_writer_asleep() {
         "the line was written: {written:?}"
     );
     let _ = std::fs::remove_file(&log);
+}
+
+/// A busy host does not wake the access-log writer for every request: the lines gather for
+/// 20 ms and go out together, and none is lost. With a channel record per request the
+/// writer woke about once per request (7 µs of CPU each, a quarter of the host's).
+#[cfg(target_os = "linux")]
+#[test]
+fn a_busy_host_wakes_the_log_writer_once_per_batch_and_loses_no_line() {
+    let log = common::scratch_dir("busy-access-log").join("access.log");
+    let host = strict_host(&["--access-log", log.to_str().unwrap()]);
+    let mut client = TcpStream::connect(host.addr).unwrap();
+    let request = b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\n";
+    let mut exchange = |count: usize| {
+        for _ in 0..count {
+            client.write_all(request).unwrap();
+            assert_eq!(read_responses(&mut client, 1, false)[0].status, 200);
+        }
+    };
+    exchange(10);
+    let before = thread_switches(host.pid(), "access-log");
+    let started = Instant::now();
+    let requests = 2000;
+    exchange(requests);
+    let batches = started.elapsed().as_millis() as u64 / 20 + 2;
+    let woke = thread_switches(host.pid(), "access-log") - before;
+    assert!(
+        woke <= 3 * batches,
+        "the writer woke {woke} times for {requests} requests in {batches} batches of 20 ms"
+    );
+    drop(client);
+    stop_clean(host);
+    let written = std::fs::read_to_string(&log).unwrap();
+    let lines = written
+        .lines()
+        .filter(|l| l.contains(" GET /hello\" 200 "))
+        .count();
+    assert_eq!(
+        lines,
+        requests + 10,
+        "every request has its line:\n{written}"
+    );
 }
 
 /// The times the host's thread named `name` has waited so far (its voluntary context
