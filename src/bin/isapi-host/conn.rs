@@ -113,6 +113,10 @@ pub struct Connection {
     /// connection's request: when the request ends on another thread, the connection is
     /// parked with that worker again ([`Host::resume_elsewhere`](crate::host::Host::resume_elsewhere)).
     pub pending_on: Option<usize>,
+    /// The last response's buffer, emptied, for the next response
+    /// ([`Conn::keep_out_buffer`]): a keep-alive connection's requests do not each
+    /// allocate one.
+    spare_out: Vec<u8>,
 }
 
 thread_local! {
@@ -122,6 +126,9 @@ thread_local! {
     static READ_BUFFER: std::cell::RefCell<Box<[u8; 16384]>> =
         std::cell::RefCell::new(Box::new([0; 16384]));
 }
+
+/// The largest response buffer a connection keeps for its next response.
+const SPARE_OUT_MAX: usize = 8 * 1024;
 
 /// How many client connections are open (`--max-connections`).
 static OPEN: AtomicUsize = AtomicUsize::new(0);
@@ -192,7 +199,23 @@ impl Conn {
             receiving: None,
             limits,
             pending_on: None,
+            spare_out: Vec::new(),
         })))
+    }
+
+    /// The buffer the connection's next response writes into (empty; with room when an
+    /// earlier response left its buffer).
+    pub fn take_out_buffer(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.spare_out)
+    }
+
+    /// Keeps an ended response's buffer for the next response, if it is no larger than
+    /// [`SPARE_OUT_MAX`] (an idle connection does not hold on to a large response's room).
+    pub fn keep_out_buffer(&mut self, mut out: Vec<u8>) {
+        if out.capacity() <= SPARE_OUT_MAX {
+            out.clear();
+            self.spare_out = out;
+        }
     }
 
     /// One read from the socket, appended to `input`. Ok(0) means the client closed.

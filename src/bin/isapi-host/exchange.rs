@@ -566,7 +566,7 @@ impl Waiting for Prereading {
 }
 
 /// The pre-read is done: builds and registers the exchange and calls HttpExtensionProc.
-fn call(host: &'static Host, conn: Conn, request: Arriving) -> Next {
+fn call(host: &'static Host, mut conn: Conn, request: Arriving) -> Next {
     let Arriving {
         callbacks,
         mut info,
@@ -601,7 +601,8 @@ fn call(host: &'static Host, conn: Conn, request: Arriving) -> Next {
         host.options.response_buffer,
         &host.site.server_software,
         host.options.buffered_content_length,
-    );
+    )
+    .writing_into(conn.take_out_buffer());
     let mut state = State::new(conn, body, response);
     state.continue_pending = continue_on_read;
     let Some(exchange) =
@@ -715,6 +716,7 @@ impl Waiting for Unsent {
         if conn.out().write_all(&bytes).is_err() {
             return host.close(conn);
         }
+        conn.keep_out_buffer(bytes);
         host.resume_here(conn)
     }
 }
@@ -791,7 +793,10 @@ pub fn finish(
             let _ = state.response.flush(&mut c.out(), stopping);
         }
     }
-    state.response.free_buffer();
+    let buffer = state.response.take_buffer();
+    if let Some(c) = conn.as_mut() {
+        c.keep_out_buffer(buffer);
+    }
     let code = state
         .response
         .status_code()

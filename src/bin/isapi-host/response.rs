@@ -138,6 +138,15 @@ impl Response {
         }
     }
 
+    /// The response writes into `out` (emptied; the connection's previous response's
+    /// buffer, [`Conn::keep_out_buffer`](crate::conn::Conn::keep_out_buffer)) rather than
+    /// into a buffer of its own.
+    pub fn writing_into(mut self, mut out: Vec<u8>) -> Response {
+        out.clear();
+        self.out = out;
+        self
+    }
+
     /// Whether the extension has sent its headers (or written raw output).
     pub fn started(&self) -> bool {
         self.status.is_some() || self.raw
@@ -398,14 +407,14 @@ impl Response {
         std::mem::take(&mut self.out)
     }
 
-    /// The request has ended: frees the buffer of bytes waiting to be written (nothing
-    /// more is sent). The ended exchange stays in its registry slot until the slot is
-    /// reused (up to `--max-requests` of them), and each kept buffer would hold as much as
-    /// the request's largest write.
-    pub fn free_buffer(&mut self) {
-        self.out = Vec::new();
+    /// The request has ended: gives up the buffer of bytes waiting to be written (nothing
+    /// more is sent), for the connection's next response. The ended exchange stays in its
+    /// registry slot until the slot is reused (up to `--max-requests` of them), and each
+    /// buffer kept there would hold as much as the request's largest write.
+    pub fn take_buffer(&mut self) -> Vec<u8> {
         self.head_len = 0;
         self.committed = true;
+        std::mem::take(&mut self.out)
     }
 
     /// Whether the extension stopped short of its declared Content-Length (the response
