@@ -20,6 +20,43 @@ fn client_resets_at_every_phase() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// A response the client never got (it reset the connection while the extension worked,
+/// so the host's write fails) is logged with the bytes that went out, none, and its
+/// `--trace` line says the connection closed. Both ways a response is written: at once
+/// (`--threads 1`) and kept back for the worker's other ready work (4 workers). Before, the
+/// line counted the bytes ready to send, and the kept-back one said "kept alive".
+#[test]
+fn a_response_whose_write_failed_is_logged_with_no_bytes() {
+    for threads in ["1", "4"] {
+        let host = Host::start(&test_extension(), &["--threads", threads, "--trace"]);
+        let port = host.addr.port().to_string();
+        let phase = "sleep|0|GET /sleep?ms=900 HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n";
+        let out = common::python(common::hostile::RESETS, &["127.0.0.1", &port, phase]);
+        assert_eq!(out.trim(), "sleep 0", "{out}");
+        assert!(host.wait_for_output("request ended"), "{}", host.output());
+        let stderr = common::stop_clean(host);
+        let access = stderr
+            .lines()
+            .find(|l| l.starts_with("access: ") && l.contains("GET /sleep"))
+            .unwrap_or_else(|| panic!("no access-log line:\n{stderr}"));
+        let fields: Vec<&str> = access
+            .rsplit('"')
+            .next()
+            .unwrap()
+            .split_whitespace()
+            .collect();
+        assert_eq!(fields[..2], ["200", "0"], "--threads {threads}: {access}");
+        let ended = stderr
+            .lines()
+            .find(|l| l.contains("request ended"))
+            .unwrap();
+        assert!(
+            ended.ends_with("0 bytes sent, connection closed"),
+            "--threads {threads}: {ended}"
+        );
+    }
+}
+
 /// Extension code that faults inside an I/O completion callback, or panics there (Rust
 /// aborts: a panic cannot unwind out of an `extern` function), takes the process down, as
 /// it would take down IIS's worker process. The host says so in one line, with the

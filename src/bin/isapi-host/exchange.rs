@@ -26,7 +26,7 @@ use crate::conn::{self, BodyError, BodyReader, Conn};
 use crate::host::{Host, Waiting};
 use crate::http::{BodyKind, RequestHead};
 use crate::os;
-use crate::response::{HTTP_API_SERVER, Response};
+use crate::response::{HTTP_API_SERVER, Response, write_counted};
 use crate::staticfile::StaticRequest;
 use crate::vars::{RequestInfo, Unmapped};
 use isapi_wsgi::isapi::ffi::*;
@@ -700,6 +700,45 @@ const UNSENT_MAX: usize = 64 * 1024;
 struct Unsent {
     conn: Conn,
     bytes: Vec<u8>,
+    /// What the request's access-log and `--trace` lines say, written once these bytes are
+    /// (or could not be).
+    ended: Ended,
+}
+
+/// The end of a request as its access-log and `--trace` lines tell it.
+struct Ended {
+    exchange: Arc<Exchange>,
+    code: u16,
+    /// Bytes on the wire so far.
+    sent: u64,
+    log_params: String,
+}
+
+impl Ended {
+    /// Writes the lines, `more` bytes after those counted so far.
+    fn report(&self, host: &Host, more: u64, kept: bool) {
+        let sent = self.sent + more;
+        report_end(
+            host,
+            &self.exchange,
+            self.code,
+            sent,
+            &self.log_params,
+            kept,
+        );
+    }
+}
+
+/// A request's access-log line and its `--trace` line "request ended".
+fn report_end(host: &Host, exchange: &Exchange, code: u16, sent: u64, params: &str, kept: bool) {
+    let info = &exchange.info;
+    let label = exchange.label();
+    host.access
+        .log(info.remote, label, code, sent, exchange.started, params);
+    host.trace(exchange.id, || {
+        let connection = if kept { "kept alive" } else { "closed" };
+        format!("request ended: status {code}, {sent} bytes sent, connection {connection}")
+    });
 }
 
 impl Waiting for Unsent {
@@ -712,8 +751,14 @@ impl Waiting for Unsent {
     }
 
     fn ready(self: Box<Self>, host: &'static Host) {
-        let Unsent { mut conn, bytes } = *self;
-        if conn.out().write_all(&bytes).is_err() {
+        let Unsent {
+            mut conn,
+            bytes,
+            ended,
+        } = *self;
+        let (sent, written) = write_counted(&mut conn.out(), &bytes);
+        ended.report(host, sent, written.is_ok());
+        if written.is_err() {
             return host.close(conn);
         }
         conn.keep_out_buffer(bytes);
@@ -805,21 +850,25 @@ pub fn finish(
         } else {
             exchange.status_for_log(state)
         });
-    host.access.log(
-        exchange.info.remote,
-        exchange.label(),
-        code,
-        state.response.bytes_sent,
-        exchange.started,
-        &state.log_params,
-    );
-    host.trace(exchange.id, || {
-        format!(
-            "request ended: status {code}, {} bytes sent, connection {}",
-            state.response.bytes_sent,
-            if keep { "kept alive" } else { "closed" }
-        )
-    });
+    let sent = state.response.bytes_sent;
+    if !unsent.is_empty()
+        && let Some(conn) = conn.take()
+    {
+        // Told once the last bytes are written (or not).
+        let ended = Ended {
+            exchange: Arc::clone(exchange),
+            code,
+            sent,
+            log_params: std::mem::take(&mut state.log_params),
+        };
+        host.later(Box::new(Unsent {
+            conn,
+            bytes: unsent,
+            ended,
+        }));
+        return None;
+    }
+    report_end(host, exchange, code, sent, &state.log_params, keep);
     let mut conn = conn?;
     if !keep || stopping {
         host.close(conn);
@@ -829,12 +878,6 @@ pub fn finish(
         let deadline = conn.wait_deadline();
         host.poller
             .arm(Box::new(Draining { conn, body, left }), deadline);
-        None
-    } else if !unsent.is_empty() {
-        host.later(Box::new(Unsent {
-            conn,
-            bytes: unsent,
-        }));
         None
     } else {
         Some(conn)

@@ -341,8 +341,8 @@ impl Response {
             self.commit(stopping);
         }
         if !self.out.is_empty() {
-            let result = w.write_all(&self.out);
-            self.bytes_sent += self.out.len() as u64;
+            let (sent, result) = write_counted(w, &self.out);
+            self.bytes_sent += sent;
             self.out.clear();
             if result.is_err() {
                 self.failed = true;
@@ -399,11 +399,11 @@ impl Response {
 
     /// Takes the bytes the final flush would write, for the caller to write later; they
     /// count as sent.
+    /// The caller counts what of it goes out.
     pub fn take_unsent(&mut self, stopping: bool) -> Vec<u8> {
         if self.status.is_some() {
             self.commit(stopping);
         }
-        self.bytes_sent += self.out.len() as u64;
         std::mem::take(&mut self.out)
     }
 
@@ -434,6 +434,21 @@ impl Response {
 
 /// The end of a head: the host's `Connection` header (an extension's own is left out), then
 /// the blank line. HTTP/1.1 keeps the connection open unless told; HTTP/1.0 closes it unless told.
+/// Writes all of `data` as `write_all` does, and says how much of it went out before an
+/// error: the access log counts the bytes put on the wire, not those that were ready.
+pub fn write_counted(w: &mut impl Write, data: &[u8]) -> (u64, io::Result<()>) {
+    let mut sent = 0;
+    while sent < data.len() {
+        match w.write(&data[sent..]) {
+            Ok(0) => return (sent as u64, Err(io::ErrorKind::WriteZero.into())),
+            Ok(n) => sent += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return (sent as u64, Err(e)),
+        }
+    }
+    (sent as u64, Ok(()))
+}
+
 fn head_end(keep: bool, version: Version) -> &'static [u8] {
     match (keep, version) {
         (false, _) => b"Connection: close\r\n\r\n",
