@@ -906,6 +906,36 @@ fn shutdown_waits_for_requests_in_flight() {
     );
 }
 
+/// A response still being written when the host is told to stop (the extension has
+/// returned; a slow client takes the last bytes) is written to the end and logged: the
+/// shutdown waits for it as it does for requests still in the extension. Before, the
+/// host exited under it: the client got a cut response, and the access log no line.
+#[test]
+fn shutdown_waits_for_a_response_still_being_written() {
+    let log = common::scratch_dir("shutdown-writing").join("access.log");
+    let log_arg = log.to_str().unwrap();
+    let host = strict_host(&["--response-buffer", "64M", "--access-log", log_arg]);
+    let size = 32 << 20;
+    let mut client = TcpStream::connect(host.addr).unwrap();
+    let request = format!("GET /big?size={size} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    client.write_all(request.as_bytes()).unwrap();
+    // The whole response waits in the host's buffer when the extension returns; it goes
+    // out as the client reads, which it does only after the host was told to stop.
+    std::thread::sleep(Duration::from_millis(300));
+    let stopping = std::thread::spawn(move || stop_clean(host));
+    std::thread::sleep(Duration::from_millis(500));
+    let mut got = Vec::new();
+    let _ = client.read_to_end(&mut got);
+    let stderr = stopping.join().unwrap();
+    let (head, body) = split_head(&got);
+    assert_eq!(body.len(), size, "the whole body arrives: {head}\n{stderr}");
+    let written = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        written.contains(&format!(" GET /big?size={size}\" 200 ")),
+        "the request has its line: {written:?}\n{stderr}"
+    );
+}
+
 #[test]
 fn idle_connections_time_out() {
     let host = strict_host(&["--idle-timeout", "0.3"]);

@@ -20,7 +20,8 @@ const GATHER: Duration = Duration::from_millis(20);
 const BATCH: usize = 64 * 1024;
 
 /// At most this much waits for a destination that does not keep up (a full pipe nobody
-/// reads); lines beyond it are counted, not kept, and the count is logged.
+/// reads), besides the batch being written; lines beyond it are counted, not kept, and the
+/// count is logged.
 const MAX_WAITING: usize = 16 << 20;
 
 /// How long [`AccessLog::flush`] waits for the writer.
@@ -199,7 +200,9 @@ fn flush_asked(lines: &Lines) -> bool {
 }
 
 /// `access: <client> "<request>" <status> <bytes> <duration>ms[ <note>]`, written by hand
-/// (`write!` of these fields cost more than the rest of the line's work).
+/// (`write!` of these fields cost more than the rest of the line's work); the same text
+/// as the `writeln!` it replaces but for the duration's rounding at an exact half
+/// microsecond.
 fn append_line(
     out: &mut Vec<u8>,
     remote: SocketAddr,
@@ -231,7 +234,8 @@ fn append_line(
     out.push(b' ');
     out.extend_from_slice(decimal(bytes, &mut [0; 20]));
     out.push(b' ');
-    // Milliseconds with three decimals, rounded to the microsecond.
+    // Milliseconds with three decimals, rounded to the nearest microsecond (half up; the
+    // float formatting this replaces rounded an exact half either way).
     let micros = (duration.as_nanos() + 500) / 1000;
     let micros = u64::try_from(micros).unwrap_or(u64::MAX);
     out.extend_from_slice(decimal(micros / 1000, &mut [0; 20]));
@@ -280,7 +284,7 @@ mod tests {
     }
 
     #[test]
-    fn a_line_reads_as_the_formatted_one_did() {
+    fn a_line_reads_as_the_formatted_one_did_to_the_microsecond() {
         for (remote, micros, note) in [
             ("127.0.0.1:50000", 1042, ""),
             ("10.0.0.255:1", 0, "StaticFile"),

@@ -705,8 +705,35 @@ struct Unsent {
     ended: Ended,
 }
 
+/// A request that has left the registry but whose access-log line is not written yet
+/// (its last bytes may still be going out): the shutdown waits for these too
+/// ([`ending`]), so that no line is lost.
+struct Ending;
+
+static ENDING: AtomicUsize = AtomicUsize::new(0);
+
+impl Ending {
+    fn begin() -> Ending {
+        ENDING.fetch_add(1, Ordering::SeqCst);
+        Ending
+    }
+}
+
+impl Drop for Ending {
+    fn drop(&mut self) {
+        ENDING.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// How many ended requests have yet to write their access-log line.
+pub fn ending() -> usize {
+    ENDING.load(Ordering::SeqCst)
+}
+
 /// The end of a request as its access-log and `--trace` lines tell it.
 struct Ended {
+    /// Held until the lines are written.
+    _ending: Ending,
     exchange: Arc<Exchange>,
     code: u16,
     /// Bytes on the wire so far.
@@ -779,6 +806,7 @@ pub fn finish(
         return None;
     }
     state.finished = true;
+    let ending = Ending::begin();
     registry().remove(exchange.hconn);
     exchange.release_body(state);
     let error =
@@ -856,6 +884,7 @@ pub fn finish(
     {
         // Told once the last bytes are written (or not).
         let ended = Ended {
+            _ending: ending,
             exchange: Arc::clone(exchange),
             code,
             sent,
@@ -869,6 +898,7 @@ pub fn finish(
         return None;
     }
     report_end(host, exchange, code, sent, &state.log_params, keep);
+    drop(ending);
     let mut conn = conn?;
     if !keep || stopping {
         host.close(conn);

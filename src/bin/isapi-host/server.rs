@@ -285,7 +285,10 @@ fn shutdown(host: &'static Host) -> i32 {
     let deadline = Instant::now() + host.options.shutdown_timeout;
     // At least one sweep of the readiness loop, so that every parked connection is closed.
     std::thread::sleep(Duration::from_millis(150));
-    while exchange::registry().active() > 0 && Instant::now() < deadline {
+    // Requests in the extension, and those that left it but have yet to write their last
+    // bytes and access-log line.
+    while (exchange::registry().active() > 0 || exchange::ending() > 0) && Instant::now() < deadline
+    {
         std::thread::sleep(Duration::from_millis(20));
     }
     let in_extension = exchange::registry().active();
