@@ -583,7 +583,8 @@ mod tests {
     #[test]
     fn a_job_waiting_for_its_client_leaves_room_for_others() {
         // One thread: job 0 waits (as for a slow client) until job 1 has run. Without a
-        // spare worker job 1 would sit in the queue behind it for ever.
+        // spare worker job 1 would sit in the queue behind it for ever. Job 1 says it ran
+        // before it lets job 0 go on (the other way round, job 0's report could come first).
         let (done_tx, done_rx) = mpsc::channel::<()>();
         let done_rx = Mutex::new(done_rx);
         let (ran_tx, ran_rx) = mpsc::channel::<u32>();
@@ -592,10 +593,11 @@ mod tests {
             if n == 0 {
                 let _waiting = crate::client_wait::WaitingForClient::begin();
                 lock(&done_rx).recv().unwrap();
+                lock(&ran_tx).send(n).unwrap();
             } else {
+                lock(&ran_tx).send(n).unwrap();
                 done_tx.send(()).unwrap();
             }
-            lock(&ran_tx).send(n).unwrap();
         })
         .unwrap();
         pool.submit(0).unwrap();
