@@ -349,7 +349,7 @@ host_msgs="$data/host-messages.tsv"; : > "$host_msgs"
 # The lines our host and extension print on every clean start and stop.
 # The library's lines start with the process id in brackets.
 host_routine='^(\[[0-9]+\] )?isapi_wsgi: (configuration |serving |handler = (threadpool: [0-9]+ worker|combining: queue of )|unloading$|stopping the threadpool: 0 request\(s\) running, 0 queued|no \[python\] home or library: |Python.s logging: the application set up no handler)'
-host_routine+='|^isapi-host: stopping: 0 request\(s\) cut off: 0 still in the extension when the wait ended, 0 still arriving'
+host_routine+='|^isapi-host: stopping: 0 request\(s\) cut off: 0 still in the extension when the wait ended, 0 still writing their response, 0 still arriving'
 host_routine+='|^isapi-host: (serving |stopping: no new connections|TerminateExtension\(HSE_TERM_MUST_UNLOAD\) returned TRUE|stopped; 0 contract violation\(s\)$)'
 host_routine+='|^test extension: TerminateExtension'
 

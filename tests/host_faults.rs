@@ -184,7 +184,7 @@ fn sigterm_under_load_cuts_nothing_silently() {
     assert!(
         stopped.stderr.contains(
             "isapi-host: stopping: 4 request(s) cut off: 2 still in the extension when the wait \
-             ended, 2 still arriving (a partial head or body)"
+             ended, 0 still writing their response, 2 still arriving (a partial head or body)"
         ),
         "{}",
         stopped.stderr

@@ -742,8 +742,9 @@ struct Ended {
 }
 
 impl Ended {
-    /// Writes the lines, `more` bytes after those counted so far.
-    fn report(&self, host: &Host, more: u64, kept: bool) {
+    /// Writes the lines, `more` bytes after those counted so far; the request has then
+    /// ended for the shutdown's count too.
+    fn report(self, host: &Host, more: u64, kept: bool) {
         let sent = self.sent + more;
         report_end(
             host,

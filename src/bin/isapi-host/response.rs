@@ -397,9 +397,8 @@ impl Response {
         self.out.len()
     }
 
-    /// Takes the bytes the final flush would write, for the caller to write later; they
-    /// count as sent.
-    /// The caller counts what of it goes out.
+    /// Takes the bytes the final flush would write, for the caller to write later (and to
+    /// count what of them goes out).
     pub fn take_unsent(&mut self, stopping: bool) -> Vec<u8> {
         if self.status.is_some() {
             self.commit(stopping);
@@ -432,8 +431,6 @@ impl Response {
     }
 }
 
-/// The end of a head: the host's `Connection` header (an extension's own is left out), then
-/// the blank line. HTTP/1.1 keeps the connection open unless told; HTTP/1.0 closes it unless told.
 /// Writes all of `data` as `write_all` does, and says how much of it went out before an
 /// error: the access log counts the bytes put on the wire, not those that were ready.
 pub fn write_counted(w: &mut impl Write, data: &[u8]) -> (u64, io::Result<()>) {
@@ -449,6 +446,8 @@ pub fn write_counted(w: &mut impl Write, data: &[u8]) -> (u64, io::Result<()>) {
     (sent as u64, Ok(()))
 }
 
+/// The end of a head: the host's `Connection` header (an extension's own is left out), then
+/// the blank line. HTTP/1.1 keeps the connection open unless told; HTTP/1.0 closes it unless told.
 fn head_end(keep: bool, version: Version) -> &'static [u8] {
     match (keep, version) {
         (false, _) => b"Connection: close\r\n\r\n",

@@ -292,12 +292,14 @@ fn shutdown(host: &'static Host) -> i32 {
         std::thread::sleep(Duration::from_millis(20));
     }
     let in_extension = exchange::registry().active();
+    let writing = exchange::ending();
+    let arriving = host.cut_arriving.load(std::sync::atomic::Ordering::SeqCst);
     exchange::report_unfinished(host);
     eprintln!(
         "isapi-host: stopping: {} request(s) cut off: {in_extension} still in the extension when \
-         the wait ended, {} still arriving (a partial head or body)",
-        in_extension + host.cut_arriving.load(std::sync::atomic::Ordering::SeqCst),
-        host.cut_arriving.load(std::sync::atomic::Ordering::SeqCst),
+         the wait ended, {writing} still writing their response, {arriving} still arriving (a \
+         partial head or body)",
+        in_extension + writing + arriving,
     );
     match host.extension.terminate() {
         Some(result) => eprintln!(
