@@ -134,21 +134,14 @@ impl AccessLog {
     /// [`FLUSH_WAIT`]: a destination that blocks does not hold up the shutdown).
     pub fn flush(&self) {
         let Some(shared) = &self.shared else { return };
-        let deadline = Instant::now() + FLUSH_WAIT;
         let mut lines = lock(&shared.lines);
         lines.flushes_asked += 1;
         let asked = lines.flushes_asked;
         shared.wake.notify_one();
-        while lines.flushes_done < asked {
-            let now = Instant::now();
-            if now >= deadline {
-                return;
-            }
-            lines = match shared.written.wait_timeout(lines, deadline - now) {
-                Ok((guard, _)) => guard,
-                Err(poisoned) => poisoned.into_inner().0,
-            };
-        }
+        let waited = shared
+            .written
+            .wait_timeout_while(lines, FLUSH_WAIT, |lines| lines.flushes_done < asked);
+        drop(waited);
     }
 }
 
@@ -158,22 +151,20 @@ fn write_lines(shared: &Shared, mut out: Box<dyn Write + Send>) {
     let mut lines = lock(&shared.lines);
     loop {
         // Nothing to write: wait for the next line, without a timeout.
-        while lines.text.is_empty() && lines.dropped == 0 && !flush_asked(&lines) {
-            lines = wait(&shared.wake, lines);
-        }
+        lines = shared
+            .wake
+            .wait_while(lines, |lines| {
+                lines.text.is_empty() && lines.dropped == 0 && !flush_asked(lines)
+            })
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         // Let the lines of the next moments join these, unless a batch is full or a flush
         // waits.
-        let until = Instant::now() + GATHER;
-        while lines.text.len() < BATCH && !flush_asked(&lines) {
-            let now = Instant::now();
-            if now >= until {
-                break;
-            }
-            lines = match shared.wake.wait_timeout(lines, until - now) {
-                Ok((guard, _)) => guard,
-                Err(poisoned) => poisoned.into_inner().0,
-            };
-        }
+        lines = match shared.wake.wait_timeout_while(lines, GATHER, |lines| {
+            lines.text.len() < BATCH && !flush_asked(lines)
+        }) {
+            Ok((guard, _)) => guard,
+            Err(poisoned) => poisoned.into_inner().0,
+        };
         std::mem::swap(&mut lines.text, &mut taken);
         let dropped = std::mem::take(&mut lines.dropped);
         let flush = lines.flushes_asked;
@@ -255,12 +246,6 @@ fn append_line(
 fn lock(lines: &Mutex<Lines>) -> MutexGuard<'_, Lines> {
     lines
         .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-fn wait<'a>(condvar: &Condvar, guard: MutexGuard<'a, Lines>) -> MutexGuard<'a, Lines> {
-    condvar
-        .wait(guard)
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
