@@ -17,6 +17,16 @@ pub fn decimal(mut n: u64, digits: &mut [u8; 20]) -> &[u8] {
     &digits[at..]
 }
 
+/// Appends `address` in dotted decimal (`127.0.0.1`, as `Display` and Windows write it).
+pub fn push_ipv4(out: &mut Vec<u8>, address: std::net::Ipv4Addr) {
+    for (i, octet) in address.octets().into_iter().enumerate() {
+        if i > 0 {
+            out.push(b'.');
+        }
+        out.extend_from_slice(decimal(octet.into(), &mut [0; 20]));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -25,6 +35,15 @@ mod tests {
     fn the_same_digits_as_format() {
         for n in [0, 7, 13, 100, 65_536, 4_294_967_295, u64::MAX] {
             assert_eq!(decimal(n, &mut [0; 20]), n.to_string().as_bytes());
+        }
+    }
+
+    #[test]
+    fn an_ipv4_address_as_display_writes_it() {
+        for address in ["0.0.0.0", "127.0.0.1", "10.200.3.255"] {
+            let mut out = Vec::new();
+            push_ipv4(&mut out, address.parse().unwrap());
+            assert_eq!(out, address.as_bytes());
         }
     }
 }

@@ -7,7 +7,7 @@
 //! channel with a record per request woke it about every other request: 7 µs of CPU per
 //! request, a quarter of the host's, docs/host.md). An idle host never wakes it.
 use crate::cli::AccessLog as Destination;
-use isapi_wsgi::isapi::decimal::decimal;
+use isapi_wsgi::isapi::decimal::{decimal, push_ipv4};
 use std::io::{self, Write};
 use std::net::SocketAddr;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -181,8 +181,11 @@ fn write_lines(shared: &Shared, mut out: Box<dyn Write + Send>) {
             taken = Vec::with_capacity(BATCH); // after a burst, not kept at its size
         }
         lines = lock(&shared.lines);
-        lines.flushes_done = flush;
-        shared.written.notify_all();
+        // Only a flush waits for `written` (a signal is a system call even unheard).
+        if lines.flushes_done != flush {
+            lines.flushes_done = flush;
+            shared.written.notify_all();
+        }
     }
 }
 
@@ -206,12 +209,7 @@ fn append_line(
     out.extend_from_slice(b"access: ");
     match remote {
         SocketAddr::V4(v4) => {
-            for (i, octet) in v4.ip().octets().into_iter().enumerate() {
-                if i > 0 {
-                    out.push(b'.');
-                }
-                out.extend_from_slice(decimal(octet.into(), &mut [0; 20]));
-            }
+            push_ipv4(out, *v4.ip());
             out.push(b':');
             out.extend_from_slice(decimal(v4.port().into(), &mut [0; 20]));
         }

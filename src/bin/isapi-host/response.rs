@@ -141,8 +141,8 @@ impl Response {
     /// The response writes into `out` (emptied; the connection's previous response's
     /// buffer, [`Conn::keep_out_buffer`](crate::conn::Conn::keep_out_buffer)) rather than
     /// into a buffer of its own.
-    pub fn writing_into(mut self, mut out: Vec<u8>) -> Response {
-        out.clear();
+    pub fn writing_into(mut self, out: Vec<u8>) -> Response {
+        debug_assert!(out.is_empty(), "a kept buffer is emptied when it is kept");
         self.out = out;
         self
     }

@@ -11,7 +11,7 @@
 use crate::cli::{Options, ScriptMap};
 use crate::http::{HttpError, RequestHead, owned_text, percent_decode};
 use crate::staticfile::StaticRequest;
-use isapi_wsgi::isapi::decimal::decimal;
+use isapi_wsgi::isapi::decimal::{decimal, push_ipv4};
 use std::borrow::Cow;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -542,14 +542,7 @@ impl RequestInfo {
             Text::Str(s) => out.extend(s.chars().map(ansi_char)),
             Text::Raw(b) => out.extend_from_slice(&b),
             Text::Number(n) => out.extend_from_slice(decimal(n, &mut [0; 20])),
-            Text::Address(IpAddr::V4(a)) => {
-                for (i, octet) in a.octets().into_iter().enumerate() {
-                    if i > 0 {
-                        out.push(b'.');
-                    }
-                    out.extend_from_slice(decimal(octet.into(), &mut [0; 20]));
-                }
-            }
+            Text::Address(IpAddr::V4(a)) => push_ipv4(out, a),
             // Writing to a Vec cannot fail.
             Text::Address(a) => drop(write!(out, "{a}")),
             Text::AllHttp => self.all_http(out),
