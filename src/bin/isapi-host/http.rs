@@ -84,13 +84,42 @@ pub struct HeaderFields {
     ends: Vec<(u32, u32)>,
 }
 
+/// The buffers of a [`HeaderFields`] that was dropped, emptied, for the next request head
+/// parsed on the same thread.
+type SpareFields = (String, Vec<u8>, Vec<(u32, u32)>);
+
+thread_local! {
+    /// The header buffers of requests that ended on this thread (a few at most): a keep-alive
+    /// connection's next head is parsed into its predecessor's buffers, three allocations and
+    /// three frees fewer per request.
+    static SPARE_FIELDS: std::cell::RefCell<Vec<SpareFields>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// How many emptied buffer sets a thread keeps, and the largest values buffer kept (a head
+/// with unusually large headers does not pin its memory to the thread).
+const SPARES_KEPT: usize = 4;
+const SPARE_VALUES_LIMIT: usize = 8 * 1024;
+
 impl HeaderFields {
-    /// Room for a usual request's header lines, so that they do not grow line by line.
+    /// Room for a usual request's header lines, so that they do not grow line by line: a
+    /// spare set of this thread's, or new buffers.
     fn with_room() -> HeaderFields {
-        HeaderFields {
-            names: String::with_capacity(160),
-            values: Vec::with_capacity(512),
-            ends: Vec::with_capacity(16),
+        let spare = SPARE_FIELDS
+            .try_with(|spares| spares.borrow_mut().pop())
+            .ok()
+            .flatten();
+        match spare {
+            Some((names, values, ends)) => HeaderFields {
+                names,
+                values,
+                ends,
+            },
+            None => HeaderFields {
+                names: String::with_capacity(160),
+                values: Vec::with_capacity(512),
+                ends: Vec::with_capacity(16),
+            },
         }
     }
 
@@ -147,6 +176,30 @@ impl RequestHead {
     /// The target's query part (after the first `?`, not decoded), or "".
     pub fn query(&self) -> &str {
         self.target.split_once('?').map_or("", |(_, q)| q)
+    }
+}
+
+impl Drop for HeaderFields {
+    /// Gives the buffers, emptied, to this thread's spares (see [`HeaderFields::with_room`]).
+    fn drop(&mut self) {
+        if self.values.capacity() == 0 || self.values.capacity() > SPARE_VALUES_LIMIT {
+            return;
+        }
+        let mut spare = (
+            std::mem::take(&mut self.names),
+            std::mem::take(&mut self.values),
+            std::mem::take(&mut self.ends),
+        );
+        spare.0.clear();
+        spare.1.clear();
+        spare.2.clear();
+        // At thread exit the spares may be gone already: then the buffers are just freed.
+        let _ = SPARE_FIELDS.try_with(|spares| {
+            let mut spares = spares.borrow_mut();
+            if spares.len() < SPARES_KEPT {
+                spares.push(spare);
+            }
+        });
     }
 }
 
@@ -947,6 +1000,33 @@ pub fn percent_decode(s: &str) -> Result<Vec<u8>, HttpError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_head_parsed_into_a_predecessors_buffers_has_only_its_own_fields() {
+        let limits = Limits {
+            request_line: 8192,
+            header_bytes: 16384,
+        };
+        let parse = |bytes: &[u8]| match parse_request(bytes, &limits) {
+            Ok(Parsed::Complete(head, _)) => head,
+            other => panic!("{other:?}"),
+        };
+        // Values longer than a new buffer's room (512 bytes), so that it grew.
+        let long = "a".repeat(700);
+        let first = parse(
+            format!("GET /a HTTP/1.1\r\nHost: one\r\nX-Long: {long}\r\nCookie: c=1\r\n\r\n")
+                .as_bytes(),
+        );
+        let capacity = first.headers.values.capacity();
+        assert!(capacity > 512);
+        drop(first);
+        // The same thread: the next head reuses the buffers the first one gave back.
+        let second = parse(b"GET /b HTTP/1.1\r\nHost: two\r\n\r\n");
+        assert_eq!(second.headers.values.capacity(), capacity);
+        let fields: Vec<(&str, &[u8])> = second.headers.iter().collect();
+        assert_eq!(fields, [("Host", &b"two"[..])]);
+        assert_eq!(second.header("cookie"), None);
+    }
 
     #[test]
     fn a_request_line_at_its_limit_is_not_refused_while_its_crlf_arrives() {
