@@ -405,15 +405,18 @@ fn vector_send_with_memory_and_file_elements() {
     s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     let requests = format!(
         "GET /vector HTTP/1.1\r\nHost: h\r\n\r\n\
-         GET /vector?final=1&path={} HTTP/1.1\r\nHost: h\r\n\r\n",
+         GET /vector?final=1&path={0} HTTP/1.1\r\nHost: h\r\n\r\n\
+         GET /vector?bytewise=1&path={0} HTTP/1.1\r\nHost: h\r\n\r\n",
         path.display()
     );
     s.write_all(requests.as_bytes()).unwrap();
-    let responses = read_responses(&mut s, 2, false);
+    let responses = read_responses(&mut s, 3, false);
     assert_eq!(responses[0].status, 200, "{}", responses[0].text());
     assert_eq!(responses[0].body, b"Hello, world!");
     assert_eq!(responses[0].header("content-type"), Some("text/plain"));
     assert_eq!(responses[1].body, b"Hello, big, wide world!");
+    // Eight elements: more than the host checks into its array on the stack.
+    assert_eq!(responses[2].body, b"Hello, big, wide world!");
     let (ok, out, err) = curl(&["-s", &host.url(&format!("/vector?path={}", path.display()))]);
     assert!(ok, "{err}");
     assert_eq!(out, b"Hello, big, wide world!");

@@ -16,7 +16,7 @@
 //! | `pending?ms=M` | returns PENDING; another thread answers after M ms and ends the session |
 //! | `pending-early` | DONE_WITH_SESSION from another thread *before* HttpExtensionProc returns PENDING |
 //! | `transmit?path=P&offset=N&sync=1&disconnect=1&shared=1` | HSE_REQ_TRANSMIT_FILE of file P (async, or HSE_IO_SYNC with `sync=1`; with headers, head and tail; HSE_IO_DISCONNECT_AFTER_SEND with `disconnect=1`; with `shared=1` through one handle per path kept open for the process, opened with FILE_FLAG_OVERLAPPED on Windows, as an extension caching file handles does) |
-//! | `vector?path=P&final=1` | HSE_REQ_VECTOR_SEND: status, headers and the body `Hello, ` + file P (if given) + `world!` (a memory element with an offset) in one call; `final=1` adds HSE_IO_FINAL_SEND |
+//! | `vector?path=P&final=1&bytewise=1` | HSE_REQ_VECTOR_SEND: status, headers and the body `Hello, ` + file P (if given) + `world!` (a memory element with an offset; with `bytewise=1` six one-byte elements) in one call; `final=1` adds HSE_IO_FINAL_SEND |
 //! | `gone` | polls HSE_REQ_IS_CONNECTED until the client has gone, reporting both answers on stderr |
 //! | `chunked` | Transfer-Encoding: chunked written by the extension |
 //! | `noframe` | no Content-Length: the host must close the connection |
@@ -1120,7 +1120,12 @@ fn vector(req: Req) -> u32 {
             cbSize: 0, // the whole file
         });
     }
-    elements.push(memory_element(world, 1, 6));
+    if req.param("bytewise").is_some_and(|v| v == "1") {
+        // `world!` one byte an element: more elements than the host checks on its stack.
+        elements.extend((1..7).map(|offset| memory_element(world, offset, 1)));
+    } else {
+        elements.push(memory_element(world, 1, 6));
+    }
     let length = hello.len() as u64 + file_len + 6;
     let headers = format!("Content-Type: text/plain\r\nContent-Length: {length}\r\n\r\n");
     let mut flags = HSE_IO_SEND_HEADERS;

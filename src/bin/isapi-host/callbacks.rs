@@ -1279,15 +1279,28 @@ unsafe fn vector_send(s: &Support) -> BOOL {
         // the extension leaves alone until the call returns (contract).
         (n, false) => unsafe { std::slice::from_raw_parts(v.lpElementArray, n as usize) },
     };
-    let mut parts = Vec::with_capacity(elements.len());
-    for element in elements {
+    // The checked elements: on the stack for the usual few (a response's body is one or
+    // two), so that the call allocates nothing; in a Vec beyond that.
+    let mut few = [const { VectorPart::Memory(&[]) }; FEW_PARTS];
+    let mut many = Vec::new();
+    for (i, element) in elements.iter().enumerate() {
         // SAFETY: the element is the extension's, as the contract describes it.
-        match unsafe { VectorPart::of(element) } {
-            Ok(part) => parts.push(part),
+        let part = match unsafe { VectorPart::of(element) } {
+            Ok(part) => part,
             Err(Ok(what)) => return refuse(&what),
             Err(Err(error)) => return s.fail_with(detail, error),
+        };
+        if elements.len() <= FEW_PARTS {
+            few[i] = part;
+        } else {
+            many.push(part);
         }
     }
+    let parts = if elements.len() <= FEW_PARTS {
+        &few[..elements.len()]
+    } else {
+        &many[..]
+    };
     let is_async = v.dwFlags & HSE_IO_ASYNC != 0;
     if is_async {
         let state = s.ex.lock();
@@ -1299,7 +1312,7 @@ unsafe fn vector_send(s: &Support) -> BOOL {
             s.violation("HSE_REQ_VECTOR_SEND while another asynchronous operation is outstanding");
         }
     }
-    let result = send_vector(s.host, s.ex, &v, &parts);
+    let result = send_vector(s.host, s.ex, &v, parts);
     if is_async {
         let (sent, error) = match result {
             Ok(n) => (n, 0),
@@ -1314,6 +1327,9 @@ unsafe fn vector_send(s: &Support) -> BOOL {
         Err(e) => s.fail_with(detail, e),
     }
 }
+
+/// How many elements of an HSE_REQ_VECTOR_SEND are checked into an array on the stack.
+const FEW_PARTS: usize = 4;
 
 /// One element of an HSE_REQ_VECTOR_SEND, checked.
 enum VectorPart<'a> {
