@@ -671,12 +671,36 @@ pub struct Target {
     pub script_end: usize,
 }
 
+thread_local! {
+    /// The two buffers of the last [`Target`] dropped on this thread (empty while taken), for
+    /// the next request's: reading where a request goes allocates nothing.
+    static TARGET_BUFFERS: Cell<(Vec<u8>, Vec<u8>)> = const { Cell::new((Vec::new(), Vec::new())) };
+}
+
+/// The largest target buffer a thread keeps for the next request (a larger one is freed).
+const TARGET_KEEP: usize = 16 * 1024;
+
+impl Drop for Target {
+    /// Gives the buffers back to the thread (see [`TARGET_BUFFERS`]).
+    fn drop(&mut self) {
+        let raw = self.raw.take().unwrap_or_default();
+        if raw.capacity() <= TARGET_KEEP && self.path.capacity() <= TARGET_KEEP {
+            let buffers = (raw, std::mem::take(&mut self.path));
+            // A thread that is ending has nowhere to keep them: they are freed.
+            let _ = TARGET_BUFFERS.try_with(|kept| kept.set(buffers));
+        }
+    }
+}
+
 impl Target {
     /// SCRIPT_NAME and PATH_INFO from the raw URL (`HTTP_URL`) if there is one, else from
     /// the ECB's PATH_INFO; the split from APPL_MD_PATH and IIS's SCRIPT_NAME.
     pub fn read(ecb: &Ecb) -> Target {
-        // One buffer: HTTP_URL, then APPL_MD_PATH and SCRIPT_NAME after it (cut off again).
-        let mut buffer = Vec::new();
+        // One buffer: HTTP_URL, then APPL_MD_PATH and SCRIPT_NAME after it (cut off again);
+        // and one for the path. Both the thread's from its previous request, if it has them.
+        let (mut buffer, mut path) = TARGET_BUFFERS.try_with(Cell::take).unwrap_or_default();
+        buffer.clear();
+        path.clear();
         let has_url = matches!(ecb.server_variable(c"HTTP_URL", &mut buffer), Ok(true))
             && buffer.starts_with(b"/");
         if !has_url {
@@ -684,11 +708,13 @@ impl Target {
         }
         let url_end = buffer.len();
         let path = if has_url {
-            let path = buffer.split(|&b| b == b'?').next().unwrap_or_default();
-            canonical_path(percent_decode(path))
+            let raw_path = buffer.split(|&b| b == b'?').next().unwrap_or_default();
+            percent_decode_into(raw_path, &mut path);
+            canonical_path(path)
         } else {
             // The server's own PATH_INFO: canonical from IIS, made so for any other server.
-            canonical_path(ecb.path_info().to_vec())
+            path.extend_from_slice(ecb.path_info());
+            canonical_path(path)
         };
         let _ = ecb.server_variable(c"APPL_MD_PATH", &mut buffer);
         let md_path_end = buffer.len();
@@ -751,8 +777,16 @@ const CGI_BYTE: [u8; 256] = {
 };
 
 /// `%XX` sequences to bytes; anything malformed stays as it is.
-pub fn percent_decode(raw: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(raw.len());
+#[cfg(test)]
+fn percent_decode(raw: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    percent_decode_into(raw, &mut out);
+    out
+}
+
+/// `%XX` sequences of `raw` to bytes, appended to `out`; anything malformed stays as it is.
+fn percent_decode_into(raw: &[u8], out: &mut Vec<u8>) {
+    out.reserve(raw.len());
     let mut index = 0;
     while index < raw.len() {
         let byte = raw[index];
@@ -767,7 +801,6 @@ pub fn percent_decode(raw: &[u8]) -> Vec<u8> {
         out.push(byte);
         index += 1;
     }
-    out
 }
 
 /// The path IIS routed, authorised and filtered, from the percent-decoded raw path: what
