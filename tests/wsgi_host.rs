@@ -227,6 +227,51 @@ fn remote_host_request_uri_and_path_translated_through_the_host() {
     site.finish(host);
 }
 
+/// The target, PATH_INFO and PATH_TRANSLATED of a URL asked for again are the same `str`s
+/// as last time (environ.rs keeps the last ones): each request still sees its own values,
+/// whatever came before it.
+#[test]
+fn a_url_asked_for_again_and_then_another_each_see_their_own_paths() {
+    let site = testapp();
+    let host = site.start(&["--vdir", "/app", "--physical-path", "/srv/app"]);
+    for (target, path_info, translated) in [
+        ("/app/environ/a", "/environ/a", Some("/srv/app/environ/a")),
+        ("/app/environ/a", "/environ/a", Some("/srv/app/environ/a")),
+        (
+            "/app/environ/b?x=1",
+            "/environ/b",
+            Some("/srv/app/environ/b"),
+        ),
+        (
+            "/app/environ/a?x=1",
+            "/environ/a",
+            Some("/srv/app/environ/a"),
+        ),
+        ("/app", "", None),
+        ("/app/environ/a", "/environ/a", Some("/srv/app/environ/a")),
+    ] {
+        let environ = text(&curl(&["-H", "X-Environ: 1", &host.url(target)]).1);
+        for expected in [
+            format!(r#""REQUEST_URI": "{target}""#),
+            format!(r#""RAW_URI": "{target}""#),
+            format!(r#""PATH_INFO": "{path_info}""#),
+        ] {
+            assert!(
+                environ.contains(&expected),
+                "{target}: {expected} not in {environ}"
+            );
+        }
+        match translated {
+            Some(t) => assert!(
+                environ.contains(&format!(r#""PATH_TRANSLATED": "{t}""#)),
+                "{target}: {environ}"
+            ),
+            None => assert!(!environ.contains("PATH_TRANSLATED"), "{target}: {environ}"),
+        }
+    }
+    site.finish(host);
+}
+
 #[test]
 fn isapi_server_variable_reads_iis_variables_during_the_request_only() {
     let site = testapp();

@@ -4,7 +4,9 @@
 //! * the keys are interned `str` objects made once ([`Keys`]), header keys are cached;
 //! * entries that never change (`wsgi.version`, `wsgi.errors`, ...) sit in a template dict
 //!   that is copied (`PyDict_Copy`) per request;
-//! * the request headers come parsed, from one read of `ALL_RAW` (headers.rs).
+//! * the request headers come parsed, from one read of `ALL_RAW` (headers.rs);
+//! * values that repeat from request to request (a header's, the client's address, the
+//!   paths of a URL asked for again) reuse the `str` made for the last one.
 //!
 //! What goes in, and from where (see docs/bridge.md for the reasoning):
 //! * The paths come from a [`Target`], read before the mount is chosen (mounts.rs):
@@ -109,9 +111,11 @@ pub struct EnvironBuilder {
     template: PyStatic,
     header_keys: Mutex<HeaderKeys>,
     /// Values that usually repeat from one request to the next (the mount point, the
-    /// server's name and port, a proxy's address): the last one seen per slot is kept as a
-    /// `str` and reused while the bytes match, which saves making a string per request.
-    recent: Mutex<[Recent; 5]>,
+    /// server's name and port, the client's address and port, and, while the same URL is
+    /// asked for again, the request target, PATH_INFO and PATH_TRANSLATED): the last one
+    /// seen per slot is kept as a `str` and reused while the bytes match, which saves
+    /// making a string per request. The slots are numbered in [`Filling`]'s methods.
+    recent: Mutex<[Recent; RECENT_SLOTS]>,
     /// Templates with the common entries of recent requests in (see [`Common`]).
     usual: Mutex<UsualTemplates>,
     /// `[wsgi] trusted_proxies`.
@@ -256,13 +260,16 @@ struct HeaderSlot {
 /// Longer header values (cookies, tokens) are not kept between requests.
 const RECENT_VALUE_MAX: usize = 256;
 
+/// How many values [`EnvironBuilder::recent`] keeps (slots 0-7, see [`Filling`]).
+const RECENT_SLOTS: usize = 8;
+
 /// One request's environ while [`EnvironBuilder::build`] fills it, one group of entries at a
 /// time, with the values kept from recent requests (locked for that time).
 struct Filling<'b, 'py> {
     gil: Gil<'py>,
     keys: &'b Keys,
     environ: &'b PyRef<'py>,
-    recent: MutexGuard<'b, [Recent; 5]>,
+    recent: MutexGuard<'b, [Recent; RECENT_SLOTS]>,
 }
 
 impl<'py> Filling<'_, 'py> {
@@ -294,6 +301,21 @@ impl<'py> Filling<'_, 'py> {
                 self.set(key, &value)
             }
         }
+    }
+
+    /// The `str` of `bytes`: recent slot `slot`'s while the bytes are the same, else a new
+    /// one, kept in the slot when it is short (a long URL is not copied for a next time).
+    fn recent_str(&mut self, slot: usize, bytes: &[u8]) -> PyResult<'py, PyRef<'py>> {
+        if let Some((seen, value)) = &self.recent[slot]
+            && seen.as_slice() == bytes
+        {
+            return Ok(value.bind(self.gil));
+        }
+        let value = self.gil.latin1(bytes)?;
+        if bytes.len() <= RECENT_VALUE_MAX {
+            remember(&mut self.recent[slot], self.gil, bytes, &value);
+        }
+        Ok(value)
     }
 
     /// The common entries (see [`Common`]), for a request whose are not in a usual template.
@@ -338,19 +360,27 @@ impl<'py> Filling<'_, 'py> {
 
     /// The request target as the client sent it (REQUEST_URI, RAW_URI), PATH_INFO, and
     /// PATH_TRANSLATED only with a PATH_INFO (RFC 3875 §4.1.6), as IIS mapped it.
-    fn paths(&self, ecb: &Ecb, target: &Target) -> PyResult<'py, ()> {
+    /// (Recent slots 5, 6 and 7: a client asking for the same URL again gets the same
+    /// `str`s.)
+    fn paths(&mut self, ecb: &Ecb, target: &Target) -> PyResult<'py, ()> {
         let k = self.keys;
         if let Some(raw) = &target.raw {
-            let raw = self.gil.latin1(raw)?;
+            let raw = self.recent_str(5, raw)?;
             self.set(&k.request_uri, &raw)?;
             self.set(&k.raw_uri, &raw)?;
         }
         let path_info = target.path_info();
-        self.text(&k.path_info, path_info)?;
+        if path_info.is_empty() {
+            self.kept(&k.path_info, &k.empty)?;
+        } else {
+            let value = self.recent_str(6, path_info)?;
+            self.set(&k.path_info, &value)?;
+        }
         // The ECB's field, not a server-variable call: the same value, one call fewer.
         let path_translated = ecb.path_translated();
         if !path_info.is_empty() && !path_translated.is_empty() {
-            self.text(&k.path_translated, path_translated)?;
+            let value = self.recent_str(7, path_translated)?;
+            self.set(&k.path_translated, &value)?;
         }
         Ok(())
     }
@@ -451,7 +481,7 @@ impl EnvironBuilder {
             keys,
             template: template.into_static(),
             header_keys: Mutex::new(HeaderKeys::default()),
-            recent: Mutex::new([None, None, None, None, None]),
+            recent: Mutex::new(Default::default()),
             usual: Mutex::new(UsualTemplates::default()),
             trusted_proxies,
         })
