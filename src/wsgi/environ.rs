@@ -415,8 +415,7 @@ impl<'py> Filling<'_, 'py> {
     fn authentication(&self, ecb: &Ecb, scratch: &mut Vec<u8>) -> PyResult<'py, ()> {
         let k = self.keys;
         scratch.clear();
-        if !(matches!(ecb.server_variable(c"AUTH_TYPE", scratch), Ok(true)) && !scratch.is_empty())
-        {
+        if !matches!(ecb.server_variable(c"AUTH_TYPE", scratch), Ok(true)) || scratch.is_empty() {
             return Ok(());
         }
         self.text(&k.auth_type, scratch)?;
