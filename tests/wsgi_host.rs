@@ -227,13 +227,20 @@ fn remote_host_request_uri_and_path_translated_through_the_host() {
     site.finish(host);
 }
 
-/// The target, PATH_INFO and PATH_TRANSLATED of a URL asked for again are the same `str`s
-/// as last time (environ.rs keeps the last ones): each request still sees its own values,
-/// whatever came before it.
+/// environ.rs reuses the `str`s of the last request's target, PATH_INFO and PATH_TRANSLATED
+/// while the bytes are the same: each request still sees its own values, whatever came
+/// before it (the same length, another query, the same PATH_INFO from another raw target,
+/// a target too long to be kept).
 #[test]
 fn a_url_asked_for_again_and_then_another_each_see_their_own_paths() {
     let site = testapp();
     let host = site.start(&["--vdir", "/app", "--physical-path", "/srv/app"]);
+    let segment = "x".repeat(300);
+    let (long, long_info) = (
+        format!("/app/environ/{segment}"),
+        format!("/environ/{segment}"),
+    );
+    let long_translated = format!("/srv/app/environ/{segment}");
     for (target, path_info, translated) in [
         ("/app/environ/a", "/environ/a", Some("/srv/app/environ/a")),
         ("/app/environ/a", "/environ/a", Some("/srv/app/environ/a")),
@@ -248,6 +255,9 @@ fn a_url_asked_for_again_and_then_another_each_see_their_own_paths() {
             Some("/srv/app/environ/a"),
         ),
         ("/app", "", None),
+        ("/app/environ/a", "/environ/a", Some("/srv/app/environ/a")),
+        ("/app/environ/%61", "/environ/a", Some("/srv/app/environ/a")),
+        (&long, &long_info, Some(&long_translated)),
         ("/app/environ/a", "/environ/a", Some("/srv/app/environ/a")),
     ] {
         let environ = text(&curl(&["-H", "X-Environ: 1", &host.url(target)]).1);

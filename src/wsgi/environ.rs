@@ -702,8 +702,26 @@ pub struct Target {
 
 thread_local! {
     /// The two buffers of the last [`Target`] dropped on this thread (empty while taken), for
-    /// the next request's: reading where a request goes allocates nothing.
+    /// the next request's. A request that runs on the thread that read its target (the
+    /// simple handler; the combining handler's own) allocates nothing here; one that runs on
+    /// another thread (a pool worker, the combining handler's running thread) leaves its
+    /// buffers to that thread, and the reading thread allocates new ones.
     static TARGET_BUFFERS: Cell<(Vec<u8>, Vec<u8>)> = const { Cell::new((Vec::new(), Vec::new())) };
+}
+
+/// Keeps `raw` and `path` for the thread's next [`Target::read`], each in place of an empty
+/// one there (a request without a raw URL gives back only its path buffer).
+fn keep_target_buffers(raw: Vec<u8>, path: Vec<u8>) {
+    if raw.capacity() > TARGET_KEEP || path.capacity() > TARGET_KEEP {
+        return;
+    }
+    // A thread that is ending has nowhere to keep them: they are freed.
+    let _ = TARGET_BUFFERS.try_with(|kept| {
+        let (kept_raw, kept_path) = kept.take();
+        let raw = if raw.capacity() > 0 { raw } else { kept_raw };
+        let path = if path.capacity() > 0 { path } else { kept_path };
+        kept.set((raw, path));
+    });
 }
 
 /// The largest target buffer a thread keeps for the next request (a larger one is freed).
@@ -712,12 +730,10 @@ const TARGET_KEEP: usize = 16 * 1024;
 impl Drop for Target {
     /// Gives the buffers back to the thread (see [`TARGET_BUFFERS`]).
     fn drop(&mut self) {
-        let raw = self.raw.take().unwrap_or_default();
-        if raw.capacity() <= TARGET_KEEP && self.path.capacity() <= TARGET_KEEP {
-            let buffers = (raw, std::mem::take(&mut self.path));
-            // A thread that is ending has nowhere to keep them: they are freed.
-            let _ = TARGET_BUFFERS.try_with(|kept| kept.set(buffers));
-        }
+        keep_target_buffers(
+            self.raw.take().unwrap_or_default(),
+            std::mem::take(&mut self.path),
+        );
     }
 }
 
@@ -752,8 +768,14 @@ impl Target {
         let script = &buffer[md_path_end..];
         let script_end = split_point(&path, mount_point(md_path), script, ecb.path_info());
         buffer.truncate(url_end);
+        let raw = if has_url {
+            Some(buffer)
+        } else {
+            keep_target_buffers(buffer, Vec::new());
+            None
+        };
         Target {
-            raw: has_url.then_some(buffer),
+            raw,
             path,
             script_end,
         }

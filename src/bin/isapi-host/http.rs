@@ -96,10 +96,10 @@ thread_local! {
         const { std::cell::RefCell::new(Vec::new()) };
 }
 
-/// How many emptied buffer sets a thread keeps, and the largest values buffer kept (a head
-/// with unusually large headers does not pin its memory to the thread).
+/// How many emptied buffer sets a thread keeps, and the largest buffer of a set kept (a head
+/// with unusually large or many headers does not pin its memory to the thread).
 const SPARES_KEPT: usize = 4;
-const SPARE_VALUES_LIMIT: usize = 8 * 1024;
+const SPARE_BYTES_LIMIT: usize = 8 * 1024;
 
 impl HeaderFields {
     /// Room for a usual request's header lines, so that they do not grow line by line: a
@@ -182,7 +182,10 @@ impl RequestHead {
 impl Drop for HeaderFields {
     /// Gives the buffers, emptied, to this thread's spares (see [`HeaderFields::with_room`]).
     fn drop(&mut self) {
-        if self.values.capacity() == 0 || self.values.capacity() > SPARE_VALUES_LIMIT {
+        let largest = (self.names.capacity())
+            .max(self.values.capacity())
+            .max(self.ends.capacity() * std::mem::size_of::<(u32, u32)>());
+        if self.values.capacity() == 0 || largest > SPARE_BYTES_LIMIT {
             return;
         }
         let mut spare = (
