@@ -68,6 +68,67 @@ pub enum StatusError {
 /// What a header block gets when its first line goes in.
 const HEADER_BLOCK_ROOM: usize = 256;
 
+thread_local! {
+    /// The status line's and the header block's buffers of the last response whose head
+    /// was sent from this thread (empty while taken): the next response's are written into
+    /// them, two allocations and frees fewer per response ([`Head`] gives them back).
+    static SPARE_STATUS: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
+    static SPARE_LINES: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
+/// The largest head buffer a thread keeps for the next response.
+const HEAD_KEEP: usize = 16 * 1024;
+
+/// An empty buffer for a status line of `length` bytes and its NUL: the thread's spare
+/// when it has one.
+pub fn status_buffer(length: usize) -> Vec<u8> {
+    let mut buffer = SPARE_STATUS
+        .try_with(std::cell::Cell::take)
+        .unwrap_or_default();
+    buffer.clear();
+    buffer.reserve(length + 1);
+    buffer
+}
+
+/// A response's status line and header block as they go to the server, each with its NUL
+/// (in the buffers they were built in: a `CString` would shrink them to size). Dropped, it
+/// gives its buffers back to the thread for the next response.
+pub struct Head {
+    status: Vec<u8>,
+    headers: Vec<u8>,
+}
+
+impl Head {
+    /// `status` and `headers` as validated (no NUL in them), NUL-terminated here.
+    pub fn new(mut status: Vec<u8>, mut headers: Vec<u8>) -> Head {
+        status.push(0);
+        headers.push(0);
+        Head { status, headers }
+    }
+
+    pub fn status(&self) -> &std::ffi::CStr {
+        std::ffi::CStr::from_bytes_with_nul(&self.status).unwrap_or_default()
+    }
+
+    pub fn headers(&self) -> &std::ffi::CStr {
+        std::ffi::CStr::from_bytes_with_nul(&self.headers).unwrap_or_default()
+    }
+}
+
+impl Drop for Head {
+    fn drop(&mut self) {
+        let status = std::mem::take(&mut self.status);
+        let lines = std::mem::take(&mut self.headers);
+        // A thread that is ending has nowhere to keep them: they are freed.
+        if status.capacity() <= HEAD_KEEP {
+            let _ = SPARE_STATUS.try_with(|spare| spare.set(status));
+        }
+        if lines.capacity() <= HEAD_KEEP {
+            let _ = SPARE_LINES.try_with(|spare| spare.set(lines));
+        }
+    }
+}
+
 /// The application's headers as `Name: value\r\n` lines, checked one by one. The
 /// Content-Length is kept aside: [`Framing::choose`] writes the one line the response gets.
 #[derive(Default, Debug)]
@@ -119,6 +180,10 @@ impl HeaderBlock {
         // Room for a usual response's whole block at once (with the lines Framing::choose
         // adds), instead of growing it header by header.
         if self.lines.capacity() == 0 {
+            self.lines = SPARE_LINES
+                .try_with(std::cell::Cell::take)
+                .unwrap_or_default();
+            self.lines.clear();
             self.lines.reserve(HEADER_BLOCK_ROOM);
         }
         self.lines.reserve(name.len() + value.len() + 4);
@@ -406,6 +471,27 @@ impl Body {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_head_built_in_a_previous_responses_buffers_has_only_its_own_lines() {
+        let mut first = HeaderBlock::default();
+        first.add(b"X-Long", "a".repeat(300).as_bytes()).unwrap();
+        first.add(b"Set-Cookie", b"k=v").unwrap();
+        let mut status = status_buffer(24);
+        status.extend_from_slice(b"404 Not Found, and more");
+        let head = Head::new(status, first.lines);
+        let capacity = head.headers.capacity();
+        drop(head);
+        // The same thread: the next response's buffers are the first one's, emptied.
+        let mut second = HeaderBlock::default();
+        second.add(b"Content-Type", b"text/plain").unwrap();
+        assert_eq!(second.lines.capacity(), capacity);
+        let mut status = status_buffer(6);
+        status.extend_from_slice(b"200 OK");
+        let head = Head::new(status, second.lines);
+        assert_eq!(head.status(), c"200 OK");
+        assert_eq!(head.headers(), c"Content-Type: text/plain\r\n");
+    }
 
     const GET11: Request = Request {
         head: false,

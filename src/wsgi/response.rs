@@ -15,14 +15,13 @@
 //! response busy and waits for its turn with the GIL released too, so nobody waits for the
 //! GIL while holding something its holder needs. (docs/bridge.md, "Locks and the GIL".)
 use std::borrow::Cow;
-use std::ffi::CString;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 
 use super::exceptions::ClientError;
 use super::file_wrapper::FileRange;
 use super::framing::{
-    self, Body, Framing, HeaderBlock, HeaderError, Mismatch, Request, StatusError,
+    self, Body, Framing, Head, HeaderBlock, HeaderError, Mismatch, Request, StatusError,
 };
 use crate::client_wait::WaitingForClient;
 use crate::isapi::ecb::{Ecb, IoError};
@@ -113,7 +112,7 @@ pub struct Outcome {
 /// The I/O one call of [`Response::send`] does, prepared under the lock, run without it.
 struct Write<'d> {
     /// The status line and header block, if they go out now.
-    head: Option<(CString, CString)>,
+    head: Option<Head>,
     body: Cow<'d, [u8]>,
     ending: &'static [u8],
     /// Nothing of the response follows this piece.
@@ -281,7 +280,7 @@ impl Response {
         &self,
         state: &mut State,
         whole_body: Option<u64>,
-    ) -> Result<Option<(CString, CString)>, SendError> {
+    ) -> Result<Option<Head>, SendError> {
         if state.body.is_some() {
             return Ok(None);
         }
@@ -300,11 +299,8 @@ impl Response {
         state.flushing = plan.flush_each_write;
         state.body = Some(plan.body);
         self.ecb.set_status_code(code);
-        // Validation let no NUL through, so these cannot fail.
-        Ok(Some((
-            CString::new(status).unwrap_or_default(),
-            CString::new(plan.headers).unwrap_or_default(),
-        )))
+        // Validation let no NUL through, so each string ends at the NUL Head puts after it.
+        Ok(Some(Head::new(status, plan.headers)))
     }
 
     /// Sends `file` as the (rest of the) body through the server (HSE_REQ_TRANSMIT_FILE),
@@ -339,8 +335,8 @@ impl Response {
             if flush {
                 ecb.set_flush(true);
             }
-            if let Some((status, headers)) = &head {
-                ecb.send_headers(status, headers, keep_conn)?;
+            if let Some(head) = &head {
+                ecb.send_headers(head.status(), head.headers(), keep_conn)?;
             }
             if range.send == 0 {
                 return Ok(true);
@@ -542,7 +538,8 @@ impl Write<'_> {
     /// Runs on the ECB: flush flag, headers, the framed piece, the end of the body.
     /// `may_block`: the piece goes to the socket rather than into IIS's buffer.
     fn perform(&self, ecb: &Ecb, may_block: bool) -> Result<(), IoError> {
-        if let Some((status, headers)) = &self.head {
+        if let Some(head) = &self.head {
+            let (status, headers) = (head.status(), head.headers());
             // Headers with a piece IIS buffers, the connection kept: one call instead of
             // two, where the server has it (HSE_REQ_VECTOR_SEND, IIS 6 and later).
             if !may_block && self.keep_conn && !VECTOR_SEND_REFUSED.load(Ordering::Relaxed) {
@@ -577,9 +574,9 @@ fn validate_status<'py>(gil: Gil<'py>, status: &PyRef<'py>) -> PyResult<'py, (Ve
             "the status must be a str, like '200 OK'",
         ));
     }
-    // With room for the NUL that open_body's CString adds (no second allocation then).
+    // With room for the NUL that Head adds (no second allocation then).
     let with_nul_room = |text: &[u8]| {
-        let mut bytes = Vec::with_capacity(text.len() + 1);
+        let mut bytes = framing::status_buffer(text.len());
         bytes.extend_from_slice(text);
         bytes
     };
