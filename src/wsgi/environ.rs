@@ -42,6 +42,7 @@ use super::Lent;
 use super::framing::Request;
 use super::headers::{BuildFnv, Headers};
 use super::proxy::{self, Cidr};
+use super::spare;
 use crate::isapi::decimal::decimal;
 use crate::isapi::ecb::Ecb;
 use crate::python::{Gil, PyRef, PyResult, PyStatic};
@@ -701,39 +702,20 @@ pub struct Target {
 }
 
 thread_local! {
-    /// The two buffers of the last [`Target`] dropped on this thread (empty while taken), for
-    /// the next request's. A request that runs on the thread that read its target (the
-    /// simple handler; the combining handler's own) allocates nothing here; one that runs on
-    /// another thread (a pool worker, the combining handler's running thread) leaves its
-    /// buffers to that thread, and the reading thread allocates new ones.
-    static TARGET_BUFFERS: Cell<(Vec<u8>, Vec<u8>)> = const { Cell::new((Vec::new(), Vec::new())) };
+    /// The thread's slots for a [`Target`]'s two buffers (spare.rs). A request that runs on
+    /// the thread that read its target (the simple handler; the combining handler's own)
+    /// allocates nothing here; one that runs on another thread (a pool worker, the combining
+    /// handler's running thread) leaves its buffers to that thread, and the reading thread
+    /// allocates new ones.
+    static RAW_URL: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
+    static PATH: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
 }
-
-/// Keeps `raw` and `path` for the thread's next [`Target::read`], each in place of an empty
-/// one there (a request without a raw URL gives back only its path buffer).
-fn keep_target_buffers(raw: Vec<u8>, path: Vec<u8>) {
-    if raw.capacity() > TARGET_KEEP || path.capacity() > TARGET_KEEP {
-        return;
-    }
-    // A thread that is ending has nowhere to keep them: they are freed.
-    let _ = TARGET_BUFFERS.try_with(|kept| {
-        let (kept_raw, kept_path) = kept.take();
-        let raw = if raw.capacity() > 0 { raw } else { kept_raw };
-        let path = if path.capacity() > 0 { path } else { kept_path };
-        kept.set((raw, path));
-    });
-}
-
-/// The largest target buffer a thread keeps for the next request (a larger one is freed).
-const TARGET_KEEP: usize = 16 * 1024;
 
 impl Drop for Target {
-    /// Gives the buffers back to the thread (see [`TARGET_BUFFERS`]).
+    /// Gives the buffers back to the thread.
     fn drop(&mut self) {
-        keep_target_buffers(
-            self.raw.take().unwrap_or_default(),
-            std::mem::take(&mut self.path),
-        );
+        spare::give(&RAW_URL, self.raw.take().unwrap_or_default());
+        spare::give(&PATH, std::mem::take(&mut self.path));
     }
 }
 
@@ -743,9 +725,7 @@ impl Target {
     pub fn read(ecb: &Ecb) -> Target {
         // One buffer: HTTP_URL, then APPL_MD_PATH and SCRIPT_NAME after it (cut off again);
         // and one for the path. Both the thread's from its previous request, if it has them.
-        let (mut buffer, mut path) = TARGET_BUFFERS.try_with(Cell::take).unwrap_or_default();
-        buffer.clear();
-        path.clear();
+        let (mut buffer, mut path) = (spare::take(&RAW_URL), spare::take(&PATH));
         let has_url = matches!(ecb.server_variable(c"HTTP_URL", &mut buffer), Ok(true))
             && buffer.starts_with(b"/");
         if !has_url {
@@ -771,7 +751,7 @@ impl Target {
         let raw = if has_url {
             Some(buffer)
         } else {
-            keep_target_buffers(buffer, Vec::new());
+            spare::give(&RAW_URL, buffer);
             None
         };
         Target {

@@ -20,6 +20,7 @@
 //!
 //! A final status of 1xx is refused: an interim status as the whole answer would leave the
 //! client, or a proxy in front of IIS, waiting for the real response on a kept connection.
+use super::spare;
 use crate::isapi::decimal::decimal;
 use crate::isapi::token::is_token_byte;
 use std::borrow::Cow;
@@ -69,23 +70,17 @@ pub enum StatusError {
 const HEADER_BLOCK_ROOM: usize = 256;
 
 thread_local! {
-    /// The status line's and the header block's buffers of the last response whose head
-    /// was sent from this thread (empty while taken): the next response's are written into
-    /// them, two allocations and frees fewer per response ([`Head`] gives them back).
-    static SPARE_STATUS: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
-    static SPARE_LINES: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
+    /// The thread's slots for a response's status line and header block (spare.rs): the
+    /// next response's are written into the buffers of the last one whose [`Head`] was
+    /// dropped on the thread, two allocations and frees fewer per response.
+    static STATUS: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
+    static LINES: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
 }
-
-/// The largest head buffer a thread keeps for the next response.
-const HEAD_KEEP: usize = 16 * 1024;
 
 /// An empty buffer for a status line of `length` bytes and its NUL: the thread's spare
 /// when it has one.
 pub fn status_buffer(length: usize) -> Vec<u8> {
-    let mut buffer = SPARE_STATUS
-        .try_with(std::cell::Cell::take)
-        .unwrap_or_default();
-    buffer.clear();
+    let mut buffer = spare::take(&STATUS);
     buffer.reserve(length + 1);
     buffer
 }
@@ -117,15 +112,8 @@ impl Head {
 
 impl Drop for Head {
     fn drop(&mut self) {
-        let status = std::mem::take(&mut self.status);
-        let lines = std::mem::take(&mut self.headers);
-        // A thread that is ending has nowhere to keep them: they are freed.
-        if status.capacity() <= HEAD_KEEP {
-            let _ = SPARE_STATUS.try_with(|spare| spare.set(status));
-        }
-        if lines.capacity() <= HEAD_KEEP {
-            let _ = SPARE_LINES.try_with(|spare| spare.set(lines));
-        }
+        spare::give(&STATUS, std::mem::take(&mut self.status));
+        spare::give(&LINES, std::mem::take(&mut self.headers));
     }
 }
 
@@ -180,10 +168,7 @@ impl HeaderBlock {
         // Room for a usual response's whole block at once (with the lines Framing::choose
         // adds), instead of growing it header by header.
         if self.lines.capacity() == 0 {
-            self.lines = SPARE_LINES
-                .try_with(std::cell::Cell::take)
-                .unwrap_or_default();
-            self.lines.clear();
+            self.lines = spare::take(&LINES);
             self.lines.reserve(HEADER_BLOCK_ROOM);
         }
         self.lines.reserve(name.len() + value.len() + 4);

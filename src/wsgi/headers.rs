@@ -14,6 +14,7 @@ use std::borrow::Cow;
 use std::cell::Cell;
 use std::collections::HashMap;
 
+use super::spare;
 use crate::isapi::ecb::Ecb;
 
 /// A thread's buffer for a request's headers: the bytes, and where each header is in them.
@@ -31,32 +32,25 @@ struct Span {
 }
 
 thread_local! {
-    /// The vectors of the buffer the thread's previous request used (empty while one is
-    /// taken). Not a HeaderBuffer: dropping the one it replaces would give it back again.
-    static BUFFER: Cell<(Vec<u8>, Vec<Span>)> = const { Cell::new((Vec::new(), Vec::new())) };
+    /// The thread's slots for the two vectors of its [`HeaderBuffer`] (spare.rs).
+    static RAW: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
+    static LINES: Cell<Vec<Span>> = const { Cell::new(Vec::new()) };
 }
-
-/// The largest buffer a thread keeps for the next request (a larger one is freed).
-const KEEP: usize = 64 * 1024;
 
 impl HeaderBuffer {
     /// The thread's buffer (a new one if it is taken or the thread is ending).
     pub fn take() -> HeaderBuffer {
-        let (raw, lines) = BUFFER.try_with(Cell::take).unwrap_or_default();
-        HeaderBuffer { raw, lines }
+        HeaderBuffer {
+            raw: spare::take(&RAW),
+            lines: spare::take(&LINES),
+        }
     }
 }
 
 impl Drop for HeaderBuffer {
     fn drop(&mut self) {
-        if self.raw.capacity() <= KEEP && self.lines.capacity() <= KEEP {
-            let buffer = (
-                std::mem::take(&mut self.raw),
-                std::mem::take(&mut self.lines),
-            );
-            // A thread that is ending has no buffer to give back to: it is freed.
-            let _ = BUFFER.try_with(|kept| kept.set(buffer));
-        }
+        spare::give(&RAW, std::mem::take(&mut self.raw));
+        spare::give(&LINES, std::mem::take(&mut self.lines));
     }
 }
 

@@ -44,6 +44,7 @@ pub mod proxy;
 pub mod repeats;
 pub mod response;
 pub mod server_variables;
+pub mod spare;
 
 use std::sync::Arc;
 
