@@ -516,6 +516,38 @@ pub struct Epoll {
     fd: libc::c_int,
 }
 
+/// The events one [`Epoll::wait_many`] reported.
+#[cfg(target_os = "linux")]
+pub struct Ready {
+    events: [std::mem::MaybeUninit<libc::epoll_event>; Ready::ROOM],
+    /// How many of `events` the kernel wrote.
+    reported: usize,
+}
+
+#[cfg(target_os = "linux")]
+impl Ready {
+    /// The most events one wait reports.
+    pub const ROOM: usize = 64;
+
+    /// Room for a wait's events, none reported yet. Not zeroed: the kernel writes the
+    /// events it reports, and only those are read.
+    pub fn new() -> Ready {
+        Ready {
+            events: [const { std::mem::MaybeUninit::uninit() }; Ready::ROOM],
+            reported: 0,
+        }
+    }
+
+    /// The reported events' tokens.
+    pub fn tokens(&self) -> impl Iterator<Item = u64> + '_ {
+        self.events[..self.reported].iter().map(|event| {
+            // SAFETY: epoll_wait wrote the first `reported` events (its return value).
+            let event = unsafe { event.assume_init_read() };
+            event.u64
+        })
+    }
+}
+
 #[cfg(target_os = "linux")]
 impl Epoll {
     pub fn new() -> std::io::Result<Epoll> {
@@ -576,25 +608,30 @@ impl Epoll {
         self.watch(inner.fd, token)
     }
 
-    /// Waits up to `timeout_ms` for events; returns how many tokens it put in `tokens`
-    /// (at most its length, at most 64).
-    pub fn wait_many(&self, tokens: &mut [u64], timeout_ms: i32) -> std::io::Result<usize> {
-        let mut events = [libc::epoll_event { events: 0, u64: 0 }; 64];
-        let room = tokens.len().min(events.len());
-        // SAFETY: room for `room` events is passed.
-        let n = unsafe { libc::epoll_wait(self.fd, events.as_mut_ptr(), room as i32, timeout_ms) };
+    /// Waits up to `timeout_ms` for events (at most [`Ready::ROOM`]) and puts them in
+    /// `ready` (the caller's: 768 bytes that are neither zeroed nor moved on each wait); an
+    /// interrupted wait reports none.
+    pub fn wait_many(&self, ready: &mut Ready, timeout_ms: i32) -> std::io::Result<()> {
+        ready.reported = 0;
+        // SAFETY: room for ROOM events is passed, in memory the kernel may write.
+        let n = unsafe {
+            libc::epoll_wait(
+                self.fd,
+                ready.events.as_mut_ptr().cast(),
+                Ready::ROOM as i32,
+                timeout_ms,
+            )
+        };
         if n < 0 {
             let e = std::io::Error::last_os_error();
             return if e.kind() == std::io::ErrorKind::Interrupted {
-                Ok(0)
+                Ok(())
             } else {
                 Err(e)
             };
         }
-        for (token, event) in tokens.iter_mut().zip(&events[..n as usize]) {
-            *token = event.u64;
-        }
-        Ok(n as usize)
+        ready.reported = n as usize;
+        Ok(())
     }
 
     /// Waits up to `timeout_ms` for one event; returns its token.

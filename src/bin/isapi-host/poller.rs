@@ -318,7 +318,7 @@ mod leader_follower {
 #[cfg(target_os = "linux")]
 mod one_shot_epoll {
     use super::{Watched, Work, lock};
-    use crate::os::{Epoll, RawSocket};
+    use crate::os::{Epoll, RawSocket, Ready};
     use std::cell::Cell;
     use std::collections::VecDeque;
     use std::io;
@@ -942,22 +942,19 @@ mod one_shot_epoll {
                 if !lock(&self.queue).is_empty() {
                     continue;
                 }
-                let mut tokens = [0u64; 64];
-                let n = match local
+                let mut ready = Ready::new();
+                if let Err(e) = local
                     .epoll
-                    .wait_many(&mut tokens, SWEEP_EVERY.as_millis() as i32)
+                    .wait_many(&mut ready, SWEEP_EVERY.as_millis() as i32)
                 {
-                    Ok(n) => n,
-                    Err(e) => {
-                        eprintln!("isapi-host: epoll_wait failed: {e}");
-                        std::thread::sleep(Duration::from_millis(10));
-                        0
-                    }
-                };
+                    eprintln!("isapi-host: epoll_wait failed: {e}");
+                    std::thread::sleep(Duration::from_millis(10));
+                    continue;
+                }
                 let mut shared = false;
                 {
                     let mut own = lock(&local.own);
-                    for &token in &tokens[..n] {
+                    for token in ready.tokens() {
                         if token == SHARED {
                             shared = true;
                         } else {
@@ -1055,7 +1052,7 @@ mod one_shot_epoll {
     #[cfg(test)]
     mod tests {
         use super::{Poller, Work, lock};
-        use crate::os::{self, RawSocket};
+        use crate::os::{self, RawSocket, Ready};
         use crate::poller::Watched;
         use std::io::{Read, Write};
         use std::net::{TcpListener, TcpStream};
@@ -1267,11 +1264,11 @@ mod one_shot_epoll {
         /// How many reports of connections worker 0's own set has within 50 ms (not
         /// counting the shared set's, which wake-ups for queued work make).
         fn reports_to_worker_0(poller: &Poller<Item>) -> usize {
-            let mut tokens = [0u64; 8];
-            let n = poller.locals[0].epoll.wait_many(&mut tokens, 50).unwrap();
-            tokens[..n]
-                .iter()
-                .filter(|&&token| token != super::SHARED)
+            let mut ready = Ready::new();
+            poller.locals[0].epoll.wait_many(&mut ready, 50).unwrap();
+            ready
+                .tokens()
+                .filter(|&token| token != super::SHARED)
                 .count()
         }
 
@@ -1386,9 +1383,10 @@ mod one_shot_epoll {
             let socket = item.socket();
             client.write_all(b"b").unwrap();
             let local = &poller.locals[0];
-            let mut tokens = [0u64; 8];
-            let n = local.epoll.wait_many(&mut tokens, 1000).unwrap();
-            assert_eq!(n, 1, "the early input is reported");
+            let mut ready = Ready::new();
+            local.epoll.wait_many(&mut ready, 1000).unwrap();
+            let tokens: Vec<u64> = ready.tokens().collect();
+            assert_eq!(tokens.len(), 1, "the early input is reported");
             lock(&local.own).ready.push_back(tokens[0]);
             assert!(
                 Poller::take_own(local).is_none(),
