@@ -41,8 +41,13 @@ pub struct Pace {
 
 impl Pace {
     pub fn new(allowance: Duration, rate: u64) -> Pace {
+        Pace::since(Instant::now(), allowance, rate)
+    }
+
+    /// A transfer that started at `since`.
+    pub fn since(since: Instant, allowance: Duration, rate: u64) -> Pace {
         Pace {
-            since: Instant::now(),
+            since,
             bytes: 0,
             allowance,
             rate,
@@ -274,11 +279,13 @@ impl Conn {
     /// The socket to write the response to, keeping to `--min-send-rate`.
     pub fn out(&mut self) -> Paced<'_> {
         let limits = self.limits;
+        // One clock read for both (a few dozen instructions each, on every response).
+        let now = Instant::now();
         Paced {
             stream: &mut self.stream,
-            pace: Pace::new(limits.allowance, limits.send_rate),
+            pace: Pace::since(now, limits.allowance, limits.send_rate),
             idle: limits.idle,
-            progress: Instant::now(),
+            progress: now,
         }
     }
 
