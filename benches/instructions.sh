@@ -5,11 +5,14 @@
 # each answering N keep-alive GET /hello from one client, one after the other.
 #
 #   bash benches/instructions.sh               # N=2000
-#   N=5000 THREADS=1 bash benches/instructions.sh
+#   N=5000 THREADS=1 WARMUP=5000 bash benches/instructions.sh
 #
 # How: a profiling build (symbols kept, line tables) into target/prof; each server runs
-# under `valgrind --tool=callgrind`; after 200 warm-up requests the counters are zeroed
-# (callgrind_control -z), N requests are sent, the counters dumped (-d); the figure is the
+# under `valgrind --tool=callgrind`; after WARMUP warm-up requests (5000: more than the
+# host's 4 096 request slots, so that what is counted is the steady state, in which each
+# ended request lets go of what its slot kept of the slot's previous request; with fewer,
+# nothing is ever let go of) the counters are zeroed (callgrind_control -z), N requests
+# are sent, the counters dumped (-d); the figure is the
 # dump's total over N. It counts the server's user-space instructions only: the kernel's
 # share (the socket calls) is not in it. The client (Python, below) sends the request wrk
 # sends (`Host` only) and reads each response to its Content-Length.
@@ -21,6 +24,7 @@ root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
 n="${N:-2000}"
 threads="${THREADS:-1}"
+warmup="${WARMUP:-5000}"
 prof="$root/target/prof/release"
 # shellcheck source=benches/common.sh
 source "$root/benches/common.sh"
@@ -82,7 +86,7 @@ count() {
   local out="$tmp/$label.callgrind"
   valgrind --tool=callgrind --callgrind-out-file="$out" "$@" > "$tmp/$label.log" 2>&1 &
   local pid=$!
-  python3 "$tmp/client.py" "$port" 200
+  python3 "$tmp/client.py" "$port" "$warmup"
   callgrind_control -z "$pid" >/dev/null 2>&1
   python3 "$tmp/client.py" "$port" "$n"
   callgrind_control -d "$pid" >/dev/null 2>&1
