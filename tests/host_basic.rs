@@ -1157,6 +1157,53 @@ fn ended_requests_keep_no_response_buffer() {
     stop_clean(host);
 }
 
+/// With 2 request slots each slot comes round every second request, and what the slot
+/// kept of a request two rounds back (its ECB and the strings the ECB points to) is written
+/// again for the next one on the thread instead of being freed: every request still sees
+/// its own method, query string, path and content type in its ECB, through requests whose
+/// strings grow and shrink (a buffer reused from a longer one is not read past its new
+/// end, a shorter one grows).
+#[test]
+fn a_reused_ecb_carries_only_its_own_request() {
+    let host = strict_host(&["--max-requests", "2", "--threads", "1"]);
+    let mut client = common::Client::connect(host.addr);
+    for i in 0..40usize {
+        let long = "q".repeat(if i % 3 == 0 { 700 } else { i % 5 });
+        let (method, body, content_type) = if i % 2 == 0 {
+            ("GET", "", None)
+        } else {
+            ("POST", "x", Some(format!("text/t{i}")))
+        };
+        let path = format!("/p{i}/{}", "s".repeat(i % 7));
+        let query = format!("n={i}&{long}");
+        let mut head = format!("{method} {path}?{query} HTTP/1.1\r\nHost: h\r\n");
+        if let Some(t) = &content_type {
+            head.push_str(&format!("Content-Type: {t}\r\nContent-Length: 1\r\n"));
+        }
+        head.push_str("\r\n");
+        client.send(head.as_bytes());
+        client.send(body.as_bytes());
+        let response = client.response(false);
+        assert_eq!(response.status, 200, "request {i}");
+        let text = String::from_utf8_lossy(&response.body).into_owned();
+        let line = |name: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(&format!("ecb.{name}=")))
+                .unwrap_or_else(|| panic!("request {i}: no ecb.{name} in {text}"))
+                .to_string()
+        };
+        assert_eq!(line("lpszMethod"), method, "request {i}");
+        assert_eq!(line("lpszQueryString"), query, "request {i}");
+        assert_eq!(line("lpszPathInfo"), path, "request {i}");
+        assert_eq!(
+            line("lpszContentType"),
+            content_type.unwrap_or_default(),
+            "request {i}"
+        );
+    }
+    stop_clean(host);
+}
+
 /// The responses a host worker writes after its other ready connections (Poller::later),
 /// with pipelined requests. With one worker, 3 000 pipelined requests all get their answer
 /// (each request's end ran the next one inside it, until the stack overflowed). With two,

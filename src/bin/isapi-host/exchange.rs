@@ -155,6 +155,55 @@ struct Retained {
     label: String,
 }
 
+/// The largest strings buffer a thread keeps for its next request ([`Retained::stash`]).
+const SPARE_STRINGS_LIMIT: usize = 8 * 1024;
+
+thread_local! {
+    /// The retained part of a request whose time was up ([`Registry::remove`]), kept for
+    /// the next request this thread starts.
+    static SPARE_RETAINED: std::cell::Cell<Option<Arc<Retained>>> = const { std::cell::Cell::new(None) };
+}
+
+impl Retained {
+    /// Keeps `older`, whose slot has let go of it, for the next request this thread
+    /// registers, so that its Arc and strings buffer are written again instead of being
+    /// freed now and allocated again there: a request's retained part is freed one
+    /// generation later (thousands of requests later, on whichever thread), and those two
+    /// allocations and frees were the most expensive ones of a request (cold memory,
+    /// glibc's slow path). Only if nobody else holds it (a callback that still has its
+    /// exchange); it replaces (frees) whatever the thread kept.
+    fn stash(older: Option<Arc<Retained>>) {
+        let Some(mut older) = older else { return };
+        let Some(unique) = Arc::get_mut(&mut older) else {
+            return;
+        };
+        if unique._strings.capacity() > SPARE_STRINGS_LIMIT {
+            return;
+        }
+        let _ = SPARE_RETAINED.try_with(|kept| kept.set(Some(older)));
+    }
+
+    /// `retained` in `spare`'s Arc if there is one (nobody else can hold it: it was
+    /// unique when stashed), else in a new one.
+    fn into_spare(spare: Option<Arc<Retained>>, retained: Retained) -> Arc<Retained> {
+        match spare {
+            Some(mut arc) => match Arc::get_mut(&mut arc) {
+                Some(old) => {
+                    *old = retained;
+                    arc
+                }
+                None => Arc::new(retained),
+            },
+            None => Arc::new(retained),
+        }
+    }
+
+    /// What [`stash`](Retained::stash) kept on this thread, if anything.
+    fn spare() -> Option<Arc<Retained>> {
+        SPARE_RETAINED.try_with(|kept| kept.take()).ok().flatten()
+    }
+}
+
 /// The ECB the extension is handed, at a fixed address (inside the `Arc` of the
 /// Exchange's [`Retained`] part) until the registry lets go of that too. The only part of an [`Exchange`] that is not
 /// `Send` and `Sync` by itself (raw pointers, `UnsafeCell`); everything else is checked
@@ -229,7 +278,15 @@ impl Exchange {
     ) -> Option<Arc<Exchange>> {
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
         let mut label = Some(label);
-        let mut text = Vec::with_capacity(256);
+        // The retained part of a request ended on this thread, if there is one: its memory
+        // (the Arc and the strings' buffer) holds this request's instead of new allocations.
+        let mut spare = Retained::spare();
+        let mut text = spare
+            .as_mut()
+            .and_then(Arc::get_mut)
+            .map(|old| std::mem::take(&mut old._strings))
+            .unwrap_or_else(|| Vec::with_capacity(256));
+        text.clear();
         let offsets = info.write_ecb_strings(&mut text);
         // A request without pre-read bytes gets this NUL as its lpbData (no buffer of its own).
         text.push(0);
@@ -273,6 +330,7 @@ impl Exchange {
                 _strings: strings,
                 label: numbered(id, label.take().unwrap_or_default()),
             };
+            let retained = Retained::into_spare(spare.take(), retained);
             Arc::new(Exchange {
                 id,
                 hconn,
@@ -280,7 +338,7 @@ impl Exchange {
                 ended: AtomicBool::new(false),
                 live: AtomicBool::new(true),
                 started,
-                retained: Arc::new(retained),
+                retained,
                 state: Mutex::new(State {
                     preread: std::mem::take(&mut preread),
                     ..state.take().expect("insert calls this once")
@@ -1169,9 +1227,11 @@ impl Registry {
         );
         slot.generation = slot.generation.wrapping_add(1);
         drop(slot);
-        // Freed outside the slot's lock: the retained part of the slot's request before this one,
-        // and (unless a callback still holds it) this one's Exchange.
-        drop((older, ended));
+        // Outside the slot's lock: the retained part of the slot's request before this one
+        // is kept for this thread's next request, and (unless a callback still holds it)
+        // this one's Exchange is freed.
+        Retained::stash(older);
+        drop(ended);
         self.free
             .lock()
             .unwrap_or_else(|e| e.into_inner())
