@@ -2,11 +2,15 @@
 //! compare it with.
 //!
 //! The host is a binary, so there is no library to depend on; its parser, `http.rs`, is
-//! pure (std only, no `crate::` paths), so it is compiled here a second time as a module,
-//! straight from the host's source. Nothing in the host changes for the fuzzer.
+//! pure (std only, and of the host's own modules only `leftovers`, the thread's spare
+//! buffers), so the two are compiled here a second time as modules, straight from the
+//! host's source. Nothing in the host changes for the fuzzer.
 
 #[allow(dead_code)]
 #[path = "../../src/bin/isapi-host/http.rs"]
 pub mod http;
+
+#[path = "../../src/bin/isapi-host/leftovers.rs"]
+mod leftovers;
 
 pub mod reference;

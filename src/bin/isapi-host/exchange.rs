@@ -25,12 +25,13 @@
 use crate::conn::{self, BodyError, BodyReader, Conn};
 use crate::host::{Host, Waiting};
 use crate::http::{BodyKind, RequestHead};
+use crate::leftovers;
 use crate::os;
 use crate::response::{HTTP_API_SERVER, Response, write_counted};
 use crate::staticfile::StaticRequest;
 use crate::vars::{RequestInfo, Unmapped};
 use isapi_wsgi::isapi::ffi::*;
-use std::cell::UnsafeCell;
+use std::cell::{RefCell, UnsafeCell};
 use std::collections::VecDeque;
 use std::ffi::{c_char, c_void};
 use std::io::Write;
@@ -160,8 +161,8 @@ const SPARE_STRINGS_LIMIT: usize = 8 * 1024;
 
 thread_local! {
     /// The retained part of a request whose time was up ([`Registry::remove`]), kept for
-    /// the next request this thread starts.
-    static SPARE_RETAINED: std::cell::Cell<Option<Arc<Retained>>> = const { std::cell::Cell::new(None) };
+    /// the next request this thread starts (one at most; see leftovers.rs).
+    static SPARE_RETAINED: RefCell<Vec<Arc<Retained>>> = const { RefCell::new(Vec::new()) };
 }
 
 impl Retained {
@@ -171,7 +172,7 @@ impl Retained {
     /// generation later (thousands of requests later, on whichever thread), and those two
     /// allocations and frees were the most expensive ones of a request (cold memory,
     /// glibc's slow path). Only if nobody else holds it (a callback that still has its
-    /// exchange); it replaces (frees) whatever the thread kept.
+    /// exchange), and only one: a second is freed.
     fn stash(older: Option<Arc<Retained>>) {
         let Some(mut older) = older else { return };
         let Some(unique) = Arc::get_mut(&mut older) else {
@@ -180,7 +181,7 @@ impl Retained {
         if unique._strings.capacity() > SPARE_STRINGS_LIMIT {
             return;
         }
-        let _ = SPARE_RETAINED.try_with(|kept| kept.set(Some(older)));
+        leftovers::keep(&SPARE_RETAINED, older, 1);
     }
 
     /// `retained` in `spare`'s Arc if there is one (nobody else can hold it: it was
@@ -200,7 +201,7 @@ impl Retained {
 
     /// What [`stash`](Retained::stash) kept on this thread, if anything.
     fn spare() -> Option<Arc<Retained>> {
-        SPARE_RETAINED.try_with(|kept| kept.take()).ok().flatten()
+        leftovers::take(&SPARE_RETAINED)
     }
 }
 

@@ -7,11 +7,14 @@
 //! bodies ([`ChunkedDecoder`], strictly: loose chunk framing is how requests are smuggled
 //! past a proxy). It never panics and never allocates more than the limits
 //! allow, whatever the input; a fuzz test in `tests/host_malformed.rs`, the unit tests
-//! below and the cargo-fuzz targets in `fuzz/` (which compile this file on its own, so it
-//! must stay free of `crate::` paths) hold it to that.
+//! below and the cargo-fuzz targets in `fuzz/` (which compile this file with leftovers.rs
+//! beside it and nothing else of the host's, so it must use no other `crate::` path) hold it
+//! to that.
 
+use super::leftovers;
 use isapi_wsgi::isapi::token::is_token_byte;
 use std::borrow::Cow;
+use std::cell::RefCell;
 use std::mem::MaybeUninit;
 
 /// Size limits applied while parsing (command-line options `--max-request-line` and
@@ -89,15 +92,15 @@ pub struct HeaderFields {
 type SpareFields = (String, Vec<u8>, Vec<(u32, u32)>);
 
 thread_local! {
-    /// The header buffers of requests that ended on this thread (a few at most): a keep-alive
-    /// connection's next head is parsed into its predecessor's buffers, three allocations and
-    /// three frees fewer per request.
-    static SPARE_FIELDS: std::cell::RefCell<Vec<SpareFields>> =
-        const { std::cell::RefCell::new(Vec::new()) };
+    /// The header buffers of requests that ended on this thread (a few at most, see
+    /// leftovers.rs): a keep-alive connection's next head is parsed into its predecessor's
+    /// buffers, three allocations and three frees fewer per request.
+    static SPARE_FIELDS: RefCell<Vec<SpareFields>> = const { RefCell::new(Vec::new()) };
 }
 
-/// How many emptied buffer sets a thread keeps, and the largest buffer of a set kept (a head
-/// with unusually large or many headers does not pin its memory to the thread).
+/// How many emptied buffer sets a thread keeps (the next head may be parsed before the last
+/// one is dropped), and the largest buffer of a set kept (a head with unusually large or many
+/// headers does not pin its memory to the thread).
 const SPARES_KEPT: usize = 4;
 const SPARE_BYTES_LIMIT: usize = 8 * 1024;
 
@@ -105,11 +108,7 @@ impl HeaderFields {
     /// Room for a usual request's header lines, so that they do not grow line by line: a
     /// spare set of this thread's, or new buffers.
     fn with_room() -> HeaderFields {
-        let spare = SPARE_FIELDS
-            .try_with(|spares| spares.borrow_mut().pop())
-            .ok()
-            .flatten();
-        match spare {
+        match leftovers::take(&SPARE_FIELDS) {
             Some((names, values, ends)) => HeaderFields {
                 names,
                 values,
@@ -196,13 +195,7 @@ impl Drop for HeaderFields {
         spare.0.clear();
         spare.1.clear();
         spare.2.clear();
-        // At thread exit the spares may be gone already: then the buffers are just freed.
-        let _ = SPARE_FIELDS.try_with(|spares| {
-            let mut spares = spares.borrow_mut();
-            if spares.len() < SPARES_KEPT {
-                spares.push(spare);
-            }
-        });
+        leftovers::keep(&SPARE_FIELDS, spare, SPARES_KEPT);
     }
 }
 

@@ -13,11 +13,12 @@
 //!    ([`vars`]), body reads, writes and headers ([`response`]), ServerSupportFunction.
 //! 4. The request ends on return, or on `HSE_REQ_DONE_WITH_SESSION` after
 //!    `HSE_STATUS_PENDING` ([`exchange`]); [`checker`] reports every broken rule,
-//!    [`accesslog`] logs it.
+//!    [`accesslog`] logs it. Its header buffers and ECB memory stay on the thread for the
+//!    next request there ([`leftovers`]).
 //!
 //! The edges run one way: `server -> exchange -> {conn, response, vars, staticfile}`,
-//! `callbacks -> exchange`, `vars -> staticfile -> response`; all of them share the
-//! [`host`] state.
+//! `callbacks -> exchange`, `vars -> staticfile -> response`, `{http, exchange} ->
+//! leftovers`; all of them share the [`host`] state.
 //!
 //! The host depends on `isapi_wsgi::isapi` (the contract, and its token rule) and
 //! `isapi_wsgi::sys` (loading libraries) only, never on the Python bridge: it loads any
@@ -31,6 +32,7 @@ mod exchange;
 mod extension;
 mod host;
 mod http;
+mod leftovers;
 mod os;
 mod poller;
 mod response;
