@@ -258,7 +258,7 @@ struct HeaderSlot {
     last: Option<(Vec<u8>, PyStatic)>,
 }
 
-/// Longer header values (cookies, tokens) are not kept between requests.
+/// Longer values (cookies, tokens, long URLs) are not kept between requests.
 const RECENT_VALUE_MAX: usize = 256;
 
 /// How many values [`EnvironBuilder::recent`] keeps (slots 0-7, see [`Filling`]).
@@ -294,24 +294,35 @@ impl<'py> Filling<'_, 'py> {
     /// [`text`](Self::text), reusing the `str` of recent slot `slot` while the bytes are
     /// the same.
     fn recent(&mut self, slot: usize, key: &PyStatic, bytes: &[u8]) -> PyResult<'py, ()> {
-        match &self.recent[slot] {
-            Some((seen, value)) if seen.as_slice() == bytes => self.kept(key, value),
-            _ => {
-                let value = self.gil.latin1(bytes)?;
-                remember(&mut self.recent[slot], self.gil, bytes, &value);
+        match self.seen(slot, bytes) {
+            Some(value) => self.kept(key, value),
+            None => {
+                let value = self.fresh(slot, bytes)?;
                 self.set(key, &value)
             }
         }
     }
 
     /// The `str` of `bytes`: recent slot `slot`'s while the bytes are the same, else a new
-    /// one, kept in the slot when it is short (a long URL is not copied for a next time).
+    /// one (as [`recent`](Self::recent), for a value used further).
     fn recent_str(&mut self, slot: usize, bytes: &[u8]) -> PyResult<'py, PyRef<'py>> {
-        if let Some((seen, value)) = &self.recent[slot]
-            && seen.as_slice() == bytes
-        {
-            return Ok(value.bind(self.gil));
+        match self.seen(slot, bytes) {
+            Some(value) => Ok(value.bind(self.gil)),
+            None => self.fresh(slot, bytes),
         }
+    }
+
+    /// Recent slot `slot`'s `str`, if it was made of the same bytes.
+    fn seen(&self, slot: usize, bytes: &[u8]) -> Option<&PyStatic> {
+        match &self.recent[slot] {
+            Some((seen, value)) if seen.as_slice() == bytes => Some(value),
+            _ => None,
+        }
+    }
+
+    /// A new `str` of `bytes`, kept in recent slot `slot` when it is short (a long URL is
+    /// not copied for a next time).
+    fn fresh(&mut self, slot: usize, bytes: &[u8]) -> PyResult<'py, PyRef<'py>> {
         let value = self.gil.latin1(bytes)?;
         if bytes.len() <= RECENT_VALUE_MAX {
             remember(&mut self.recent[slot], self.gil, bytes, &value);
