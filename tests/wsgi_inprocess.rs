@@ -204,6 +204,24 @@ fn environ_has_the_cgi_variables_iis_provides() {
 }
 
 #[test]
+fn a_long_remote_addr_stands_in_for_its_own_missing_remote_host() {
+    setup();
+    // The bridge keeps short addresses between requests (longer values are not kept):
+    // a long one, after a short one, must still be this request's REMOTE_HOST.
+    let short = Request::get("/environ").var("REMOTE_ADDR", "10.0.0.1");
+    let environ = json(&send(&short).text());
+    assert_eq!(environ["REMOTE_HOST"], "10.0.0.1", "{environ:?}");
+    let long = format!("fe80::1%{}", "x".repeat(300));
+    let request = Request::get("/environ").var("REMOTE_ADDR", &long);
+    let environ = json(&send(&request).text());
+    assert_eq!(environ["REMOTE_ADDR"], long);
+    assert_eq!(
+        environ["REMOTE_HOST"], long,
+        "the previous request's address"
+    );
+}
+
+#[test]
 fn without_all_raw_a_header_with_an_underscore_still_cannot_pose_as_another() {
     // A server without ALL_RAW: the headers come from ALL_HTTP, where `X_Auth` and `X-Auth`
     // both read HTTP_X_AUTH. Only what the server confirms the client sent with dashes

@@ -113,9 +113,10 @@ pub struct EnvironBuilder {
     header_keys: Mutex<HeaderKeys>,
     /// Values that usually repeat from one request to the next (the mount point, the
     /// server's name and port, the client's address and port, and, while the same URL is
-    /// asked for again, the request target, PATH_INFO and PATH_TRANSLATED): the last one
-    /// seen per slot is kept as a `str` and reused while the bytes match, which saves
-    /// making a string per request. The slots are numbered in [`Filling`]'s methods.
+    /// asked for again, the request target, PATH_INFO and PATH_TRANSLATED): the last one of
+    /// at most [`RECENT_VALUE_MAX`] bytes seen per slot is kept as a `str` and reused while
+    /// the bytes match, which saves making a string per request. The slots are numbered in
+    /// [`Filling`]'s methods.
     recent: Mutex<[Recent; RECENT_SLOTS]>,
     /// Templates with the common entries of recent requests in (see [`Common`]).
     usual: Mutex<UsualTemplates>,
@@ -297,7 +298,7 @@ impl<'py> Filling<'_, 'py> {
         match self.seen(slot, bytes) {
             Some(value) => self.kept(key, value),
             None => {
-                let value = self.fresh(slot, bytes)?;
+                let value = self.make_and_keep(slot, bytes)?;
                 self.set(key, &value)
             }
         }
@@ -308,21 +309,21 @@ impl<'py> Filling<'_, 'py> {
     fn recent_str(&mut self, slot: usize, bytes: &[u8]) -> PyResult<'py, PyRef<'py>> {
         match self.seen(slot, bytes) {
             Some(value) => Ok(value.bind(self.gil)),
-            None => self.fresh(slot, bytes),
+            None => self.make_and_keep(slot, bytes),
         }
     }
 
     /// Recent slot `slot`'s `str`, if it was made of the same bytes.
     fn seen(&self, slot: usize, bytes: &[u8]) -> Option<&PyStatic> {
         match &self.recent[slot] {
-            Some((seen, value)) if seen.as_slice() == bytes => Some(value),
+            Some((bytes_seen, value)) if bytes_seen.as_slice() == bytes => Some(value),
             _ => None,
         }
     }
 
     /// A new `str` of `bytes`, kept in recent slot `slot` when it is short (a long URL is
     /// not copied for a next time).
-    fn fresh(&mut self, slot: usize, bytes: &[u8]) -> PyResult<'py, PyRef<'py>> {
+    fn make_and_keep(&mut self, slot: usize, bytes: &[u8]) -> PyResult<'py, PyRef<'py>> {
         let value = self.gil.latin1(bytes)?;
         if bytes.len() <= RECENT_VALUE_MAX {
             remember(&mut self.recent[slot], self.gil, bytes, &value);
@@ -401,23 +402,22 @@ impl<'py> Filling<'_, 'py> {
     /// request to the next.
     fn client(&mut self, ecb: &Ecb, scratch: &mut Vec<u8>) -> PyResult<'py, ()> {
         let k = self.keys;
-        for (slot, key, name) in [
-            (3, &k.remote_addr, c"REMOTE_ADDR"),
-            (4, &k.remote_port, c"REMOTE_PORT"),
-        ] {
-            scratch.clear();
-            let _ = ecb.server_variable(name, scratch);
-            self.recent(slot, key, scratch)?;
-        }
+        scratch.clear();
+        let _ = ecb.server_variable(c"REMOTE_ADDR", scratch);
+        let address = self.recent_str(3, scratch)?;
+        self.set(&k.remote_addr, &address)?;
+        let address_len = scratch.len();
+        let _ = ecb.server_variable(c"REMOTE_PORT", scratch);
+        self.recent(4, &k.remote_port, &scratch[address_len..])?;
+        scratch.truncate(address_len);
         // REMOTE_HOST: IIS gives the address unless reverse lookups are on; a server without
         // it gets the address (RFC 3875 §4.1.9). Usually the same bytes: the same str.
-        scratch.clear();
         let _ = ecb.server_variable(c"REMOTE_HOST", scratch);
-        match &self.recent[3] {
-            Some((address, value)) if scratch.is_empty() || scratch == address => {
-                self.kept(&k.remote_host, value)
-            }
-            _ => self.text(&k.remote_host, scratch),
+        let (address_bytes, host) = scratch.split_at(address_len);
+        if host.is_empty() || host == address_bytes {
+            self.set(&k.remote_host, &address)
+        } else {
+            self.text(&k.remote_host, host)
         }
     }
 
