@@ -2,9 +2,9 @@
 //! compare it with.
 //!
 //! The host is a binary, so there is no library to depend on; its parser, `http.rs`, is
-//! pure (std only, and of the host's own modules only `leftovers`, the thread's spare
-//! buffers), so the two are compiled here a second time as modules, straight from the
-//! host's source. Nothing in the host changes for the fuzzer.
+//! uses std, `isapi_wsgi`'s token rule and, of the host's own modules, only `leftovers` (the
+//! take/keep functions for its thread's spare header buffers), so the two are compiled here
+//! a second time as modules, straight from the host's source. Nothing in the host changes for the fuzzer.
 
 #[allow(dead_code)]
 #[path = "../../src/bin/isapi-host/http.rs"]

@@ -8,10 +8,10 @@
 //! past a proxy). It never panics and never allocates more than the limits
 //! allow, whatever the input; a fuzz test in `tests/host_malformed.rs`, the unit tests
 //! below and the cargo-fuzz targets in `fuzz/` (which compile this file with leftovers.rs
-//! beside it and nothing else of the host's, so it must use no other `crate::` path) hold it
+//! beside it and no other host module, so it must use no other `crate::` path) hold it
 //! to that.
 
-use super::leftovers;
+use crate::leftovers;
 use isapi_wsgi::isapi::token::is_token_byte;
 use std::borrow::Cow;
 use std::cell::RefCell;
@@ -92,8 +92,8 @@ pub struct HeaderFields {
 type SpareFields = (String, Vec<u8>, Vec<(u32, u32)>);
 
 thread_local! {
-    /// The header buffers of requests that ended on this thread (a few at most, see
-    /// leftovers.rs): a keep-alive connection's next head is parsed into its predecessor's
+    /// The header buffers of requests that ended on this thread ([`SPARES_KEPT`] at most,
+    /// taken and kept through leftovers.rs): a keep-alive connection's next head is parsed into its predecessor's
     /// buffers, three allocations and three frees fewer per request.
     static SPARE_FIELDS: RefCell<Vec<SpareFields>> = const { RefCell::new(Vec::new()) };
 }

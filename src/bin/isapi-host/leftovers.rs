@@ -7,13 +7,15 @@
 //!   `Retained`: its `Arc` and the ECB's strings buffer): the next request registered on the
 //!   thread is built in it.
 //!
-//! Each kind has a shelf of its own per thread: a `thread_local!` list of at most a few
-//! items. [`keep`] puts one there, [`take`] takes the one put there last. What is worth
-//! keeping (how large a buffer may be) the giver decides. A thread that is ending has no
-//! shelf any more: then `take` finds nothing and `keep` drops what it was given.
+//! Each kind has a shelf of its own per thread, declared where the kind is (a `thread_local!`
+//! list of a few items). [`keep`] puts one there, [`take`] takes the one put there last. The
+//! giver decides what is worth keeping (how large a buffer may be) and how many. Once a
+//! thread that is ending has dropped its shelf, `take` finds nothing and `keep` drops what
+//! it was given; what is on a shelf is freed with it.
 //!
 //! (The bridge has a mechanism of its own for its buffers, `isapi_wsgi::wsgi::spare`: the
 //! host does not depend on the bridge.)
+
 use std::cell::RefCell;
 use std::thread::LocalKey;
 

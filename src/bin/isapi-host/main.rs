@@ -13,8 +13,8 @@
 //!    ([`vars`]), body reads, writes and headers ([`response`]), ServerSupportFunction.
 //! 4. The request ends on return, or on `HSE_REQ_DONE_WITH_SESSION` after
 //!    `HSE_STATUS_PENDING` ([`exchange`]); [`checker`] reports every broken rule,
-//!    [`accesslog`] logs it. Its header buffers and ECB memory stay on the thread for the
-//!    next request there ([`leftovers`]).
+//!    [`accesslog`] logs it. Its header buffers, and the retained part of an older request
+//!    that its slot lets go of, are kept on the thread for its next request ([`leftovers`]).
 //!
 //! The edges run one way: `server -> exchange -> {conn, response, vars, staticfile}`,
 //! `callbacks -> exchange`, `vars -> staticfile -> response`, `{http, exchange} ->
