@@ -16,7 +16,9 @@
 # dump's total over N. It counts the server's user-space instructions only: the kernel's
 # share (the socket calls) is not in it. The client (Python, below) sends the request wrk
 # sends (`Host` only) and reads each response to its Content-Length.
-# `ANNOTATE=1` also prints callgrind_annotate's top functions for each.
+# `ANNOTATE=1` also prints each server's top 30 functions by their own instructions per
+# request (benches/callgrind_self.py: callgrind_annotate books everything on `clone` in a
+# dump taken after zeroing).
 # Needs valgrind (Debian package, installed when missing) and, for bjoern, the bench venv of
 # benches/compare.sh (skipped when absent).
 set -euo pipefail
@@ -94,7 +96,7 @@ count() {
   local total
   total="$(callgrind_annotate "$out.1" 2>/dev/null | awk '/PROGRAM TOTALS/ { gsub(",", "", $1); print $1; exit }')"
   printf '%-58s %8d instructions per request\n' "$label" $((total / n))
-  if [ -n "${ANNOTATE:-}" ]; then callgrind_annotate --threshold=90 "$out.1" 2>/dev/null | sed -n '20,50p'; fi
+  if [ -n "${ANNOTATE:-}" ]; then python3 "$root/benches/callgrind_self.py" "$out.1" "$n" 30; fi
 }
 
 port="$(free_port)"
