@@ -181,7 +181,20 @@ enum Text<'a> {
 /// The system ANSI code page as the host models it: Latin-1, with `?` for characters it
 /// cannot represent (as the real conversion does for characters outside the code page).
 pub fn ansi(s: &str) -> Vec<u8> {
-    s.chars().map(ansi_char).collect()
+    let mut out = Vec::with_capacity(s.len());
+    push_ansi(&mut out, s);
+    out
+}
+
+/// Appends `s` in the ANSI code page (see [`ansi`]) to `out`. ASCII, the usual case, is
+/// the same bytes, copied at once (a character at a time cost about 4 instructions a byte
+/// on every request's PATH_INFO and PATH_TRANSLATED).
+fn push_ansi(out: &mut Vec<u8>, s: &str) {
+    if s.is_ascii() {
+        out.extend_from_slice(s.as_bytes());
+    } else {
+        out.extend(s.chars().map(ansi_char));
+    }
 }
 
 fn ansi_char(c: char) -> u8 {
@@ -538,8 +551,7 @@ impl RequestInfo {
     fn write_narrow(&self, text: Text<'_>, out: &mut Vec<u8>) {
         use std::io::Write;
         match text {
-            Text::Str(s) if s.is_ascii() => out.extend_from_slice(s.as_bytes()),
-            Text::Str(s) => out.extend(s.chars().map(ansi_char)),
+            Text::Str(s) => push_ansi(out, &s),
             Text::Raw(b) => out.extend_from_slice(&b),
             Text::Number(n) => out.extend_from_slice(decimal(n, &mut [0; 20])),
             Text::Address(IpAddr::V4(a)) => push_ipv4(out, a),
@@ -592,8 +604,8 @@ impl RequestInfo {
             match i {
                 0 => out.extend_from_slice(self.head.method.as_bytes()),
                 1 => out.extend_from_slice(self.head.query().as_bytes()),
-                2 => out.extend(self.path_info().chars().map(ansi_char)),
-                3 => out.extend(self.path_translated.chars().map(ansi_char)),
+                2 => push_ansi(out, self.path_info()),
+                3 => push_ansi(out, &self.path_translated),
                 _ => out.extend(content_type.iter().map(|&b| if b == 0 { b'?' } else { b })),
             }
             out.push(0);
@@ -751,6 +763,10 @@ mod tests {
             Some(Value::Bytes(b"/caf\xe9?".to_vec()))
         );
         assert_eq!(text(&i, "UNICODE_PATH_INFO"), "/café€");
+        // The ECB's lpszPathInfo is the same narrow string.
+        let mut strings = Vec::new();
+        let at = i.write_ecb_strings(&mut strings);
+        assert_eq!(&strings[at[2]..at[3]], b"/caf\xe9?\0");
         assert_eq!(text(&i, "HTTP_X_FOO"), "a, b");
         assert_eq!(text(&i, "HEADER_X-Foo"), "a, b");
         assert_eq!(text(&i, "HEADER_My_Header"), "u");
