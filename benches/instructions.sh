@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Instructions per request of the whole server process, counted by callgrind (repeatable on
 # a shared machine, where timings move by +-30%): isapi-host serving the Rust test
-# extension's /hello and the hello app through isapi_wsgi, and bjoern serving the same app,
+# extension's /hello and the hello app through isapi_wsgi (with the simple handler, and with
+# the combining one, the default), and bjoern serving the same app,
 # each answering N keep-alive GET /hello from one client, one after the other.
 #
 #   bash benches/instructions.sh               # N=2000
@@ -74,13 +75,15 @@ for _ in range(n):
             sys.exit("the server closed the connection")
         pending += data
 EOF
-cat > "$tmp/hello.ini" <<EOF
+for handler in simple combining; do
+  cat > "$tmp/hello-$handler.ini" <<EOF
 [python]
 path = $root/examples/hello
 [wsgi]
 app = hello:application
-handler = simple
+handler = $handler
 EOF
+done
 
 # count LABEL COMMAND...: runs COMMAND (a server on $port) under callgrind, prints the figure.
 count() {
@@ -103,10 +106,12 @@ port="$(free_port)"
 count "isapi-host --threads $threads + Rust test extension" \
   "$prof/isapi-host" --listen "127.0.0.1:$port" --access-log off --threads "$threads" \
   "$prof/examples/libtest_extension.so"
-port="$(free_port)"
-count "isapi-host --threads $threads + isapi_wsgi (simple), hello" \
-  "$prof/isapi-host" --listen "127.0.0.1:$port" --access-log off --threads "$threads" \
-  --config "$tmp/hello.ini" "$prof/libisapi_wsgi.so"
+for handler in simple combining; do
+  port="$(free_port)"
+  count "isapi-host --threads $threads + isapi_wsgi ($handler), hello" \
+    "$prof/isapi-host" --listen "127.0.0.1:$port" --access-log off --threads "$threads" \
+    --config "$tmp/hello-$handler.ini" "$prof/libisapi_wsgi.so"
+done
 if [ -x target/bench-venv/bin/python ]; then
   port="$(free_port)"
   export PYTHONPATH="$root/examples/hello"
